@@ -1,0 +1,16 @@
+//! hotspot-ghl-sync: a polling reconciler that keeps a GoHighLevel sub-account in step with a
+//! HotspotSystem operator account. See `README.md` for use and `../shared/DESIGN.md` for the design.
+//!
+//! The file tree mirrors the data flow: clients (`hotspot`, `ghl`) over one HTTP policy (`http`)
+//! produce snapshots; `mapping`/`model` normalise and hash them; `reconcile::plan` (pure) decides;
+//! `reconcile::apply` writes; `store` is the only module that speaks SQL; `report` tells the user.
+
+pub mod config;
+pub mod ghl;
+pub mod hotspot;
+pub mod http;
+pub mod mapping;
+pub mod model;
+pub mod reconcile;
+pub mod sandbox;
+pub mod store;

@@ -1,0 +1,5 @@
+//! Thin edge: parse arguments, start tracing, dispatch.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! HotspotSystem → canonical mapping (filled by its owner).

@@ -1,0 +1,1 @@
+//! Reconcile (filled by its owner).

@@ -1,0 +1,1 @@
+//! Fault knobs (filled by its owner).

@@ -1,0 +1,1 @@
+//! GHL emulator (filled by its owner).

@@ -1,0 +1,1 @@
+//! HotspotSystem emulator (filled by its owner).

@@ -1,0 +1,1 @@
+//! Seeded data generator (filled by its owner).
