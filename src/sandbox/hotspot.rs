@@ -1,1 +1,673 @@
-//! HotspotSystem emulator (filled by its owner).
+//! In-process emulator of the HotspotSystem REST API v2.0, on 127.0.0.1.
+//!
+//! It follows `/work/shared/reference/hotspotsystem-api.md` and is strict wherever the
+//! reference is: the 18 GET routes of §4 only, the `sn-apikey` header on every route, one sort
+//! property, known `fields` only, numeric `limit`/`offset` (a record offset), the list envelope
+//! and a `Link` header with self/next/prev. Where the reference leaves a choice open the choice is
+//! written next to the code that makes it:
+//!
+//! - `/ping` requires the key too (unknown upstream; requiring it catches a client that forgets
+//!   the header on its health check).
+//! - The key is checked before routing, so an unauthenticated request never learns which paths
+//!   exist: missing/wrong key → 401, then unknown path → 404, then non-GET → 405.
+//! - `limit` above the maximum is clamped (not rejected); `limit` < 1 or non-numeric → 400.
+//! - Unknown query parameters are ignored; a list parameter given twice → 400.
+//! - `/me`, `/ping` and `/locations/options` ignore the query.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::seed::{
+    ApiRecord, Customer, HotspotData, MacTransaction, PaidTransaction, SocialTransaction, Voucher,
+    VoucherTransaction,
+};
+
+/// Base path of every route.
+const BASE: &str = "/v2.0";
+
+/// Behaviour knobs of the emulator.
+#[derive(Clone)]
+pub struct HotspotOptions {
+    /// The one key `sn-apikey` must carry.
+    pub api_key: String,
+    /// Send every number as a string and `registered_at` as `YYYY-MM-DD HH:MM:SS`.
+    pub lenient_types: bool,
+    /// Delay added before answering each request.
+    pub latency: Duration,
+    /// Page size when `limit` is absent (100 per the COMPOSIO catalog).
+    pub default_limit: usize,
+    /// Larger `limit` values are clamped to this (1000 was seen in real use).
+    pub max_limit: usize,
+}
+
+impl Default for HotspotOptions {
+    fn default() -> Self {
+        HotspotOptions {
+            api_key: "hs-test-key".to_string(),
+            lenient_types: false,
+            latency: Duration::ZERO,
+            default_limit: 100,
+            max_limit: 1000,
+        }
+    }
+}
+
+/// The key is a secret: Debug never shows it.
+impl std::fmt::Debug for HotspotOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotspotOptions")
+            .field("api_key", &"<redacted>")
+            .field("lenient_types", &self.lenient_types)
+            .field("latency", &self.latency)
+            .field("default_limit", &self.default_limit)
+            .field("max_limit", &self.max_limit)
+            .finish()
+    }
+}
+
+/// One request as the emulator saw it. The key is never recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HotspotRequest {
+    pub method: String,
+    /// Path without the query, e.g. `/v2.0/customers`.
+    pub path: String,
+    /// Raw query string, empty when there was none.
+    pub query: String,
+    pub status: u16,
+}
+
+struct Shared {
+    data: Mutex<HotspotData>,
+    api_key: String,
+    lenient: AtomicBool,
+    latency_nanos: AtomicU64,
+    default_limit: usize,
+    max_limit: usize,
+    requests: Mutex<Vec<HotspotRequest>>,
+    addr: SocketAddr,
+}
+
+/// Locks a mutex even if a panicking test poisoned it; the data stays usable for the others.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running emulator. Dropping it (or [`HotspotEmulator::shutdown`]) stops the server.
+pub struct HotspotEmulator {
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl HotspotEmulator {
+    /// Starts on 127.0.0.1 with an OS-chosen port.
+    pub async fn start(data: HotspotData, opts: HotspotOptions) -> std::io::Result<Self> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), data, opts).await
+    }
+
+    /// Starts on the given address (loopback only, per the project rules).
+    pub async fn start_on(
+        addr: SocketAddr,
+        data: HotspotData,
+        opts: HotspotOptions,
+    ) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            data: Mutex::new(data),
+            api_key: opts.api_key,
+            lenient: AtomicBool::new(opts.lenient_types),
+            latency_nanos: AtomicU64::new(opts.latency.as_nanos() as u64),
+            default_limit: opts.default_limit.max(1),
+            max_limit: opts.max_limit.max(1),
+            requests: Mutex::new(Vec::new()),
+            addr,
+        });
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "hotspot emulator stopped with an error");
+            }
+        });
+        Ok(HotspotEmulator {
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT/v2.0`
+    pub fn base_url(&self) -> String {
+        format!("http://{}{}", self.shared.addr, BASE)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// Reads or edits the served data; changes are visible to the next request.
+    pub fn with_data<R>(&self, f: impl FnOnce(&mut HotspotData) -> R) -> R {
+        f(&mut lock(&self.shared.data))
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<HotspotRequest> {
+        lock(&self.shared.requests).clone()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.shared.requests).clear();
+    }
+
+    pub fn set_latency(&self, d: Duration) {
+        self.shared
+            .latency_nanos
+            .store(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_lenient_types(&self, on: bool) {
+        self.shared.lenient.store(on, Ordering::Relaxed);
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for HotspotEmulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// An error answer: `{"error": message}` with its status.
+struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn bad_request(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, msg.into())
+    }
+    fn not_found(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::NOT_FOUND, msg.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+/// The list resources of §4.
+#[derive(Clone, Copy, Debug)]
+enum Resource {
+    Locations,
+    Customers,
+    Subscribers,
+    Vouchers,
+    MacTransactions,
+    VoucherTransactions,
+    SocialTransactions,
+    PaidTransactions,
+}
+
+impl Resource {
+    fn from_segments(segments: &[&str]) -> Option<Self> {
+        Some(match segments {
+            ["customers"] => Resource::Customers,
+            ["subscribers"] => Resource::Subscribers,
+            ["vouchers"] => Resource::Vouchers,
+            ["transactions", "mac"] => Resource::MacTransactions,
+            ["transactions", "voucher"] => Resource::VoucherTransactions,
+            ["transactions", "social"] => Resource::SocialTransactions,
+            ["transactions", "paid"] => Resource::PaidTransactions,
+            _ => return None,
+        })
+    }
+}
+
+/// A matched route.
+enum Route {
+    Me,
+    Ping,
+    LocationOptions,
+    List {
+        resource: Resource,
+        location: Option<String>,
+    },
+}
+
+fn match_route(path: &str) -> Option<Route> {
+    let rest = path.strip_prefix(BASE)?.strip_prefix('/')?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    Some(match segments.as_slice() {
+        ["me"] => Route::Me,
+        ["ping"] => Route::Ping,
+        ["locations"] => Route::List {
+            resource: Resource::Locations,
+            location: None,
+        },
+        ["locations", "options"] => Route::LocationOptions,
+        ["locations", id, tail @ ..] if !id.is_empty() => Route::List {
+            resource: Resource::from_segments(tail)?,
+            location: Some((*id).to_string()),
+        },
+        other => Route::List {
+            resource: Resource::from_segments(other)?,
+            location: None,
+        },
+    })
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let latency = Duration::from_nanos(shared.latency_nanos.load(Ordering::Relaxed));
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let response = match answer(&shared, &method, &uri, &headers) {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    lock(&shared.requests).push(HotspotRequest {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or_default().to_string(),
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+fn answer(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let key_ok = headers
+        .get("sn-apikey")
+        .is_some_and(|k| k.as_bytes() == shared.api_key.as_bytes());
+    if !key_ok {
+        let msg = if headers.contains_key("sn-apikey") {
+            "Invalid API key"
+        } else {
+            "Missing API key: send it in the sn-apikey header"
+        };
+        return Err(ApiError(StatusCode::UNAUTHORIZED, msg.into()));
+    }
+    let route = match_route(uri.path())
+        .ok_or_else(|| ApiError::not_found(format!("Not found: {}", uri.path())))?;
+    if method != Method::GET {
+        let mut r = ApiError(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("Method {method} not allowed: the API is read-only"),
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return Ok(r);
+    }
+    let lenient = shared.lenient.load(Ordering::Relaxed);
+    let data = lock(&shared.data);
+    match route {
+        Route::Me => Ok(axum::Json(data.owner.to_json(lenient)).into_response()),
+        Route::Ping => Ok(axum::Json(json!({ "ping": "pong" })).into_response()),
+        Route::LocationOptions => {
+            let items: Vec<Value> = data
+                .locations
+                .iter()
+                .map(|l| json!({ "id": l.id, "name": l.name }))
+                .collect();
+            Ok(axum::Json(json!({ "items": items })).into_response())
+        }
+        Route::List { resource, location } => {
+            let params = ListParams::parse(uri, shared)?;
+            if let Some(loc) = &location
+                && !data.locations.iter().any(|l| &l.id == loc)
+            {
+                return Err(ApiError::not_found(format!("Location {loc} not found")));
+            }
+            let (fields, records) = collect(&data, resource, location.as_deref());
+            drop(data);
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+                .unwrap_or_else(|| shared.addr.to_string());
+            list_response(records, &fields, &params, lenient, uri, &host)
+        }
+    }
+}
+
+/// Strict JSON of every record the route lists, plus the property names of its type.
+fn collect(
+    data: &HotspotData,
+    resource: Resource,
+    location: Option<&str>,
+) -> (Vec<String>, Vec<Value>) {
+    fn all<T: ApiRecord>(items: impl Iterator<Item = T>) -> (Vec<String>, Vec<Value>) {
+        (
+            T::field_names(),
+            items.map(|r| r.to_json(false)).collect(),
+        )
+    }
+    let loc_num: Option<i64> = location.and_then(|l| l.parse().ok());
+    let in_loc_str = |id: &str| location.is_none_or(|l| l == id);
+    // A location id that is not numeric cannot match an integer transaction location_id.
+    let in_loc_num = |id: i64| location.is_none() || loc_num == Some(id);
+    match resource {
+        Resource::Locations => all(data.locations.iter().cloned()),
+        Resource::Customers => all::<Customer>(
+            data.customers
+                .iter()
+                .filter(|c| in_loc_str(&c.location_id))
+                .cloned(),
+        ),
+        Resource::Subscribers => all::<Customer>(
+            data.subscribers
+                .iter()
+                .filter(|c| in_loc_str(&c.location_id))
+                .cloned(),
+        ),
+        Resource::Vouchers => all::<Voucher>(
+            data.vouchers
+                .iter()
+                .filter(|v| in_loc_str(&v.location_id))
+                .cloned(),
+        ),
+        Resource::MacTransactions => all::<MacTransaction>(
+            data.mac_transactions
+                .iter()
+                .filter(|t| in_loc_num(t.location_id))
+                .cloned(),
+        ),
+        Resource::VoucherTransactions => all::<VoucherTransaction>(
+            data.voucher_transactions
+                .iter()
+                .filter(|t| in_loc_num(t.location_id))
+                .cloned(),
+        ),
+        Resource::SocialTransactions => all::<SocialTransaction>(
+            data.social_transactions
+                .iter()
+                .filter(|t| in_loc_num(t.location_id))
+                .cloned(),
+        ),
+        Resource::PaidTransactions => all::<PaidTransaction>(
+            data.paid_transactions
+                .iter()
+                .filter(|t| in_loc_num(t.location_id))
+                .cloned(),
+        ),
+    }
+}
+
+/// The validated list parameters, plus the query pairs that are not ours (kept in links).
+struct ListParams {
+    fields: Option<Vec<String>>,
+    sort: Option<(String, bool)>,
+    limit: usize,
+    offset: usize,
+    others: Vec<(String, String)>,
+}
+
+impl ListParams {
+    fn parse(uri: &Uri, shared: &Shared) -> Result<Self, ApiError> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
+            .map_err(|e| ApiError::bad_request(format!("Malformed query string: {e}")))?;
+        let mut params = ListParams {
+            fields: None,
+            sort: None,
+            limit: shared.default_limit,
+            offset: 0,
+            others: Vec::new(),
+        };
+        let mut seen: Vec<&str> = Vec::new();
+        for (key, value) in &pairs {
+            if matches!(key.as_str(), "fields" | "sort" | "limit" | "offset") {
+                if seen.contains(&key.as_str()) {
+                    return Err(ApiError::bad_request(format!(
+                        "Parameter {key} given more than once"
+                    )));
+                }
+                seen.push(key);
+            }
+            match key.as_str() {
+                "fields" => {
+                    let names: Vec<String> = value.split(',').map(str::to_string).collect();
+                    params.fields = Some(names);
+                }
+                "sort" => {
+                    let (name, desc) = match value.strip_prefix('-') {
+                        Some(rest) => (rest, true),
+                        None => (value.as_str(), false),
+                    };
+                    params.sort = Some((name.to_string(), desc));
+                }
+                "limit" => {
+                    let n = parse_count(value).filter(|n| *n >= 1).ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "Invalid limit {value:?}: expected an integer of at least 1"
+                        ))
+                    })?;
+                    params.limit = n.min(shared.max_limit);
+                }
+                "offset" => {
+                    params.offset = parse_count(value).ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "Invalid offset {value:?}: expected a non-negative integer"
+                        ))
+                    })?;
+                }
+                _ => params.others.push((key.clone(), value.clone())),
+            }
+        }
+        Ok(params)
+    }
+}
+
+/// Digits only: rejects signs, spaces, decimals and the empty string. Huge values saturate.
+fn parse_count(s: &str) -> Option<usize> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.parse::<usize>().unwrap_or(usize::MAX))
+}
+
+/// Order of JSON values for `sort`: null first, then numbers, then strings (byte order).
+fn compare(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    fn rank(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Number(_) => 2,
+            Value::String(_) => 3,
+            _ => 4,
+        }
+    }
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x
+            .as_f64()
+            .unwrap_or(0.0)
+            .partial_cmp(&y.as_f64().unwrap_or(0.0))
+            .unwrap_or(Ordering::Equal),
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+fn list_response(
+    mut records: Vec<Value>,
+    field_names: &[String],
+    params: &ListParams,
+    lenient: bool,
+    uri: &Uri,
+    host: &str,
+) -> Result<Response, ApiError> {
+    let known = |name: &str| field_names.iter().any(|f| f == name);
+    if let Some(fields) = &params.fields
+        && let Some(bad) = fields.iter().find(|f| !known(f))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Unknown field {bad:?} in fields; known: {}",
+            field_names.join(",")
+        )));
+    }
+    // Sort on the strict values, so the order does not depend on lenient mode.
+    if let Some((name, desc)) = &params.sort {
+        if !known(name) {
+            return Err(ApiError::bad_request(format!(
+                "Cannot sort by {name:?}: sort takes exactly one property name, optionally \
+                 prefixed with '-'; known: {}",
+                field_names.join(",")
+            )));
+        }
+        // Stable in both directions: ties keep insertion order.
+        records.sort_by(|a, b| {
+            let o = compare(&a[name.as_str()], &b[name.as_str()]);
+            if *desc { o.reverse() } else { o }
+        });
+    }
+    let total = records.len();
+    let items: Vec<Value> = records
+        .into_iter()
+        .skip(params.offset)
+        .take(params.limit)
+        .map(|r| {
+            let r = if lenient {
+                super::seed::lenient_form(r)
+            } else {
+                r
+            };
+            match (&params.fields, r) {
+                (Some(fields), Value::Object(mut map)) => Value::Object(
+                    fields
+                        .iter()
+                        .filter_map(|f| map.remove(f).map(|v| (f.clone(), v)))
+                        .collect(),
+                ),
+                (_, r) => r,
+            }
+        })
+        .collect();
+
+    let link = |offset: usize| {
+        let mut query: Vec<String> = params
+            .others
+            .iter()
+            .chain(
+                [
+                    params.fields.as_ref().map(|f| ("fields".to_string(), f.join(","))),
+                    params.sort.as_ref().map(|(n, d)| {
+                        ("sort".to_string(), format!("{}{n}", if *d { "-" } else { "" }))
+                    }),
+                ]
+                .iter()
+                .flatten(),
+            )
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        query.push(format!("limit={}", params.limit));
+        query.push(format!("offset={offset}"));
+        format!("<http://{host}{}?{}>", uri.path(), query.join("&"))
+    };
+    let mut links = vec![format!("{}; rel=\"self\"", link(params.offset))];
+    if params.offset.saturating_add(params.limit) < total {
+        links.push(format!(
+            "{}; rel=\"next\"",
+            link(params.offset + params.limit)
+        ));
+    }
+    if params.offset > 0 {
+        links.push(format!(
+            "{}; rel=\"prev\"",
+            link(params.offset.saturating_sub(params.limit))
+        ));
+    }
+    let mut response = axum::Json(json!({
+        "metadata": { "total_count": total },
+        "items": items,
+    }))
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&links.join(", ")) {
+        response.headers_mut().insert(header::LINK, value);
+    }
+    Ok(response)
+}
+
+/// Percent-encodes a query component (everything but RFC 3986 unreserved characters and `,`).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b',') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert!(matches!(match_route("/v2.0/me"), Some(Route::Me)));
+        assert!(matches!(
+            match_route("/v2.0/locations/options"),
+            Some(Route::LocationOptions)
+        ));
+        assert!(matches!(
+            match_route("/v2.0/locations/4/transactions/paid"),
+            Some(Route::List {
+                resource: Resource::PaidTransactions,
+                location: Some(_)
+            })
+        ));
+        assert!(match_route("/v2.0/customers/").is_none());
+        assert!(match_route("/v2.0/locations/4").is_none());
+        assert!(match_route("/v2.0/locations//customers").is_none());
+        assert!(match_route("/v1.0/customers").is_none());
+        assert!(match_route("/v2.0/users").is_none());
+    }
+
+    #[test]
+    fn counts_and_encoding() {
+        assert_eq!(parse_count("10"), Some(10));
+        assert_eq!(parse_count("+1"), None);
+        assert_eq!(parse_count("-1"), None);
+        assert_eq!(parse_count(""), None);
+        assert_eq!(parse_count("1.5"), None);
+        assert_eq!(encode("a b&c=d"), "a%20b%26c%3Dd");
+    }
+}
