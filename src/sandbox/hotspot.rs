@@ -372,10 +372,7 @@ fn collect(
     location: Option<&str>,
 ) -> (Vec<String>, Vec<Value>) {
     fn all<T: ApiRecord>(items: impl Iterator<Item = T>) -> (Vec<String>, Vec<Value>) {
-        (
-            T::field_names(),
-            items.map(|r| r.to_json(false)).collect(),
-        )
+        (T::field_names(), items.map(|r| r.to_json(false)).collect())
     }
     let loc_num: Option<i64> = location.and_then(|l| l.parse().ok());
     let in_loc_str = |id: &str| location.is_none_or(|l| l == id);
@@ -585,9 +582,15 @@ fn list_response(
             .iter()
             .chain(
                 [
-                    params.fields.as_ref().map(|f| ("fields".to_string(), f.join(","))),
+                    params
+                        .fields
+                        .as_ref()
+                        .map(|f| ("fields".to_string(), f.join(","))),
                     params.sort.as_ref().map(|(n, d)| {
-                        ("sort".to_string(), format!("{}{n}", if *d { "-" } else { "" }))
+                        (
+                            "sort".to_string(),
+                            format!("{}{n}", if *d { "-" } else { "" }),
+                        )
                     }),
                 ]
                 .iter()

@@ -362,10 +362,29 @@ const FIRST_NAMES: &[&str] = &[
     "Priya", "Kenji", "Yuki", "Fatima", "Omar", "Ingrid", "Lars", "Chiara", "Marco",
 ];
 const LAST_NAMES: &[&str] = &[
-    "Smith", "Garcia", "Nguyen", "Kowalski", "Okafor", "Rossi", "Schmidt", "Tanaka", "Patel",
-    "Dubois", "Johansson", "Silva", "Murphy", "Cohen", "Novak", "Haddad",
+    "Smith",
+    "Garcia",
+    "Nguyen",
+    "Kowalski",
+    "Okafor",
+    "Rossi",
+    "Schmidt",
+    "Tanaka",
+    "Patel",
+    "Dubois",
+    "Johansson",
+    "Silva",
+    "Murphy",
+    "Cohen",
+    "Novak",
+    "Haddad",
 ];
-const DOMAINS: &[&str] = &["example.com", "example.org", "example.net", "mail.example.com"];
+const DOMAINS: &[&str] = &[
+    "example.com",
+    "example.org",
+    "example.net",
+    "mail.example.com",
+];
 const LOCATION_NAMES: &[&str] = &[
     "Cafe Main St",
     "Café Zürich ☕",
@@ -487,9 +506,7 @@ fn make_customer(
         },
         name: Some(format!("{first} {last}")),
         email: Some(format!("{first}.{last}{i}@{domain}").to_lowercase()),
-        company_name: rng
-            .random_bool(0.3)
-            .then(|| format!("{last} & Co {i}")),
+        company_name: rng.random_bool(0.3).then(|| format!("{last} & Co {i}")),
         address: Some(format!("{} {} Street", 1 + i % 300, last)),
         city: Some(city.to_string()),
         state: (country == "US").then(|| "CA".to_string()),
@@ -631,11 +648,7 @@ fn generate_subscribers(rng: &mut StdRng, spec: &SeedSpec, data: &mut HotspotDat
         .subscribers_also_customers
         .min(spec.subscribers)
         .min(candidates.len());
-    let stride = if shared == 0 {
-        1
-    } else {
-        (candidates.len() / shared).max(1)
-    };
+    let stride = candidates.len().checked_div(shared).unwrap_or(1).max(1);
     let mut at = epoch() + ChronoDuration::minutes(30);
     let mut id = 71_000_000u64;
     for j in 0..spec.subscribers {
@@ -961,7 +974,12 @@ mod tests {
         let l = t.to_json(true);
         assert_eq!(l["id"], Value::String(t.id.to_string()));
         assert_eq!(l["amount"], Value::String(format!("{:.2}", t.amount)));
-        assert!(l["action_date_gmt"].as_str().unwrap_or_default().ends_with(".000Z"));
+        assert!(
+            l["action_date_gmt"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with(".000Z")
+        );
         let mut owner_fields = Owner::field_names();
         owner_fields.sort();
         assert_eq!(owner_fields, vec!["operator", "userId"]);
