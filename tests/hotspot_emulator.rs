@@ -483,6 +483,10 @@ async fn request_log_data_edits_latency_and_shutdown() {
     assert!(started.elapsed() >= Duration::from_millis(150));
     emu.set_latency(Duration::ZERO);
 
+    let outside = "0.0.0.0:0".parse().expect("addr");
+    let refused = HotspotEmulator::start_on(outside, small(), HotspotOptions::default()).await;
+    assert!(refused.is_err(), "non-loopback bind must be refused");
+
     let addr = emu.addr();
     emu.shutdown().await;
     let fresh = client();
@@ -658,6 +662,15 @@ fn seed_is_deterministic_and_holds_the_hard_cases() {
     );
 
     check_transactions(&a);
+    let users: HashSet<&str> = a
+        .mac_transactions
+        .iter()
+        .map(|t| t.user_name.as_str())
+        .chain(a.paid_transactions.iter().map(|t| t.user_name.as_str()))
+        .chain(a.voucher_transactions.iter().map(|t| t.user_name.as_str()))
+        .chain(a.social_transactions.iter().map(|t| t.user_name.as_str()))
+        .collect();
+    assert!(users.len() > 150, "spread over customers: {}", users.len());
     let mut b = a.clone();
     let before = b.max_transaction_id().expect("ids");
     b.add_transactions(99, 50);

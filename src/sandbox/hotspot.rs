@@ -115,12 +115,19 @@ impl HotspotEmulator {
         Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), data, opts).await
     }
 
-    /// Starts on the given address (loopback only, per the project rules).
+    /// Starts on the given address. Non-loopback addresses are refused (InvalidInput): the
+    /// project never listens beyond 127.0.0.1.
     pub async fn start_on(
         addr: SocketAddr,
         data: HotspotData,
         opts: HotspotOptions,
     ) -> std::io::Result<Self> {
+        if !addr.ip().is_loopback() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("the emulator listens on loopback only, not {addr}"),
+            ));
+        }
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {

@@ -795,15 +795,21 @@ impl HotspotData {
             .filter_map(|s| s.email.as_ref().map(|e| e.trim().to_lowercase()))
             .collect();
         let mut id = self.max_transaction_id().unwrap_or(1_000);
-        let first_registration = self.customers[0].registered_at;
+        // The first transactions follow the last registration, so every customer can have one.
+        let last_registration = self
+            .customers
+            .iter()
+            .map(|c| c.registered_at)
+            .max()
+            .unwrap_or_else(epoch);
         let mut at = self
             .max_action_date()
-            .unwrap_or(first_registration + ChronoDuration::hours(1));
+            .unwrap_or(last_registration + ChronoDuration::hours(1));
         let existing = self.transaction_count();
         for k in 0..n {
             id += rng.random_range(1..5);
             at += ChronoDuration::seconds(rng.random_range(30..1_800));
-            // Prefer customers already registered at `at`; early on that may be none.
+            // Only customers registered by `at` (all of them, unless a test added later ones).
             let registered = self.customers.partition_point(|c| c.registered_at <= at);
             let pool = if registered == 0 {
                 self.customers.len()
