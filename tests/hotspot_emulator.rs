@@ -680,6 +680,30 @@ fn seed_is_deterministic_and_holds_the_hard_cases() {
     let mut b2 = a.clone();
     b2.add_transactions(99, 50);
     assert_eq!(b, b2);
+
+    let new_ids = b.add_customers(5, 3);
+    assert_eq!(new_ids.len(), 3);
+    assert_eq!(b.customers.len(), 303);
+    assert!(
+        b.customers
+            .windows(2)
+            .all(|w| w[0].registered_at < w[1].registered_at)
+    );
+    let mut emails = HashSet::new();
+    assert!(
+        b.customers
+            .iter()
+            .filter_map(|c| c.email.as_ref())
+            .all(|e| emails.insert(e.trim().to_lowercase()))
+    );
+    let newest = b.customers.last().expect("customer").registered_at;
+    assert!(
+        b.paid_transactions
+            .iter()
+            .all(|t| t.action_date_gmt < newest)
+    );
+    b.add_transactions(6, 200);
+    check_transactions(&b);
 }
 
 /// (id, action date, location id, user_name, email, phone) of one transaction of any kind.

@@ -778,6 +778,40 @@ impl HotspotData {
             .max()
     }
 
+    /// Appends `n` new customers (deterministic for a given `rng_seed` and data), registered after
+    /// every existing customer and transaction, with fresh unique ids, emails and phones.
+    /// Returns their ids. Does nothing without locations.
+    pub fn add_customers(&mut self, rng_seed: u64, n: usize) -> Vec<String> {
+        if self.locations.is_empty() {
+            return Vec::new();
+        }
+        let mut rng = StdRng::seed_from_u64(rng_seed);
+        let mut at = self
+            .customers
+            .iter()
+            .map(|c| c.registered_at)
+            .chain(self.max_action_date())
+            .max()
+            .unwrap_or_else(epoch);
+        let mut id = self
+            .customers
+            .iter()
+            .filter_map(|c| c.id.parse::<u64>().ok())
+            .max()
+            .unwrap_or(59_243_583);
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            at += ChronoDuration::seconds(rng.random_range(60..3_600));
+            id += rng.random_range(1..50);
+            // The index keeps emails and phones unique; past the hard-case slots it is regular.
+            let index = self.customers.len().max(hard_cases::HARD_CASE_COUNT);
+            let c = make_customer(&mut rng, index, id, at, &self.locations);
+            ids.push(c.id.clone());
+            self.customers.push(c);
+        }
+        ids
+    }
+
     /// Appends `n` new transactions (deterministic for a given `rng_seed` and data), with ids
     /// and dates after every existing transaction. Does nothing without customers or locations.
     pub fn add_transactions(&mut self, rng_seed: u64, n: usize) {
