@@ -378,7 +378,7 @@ fn collect(
     resource: Resource,
     location: Option<&str>,
 ) -> (Vec<String>, Vec<Value>) {
-    fn all<T: ApiRecord>(items: impl Iterator<Item = T>) -> (Vec<String>, Vec<Value>) {
+    fn all<'a, T: ApiRecord + 'a>(items: impl Iterator<Item = &'a T>) -> (Vec<String>, Vec<Value>) {
         (T::field_names(), items.map(|r| r.to_json(false)).collect())
     }
     let loc_num: Option<i64> = location.and_then(|l| l.parse().ok());
@@ -386,48 +386,37 @@ fn collect(
     // A location id that is not numeric cannot match an integer transaction location_id.
     let in_loc_num = |id: i64| location.is_none() || loc_num == Some(id);
     match resource {
-        Resource::Locations => all(data.locations.iter().cloned()),
-        Resource::Customers => all::<Customer>(
-            data.customers
-                .iter()
-                .filter(|c| in_loc_str(&c.location_id))
-                .cloned(),
-        ),
+        Resource::Locations => all(data.locations.iter()),
+        Resource::Customers => {
+            all::<Customer>(data.customers.iter().filter(|c| in_loc_str(&c.location_id)))
+        }
         Resource::Subscribers => all::<Customer>(
             data.subscribers
                 .iter()
-                .filter(|c| in_loc_str(&c.location_id))
-                .cloned(),
+                .filter(|c| in_loc_str(&c.location_id)),
         ),
-        Resource::Vouchers => all::<Voucher>(
-            data.vouchers
-                .iter()
-                .filter(|v| in_loc_str(&v.location_id))
-                .cloned(),
-        ),
+        Resource::Vouchers => {
+            all::<Voucher>(data.vouchers.iter().filter(|v| in_loc_str(&v.location_id)))
+        }
         Resource::MacTransactions => all::<MacTransaction>(
             data.mac_transactions
                 .iter()
-                .filter(|t| in_loc_num(t.location_id))
-                .cloned(),
+                .filter(|t| in_loc_num(t.location_id)),
         ),
         Resource::VoucherTransactions => all::<VoucherTransaction>(
             data.voucher_transactions
                 .iter()
-                .filter(|t| in_loc_num(t.location_id))
-                .cloned(),
+                .filter(|t| in_loc_num(t.location_id)),
         ),
         Resource::SocialTransactions => all::<SocialTransaction>(
             data.social_transactions
                 .iter()
-                .filter(|t| in_loc_num(t.location_id))
-                .cloned(),
+                .filter(|t| in_loc_num(t.location_id)),
         ),
         Resource::PaidTransactions => all::<PaidTransaction>(
             data.paid_transactions
                 .iter()
-                .filter(|t| in_loc_num(t.location_id))
-                .cloned(),
+                .filter(|t| in_loc_num(t.location_id)),
         ),
     }
 }
