@@ -13,4 +13,5 @@ pub mod mapping;
 pub mod model;
 pub mod reconcile;
 pub mod sandbox;
+pub mod schedule;
 pub mod store;
