@@ -593,8 +593,8 @@ fn appointments_replace_and_list() {
 
 #[test]
 fn cursors_per_kind_and_scope() {
-    let dir = TempDir::new("cursors");
-    let store = Store::open(dir.path("sync.db")).unwrap();
+    let store = Store::open_in_memory().unwrap();
+    assert_eq!(store.schema_version().unwrap(), schema::latest_version());
     store.set_cursor(Kind::Note, "mac", "10").unwrap();
     store.set_cursor(Kind::Note, "mac", "11").unwrap();
     store.set_cursor(Kind::Note, "paid", "3").unwrap();

@@ -136,6 +136,19 @@ impl Store {
         Ok(store)
     }
 
+    /// A private in-memory store with the full schema, for tests of the modules that use it.
+    pub fn open_in_memory() -> Result<Store> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;")?;
+        let store = Store {
+            conn,
+            path: PathBuf::from(":memory:"),
+            depth: Cell::new(0),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
     /// Takes the process lock of the state file at `db_path` (a sibling `<db>.lock` file).
     /// Hold the returned guard for the whole run; dropping it releases the lock.
     pub fn lock(db_path: impl AsRef<Path>) -> Result<StateLock> {
