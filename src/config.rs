@@ -1,1 +1,1469 @@
-//! Configuration (filled by its owner).
+//! Configuration: raw serde structs (`deny_unknown_fields`) are deserialized from TOML, then
+//! validated into [`Config`] (the ripgrep pattern: raw input → validated values).
+//!
+//! Every error names the file, the key (dotted path) and the line, because users edit this file by
+//! hand and a message without a location sends them hunting. Secrets are never values in the file:
+//! the file names an environment variable or a file, and the secret is read at load time into a
+//! [`SecretString`] so that no `Debug`, log or error can show it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::model::{ConflictPolicy, DriftPolicy, SourceDeletePolicy, TargetDeletePolicy};
+
+/// What went wrong, so that callers and tests can tell error classes apart without parsing text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigErrorKind {
+    /// The file is not valid TOML.
+    Syntax,
+    /// A key this version does not know (often a typo).
+    UnknownKey,
+    /// A required key is absent.
+    MissingKey,
+    /// The value has the wrong TOML type.
+    WrongType,
+    /// A string that must be one of a fixed set is not.
+    EnumValue,
+    /// A cron expression that does not parse.
+    Cron,
+    /// A number outside its allowed range.
+    Range,
+    /// A base URL that is not HTTPS and not loopback, or not a URL at all.
+    Url,
+    /// An environment variable or file holding a secret is missing, unreadable or empty.
+    Secret,
+    /// Any other invalid value (templates, field names, duplicates, conflicting keys).
+    Invalid,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: key `{key}`: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        /// Dotted key path, e.g. `ghl.base_url` or `tasks.onboarding[0].title`.
+        key: String,
+        /// 1-based line number.
+        line: usize,
+        kind: ConfigErrorKind,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    pub fn kind(&self) -> Option<ConfigErrorKind> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Invalid { kind, .. } => Some(*kind),
+        }
+    }
+
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Invalid { key, .. } => Some(key),
+        }
+    }
+
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Invalid { line, .. } => Some(*line),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated configuration
+// ---------------------------------------------------------------------------------------------
+
+/// The validated configuration. Fields are public so that the demo can point the base URLs and
+/// the state path at its temporary sandbox (prefer [`Config::with_overrides`], which re-checks).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was loaded from (for messages).
+    pub source_path: PathBuf,
+    pub state: StateConfig,
+    pub hotspot: HotspotConfig,
+    pub ghl: GhlConfig,
+    pub http: HttpConfig,
+    pub schedule: ScheduleConfig,
+    pub contacts: ContactsConfig,
+    pub notes: NotesConfig,
+    pub tasks: TasksConfig,
+    pub businesses: BusinessesConfig,
+    pub appointments: AppointmentsConfig,
+    pub report: ReportConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// SQLite state file; relative paths are relative to the working directory.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct HotspotConfig {
+    /// Without trailing slash.
+    pub base_url: String,
+    pub api_key: SecretString,
+    /// Location ids to sync; empty means all locations.
+    pub locations: Vec<String>,
+    pub page_size: u32,
+    /// Requests per `rate_window_secs` (HotspotSystem documents no limit; be polite).
+    pub rate_limit: u32,
+    pub rate_window_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum GhlAuth {
+    /// A Private Integration Token (static bearer).
+    PrivateToken { token: SecretString },
+    /// OAuth 2.0 authorization code flow; tokens live in the state store.
+    OAuth {
+        client_id: String,
+        client_secret: SecretString,
+        redirect_uri: String,
+        authorize_url: String,
+        scopes: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct GhlConfig {
+    /// Without trailing slash.
+    pub base_url: String,
+    pub location_id: String,
+    pub auth: GhlAuth,
+    /// Custom field key (e.g. `contact.hotspot_customer_id`) holding the HotspotSystem id.
+    pub hotspot_id_field: Option<String>,
+    /// Requests per `rate_window_secs` per location.
+    pub rate_limit: u32,
+    pub rate_window_secs: u64,
+    /// Requests of the daily quota kept unused; writing stops when only this many remain.
+    pub daily_reserve: u32,
+    pub max_concurrency: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub timeout_secs: u64,
+    pub max_attempts: u32,
+    pub max_elapsed_secs: u64,
+}
+
+/// A validated cron expression, always in the 6-field form (seconds first), UTC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronSchedule {
+    /// As written in the file.
+    pub original: String,
+    /// 6 fields: `sec min hour dom month dow`.
+    pub expr: String,
+}
+
+impl CronSchedule {
+    /// Validates a 5- or 6-field expression with the parser the scheduler uses
+    /// (tokio-cron-scheduler's croner settings), so that what passes here also runs there.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let expr = match fields.len() {
+            5 => format!("0 {}", fields.join(" ")),
+            6 => fields.join(" "),
+            n => {
+                return Err(format!(
+                    "cron expression {text:?} has {n} fields; expected 5 (min hour dom month dow) or 6 (sec min hour dom month dow)"
+                ));
+            }
+        };
+        croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .dom_and_dow(true)
+            .build()
+            .parse(&expr)
+            .map_err(|e| format!("invalid cron expression {text:?}: {e}"))?;
+        Ok(CronSchedule {
+            original: text.to_string(),
+            expr,
+        })
+    }
+}
+
+/// A schedulable job: one kind, or the full pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ScheduleJob {
+    Contacts,
+    Notes,
+    Tasks,
+    Businesses,
+    Appointments,
+    Full,
+}
+
+impl ScheduleJob {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduleJob::Contacts => "contacts",
+            ScheduleJob::Notes => "notes",
+            ScheduleJob::Tasks => "tasks",
+            ScheduleJob::Businesses => "businesses",
+            ScheduleJob::Appointments => "appointments",
+            ScheduleJob::Full => "full",
+        }
+    }
+}
+
+/// Cron per job; `None` means the job is not scheduled (written as `"off"`).
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleConfig {
+    pub contacts: Option<CronSchedule>,
+    pub notes: Option<CronSchedule>,
+    pub tasks: Option<CronSchedule>,
+    pub businesses: Option<CronSchedule>,
+    pub appointments: Option<CronSchedule>,
+    pub full: Option<CronSchedule>,
+}
+
+impl ScheduleConfig {
+    /// The scheduled jobs, in a stable order.
+    pub fn jobs(&self) -> Vec<(ScheduleJob, &CronSchedule)> {
+        [
+            (ScheduleJob::Contacts, &self.contacts),
+            (ScheduleJob::Notes, &self.notes),
+            (ScheduleJob::Tasks, &self.tasks),
+            (ScheduleJob::Businesses, &self.businesses),
+            (ScheduleJob::Appointments, &self.appointments),
+            (ScheduleJob::Full, &self.full),
+        ]
+        .into_iter()
+        .filter_map(|(job, c)| c.as_ref().map(|c| (job, c)))
+        .collect()
+    }
+}
+
+/// Where a HotspotSystem field goes in GHL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldTarget {
+    /// A standard contact field such as `email` or `postalCode`.
+    Standard(String),
+    /// A custom field, by key (written `customField:<key>`).
+    Custom(String),
+}
+
+/// HotspotSystem customer fields the field map may name.
+pub const HOTSPOT_FIELDS: &[&str] = &[
+    "name",
+    "email",
+    "phone",
+    "company_name",
+    "address",
+    "city",
+    "state",
+    "zip",
+    "country_code",
+    "social_network",
+    "social_id",
+    "social_username",
+    "social_link",
+    "social_gender",
+    "social_age_range",
+    "social_followers_count",
+];
+
+/// Standard GHL contact fields the field map may target.
+pub const GHL_CONTACT_FIELDS: &[&str] = &[
+    "name",
+    "firstName",
+    "lastName",
+    "email",
+    "phone",
+    "companyName",
+    "address1",
+    "city",
+    "state",
+    "postalCode",
+    "country",
+    "website",
+    "timezone",
+    "source",
+    "dateOfBirth",
+    "gender",
+];
+
+const DEFAULT_FIELD_MAP: &[(&str, &str)] = &[
+    ("name", "name"),
+    ("email", "email"),
+    ("phone", "phone"),
+    ("company_name", "companyName"),
+    ("address", "address1"),
+    ("city", "city"),
+    ("state", "state"),
+    ("zip", "postalCode"),
+    ("country_code", "country"),
+];
+
+/// Tag rules; `None` disables that tag.
+#[derive(Debug, Clone)]
+pub struct TagsConfig {
+    /// Put on every synced contact.
+    pub base: Option<String>,
+    /// Template with `{name}` and/or `{id}` of the location.
+    pub location: Option<String>,
+    /// Put on newsletter subscribers.
+    pub newsletter: Option<String>,
+    /// Template with `{network}` for social-login customers.
+    pub social: Option<String>,
+    /// Put on a contact whose source record disappeared (policy `on_source_delete = "tag"`).
+    pub source_deleted: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ContactsConfig {
+    pub conflict: ConflictPolicy,
+    pub drift: DriftPolicy,
+    pub on_source_delete: SourceDeletePolicy,
+    pub on_target_delete: TargetDeletePolicy,
+    /// Fraction (0..=1) of linked records a run may delete before deletions are aborted.
+    pub max_delete_ratio: f64,
+    /// ISO 3166 alpha-2, used to read phone numbers without a country prefix.
+    pub default_country: String,
+    pub sync_subscribers: bool,
+    pub skip_without_email_or_phone: bool,
+    /// HotspotSystem field → GHL target, after defaults and overrides.
+    pub fields: BTreeMap<String, FieldTarget>,
+    pub tags: TagsConfig,
+}
+
+/// Transaction types that become notes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionType {
+    Mac,
+    Voucher,
+    Social,
+    Paid,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotesConfig {
+    pub enabled: bool,
+    pub transaction_types: BTreeSet<TransactionType>,
+    /// Note body template; placeholders are filled by `mapping`.
+    pub template: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRule {
+    /// Stable id: part of the task's identity `(rule, source record)`; never reuse for another rule.
+    pub id: String,
+    pub title: String,
+    pub body: String,
+    pub due_in_days: u32,
+    /// GHL user id.
+    pub assignee: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TasksConfig {
+    pub enabled: bool,
+    /// Created for each new contact.
+    pub onboarding: Vec<TaskRule>,
+    /// Created for each paid transaction, when set.
+    pub paid_followup: Option<TaskRule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssociateBy {
+    /// The location where the customer registered.
+    #[default]
+    Registration,
+    /// The location of the customer's latest transaction.
+    LatestVisit,
+}
+
+#[derive(Debug, Clone)]
+pub struct BusinessesConfig {
+    pub enabled: bool,
+    /// HotspotSystem location id → GHL business id; unmapped locations get a business by name.
+    pub location_map: BTreeMap<String, String>,
+    pub associate_by: AssociateBy,
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppointmentsConfig {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReportConfig {
+    /// Where `report --output` defaults go and HTML reports are written.
+    pub dir: PathBuf,
+    /// Runs kept in the store (older runs' items and audit rows are pruned).
+    pub keep_runs: u32,
+    /// Most items listed per section in text/HTML reports.
+    pub max_items: usize,
+}
+
+/// Run-time replacements, used by the demo and tests to point at loopback emulators.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub hotspot_base_url: Option<String>,
+    pub ghl_base_url: Option<String>,
+    pub state_path: Option<PathBuf>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw serde structs
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    state: RawState,
+    hotspot: RawHotspot,
+    ghl: RawGhl,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    schedule: RawSchedule,
+    #[serde(default)]
+    contacts: RawContacts,
+    #[serde(default)]
+    notes: RawNotes,
+    #[serde(default)]
+    tasks: RawTasks,
+    #[serde(default)]
+    businesses: RawBusinesses,
+    #[serde(default)]
+    appointments: RawAppointments,
+    #[serde(default)]
+    report: RawReport,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    path: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHotspot {
+    base_url: Option<String>,
+    api_key_env: Option<String>,
+    api_key_file: Option<PathBuf>,
+    #[serde(default)]
+    locations: Vec<String>,
+    page_size: Option<u32>,
+    rate_limit: Option<u32>,
+    rate_window_secs: Option<u64>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum RawAuthMode {
+    PrivateToken,
+    Oauth,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGhl {
+    base_url: Option<String>,
+    location_id: String,
+    auth: Option<RawAuthMode>,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    client_id_env: Option<String>,
+    client_secret_env: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    redirect_uri: Option<String>,
+    authorize_url: Option<String>,
+    scopes: Option<Vec<String>>,
+    hotspot_id_field: Option<String>,
+    rate_limit: Option<u32>,
+    rate_window_secs: Option<u64>,
+    daily_reserve: Option<u32>,
+    max_concurrency: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    timeout_secs: Option<u64>,
+    max_attempts: Option<u32>,
+    max_elapsed_secs: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    contacts: Option<String>,
+    notes: Option<String>,
+    tasks: Option<String>,
+    businesses: Option<String>,
+    appointments: Option<String>,
+    full: Option<String>,
+}
+
+/// A tag setting: a string sets it, `false` (or `""`) disables it, `true` keeps the default.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawToggle {
+    Bool(bool),
+    Text(String),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTags {
+    base: Option<RawToggle>,
+    location: Option<RawToggle>,
+    newsletter: Option<RawToggle>,
+    social: Option<RawToggle>,
+    source_deleted: Option<RawToggle>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawContacts {
+    conflict: Option<ConflictPolicy>,
+    drift: Option<DriftPolicy>,
+    on_source_delete: Option<SourceDeletePolicy>,
+    on_target_delete: Option<TargetDeletePolicy>,
+    max_delete_ratio: Option<f64>,
+    default_country: Option<String>,
+    sync_subscribers: Option<bool>,
+    skip_without_email_or_phone: Option<bool>,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+    #[serde(default)]
+    tags: RawTags,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNotes {
+    enabled: Option<bool>,
+    transaction_types: Option<Vec<TransactionType>>,
+    template: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTaskRule {
+    id: Option<String>,
+    title: String,
+    #[serde(default)]
+    body: String,
+    due_in_days: Option<u32>,
+    assignee: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTasks {
+    enabled: Option<bool>,
+    onboarding: Option<Vec<RawTaskRule>>,
+    paid_followup: Option<RawTaskRule>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBusinesses {
+    enabled: Option<bool>,
+    #[serde(default)]
+    location_map: BTreeMap<String, String>,
+    associate_by: Option<AssociateBy>,
+    batch_size: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAppointments {
+    enabled: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReport {
+    dir: Option<PathBuf>,
+    keep_runs: Option<u32>,
+    max_items: Option<usize>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defaults
+// ---------------------------------------------------------------------------------------------
+
+pub const DEFAULT_STATE_PATH: &str = "state/sync.db";
+pub const DEFAULT_HOTSPOT_BASE_URL: &str = "https://api.hotspotsystem.com/v2.0";
+pub const DEFAULT_GHL_BASE_URL: &str = "https://services.leadconnectorhq.com";
+pub const DEFAULT_GHL_AUTHORIZE_URL: &str =
+    "https://marketplace.gohighlevel.com/oauth/chooselocation";
+pub const DEFAULT_NOTE_TEMPLATE: &str = "WiFi {type} access at {location} on {date}{details}\n\
+    Ref: hgs:{type}:{transaction_id}";
+/// Scopes the full feature set needs (`check` compares the token's scopes with these).
+pub const DEFAULT_GHL_SCOPES: &[&str] = &[
+    "contacts.readonly",
+    "contacts.write",
+    "businesses.readonly",
+    "businesses.write",
+    "locations/tasks.readonly",
+    "calendars/events.readonly",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+impl Config {
+    /// Reads and validates the file; secrets are read from the process environment.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_str(&text, path)
+    }
+
+    /// Validates `text`; `path` is used in messages only. Secrets come from the process env.
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(text: &str, path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        Self::from_str_with_env(text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// As [`Config::from_str`], with the environment given as a lookup function. Lets the demo
+    /// and tests supply secrets without mutating the process environment.
+    pub fn from_str_with_env(
+        text: &str,
+        path: impl AsRef<Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let ctx = Ctx::new(text, path.as_ref());
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => return Err(ctx.toml_error(&e)),
+        };
+        ctx.validate(raw, env)
+    }
+
+    /// Replaces base URLs and the state path, re-checking the URL rule (HTTPS unless loopback).
+    pub fn with_overrides(mut self, o: &Overrides) -> Result<Config, ConfigError> {
+        let err = |key: &str, message: String| ConfigError::Invalid {
+            path: self.source_path.clone(),
+            key: key.to_string(),
+            line: 0,
+            kind: ConfigErrorKind::Url,
+            message: format!("(override) {message}"),
+        };
+        if let Some(url) = &o.hotspot_base_url {
+            self.hotspot.base_url = check_base_url(url).map_err(|m| err("hotspot.base_url", m))?;
+        }
+        if let Some(url) = &o.ghl_base_url {
+            self.ghl.base_url = check_base_url(url).map_err(|m| err("ghl.base_url", m))?;
+        }
+        if let Some(p) = &o.state_path {
+            self.state.path = p.clone();
+        }
+        Ok(self)
+    }
+}
+
+/// Checks the base-URL rule and returns the URL without trailing slash.
+pub fn check_base_url(url: &str) -> Result<String, String> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let (scheme, rest) = trimmed
+        .split_once("://")
+        .ok_or_else(|| format!("{url:?} is not an absolute URL (expected https://host/...)"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    let loopback = matches!(
+        host.to_ascii_lowercase().as_str(),
+        "127.0.0.1" | "::1" | "localhost"
+    );
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Ok(trimmed.to_string()),
+        "http" if loopback => Ok(trimmed.to_string()),
+        "http" => Err(format!(
+            "{url:?} must use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)"
+        )),
+        other => Err(format!(
+            "{url:?} has unsupported scheme {other:?}; use https"
+        )),
+    }
+}
+
+/// Error context: the file name, its text and its spanned parse tree, to turn a key path or a
+/// byte span into `file:line: key`.
+struct Ctx<'a> {
+    path: PathBuf,
+    text: &'a str,
+    tree: Spanned<DeTable<'a>>,
+}
+
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+impl<'a> Ctx<'a> {
+    fn new(text: &'a str, path: &Path) -> Self {
+        let (tree, _) = DeTable::parse_recoverable(text);
+        Ctx {
+            path: path.to_path_buf(),
+            text,
+            tree,
+        }
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        let offset = offset.min(self.text.len());
+        self.text[..offset].bytes().filter(|b| *b == b'\n').count() + 1
+    }
+
+    fn error(&self, key: &str, line: usize, kind: ConfigErrorKind, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.clone(),
+            key: key.to_string(),
+            line,
+            kind,
+            message,
+        }
+    }
+
+    /// An error about `key` (dotted, with `[i]` for array elements): the line is that of the
+    /// key if present, else of the nearest enclosing table that is present, else 1.
+    fn at(&self, key: &str, kind: ConfigErrorKind, message: impl Into<String>) -> ConfigError {
+        let line = self.line_of(self.span_of(key).start);
+        self.error(key, line, kind, message.into())
+    }
+
+    fn span_of(&self, key: &str) -> Range<usize> {
+        let segs = parse_key_path(key);
+        let mut best = 0..0;
+        let mut table: &DeTable = self.tree.get_ref();
+        let mut current: Option<&Spanned<DeValue>> = None;
+        for seg in &segs {
+            let next = match (seg, current) {
+                (Seg::Key(k), None) => table
+                    .iter()
+                    .find(|(kk, _)| kk.get_ref() == k)
+                    .map(|(kk, v)| (kk.span(), v)),
+                (Seg::Key(k), Some(v)) => match v.get_ref() {
+                    DeValue::Table(t) => {
+                        table = t;
+                        table
+                            .iter()
+                            .find(|(kk, _)| kk.get_ref() == k)
+                            .map(|(kk, v)| (kk.span(), v))
+                    }
+                    _ => None,
+                },
+                (Seg::Index(i), Some(v)) => match v.get_ref() {
+                    DeValue::Array(a) => a.get(*i).map(|e| (e.span(), e)),
+                    _ => None,
+                },
+                (Seg::Index(_), None) => None,
+            };
+            match next {
+                Some((span, v)) => {
+                    best = span;
+                    current = Some(v);
+                }
+                None => break,
+            }
+        }
+        best
+    }
+
+    /// The dotted key path of the deepest key whose key or value span contains `pos`.
+    fn key_at(&self, pos: usize) -> String {
+        fn walk(table: &DeTable, pos: usize, out: &mut Vec<String>) {
+            for (k, v) in table.iter() {
+                let (ks, vs) = (k.span(), v.span());
+                if ks.contains(&pos) || vs.contains(&pos) || (vs.start == vs.end && vs.start == pos)
+                {
+                    out.push(k.get_ref().to_string());
+                    walk_value(v, pos, out);
+                    return;
+                }
+            }
+            // Standard tables may have a span that covers only their header: fall back to the
+            // last table starting before `pos`.
+            let mut last: Option<(&Spanned<std::borrow::Cow<str>>, &Spanned<DeValue>)> = None;
+            for (k, v) in table.iter() {
+                if v.get_ref().is_table()
+                    && k.span().start <= pos
+                    && last.is_none_or(|(lk, _)| lk.span().start < k.span().start)
+                {
+                    last = Some((k, v));
+                }
+            }
+            if let Some((k, v)) = last {
+                out.push(k.get_ref().to_string());
+                walk_value(v, pos, out);
+            }
+        }
+        fn walk_value(v: &Spanned<DeValue>, pos: usize, out: &mut Vec<String>) {
+            match v.get_ref() {
+                DeValue::Table(t) => walk(t, pos, out),
+                DeValue::Array(a) => {
+                    let idx = a
+                        .iter()
+                        .position(|e| e.span().contains(&pos))
+                        .or_else(|| a.iter().rposition(|e| e.span().start <= pos));
+                    if let Some(i) = idx {
+                        if let Some(last) = out.last_mut() {
+                            last.push_str(&format!("[{i}]"));
+                        }
+                        walk_value(&a[i], pos, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.tree.get_ref(), pos, &mut out);
+        if out.is_empty() {
+            "(top level)".to_string()
+        } else {
+            out.join(".")
+        }
+    }
+
+    /// The bare key assigned on the line containing `offset`, if the line is `key = ...`.
+    fn key_on_line(&self, offset: usize) -> Option<String> {
+        let offset = offset.min(self.text.len());
+        let start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let line = self.text[start..].lines().next().unwrap_or("");
+        let (name, _) = line.split_once('=')?;
+        let name = name.trim();
+        let bare = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        bare.then(|| name.to_string())
+    }
+
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+        let message = e.message().trim().to_string();
+        let span = e.span().unwrap_or(0..0);
+        let line = self.line_of(span.start);
+        let mut key = self.key_at(span.start);
+        let kind = if message.starts_with("unknown field") {
+            // The span is the unknown key itself; `key_at` found it.
+            ConfigErrorKind::UnknownKey
+        } else if let Some(rest) = message.strip_prefix("missing field `") {
+            let field = rest.split('`').next().unwrap_or("");
+            key = if key == "(top level)" {
+                field.to_string()
+            } else {
+                format!("{key}.{field}")
+            };
+            ConfigErrorKind::MissingKey
+        } else if message.starts_with("unknown variant") {
+            ConfigErrorKind::EnumValue
+        } else if message.starts_with("invalid type")
+            || message.starts_with("invalid value")
+            || message.contains("did not match any variant")
+        {
+            ConfigErrorKind::WrongType
+        } else {
+            // Recovery may have dropped the broken key from the tree: take it from the line.
+            if let Some(name) = self.key_on_line(span.start)
+                && !key.ends_with(&format!(".{name}"))
+                && key != name
+            {
+                key = if key == "(top level)" {
+                    name
+                } else {
+                    format!("{key}.{name}")
+                };
+            }
+            ConfigErrorKind::Syntax
+        };
+        self.error(&key, line, kind, message)
+    }
+
+    fn validate(
+        &self,
+        raw: RawConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        use ConfigErrorKind as K;
+        let url = |key: &str, value: Option<String>, default: &str| {
+            check_base_url(value.as_deref().unwrap_or(default)).map_err(|m| self.at(key, K::Url, m))
+        };
+        let positive = |key: &str, v: u64| -> Result<(), ConfigError> {
+            if v == 0 {
+                Err(self.at(key, K::Range, "must be greater than 0"))
+            } else {
+                Ok(())
+            }
+        };
+
+        // [state]
+        let state = StateConfig {
+            path: raw
+                .state
+                .path
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH)),
+        };
+        if state.path.as_os_str().is_empty() {
+            return Err(self.at("state.path", K::Invalid, "must not be empty"));
+        }
+
+        // [hotspot]
+        let h = raw.hotspot;
+        let hotspot_base = url("hotspot.base_url", h.base_url, DEFAULT_HOTSPOT_BASE_URL)?;
+        let api_key = self.secret(
+            "hotspot",
+            ("api_key_env", h.api_key_env.as_deref()),
+            ("api_key_file", h.api_key_file.as_deref()),
+            env,
+        )?;
+        let page_size = h.page_size.unwrap_or(100);
+        if !(1..=1000).contains(&page_size) {
+            return Err(self.at(
+                "hotspot.page_size",
+                K::Range,
+                format!("{page_size} is outside 1..=1000"),
+            ));
+        }
+        let hotspot = HotspotConfig {
+            base_url: hotspot_base,
+            api_key,
+            locations: h.locations,
+            page_size,
+            rate_limit: h.rate_limit.unwrap_or(10),
+            rate_window_secs: h.rate_window_secs.unwrap_or(1),
+        };
+        positive("hotspot.rate_limit", hotspot.rate_limit.into())?;
+        positive("hotspot.rate_window_secs", hotspot.rate_window_secs)?;
+
+        // [ghl]
+        let g = raw.ghl;
+        let ghl_base = url("ghl.base_url", g.base_url, DEFAULT_GHL_BASE_URL)?;
+        if g.location_id.trim().is_empty() {
+            return Err(self.at("ghl.location_id", K::Invalid, "must not be empty"));
+        }
+        let auth = match g.auth.unwrap_or(RawAuthMode::PrivateToken) {
+            RawAuthMode::PrivateToken => GhlAuth::PrivateToken {
+                token: self.secret(
+                    "ghl",
+                    ("token_env", g.token_env.as_deref()),
+                    ("token_file", g.token_file.as_deref()),
+                    env,
+                )?,
+            },
+            RawAuthMode::Oauth => {
+                let Some(id_var) = g.client_id_env.as_deref() else {
+                    return Err(self.at(
+                        "ghl.client_id_env",
+                        K::MissingKey,
+                        "auth = \"oauth\" needs client_id_env (and client_secret_env)",
+                    ));
+                };
+                if g.client_secret_env.is_none() && g.client_secret_file.is_none() {
+                    return Err(self.at(
+                        "ghl.client_secret_env",
+                        K::MissingKey,
+                        "auth = \"oauth\" needs client_secret_env (or client_secret_file)",
+                    ));
+                }
+                let client_id = self.env_value("ghl.client_id_env", id_var, env)?;
+                let client_secret = self.secret(
+                    "ghl",
+                    ("client_secret_env", g.client_secret_env.as_deref()),
+                    ("client_secret_file", g.client_secret_file.as_deref()),
+                    env,
+                )?;
+                let redirect_uri = g
+                    .redirect_uri
+                    .unwrap_or_else(|| "http://127.0.0.1:8910/oauth/callback".to_string());
+                check_base_url(&redirect_uri)
+                    .map_err(|m| self.at("ghl.redirect_uri", K::Url, m))?;
+                let authorize_url = url(
+                    "ghl.authorize_url",
+                    g.authorize_url,
+                    DEFAULT_GHL_AUTHORIZE_URL,
+                )?;
+                GhlAuth::OAuth {
+                    client_id,
+                    client_secret,
+                    redirect_uri,
+                    authorize_url,
+                    scopes: g.scopes.unwrap_or_else(|| {
+                        DEFAULT_GHL_SCOPES.iter().map(|s| s.to_string()).collect()
+                    }),
+                }
+            }
+        };
+        if let Some(f) = &g.hotspot_id_field
+            && f.trim().is_empty()
+        {
+            return Err(self.at(
+                "ghl.hotspot_id_field",
+                K::Invalid,
+                "must not be empty (omit the key instead)",
+            ));
+        }
+        let ghl = GhlConfig {
+            base_url: ghl_base,
+            location_id: g.location_id.trim().to_string(),
+            auth,
+            hotspot_id_field: g.hotspot_id_field,
+            rate_limit: g.rate_limit.unwrap_or(100),
+            rate_window_secs: g.rate_window_secs.unwrap_or(10),
+            daily_reserve: g.daily_reserve.unwrap_or(1000),
+            max_concurrency: g.max_concurrency.unwrap_or(8),
+        };
+        positive("ghl.rate_limit", ghl.rate_limit.into())?;
+        positive("ghl.rate_window_secs", ghl.rate_window_secs)?;
+        positive("ghl.max_concurrency", ghl.max_concurrency as u64)?;
+
+        // [http]
+        let http = HttpConfig {
+            timeout_secs: raw.http.timeout_secs.unwrap_or(30),
+            max_attempts: raw.http.max_attempts.unwrap_or(5),
+            max_elapsed_secs: raw.http.max_elapsed_secs.unwrap_or(120),
+        };
+        positive("http.timeout_secs", http.timeout_secs)?;
+        positive("http.max_attempts", http.max_attempts.into())?;
+        positive("http.max_elapsed_secs", http.max_elapsed_secs)?;
+
+        // [schedule]
+        let s = raw.schedule;
+        let cron = |key: &str,
+                    v: Option<String>,
+                    default: Option<&str>|
+         -> Result<Option<CronSchedule>, ConfigError> {
+            match v.as_deref().or(default) {
+                None => Ok(None),
+                Some(t) if t.trim().eq_ignore_ascii_case("off") => Ok(None),
+                Some(t) => CronSchedule::parse(t)
+                    .map(Some)
+                    .map_err(|m| self.at(&format!("schedule.{key}"), K::Cron, m)),
+            }
+        };
+        let schedule = ScheduleConfig {
+            contacts: cron("contacts", s.contacts, Some("*/5 * * * *"))?,
+            notes: cron("notes", s.notes, Some("*/10 * * * *"))?,
+            tasks: cron("tasks", s.tasks, Some("*/15 * * * *"))?,
+            businesses: cron("businesses", s.businesses, None)?,
+            appointments: cron("appointments", s.appointments, None)?,
+            full: cron("full", s.full, Some("0 3 * * *"))?,
+        };
+
+        // [contacts]
+        let c = raw.contacts;
+        let max_delete_ratio = c.max_delete_ratio.unwrap_or(0.1);
+        if !(0.0..=1.0).contains(&max_delete_ratio) {
+            return Err(self.at(
+                "contacts.max_delete_ratio",
+                K::Range,
+                format!("{max_delete_ratio} is outside 0..=1 (a fraction: 0.1 means 10 %)"),
+            ));
+        }
+        let default_country = c.default_country.unwrap_or_else(|| "US".to_string());
+        if default_country.len() != 2 || !default_country.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(self.at(
+                "contacts.default_country",
+                K::Invalid,
+                format!("{default_country:?} is not a two-letter ISO 3166 country code"),
+            ));
+        }
+        let mut fields: BTreeMap<String, FieldTarget> = DEFAULT_FIELD_MAP
+            .iter()
+            .map(|(h, g)| (h.to_string(), FieldTarget::Standard(g.to_string())))
+            .collect();
+        for (hs, target) in c.fields {
+            let key = format!("contacts.fields.{hs}");
+            if !HOTSPOT_FIELDS.contains(&hs.as_str()) {
+                return Err(self.at(
+                    &key,
+                    K::UnknownKey,
+                    format!(
+                        "{hs:?} is not a HotspotSystem customer field (known: {})",
+                        HOTSPOT_FIELDS.join(", ")
+                    ),
+                ));
+            }
+            let target = target.trim();
+            if target.is_empty() || target == "none" {
+                fields.remove(&hs);
+            } else if let Some(custom) = target.strip_prefix("customField:") {
+                if custom.trim().is_empty() {
+                    return Err(self.at(&key, K::Invalid, "customField: needs a custom field key"));
+                }
+                fields.insert(hs, FieldTarget::Custom(custom.trim().to_string()));
+            } else if GHL_CONTACT_FIELDS.contains(&target) {
+                fields.insert(hs, FieldTarget::Standard(target.to_string()));
+            } else {
+                return Err(self.at(
+                    &key,
+                    K::EnumValue,
+                    format!(
+                        "{target:?} is not a GHL contact field (known: {}; or customField:<key>; or \"\" for none)",
+                        GHL_CONTACT_FIELDS.join(", ")
+                    ),
+                ));
+            }
+        }
+        let tag = |name: &str,
+                   v: Option<RawToggle>,
+                   default: &str,
+                   placeholders: &[&str]|
+         -> Result<Option<String>, ConfigError> {
+            let value = match v {
+                None | Some(RawToggle::Bool(true)) => Some(default.to_string()),
+                Some(RawToggle::Bool(false)) => None,
+                Some(RawToggle::Text(t)) if t.trim().is_empty() => None,
+                Some(RawToggle::Text(t)) => Some(t.trim().to_string()),
+            };
+            if let Some(t) = &value {
+                check_template(t, placeholders)
+                    .map_err(|m| self.at(&format!("contacts.tags.{name}"), K::Invalid, m))?;
+            }
+            Ok(value)
+        };
+        let t = c.tags;
+        let tags = TagsConfig {
+            base: tag("base", t.base, "hotspotsystem", &[])?,
+            location: tag("location", t.location, "location:{name}", &["name", "id"])?,
+            newsletter: tag("newsletter", t.newsletter, "newsletter", &[])?,
+            social: tag("social", t.social, "social:{network}", &["network"])?,
+            source_deleted: tag("source_deleted", t.source_deleted, "hs-deleted", &[])?,
+        };
+        let on_source_delete = c.on_source_delete.unwrap_or_default();
+        if on_source_delete == SourceDeletePolicy::Tag && tags.source_deleted.is_none() {
+            return Err(self.at(
+                "contacts.on_source_delete",
+                K::Invalid,
+                "\"tag\" needs contacts.tags.source_deleted (it is disabled)",
+            ));
+        }
+        let contacts = ContactsConfig {
+            conflict: c.conflict.unwrap_or_default(),
+            drift: c.drift.unwrap_or_default(),
+            on_source_delete,
+            on_target_delete: c.on_target_delete.unwrap_or_default(),
+            max_delete_ratio,
+            default_country: default_country.to_ascii_uppercase(),
+            sync_subscribers: c.sync_subscribers.unwrap_or(true),
+            skip_without_email_or_phone: c.skip_without_email_or_phone.unwrap_or(true),
+            fields,
+            tags,
+        };
+
+        // [notes]
+        let notes = NotesConfig {
+            enabled: raw.notes.enabled.unwrap_or(true),
+            transaction_types: raw
+                .notes
+                .transaction_types
+                .unwrap_or_else(|| {
+                    vec![
+                        TransactionType::Mac,
+                        TransactionType::Voucher,
+                        TransactionType::Social,
+                        TransactionType::Paid,
+                    ]
+                })
+                .into_iter()
+                .collect(),
+            template: raw
+                .notes
+                .template
+                .unwrap_or_else(|| DEFAULT_NOTE_TEMPLATE.to_string()),
+        };
+        check_braces(&notes.template).map_err(|m| self.at("notes.template", K::Invalid, m))?;
+
+        // [tasks]
+        let rule = |key: &str,
+                    r: RawTaskRule,
+                    default_id: String|
+         -> Result<TaskRule, ConfigError> {
+            if r.title.trim().is_empty() {
+                return Err(self.at(&format!("{key}.title"), K::Invalid, "must not be empty"));
+            }
+            check_braces(&r.title).map_err(|m| self.at(&format!("{key}.title"), K::Invalid, m))?;
+            check_braces(&r.body).map_err(|m| self.at(&format!("{key}.body"), K::Invalid, m))?;
+            let id = r.id.unwrap_or(default_id);
+            if id.trim().is_empty() {
+                return Err(self.at(&format!("{key}.id"), K::Invalid, "must not be empty"));
+            }
+            Ok(TaskRule {
+                id,
+                title: r.title,
+                body: r.body,
+                due_in_days: r.due_in_days.unwrap_or(1),
+                assignee: r.assignee.filter(|a| !a.trim().is_empty()),
+            })
+        };
+        let onboarding = match raw.tasks.onboarding {
+            None => vec![TaskRule {
+                id: "onboarding".to_string(),
+                title: "Welcome new WiFi guest {name}".to_string(),
+                body: "Registered at {location} on {date}.".to_string(),
+                due_in_days: 1,
+                assignee: None,
+            }],
+            Some(list) => {
+                let mut out = Vec::with_capacity(list.len());
+                let mut seen = BTreeSet::new();
+                for (i, r) in list.into_iter().enumerate() {
+                    let key = format!("tasks.onboarding[{i}]");
+                    let rule = rule(&key, r, format!("onboarding-{}", i + 1))?;
+                    if !seen.insert(rule.id.clone()) {
+                        return Err(self.at(
+                            &format!("{key}.id"),
+                            K::Invalid,
+                            format!("duplicate task rule id {:?}", rule.id),
+                        ));
+                    }
+                    out.push(rule);
+                }
+                out
+            }
+        };
+        let paid_followup = raw
+            .tasks
+            .paid_followup
+            .map(|r| rule("tasks.paid_followup", r, "paid-followup".to_string()))
+            .transpose()?;
+        if let Some(p) = &paid_followup
+            && onboarding.iter().any(|o| o.id == p.id)
+        {
+            return Err(self.at(
+                "tasks.paid_followup.id",
+                K::Invalid,
+                format!("duplicate task rule id {:?}", p.id),
+            ));
+        }
+        let tasks = TasksConfig {
+            enabled: raw.tasks.enabled.unwrap_or(true),
+            onboarding,
+            paid_followup,
+        };
+
+        // [businesses]
+        let b = raw.businesses;
+        let batch_size = b.batch_size.unwrap_or(100);
+        if !(1..=1000).contains(&batch_size) {
+            return Err(self.at(
+                "businesses.batch_size",
+                K::Range,
+                format!("{batch_size} is outside 1..=1000"),
+            ));
+        }
+        for (loc, biz) in &b.location_map {
+            if biz.trim().is_empty() {
+                return Err(self.at(
+                    &format!("businesses.location_map.{loc}"),
+                    K::Invalid,
+                    "business id must not be empty",
+                ));
+            }
+        }
+        let businesses = BusinessesConfig {
+            enabled: b.enabled.unwrap_or(false),
+            location_map: b.location_map,
+            associate_by: b.associate_by.unwrap_or_default(),
+            batch_size,
+        };
+
+        let appointments = AppointmentsConfig {
+            enabled: raw.appointments.enabled.unwrap_or(false),
+        };
+
+        let report = ReportConfig {
+            dir: raw
+                .report
+                .dir
+                .unwrap_or_else(|| PathBuf::from("state/reports")),
+            keep_runs: raw.report.keep_runs.unwrap_or(200),
+            max_items: raw.report.max_items.unwrap_or(500),
+        };
+        positive("report.keep_runs", report.keep_runs.into())?;
+
+        Ok(Config {
+            source_path: self.path.clone(),
+            state,
+            hotspot,
+            ghl,
+            http,
+            schedule,
+            contacts,
+            notes,
+            tasks,
+            businesses,
+            appointments,
+            report,
+        })
+    }
+
+    /// Reads a secret named by exactly one of `<table>.<env_key>` (variable name) or
+    /// `<table>.<file_key>` (path). Errors name the variable or file, never the value.
+    fn secret(
+        &self,
+        table: &str,
+        (env_key, env_name): (&str, Option<&str>),
+        (file_key, file_path): (&str, Option<&Path>),
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<SecretString, ConfigError> {
+        use ConfigErrorKind as K;
+        match (env_name, file_path) {
+            (Some(_), Some(_)) => Err(self.at(
+                &format!("{table}.{file_key}"),
+                K::Invalid,
+                format!("set either {env_key} or {file_key}, not both"),
+            )),
+            (None, None) => Err(self.at(
+                &format!("{table}.{env_key}"),
+                K::MissingKey,
+                format!("[{table}] needs {env_key} (an environment variable name) or {file_key} (a file path)"),
+            )),
+            (Some(var), None) => {
+                let key = format!("{table}.{env_key}");
+                self.env_value(&key, var, env).map(SecretString::from)
+            }
+            (None, Some(p)) => {
+                let key = format!("{table}.{file_key}");
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    self.at(&key, K::Secret, format!("cannot read secret file {}: {e}", p.display()))
+                })?;
+                let value = text.trim_end_matches(['\n', '\r']).to_string();
+                if value.trim().is_empty() {
+                    return Err(self.at(&key, K::Secret, format!("secret file {} is empty", p.display())));
+                }
+                Ok(SecretString::from(value))
+            }
+        }
+    }
+
+    fn env_value(
+        &self,
+        key: &str,
+        var: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<String, ConfigError> {
+        let var = var.trim();
+        if var.is_empty() {
+            return Err(self.at(
+                key,
+                ConfigErrorKind::Invalid,
+                "environment variable name must not be empty",
+            ));
+        }
+        match env(var) {
+            None => Err(self.at(
+                key,
+                ConfigErrorKind::Secret,
+                format!("environment variable {var} is not set"),
+            )),
+            Some(v) => {
+                let v = v.trim_end_matches(['\n', '\r']).to_string();
+                if v.trim().is_empty() {
+                    Err(self.at(
+                        key,
+                        ConfigErrorKind::Secret,
+                        format!("environment variable {var} is empty"),
+                    ))
+                } else {
+                    Ok(v)
+                }
+            }
+        }
+    }
+}
+
+fn parse_key_path(key: &str) -> Vec<Seg<'_>> {
+    let mut out = Vec::new();
+    for part in key.split('.') {
+        let (name, mut rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        out.push(Seg::Key(name));
+        while let Some(stripped) = rest.strip_prefix('[') {
+            let Some(end) = stripped.find(']') else { break };
+            if let Ok(i) = stripped[..end].parse() {
+                out.push(Seg::Index(i));
+            }
+            rest = &stripped[end + 1..];
+        }
+    }
+    out
+}
+
+/// Braces must pair up and not nest, so a template error shows at load time, not mid-run.
+fn check_braces(template: &str) -> Result<(), String> {
+    let mut open = false;
+    for ch in template.chars() {
+        match (ch, open) {
+            ('{', false) => open = true,
+            ('}', true) => open = false,
+            ('{', true) => return Err(format!("nested '{{' in template {template:?}")),
+            ('}', false) => return Err(format!("unmatched '}}' in template {template:?}")),
+            _ => {}
+        }
+    }
+    if open {
+        return Err(format!("unclosed '{{' in template {template:?}"));
+    }
+    Ok(())
+}
+
+/// Checks braces and that every placeholder is one of `allowed`.
+fn check_template(template: &str, allowed: &[&str]) -> Result<(), String> {
+    check_braces(template)?;
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let end = rest[start..]
+            .find('}')
+            .map(|e| start + e)
+            .unwrap_or(rest.len());
+        let name = &rest[start + 1..end];
+        if !allowed.contains(&name) {
+            return Err(if allowed.is_empty() {
+                format!("placeholder {{{name}}} is not allowed here (a fixed tag takes none)")
+            } else {
+                format!(
+                    "unknown placeholder {{{name}}}; allowed: {}",
+                    allowed
+                        .iter()
+                        .map(|a| format!("{{{a}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
+        }
+        rest = &rest[(end + 1).min(rest.len())..];
+    }
+    Ok(())
+}

@@ -1,1 +1,410 @@
-//! State store (filled by its owner).
+//! State store: the only module that speaks SQL (DESIGN.md §3, §5).
+//!
+//! One SQLite file (WAL, mode 0600) holds links with base hashes, cursors, the create journal,
+//! runs with their items and API-call audit, OAuth tokens and read-only appointment data.
+//! Opening is careful: a file that is not ours (garbage, another application's database, or a
+//! newer schema) is refused *before* anything is written to it, so a wrong `--config` never
+//! damages someone else's data.
+//!
+//! Queries are inherent methods of [`Store`], split by concern into submodules. Atomic groups of
+//! changes go through [`Store::transaction`], which nests (savepoints).
+
+mod appointments;
+mod journal;
+mod links;
+mod lock;
+mod runs;
+pub mod schema;
+mod tokens;
+
+use std::cell::Cell;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+pub use appointments::Appointment;
+pub use journal::{Intent, IntentState, NewIntent};
+pub use links::{Link, LinkStatus, MatchMethod};
+pub use lock::{StateLock, lock_path};
+pub use runs::{ApiCall, ApiCallStats, ItemOutcome, MethodCount, RunItem, RunRecord, RunStatus};
+pub use tokens::StoredToken;
+
+use crate::model::{Digest, Kind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state file {} is not a hotspot-ghl-sync database (not SQLite, or corrupt); it was left untouched", path.display())]
+    NotADatabase { path: PathBuf },
+    #[error("state file {} is a SQLite database of another application; refusing to use it (it was left untouched)", path.display())]
+    Foreign { path: PathBuf },
+    #[error("state file {} was written by a newer version of hotspot-ghl-sync (schema {found}, this binary knows up to {supported}); upgrade the binary", path.display())]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("state file {} cannot be created or written: {source}", path.display())]
+    Unwritable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state file {} is in use by another hotspot-ghl-sync process{}; wait for it to finish or stop it", path.display(), holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked { path: PathBuf, holder: Option<u32> },
+    #[error("cannot lock state file {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("journal intent {0} is not pending")]
+    IntentNotPending(i64),
+    #[error("unexpected value {value:?} in state column {column}")]
+    BadValue { column: &'static str, value: String },
+    #[error("state database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("state JSON error: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An open state database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    /// Nesting depth of [`Store::transaction`], to name savepoints.
+    depth: Cell<u32>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+impl Store {
+    /// Opens (creating if missing) and migrates the state file at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        let unwritable = |source| StoreError::Unwritable {
+            path: path.clone(),
+            source,
+        };
+        let exists = match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => m.len() > 0,
+            Ok(_) => {
+                return Err(unwritable(std::io::Error::other("not a regular file")));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(unwritable(e)),
+        };
+        if exists {
+            inspect_existing(&path)?;
+            // Fail before SQLite does, with a message naming the path.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(unwritable)?;
+        } else {
+            create_private_file(&path).map_err(unwritable)?;
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::BadValue {
+                column: "journal_mode",
+                value: mode,
+            });
+        }
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
+        let store = Store {
+            conn,
+            path,
+            depth: Cell::new(0),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// A private in-memory store with the full schema, for tests of the modules that use it.
+    pub fn open_in_memory() -> Result<Store> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;")?;
+        let store = Store {
+            conn,
+            path: PathBuf::from(":memory:"),
+            depth: Cell::new(0),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Takes the process lock of the state file at `db_path` (a sibling `<db>.lock` file).
+    /// Hold the returned guard for the whole run; dropping it releases the lock.
+    pub fn lock(db_path: impl AsRef<Path>) -> Result<StateLock> {
+        lock::acquire(db_path.as_ref())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut version = self.schema_version()?;
+        let latest = schema::latest_version();
+        if version > latest {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                supported: latest,
+            });
+        }
+        while version < latest {
+            let step = schema::MIGRATIONS[version as usize];
+            self.transaction(|s| {
+                s.conn.execute_batch(step)?;
+                s.conn
+                    .execute_batch(&format!("PRAGMA user_version = {}", version + 1))?;
+                if version == 0 {
+                    s.conn.execute_batch(&format!(
+                        "PRAGMA application_id = {}",
+                        schema::APPLICATION_ID
+                    ))?;
+                }
+                Ok(())
+            })?;
+            version += 1;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` atomically: everything it does through the store commits together or not at all.
+    /// Nested calls become savepoints, so helpers that use a transaction compose.
+    pub fn transaction<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
+        let depth = self.depth.get();
+        let name = format!("hgs_sp_{depth}");
+        self.conn.execute_batch(&format!("SAVEPOINT {name}"))?;
+        self.depth.set(depth + 1);
+        let mut guard = SavepointGuard {
+            store: self,
+            name,
+            finished: false,
+        };
+        let value = f(self)?;
+        guard.release()?;
+        Ok(value)
+    }
+
+    /// Cursor of `kind` within `scope` (e.g. a location id, or `""` for global).
+    pub fn cursor(&self, kind: Kind, scope: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM cursors WHERE kind = ?1 AND scope = ?2",
+                (kind.as_str(), scope),
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn set_cursor(&self, kind: Kind, scope: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO cursors (kind, scope, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (kind, scope) DO UPDATE SET value = excluded.value,
+                                                     updated_at = excluded.updated_at",
+            (kind.as_str(), scope, value, ts(Utc::now())),
+        )?;
+        Ok(())
+    }
+
+    /// Forgets all cursors of `kind` (used by `sync --full`).
+    pub fn clear_cursors(&self, kind: Kind) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM cursors WHERE kind = ?1", [kind.as_str()])?;
+        Ok(())
+    }
+}
+
+/// Rolls back the savepoint unless released, so an error or a panic inside
+/// [`Store::transaction`] leaves no partial change.
+struct SavepointGuard<'a> {
+    store: &'a Store,
+    name: String,
+    finished: bool,
+}
+
+impl SavepointGuard<'_> {
+    fn release(&mut self) -> Result<()> {
+        self.store
+            .conn
+            .execute_batch(&format!("RELEASE {}", self.name))?;
+        self.finished = true;
+        self.store.depth.set(self.store.depth.get() - 1);
+        Ok(())
+    }
+}
+
+impl Drop for SavepointGuard<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self
+                .store
+                .conn
+                .execute_batch(&format!("ROLLBACK TO {0}; RELEASE {0}", self.name));
+            self.store.depth.set(self.store.depth.get() - 1);
+        }
+    }
+}
+
+/// Creates the parent directory and an empty file with mode 0600, before SQLite writes anything,
+/// so that tokens are never readable by others even for an instant.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        opts.mode(0o600);
+        let file = opts.open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    {
+        opts.open(path)?;
+    }
+    Ok(())
+}
+
+/// Checks, read-only, that an existing non-empty file is a database of ours that this binary
+/// can use. Writes nothing to the main file.
+fn inspect_existing(path: &Path) -> Result<()> {
+    let not_db = || StoreError::NotADatabase {
+        path: path.to_path_buf(),
+    };
+    let mut header = [0u8; 16];
+    let mut file = std::fs::File::open(path).map_err(|source| StoreError::Unwritable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if file.read_exact(&mut header).is_err() || &header != SQLITE_MAGIC {
+        return Err(not_db());
+    }
+    drop(file);
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|_| not_db())?;
+    let probe = || -> rusqlite::Result<(i32, i64, i64, bool)> {
+        let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        let has_meta: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'hgs_meta'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok((app_id, version, tables, has_meta))
+    };
+    let (app_id, version, tables, has_meta) = probe().map_err(|_| not_db())?;
+    if app_id == 0 && tables == 0 && version == 0 {
+        // An empty SQLite database (e.g. created, then interrupted before the first migration).
+        return Ok(());
+    }
+    if app_id != schema::APPLICATION_ID || !has_meta {
+        return Err(StoreError::Foreign {
+            path: path.to_path_buf(),
+        });
+    }
+    let marker: Option<String> = conn
+        .query_row(
+            "SELECT value FROM hgs_meta WHERE key = 'application'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|_| not_db())?;
+    if marker.as_deref() != Some(schema::APPLICATION_NAME) {
+        return Err(StoreError::Foreign {
+            path: path.to_path_buf(),
+        });
+    }
+    if version > schema::latest_version() {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: schema::latest_version(),
+        });
+    }
+    // A quick structural check catches truncated or damaged files before we write.
+    let ok: String = conn
+        .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+        .map_err(|_| not_db())?;
+    if ok != "ok" {
+        return Err(not_db());
+    }
+    Ok(())
+}
+
+// ---- column helpers shared by the submodules ----
+
+pub(crate) fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub(crate) fn parse_ts(column: &'static str, s: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| StoreError::BadValue {
+            column,
+            value: s.to_string(),
+        })
+}
+
+pub(crate) fn parse_opt_ts(
+    column: &'static str,
+    s: Option<String>,
+) -> Result<Option<DateTime<Utc>>> {
+    s.map(|s| parse_ts(column, &s)).transpose()
+}
+
+pub(crate) fn parse_kind(s: &str) -> Result<Kind> {
+    Kind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| StoreError::BadValue {
+            column: "kind",
+            value: s.to_string(),
+        })
+}
+
+pub(crate) fn parse_digest(column: &'static str, s: Option<String>) -> Result<Option<Digest>> {
+    match s {
+        None => Ok(None),
+        Some(s) => Digest::from_hex(&s)
+            .map(Some)
+            .ok_or(StoreError::BadValue { column, value: s }),
+    }
+}

@@ -1,0 +1,316 @@
+//! Links: which GHL record a HotspotSystem record became, with the base hashes of the
+//! three-way comparison and the tags the sync owns on it.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Row};
+
+use super::{Result, Store, StoreError, parse_digest, parse_kind, parse_ts, ts};
+use crate::model::{Digest, Kind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkStatus {
+    Active,
+    /// The target was deleted in GHL (or the source gone and deleted); kept so that the record is
+    /// not recreated and the last base stays available.
+    Tombstoned,
+    /// A conflict parked under policy `report`: nothing is written until it is resolved.
+    Parked,
+}
+
+impl LinkStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkStatus::Active => "active",
+            LinkStatus::Tombstoned => "tombstoned",
+            LinkStatus::Parked => "parked",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "active" => LinkStatus::Active,
+            "tombstoned" => LinkStatus::Tombstoned,
+            "parked" => LinkStatus::Parked,
+            _ => {
+                return Err(StoreError::BadValue {
+                    column: "links.status",
+                    value: s.to_string(),
+                });
+            }
+        })
+    }
+}
+
+/// How the link was established (reported, and used to tell our creations from adoptions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatchMethod {
+    /// We created the target.
+    Created,
+    /// Matched by the GHL custom field holding the HotspotSystem id.
+    HotspotIdField,
+    Email,
+    Phone,
+    /// Configured mapping (e.g. `businesses.location_map`).
+    Config,
+    /// Matched by name (businesses).
+    Name,
+    /// A create answered with GHL's duplicate error; the existing record it named was adopted.
+    DuplicateAdopted,
+    /// Found again by its reference marker while resolving a pending journal intent.
+    JournalRecovered,
+}
+
+impl MatchMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchMethod::Created => "created",
+            MatchMethod::HotspotIdField => "hotspot_id_field",
+            MatchMethod::Email => "email",
+            MatchMethod::Phone => "phone",
+            MatchMethod::Config => "config",
+            MatchMethod::Name => "name",
+            MatchMethod::DuplicateAdopted => "duplicate_adopted",
+            MatchMethod::JournalRecovered => "journal_recovered",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "created" => MatchMethod::Created,
+            "hotspot_id_field" => MatchMethod::HotspotIdField,
+            "email" => MatchMethod::Email,
+            "phone" => MatchMethod::Phone,
+            "config" => MatchMethod::Config,
+            "name" => MatchMethod::Name,
+            "duplicate_adopted" => MatchMethod::DuplicateAdopted,
+            "journal_recovered" => MatchMethod::JournalRecovered,
+            _ => {
+                return Err(StoreError::BadValue {
+                    column: "links.match_method",
+                    value: s.to_string(),
+                });
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub kind: Kind,
+    /// HotspotSystem id (for notes `type:transaction_id`, for tasks `rule:source_id`).
+    pub source_id: String,
+    /// GHL id.
+    pub target_id: String,
+    /// Base hash of the source's mapped fields after the last successful write or match.
+    pub source_hash: Option<Digest>,
+    /// Base hash of the target's mapped fields after the last successful write or match.
+    pub target_hash: Option<Digest>,
+    /// Tags the sync generated on this record; the only ones it may remove.
+    pub owned_tags: BTreeSet<String>,
+    pub status: LinkStatus,
+    pub match_method: MatchMethod,
+    pub created_by_us: bool,
+    /// Kept from the first insert; later upserts do not change it.
+    pub first_linked_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Per-kind extra state (tasks: `completed`, `edited`; businesses: member ids; ...).
+    pub extra: serde_json::Value,
+}
+
+impl Link {
+    /// A new active link with empty tags and extra, timestamps now.
+    pub fn new(
+        kind: Kind,
+        source_id: impl Into<String>,
+        target_id: impl Into<String>,
+        match_method: MatchMethod,
+    ) -> Self {
+        let now = Utc::now();
+        Link {
+            kind,
+            source_id: source_id.into(),
+            target_id: target_id.into(),
+            source_hash: None,
+            target_hash: None,
+            owned_tags: BTreeSet::new(),
+            status: LinkStatus::Active,
+            created_by_us: match_method == MatchMethod::Created,
+            match_method,
+            first_linked_at: now,
+            updated_at: now,
+            extra: serde_json::Value::Object(Default::default()),
+        }
+    }
+}
+
+const COLUMNS: &str = "kind, source_id, target_id, source_hash, target_hash, owned_tags, status, \
+                       match_method, created_by_us, first_linked_at, updated_at, extra";
+
+fn from_row(row: &Row<'_>) -> Result<Link> {
+    let kind: String = row.get(0)?;
+    let owned: String = row.get(5)?;
+    let status: String = row.get(6)?;
+    let method: String = row.get(7)?;
+    let first: String = row.get(9)?;
+    let updated: String = row.get(10)?;
+    let extra: String = row.get(11)?;
+    Ok(Link {
+        kind: parse_kind(&kind)?,
+        source_id: row.get(1)?,
+        target_id: row.get(2)?,
+        source_hash: parse_digest("links.source_hash", row.get(3)?)?,
+        target_hash: parse_digest("links.target_hash", row.get(4)?)?,
+        owned_tags: serde_json::from_str(&owned)?,
+        status: LinkStatus::parse(&status)?,
+        match_method: MatchMethod::parse(&method)?,
+        created_by_us: row.get(8)?,
+        first_linked_at: parse_ts("links.first_linked_at", &first)?,
+        updated_at: parse_ts("links.updated_at", &updated)?,
+        extra: serde_json::from_str(&extra)?,
+    })
+}
+
+impl Store {
+    fn query_links(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Link>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let mut rows = stmt.query(params)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    /// All links of `kind`, any status, ordered by source id.
+    pub fn links(&self, kind: Kind) -> Result<Vec<Link>> {
+        self.query_links(
+            &format!("SELECT {COLUMNS} FROM links WHERE kind = ?1 ORDER BY source_id"),
+            [kind.as_str()],
+        )
+    }
+
+    pub fn link(&self, kind: Kind, source_id: &str) -> Result<Option<Link>> {
+        Ok(self
+            .query_links(
+                &format!("SELECT {COLUMNS} FROM links WHERE kind = ?1 AND source_id = ?2"),
+                (kind.as_str(), source_id),
+            )?
+            .pop())
+    }
+
+    /// The link pointing at GHL record `target_id` (several sources may share a target, e.g.
+    /// a customer and a subscriber with the same email: the first by source id is returned).
+    pub fn link_by_target(&self, kind: Kind, target_id: &str) -> Result<Option<Link>> {
+        Ok(self
+            .query_links(
+                &format!(
+                    "SELECT {COLUMNS} FROM links WHERE kind = ?1 AND target_id = ?2 \
+                     ORDER BY source_id LIMIT 1"
+                ),
+                (kind.as_str(), target_id),
+            )?
+            .pop())
+    }
+
+    /// Inserts or replaces the link of `(kind, source_id)`; `first_linked_at` of an existing
+    /// row is kept.
+    pub fn upsert_link(&self, link: &Link) -> Result<()> {
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO links ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT (kind, source_id) DO UPDATE SET
+                    target_id = excluded.target_id, source_hash = excluded.source_hash,
+                    target_hash = excluded.target_hash, owned_tags = excluded.owned_tags,
+                    status = excluded.status, match_method = excluded.match_method,
+                    created_by_us = excluded.created_by_us, updated_at = excluded.updated_at,
+                    extra = excluded.extra"
+            ))?
+            .execute((
+                link.kind.as_str(),
+                &link.source_id,
+                &link.target_id,
+                link.source_hash.map(|d| d.to_hex()),
+                link.target_hash.map(|d| d.to_hex()),
+                serde_json::to_string(&link.owned_tags)?,
+                link.status.as_str(),
+                link.match_method.as_str(),
+                link.created_by_us,
+                ts(link.first_linked_at),
+                ts(link.updated_at),
+                serde_json::to_string(&link.extra)?,
+            ))?;
+        Ok(())
+    }
+
+    /// Marks the link tombstoned (base kept). Returns false when there was no such link.
+    pub fn tombstone(&self, kind: Kind, source_id: &str) -> Result<bool> {
+        self.set_link_status(kind, source_id, LinkStatus::Tombstoned)
+    }
+
+    pub fn set_link_status(&self, kind: Kind, source_id: &str, status: LinkStatus) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE links SET status = ?3, updated_at = ?4 WHERE kind = ?1 AND source_id = ?2",
+            (kind.as_str(), source_id, status.as_str(), ts(Utc::now())),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Replaces the per-kind extra state (e.g. a task's `completed`/`edited`).
+    pub fn set_link_extra(
+        &self,
+        kind: Kind,
+        source_id: &str,
+        extra: &serde_json::Value,
+    ) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE links SET extra = ?3, updated_at = ?4 WHERE kind = ?1 AND source_id = ?2",
+            (
+                kind.as_str(),
+                source_id,
+                serde_json::to_string(extra)?,
+                ts(Utc::now()),
+            ),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Removes a link entirely (rare: tombstones are preferred because they keep the base).
+    pub fn delete_link(&self, kind: Kind, source_id: &str) -> Result<bool> {
+        let n = self.conn.execute(
+            "DELETE FROM links WHERE kind = ?1 AND source_id = ?2",
+            (kind.as_str(), source_id),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Link counts per kind and status, for `status`.
+    pub fn link_counts(&self) -> Result<Vec<(Kind, LinkStatus, u64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT kind, status, count(*) FROM links GROUP BY kind, status ORDER BY kind, status",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let kind: String = row.get(0)?;
+            let status: String = row.get(1)?;
+            let n: i64 = row.get(2)?;
+            out.push((parse_kind(&kind)?, LinkStatus::parse(&status)?, n as u64));
+        }
+        Ok(out)
+    }
+
+    /// Whether any link of `kind` exists: a first run (none) never infers deletions.
+    pub fn has_links(&self, kind: Kind) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM links WHERE kind = ?1 LIMIT 1",
+                [kind.as_str()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+}

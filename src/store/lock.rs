@@ -1,0 +1,73 @@
+//! One process per state file (DESIGN.md §5): an advisory lock on a sibling `<db>.lock` file.
+//! The OS drops the lock when the process dies, so a kill -9 never leaves a stale lock.
+
+use std::fs::{File, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Result, StoreError};
+
+/// Held for the life of a run; dropping it releases the lock.
+#[derive(Debug)]
+pub struct StateLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl StateLock {
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+/// `<db>.lock` beside the database.
+pub fn lock_path(db_path: &Path) -> PathBuf {
+    let mut name = db_path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    db_path.with_file_name(name)
+}
+
+pub(super) fn acquire(db_path: &Path) -> Result<StateLock> {
+    let path = lock_path(db_path);
+    let lock_err = |source| StoreError::Lock {
+        path: path.clone(),
+        source,
+    };
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(lock_err)?;
+    }
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(lock_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(StoreError::Locked {
+                path: db_path.to_path_buf(),
+                holder: text.trim().parse().ok(),
+            });
+        }
+        Err(TryLockError::Error(e)) => return Err(lock_err(e)),
+    }
+    // Record our pid for the message a second process prints.
+    file.set_len(0).map_err(lock_err)?;
+    file.seek(SeekFrom::Start(0)).map_err(lock_err)?;
+    write!(file, "{}", std::process::id()).map_err(lock_err)?;
+    file.flush().map_err(lock_err)?;
+    Ok(StateLock { file, path })
+}
