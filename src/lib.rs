@@ -5,6 +5,7 @@
 //! produce snapshots; `mapping`/`model` normalise and hash them; `reconcile::plan` (pure) decides;
 //! `reconcile::apply` writes; `store` is the only module that speaks SQL; `report` tells the user.
 
+pub mod cli;
 pub mod config;
 pub mod ghl;
 pub mod hotspot;
@@ -12,6 +13,7 @@ pub mod http;
 pub mod mapping;
 pub mod model;
 pub mod reconcile;
+pub mod report;
 pub mod sandbox;
 pub mod schedule;
 pub mod store;

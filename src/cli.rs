@@ -1,0 +1,193 @@
+//! Command-line arguments (DESIGN.md §8). Parsing only: `main.rs` dispatches, `commands` does the work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hotspot-ghl-sync",
+    version,
+    about = "Keeps a GoHighLevel sub-account in step with a HotspotSystem account"
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "HGS_CONFIG",
+        default_value = "config/hotspot-ghl-sync.toml"
+    )]
+    pub config: PathBuf,
+
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less logging (errors only).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One reconcile pass; prints the run summary.
+    Sync(SyncArgs),
+    /// The daemon: each kind on its own cron schedule.
+    Run,
+    /// Reconciliation reports: `report [RUN|latest]`, `report list`.
+    Report(ReportArgs),
+    /// Links per kind, last run per kind, quota seen, parked conflicts and errors.
+    Status,
+    /// Validates the configuration and reaches both APIs.
+    Check,
+    /// Authentication set-up.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// Serves both emulators on loopback with seeded data and fault knobs.
+    Sandbox(SandboxArgs),
+    /// Emulators + a temporary config + one sync + its report, with no account.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Comma-separated kinds: contacts, notes, tasks, businesses, appointments.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Print the plan and send no write.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Rescan everything (ignore incremental cursors).
+    #[arg(long)]
+    pub full: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    Html,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A run id, `latest` (default), or `list`.
+    pub run: Option<String>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Write the report to this file instead of standard output.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// GHL OAuth.
+    #[command(subcommand)]
+    Ghl(GhlAuthCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GhlAuthCommand {
+    /// Print the authorization URL with the scopes the enabled features need.
+    Url,
+    /// Exchange an authorization code for a token pair and store it.
+    Exchange {
+        #[arg(long)]
+        code: String,
+    },
+    /// Expiry, scopes and location of the stored token (never the token).
+    Status,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SeedArgs {
+    /// Seed of the data generator.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 5)]
+    pub locations: usize,
+    #[arg(long, default_value_t = 500)]
+    pub customers: usize,
+    #[arg(long, default_value_t = 100)]
+    pub subscribers: usize,
+    /// How many subscribers share an email with a customer.
+    #[arg(long, default_value_t = 60)]
+    pub subscribers_also_customers: usize,
+    #[arg(long, default_value_t = 1000)]
+    pub transactions: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    #[command(flatten)]
+    pub seed: SeedArgs,
+    /// Port of the HotspotSystem emulator (0 = any).
+    #[arg(long, default_value_t = 8701)]
+    pub hotspot_port: u16,
+    /// Port of the GHL emulator (0 = any).
+    #[arg(long, default_value_t = 8702)]
+    pub ghl_port: u16,
+    /// GHL requests allowed per window.
+    #[arg(long, default_value_t = 100)]
+    pub rate_limit: u32,
+    /// GHL rate window in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub rate_window_ms: u64,
+    /// GHL daily quota.
+    #[arg(long, default_value_t = 200_000)]
+    pub daily_quota: u64,
+    /// Added latency of every answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Probability of a 500 answer (0..1); likewise 502, 503.
+    #[arg(long, default_value_t = 0.0)]
+    pub p500: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub p502: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub p503: f64,
+    /// Probability that a write is applied and its connection then dropped.
+    #[arg(long, default_value_t = 0.0)]
+    pub p_drop_after_write: f64,
+    /// Probability of a 429 with Retry-After, and without.
+    #[arg(long, default_value_t = 0.0)]
+    pub p429_retry_after: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub p429_no_retry_after: f64,
+    /// Lifetime of OAuth access tokens, in seconds.
+    #[arg(long, default_value_t = 86_399)]
+    pub token_ttl_secs: u64,
+    /// Let the GHL location accept duplicate contacts.
+    #[arg(long)]
+    pub allow_duplicates: bool,
+    /// How long GHL search results lag writes, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub search_lag_ms: u64,
+    /// HotspotSystem numbers as strings and `YYYY-MM-DD HH:MM:SS` dates.
+    #[arg(long)]
+    pub lenient_types: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub seed: SeedArgs,
+    /// Keep the demo's state here instead of a temporary directory (to explore it with `report`/`status`).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+}

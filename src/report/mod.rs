@@ -1,0 +1,317 @@
+//! Reconciliation reports: what one run did, in text (for people) and JSON (for scripts).
+//!
+//! A `RunReport` is assembled from the state database (runs, run items, API calls) by the commands
+//! layer; this module only renders it, so the same report can be printed after `sync`, by `report`,
+//! and served by the dashboard.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{ItemOutcome, RunItem, Store, StoreError};
+
+/// Counts of what happened to one kind of record in one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindCounts {
+    pub created: u64,
+    /// Existing GHL records matched and linked instead of duplicated.
+    pub adopted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub deleted: u64,
+    pub conflicts: u64,
+    pub drift: u64,
+    /// Work left for the next run (quota reserve reached, dry run).
+    pub deferred: u64,
+}
+
+impl KindCounts {
+    pub fn writes(&self) -> u64 {
+        self.created + self.updated + self.deleted
+    }
+}
+
+/// API usage of one run for one API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiUsage {
+    pub requests: u64,
+    pub requests_by_method: BTreeMap<String, u64>,
+    pub retries: u64,
+    pub rate_limited: u64,
+    pub failed: u64,
+    /// Daily quota left as last reported by the API (GHL only).
+    pub daily_remaining: Option<u64>,
+}
+
+impl ApiUsage {
+    /// Requests that change something remotely.
+    pub fn writes(&self) -> u64 {
+        self.requests_by_method
+            .iter()
+            .filter(|(m, _)| m.as_str() != "GET" && m.as_str() != "HEAD")
+            .map(|(_, n)| *n)
+            .sum()
+    }
+}
+
+/// One record the report names individually: a failure, conflict, drift, skip, deferral or guard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportItem {
+    pub kind: String,
+    /// What happened: `failed`, `conflict`, `drift`, `skipped`, `deferred`, `deleted`, `guard`, ...
+    pub outcome: String,
+    pub source_id: Option<String>,
+    pub target_id: Option<String>,
+    pub reason: String,
+    /// Field-level detail (for conflicts and drift: both values).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub detail: serde_json::Value,
+}
+
+/// Everything one run did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub run_id: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// `ok`, `partial` (some records failed), `failed`, `interrupted`, `running`.
+    pub status: String,
+    pub dry_run: bool,
+    pub full: bool,
+    pub kinds: BTreeMap<String, KindCounts>,
+    pub api: BTreeMap<String, ApiUsage>,
+    /// Run-level notes: deletion guards that fired, listings that were incomplete, quota stops.
+    pub notes: Vec<String>,
+    pub items: Vec<ReportItem>,
+}
+
+impl RunReport {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serializes")
+    }
+
+    /// Writes to GHL in this run, counted from the API audit (what was really sent).
+    pub fn ghl_writes(&self) -> u64 {
+        self.api.get("ghl").map(ApiUsage::writes).unwrap_or(0)
+    }
+
+    /// A plain-text report for a terminal or an email from cron.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let mode = match (self.dry_run, self.full) {
+            (true, true) => " (dry run, full)",
+            (true, false) => " (dry run)",
+            (false, true) => " (full)",
+            (false, false) => "",
+        };
+        let _ = writeln!(out, "Run {}{}: {}", self.run_id, mode, self.status);
+        let _ = writeln!(
+            out,
+            "  started {}  finished {}",
+            self.started_at,
+            self.finished_at.as_deref().unwrap_or("-")
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "  {:<13}{:>8}{:>8}{:>8}{:>10}{:>8}{:>7}{:>8}{:>10}{:>6}{:>9}",
+            "kind",
+            "created",
+            "adopted",
+            "updated",
+            "unchanged",
+            "skipped",
+            "failed",
+            "deleted",
+            "conflicts",
+            "drift",
+            "deferred"
+        );
+        for (kind, c) in &self.kinds {
+            let _ = writeln!(
+                out,
+                "  {:<13}{:>8}{:>8}{:>8}{:>10}{:>8}{:>7}{:>8}{:>10}{:>6}{:>9}",
+                kind,
+                c.created,
+                c.adopted,
+                c.updated,
+                c.unchanged,
+                c.skipped,
+                c.failed,
+                c.deleted,
+                c.conflicts,
+                c.drift,
+                c.deferred
+            );
+        }
+        let _ = writeln!(out);
+        for (api, u) in &self.api {
+            let methods: Vec<String> = u
+                .requests_by_method
+                .iter()
+                .map(|(m, n)| format!("{m} {n}"))
+                .collect();
+            let _ = write!(
+                out,
+                "  {api}: {} requests ({}), {} retries, {} rate-limited (429)",
+                u.requests,
+                if methods.is_empty() {
+                    "none".to_string()
+                } else {
+                    methods.join(", ")
+                },
+                u.retries,
+                u.rate_limited
+            );
+            if let Some(left) = u.daily_remaining {
+                let _ = write!(out, ", daily quota left {left}");
+            }
+            let _ = writeln!(out);
+        }
+        let writes = self.ghl_writes();
+        if writes == 0 && !self.dry_run {
+            let _ = writeln!(
+                out,
+                "  No write was sent to GHL: both sides were already in step."
+            );
+        }
+        if self.dry_run {
+            let _ = writeln!(
+                out,
+                "  Dry run: the actions above were planned and not sent."
+            );
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(out, "\nNotes:");
+            for n in &self.notes {
+                let _ = writeln!(out, "  - {n}");
+            }
+        }
+        for (title, outcome) in [
+            ("Failures", "failed"),
+            ("Conflicts", "conflict"),
+            ("Drift (CRM-side edits kept)", "drift"),
+            ("Deferred", "deferred"),
+            ("Skipped", "skipped"),
+        ] {
+            let rows: Vec<&ReportItem> =
+                self.items.iter().filter(|i| i.outcome == outcome).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "\n{title} ({}):", rows.len());
+            for item in rows.iter().take(50) {
+                let _ = write!(
+                    out,
+                    "  - {} {}",
+                    item.kind,
+                    item.source_id
+                        .as_deref()
+                        .or(item.target_id.as_deref())
+                        .unwrap_or("-")
+                );
+                let _ = write!(out, ": {}", item.reason);
+                if !item.detail.is_null() {
+                    let _ = write!(out, " {}", item.detail);
+                }
+                let _ = writeln!(out);
+            }
+            if rows.len() > 50 {
+                let _ = writeln!(
+                    out,
+                    "  ... and {} more (see `report --format json`)",
+                    rows.len() - 50
+                );
+            }
+        }
+        out
+    }
+}
+
+/// What the reconciler stores in `runs.summary`: the counts and notes of the run. Items and API
+/// usage live in their own tables and are joined in by [`load`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    #[serde(default)]
+    pub kinds: BTreeMap<String, KindCounts>,
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Daily quota left at the end of the run, as GHL last reported it.
+    #[serde(default)]
+    pub ghl_daily_remaining: Option<u64>,
+}
+
+/// Builds the report of one run from the state database.
+pub fn load(store: &Store, run_id: i64) -> Result<Option<RunReport>, StoreError> {
+    let Some(run) = store.run(run_id)? else {
+        return Ok(None);
+    };
+    let summary: RunSummary = serde_json::from_value(run.summary.clone()).unwrap_or_default();
+    let mut api: BTreeMap<String, ApiUsage> = BTreeMap::new();
+    for call in store.api_calls(run_id)? {
+        let r = &call.record;
+        let usage = api.entry(r.api.clone()).or_default();
+        usage.requests += 1;
+        *usage
+            .requests_by_method
+            .entry(r.method.clone())
+            .or_default() += 1;
+        if r.attempt > 1 {
+            usage.retries += 1;
+        }
+        if r.status == Some(429) {
+            usage.rate_limited += 1;
+        }
+        if r.error_class.is_some() {
+            usage.failed += 1;
+        }
+    }
+    if let Some(ghl) = api.get_mut("ghl") {
+        ghl.daily_remaining = summary.ghl_daily_remaining;
+    }
+    let items = store
+        .run_items(run_id)?
+        .into_iter()
+        .filter(|i| i.outcome != ItemOutcome::Applied || i.action == "delete")
+        .map(|i| ReportItem {
+            kind: i.kind.as_str().to_string(),
+            outcome: item_outcome_label(&i),
+            source_id: Some(i.source_id).filter(|s| !s.is_empty()),
+            target_id: i.target_id,
+            reason: i.reason.unwrap_or_else(|| i.action.clone()),
+            detail: i.detail,
+        })
+        .collect();
+    Ok(Some(RunReport {
+        run_id: run.id,
+        started_at: run
+            .started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        finished_at: run
+            .finished_at
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        status: run.status.as_str().to_string(),
+        dry_run: run.dry_run,
+        full: run.full,
+        kinds: summary.kinds,
+        api,
+        notes: summary.notes,
+        items,
+    }))
+}
+
+/// The report's word for a stored item: parked conflicts and drift are named by the planner's
+/// action, everything else by its outcome.
+fn item_outcome_label(item: &RunItem) -> String {
+    match (item.outcome, item.action.as_str()) {
+        (_, "conflict") => "conflict".into(),
+        (_, "drift") => "drift".into(),
+        (ItemOutcome::Applied, "delete") => "deleted".into(),
+        (ItemOutcome::Parked, _) => "conflict".into(),
+        (ItemOutcome::Planned, _) => "planned".into(),
+        (o, _) => o.as_str().to_string(),
+    }
+}
