@@ -146,7 +146,7 @@ impl std::fmt::Display for ApiError {
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error("{0}")]
-    Api(ApiError),
+    Api(Box<ApiError>),
     /// The daily quota fell to the configured reserve: stop writing, defer the rest.
     #[error(
         "{api}: daily quota reserve reached ({daily_remaining} left, reserve {reserve}); deferring"
@@ -670,13 +670,13 @@ impl HttpPolicy {
                 }
             };
             if !retryable || attempt >= cfg.max_attempts {
-                return Err(HttpError::Api(err));
+                return Err(HttpError::Api(Box::new(err)));
             }
             let delay = retry_after
                 .or_else(|| backoff.next())
                 .unwrap_or(cfg.max_backoff);
             if first.elapsed() + delay > cfg.max_elapsed {
-                return Err(HttpError::Api(err));
+                return Err(HttpError::Api(Box::new(err)));
             }
             tracing::debug!(api = cfg.api, path = %req.path_template, attempt, delay_ms = delay.as_millis() as u64, "retrying");
             tokio::time::sleep(delay).await;
