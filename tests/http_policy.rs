@@ -629,6 +629,7 @@ async fn search_pages_by_number_then_by_search_after() {
     assert_eq!(max_page, 500, "pageLimit is capped at 500");
     assert_eq!(seen, 10_003);
     assert_eq!(s.total(), Some(10_003));
+    assert!(s.complete());
     let bodies = bodies.lock().unwrap();
     assert_eq!(bodies.len(), 21);
     assert_eq!(bodies[19]["page"], 20);
@@ -735,13 +736,20 @@ async fn hotspot_pager_falls_back_to_offsets_and_detects_short_listing() {
 
 #[tokio::test]
 async fn hotspot_list_without_items_is_an_error_naming_the_endpoint() {
-    let app = Router::new().route(
-        "/v2.0/locations/{id}/transactions/paid",
-        get(|| async { axum::Json(json!({"metadata": {"total_count": 1}})) }),
-    );
+    let app = Router::new()
+        .route(
+            "/v2.0/locations/{id}/transactions/paid",
+            get(|| async { axum::Json(json!({"metadata": {"total_count": 1}})) }),
+        )
+        .route(
+            "/v2.0/locations/options",
+            get(|| async { axum::Json(json!({"options": []})) }),
+        );
     let base = serve(app).await;
     let (p, _) = policy(cfg());
     let client = HotspotClient::new(&format!("{base}/v2.0"), "k".into(), p).unwrap();
+    let err = client.location_options().await.unwrap_err();
+    assert!(err.to_string().contains("/locations/options"), "{err}");
     let mut pager = client.paid_transactions(Some("4"));
     let err = pager.next_page().await.unwrap_err();
     let text = err.to_string();
@@ -774,4 +782,161 @@ async fn hotspot_errors_never_show_the_api_key() {
     let text = format!("{err} {err:?} {client:?} {:?}", sink.drain());
     assert!(text.contains("General error"), "{text}");
     assert!(!text.contains("hs-key-secret"), "{text}");
+}
+
+/// Captures (method, path, body) of every call and answers with the documented shapes.
+#[tokio::test]
+async fn write_endpoints_send_only_accepted_properties() {
+    use axum::extract::OriginalUri;
+    use hotspot_ghl_sync::ghl::wire::{
+        BusinessInput, ContactUpdate, CustomFieldInput, NoteInput, TaskCreate,
+    };
+    type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let app = Router::new().fallback(
+        move |method: axum::http::Method, OriginalUri(uri): OriginalUri, body: String| {
+            let s = s.clone();
+            async move {
+                let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let path = uri.path().to_string();
+                s.lock()
+                    .unwrap()
+                    .push((method.to_string(), path.clone(), body.clone()));
+                let answer = match (method.as_str(), path.as_str()) {
+                    ("PUT", "/contacts/c1") => json!({"succeded": true, "contact": {"id": "c1"}}),
+                    ("POST", "/contacts/c1/tags") | ("DELETE", "/contacts/c1/tags") => {
+                        json!({"tags": body["tags"]})
+                    }
+                    ("POST", "/contacts/c1/notes") => {
+                        json!({"note": {"id": "n1", "body": body["body"]}})
+                    }
+                    ("POST", "/contacts/c1/tasks") => {
+                        json!({"task": {"id": "t1", "completed": false}})
+                    }
+                    ("POST", "/businesses/") => {
+                        json!({"success": true, "buiseness": {"id": "b1", "name": "Cafe"}})
+                    }
+                    ("POST", "/contacts/bulk/business") => {
+                        json!({"success": true, "ids": body["ids"]})
+                    }
+                    ("POST", "/contacts/upsert") => {
+                        json!({"new": false, "contact": {"id": "c1"}, "traceId": "t"})
+                    }
+                    _ => {
+                        return (
+                            StatusCode::NOT_FOUND,
+                            axum::Json(json!({"message": "no route"})),
+                        );
+                    }
+                };
+                let status = if method == "POST"
+                    && path != "/contacts/upsert"
+                    && path != "/contacts/bulk/business"
+                {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                (status, axum::Json(answer))
+            }
+        },
+    );
+    let base = serve(app).await;
+    let (p, _) = policy(cfg());
+    let client = GhlClient::new(&base, "LOC", TokenSource::Static("pit-x".into()), p).unwrap();
+    let upd = ContactUpdate {
+        email: Some(Some("a@b.c".into())),
+        custom_fields: Some(vec![CustomFieldInput::by_id("f1", "59")]),
+        ..Default::default()
+    };
+    client.update_contact("c1", &upd).await.unwrap();
+    assert_eq!(
+        client.add_tags("c1", &["wifi".into()]).await.unwrap(),
+        vec!["wifi"]
+    );
+    client.remove_tags("c1", &["old".into()]).await.unwrap();
+    let note = NoteInput {
+        body: Some("Visited".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        client
+            .create_note("c1", &note, false)
+            .await
+            .unwrap()
+            .id
+            .as_deref(),
+        Some("n1")
+    );
+    let task = TaskCreate {
+        title: "Welcome".into(),
+        body: None,
+        due_date: Utc::now(),
+        completed: false,
+        assigned_to: None,
+    };
+    client.create_task("c1", &task, false).await.unwrap();
+    let biz = BusinessInput {
+        name: Some("Cafe".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        client
+            .create_business(&biz, false)
+            .await
+            .unwrap()
+            .id
+            .as_deref(),
+        Some("b1")
+    );
+    assert_eq!(
+        client.bulk_business(&["c1".into()], None).await.unwrap(),
+        vec!["c1"]
+    );
+    let up = client
+        .upsert_contact(&ContactCreate {
+            email: Some("a@b.c".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(up.new, Some(false));
+    assert!(matches!(
+        client.create_note("c1", &NoteInput::default(), false).await,
+        Err(GhlError::Invalid(_))
+    ));
+
+    let seen = seen.lock().unwrap();
+    let by = |m: &str, p: &str| {
+        seen.iter()
+            .find(|(mm, pp, _)| mm == m && pp == p)
+            .unwrap()
+            .2
+            .clone()
+    };
+    assert_eq!(
+        by("PUT", "/contacts/c1"),
+        json!({"email": "a@b.c", "customFields": [{"id": "f1", "field_value": "59"}]})
+    );
+    assert_eq!(by("POST", "/contacts/c1/tags"), json!({"tags": ["wifi"]}));
+    assert_eq!(by("DELETE", "/contacts/c1/tags"), json!({"tags": ["old"]}));
+    assert_eq!(by("POST", "/contacts/c1/notes"), json!({"body": "Visited"}));
+    let t = by("POST", "/contacts/c1/tasks");
+    assert!(
+        t.get("locationId").is_none() && t["completed"] == json!(false) && t["title"] == "Welcome"
+    );
+    assert_eq!(
+        by("POST", "/businesses/"),
+        json!({"name": "Cafe", "locationId": "LOC"})
+    );
+    assert_eq!(
+        by("POST", "/contacts/bulk/business"),
+        json!({"locationId": "LOC", "ids": ["c1"], "businessId": null})
+    );
+    assert_eq!(
+        by("POST", "/contacts/upsert"),
+        json!({"email": "a@b.c", "locationId": "LOC"})
+    );
+    assert_eq!(seen.len(), 8, "the invalid note was not sent");
 }

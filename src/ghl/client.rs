@@ -271,6 +271,7 @@ impl GhlClient {
             received: 0,
             total: None,
             done: false,
+            failed: false,
         }
     }
 
@@ -641,9 +642,16 @@ pub struct ContactSearch {
     received: u64,
     total: Option<u64>,
     done: bool,
+    failed: bool,
 }
 
 impl ContactSearch {
+    /// True only when every page arrived and the count equals the server's `total`: the
+    /// condition for inferring deletions in GHL from a listing.
+    pub fn complete(&self) -> bool {
+        self.done && !self.failed && self.total == Some(self.received)
+    }
+
     pub fn total(&self) -> Option<u64> {
         self.total
     }
@@ -670,6 +678,7 @@ impl ContactSearch {
                     Some(sa) => Some(sa.clone()),
                     None => {
                         self.done = true;
+                        self.failed = true;
                         return Err(HttpError::decode(
                             "ghl",
                             "/contacts/search",
@@ -690,6 +699,7 @@ impl ContactSearch {
             Ok(r) => r,
             Err(e) => {
                 self.done = true;
+                self.failed = true;
                 return Err(e);
             }
         };

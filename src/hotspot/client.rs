@@ -78,6 +78,12 @@ impl HotspotClient {
         self.get_one("/ping").await
     }
 
+    /// `GET /locations/options`: `{items:[{id,name}]}`, unpaged.
+    pub async fn location_options(&self) -> Result<Vec<Location>, HttpError> {
+        let env: ListEnvelope<Location> = self.get_one("/locations/options").await?;
+        Ok(env.items)
+    }
+
     fn pager<T>(&self, location: Option<&str>, resource: &str) -> Pager<T> {
         let (path, template) = match location {
             Some(loc) => (
