@@ -309,12 +309,22 @@ impl Request {
     }
 }
 
-/// A successful (2xx) answer, body read in full.
-#[derive(Debug, Clone)]
+/// A successful (2xx) answer, body read in full. Debug shows no body: a token endpoint's
+/// answer carries secrets.
+#[derive(Clone)]
 pub struct Response {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 impl Response {
@@ -845,6 +855,32 @@ mod tests {
         assert!(check_base_url("http://[::1]:1/").is_ok());
         assert!(check_base_url("http://api.hotspotsystem.com").is_err());
         assert!(check_base_url("ftp://127.0.0.1").is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_refills_at_its_rate_and_honours_blocks() {
+        let now = Instant::now();
+        let mut b = Bucket {
+            capacity: 2.0,
+            window: Duration::from_secs(1),
+            tokens: 2.0,
+            last: now,
+            blocked_until: None,
+        };
+        assert!(b.try_take(now).is_ok());
+        assert!(b.try_take(now).is_ok());
+        let wait = b.try_take(now).unwrap_err();
+        assert!((wait.as_millis() as i64 - 500).abs() <= 1, "{wait:?}");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(b.try_take(Instant::now()).is_ok());
+        b.blocked_until = Some(Instant::now() + Duration::from_secs(3));
+        b.tokens = 2.0;
+        assert_eq!(
+            b.try_take(Instant::now()).unwrap_err(),
+            Duration::from_secs(3)
+        );
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(b.try_take(Instant::now()).is_ok());
     }
 
     #[test]
