@@ -1,6 +1,21 @@
 //! The one HTTP policy both API clients use (DESIGN.md §6).
+//!
+//! A [`HttpPolicy`] is built once per API. It owns the reqwest client, an adaptive rate limiter,
+//! the retry loop (exponential backoff with jitter from `backon`, `Retry-After` honoured), the
+//! daily-quota reserve, the audit of every attempt and the counters. It never sees a body it
+//! logs, and it never puts a URL (which may carry a query secret) into an error or a log line:
+//! only the caller's path template (`/contacts/{id}`) is used for that.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+pub use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 /// How a failed call should be treated by the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -30,4 +45,850 @@ pub struct AuditRecord {
     pub attempt: u32,
     pub latency_ms: u64,
     pub error_class: Option<ErrorClass>,
+}
+
+/// Tuning of one API's policy. Durations are plain so tests can use milliseconds.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    pub api: &'static str,
+    /// Requests allowed per `rate_window` (our own ceiling; server headers can only lower it).
+    pub rate_max: u32,
+    pub rate_window: Duration,
+    /// Attempts per request, including the first.
+    pub max_attempts: u32,
+    /// No retry is started once this much time has passed since the first attempt.
+    pub max_elapsed: Duration,
+    /// Per-attempt timeout (connect + response).
+    pub timeout: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Calls fail fast with [`HttpError::QuotaReserveReached`] once the daily remaining quota
+    /// reported by the server is at or below this.
+    pub daily_reserve: u64,
+}
+
+impl PolicyConfig {
+    /// GHL: 100 requests / 10 s per location documented; we keep 10% headroom.
+    pub fn ghl() -> Self {
+        PolicyConfig {
+            api: "ghl",
+            rate_max: 90,
+            rate_window: Duration::from_secs(10),
+            max_attempts: 5,
+            max_elapsed: Duration::from_secs(120),
+            timeout: Duration::from_secs(30),
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            daily_reserve: 1_000,
+        }
+    }
+
+    /// HotspotSystem documents no limit; stay polite.
+    pub fn hotspot() -> Self {
+        PolicyConfig {
+            api: "hotspot",
+            rate_max: 10,
+            rate_window: Duration::from_secs(1),
+            ..PolicyConfig::ghl()
+        }
+    }
+}
+
+/// The daily quota last reported by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    pub daily_remaining: u64,
+    pub daily_limit: Option<u64>,
+}
+
+/// Snapshot of the policy's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Attempts sent, by HTTP method.
+    pub requests_by_method: BTreeMap<String, u64>,
+    /// Attempts after the first.
+    pub retries: u64,
+    /// 429 answers received.
+    pub rate_limited: u64,
+}
+
+/// A failed call, with nothing that could carry a secret: a status, the server's message and the
+/// path template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub api: &'static str,
+    pub class: ErrorClass,
+    pub method: String,
+    pub path: String,
+    pub status: Option<u16>,
+    pub message: String,
+    /// The `meta` object of a GHL error body (the duplicate-contact answer names the contact here).
+    pub meta: Option<serde_json::Value>,
+    /// Attempts made before giving up.
+    pub attempts: u32,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.api, self.method, self.path)?;
+        match self.status {
+            Some(s) => write!(f, " answered {s}")?,
+            None => write!(f, " failed")?,
+        }
+        write!(f, " ({:?}", self.class)?;
+        if self.attempts > 1 {
+            write!(f, " after {} attempts", self.attempts)?;
+        }
+        write!(f, "): {}", self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("{0}")]
+    Api(Box<ApiError>),
+    /// The daily quota fell to the configured reserve: stop writing, defer the rest.
+    #[error(
+        "{api}: daily quota reserve reached ({daily_remaining} left, reserve {reserve}); deferring"
+    )]
+    QuotaReserveReached {
+        api: &'static str,
+        daily_remaining: u64,
+        reserve: u64,
+    },
+    /// A response arrived but its body did not have the documented shape.
+    #[error("{api} {path}: unexpected response body: {message}")]
+    Decode {
+        api: &'static str,
+        path: String,
+        message: String,
+    },
+    /// The client was configured wrongly (bad base URL, bad header value).
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl HttpError {
+    /// The class for the caller's decision; quota and decode errors are not retryable.
+    pub fn class(&self) -> Option<ErrorClass> {
+        match self {
+            HttpError::Api(e) => Some(e.class),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HttpError::Api(e) => e.status,
+            _ => None,
+        }
+    }
+
+    pub fn decode(api: &'static str, path: &str, err: impl std::fmt::Display) -> Self {
+        HttpError::Decode {
+            api,
+            path: path.to_string(),
+            message: err.to_string(),
+        }
+    }
+}
+
+/// Where audit records go. Cloning shares the buffer; the store drains it after each batch.
+#[derive(Debug, Clone, Default)]
+pub struct AuditSink(Arc<Mutex<Vec<AuditRecord>>>);
+
+impl AuditSink {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&self, rec: AuditRecord) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(rec);
+    }
+
+    /// Takes every record collected so far.
+    pub fn drain(&self) -> Vec<AuditRecord> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Request body kinds the two APIs use.
+#[derive(Debug, Clone)]
+pub enum Body {
+    None,
+    Json(serde_json::Value),
+    Form(Vec<(String, String)>),
+}
+
+/// One logical request; the policy may send it several times.
+///
+/// Debug shows header names only, so a request can be logged without leaking its credentials.
+#[derive(Clone)]
+pub struct Request {
+    pub method: Method,
+    /// Full URL without query string; query pairs go in `query`.
+    pub url: String,
+    /// Path with ids elided, for audit and errors.
+    pub path_template: String,
+    pub headers: HeaderMap,
+    pub query: Vec<(String, String)>,
+    pub body: Body,
+    /// Whether a non-idempotent request (POST) may be re-sent after an ambiguous failure
+    /// (5xx, timeout, dropped connection). A create may already have happened; the caller knows.
+    pub retry_unsafe: bool,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path_template)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field(
+                "query_keys",
+                &self.query.iter().map(|q| &q.0).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Request {
+    pub fn new(method: Method, url: impl Into<String>, path_template: impl Into<String>) -> Self {
+        Request {
+            method,
+            url: url.into(),
+            path_template: path_template.into(),
+            headers: HeaderMap::new(),
+            query: Vec::new(),
+            body: Body::None,
+            retry_unsafe: false,
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: &str) -> Result<Self, HttpError> {
+        let v = HeaderValue::from_str(value)
+            .map_err(|_| HttpError::Config(format!("invalid value for header {name}")))?;
+        self.headers.insert(HeaderName::from_static(name), v);
+        Ok(self)
+    }
+
+    /// A header whose value is a secret: marked sensitive so no HTTP layer prints it.
+    pub fn secret_header(mut self, name: &'static str, value: &str) -> Result<Self, HttpError> {
+        let mut v = HeaderValue::from_str(value)
+            .map_err(|_| HttpError::Config(format!("invalid value for header {name}")))?;
+        v.set_sensitive(true);
+        self.headers.insert(HeaderName::from_static(name), v);
+        Ok(self)
+    }
+
+    pub fn query(mut self, key: &str, value: impl ToString) -> Self {
+        self.query.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn json(mut self, body: serde_json::Value) -> Self {
+        self.body = Body::Json(body);
+        self
+    }
+
+    pub fn form(mut self, pairs: Vec<(String, String)>) -> Self {
+        self.body = Body::Form(pairs);
+        self
+    }
+
+    pub fn retry_unsafe(mut self, yes: bool) -> Self {
+        self.retry_unsafe = yes;
+        self
+    }
+
+    fn idempotent(&self) -> bool {
+        matches!(
+            self.method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+        )
+    }
+}
+
+/// A successful (2xx) answer, body read in full. Debug shows no body: a token endpoint's
+/// answer carries secrets.
+#[derive(Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl Response {
+    pub fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        api: &'static str,
+        path: &str,
+    ) -> Result<T, HttpError> {
+        serde_json::from_slice(&self.body).map_err(|e| HttpError::decode(api, path, e))
+    }
+
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Token bucket whose capacity and window follow the server's `X-RateLimit-*` headers.
+#[derive(Debug)]
+struct Bucket {
+    capacity: f64,
+    window: Duration,
+    tokens: f64,
+    last: Instant,
+    /// Set when the server said 0 remaining: nothing is sent before this instant.
+    blocked_until: Option<Instant>,
+}
+
+impl Bucket {
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        let rate = self.capacity / self.window.as_secs_f64().max(1e-9);
+        self.tokens = (self.tokens + elapsed * rate).min(self.capacity);
+        self.last = now;
+    }
+
+    /// Takes a token, or says how long to wait for one.
+    fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
+        if let Some(until) = self.blocked_until {
+            if now < until {
+                return Err(until - now);
+            }
+            self.blocked_until = None;
+            self.tokens = self.tokens.max(1.0);
+            self.last = now;
+        }
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            let rate = self.capacity / self.window.as_secs_f64().max(1e-9);
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+        }
+    }
+}
+
+struct Inner {
+    cfg: PolicyConfig,
+    client: reqwest::Client,
+    bucket: Mutex<Bucket>,
+    /// u64::MAX until the server reported one.
+    daily_remaining: AtomicU64,
+    daily_limit: AtomicU64,
+    sink: AuditSink,
+    stats: Mutex<Stats>,
+}
+
+/// The policy: cheap to clone (shared state), one per API.
+#[derive(Clone)]
+pub struct HttpPolicy {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for HttpPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpPolicy")
+            .field("api", &self.inner.cfg.api)
+            .finish()
+    }
+}
+
+const NONE: u64 = u64::MAX;
+
+impl HttpPolicy {
+    pub fn new(cfg: PolicyConfig, sink: AuditSink) -> Result<Self, HttpError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            // Redirects could carry our credentials to another host; neither API uses them.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| HttpError::Config(format!("HTTP client: {}", e.without_url())))?;
+        let bucket = Bucket {
+            capacity: cfg.rate_max.max(1) as f64,
+            window: cfg.rate_window,
+            tokens: cfg.rate_max.max(1) as f64,
+            last: Instant::now(),
+            blocked_until: None,
+        };
+        Ok(HttpPolicy {
+            inner: Arc::new(Inner {
+                cfg,
+                client,
+                bucket: Mutex::new(bucket),
+                daily_remaining: AtomicU64::new(NONE),
+                daily_limit: AtomicU64::new(NONE),
+                sink,
+                stats: Mutex::new(Stats::default()),
+            }),
+        })
+    }
+
+    pub fn api(&self) -> &'static str {
+        self.inner.cfg.api
+    }
+
+    pub fn config(&self) -> &PolicyConfig {
+        &self.inner.cfg
+    }
+
+    /// The daily quota last seen in a response, if the server reports one.
+    pub fn quota(&self) -> Option<Quota> {
+        let rem = self.inner.daily_remaining.load(Ordering::Relaxed);
+        if rem == NONE {
+            return None;
+        }
+        let lim = self.inner.daily_limit.load(Ordering::Relaxed);
+        Some(Quota {
+            daily_remaining: rem,
+            daily_limit: (lim != NONE).then_some(lim),
+        })
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.inner
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn audit(&self) -> &AuditSink {
+        &self.inner.sink
+    }
+
+    fn check_reserve(&self) -> Result<(), HttpError> {
+        let rem = self.inner.daily_remaining.load(Ordering::Relaxed);
+        if rem != NONE && rem <= self.inner.cfg.daily_reserve {
+            return Err(HttpError::QuotaReserveReached {
+                api: self.inner.cfg.api,
+                daily_remaining: rem,
+                reserve: self.inner.cfg.daily_reserve,
+            });
+        }
+        Ok(())
+    }
+
+    async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut b = self.inner.bucket.lock().unwrap_or_else(|p| p.into_inner());
+                match b.try_take(Instant::now()) {
+                    Ok(()) => return,
+                    Err(w) => w,
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Learns from the `X-RateLimit-*` headers (GHL sends them on every answer).
+    fn observe(&self, headers: &HeaderMap) {
+        let num = |n: &str| -> Option<u64> {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.trim().parse().ok())
+        };
+        if let Some(d) = num("x-ratelimit-daily-remaining") {
+            self.inner.daily_remaining.store(d, Ordering::Relaxed);
+        }
+        if let Some(l) = num("x-ratelimit-limit-daily") {
+            self.inner.daily_limit.store(l, Ordering::Relaxed);
+        }
+        let max = num("x-ratelimit-max");
+        let interval = num("x-ratelimit-interval-milliseconds");
+        let remaining = num("x-ratelimit-remaining");
+        if max.is_none() && interval.is_none() && remaining.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        let mut b = self.inner.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        b.refill(now);
+        if let Some(ms) = interval.filter(|ms| *ms > 0) {
+            b.window = Duration::from_millis(ms);
+        }
+        if let Some(m) = max.filter(|m| *m > 0) {
+            // The server may lower our ceiling, never raise it above the configured one.
+            b.capacity = (m as f64).min(self.inner.cfg.rate_max.max(1) as f64);
+        }
+        if let Some(r) = remaining {
+            b.tokens = b.tokens.min(r as f64);
+            if r == 0 {
+                // We do not know when the server's window started: wait a whole one.
+                b.blocked_until = Some(now + b.window);
+            }
+        }
+    }
+
+    fn record(
+        &self,
+        req: &Request,
+        status: Option<u16>,
+        attempt: u32,
+        started: Instant,
+        class: Option<ErrorClass>,
+    ) {
+        let latency_ms = started.elapsed().as_millis() as u64;
+        tracing::debug!(
+            api = self.inner.cfg.api,
+            method = %req.method,
+            path = %req.path_template,
+            status,
+            attempt,
+            latency_ms,
+            "http call"
+        );
+        self.inner.sink.push(AuditRecord {
+            api: self.inner.cfg.api.to_string(),
+            method: req.method.to_string(),
+            path: req.path_template.clone(),
+            status,
+            attempt,
+            latency_ms,
+            error_class: class,
+        });
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Stats)) {
+        f(&mut self.inner.stats.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn build(&self, req: &Request) -> reqwest::RequestBuilder {
+        let mut rb = self
+            .inner
+            .client
+            .request(req.method.clone(), &req.url)
+            .headers(req.headers.clone());
+        if !req.query.is_empty() {
+            rb = rb.query(&req.query);
+        }
+        match &req.body {
+            Body::None => rb,
+            Body::Json(v) => rb.json(v),
+            Body::Form(pairs) => rb.form(pairs),
+        }
+    }
+
+    /// Sends `req` under the policy. `Ok` only for a 2xx answer; every other outcome is an error
+    /// with its class, after the retries the policy allows.
+    pub async fn send(&self, req: &Request) -> Result<Response, HttpError> {
+        let cfg = &self.inner.cfg;
+        let first = Instant::now();
+        let mut backoff = ExponentialBuilder::default()
+            .with_min_delay(cfg.min_backoff)
+            .with_max_delay(cfg.max_backoff)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.check_reserve()?;
+            self.acquire().await;
+            self.count(|s| {
+                *s.requests_by_method
+                    .entry(req.method.to_string())
+                    .or_default() += 1;
+                if attempt > 1 {
+                    s.retries += 1;
+                }
+            });
+            let started = Instant::now();
+            let outcome = self.build(req).send().await;
+            let (err, retryable, retry_after) = match outcome {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
+                    self.observe(&headers);
+                    match resp.bytes().await {
+                        Ok(body) if (200..300).contains(&status) => {
+                            self.record(req, Some(status), attempt, started, None);
+                            return Ok(Response {
+                                status,
+                                headers,
+                                body: body.to_vec(),
+                            });
+                        }
+                        Ok(body) => {
+                            let class = classify(status);
+                            self.record(req, Some(status), attempt, started, Some(class));
+                            if status == 429 {
+                                self.count(|s| s.rate_limited += 1);
+                                // A 429 on an exhausted day will not clear by waiting.
+                                self.check_reserve()?;
+                            }
+                            let (message, meta) = server_message(&body);
+                            let retryable = match class {
+                                // A refused request was not processed: always safe to resend.
+                                ErrorClass::RateLimited => true,
+                                ErrorClass::Transient => req.idempotent() || req.retry_unsafe,
+                                ErrorClass::Auth | ErrorClass::Permanent => false,
+                            };
+                            let err =
+                                self.api_error(req, class, Some(status), message, meta, attempt);
+                            (err, retryable, retry_after(&headers))
+                        }
+                        Err(e) => {
+                            self.record(
+                                req,
+                                Some(status),
+                                attempt,
+                                started,
+                                Some(ErrorClass::Transient),
+                            );
+                            let msg = format!("reading the body failed: {}", transport_message(&e));
+                            let err = self.api_error(
+                                req,
+                                ErrorClass::Transient,
+                                Some(status),
+                                msg,
+                                None,
+                                attempt,
+                            );
+                            (err, req.idempotent() || req.retry_unsafe, None)
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.record(req, None, attempt, started, Some(ErrorClass::Transient));
+                    // A failed connect means nothing was sent: safe to resend even a create.
+                    let safe = e.is_connect() || req.idempotent() || req.retry_unsafe;
+                    let err = self.api_error(
+                        req,
+                        ErrorClass::Transient,
+                        None,
+                        transport_message(&e),
+                        None,
+                        attempt,
+                    );
+                    (err, safe, None)
+                }
+            };
+            if !retryable || attempt >= cfg.max_attempts {
+                return Err(HttpError::Api(Box::new(err)));
+            }
+            let delay = retry_after
+                .or_else(|| backoff.next())
+                .unwrap_or(cfg.max_backoff);
+            if first.elapsed() + delay > cfg.max_elapsed {
+                return Err(HttpError::Api(Box::new(err)));
+            }
+            tracing::debug!(api = cfg.api, path = %req.path_template, attempt, delay_ms = delay.as_millis() as u64, "retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn api_error(
+        &self,
+        req: &Request,
+        class: ErrorClass,
+        status: Option<u16>,
+        message: String,
+        meta: Option<serde_json::Value>,
+        attempts: u32,
+    ) -> ApiError {
+        ApiError {
+            api: self.inner.cfg.api,
+            class,
+            method: req.method.to_string(),
+            path: req.path_template.clone(),
+            status,
+            message,
+            meta,
+            attempts,
+        }
+    }
+}
+
+/// Status → class, per DESIGN.md §6.
+pub fn classify(status: u16) -> ErrorClass {
+    match status {
+        429 => ErrorClass::RateLimited,
+        401 | 403 => ErrorClass::Auth,
+        408 | 500..=599 => ErrorClass::Transient,
+        _ => ErrorClass::Permanent,
+    }
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// A transport error described without its URL (which may carry a secret in the query).
+fn transport_message(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timeout".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else {
+        let mut msg = "request failed".to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            src = s.source();
+        }
+        msg
+    }
+}
+
+/// The server's message from an error body: GHL's `message` (a string, or an array for 422,
+/// joined so the error names the field), HotspotSystem's `error` (string or `{message}`).
+fn server_message(body: &[u8]) -> (String, Option<serde_json::Value>) {
+    const MAX: usize = 500;
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        let text = String::from_utf8_lossy(body);
+        let text: String = text.trim().chars().take(MAX).collect();
+        return (
+            if text.is_empty() {
+                "no message".into()
+            } else {
+                text
+            },
+            None,
+        );
+    };
+    let as_text = |m: &serde_json::Value| -> Option<String> {
+        match m {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Array(items) => Some(
+                items
+                    .iter()
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| i.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            serde_json::Value::Object(o) => o
+                .get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string),
+            _ => None,
+        }
+    };
+    let msg = v
+        .get("message")
+        .and_then(as_text)
+        .or_else(|| v.get("error_description").and_then(as_text))
+        .or_else(|| v.get("error").and_then(as_text))
+        .unwrap_or_else(|| "no message".into());
+    let msg: String = msg.chars().take(MAX).collect();
+    (msg, v.get("meta").cloned())
+}
+
+/// True when `url` is https, or http to a loopback host (the emulators, tests).
+pub fn check_base_url(url: &str) -> Result<reqwest::Url, HttpError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|_| HttpError::Config("base URL is not a valid URL".to_string()))?;
+    let host = parsed.host_str().unwrap_or("");
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false);
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" if loopback => Ok(parsed),
+        _ => Err(HttpError::Config(format!(
+            "base URL must use https (plain http is allowed on loopback only), got {}://{}",
+            parsed.scheme(),
+            parsed.host_str().unwrap_or("")
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_array_is_joined() {
+        let body = br#"{"statusCode":422,"message":["property locationId should not exist","email must be an email"],"error":"Unprocessable Entity"}"#;
+        let (m, _) = server_message(body);
+        assert_eq!(
+            m,
+            "property locationId should not exist; email must be an email"
+        );
+    }
+
+    #[test]
+    fn hotspot_error_shapes() {
+        assert_eq!(server_message(br#"{"error":"bad key"}"#).0, "bad key");
+        assert_eq!(
+            server_message(
+                br#"{"success":false,"error":{"code":401,"message":"Authorization Required"}}"#
+            )
+            .0,
+            "Authorization Required"
+        );
+        assert_eq!(server_message(b"oops").0, "oops");
+    }
+
+    #[test]
+    fn base_url_rules() {
+        assert!(check_base_url("https://api.hotspotsystem.com/v2.0").is_ok());
+        assert!(check_base_url("http://127.0.0.1:8080").is_ok());
+        assert!(check_base_url("http://localhost:1/x").is_ok());
+        assert!(check_base_url("http://[::1]:1/").is_ok());
+        assert!(check_base_url("http://api.hotspotsystem.com").is_err());
+        assert!(check_base_url("ftp://127.0.0.1").is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_refills_at_its_rate_and_honours_blocks() {
+        let now = Instant::now();
+        let mut b = Bucket {
+            capacity: 2.0,
+            window: Duration::from_secs(1),
+            tokens: 2.0,
+            last: now,
+            blocked_until: None,
+        };
+        assert!(b.try_take(now).is_ok());
+        assert!(b.try_take(now).is_ok());
+        let wait = b.try_take(now).unwrap_err();
+        assert!((wait.as_millis() as i64 - 500).abs() <= 1, "{wait:?}");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(b.try_take(Instant::now()).is_ok());
+        b.blocked_until = Some(Instant::now() + Duration::from_secs(3));
+        b.tokens = 2.0;
+        assert_eq!(
+            b.try_take(Instant::now()).unwrap_err(),
+            Duration::from_secs(3)
+        );
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(b.try_take(Instant::now()).is_ok());
+    }
+
+    #[test]
+    fn classes() {
+        assert_eq!(classify(429), ErrorClass::RateLimited);
+        assert_eq!(classify(503), ErrorClass::Transient);
+        assert_eq!(classify(401), ErrorClass::Auth);
+        assert_eq!(classify(422), ErrorClass::Permanent);
+        assert_eq!(classify(400), ErrorClass::Permanent);
+    }
 }

@@ -1,1 +1,10 @@
-//! placeholder module; filled by its owner.
+//! HotspotSystem v2.0 (read-only source): wire types and the client.
+
+pub mod client;
+pub mod wire;
+
+pub use client::{DEFAULT_PAGE_SIZE, HotspotClient, Pager};
+pub use wire::{
+    Customer, Location, MacTransaction, Owner, PaidTransaction, Pong, SocialTransaction,
+    TransactionCommon, Voucher, VoucherTransaction,
+};

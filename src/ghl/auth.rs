@@ -1,0 +1,395 @@
+//! GHL token sources (DESIGN.md §7): a static Private Integration Token, or OAuth 2.0 with
+//! rotating refresh tokens.
+//!
+//! OAuth refresh is single-flight: the current pair sits behind a tokio `Mutex`; whoever holds
+//! it re-checks whether another caller already replaced the token before refreshing, so any
+//! number of concurrent callers over an expired token cause exactly one refresh. A refresh
+//! token dies when used, so the new pair is handed to the [`TokenStore`] before the new access
+//! token is returned to anyone: a crash right after a refresh cannot lose the only valid pair.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::wire::TokenResponse;
+use crate::http::{HttpError, HttpPolicy, Method, Request, check_base_url};
+
+/// The marketplace page where a sub-account admin approves the app.
+pub const AUTHORIZE_BASE: &str = "https://marketplace.gohighlevel.com/v2/oauth/chooselocation";
+
+/// An access/refresh pair and when the access token expires. Debug never shows the secrets.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    pub access_token: SecretString,
+    pub refresh_token: SecretString,
+    pub expires_at: DateTime<Utc>,
+    pub scope: Option<String>,
+    pub user_type: Option<String>,
+    pub location_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no OAuth tokens stored; run `auth ghl url` then `auth ghl exchange --code CODE`")]
+    NoTokens,
+    #[error("token refresh failed: {0}")]
+    Refresh(HttpError),
+    #[error("token endpoint answered without {0}")]
+    BadTokenResponse(&'static str),
+    #[error("token store: {0}")]
+    Store(String),
+    #[error("invalid OAuth configuration: {0}")]
+    Config(String),
+}
+
+/// Where OAuth pairs persist (the SQLite store implements it; [`MemoryTokenStore`] for tests).
+pub trait TokenStore: Send + Sync {
+    fn load(&self) -> Result<Option<TokenPair>, AuthError>;
+    fn save(&self, pair: &TokenPair) -> Result<(), AuthError>;
+}
+
+/// In-memory store; counts saves so tests can check ordering.
+#[derive(Debug, Default)]
+pub struct MemoryTokenStore {
+    pair: std::sync::Mutex<Option<TokenPair>>,
+    saves: AtomicU64,
+}
+
+impl MemoryTokenStore {
+    pub fn new(initial: Option<TokenPair>) -> Self {
+        MemoryTokenStore {
+            pair: std::sync::Mutex::new(initial),
+            saves: AtomicU64::new(0),
+        }
+    }
+
+    pub fn saves(&self) -> u64 {
+        self.saves.load(Ordering::SeqCst)
+    }
+}
+
+impl TokenStore for MemoryTokenStore {
+    fn load(&self) -> Result<Option<TokenPair>, AuthError> {
+        Ok(self.pair.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    fn save(&self, pair: &TokenPair) -> Result<(), AuthError> {
+        *self.pair.lock().unwrap_or_else(|p| p.into_inner()) = Some(pair.clone());
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// OAuth app credentials and behaviour.
+#[derive(Clone)]
+pub struct OAuthConfig {
+    /// GHL base URL; the token endpoint is `{base}/oauth/token`.
+    pub base_url: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    /// Refresh this long before expiry (the official SDK uses 30 s).
+    pub refresh_margin: Duration,
+    /// `Location` for a sub-account token.
+    pub user_type: String,
+}
+
+impl std::fmt::Debug for OAuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthConfig")
+            .field("base_url", &self.base_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[REDACTED]")
+            .field("refresh_margin", &self.refresh_margin)
+            .finish()
+    }
+}
+
+impl OAuthConfig {
+    pub fn new(base_url: &str, client_id: &str, client_secret: SecretString) -> Self {
+        OAuthConfig {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            client_id: client_id.to_string(),
+            client_secret,
+            refresh_margin: Duration::from_secs(300),
+            user_type: "Location".to_string(),
+        }
+    }
+}
+
+/// Refreshing OAuth token source.
+pub struct OAuthTokens {
+    cfg: OAuthConfig,
+    policy: HttpPolicy,
+    store: Arc<dyn TokenStore>,
+    current: tokio::sync::Mutex<Option<TokenPair>>,
+    refreshes: AtomicU64,
+}
+
+impl std::fmt::Debug for OAuthTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthTokens")
+            .field("cfg", &self.cfg)
+            .field("refreshes", &self.refreshes.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl OAuthTokens {
+    pub fn new(
+        cfg: OAuthConfig,
+        store: Arc<dyn TokenStore>,
+        policy: HttpPolicy,
+    ) -> Result<Self, AuthError> {
+        check_base_url(&cfg.base_url).map_err(|e| AuthError::Config(e.to_string()))?;
+        Ok(OAuthTokens {
+            cfg,
+            policy,
+            store,
+            current: tokio::sync::Mutex::new(None),
+            refreshes: AtomicU64::new(0),
+        })
+    }
+
+    /// Refreshes performed by this source (the single-flight guarantee is observable).
+    pub fn refresh_count(&self) -> u64 {
+        self.refreshes.load(Ordering::SeqCst)
+    }
+
+    /// Scopes granted with the current pair (for `check`).
+    pub async fn scopes(&self) -> Result<Option<String>, AuthError> {
+        let mut cur = self.current.lock().await;
+        self.ensure_loaded(&mut cur)?;
+        Ok(cur.as_ref().and_then(|p| p.scope.clone()))
+    }
+
+    fn ensure_loaded(&self, cur: &mut Option<TokenPair>) -> Result<(), AuthError> {
+        if cur.is_none() {
+            *cur = self.store.load()?;
+        }
+        Ok(())
+    }
+
+    fn margin(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.cfg.refresh_margin).unwrap_or(chrono::Duration::zero())
+    }
+
+    /// A valid access token, refreshing first when it expires within the margin.
+    pub async fn access_token(&self) -> Result<SecretString, AuthError> {
+        let mut cur = self.current.lock().await;
+        self.ensure_loaded(&mut cur)?;
+        let pair = cur.as_ref().ok_or(AuthError::NoTokens)?;
+        if pair.expires_at - self.margin() > Utc::now() {
+            return Ok(pair.access_token.clone());
+        }
+        let refresh = pair.refresh_token.clone();
+        let new = self.refresh_locked(&refresh).await?;
+        let token = new.access_token.clone();
+        *cur = Some(new);
+        Ok(token)
+    }
+
+    /// After a 401 with `rejected`: refresh unless another caller already replaced it.
+    pub async fn refresh_after_rejection(
+        &self,
+        rejected: &SecretString,
+    ) -> Result<SecretString, AuthError> {
+        let mut cur = self.current.lock().await;
+        self.ensure_loaded(&mut cur)?;
+        let pair = cur.as_ref().ok_or(AuthError::NoTokens)?;
+        if pair.access_token.expose_secret() != rejected.expose_secret() {
+            return Ok(pair.access_token.clone());
+        }
+        let refresh = pair.refresh_token.clone();
+        let new = self.refresh_locked(&refresh).await?;
+        let token = new.access_token.clone();
+        *cur = Some(new);
+        Ok(token)
+    }
+
+    /// Runs the refresh grant; the caller holds the `current` lock. Saves before returning.
+    async fn refresh_locked(&self, refresh_token: &SecretString) -> Result<TokenPair, AuthError> {
+        self.refreshes.fetch_add(1, Ordering::SeqCst);
+        let form = vec![
+            ("client_id".to_string(), self.cfg.client_id.clone()),
+            (
+                "client_secret".to_string(),
+                self.cfg.client_secret.expose_secret().to_string(),
+            ),
+            ("grant_type".to_string(), "refresh_token".to_string()),
+            (
+                "refresh_token".to_string(),
+                refresh_token.expose_secret().to_string(),
+            ),
+            ("user_type".to_string(), self.cfg.user_type.clone()),
+        ];
+        let pair = self.token_call(form, Some(refresh_token)).await?;
+        tracing::info!("GHL access token refreshed");
+        Ok(pair)
+    }
+
+    /// Authorization-code grant (`auth ghl exchange --code CODE`); the pair is saved.
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: Option<&str>,
+    ) -> Result<TokenPair, AuthError> {
+        let mut cur = self.current.lock().await;
+        let mut form = vec![
+            ("client_id".to_string(), self.cfg.client_id.clone()),
+            (
+                "client_secret".to_string(),
+                self.cfg.client_secret.expose_secret().to_string(),
+            ),
+            ("grant_type".to_string(), "authorization_code".to_string()),
+            ("code".to_string(), code.to_string()),
+            ("user_type".to_string(), self.cfg.user_type.clone()),
+        ];
+        if let Some(r) = redirect_uri {
+            form.push(("redirect_uri".to_string(), r.to_string()));
+        }
+        let pair = self.token_call(form, None).await?;
+        *cur = Some(pair.clone());
+        Ok(pair)
+    }
+
+    async fn token_call(
+        &self,
+        form: Vec<(String, String)>,
+        old_refresh: Option<&SecretString>,
+    ) -> Result<TokenPair, AuthError> {
+        let url = format!("{}/oauth/token", self.cfg.base_url);
+        let req = Request::new(Method::POST, url, "/oauth/token")
+            .header("accept", "application/json")
+            .map_err(AuthError::Refresh)?
+            .form(form);
+        let resp = self.policy.send(&req).await.map_err(AuthError::Refresh)?;
+        let tr: TokenResponse = resp
+            .json(self.policy.api(), "/oauth/token")
+            .map_err(AuthError::Refresh)?;
+        if tr.access_token.is_empty() {
+            return Err(AuthError::BadTokenResponse("access_token"));
+        }
+        let refresh = match (tr.refresh_token.filter(|r| !r.is_empty()), old_refresh) {
+            (Some(r), _) => SecretString::from(r),
+            // No rotation in this answer: keep using the one we have.
+            (None, Some(old)) => old.clone(),
+            (None, None) => return Err(AuthError::BadTokenResponse("refresh_token")),
+        };
+        let pair = TokenPair {
+            access_token: SecretString::from(tr.access_token),
+            refresh_token: refresh,
+            expires_at: Utc::now() + chrono::Duration::seconds(tr.expires_in.unwrap_or(86_399)),
+            scope: tr.scope,
+            user_type: tr.user_type,
+            location_id: tr.location_id,
+        };
+        // Persist before anyone uses the new access token: the old refresh token is dead now.
+        self.store.save(&pair)?;
+        Ok(pair)
+    }
+}
+
+/// Where the GHL client gets its bearer token.
+#[derive(Clone)]
+pub enum TokenSource {
+    /// Private Integration Token: never expires, never refreshed.
+    Static(SecretString),
+    OAuth(Arc<OAuthTokens>),
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSource::Static(_) => f.write_str("TokenSource::Static([REDACTED])"),
+            TokenSource::OAuth(o) => write!(f, "TokenSource::OAuth({o:?})"),
+        }
+    }
+}
+
+impl TokenSource {
+    pub async fn access_token(&self) -> Result<SecretString, AuthError> {
+        match self {
+            TokenSource::Static(t) => Ok(t.clone()),
+            TokenSource::OAuth(o) => o.access_token().await,
+        }
+    }
+
+    /// A fresh token after a 401 on `rejected`, or None when this source cannot refresh.
+    pub async fn refresh_after_rejection(
+        &self,
+        rejected: &SecretString,
+    ) -> Result<Option<SecretString>, AuthError> {
+        match self {
+            TokenSource::Static(_) => Ok(None),
+            TokenSource::OAuth(o) => o.refresh_after_rejection(rejected).await.map(Some),
+        }
+    }
+}
+
+/// The URL an admin opens to install the app on a sub-account.
+pub fn authorize_url(
+    client_id: &str,
+    redirect_uri: &str,
+    scopes: &[&str],
+) -> Result<String, AuthError> {
+    authorize_url_at(AUTHORIZE_BASE, client_id, redirect_uri, scopes)
+}
+
+/// As [`authorize_url`] with another base (white-label marketplace, tests).
+pub fn authorize_url_at(
+    base: &str,
+    client_id: &str,
+    redirect_uri: &str,
+    scopes: &[&str],
+) -> Result<String, AuthError> {
+    let url = reqwest::Url::parse_with_params(
+        base,
+        &[
+            ("response_type", "code"),
+            ("redirect_uri", redirect_uri),
+            ("client_id", client_id),
+            ("scope", &scopes.join(" ")),
+        ],
+    )
+    .map_err(|e| AuthError::Config(format!("authorize URL: {e}")))?;
+    Ok(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorize_url_encodes_scopes() {
+        let u = authorize_url(
+            "cid",
+            "http://127.0.0.1:8080/cb",
+            &["contacts.readonly", "contacts.write"],
+        )
+        .unwrap();
+        assert!(u.starts_with(AUTHORIZE_BASE));
+        assert!(u.contains("response_type=code"));
+        assert!(u.contains("client_id=cid"));
+        assert!(u.contains("redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fcb"));
+        assert!(u.contains("scope=contacts.readonly+contacts.write"));
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let pair = TokenPair {
+            access_token: "at-secret-123".into(),
+            refresh_token: "rt-secret-456".into(),
+            expires_at: Utc::now(),
+            scope: None,
+            user_type: None,
+            location_id: None,
+        };
+        let s = format!("{pair:?} {:?}", TokenSource::Static("pit-abc".into()));
+        assert!(!s.contains("secret-123") && !s.contains("secret-456") && !s.contains("pit-abc"));
+        let cfg = OAuthConfig::new("https://x", "id", "cs-789".into());
+        assert!(!format!("{cfg:?}").contains("cs-789"));
+    }
+}

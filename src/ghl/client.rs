@@ -1,0 +1,727 @@
+//! GHL client over the shared HTTP policy: `Authorization: Bearer`, `Version: 2021-07-28`, one
+//! token refresh and one retry on a 401.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::auth::{AuthError, TokenSource};
+use super::wire::*;
+use crate::http::{ErrorClass, HttpError, HttpPolicy, Method, Request, check_base_url};
+
+pub const API_VERSION: &str = "2021-07-28";
+/// Search `pageLimit` ceiling.
+pub const MAX_PAGE_LIMIT: u32 = 500;
+/// `page × pageLimit` may not exceed this; beyond it the search pages by `searchAfter`.
+pub const PAGE_WINDOW: u64 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GhlError {
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// A create refused because the location disallows duplicates; names the existing contact.
+    #[error("duplicate contact: {message} (existing contact {contact_id}, matched on {})", matching_field.as_deref().unwrap_or("?"))]
+    Duplicate {
+        contact_id: String,
+        matching_field: Option<String>,
+        message: String,
+    },
+    /// A request the client refuses to send (it would be rejected by the API).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+impl GhlError {
+    pub fn class(&self) -> Option<ErrorClass> {
+        match self {
+            GhlError::Http(h) => h.class(),
+            GhlError::Auth(_) => Some(ErrorClass::Auth),
+            GhlError::Duplicate { .. } | GhlError::Invalid(_) => Some(ErrorClass::Permanent),
+        }
+    }
+
+    /// The run must stop writing and defer the rest.
+    pub fn is_quota_reserve(&self) -> bool {
+        matches!(self, GhlError::Http(HttpError::QuotaReserveReached { .. }))
+    }
+}
+
+pub type Result<T> = std::result::Result<T, GhlError>;
+
+#[derive(Clone, Debug)]
+pub struct GhlClient {
+    base: String,
+    location_id: String,
+    tokens: TokenSource,
+    policy: HttpPolicy,
+}
+
+/// Builds one call; the client fills auth and sends it under the policy.
+struct Call {
+    method: Method,
+    path: String,
+    template: &'static str,
+    query: Vec<(String, String)>,
+    body: Option<Value>,
+    retry_unsafe: bool,
+}
+
+impl Call {
+    fn new(method: Method, path: String, template: &'static str) -> Self {
+        Call {
+            method,
+            path,
+            template,
+            query: Vec::new(),
+            body: None,
+            retry_unsafe: false,
+        }
+    }
+    fn query(mut self, k: &str, v: impl ToString) -> Self {
+        self.query.push((k.to_string(), v.to_string()));
+        self
+    }
+    fn json(mut self, body: &impl Serialize) -> Result<Self> {
+        self.body =
+            Some(serde_json::to_value(body).map_err(|e| GhlError::Invalid(format!("body: {e}")))?);
+        Ok(self)
+    }
+    fn retry_unsafe(mut self, yes: bool) -> Self {
+        self.retry_unsafe = yes;
+        self
+    }
+}
+
+fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl GhlClient {
+    pub fn new(
+        base_url: &str,
+        location_id: &str,
+        tokens: TokenSource,
+        policy: HttpPolicy,
+    ) -> Result<Self> {
+        check_base_url(base_url)?;
+        Ok(GhlClient {
+            base: base_url.trim_end_matches('/').to_string(),
+            location_id: location_id.to_string(),
+            tokens,
+            policy,
+        })
+    }
+
+    pub fn location_id(&self) -> &str {
+        &self.location_id
+    }
+
+    pub fn policy(&self) -> &HttpPolicy {
+        &self.policy
+    }
+
+    fn build(&self, call: &Call, token: &SecretString) -> Result<Request> {
+        let mut req = Request::new(
+            call.method.clone(),
+            format!("{}{}", self.base, call.path),
+            call.template,
+        )
+        .header("accept", "application/json")?
+        .header("version", API_VERSION)?
+        .secret_header(
+            "authorization",
+            &format!("Bearer {}", token.expose_secret()),
+        )?
+        .retry_unsafe(call.retry_unsafe);
+        req.query = call.query.clone();
+        if let Some(b) = &call.body {
+            req = req.json(b.clone());
+        }
+        Ok(req)
+    }
+
+    /// Sends with the current token; on a 401, one refresh and one retry.
+    async fn send(&self, call: Call) -> Result<crate::http::Response> {
+        let token = self.tokens.access_token().await?;
+        match self.policy.send(&self.build(&call, &token)?).await {
+            Err(HttpError::Api(e)) if e.status == Some(401) => {
+                match self.tokens.refresh_after_rejection(&token).await? {
+                    Some(fresh) => Ok(self.policy.send(&self.build(&call, &fresh)?).await?),
+                    None => Err(HttpError::Api(e).into()),
+                }
+            }
+            other => Ok(other?),
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
+        let template = call.template;
+        let resp = self.send(call).await?;
+        Ok(resp.json(self.policy.api(), template)?)
+    }
+
+    // ---- contacts -------------------------------------------------------------------------
+
+    /// `Ok(None)` for a missing or deleted contact (GHL answers 400 "Contact not found").
+    pub async fn get_contact(&self, id: &str) -> Result<Option<Contact>> {
+        let c = Call::new(
+            Method::GET,
+            format!("/contacts/{}", seg(id)),
+            "/contacts/{id}",
+        );
+        match self.call::<ContactEnvelope>(c).await {
+            Ok(env) => Ok(env.contact),
+            Err(GhlError::Http(HttpError::Api(e)))
+                if matches!(e.status, Some(400) | Some(404))
+                    && e.message.to_ascii_lowercase().contains("not found") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a contact. A duplicate answer becomes [`GhlError::Duplicate`] with the existing
+    /// id. `retry_unsafe`: whether a dropped connection may be retried (the caller's journal knows).
+    pub async fn create_contact(
+        &self,
+        fields: &ContactCreate,
+        retry_unsafe: bool,
+    ) -> Result<Contact> {
+        let body = with_location(fields, &self.location_id)?;
+        let c = Call::new(Method::POST, "/contacts/".into(), "/contacts/")
+            .json(&body)?
+            .retry_unsafe(retry_unsafe);
+        match self.call::<ContactEnvelope>(c).await {
+            Ok(env) => env.contact.ok_or_else(|| missing("/contacts/", "contact")),
+            Err(GhlError::Http(HttpError::Api(e))) if e.status == Some(400) => {
+                let meta: Option<DuplicateMeta> =
+                    e.meta.clone().and_then(|m| serde_json::from_value(m).ok());
+                match meta.and_then(|m| m.contact_id.map(|id| (id, m.matching_field))) {
+                    Some((contact_id, matching_field)) => Err(GhlError::Duplicate {
+                        contact_id,
+                        matching_field,
+                        message: e.message,
+                    }),
+                    None => Err(HttpError::Api(e).into()),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn update_contact(
+        &self,
+        id: &str,
+        update: &ContactUpdate,
+    ) -> Result<Option<Contact>> {
+        let c = Call::new(
+            Method::PUT,
+            format!("/contacts/{}", seg(id)),
+            "/contacts/{id}",
+        )
+        .json(update)?;
+        let r: UpdateContactResponse = self.call(c).await?;
+        Ok(r.contact)
+    }
+
+    pub async fn delete_contact(&self, id: &str) -> Result<bool> {
+        let c = Call::new(
+            Method::DELETE,
+            format!("/contacts/{}", seg(id)),
+            "/contacts/{id}",
+        );
+        let r: SucceededResponse = self.call(c).await?;
+        Ok(r.succeded.unwrap_or(true))
+    }
+
+    /// Upsert by the location's duplicate rules; idempotent by nature, so retried freely.
+    pub async fn upsert_contact(&self, fields: &ContactCreate) -> Result<UpsertContactResponse> {
+        let body = with_location(fields, &self.location_id)?;
+        let c = Call::new(Method::POST, "/contacts/upsert".into(), "/contacts/upsert")
+            .json(&body)?
+            .retry_unsafe(true);
+        self.call(c).await
+    }
+
+    /// Streams `POST /contacts/search` results page by page.
+    pub fn search_contacts(
+        &self,
+        filters: Vec<Filter>,
+        sort: Vec<SortSpec>,
+        page_limit: u32,
+    ) -> ContactSearch {
+        ContactSearch {
+            client: self.clone(),
+            filters,
+            sort,
+            page_limit: page_limit.clamp(1, MAX_PAGE_LIMIT),
+            page: 0,
+            search_after: None,
+            received: 0,
+            total: None,
+            done: false,
+            failed: false,
+        }
+    }
+
+    /// Tags after the call (per the API's answer).
+    pub async fn add_tags(&self, contact_id: &str, tags: &[String]) -> Result<Vec<String>> {
+        let c = Call::new(
+            Method::POST,
+            format!("/contacts/{}/tags", seg(contact_id)),
+            "/contacts/{id}/tags",
+        )
+        .json(&TagsBody {
+            tags: tags.to_vec(),
+        })?
+        // Adding a tag twice is harmless.
+        .retry_unsafe(true);
+        let r: TagsResponse = self.call(c).await?;
+        Ok(r.tags)
+    }
+
+    /// DELETE with a JSON body.
+    pub async fn remove_tags(&self, contact_id: &str, tags: &[String]) -> Result<Vec<String>> {
+        let c = Call::new(
+            Method::DELETE,
+            format!("/contacts/{}/tags", seg(contact_id)),
+            "/contacts/{id}/tags",
+        )
+        .json(&TagsBody {
+            tags: tags.to_vec(),
+        })?;
+        let r: TagsResponse = self.call(c).await?;
+        Ok(r.tags)
+    }
+
+    // ---- tasks ----------------------------------------------------------------------------
+
+    pub async fn list_tasks(&self, contact_id: &str) -> Result<Vec<Task>> {
+        let c = Call::new(
+            Method::GET,
+            format!("/contacts/{}/tasks", seg(contact_id)),
+            "/contacts/{id}/tasks",
+        );
+        Ok(self.call::<TasksEnvelope>(c).await?.tasks)
+    }
+
+    pub async fn create_task(
+        &self,
+        contact_id: &str,
+        task: &TaskCreate,
+        retry_unsafe: bool,
+    ) -> Result<Task> {
+        let c = Call::new(
+            Method::POST,
+            format!("/contacts/{}/tasks", seg(contact_id)),
+            "/contacts/{id}/tasks",
+        )
+        .json(task)?
+        .retry_unsafe(retry_unsafe);
+        let env: TaskEnvelope = self.call(c).await?;
+        env.task
+            .ok_or_else(|| missing("/contacts/{id}/tasks", "task"))
+    }
+
+    pub async fn get_task(&self, contact_id: &str, task_id: &str) -> Result<Task> {
+        let c = Call::new(
+            Method::GET,
+            format!("/contacts/{}/tasks/{}", seg(contact_id), seg(task_id)),
+            "/contacts/{id}/tasks/{id}",
+        );
+        let env: TaskEnvelope = self.call(c).await?;
+        env.task
+            .ok_or_else(|| missing("/contacts/{id}/tasks/{id}", "task"))
+    }
+
+    pub async fn update_task(
+        &self,
+        contact_id: &str,
+        task_id: &str,
+        update: &TaskUpdate,
+    ) -> Result<Task> {
+        let c = Call::new(
+            Method::PUT,
+            format!("/contacts/{}/tasks/{}", seg(contact_id), seg(task_id)),
+            "/contacts/{id}/tasks/{id}",
+        )
+        .json(update)?;
+        let env: TaskEnvelope = self.call(c).await?;
+        env.task
+            .ok_or_else(|| missing("/contacts/{id}/tasks/{id}", "task"))
+    }
+
+    pub async fn complete_task(
+        &self,
+        contact_id: &str,
+        task_id: &str,
+        completed: bool,
+    ) -> Result<Task> {
+        let c = Call::new(
+            Method::PUT,
+            format!(
+                "/contacts/{}/tasks/{}/completed",
+                seg(contact_id),
+                seg(task_id)
+            ),
+            "/contacts/{id}/tasks/{id}/completed",
+        )
+        .json(&serde_json::json!({ "completed": completed }))?;
+        let env: TaskEnvelope = self.call(c).await?;
+        env.task
+            .ok_or_else(|| missing("/contacts/{id}/tasks/{id}/completed", "task"))
+    }
+
+    pub async fn delete_task(&self, contact_id: &str, task_id: &str) -> Result<bool> {
+        let c = Call::new(
+            Method::DELETE,
+            format!("/contacts/{}/tasks/{}", seg(contact_id), seg(task_id)),
+            "/contacts/{id}/tasks/{id}",
+        );
+        let r: SucceededResponse = self.call(c).await?;
+        Ok(r.succeded.unwrap_or(true))
+    }
+
+    /// `POST /locations/{locationId}/tasks/search` (read-only, so retried freely).
+    pub async fn search_location_tasks(&self, search: &TaskSearch) -> Result<Vec<Task>> {
+        let c = Call::new(
+            Method::POST,
+            format!("/locations/{}/tasks/search", seg(&self.location_id)),
+            "/locations/{id}/tasks/search",
+        )
+        .json(search)?
+        .retry_unsafe(true);
+        Ok(self.call::<TasksEnvelope>(c).await?.tasks)
+    }
+
+    // ---- notes ----------------------------------------------------------------------------
+
+    pub async fn list_notes(&self, contact_id: &str) -> Result<Vec<Note>> {
+        let c = Call::new(
+            Method::GET,
+            format!("/contacts/{}/notes", seg(contact_id)),
+            "/contacts/{id}/notes",
+        );
+        Ok(self.call::<NotesEnvelope>(c).await?.notes)
+    }
+
+    pub async fn create_note(
+        &self,
+        contact_id: &str,
+        note: &NoteInput,
+        retry_unsafe: bool,
+    ) -> Result<Note> {
+        if note.body.as_deref().is_none_or(str::is_empty) {
+            return Err(GhlError::Invalid("a note needs a body".into()));
+        }
+        let c = Call::new(
+            Method::POST,
+            format!("/contacts/{}/notes", seg(contact_id)),
+            "/contacts/{id}/notes",
+        )
+        .json(note)?
+        .retry_unsafe(retry_unsafe);
+        let env: NoteEnvelope = self.call(c).await?;
+        env.note
+            .ok_or_else(|| missing("/contacts/{id}/notes", "note"))
+    }
+
+    pub async fn get_note(&self, contact_id: &str, note_id: &str) -> Result<Note> {
+        let c = Call::new(
+            Method::GET,
+            format!("/contacts/{}/notes/{}", seg(contact_id), seg(note_id)),
+            "/contacts/{id}/notes/{id}",
+        );
+        let env: NoteEnvelope = self.call(c).await?;
+        env.note
+            .ok_or_else(|| missing("/contacts/{id}/notes/{id}", "note"))
+    }
+
+    pub async fn update_note(
+        &self,
+        contact_id: &str,
+        note_id: &str,
+        note: &NoteInput,
+    ) -> Result<Note> {
+        let c = Call::new(
+            Method::PUT,
+            format!("/contacts/{}/notes/{}", seg(contact_id), seg(note_id)),
+            "/contacts/{id}/notes/{id}",
+        )
+        .json(note)?;
+        let env: NoteEnvelope = self.call(c).await?;
+        env.note
+            .ok_or_else(|| missing("/contacts/{id}/notes/{id}", "note"))
+    }
+
+    pub async fn delete_note(&self, contact_id: &str, note_id: &str) -> Result<bool> {
+        let c = Call::new(
+            Method::DELETE,
+            format!("/contacts/{}/notes/{}", seg(contact_id), seg(note_id)),
+            "/contacts/{id}/notes/{id}",
+        );
+        let r: SucceededResponse = self.call(c).await?;
+        Ok(r.succeded.unwrap_or(true))
+    }
+
+    // ---- appointments ---------------------------------------------------------------------
+
+    pub async fn contact_appointments(&self, contact_id: &str) -> Result<Vec<Appointment>> {
+        let c = Call::new(
+            Method::GET,
+            format!("/contacts/{}/appointments", seg(contact_id)),
+            "/contacts/{id}/appointments",
+        );
+        Ok(self.call::<AppointmentsEnvelope>(c).await?.events)
+    }
+
+    // ---- businesses -----------------------------------------------------------------------
+
+    /// One page of businesses (`limit`, `skip`).
+    pub async fn list_businesses(&self, limit: u32, skip: u32) -> Result<Vec<Business>> {
+        let c = Call::new(Method::GET, "/businesses/".into(), "/businesses/")
+            .query("locationId", &self.location_id)
+            .query("limit", limit)
+            .query("skip", skip);
+        Ok(self.call::<BusinessesEnvelope>(c).await?.businesses)
+    }
+
+    pub async fn get_business(&self, id: &str) -> Result<Business> {
+        let c = Call::new(
+            Method::GET,
+            format!("/businesses/{}", seg(id)),
+            "/businesses/{id}",
+        );
+        let env: BusinessEnvelope = self.call(c).await?;
+        env.business
+            .ok_or_else(|| missing("/businesses/{id}", "business"))
+    }
+
+    pub async fn create_business(
+        &self,
+        input: &BusinessInput,
+        retry_unsafe: bool,
+    ) -> Result<Business> {
+        if input.name.as_deref().is_none_or(str::is_empty) {
+            return Err(GhlError::Invalid("a business needs a name".into()));
+        }
+        let body = with_location(input, &self.location_id)?;
+        let c = Call::new(Method::POST, "/businesses/".into(), "/businesses/")
+            .json(&body)?
+            .retry_unsafe(retry_unsafe);
+        let r: BusinessWriteResponse = self.call(c).await?;
+        r.buiseness
+            .ok_or_else(|| missing("/businesses/", "buiseness"))
+    }
+
+    pub async fn update_business(&self, id: &str, input: &BusinessInput) -> Result<Business> {
+        let c = Call::new(
+            Method::PUT,
+            format!("/businesses/{}", seg(id)),
+            "/businesses/{id}",
+        )
+        .json(input)?;
+        let r: BusinessWriteResponse = self.call(c).await?;
+        r.buiseness
+            .ok_or_else(|| missing("/businesses/{id}", "buiseness"))
+    }
+
+    pub async fn delete_business(&self, id: &str) -> Result<bool> {
+        let c = Call::new(
+            Method::DELETE,
+            format!("/businesses/{}", seg(id)),
+            "/businesses/{id}",
+        );
+        let r: SuccessResponse = self.call(c).await?;
+        Ok(r.success.unwrap_or(true))
+    }
+
+    /// Associates `ids` with `business_id` (`None` removes the association). Idempotent.
+    pub async fn bulk_business(
+        &self,
+        ids: &[String],
+        business_id: Option<&str>,
+    ) -> Result<Vec<String>> {
+        let body = BulkBusinessRequest {
+            location_id: self.location_id.clone(),
+            ids: ids.to_vec(),
+            business_id: business_id.map(str::to_string),
+        };
+        let c = Call::new(
+            Method::POST,
+            "/contacts/bulk/business".into(),
+            "/contacts/bulk/business",
+        )
+        .json(&body)?
+        .retry_unsafe(true);
+        let r: BulkBusinessResponse = self.call(c).await?;
+        Ok(r.ids)
+    }
+
+    /// One page of the contacts associated with a business; returns (contacts, count).
+    pub async fn contacts_by_business(
+        &self,
+        business_id: &str,
+        limit: u32,
+        skip: u32,
+    ) -> Result<(Vec<Contact>, Option<i64>)> {
+        let c = Call::new(
+            Method::GET,
+            format!("/contacts/business/{}", seg(business_id)),
+            "/contacts/business/{id}",
+        )
+        .query("locationId", &self.location_id)
+        .query("limit", limit)
+        .query("skip", skip);
+        let r: ContactsByBusinessResponse = self.call(c).await?;
+        Ok((r.contacts, r.count))
+    }
+
+    // ---- location -------------------------------------------------------------------------
+
+    pub async fn location_custom_fields(&self) -> Result<Vec<CustomField>> {
+        let c = Call::new(
+            Method::GET,
+            format!("/locations/{}/customFields", seg(&self.location_id)),
+            "/locations/{id}/customFields",
+        );
+        Ok(self.call::<CustomFieldsEnvelope>(c).await?.custom_fields)
+    }
+
+    pub async fn get_location(&self) -> Result<GhlLocation> {
+        let c = Call::new(
+            Method::GET,
+            format!("/locations/{}", seg(&self.location_id)),
+            "/locations/{id}",
+        );
+        let env: LocationEnvelope = self.call(c).await?;
+        env.location
+            .ok_or_else(|| missing("/locations/{id}", "location"))
+    }
+}
+
+fn missing(path: &str, field: &str) -> GhlError {
+    HttpError::decode("ghl", path, format!("missing `{field}`")).into()
+}
+
+/// Serializes `fields` and adds `locationId` (create bodies only).
+fn with_location(fields: &impl Serialize, location_id: &str) -> Result<Value> {
+    let mut v =
+        serde_json::to_value(fields).map_err(|e| GhlError::Invalid(format!("body: {e}")))?;
+    match v.as_object_mut() {
+        Some(o) => {
+            o.insert("locationId".into(), Value::String(location_id.to_string()));
+            Ok(v)
+        }
+        None => Err(GhlError::Invalid("body is not an object".into())),
+    }
+}
+
+/// Streams `POST /contacts/search`: `page` while `page × pageLimit ≤ 10,000`, then `searchAfter`
+/// from the last contact of the previous page.
+#[derive(Debug)]
+pub struct ContactSearch {
+    client: GhlClient,
+    filters: Vec<Filter>,
+    sort: Vec<SortSpec>,
+    page_limit: u32,
+    /// Last page fetched by number (0 before the first).
+    page: u32,
+    search_after: Option<Vec<Value>>,
+    received: u64,
+    total: Option<u64>,
+    done: bool,
+    failed: bool,
+}
+
+impl ContactSearch {
+    /// True only when every page arrived and the count equals the server's `total`: the
+    /// condition for inferring deletions in GHL from a listing.
+    pub fn complete(&self) -> bool {
+        self.done && !self.failed && self.total == Some(self.received)
+    }
+
+    pub fn total(&self) -> Option<u64> {
+        self.total
+    }
+
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// The next page, `Ok(None)` when exhausted.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<SearchContact>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let next_page = self.page + 1;
+        let by_page = next_page as u64 * self.page_limit as u64 <= PAGE_WINDOW;
+        let req = SearchRequest {
+            location_id: self.client.location_id.clone(),
+            page_limit: self.page_limit,
+            page: by_page.then_some(next_page),
+            search_after: if by_page {
+                None
+            } else {
+                match &self.search_after {
+                    Some(sa) => Some(sa.clone()),
+                    None => {
+                        self.done = true;
+                        self.failed = true;
+                        return Err(HttpError::decode(
+                            "ghl",
+                            "/contacts/search",
+                            "the last contact carried no searchAfter cursor",
+                        )
+                        .into());
+                    }
+                }
+            },
+            filters: self.filters.clone(),
+            sort: self.sort.clone(),
+            query: None,
+        };
+        let c = Call::new(Method::POST, "/contacts/search".into(), "/contacts/search")
+            .json(&req)?
+            .retry_unsafe(true);
+        let r: SearchResponse = match self.client.call(c).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.done = true;
+                self.failed = true;
+                return Err(e);
+            }
+        };
+        if by_page {
+            self.page = next_page;
+        }
+        if let Some(t) = r.total {
+            self.total = Some(t.max(0) as u64);
+        }
+        let n = r.contacts.len() as u64;
+        self.received += n;
+        self.search_after = r
+            .contacts
+            .last()
+            .map(|c| c.search_after.clone())
+            .filter(|sa| !sa.is_empty());
+        if n < self.page_limit as u64 || self.total.is_some_and(|t| self.received >= t) {
+            self.done = true;
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(Some(r.contacts))
+    }
+}

@@ -1,0 +1,394 @@
+//! HotspotSystem v2.0 client: read-only, paging streamed page by page.
+
+use std::marker::PhantomData;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+
+use super::wire::{
+    Customer, ListEnvelope, Location, MacTransaction, Owner, PaidTransaction, Pong,
+    SocialTransaction, Voucher, VoucherTransaction,
+};
+use crate::http::{HttpError, HttpPolicy, Method, Request, Response, check_base_url};
+
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+
+#[derive(Clone)]
+pub struct HotspotClient {
+    base: String,
+    api_key: SecretString,
+    policy: HttpPolicy,
+    page_size: u32,
+}
+
+impl std::fmt::Debug for HotspotClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotspotClient")
+            .field("base", &self.base)
+            .field("api_key", &"[REDACTED]")
+            .field("page_size", &self.page_size)
+            .finish()
+    }
+}
+
+impl HotspotClient {
+    /// `base_url` like `https://api.hotspotsystem.com/v2.0`; http is refused except on loopback.
+    pub fn new(
+        base_url: &str,
+        api_key: SecretString,
+        policy: HttpPolicy,
+    ) -> Result<Self, HttpError> {
+        check_base_url(base_url)?;
+        Ok(HotspotClient {
+            base: base_url.trim_end_matches('/').to_string(),
+            api_key,
+            policy,
+            page_size: DEFAULT_PAGE_SIZE,
+        })
+    }
+
+    /// Page size (`limit`) used by every pager; at least 1.
+    pub fn with_page_size(mut self, limit: u32) -> Self {
+        self.page_size = limit.max(1);
+        self
+    }
+
+    pub fn policy(&self) -> &HttpPolicy {
+        &self.policy
+    }
+
+    fn request(&self, url: String, template: &str) -> Result<Request, HttpError> {
+        Request::new(Method::GET, url, template)
+            .header("accept", "application/json")?
+            .secret_header("sn-apikey", self.api_key.expose_secret())
+    }
+
+    async fn get_one<T: DeserializeOwned>(&self, path: &str) -> Result<T, HttpError> {
+        let req = self.request(format!("{}{}", self.base, path), path)?;
+        let resp = self.policy.send(&req).await?;
+        resp.json(self.policy.api(), path)
+    }
+
+    /// Verifies the key: `GET /me`.
+    pub async fn me(&self) -> Result<Owner, HttpError> {
+        self.get_one("/me").await
+    }
+
+    pub async fn ping(&self) -> Result<Pong, HttpError> {
+        self.get_one("/ping").await
+    }
+
+    /// `GET /locations/options`: `{items:[{id,name}]}`, unpaged.
+    pub async fn location_options(&self) -> Result<Vec<Location>, HttpError> {
+        let env: ListEnvelope<Location> = self.get_one("/locations/options").await?;
+        Ok(env.items)
+    }
+
+    fn pager<T>(&self, location: Option<&str>, resource: &str) -> Pager<T> {
+        let (path, template) = match location {
+            Some(loc) => (
+                format!("/locations/{}/{resource}", encode_segment(loc)),
+                format!("/locations/{{id}}/{resource}"),
+            ),
+            None => (format!("/{resource}"), format!("/{resource}")),
+        };
+        Pager {
+            client: self.clone(),
+            first_url: format!("{}{}", self.base, path),
+            template,
+            sort: None,
+            fields: None,
+            next: Some(Next::Offset(0)),
+            received: 0,
+            total_count: None,
+            finished: false,
+            failed: false,
+            _t: PhantomData,
+        }
+    }
+
+    pub fn locations(&self) -> Pager<Location> {
+        self.pager(None, "locations")
+    }
+
+    /// Customers of all locations (`None`) or of one.
+    pub fn customers(&self, location: Option<&str>) -> Pager<Customer> {
+        self.pager(location, "customers")
+    }
+
+    pub fn subscribers(&self, location: Option<&str>) -> Pager<Customer> {
+        self.pager(location, "subscribers")
+    }
+
+    pub fn mac_transactions(&self, location: Option<&str>) -> Pager<MacTransaction> {
+        self.pager(location, "transactions/mac")
+    }
+
+    pub fn voucher_transactions(&self, location: Option<&str>) -> Pager<VoucherTransaction> {
+        self.pager(location, "transactions/voucher")
+    }
+
+    pub fn paid_transactions(&self, location: Option<&str>) -> Pager<PaidTransaction> {
+        self.pager(location, "transactions/paid")
+    }
+
+    pub fn social_transactions(&self, location: Option<&str>) -> Pager<SocialTransaction> {
+        self.pager(location, "transactions/social")
+    }
+
+    pub fn vouchers(&self, location: Option<&str>) -> Pager<Voucher> {
+        self.pager(location, "vouchers")
+    }
+}
+
+fn encode_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+enum Next {
+    /// Build the URL ourselves with this record offset.
+    Offset(u64),
+    /// Follow the server's `Link: rel="next"` URL as given.
+    Url(String),
+}
+
+/// Streams one list endpoint page by page; memory holds one page at a time.
+///
+/// `complete()` is what deletion inference relies on: it is true only when every page arrived
+/// without error and the number of records received equals the server's `total_count`.
+pub struct Pager<T> {
+    client: HotspotClient,
+    first_url: String,
+    template: String,
+    sort: Option<String>,
+    fields: Option<String>,
+    next: Option<Next>,
+    received: u64,
+    total_count: Option<u64>,
+    finished: bool,
+    failed: bool,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Pager<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pager")
+            .field("path", &self.template)
+            .field("received", &self.received)
+            .field("total_count", &self.total_count)
+            .field("finished", &self.finished)
+            .finish()
+    }
+}
+
+impl<T: DeserializeOwned> Pager<T> {
+    /// One property, `-` prefix for descending (e.g. `-registered_at`).
+    pub fn sort(mut self, sort: &str) -> Self {
+        self.sort = Some(sort.to_string());
+        self
+    }
+
+    /// Comma-separated projection.
+    pub fn fields(mut self, fields: &str) -> Self {
+        self.fields = Some(fields.to_string());
+        self
+    }
+
+    pub fn total_count(&self) -> Option<u64> {
+        self.total_count
+    }
+
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    pub fn complete(&self) -> bool {
+        self.finished && !self.failed && self.total_count == Some(self.received)
+    }
+
+    /// The next page, `Ok(None)` once the listing is exhausted. After an error the pager is
+    /// finished and never `complete()`.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<T>>, HttpError> {
+        let Some(next) = self.next.take() else {
+            return Ok(None);
+        };
+        match self.fetch(next).await {
+            Ok(page) => Ok(page),
+            Err(e) => {
+                self.failed = true;
+                self.finished = true;
+                self.next = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Drains the pager; for small listings only (locations).
+    pub async fn collect_all(mut self) -> Result<Vec<T>, HttpError> {
+        let mut all = Vec::new();
+        while let Some(page) = self.next_page().await? {
+            all.extend(page);
+        }
+        Ok(all)
+    }
+
+    async fn fetch(&mut self, next: Next) -> Result<Option<Vec<T>>, HttpError> {
+        let limit = self.client.page_size as u64;
+        let (req, offset) = match &next {
+            Next::Offset(off) => {
+                let mut r = self
+                    .client
+                    .request(self.first_url.clone(), &self.template)?
+                    .query("limit", limit)
+                    .query("offset", off);
+                if let Some(s) = &self.sort {
+                    r = r.query("sort", s);
+                }
+                if let Some(f) = &self.fields {
+                    r = r.query("fields", f);
+                }
+                (r, Some(*off))
+            }
+            Next::Url(u) => (self.client.request(u.clone(), &self.template)?, None),
+        };
+        let resp = self.client.policy.send(&req).await?;
+        let api = self.client.policy.api();
+        let env: ListEnvelope<T> = resp.json(api, &self.template)?;
+        if let Some(tc) = env.metadata.as_ref().and_then(|m| m.total_count) {
+            self.total_count = Some(tc.max(0) as u64);
+        }
+        let n = env.items.len() as u64;
+        self.received += n;
+        self.next = self.next_from(&resp, &next, offset, n, limit)?;
+        if self.next.is_none() {
+            self.finished = true;
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(Some(env.items))
+    }
+
+    fn next_from(
+        &self,
+        resp: &Response,
+        current: &Next,
+        offset: Option<u64>,
+        n: u64,
+        limit: u64,
+    ) -> Result<Option<Next>, HttpError> {
+        if n == 0 {
+            return Ok(None);
+        }
+        if let Some(link) = resp.header_str("link") {
+            return match link_next(link) {
+                Some(url) => {
+                    // Never send the key to another host than the configured one.
+                    if !same_origin(&url, &self.client.base) {
+                        return Err(HttpError::decode(
+                            self.client.policy.api(),
+                            &self.template,
+                            "Link rel=\"next\" points outside the configured base URL",
+                        ));
+                    }
+                    if matches!(current, Next::Url(u) if *u == url) {
+                        return Err(HttpError::decode(
+                            self.client.policy.api(),
+                            &self.template,
+                            "Link rel=\"next\" repeats the current page",
+                        ));
+                    }
+                    Ok(Some(Next::Url(url)))
+                }
+                None => Ok(None),
+            };
+        }
+        // No Link header: step the record offset while pages come back full.
+        let base = match offset {
+            Some(o) => o,
+            // We followed a link before but this answer has none: count what we have.
+            None => self.received - n,
+        };
+        let next_off = base + n;
+        let more = match self.total_count {
+            Some(tc) => next_off < tc,
+            None => n >= limit,
+        };
+        Ok(more.then_some(Next::Offset(next_off)))
+    }
+}
+
+/// The URL of `rel="next"` in an RFC 8288 `Link` header.
+pub fn link_next(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let mut pieces = part.split(';');
+        let url = pieces.next()?.trim();
+        let url = url.strip_prefix('<')?.strip_suffix('>')?;
+        let is_next = pieces.any(|p| {
+            let p = p.trim();
+            p.strip_prefix("rel=")
+                .map(|v| v.trim_matches('"').split_whitespace().any(|r| r == "next"))
+                .unwrap_or(false)
+        });
+        is_next.then(|| url.to_string())
+    })
+}
+
+fn same_origin(url: &str, base: &str) -> bool {
+    match (reqwest::Url::parse(url), reqwest::Url::parse(base)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.host_str() == b.host_str()
+                && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_link_header() {
+        let h = r#"<https://api.hotspotsystem.com/v2.0/locations?limit=10&offset=0>; rel="self", <https://api.hotspotsystem.com/v2.0/locations?limit=10&offset=10>; rel="next""#;
+        assert_eq!(
+            link_next(h).as_deref(),
+            Some("https://api.hotspotsystem.com/v2.0/locations?limit=10&offset=10")
+        );
+        assert_eq!(link_next(r#"<https://x/a>; rel="prev""#), None);
+    }
+
+    #[test]
+    fn origin_check() {
+        assert!(same_origin(
+            "https://a.com/v2.0/x?offset=1",
+            "https://a.com/v2.0"
+        ));
+        assert!(!same_origin(
+            "https://evil.com/v2.0/x",
+            "https://a.com/v2.0"
+        ));
+        assert!(!same_origin("http://a.com/v2.0/x", "https://a.com/v2.0"));
+    }
+
+    #[test]
+    fn refuses_plain_http_off_loopback() {
+        let policy = HttpPolicy::new(
+            crate::http::PolicyConfig::hotspot(),
+            crate::http::AuditSink::new(),
+        )
+        .unwrap();
+        let err = HotspotClient::new("http://api.hotspotsystem.com/v2.0", "k".into(), policy)
+            .unwrap_err();
+        assert!(err.to_string().contains("https"));
+    }
+}
