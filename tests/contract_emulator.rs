@@ -78,7 +78,9 @@ async fn contact_answers_match_the_spec() {
     conforms(CONTACTS, "POST", "/contacts/", 201, &body);
     let id = body["contact"]["id"].as_str().unwrap().to_string();
 
-    let (st, body) = api.call(Method::GET, &format!("/contacts/{id}"), None).await;
+    let (st, body) = api
+        .call(Method::GET, &format!("/contacts/{id}"), None)
+        .await;
     assert_eq!(st, 200);
     conforms(CONTACTS, "GET", "/contacts/{contactId}", 200, &body);
     assert_eq!(body["contact"]["phone"], "+18885550101");
@@ -94,7 +96,9 @@ async fn contact_answers_match_the_spec() {
 
     let upsert = json!({"locationId": loc, "email": "ada@example.com", "lastName": "King"});
     sends_valid(CONTACTS, "POST", "/contacts/upsert", &upsert);
-    let (st, body) = api.call(Method::POST, "/contacts/upsert", Some(upsert)).await;
+    let (st, body) = api
+        .call(Method::POST, "/contacts/upsert", Some(upsert))
+        .await;
     assert_eq!(st, 200);
     conforms(CONTACTS, "POST", "/contacts/upsert", 200, &body);
     assert_eq!(body["new"], false);
@@ -102,7 +106,11 @@ async fn contact_answers_match_the_spec() {
     let tags = json!({"tags": ["guest"]});
     sends_valid(CONTACTS, "POST", "/contacts/{contactId}/tags", &tags);
     let (st, body) = api
-        .call(Method::POST, &format!("/contacts/{id}/tags"), Some(tags.clone()))
+        .call(
+            Method::POST,
+            &format!("/contacts/{id}/tags"),
+            Some(tags.clone()),
+        )
         .await;
     assert_eq!(st, 201);
     conforms(CONTACTS, "POST", "/contacts/{contactId}/tags", 201, &body);
@@ -152,10 +160,14 @@ async fn contact_answers_match_the_spec() {
         "the strict request validator must reject what the server rejects"
     );
 
-    let (st, body) = api.call(Method::DELETE, &format!("/contacts/{id}"), None).await;
+    let (st, body) = api
+        .call(Method::DELETE, &format!("/contacts/{id}"), None)
+        .await;
     assert_eq!(st, 200);
     conforms(CONTACTS, "DELETE", "/contacts/{contactId}", 200, &body);
-    let (st, body) = api.call(Method::GET, &format!("/contacts/{id}"), None).await;
+    let (st, body) = api
+        .call(Method::GET, &format!("/contacts/{id}"), None)
+        .await;
     assert_eq!(st, 400);
     conforms(CONTACTS, "GET", "/contacts/{contactId}", 400, &body);
 
@@ -204,11 +216,23 @@ async fn task_note_and_appointment_answers_match_the_spec() {
     conforms(CONTACTS, "GET", "/contacts/{contactId}/tasks", 200, &body);
     let tpath = format!("/contacts/{cid}/tasks/{tid}");
     let (_, body) = api.call(Method::GET, &tpath, None).await;
-    conforms(CONTACTS, "GET", "/contacts/{contactId}/tasks/{taskId}", 200, &body);
+    conforms(
+        CONTACTS,
+        "GET",
+        "/contacts/{contactId}/tasks/{taskId}",
+        200,
+        &body,
+    );
     let (_, body) = api
         .call(Method::PUT, &tpath, Some(json!({"body": "bring coffee"})))
         .await;
-    conforms(CONTACTS, "PUT", "/contacts/{contactId}/tasks/{taskId}", 200, &body);
+    conforms(
+        CONTACTS,
+        "PUT",
+        "/contacts/{contactId}/tasks/{taskId}",
+        200,
+        &body,
+    );
     let (st, body) = api
         .call(
             Method::PUT,
@@ -247,7 +271,13 @@ async fn task_note_and_appointment_answers_match_the_spec() {
 
     let (st, body) = api.call(Method::DELETE, &tpath, None).await;
     assert_eq!(st, 200);
-    conforms(CONTACTS, "DELETE", "/contacts/{contactId}/tasks/{taskId}", 200, &body);
+    conforms(
+        CONTACTS,
+        "DELETE",
+        "/contacts/{contactId}/tasks/{taskId}",
+        200,
+        &body,
+    );
 
     let note = json!({"body": "Connected at Lobby", "title": "WiFi"});
     sends_valid(CONTACTS, "POST", "/contacts/{contactId}/notes", &note);
@@ -263,13 +293,31 @@ async fn task_note_and_appointment_answers_match_the_spec() {
     conforms(CONTACTS, "GET", "/contacts/{contactId}/notes", 200, &body);
     let npath = format!("/contacts/{cid}/notes/{nid}");
     let (_, body) = api.call(Method::GET, &npath, None).await;
-    conforms(CONTACTS, "GET", "/contacts/{contactId}/notes/{id}", 200, &body);
+    conforms(
+        CONTACTS,
+        "GET",
+        "/contacts/{contactId}/notes/{id}",
+        200,
+        &body,
+    );
     let (_, body) = api
         .call(Method::PUT, &npath, Some(json!({"pinned": true})))
         .await;
-    conforms(CONTACTS, "PUT", "/contacts/{contactId}/notes/{id}", 200, &body);
+    conforms(
+        CONTACTS,
+        "PUT",
+        "/contacts/{contactId}/notes/{id}",
+        200,
+        &body,
+    );
     let (_, body) = api.call(Method::DELETE, &npath, None).await;
-    conforms(CONTACTS, "DELETE", "/contacts/{contactId}/notes/{id}", 200, &body);
+    conforms(
+        CONTACTS,
+        "DELETE",
+        "/contacts/{contactId}/notes/{id}",
+        200,
+        &body,
+    );
 
     api.emu.with_state(|s| {
         s.appointments.push(Appointment {
@@ -288,7 +336,13 @@ async fn task_note_and_appointment_answers_match_the_spec() {
         .call(Method::GET, &format!("/contacts/{cid}/appointments"), None)
         .await;
     assert_eq!(st, 200);
-    conforms(CONTACTS, "GET", "/contacts/{contactId}/appointments", 200, &body);
+    conforms(
+        CONTACTS,
+        "GET",
+        "/contacts/{contactId}/appointments",
+        200,
+        &body,
+    );
     assert_eq!(body["events"][0]["startTime"], "2021-07-16 11:00:00");
 }
 
@@ -307,7 +361,9 @@ async fn business_location_and_oauth_answers_match_the_spec() {
         .call(Method::GET, &format!("/businesses/?locationId={loc}"), None)
         .await;
     conforms(BUSINESSES, "GET", "/businesses/", 200, &body);
-    let (_, body) = api.call(Method::GET, &format!("/businesses/{bid}"), None).await;
+    let (_, body) = api
+        .call(Method::GET, &format!("/businesses/{bid}"), None)
+        .await;
     conforms(BUSINESSES, "GET", "/businesses/{businessId}", 200, &body);
     let (_, body) = api
         .call(
@@ -341,20 +397,36 @@ async fn business_location_and_oauth_answers_match_the_spec() {
         )
         .await;
     assert_eq!(st, 200);
-    conforms(CONTACTS, "GET", "/contacts/business/{businessId}", 200, &body);
+    conforms(
+        CONTACTS,
+        "GET",
+        "/contacts/business/{businessId}",
+        200,
+        &body,
+    );
     assert_eq!(body["count"], 1);
 
-    let (_, body) = api.call(Method::DELETE, &format!("/businesses/{bid}"), None).await;
+    let (_, body) = api
+        .call(Method::DELETE, &format!("/businesses/{bid}"), None)
+        .await;
     conforms(BUSINESSES, "DELETE", "/businesses/{businessId}", 200, &body);
 
-    let (st, body) = api.call(Method::GET, &format!("/locations/{loc}"), None).await;
+    let (st, body) = api
+        .call(Method::GET, &format!("/locations/{loc}"), None)
+        .await;
     assert_eq!(st, 200);
     conforms(LOCATIONS, "GET", "/locations/{locationId}", 200, &body);
     let (st, body) = api
         .call(Method::GET, &format!("/locations/{loc}/customFields"), None)
         .await;
     assert_eq!(st, 200);
-    conforms(LOCATIONS, "GET", "/locations/{locationId}/customFields", 200, &body);
+    conforms(
+        LOCATIONS,
+        "GET",
+        "/locations/{locationId}/customFields",
+        200,
+        &body,
+    );
     assert_eq!(
         body["customFields"][0]["fieldKey"],
         "contact.hotspot_customer_id"
@@ -382,7 +454,13 @@ async fn business_location_and_oauth_answers_match_the_spec() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    conforms(OAUTH, "POST", "/oauth/token", 200, &resp.json().await.unwrap());
+    conforms(
+        OAUTH,
+        "POST",
+        "/oauth/token",
+        200,
+        &resp.json().await.unwrap(),
+    );
 }
 
 /// The checks above mean something only if the validator rejects wrong shapes.
@@ -391,9 +469,31 @@ fn the_validator_rejects_wrong_shapes() {
     let bad = json!({"contact": {"id": 7, "dnd": "no", "tags": "a"}});
     let errs = validate_response(CONTACTS, "GET", "/contacts/{contactId}", 200, &bad).unwrap_err();
     assert!(errs.len() >= 3, "{errs:#?}");
-    assert!(validate_response(BUSINESSES, "POST", "/businesses/", 201, &json!({"success": true})).is_err());
+    assert!(
+        validate_response(
+            BUSINESSES,
+            "POST",
+            "/businesses/",
+            201,
+            &json!({"success": true})
+        )
+        .is_err()
+    );
     // Nullable fields accept null (OpenAPI 3.0 `nullable` is converted).
-    assert!(validate_request(CONTACTS, "PUT", "/contacts/{contactId}", &json!({"email": null})).is_ok());
-    let err = validate_request(CONTACTS, "POST", "/contacts/{contactId}/notes", &json!({"body": "x", "locationId": "L"}));
+    assert!(
+        validate_request(
+            CONTACTS,
+            "PUT",
+            "/contacts/{contactId}",
+            &json!({"email": null})
+        )
+        .is_ok()
+    );
+    let err = validate_request(
+        CONTACTS,
+        "POST",
+        "/contacts/{contactId}/notes",
+        &json!({"body": "x", "locationId": "L"}),
+    );
     assert!(err.is_err());
 }

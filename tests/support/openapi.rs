@@ -84,17 +84,14 @@ pub fn spec_dir() -> PathBuf {
             return cand;
         }
     }
-    panic!(
-        "no shared/reference/ghl-openapi above {}",
-        start.display()
-    );
+    panic!("no shared/reference/ghl-openapi above {}", start.display());
 }
 
 /// A spec file as raw JSON.
 pub fn load(spec_file: &str) -> Value {
     let path = spec_dir().join(spec_file);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
 }
 
@@ -121,7 +118,8 @@ fn convert(v: &mut Value, strict: bool, in_all_of: bool) {
     match v {
         Value::Object(m) => {
             if let Some(Value::String(r)) = m.get_mut("$ref")
-                && let Some(name) = r.strip_prefix("../common/common-schemas.json#/components/schemas/")
+                && let Some(name) =
+                    r.strip_prefix("../common/common-schemas.json#/components/schemas/")
             {
                 *r = format!("#/components/schemas/common__{name}");
             }

@@ -343,7 +343,9 @@ fn apply(st: &GhlState, c: &mut Contact, obj: &Map<String, Value>) -> Result<(),
                         .or_else(|| item.get("key").and_then(Value::as_str))
                         .unwrap_or_default();
                     let Some(field) = st.custom_field(key) else {
-                        msgs.push(format!("customFields.{i} custom field {key} does not exist"));
+                        msgs.push(format!(
+                            "customFields.{i} custom field {key} does not exist"
+                        ));
                         continue;
                     };
                     let value = item.get("field_value").cloned().unwrap_or(Value::Null);
@@ -525,7 +527,10 @@ pub(crate) fn add_tags(st: &mut GhlState, ctx: &Ctx, id: &str) -> ApiResult {
         return Err(parent_not_found(id));
     }
     st.note_write(id);
-    let c = st.contacts.get_mut(id).ok_or_else(|| parent_not_found(id))?;
+    let c = st
+        .contacts
+        .get_mut(id)
+        .ok_or_else(|| parent_not_found(id))?;
     let mut changed = false;
     for t in &tags {
         if !c.tags.contains(t) {
@@ -548,7 +553,10 @@ pub(crate) fn remove_tags(st: &mut GhlState, ctx: &Ctx, id: &str) -> ApiResult {
         return Err(parent_not_found(id));
     }
     st.note_write(id);
-    let c = st.contacts.get_mut(id).ok_or_else(|| parent_not_found(id))?;
+    let c = st
+        .contacts
+        .get_mut(id)
+        .ok_or_else(|| parent_not_found(id))?;
     let before = c.tags.len();
     c.tags.retain(|t| !tags.contains(t));
     if c.tags.len() != before {
@@ -584,7 +592,9 @@ pub(crate) fn bulk_business(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
     if let Some(b) = &business
         && !st.businesses.contains_key(b)
     {
-        return Err(ApiError::bad_request(format!("Business with id {b} not found")));
+        return Err(ApiError::bad_request(format!(
+            "Business with id {b} not found"
+        )));
     }
     let now = Utc::now();
     let mut done = Vec::new();

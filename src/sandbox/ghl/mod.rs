@@ -337,14 +337,14 @@ async fn gate(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -
                 req.extensions_mut().insert(Scopes(scopes));
                 next.run(req).await
             }
-            Err(r) => r,
+            Err(r) => *r,
         }
     };
     lock(&shared.limiter).headers(resp.headers_mut());
     resp
 }
 
-fn admit(shared: &Shared, req: &Request) -> Result<Vec<String>, Response> {
+fn admit(shared: &Shared, req: &Request) -> Result<Vec<String>, Box<Response>> {
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -354,7 +354,7 @@ fn admit(shared: &Shared, req: &Request) -> Result<Vec<String>, Response> {
         .unwrap_or_default();
     let scopes = lock(&shared.auth)
         .check(token)
-        .map_err(IntoResponse::into_response)?;
+        .map_err(|e| Box::new(e.into_response()))?;
     {
         let mut lim = lock(&shared.limiter);
         if let Err(why) = lim.take() {
@@ -369,7 +369,7 @@ fn admit(shared: &Shared, req: &Request) -> Result<Vec<String>, Response> {
                     HeaderValue::from(lim.retry_after_secs()),
                 );
             }
-            return Err(r);
+            return Err(Box::new(r));
         }
     }
     match req.headers().get("version").map(|v| v.to_str().unwrap_or("")) {
@@ -377,12 +377,18 @@ fn admit(shared: &Shared, req: &Request) -> Result<Vec<String>, Response> {
             status: StatusCode::BAD_REQUEST,
             body: json!({"statusCode": 400, "message": "Version header was not found", "error": "Bad Request"}),
         }
-        .into_response()),
+        .boxed()),
         Some(API_VERSION) => Ok(scopes),
         Some(_) => Err(ApiError::unprocessable(vec![format!(
             "version must be one of the following values: {API_VERSION}"
         )])
-        .into_response()),
+        .boxed()),
+    }
+}
+
+impl ApiError {
+    fn boxed(self) -> Box<Response> {
+        Box::new(self.into_response())
     }
 }
 

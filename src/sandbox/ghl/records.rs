@@ -192,7 +192,11 @@ pub(crate) fn search_tasks(st: &mut GhlState, ctx: &Ctx, lid: &str) -> ApiResult
     let tasks: Vec<Value> = st
         .tasks
         .values()
-        .filter(|t| contact_ids.as_ref().is_none_or(|ids| ids.contains(&t.contact_id)))
+        .filter(|t| {
+            contact_ids
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&t.contact_id))
+        })
         .filter(|t| {
             assigned
                 .as_ref()
@@ -202,7 +206,9 @@ pub(crate) fn search_tasks(st: &mut GhlState, ctx: &Ctx, lid: &str) -> ApiResult
         .filter(|t| {
             query.as_ref().is_none_or(|q| {
                 t.title.to_lowercase().contains(q)
-                    || t.body.as_ref().is_some_and(|b| b.to_lowercase().contains(q))
+                    || t.body
+                        .as_ref()
+                        .is_some_and(|b| b.to_lowercase().contains(q))
             })
         })
         .filter(|t| {
@@ -470,7 +476,11 @@ fn business_not_found(id: &str) -> ApiError {
 
 pub(crate) fn list_businesses(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
     ctx.need("businesses.readonly")?;
-    check_query(&ctx.query, &["locationId", "limit", "skip"], &["locationId"])?;
+    check_query(
+        &ctx.query,
+        &["locationId", "limit", "skip"],
+        &["locationId"],
+    )?;
     same_location(st, qget(&ctx.query, "locationId").unwrap_or_default())?;
     let num = |name: &str, default: usize| -> Result<usize, ApiError> {
         qget(&ctx.query, name).map_or(Ok(default), |v| {
@@ -511,7 +521,10 @@ pub(crate) fn create_business(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
 
 pub(crate) fn get_business(st: &mut GhlState, ctx: &Ctx, id: &str) -> ApiResult {
     ctx.need("businesses.readonly")?;
-    let b = st.businesses.get(id).ok_or_else(|| business_not_found(id))?;
+    let b = st
+        .businesses
+        .get(id)
+        .ok_or_else(|| business_not_found(id))?;
     Ok((
         StatusCode::OK,
         json!({"business": business_json(b, &st.location_id)}),

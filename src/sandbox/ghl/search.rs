@@ -112,7 +112,9 @@ fn parse_filters(v: &Value, path: &str, errs: &mut Vec<String>) -> Vec<Filter> {
                 Some("AND") => false,
                 Some("OR") => true,
                 _ => {
-                    errs.push(format!("{p}.group must be one of the following values: AND, OR"));
+                    errs.push(format!(
+                        "{p}.group must be one of the following values: AND, OR"
+                    ));
                     continue;
                 }
             };
@@ -137,7 +139,9 @@ fn parse_filters(v: &Value, path: &str, errs: &mut Vec<String>) -> Vec<Filter> {
             .and_then(Value::as_str)
             .unwrap_or_default();
         let Some(ops) = ops_for(field) else {
-            errs.push(format!("{p}.field {field:?} is not a supported filter field"));
+            errs.push(format!(
+                "{p}.field {field:?} is not a supported filter field"
+            ));
             continue;
         };
         if !ops.contains(&op) {
@@ -503,10 +507,16 @@ pub(crate) fn search(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
         .filter(|c| filters.iter().all(|f| matches(c, f)))
         .filter(|c| match &query {
             None => true,
-            Some(q) => [&c.first_name, &c.last_name, &c.email, &c.phone, &c.company_name]
-                .into_iter()
-                .flatten()
-                .any(|f| f.to_lowercase().contains(q.as_str())),
+            Some(q) => [
+                &c.first_name,
+                &c.last_name,
+                &c.email,
+                &c.phone,
+                &c.company_name,
+            ]
+            .into_iter()
+            .flatten()
+            .any(|f| f.to_lowercase().contains(q.as_str())),
         })
         .map(|c| {
             let mut k: Vec<Key> = sort.iter().map(|(f, _)| key_of(&c, f)).collect();
@@ -517,7 +527,9 @@ pub(crate) fn search(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
     hits.sort_by(|a, b| cmp_keys(&a.0, &b.0, &dirs));
     let total = hits.len();
     let start = match (&cursor, page) {
-        (Some(cur), _) => hits.partition_point(|(k, _)| cmp_keys(k, cur, &dirs) != Ordering::Greater),
+        (Some(cur), _) => {
+            hits.partition_point(|(k, _)| cmp_keys(k, cur, &dirs) != Ordering::Greater)
+        }
         (None, Some(p)) => ((p - 1) * page_limit) as usize,
         (None, None) => 0,
     };
@@ -535,5 +547,8 @@ pub(crate) fn search(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
             Value::Object(m)
         })
         .collect();
-    Ok((StatusCode::OK, json!({"contacts": contacts, "total": total})))
+    Ok((
+        StatusCode::OK,
+        json!({"contacts": contacts, "total": total}),
+    ))
 }

@@ -106,9 +106,7 @@ fn type_ok(v: &Value, ty: Ty) -> Result<(), String> {
         Ty::StrNull => v.is_string() || v.is_null(),
         Ty::Bool => v.is_boolean(),
         Ty::Num => v.is_number(),
-        Ty::StrArray => v
-            .as_array()
-            .is_some_and(|a| a.iter().all(Value::is_string)),
+        Ty::StrArray => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
         Ty::Object => v.is_object(),
         Ty::Any => true,
         Ty::CustomFields => return check_custom_fields(v),
