@@ -193,6 +193,16 @@ async fn unknown_properties_wrong_types_and_missing_fields_are_422() {
         )
         .await;
     assert_eq!(st, 422, "locationId is required on create");
+    // UpdateContactDto has no companyName or gender: a whitelisting server rejects them.
+    let (st, body) = api
+        .call(
+            Method::PUT,
+            &format!("/contacts/{id}"),
+            Some(json!({"companyName": "Acme", "gender": "female"})),
+        )
+        .await;
+    assert_eq!(st, 422);
+    assert_eq!(body["message"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]

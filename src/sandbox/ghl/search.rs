@@ -501,7 +501,8 @@ pub(crate) fn search(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
     }
 
     let dirs: Vec<bool> = sort.iter().map(|(_, d)| *d).collect();
-    let mut hits: Vec<(Vec<Key>, Contact)> = st
+    st.expire_lag();
+    let mut hits: Vec<(Vec<Key>, &Contact)> = st
         .searchable()
         .into_iter()
         .filter(|c| filters.iter().all(|f| matches(c, f)))
@@ -519,7 +520,7 @@ pub(crate) fn search(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
             .any(|f| f.to_lowercase().contains(q.as_str())),
         })
         .map(|c| {
-            let mut k: Vec<Key> = sort.iter().map(|(f, _)| key_of(&c, f)).collect();
+            let mut k: Vec<Key> = sort.iter().map(|(f, _)| key_of(c, f)).collect();
             k.push(Key::Str(c.id.clone()));
             (k, c)
         })
@@ -533,13 +534,13 @@ pub(crate) fn search(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
         (None, Some(p)) => ((p - 1) * page_limit) as usize,
         (None, None) => 0,
     };
-    let loc = st.location_id.clone();
+    let loc = &st.location_id;
     let contacts: Vec<Value> = hits
         .iter()
         .skip(start)
         .take(page_limit as usize)
         .map(|(k, c)| {
-            let mut m = search_shape(c, &loc);
+            let mut m = search_shape(c, loc);
             m.insert(
                 "searchAfter".into(),
                 Value::Array(k.iter().map(Key::json).collect()),

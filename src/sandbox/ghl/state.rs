@@ -268,17 +268,21 @@ impl GhlState {
             .or_insert((due, previous));
     }
 
-    /// Contacts as search sees them now (lagging writes replaced by their previous version).
-    pub(crate) fn searchable(&mut self) -> Vec<Contact> {
+    /// Forget lag entries whose time has come (their latest version becomes searchable).
+    pub(crate) fn expire_lag(&mut self) {
         let now = Instant::now();
         self.lagging.retain(|_, (due, _)| *due > now);
-        let mut out: Vec<Contact> = self
+    }
+
+    /// Contacts as search sees them (call [`Self::expire_lag`] first): lagging writes are
+    /// replaced by the version before them, or hidden if the contact is new.
+    pub(crate) fn searchable(&self) -> Vec<&Contact> {
+        let mut out: Vec<&Contact> = self
             .contacts
             .values()
             .filter(|c| !self.lagging.contains_key(&c.id))
-            .cloned()
             .collect();
-        out.extend(self.lagging.values().filter_map(|(_, old)| old.clone()));
+        out.extend(self.lagging.values().filter_map(|(_, old)| old.as_ref()));
         out
     }
 }
