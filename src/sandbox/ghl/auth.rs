@@ -20,7 +20,7 @@ pub(crate) struct Grant {
     pub expires_at: Option<Instant>,
 }
 
-#[derive(Debug)]
+/// Token store. Deliberately not `Debug`: it holds secrets.
 pub(crate) struct Auth {
     pub access: HashMap<String, Grant>,
     /// Live refresh token → scopes. Used ones are removed at once (rotation).

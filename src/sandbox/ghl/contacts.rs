@@ -295,7 +295,9 @@ fn apply(st: &GhlState, c: &mut Contact, obj: &Map<String, Value>) -> Result<(),
             "lastName" => c.last_name = sv,
             "name" => c.name = sv,
             "email" => match sv {
-                Some(e) if !looks_like_email(&e) => msgs.push("email must be an email".into()),
+                Some(e) if !e.is_empty() && !looks_like_email(&e) => {
+                    msgs.push("email must be an email".into())
+                }
                 e => c.email = e.filter(|e| !e.is_empty()),
             },
             "phone" => match sv {

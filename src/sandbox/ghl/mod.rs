@@ -57,8 +57,8 @@ pub const PRODUCT_SCOPES: &[&str] = &[
 /// The only accepted `Version` header value.
 pub const API_VERSION: &str = "2021-07-28";
 
-/// Configuration of one emulated location.
-#[derive(Debug, Clone)]
+/// Configuration of one emulated location. `Debug` redacts tokens and the client secret.
+#[derive(Clone)]
 pub struct GhlOptions {
     /// 20-character location (sub-account) id.
     pub location_id: String,
@@ -85,6 +85,32 @@ pub struct GhlOptions {
     pub custom_fields: Vec<(String, String, String)>,
     /// Seed of ids, tokens and fault rolls.
     pub seed: u64,
+}
+
+impl std::fmt::Debug for GhlOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scopes: Vec<&Vec<String>> = self.tokens.iter().map(|(_, s)| s).collect();
+        f.debug_struct("GhlOptions")
+            .field("location_id", &self.location_id)
+            .field(
+                "tokens",
+                &format_args!("[{} redacted, scopes {scopes:?}]", self.tokens.len()),
+            )
+            .field("oauth_client_id", &self.oauth_client_id)
+            .field("oauth_client_secret", &"<redacted>")
+            .field("access_token_lifetime", &self.access_token_lifetime)
+            .field("rate_limit", &self.rate_limit)
+            .field("rate_window", &self.rate_window)
+            .field("daily_quota", &self.daily_quota)
+            .field("retry_after_on_429", &self.retry_after_on_429)
+            .field("allow_duplicates", &self.allow_duplicates)
+            .field("search_lag", &self.search_lag)
+            .field("latency", &self.latency)
+            .field("faults", &self.faults)
+            .field("custom_fields", &self.custom_fields)
+            .field("seed", &self.seed)
+            .finish()
+    }
 }
 
 impl Default for GhlOptions {
@@ -126,7 +152,8 @@ pub struct GhlRequest {
     pub query: Option<String>,
     /// Status the emulator decided (for a dropped connection: the status the handler produced).
     pub status: u16,
-    /// JSON request body, if the request had one (form bodies are not recorded: they carry secrets).
+    /// JSON request body, if the request had one (form bodies and `/oauth/token` bodies are not
+    /// recorded: they carry secrets).
     pub body: Option<Value>,
     /// The fault injected into this answer, if any.
     pub fault: Option<InjectedFault>,
@@ -297,7 +324,8 @@ async fn record(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> 
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let json_body = if is_form {
+    // Form bodies and anything sent to the token endpoint carry secrets: never recorded.
+    let json_body = if is_form || is_oauth_token_path(parts.uri.path()) {
         None
     } else {
         serde_json::from_slice::<Value>(&bytes).ok()
@@ -534,5 +562,18 @@ pub(crate) fn same_location(st: &GhlState, loc: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::forbidden_location())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_secrets() {
+        let text = format!("{:?}", GhlOptions::default());
+        assert!(!text.contains("pit-test-token"), "{text}");
+        assert!(!text.contains("emu-client-secret"), "{text}");
+        assert!(text.contains("contacts.write"));
     }
 }
