@@ -850,3 +850,45 @@ async fn tasks_notes_businesses_round_trip() {
         .await;
     assert_eq!(st, 403);
 }
+
+#[tokio::test]
+async fn gateway_and_throttle_faults_do_not_touch_state() {
+    let api = Api::start(GhlOptions::default()).await;
+    api.emu.set_faults(FaultKnobs {
+        p502: 1.0,
+        ..Default::default()
+    });
+    let r = api
+        .req(Method::POST, "/contacts/")
+        .json(&json!({"locationId": api.loc, "email": "x@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(r.headers().contains_key("x-ratelimit-remaining"));
+    assert!(
+        api.emu.with_state(|s| s.contacts.is_empty()),
+        "handler did not run"
+    );
+    api.emu.set_faults(FaultKnobs {
+        p429_retry_after: 1.0,
+        retry_after_secs: 4,
+        ..Default::default()
+    });
+    let r = api.req(Method::GET, "/contacts/x").send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "4");
+    api.emu.set_faults(FaultKnobs {
+        p429_no_retry_after: 1.0,
+        ..Default::default()
+    });
+    let r = api.req(Method::GET, "/contacts/x").send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(!r.headers().contains_key("retry-after"));
+}
