@@ -1,1 +1,579 @@
-//! GHL emulator (filled by its owner).
+//! GHL (LeadConnector API v2) emulator on 127.0.0.1, as strict as `reference/ghl-api.md`
+//! describes the real service, so client bugs show up in tests instead of in production.
+//!
+//! Public API:
+//! - [`GhlOptions`] (with `Default`): location, tokens and scopes, OAuth client, limits, lag,
+//!   faults, custom fields.
+//! - [`GhlEmulator::start`] / [`GhlEmulator::start_on`] (async; need a tokio runtime), then
+//!   [`GhlEmulator::base_url`], the request log ([`GhlEmulator::requests`]), run-time knobs
+//!   (`set_faults`, `set_rate_limit`, `set_daily_remaining`, `set_search_lag`), OAuth helpers
+//!   (`issue_auth_code`, `token_refreshes`, `expire_access_tokens`) and direct state access
+//!   ([`GhlEmulator::with_state`]) for tests that play a CRM user.
+//!
+//! Layers, outermost first: request log → gate (bearer token, rate limit and its headers on every
+//! answer, `Version` header) → fault injection → routing (scope check, DTO validation, handler).
+//!
+//! Emulator choices where the reference is silent are documented on the items that make them:
+//! missing `Version` → 400 and a wrong one → 422; `page × pageLimit > 10,000` → 422; unknown
+//! custom field id/key → 422; a location id other than the emulated one → 403.
+
+mod auth;
+mod contacts;
+mod records;
+mod search;
+pub mod state;
+mod validate;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+pub use self::state::{Appointment, Business, Contact, CustomField, GhlState, Note, Task};
+use self::validate::{ApiError, ApiResult};
+use crate::sandbox::faults::{self, FaultKnobs, FaultState, InjectedFault};
+
+/// Every scope the product uses; the default PIT carries all of them.
+pub const PRODUCT_SCOPES: &[&str] = &[
+    "contacts.readonly",
+    "contacts.write",
+    "businesses.readonly",
+    "businesses.write",
+    "locations.readonly",
+    "locations/customFields.readonly",
+    "locations/tasks.readonly",
+    "users.readonly",
+];
+
+/// The only accepted `Version` header value.
+pub const API_VERSION: &str = "2021-07-28";
+
+/// Configuration of one emulated location. `Debug` redacts tokens and the client secret.
+#[derive(Clone)]
+pub struct GhlOptions {
+    /// 20-character location (sub-account) id.
+    pub location_id: String,
+    /// Static Private Integration Tokens and their scopes (never expire).
+    pub tokens: Vec<(String, Vec<String>)>,
+    pub oauth_client_id: String,
+    pub oauth_client_secret: String,
+    /// Lifetime of OAuth access tokens (`expires_in` is this minus one second, like 86399).
+    pub access_token_lifetime: Duration,
+    /// Requests allowed per `rate_window` per location.
+    pub rate_limit: u32,
+    pub rate_window: Duration,
+    pub daily_quota: u64,
+    /// Whether a burst-limit 429 carries `Retry-After` (the reference marks it UNCONFIRMED).
+    pub retry_after_on_429: bool,
+    /// The location's "Allow Duplicate Contact" setting.
+    pub allow_duplicates: bool,
+    /// How long a contact write takes to become visible to `POST /contacts/search`.
+    pub search_lag: Duration,
+    /// Added to every answer (same as `faults.latency`, kept apart for readability).
+    pub latency: Duration,
+    pub faults: FaultKnobs,
+    /// Custom fields to pre-create: `(key, name, dataType)`.
+    pub custom_fields: Vec<(String, String, String)>,
+    /// Seed of ids, tokens and fault rolls.
+    pub seed: u64,
+}
+
+impl std::fmt::Debug for GhlOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scopes: Vec<&Vec<String>> = self.tokens.iter().map(|(_, s)| s).collect();
+        f.debug_struct("GhlOptions")
+            .field("location_id", &self.location_id)
+            .field(
+                "tokens",
+                &format_args!("[{} redacted, scopes {scopes:?}]", self.tokens.len()),
+            )
+            .field("oauth_client_id", &self.oauth_client_id)
+            .field("oauth_client_secret", &"<redacted>")
+            .field("access_token_lifetime", &self.access_token_lifetime)
+            .field("rate_limit", &self.rate_limit)
+            .field("rate_window", &self.rate_window)
+            .field("daily_quota", &self.daily_quota)
+            .field("retry_after_on_429", &self.retry_after_on_429)
+            .field("allow_duplicates", &self.allow_duplicates)
+            .field("search_lag", &self.search_lag)
+            .field("latency", &self.latency)
+            .field("faults", &self.faults)
+            .field("custom_fields", &self.custom_fields)
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
+
+impl Default for GhlOptions {
+    fn default() -> Self {
+        Self {
+            location_id: "ve9EPM428h8vShlRW1KT".into(),
+            tokens: vec![(
+                "pit-test-token".into(),
+                PRODUCT_SCOPES.iter().map(|s| s.to_string()).collect(),
+            )],
+            oauth_client_id: "emu-client-id".into(),
+            oauth_client_secret: "emu-client-secret".into(),
+            access_token_lifetime: Duration::from_secs(86_400),
+            rate_limit: 100,
+            rate_window: Duration::from_secs(10),
+            daily_quota: 200_000,
+            retry_after_on_429: true,
+            allow_duplicates: false,
+            search_lag: Duration::ZERO,
+            latency: Duration::ZERO,
+            faults: FaultKnobs::default(),
+            custom_fields: vec![(
+                "contact.hotspot_customer_id".into(),
+                "HotspotSystem customer id".into(),
+                "TEXT".into(),
+            )],
+            seed: 42,
+        }
+    }
+}
+
+/// One request as the emulator saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GhlRequest {
+    pub method: String,
+    /// Path without the query string.
+    pub path: String,
+    /// Raw query string, if any.
+    pub query: Option<String>,
+    /// Status the emulator decided (for a dropped connection: the status the handler produced).
+    pub status: u16,
+    /// JSON request body, if the request had one (form bodies and `/oauth/token` bodies are not
+    /// recorded: they carry secrets).
+    pub body: Option<Value>,
+    /// The fault injected into this answer, if any.
+    pub fault: Option<InjectedFault>,
+}
+
+pub(crate) struct Shared {
+    pub state: Mutex<GhlState>,
+    pub auth: Mutex<auth::Auth>,
+    pub limiter: Mutex<auth::Limiter>,
+    pub log: Mutex<Vec<GhlRequest>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running emulator; stops when dropped.
+pub struct GhlEmulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    faults: FaultState,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for GhlEmulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GhlEmulator")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GhlEmulator {
+    /// Start on `127.0.0.1:0` (a free port).
+    pub async fn start(opts: GhlOptions) -> io::Result<Self> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), opts).await
+    }
+
+    /// Start on a given address (loopback only: anything else is refused).
+    pub async fn start_on(addr: SocketAddr, opts: GhlOptions) -> io::Result<Self> {
+        if !addr.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the emulator listens on loopback only",
+            ));
+        }
+        let mut st = GhlState::new(opts.location_id.clone(), opts.allow_duplicates, opts.seed);
+        st.search_lag = opts.search_lag;
+        for (key, name, ty) in &opts.custom_fields {
+            st.add_custom_field(key, name, ty);
+        }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(st),
+            auth: Mutex::new(auth::Auth::new(
+                &opts.tokens,
+                opts.oauth_client_id.clone(),
+                opts.oauth_client_secret.clone(),
+                opts.access_token_lifetime,
+                opts.seed,
+            )),
+            limiter: Mutex::new(auth::Limiter::new(
+                opts.rate_limit,
+                opts.rate_window,
+                opts.daily_quota,
+                opts.retry_after_on_429,
+            )),
+            log: Mutex::new(Vec::new()),
+        });
+        let mut knobs = opts.faults.clone();
+        if knobs.latency.is_zero() {
+            knobs.latency = opts.latency;
+        }
+        let faults = FaultState::new(knobs, opts.seed ^ 0xfa17);
+        let app = Router::new()
+            .fallback(dispatch)
+            .layer(from_fn_with_state(faults.clone(), faults::inject))
+            .layer(from_fn_with_state(shared.clone(), gate))
+            .layer(from_fn_with_state(shared.clone(), record))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            addr,
+            shared,
+            faults,
+            task,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The emulated location id.
+    pub fn location_id(&self) -> String {
+        lock(&self.shared.state).location_id.clone()
+    }
+
+    /// Every request so far, in arrival order of completion.
+    pub fn requests(&self) -> Vec<GhlRequest> {
+        lock(&self.shared.log).clone()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.shared.log).clear();
+    }
+
+    pub fn set_faults(&self, knobs: FaultKnobs) {
+        self.faults.set(knobs);
+    }
+
+    /// Change the burst limit; restarts the current window.
+    pub fn set_rate_limit(&self, max: u32, window: Duration) {
+        let mut l = lock(&self.shared.limiter);
+        let (daily, remaining, ra) = (l.daily_limit, l.daily_remaining, l.retry_after);
+        *l = auth::Limiter::new(max, window, daily, ra);
+        l.daily_remaining = remaining;
+    }
+
+    pub fn set_daily_remaining(&self, n: u64) {
+        lock(&self.shared.limiter).daily_remaining = n;
+    }
+
+    /// Change the search lag for later writes.
+    pub fn set_search_lag(&self, lag: Duration) {
+        lock(&self.shared.state).search_lag = lag;
+    }
+
+    /// A single-use authorization code, as the consent screen would hand to the redirect URI.
+    pub fn issue_auth_code(&self, scopes: &[&str]) -> String {
+        lock(&self.shared.auth).issue_code(scopes)
+    }
+
+    /// How many `refresh_token` grants succeeded.
+    pub fn token_refreshes(&self) -> usize {
+        lock(&self.shared.auth).refreshes
+    }
+
+    /// Expire every OAuth access token now (PITs are unaffected).
+    pub fn expire_access_tokens(&self) {
+        lock(&self.shared.auth).expire_all();
+    }
+
+    /// Read or edit the stored records directly, bypassing HTTP, validation and search lag.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut GhlState) -> R) -> R {
+        f(&mut lock(&self.shared.state))
+    }
+}
+
+impl Drop for GhlEmulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Outermost layer: record method, path, JSON body and final status of every request.
+async fn record(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 32 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let is_form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    // Form bodies and anything sent to the token endpoint carry secrets: never recorded.
+    let json_body = if is_form || is_oauth_token_path(parts.uri.path()) {
+        None
+    } else {
+        serde_json::from_slice::<Value>(&bytes).ok()
+    };
+    let method = parts.method.to_string();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().map(str::to_string);
+    let resp = next
+        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await;
+    lock(&shared.log).push(GhlRequest {
+        method,
+        path,
+        query,
+        status: resp.status().as_u16(),
+        body: json_body,
+        fault: resp.extensions().get::<InjectedFault>().copied(),
+    });
+    resp
+}
+
+/// Granted scopes of the authenticated token, handed from `gate` to the routes.
+#[derive(Debug, Clone)]
+struct Scopes(Vec<String>);
+
+fn is_oauth_token_path(path: &str) -> bool {
+    path.trim_end_matches('/') == "/oauth/token"
+}
+
+/// Bearer token, rate limit (headers on every answer) and `Version` header.
+async fn gate(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
+    let mut resp = if is_oauth_token_path(req.uri().path()) {
+        next.run(req).await
+    } else {
+        match admit(&shared, &req) {
+            Ok(scopes) => {
+                req.extensions_mut().insert(Scopes(scopes));
+                next.run(req).await
+            }
+            Err(r) => *r,
+        }
+    };
+    lock(&shared.limiter).headers(resp.headers_mut());
+    resp
+}
+
+fn admit(shared: &Shared, req: &Request) -> Result<Vec<String>, Box<Response>> {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    let scopes = lock(&shared.auth)
+        .check(token)
+        .map_err(|e| Box::new(e.into_response()))?;
+    {
+        let mut lim = lock(&shared.limiter);
+        if let Err(why) = lim.take() {
+            let mut r = (
+                StatusCode::TOO_MANY_REQUESTS,
+                axum::Json(json!({"statusCode": 429, "message": "Too Many Requests"})),
+            )
+                .into_response();
+            if why == auth::Limited::Burst && lim.retry_after {
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(lim.retry_after_secs()),
+                );
+            }
+            return Err(Box::new(r));
+        }
+    }
+    match req.headers().get("version").map(|v| v.to_str().unwrap_or("")) {
+        None => Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({"statusCode": 400, "message": "Version header was not found", "error": "Bad Request"}),
+        }
+        .boxed()),
+        Some(API_VERSION) => Ok(scopes),
+        Some(_) => Err(ApiError::unprocessable(vec![format!(
+            "version must be one of the following values: {API_VERSION}"
+        )])
+        .boxed()),
+    }
+}
+
+impl ApiError {
+    fn boxed(self) -> Box<Response> {
+        Box::new(self.into_response())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
+/// What a route gets: the caller's scopes, query pairs and parsed JSON body.
+pub(crate) struct Ctx {
+    pub scopes: Vec<String>,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Value>,
+}
+
+impl Ctx {
+    /// Require a scope (401 "not authorized for this scope" otherwise).
+    pub fn need(&self, scope: &str) -> Result<(), ApiError> {
+        if self.scopes.iter().any(|s| s == scope) {
+            Ok(())
+        } else {
+            Err(ApiError::scope())
+        }
+    }
+}
+
+async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = Query::<Vec<(String, String)>>::try_from_uri(req.uri())
+        .map(|q| q.0)
+        .unwrap_or_default();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let scopes = req
+        .extensions()
+        .get::<Scopes>()
+        .map(|s| s.0.clone())
+        .unwrap_or_default();
+    let bytes: Bytes = axum::body::to_bytes(req.into_body(), 32 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let result = if is_oauth_token_path(&path) && method == Method::POST {
+        oauth_token(&shared, &content_type, &bytes)
+    } else {
+        match parse_json(&bytes) {
+            Ok(body) => {
+                let ctx = Ctx {
+                    scopes,
+                    query,
+                    body,
+                };
+                route(&shared, &method, &path, &ctx)
+            }
+            Err(e) => Err(e),
+        }
+    };
+    match result {
+        Ok((status, body)) => (status, axum::Json(body)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Option<Value>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(bytes)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request(format!("Unexpected token in JSON: {e}")))
+}
+
+fn oauth_token(shared: &Shared, content_type: &str, bytes: &[u8]) -> ApiResult {
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
+        return Err(ApiError::unprocessable(vec![
+            "Content-Type must be application/x-www-form-urlencoded".into(),
+        ]));
+    }
+    let uri: axum::http::Uri = format!("/?{}", String::from_utf8_lossy(bytes))
+        .parse()
+        .map_err(|_| ApiError::bad_request("Malformed form body"))?;
+    let form = Query::<Vec<(String, String)>>::try_from_uri(&uri)
+        .map_err(|_| ApiError::bad_request("Malformed form body"))?
+        .0;
+    let (loc, company) = {
+        let st = lock(&shared.state);
+        (st.location_id.clone(), st.company_id.clone())
+    };
+    lock(&shared.auth).token_endpoint(&form, &loc, &company)
+}
+
+/// Route by path segments (a trailing slash is ignored) and method.
+fn route(shared: &Shared, method: &Method, path: &str, ctx: &Ctx) -> ApiResult {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let mut st = lock(&shared.state);
+    let st = &mut *st;
+    let m = method.as_str();
+    match (m, segs.as_slice()) {
+        ("POST", ["contacts"]) => contacts::create(st, ctx),
+        ("POST", ["contacts", "upsert"]) => contacts::upsert(st, ctx),
+        ("POST", ["contacts", "search"]) => search::search(st, ctx),
+        ("POST", ["contacts", "bulk", "business"]) => contacts::bulk_business(st, ctx),
+        ("GET", ["contacts", "business", bid]) => contacts::by_business(st, ctx, bid),
+        ("GET", ["contacts", id]) => contacts::get(st, ctx, id),
+        ("PUT", ["contacts", id]) => contacts::update(st, ctx, id),
+        ("DELETE", ["contacts", id]) => contacts::delete(st, ctx, id),
+        ("POST", ["contacts", id, "tags"]) => contacts::add_tags(st, ctx, id),
+        ("DELETE", ["contacts", id, "tags"]) => contacts::remove_tags(st, ctx, id),
+        ("GET", ["contacts", id, "tasks"]) => records::list_tasks(st, ctx, id),
+        ("POST", ["contacts", id, "tasks"]) => records::create_task(st, ctx, id),
+        ("GET", ["contacts", id, "tasks", tid]) => records::get_task(st, ctx, id, tid),
+        ("PUT", ["contacts", id, "tasks", tid]) => records::update_task(st, ctx, id, tid),
+        ("DELETE", ["contacts", id, "tasks", tid]) => records::delete_task(st, ctx, id, tid),
+        ("PUT", ["contacts", id, "tasks", tid, "completed"]) => {
+            records::complete_task(st, ctx, id, tid)
+        }
+        ("GET", ["contacts", id, "notes"]) => records::list_notes(st, ctx, id),
+        ("POST", ["contacts", id, "notes"]) => records::create_note(st, ctx, id),
+        ("GET", ["contacts", id, "notes", nid]) => records::get_note(st, ctx, id, nid),
+        ("PUT", ["contacts", id, "notes", nid]) => records::update_note(st, ctx, id, nid),
+        ("DELETE", ["contacts", id, "notes", nid]) => records::delete_note(st, ctx, id, nid),
+        ("GET", ["contacts", id, "appointments"]) => records::appointments(st, ctx, id),
+        ("GET", ["businesses"]) => records::list_businesses(st, ctx),
+        ("POST", ["businesses"]) => records::create_business(st, ctx),
+        ("GET", ["businesses", id]) => records::get_business(st, ctx, id),
+        ("PUT", ["businesses", id]) => records::update_business(st, ctx, id),
+        ("DELETE", ["businesses", id]) => records::delete_business(st, ctx, id),
+        ("GET", ["locations", lid]) => records::location(st, ctx, lid),
+        ("GET", ["locations", lid, "customFields"]) => records::custom_fields(st, ctx, lid),
+        ("POST", ["locations", lid, "tasks", "search"]) => records::search_tasks(st, ctx, lid),
+        _ => Err(ApiError::not_found(m, path)),
+    }
+}
+
+/// 403 unless `loc` is the emulated location.
+pub(crate) fn same_location(st: &GhlState, loc: &str) -> Result<(), ApiError> {
+    if loc == st.location_id {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden_location())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_secrets() {
+        let text = format!("{:?}", GhlOptions::default());
+        assert!(!text.contains("pit-test-token"), "{text}");
+        assert!(!text.contains("emu-client-secret"), "{text}");
+        assert!(text.contains("contacts.write"));
+    }
+}

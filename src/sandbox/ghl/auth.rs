@@ -1,0 +1,336 @@
+//! Tokens (static Private Integration Tokens and rotating OAuth tokens), `POST /oauth/token`,
+//! and the per-location burst/daily rate limiter.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use chrono::Timelike;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+use super::validate::{ApiError, ApiResult};
+
+/// What a bearer token grants.
+#[derive(Debug, Clone)]
+pub(crate) struct Grant {
+    pub scopes: Vec<String>,
+    /// `None` for PITs (they never expire).
+    pub expires_at: Option<Instant>,
+}
+
+/// Token store. Deliberately not `Debug`: it holds secrets.
+pub(crate) struct Auth {
+    pub access: HashMap<String, Grant>,
+    /// Live refresh token → scopes. Used ones are removed at once (rotation).
+    pub refresh: HashMap<String, Vec<String>>,
+    /// Unused authorization codes → scopes (single use).
+    pub codes: HashMap<String, Vec<String>>,
+    pub client_id: String,
+    pub client_secret: String,
+    pub access_lifetime: Duration,
+    pub refreshes: usize,
+    rng: StdRng,
+}
+
+impl Auth {
+    pub fn new(
+        pits: &[(String, Vec<String>)],
+        client_id: String,
+        client_secret: String,
+        access_lifetime: Duration,
+        seed: u64,
+    ) -> Self {
+        let access = pits
+            .iter()
+            .map(|(t, s)| {
+                (
+                    t.clone(),
+                    Grant {
+                        scopes: s.clone(),
+                        expires_at: None,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            access,
+            refresh: HashMap::new(),
+            codes: HashMap::new(),
+            client_id,
+            client_secret,
+            access_lifetime,
+            refreshes: 0,
+            rng: StdRng::seed_from_u64(seed ^ 0x5eed_0a07),
+        }
+    }
+
+    fn token(&mut self, prefix: &str, len: usize) -> String {
+        const CH: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let body: String = (0..len)
+            .map(|_| CH[self.rng.random_range(0..CH.len())] as char)
+            .collect();
+        format!("{prefix}{body}")
+    }
+
+    /// A new single-use authorization code for `scopes`.
+    pub fn issue_code(&mut self, scopes: &[&str]) -> String {
+        let code = self.token("", 40);
+        self.codes
+            .insert(code.clone(), scopes.iter().map(|s| s.to_string()).collect());
+        code
+    }
+
+    /// Check a bearer token: `Ok(scopes)` or the 401.
+    pub fn check(&self, token: &str) -> Result<Vec<String>, ApiError> {
+        match self.access.get(token) {
+            Some(g) if g.expires_at.is_none_or(|t| t > Instant::now()) => Ok(g.scopes.clone()),
+            _ => Err(ApiError::invalid_token()),
+        }
+    }
+
+    /// Make every OAuth access token (not PITs) expired now.
+    pub fn expire_all(&mut self) {
+        let now = Instant::now();
+        for g in self.access.values_mut() {
+            if g.expires_at.is_some() {
+                g.expires_at = Some(now);
+            }
+        }
+    }
+
+    fn mint(&mut self, scopes: Vec<String>, location_id: &str, company_id: &str) -> Value {
+        // A JWT-looking access token (three dot-separated parts), as OAuth access tokens are.
+        let access = format!(
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.{}.{}",
+            self.token("", 64),
+            self.token("", 43)
+        );
+        let refresh = format!(
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.{}.{}",
+            self.token("", 48),
+            self.token("", 43)
+        );
+        self.access.insert(
+            access.clone(),
+            Grant {
+                scopes: scopes.clone(),
+                expires_at: Some(Instant::now() + self.access_lifetime),
+            },
+        );
+        self.refresh.insert(refresh.clone(), scopes.clone());
+        json!({
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": self.access_lifetime.as_secs().saturating_sub(1).max(1),
+            "refresh_token": refresh,
+            "scope": scopes.join(" "),
+            "userType": "Location",
+            "locationId": location_id,
+            "companyId": company_id,
+            "approvedLocations": [location_id],
+            "userId": "EmuUser0000000000001",
+            "planId": "EmuPlan0000000000001",
+            "isBulkInstallation": false,
+        })
+    }
+
+    /// `POST /oauth/token` with already-decoded form fields.
+    pub fn token_endpoint(
+        &mut self,
+        form: &[(String, String)],
+        location_id: &str,
+        company_id: &str,
+    ) -> ApiResult {
+        let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        const ALLOWED: &[&str] = &[
+            "client_id",
+            "client_secret",
+            "grant_type",
+            "code",
+            "refresh_token",
+            "user_type",
+            "redirect_uri",
+        ];
+        let mut msgs: Vec<String> = form
+            .iter()
+            .filter(|(k, _)| !ALLOWED.contains(&k.as_str()))
+            .map(|(k, _)| format!("property {k} should not exist"))
+            .collect();
+        for req in ["client_id", "client_secret", "grant_type"] {
+            if get(req).is_none_or(str::is_empty) {
+                msgs.push(format!("{req} should not be empty"));
+            }
+        }
+        let grant = get("grant_type").unwrap_or_default();
+        if !grant.is_empty()
+            && !matches!(
+                grant,
+                "authorization_code" | "refresh_token" | "client_credentials"
+            )
+        {
+            msgs.push(
+                "grant_type must be one of the following values: authorization_code, refresh_token, client_credentials".into(),
+            );
+        }
+        if let Some(ut) = get("user_type")
+            && !matches!(ut, "Company" | "Location")
+        {
+            msgs.push("user_type must be one of the following values: Company, Location".into());
+        }
+        if !msgs.is_empty() {
+            return Err(ApiError::unprocessable(msgs));
+        }
+        if get("client_id") != Some(self.client_id.as_str())
+            || get("client_secret") != Some(self.client_secret.as_str())
+        {
+            return Err(oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "Client authentication failed",
+            ));
+        }
+        let scopes = match grant {
+            "authorization_code" => {
+                let code = get("code").unwrap_or_default();
+                self.codes.remove(code).ok_or_else(|| {
+                    oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "Invalid grant: authorization code is invalid",
+                    )
+                })?
+            }
+            "refresh_token" => {
+                let rt = get("refresh_token").unwrap_or_default();
+                let scopes = self.refresh.remove(rt).ok_or_else(|| {
+                    oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "Invalid grant: refresh token is invalid",
+                    )
+                })?;
+                self.refreshes += 1;
+                scopes
+            }
+            _ => {
+                return Err(oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported_grant_type",
+                    "client_credentials is not enabled for this app",
+                ));
+            }
+        };
+        Ok((StatusCode::OK, self.mint(scopes, location_id, company_id)))
+    }
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> ApiError {
+    ApiError {
+        status,
+        body: json!({"error": error, "error_description": description}),
+    }
+}
+
+/// Per-location limits: a fixed burst window plus a daily budget.
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    pub max: u32,
+    pub window: Duration,
+    pub daily_limit: u64,
+    pub daily_remaining: u64,
+    pub retry_after: bool,
+    window_start: Instant,
+    used: u32,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limited {
+    Burst,
+    Daily,
+}
+
+impl Limiter {
+    pub fn new(max: u32, window: Duration, daily: u64, retry_after: bool) -> Self {
+        Self {
+            max,
+            window,
+            daily_limit: daily,
+            daily_remaining: daily,
+            retry_after,
+            window_start: Instant::now(),
+            used: 0,
+        }
+    }
+
+    fn roll_window(&mut self) {
+        if self.window_start.elapsed() >= self.window {
+            self.window_start = Instant::now();
+            self.used = 0;
+        }
+    }
+
+    /// Count one request, or say which limit refuses it (refused requests are not counted).
+    pub fn take(&mut self) -> Result<(), Limited> {
+        self.roll_window();
+        if self.daily_remaining == 0 {
+            return Err(Limited::Daily);
+        }
+        if self.used >= self.max {
+            return Err(Limited::Burst);
+        }
+        self.used += 1;
+        self.daily_remaining -= 1;
+        Ok(())
+    }
+
+    /// Whole seconds until the burst window reopens (at least 1).
+    pub fn retry_after_secs(&self) -> u64 {
+        let left = self.window.saturating_sub(self.window_start.elapsed());
+        (left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1)
+    }
+
+    /// The `X-RateLimit-*` headers, put on every answer.
+    pub fn headers(&mut self, h: &mut HeaderMap) {
+        self.roll_window();
+        let now = chrono::Utc::now();
+        let since_midnight_ms = u64::from(now.num_seconds_from_midnight()) * 1000
+            + u64::from(now.timestamp_subsec_millis());
+        let reset = 86_400_000u64.saturating_sub(since_midnight_ms);
+        let pairs: [(&str, u64); 6] = [
+            ("x-ratelimit-max", u64::from(self.max)),
+            (
+                "x-ratelimit-remaining",
+                u64::from(self.max.saturating_sub(self.used)),
+            ),
+            (
+                "x-ratelimit-interval-milliseconds",
+                self.window.as_millis() as u64,
+            ),
+            ("x-ratelimit-limit-daily", self.daily_limit),
+            ("x-ratelimit-daily-remaining", self.daily_remaining),
+            ("x-ratelimit-daily-reset", reset),
+        ];
+        for (k, v) in pairs {
+            h.insert(k, HeaderValue::from(v));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_daily() {
+        let mut l = Limiter::new(2, Duration::from_secs(60), 3, true);
+        assert!(l.take().is_ok());
+        assert!(l.take().is_ok());
+        assert_eq!(l.take(), Err(Limited::Burst));
+        assert!(l.retry_after_secs() >= 59);
+        l.daily_remaining = 0;
+        assert_eq!(l.take(), Err(Limited::Daily));
+    }
+}
