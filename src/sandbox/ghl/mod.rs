@@ -38,7 +38,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-pub use self::state::{Appointment, Business, Contact, CustomField, GhlState, Note, Task};
+pub use self::state::{
+    Appointment, Business, Contact, CustomField, GhlState, Note, Task, normalize_phone,
+};
 use self::validate::{ApiError, ApiResult};
 use crate::sandbox::faults::{self, FaultKnobs, FaultState, InjectedFault};
 
