@@ -355,7 +355,11 @@ impl Scheduler {
         if finished {
             tracing::info!("scheduler stopped; no job running");
         } else {
-            tracing::warn!(?still_running, ?grace, "grace period over; jobs still running");
+            tracing::warn!(
+                ?still_running,
+                ?grace,
+                "grace period over; jobs still running"
+            );
         }
         still_running
     }
@@ -592,7 +596,10 @@ mod tests {
         }
         let notes = sched.job_stats("notes").unwrap();
         assert_eq!(notes.runs_started, 0);
-        assert_eq!(notes.skipped_overlap, 3, "one waiting run, the other ticks skipped");
+        assert_eq!(
+            notes.skipped_overlap, 3,
+            "one waiting run, the other ticks skipped"
+        );
         pass(2000).await;
         let notes = sched.job_stats("notes").unwrap();
         assert_eq!((notes.runs_started, notes.skipped_lock_timeout), (0, 1));
@@ -633,7 +640,10 @@ mod tests {
         let still = sched.shutdown(Duration::from_secs(5)).await;
         assert_eq!(still, vec!["full".to_owned()]);
         assert_eq!(sched.job_stats("notes").unwrap().runs_started, 0);
-        assert!(sched.trigger("notes"), "the job exists, but no run starts after shutdown");
+        assert!(
+            sched.trigger("notes"),
+            "the job exists, but no run starts after shutdown"
+        );
         pass(10).await;
         assert_eq!(sched.job_stats("notes").unwrap().runs_started, 0);
     }
