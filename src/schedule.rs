@@ -246,7 +246,6 @@ impl Shared {
 /// [`shutdown`](Self::shutdown).
 pub struct Scheduler {
     shared: Arc<Shared>,
-    cron_jobs: Vec<Job>,
     engine: Option<JobScheduler>,
     started: bool,
 }
@@ -277,22 +276,11 @@ impl Scheduler {
             shutdown_tx,
         });
 
-        let mut cron_jobs = Vec::with_capacity(shared.slots.len());
-        for (index, slot) in shared.slots.iter().enumerate() {
-            let on_tick = Arc::clone(&shared);
-            let job = Job::new_async_tz(slot.spec.cron.as_str(), Utc, move |_id, _engine| {
-                let shared = Arc::clone(&on_tick);
-                Box::pin(async move { trigger_slot(&shared, index) })
-            })
-            .map_err(|_| ScheduleError::InvalidCron {
-                job: slot.spec.name.clone(),
-                cron: slot.spec.cron.clone(),
-            })?;
-            cron_jobs.push(job);
+        for index in 0..shared.slots.len() {
+            cron_job(&shared, index)?;
         }
         Ok(Self {
             shared,
-            cron_jobs,
             engine: None,
             started: false,
         })
@@ -308,8 +296,10 @@ impl Scheduler {
         }
         self.started = true;
         let engine = JobScheduler::new().await?;
-        for job in self.cron_jobs.drain(..) {
-            engine.add(job).await?;
+        // Built here rather than kept from `new`: the engine computes a job's first tick when
+        // the job is built, and a tick that passed before `start` would fire at once.
+        for index in 0..self.shared.slots.len() {
+            engine.add(cron_job(&self.shared, index)?).await?;
         }
         engine.start().await?;
         self.engine = Some(engine);
@@ -375,6 +365,34 @@ impl Scheduler {
 
     pub fn job_stats(&self, name: &str) -> Option<JobStats> {
         self.stats().into_iter().find(|s| s.name == name)
+    }
+}
+
+/// The engine's job for slot `index`: every tick calls [`trigger_slot`]. Parsing the cron
+/// expression happens here, so this is also the validation.
+fn cron_job(shared: &Arc<Shared>, index: usize) -> Result<Job, ScheduleError> {
+    let slot = &shared.slots[index];
+    let on_tick = Arc::clone(shared);
+    Job::new_async_tz(slot.spec.cron.as_str(), Utc, move |_id, _engine| {
+        let shared = Arc::clone(&on_tick);
+        Box::pin(async move { trigger_slot(&shared, index) })
+    })
+    .map_err(|_| ScheduleError::InvalidCron {
+        job: slot.spec.name.clone(),
+        cron: slot.spec.cron.clone(),
+    })
+}
+
+impl Drop for Scheduler {
+    /// Dropping without [`Scheduler::shutdown`] still stops new runs and tells running ones to
+    /// wind down; it cannot wait for them (no async drop).
+    fn drop(&mut self) {
+        self.shared.shutdown_tx.send_replace(true);
+        if let Some(mut engine) = self.engine.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move { engine.shutdown().await });
+        }
     }
 }
 

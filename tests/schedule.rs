@@ -288,3 +288,20 @@ async fn sigterm_resolves_wait_for_signal() {
         .unwrap();
     assert_eq!(got, StopSignal::Terminate);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_that_passed_between_new_and_start_does_not_fire() {
+    use chrono::Timelike;
+    let next_second = (chrono::Utc::now().second() + 1) % 60;
+    let job = ScheduledJob::new(
+        "contacts",
+        format!("{next_second} * * * * *"),
+        job_fn(|_| async { Ok(JobOutcome::default()) }),
+    );
+    let mut sched = Scheduler::new(vec![job], SchedulerOptions::default()).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sched.start().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    sched.shutdown(Duration::from_millis(100)).await;
+    assert_eq!(sched.job_stats("contacts").unwrap().runs_started, 0);
+}
