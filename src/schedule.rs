@@ -308,7 +308,8 @@ impl Scheduler {
     }
 
     /// Runs the named job now, as a tick would, with the same overlap and lock rules; returns
-    /// false if there is no such job. Used by tests and usable for a "run now" trigger.
+    /// false if there is no such job. Used by tests and usable for a "run now" trigger. Must be
+    /// called inside a tokio runtime (the run is spawned).
     pub fn trigger(&self, name: &str) -> bool {
         match self.shared.slots.iter().position(|s| s.spec.name == name) {
             Some(index) => {
