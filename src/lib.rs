@@ -6,6 +6,7 @@
 //! `reconcile::apply` writes; `store` is the only module that speaks SQL; `report` tells the user.
 
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod ghl;
 pub mod hotspot;

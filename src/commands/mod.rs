@@ -1,0 +1,89 @@
+//! The commands of DESIGN.md §8. Each returns an exit code or an error; `dispatch` turns errors
+//! into one clear message on stderr and the exit code the contract promises.
+
+mod report;
+mod sandbox;
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, ConfigError};
+use crate::store::StoreError;
+
+/// Everything planned was done.
+pub const EXIT_OK: u8 = 0;
+/// The run finished but some records failed (they are in the report).
+pub const EXIT_FAILURE: u8 = 1;
+/// Configuration or authentication error: nothing was synced.
+pub const EXIT_CONFIG: u8 = 2;
+/// Another process holds the state file.
+pub const EXIT_LOCKED: u8 = 3;
+/// The state database cannot be used (corrupt, foreign, newer version, unwritable).
+pub const EXIT_STATE: u8 = 4;
+
+pub async fn dispatch(cli: Cli) -> u8 {
+    let result = match &cli.command {
+        Command::Sandbox(args) => sandbox::run(args).await,
+        Command::Report(args) => load_config(&cli).and_then(|cfg| report::run(&cfg, args)),
+        other => Err(anyhow::anyhow!(
+            "`{}` is not available in this build",
+            command_name(other)
+        )),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", render_error(&err));
+            exit_code_for(&err)
+        }
+    }
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Sync(_) => "sync",
+        Command::Run => "run",
+        Command::Report(_) => "report",
+        Command::Status => "status",
+        Command::Check => "check",
+        Command::Auth(_) => "auth",
+        Command::Sandbox(_) => "sandbox",
+        Command::Demo(_) => "demo",
+    }
+}
+
+pub(crate) fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    Ok(Config::load(&cli.config)?)
+}
+
+/// The error and its causes on one line, outermost first, without repeating a cause that the
+/// message already contains.
+fn render_error(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
+}
+
+fn exit_code_for(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.downcast_ref::<ConfigError>().is_some() {
+            return EXIT_CONFIG;
+        }
+        if let Some(s) = cause.downcast_ref::<StoreError>() {
+            return match s {
+                StoreError::Locked { .. } => EXIT_LOCKED,
+                _ => EXIT_STATE,
+            };
+        }
+        if let Some(g) = cause.downcast_ref::<crate::ghl::GhlError>()
+            && g.class() == Some(crate::http::ErrorClass::Auth)
+        {
+            return EXIT_CONFIG;
+        }
+    }
+    EXIT_FAILURE
+}
