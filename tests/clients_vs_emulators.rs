@@ -272,6 +272,8 @@ async fn hotspot_5xx_from_the_fault_hook_is_retried_to_success() {
         p500: 0.2,
         p502: 0.15,
         p503: 0.15,
+        // Reads only: the API has no writes, so this knob must never fire.
+        p_drop_after_write: 1.0,
         ..Default::default()
     });
     let (client, sink) = hotspot_client(&emu, 10);

@@ -621,18 +621,21 @@ async fn search_after_bodies_beyond_10000_match_section_3_4() {
     );
 }
 
+/// One form body as sent: its pairs in order.
+type FormPairs = Vec<(String, String)>;
+
 /// Form bodies sent to the token endpoint, captured by a recording proxy in front of the
 /// emulator (the emulator itself never logs them: they carry secrets).
 #[derive(Clone)]
 struct Proxy {
     upstream: String,
-    seen: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    seen: Arc<Mutex<Vec<FormPairs>>>,
     http: reqwest::Client,
 }
 
 async fn token_proxy(
     State(p): State<Proxy>,
-    Form(form): Form<Vec<(String, String)>>,
+    Form(form): Form<FormPairs>,
 ) -> impl IntoResponse {
     p.seen.lock().unwrap().push(form.clone());
     let resp = p

@@ -184,7 +184,9 @@ impl HotspotEmulator {
         f(&mut lock(&self.shared.data))
     }
 
-    /// Every request so far, in arrival order.
+    /// Every request the handler answered, in arrival order. Answers injected by
+    /// [`HotspotEmulator::set_faults`] are not here (they never reach the handler); the client's
+    /// audit sees them.
     pub fn requests(&self) -> Vec<HotspotRequest> {
         lock(&self.shared.requests).clone()
     }
