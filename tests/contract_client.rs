@@ -633,10 +633,7 @@ struct Proxy {
     http: reqwest::Client,
 }
 
-async fn token_proxy(
-    State(p): State<Proxy>,
-    Form(form): Form<FormPairs>,
-) -> impl IntoResponse {
+async fn token_proxy(State(p): State<Proxy>, Form(form): Form<FormPairs>) -> impl IntoResponse {
     p.seen.lock().unwrap().push(form.clone());
     let resp = p
         .http
