@@ -275,7 +275,9 @@ impl GhlClient {
         }
     }
 
-    /// Tags after the call (per the API's answer).
+    /// The `tags` of the API's answer. Whether GHL answers the contact's full tag set or echoes
+    /// the tags sent is unconfirmed (the spec example echoes them, and so does the emulator):
+    /// read the contact for its tag set, never this value.
     pub async fn add_tags(&self, contact_id: &str, tags: &[String]) -> Result<Vec<String>> {
         let c = Call::new(
             Method::POST,
@@ -291,7 +293,7 @@ impl GhlClient {
         Ok(r.tags)
     }
 
-    /// DELETE with a JSON body.
+    /// DELETE with a JSON body. Returns the answer's `tags`, like [`GhlClient::add_tags`].
     pub async fn remove_tags(&self, contact_id: &str, tags: &[String]) -> Result<Vec<String>> {
         let c = Call::new(
             Method::DELETE,

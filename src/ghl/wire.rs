@@ -440,11 +440,11 @@ pub struct TagsResponse {
     pub tags: Vec<String>,
 }
 
+/// Decoded through [`TaskWire`]: the location task search answers `_id`, and may carry `id`
+/// beside it (the emulator sends both), which a serde `alias` rejects as a duplicate field.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase", from = "TaskWire")]
 pub struct Task {
-    /// The location task search answers `_id`.
-    #[serde(alias = "_id", deserialize_with = "lenient::opt_string")]
     pub id: Option<String>,
     #[serde(deserialize_with = "lenient::opt_string")]
     pub title: Option<String>,
@@ -462,6 +462,48 @@ pub struct Task {
     pub date_added: Option<DateTime<Utc>>,
     #[serde(deserialize_with = "lenient::opt_datetime")]
     pub date_updated: Option<DateTime<Utc>>,
+}
+
+/// The wire form of [`Task`]: `id` and `_id` apart, so an answer with both decodes.
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct TaskWire {
+    #[serde(deserialize_with = "lenient::opt_string")]
+    id: Option<String>,
+    #[serde(rename = "_id", deserialize_with = "lenient::opt_string")]
+    underscore_id: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    title: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    body: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    assigned_to: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_datetime")]
+    due_date: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    completed: Option<bool>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    contact_id: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_datetime")]
+    date_added: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "lenient::opt_datetime")]
+    date_updated: Option<DateTime<Utc>>,
+}
+
+impl From<TaskWire> for Task {
+    fn from(w: TaskWire) -> Self {
+        Task {
+            id: w.id.or(w.underscore_id),
+            title: w.title,
+            body: w.body,
+            assigned_to: w.assigned_to,
+            due_date: w.due_date,
+            completed: w.completed,
+            contact_id: w.contact_id,
+            date_added: w.date_added,
+            date_updated: w.date_updated,
+        }
+    }
 }
 
 /// POST `/contacts/{id}/tasks`: `title`, `dueDate`, `completed` required.
@@ -972,6 +1014,12 @@ mod tests {
         let s: TasksEnvelope =
             serde_json::from_value(json!({"tasks": [{"_id": "t9", "completed": true}]})).unwrap();
         assert_eq!(s.tasks[0].id.as_deref(), Some("t9"));
+        // Search items may carry both ids (the emulator sends both); `id` wins.
+        let both: TasksEnvelope = serde_json::from_value(
+            json!({"tasks": [{"id": "t1", "_id": "t1", "title": "x", "completed": false}]}),
+        )
+        .unwrap();
+        assert_eq!(both.tasks[0].id.as_deref(), Some("t1"));
         let n: NotesEnvelope = serde_json::from_value(json!({"notes": [{"id": "n", "body": "b",
             "userId": "u", "dateAdded": "2021-07-08T12:02:11.285Z", "contactId": "c"}]}))
         .unwrap();

@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::faults::{self, FaultKnobs, FaultState};
 use super::seed::{
     ApiRecord, Customer, HotspotData, MacTransaction, PaidTransaction, SocialTransaction, Voucher,
     VoucherTransaction,
@@ -105,6 +106,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A running emulator. Dropping it (or [`HotspotEmulator::shutdown`]) stops the server.
 pub struct HotspotEmulator {
     shared: Arc<Shared>,
+    faults: FaultState,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -140,7 +142,17 @@ impl HotspotEmulator {
             requests: Mutex::new(Vec::new()),
             addr,
         });
-        let app = Router::new().fallback(handle).with_state(shared.clone());
+        // Same fault middleware as the GHL emulator. Injected status faults answer before the
+        // handler, so they are not in `requests()`; the API is read-only, so
+        // `p_drop_after_write` never fires here.
+        let faults = FaultState::new(FaultKnobs::default(), 0x5eed_f417);
+        let app = Router::new()
+            .fallback(handle)
+            .layer(axum::middleware::from_fn_with_state(
+                faults.clone(),
+                faults::inject,
+            ))
+            .with_state(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -152,6 +164,7 @@ impl HotspotEmulator {
         });
         Ok(HotspotEmulator {
             shared,
+            faults,
             stop: Some(stop),
             task: Some(task),
         })
@@ -171,7 +184,9 @@ impl HotspotEmulator {
         f(&mut lock(&self.shared.data))
     }
 
-    /// Every request so far, in arrival order.
+    /// Every request the handler answered, in arrival order. Answers injected by
+    /// [`HotspotEmulator::set_faults`] are not here (they never reach the handler); the client's
+    /// audit sees them.
     pub fn requests(&self) -> Vec<HotspotRequest> {
         lock(&self.shared.requests).clone()
     }
@@ -188,6 +203,12 @@ impl HotspotEmulator {
 
     pub fn set_lenient_types(&self, on: bool) {
         self.shared.lenient.store(on, Ordering::Relaxed);
+    }
+
+    /// Injects faults into later answers (5xx, 429 with or without `Retry-After`, latency), the
+    /// same knobs as the GHL emulator; `FaultKnobs::default()` turns them off.
+    pub fn set_faults(&self, knobs: FaultKnobs) {
+        self.faults.set(knobs);
     }
 
     /// Stops accepting, lets in-flight requests finish, and waits for the server task.
