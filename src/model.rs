@@ -95,3 +95,432 @@ impl Digest {
             .map(|h| Digest(*h.as_bytes()))
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Canonical contact: the GHL-side projection both sides are reduced to before hashing.
+// ---------------------------------------------------------------------------------------------
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
+
+/// Version of the canonical projection. Bump it when the encoding or the normalisation changes,
+/// so stored hashes are rebased in a controlled way instead of showing up as a storm of changes.
+pub const PROJECTION_VERSION: u32 = 1;
+
+/// The standard GHL contact fields the sync can write, in the fixed order used by the hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StdField {
+    FirstName,
+    LastName,
+    Email,
+    Phone,
+    CompanyName,
+    Address1,
+    City,
+    State,
+    PostalCode,
+    Country,
+}
+
+impl StdField {
+    pub const ALL: [StdField; 10] = [
+        StdField::FirstName,
+        StdField::LastName,
+        StdField::Email,
+        StdField::Phone,
+        StdField::CompanyName,
+        StdField::Address1,
+        StdField::City,
+        StdField::State,
+        StdField::PostalCode,
+        StdField::Country,
+    ];
+
+    /// The GHL API property name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StdField::FirstName => "firstName",
+            StdField::LastName => "lastName",
+            StdField::Email => "email",
+            StdField::Phone => "phone",
+            StdField::CompanyName => "companyName",
+            StdField::Address1 => "address1",
+            StdField::City => "city",
+            StdField::State => "state",
+            StdField::PostalCode => "postalCode",
+            StdField::Country => "country",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One mapped GHL field: a standard property or a custom field (by id or key, as configured).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    Std(StdField),
+    Custom(String),
+}
+
+impl Field {
+    pub fn name(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Field::Std(f) => f.as_str().into(),
+            Field::Custom(k) => format!("customFields.{k}").into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// The mapped GHL-side fields of one contact, normalised. Absent, null and empty are one value
+/// (`None`): `set` turns empty strings into absence, so the hash cannot tell them apart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanonicalContact {
+    std: [Option<String>; 10],
+    custom: BTreeMap<String, String>,
+}
+
+impl CanonicalContact {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get_std(&self, f: StdField) -> Option<&str> {
+        self.std[f.index()].as_deref()
+    }
+
+    pub fn get(&self, f: &Field) -> Option<&str> {
+        match f {
+            Field::Std(s) => self.get_std(*s),
+            Field::Custom(k) => self.custom.get(k).map(String::as_str),
+        }
+    }
+
+    /// Sets a field; an empty value removes it.
+    pub fn set(&mut self, f: Field, v: Option<String>) {
+        let v = v.filter(|s| !s.is_empty());
+        match f {
+            Field::Std(s) => self.std[s.index()] = v,
+            Field::Custom(k) => match v {
+                Some(v) => {
+                    self.custom.insert(k, v);
+                }
+                None => {
+                    self.custom.remove(&k);
+                }
+            },
+        }
+    }
+
+    pub fn set_std(&mut self, f: StdField, v: Option<String>) {
+        self.std[f.index()] = v.filter(|s| !s.is_empty());
+    }
+
+    pub fn email(&self) -> Option<&str> {
+        self.get_std(StdField::Email)
+    }
+
+    pub fn phone(&self) -> Option<&str> {
+        self.get_std(StdField::Phone)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.std.iter().all(Option::is_none) && self.custom.is_empty()
+    }
+
+    /// All present fields, standard first in hash order, then custom by key.
+    pub fn iter(&self) -> impl Iterator<Item = (Field, &str)> {
+        StdField::ALL
+            .iter()
+            .filter_map(|f| self.get_std(*f).map(|v| (Field::Std(*f), v)))
+            .chain(
+                self.custom
+                    .iter()
+                    .map(|(k, v)| (Field::Custom(k.clone()), v.as_str())),
+            )
+    }
+
+    /// Fields whose values differ between `self` and `other` (absence counts as a value).
+    pub fn diff(&self, other: &CanonicalContact) -> Vec<Field> {
+        let mut out = Vec::new();
+        for f in StdField::ALL {
+            if self.std[f.index()] != other.std[f.index()] {
+                out.push(Field::Std(f));
+            }
+        }
+        let keys: BTreeSet<&String> = self.custom.keys().chain(other.custom.keys()).collect();
+        for k in keys {
+            if self.custom.get(k) != other.custom.get(k) {
+                out.push(Field::Custom(k.clone()));
+            }
+        }
+        out
+    }
+
+    /// Fills every field absent here from `other` (used when merging a subscriber into a customer).
+    pub fn fill_from(&mut self, other: &CanonicalContact) {
+        for f in StdField::ALL {
+            if self.std[f.index()].is_none() {
+                self.std[f.index()].clone_from(&other.std[f.index()]);
+            }
+        }
+        for (k, v) in &other.custom {
+            self.custom.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+
+    /// blake3 over an unambiguous encoding: projection version, then each present field as
+    /// (tag, length-prefixed value); custom fields sorted by key, key length-prefixed too.
+    /// Tags and server-managed fields are not part of a `CanonicalContact`, so never hashed.
+    pub fn digest(&self) -> Digest {
+        let mut h = blake3::Hasher::new();
+        h.update(b"hgs.contact\0");
+        h.update(&PROJECTION_VERSION.to_le_bytes());
+        for (i, v) in self.std.iter().enumerate() {
+            if let Some(v) = v {
+                h.update(&[i as u8]);
+                h.update(&(v.len() as u64).to_le_bytes());
+                h.update(v.as_bytes());
+            }
+        }
+        for (k, v) in &self.custom {
+            h.update(&[0xff]);
+            h.update(&(k.len() as u64).to_le_bytes());
+            h.update(k.as_bytes());
+            h.update(&(v.len() as u64).to_le_bytes());
+            h.update(v.as_bytes());
+        }
+        Digest(*h.finalize().as_bytes())
+    }
+}
+
+/// Hash of a tag set, separate from the field hash (tags are handled as set deltas).
+pub fn tags_digest(tags: &BTreeSet<String>) -> Digest {
+    let mut h = blake3::Hasher::new();
+    h.update(b"hgs.tags\0");
+    for t in tags {
+        h.update(&(t.len() as u64).to_le_bytes());
+        h.update(t.as_bytes());
+    }
+    Digest(*h.finalize().as_bytes())
+}
+
+/// A canonical contact with its field hash and the tags that belong to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactProjection {
+    pub fields: CanonicalContact,
+    pub hash: Digest,
+    pub tags: BTreeSet<String>,
+}
+
+impl ContactProjection {
+    pub fn new(fields: CanonicalContact, tags: BTreeSet<String>) -> Self {
+        let hash = fields.digest();
+        Self { fields, hash, tags }
+    }
+}
+
+/// Whether a HotspotSystem record came from the customer or the subscriber listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Customer,
+    Subscriber,
+}
+
+/// A HotspotSystem customer or subscriber, as a plain domain struct (wire types convert into it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceContact {
+    pub source_id: String,
+    pub kind: Option<SourceKind>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub company_name: Option<String>,
+    pub address: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub zip: Option<String>,
+    pub country_code: Option<String>,
+    pub social_network: Option<String>,
+    pub social_id: Option<String>,
+    pub social_username: Option<String>,
+    pub social_link: Option<String>,
+    pub social_gender: Option<String>,
+    pub social_age_range: Option<String>,
+    pub social_followers_count: Option<String>,
+    pub user_name: Option<String>,
+    pub registered_at: Option<String>,
+    pub location_id: Option<String>,
+}
+
+/// A GHL contact as read this run, as a plain domain struct.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetContact {
+    pub target_id: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub company_name: Option<String>,
+    pub address1: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub postal_code: Option<String>,
+    pub country: Option<String>,
+    /// By custom field id or key, whichever the field map names.
+    pub custom_fields: BTreeMap<String, String>,
+    pub tags: BTreeSet<String>,
+    pub date_updated: Option<DateTime<Utc>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Normalisation
+// ---------------------------------------------------------------------------------------------
+
+/// Something normalisation had to guess at; reported with the record, never fatal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormFlag {
+    /// The phone did not parse; it is kept as its digits.
+    PhoneUnparsed,
+    /// The country was not two ASCII letters; it is kept upper-cased.
+    CountryInvalid,
+}
+
+/// Trims and NFC-normalises; empty becomes `None`. Allocates only when the value is kept.
+pub fn norm_text(s: Option<&str>) -> Option<String> {
+    let t = s?.trim();
+    if t.is_empty() {
+        return None;
+    }
+    if t.is_ascii() || is_nfc_quick(t.chars()) == IsNormalized::Yes {
+        Some(t.to_owned())
+    } else {
+        let n: String = t.nfc().collect();
+        let n = n.trim();
+        (!n.is_empty()).then(|| n.to_owned())
+    }
+}
+
+/// Email: trimmed, NFC, lower-cased.
+pub fn norm_email(s: Option<&str>) -> Option<String> {
+    let t = norm_text(s)?;
+    if t.bytes().any(|b| b.is_ascii_uppercase()) || !t.is_ascii() {
+        Some(t.to_lowercase())
+    } else {
+        Some(t)
+    }
+}
+
+/// Country: upper-cased; anything but two ASCII letters is flagged.
+pub fn norm_country(s: Option<&str>) -> (Option<String>, Option<NormFlag>) {
+    match norm_text(s) {
+        None => (None, None),
+        Some(t) => {
+            let up = t.to_uppercase();
+            let ok = up.len() == 2 && up.bytes().all(|b| b.is_ascii_uppercase());
+            (Some(up), (!ok).then_some(NormFlag::CountryInvalid))
+        }
+    }
+}
+
+/// Splits a full name at the last whitespace run: one word → first name only.
+pub fn split_name(full: Option<&str>) -> (Option<String>, Option<String>) {
+    let Some(n) = norm_text(full) else {
+        return (None, None);
+    };
+    let mut words = n.split_whitespace();
+    let Some(first) = words.next() else {
+        return (None, None);
+    };
+    let rest: Vec<&str> = words.collect();
+    if rest.is_empty() {
+        (Some(first.to_owned()), None)
+    } else {
+        (Some(first.to_owned()), Some(rest.join(" ")))
+    }
+}
+
+/// Phone normaliser with a configurable default country for numbers without a country code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhoneNormalizer {
+    default_country: phonenumber::country::Id,
+}
+
+impl Default for PhoneNormalizer {
+    fn default() -> Self {
+        Self {
+            default_country: phonenumber::country::Id::US,
+        }
+    }
+}
+
+impl PhoneNormalizer {
+    /// `country` is an ISO 3166 alpha-2 code; `None` if unknown.
+    pub fn new(country: &str) -> Option<Self> {
+        country
+            .trim()
+            .to_ascii_uppercase()
+            .parse()
+            .ok()
+            .map(|default_country| Self { default_country })
+    }
+
+    /// E.164 when it parses; otherwise the trimmed digits (with a leading `+` if given) and a flag.
+    /// `00` is read as the international prefix, as most of the world writes it.
+    pub fn normalize(&self, raw: Option<&str>) -> (Option<String>, Option<NormFlag>) {
+        let Some(t) = raw.map(str::trim).filter(|t| !t.is_empty()) else {
+            return (None, None);
+        };
+        // Fast path: already E.164.
+        if let Some(rest) = t.strip_prefix('+')
+            && (8..=15).contains(&rest.len())
+            && rest.bytes().all(|b| b.is_ascii_digit())
+            && !rest.starts_with('0')
+        {
+            return (Some(t.to_owned()), None);
+        }
+        let plus = t.starts_with('+');
+        let digits: String = t.chars().filter(char::is_ascii_digit).collect();
+        let candidate = if plus {
+            format!("+{digits}")
+        } else if let Some(intl) = digits.strip_prefix("00") {
+            format!("+{intl}")
+        } else {
+            digits.clone()
+        };
+        let parsed = if digits.len() >= 4 && digits.len() <= 17 {
+            phonenumber::parse(Some(self.default_country), &candidate).ok()
+        } else {
+            None
+        };
+        match parsed {
+            Some(n) => {
+                let e164 = n.format().mode(phonenumber::Mode::E164).to_string();
+                (Some(e164), None)
+            }
+            None if digits.is_empty() => (None, Some(NormFlag::PhoneUnparsed)),
+            None => {
+                let kept = if plus { format!("+{digits}") } else { digits };
+                (Some(kept), Some(NormFlag::PhoneUnparsed))
+            }
+        }
+    }
+}
+
+/// Tags as GHL shows them: trimmed, NFC, lower-cased; empty tags dropped.
+pub fn norm_tag(s: &str) -> Option<String> {
+    norm_text(Some(s)).map(|t| t.to_lowercase())
+}
