@@ -524,3 +524,17 @@ impl PhoneNormalizer {
 pub fn norm_tag(s: &str) -> Option<String> {
     norm_text(Some(s)).map(|t| t.to_lowercase())
 }
+
+/// Digests travel as hex in plans, reports and JSON.
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Digest::from_hex(&s).ok_or_else(|| serde::de::Error::custom("invalid blake3 hex digest"))
+    }
+}

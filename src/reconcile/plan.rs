@@ -1,0 +1,1343 @@
+//! The pure three-way contact planner (DESIGN.md §4).
+//!
+//! Input: the source snapshot (S), the target snapshot (T), the base (B: what was recorded after
+//! the last successful write or match), an identity index for first matches, and the policy.
+//! Output: a [`Plan`] — actions as data, one [`PlanItem`] per source record or link saying what
+//! happens and why, and the guard notes. No I/O and no clock: time comes in through the policy.
+//!
+//! # Contract for `apply`
+//! After a remote write succeeds, apply records the new base so the sync's own writes never come
+//! back as changes:
+//! - `CreateContact`: link `source_id` → new id (replacing any link); base source hash/fields from
+//!   the input's source entry, base target hash/fields from the read-back; owned tags = `tags`.
+//! - `LinkExisting`, `UpdateContact`: the same base, owned tags unchanged (a new link owns none).
+//! - `AddTags`: owned ∪= tags. `RemoveTags`, `ForgetOwnedTags`: owned −= tags.
+//!   `TagDeleted`: owned ∪= {tag} (so the tag is removed again if the source comes back).
+//! - `RecordBase`: state only, values given. `Tombstone`: link status → tombstoned.
+//! - `DeleteContact`, `ForgetLink`: remove the link. `Park`/`Unpark`: set/clear the park mark.
+//!
+//! Actions of one record appear in order (a link before its tags).
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::mapping::{MappedSource, SkippedSource};
+use crate::model::{
+    CanonicalContact, ConflictPolicy, ContactProjection, Digest, DriftPolicy, Field,
+    SourceDeletePolicy, TargetDeletePolicy,
+};
+
+/// Changed fields only; `None` clears the field in GHL.
+pub type FieldChanges = BTreeMap<Field, Option<String>>;
+
+/// One source contact in this run's snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceEntry {
+    pub projection: ContactProjection,
+    /// When the source content last changed, if known (e.g. `registered_at` of a new record);
+    /// `newest_wins` uses `policy.now` (when the change was seen) when absent.
+    pub changed_at: Option<DateTime<Utc>>,
+    /// Other HotspotSystem ids merged into this contact (subscriber with a customer's email).
+    pub merged_ids: Vec<String>,
+}
+
+impl SourceEntry {
+    pub fn new(projection: ContactProjection) -> Self {
+        Self {
+            projection,
+            changed_at: None,
+            merged_ids: Vec::new(),
+        }
+    }
+}
+
+impl From<MappedSource> for SourceEntry {
+    fn from(m: MappedSource) -> Self {
+        let changed_at = m.registered_at.as_deref().and_then(parse_time);
+        let merged_ids = m
+            .members
+            .into_iter()
+            .map(|(_, id)| id)
+            .filter(|id| *id != m.source_id)
+            .collect();
+        Self {
+            projection: m.projection,
+            changed_at,
+            merged_ids,
+        }
+    }
+}
+
+/// Parses the two date formats the HotspotSystem API uses, as UTC.
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    DateTime::parse_from_rfc3339(s)
+        .map(|d| d.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+                .ok()
+                .map(|n| n.and_utc())
+        })
+}
+
+/// One GHL contact read this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetEntry {
+    pub projection: ContactProjection,
+    pub date_updated: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkStatus {
+    Active,
+    /// The GHL contact was deleted and the sync respects it: never recreated.
+    Tombstoned,
+}
+
+/// The base of one link, recorded after the last successful write or match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseLink {
+    pub target_id: String,
+    pub source_hash: Digest,
+    pub target_hash: Digest,
+    /// Per-field base values of both sides; with them, edits to different fields merge and
+    /// clears propagate. Without them the planner decides per record and never clears a field.
+    pub source_fields: Option<CanonicalContact>,
+    pub target_fields: Option<CanonicalContact>,
+    /// Tags the sync added and therefore may remove.
+    pub owned_tags: BTreeSet<String>,
+    pub status: LinkStatus,
+}
+
+/// Why a record is parked (left alone for a human).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum ParkReason {
+    /// Both sides changed the same fields and the policy is `report`.
+    Conflict,
+    /// One identity key finds several GHL contacts.
+    AmbiguousMatch {
+        method: MatchMethod,
+        candidates: Vec<String>,
+    },
+    /// The matching GHL contact is already linked to another source record.
+    TargetAlreadyLinked { target_id: String },
+    /// The matching GHL contact carries another HotspotSystem id in the anchor field.
+    TargetCarriesOtherId { target_id: String, other: String },
+    /// First match under `report` found values that differ on both sides.
+    FirstMatchDiffers,
+    /// Another source record in this plan creates a contact with the same email.
+    DuplicateEmail { other_source: String },
+}
+
+impl ParkReason {
+    /// Identity parks (which GHL contact is this?) stay parked until the source record changes;
+    /// their exact reason may shift as other records get linked, which is no new information.
+    /// Content parks are re-evaluated whenever either side changes.
+    pub fn is_identity(&self) -> bool {
+        !matches!(self, ParkReason::Conflict | ParkReason::FirstMatchDiffers)
+    }
+}
+
+/// A park recorded in the base: the hashes seen when parking, so an unchanged parked record is
+/// not parked again (and a changed one is re-evaluated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedMark {
+    pub target_id: Option<String>,
+    pub source_hash: Digest,
+    pub target_hash: Option<Digest>,
+    pub reason: ParkReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchMethod {
+    HotspotId,
+    Email,
+    Phone,
+    /// The link of a record now merged into this one is taken over.
+    MergedRecord,
+}
+
+/// GHL contact ids by identity key, for the first match of new source records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityIndex {
+    /// The custom field (id or key) holding the HotspotSystem id, as in the field map.
+    pub hotspot_field: Option<String>,
+    pub by_hotspot_id: HashMap<String, Vec<String>>,
+    pub by_email: HashMap<String, Vec<String>>,
+    pub by_phone: HashMap<String, Vec<String>>,
+}
+
+impl IdentityIndex {
+    pub fn new(hotspot_field: Option<String>) -> Self {
+        Self {
+            hotspot_field,
+            ..Self::default()
+        }
+    }
+
+    /// Index of every target in a snapshot, ids sorted for deterministic plans.
+    pub fn build<'a>(
+        hotspot_field: Option<String>,
+        targets: impl IntoIterator<Item = (&'a String, &'a TargetEntry)>,
+    ) -> Self {
+        let mut idx = Self::new(hotspot_field);
+        for (id, t) in targets {
+            idx.insert(id, &t.projection.fields);
+        }
+        for v in idx
+            .by_hotspot_id
+            .values_mut()
+            .chain(idx.by_email.values_mut())
+            .chain(idx.by_phone.values_mut())
+        {
+            v.sort();
+        }
+        idx
+    }
+
+    pub fn insert(&mut self, target_id: &str, f: &CanonicalContact) {
+        if let Some(k) = &self.hotspot_field
+            && let Some(v) = f.get(&Field::Custom(k.clone()))
+        {
+            push_unique(self.by_hotspot_id.entry(v.to_owned()).or_default(), target_id);
+        }
+        if let Some(e) = f.email() {
+            push_unique(self.by_email.entry(e.to_owned()).or_default(), target_id);
+        }
+        if let Some(p) = f.phone() {
+            push_unique(self.by_phone.entry(p.to_owned()).or_default(), target_id);
+        }
+    }
+
+    pub fn remove(&mut self, target_id: &str) {
+        for m in [
+            &mut self.by_hotspot_id,
+            &mut self.by_email,
+            &mut self.by_phone,
+        ] {
+            m.retain(|_, v| {
+                v.retain(|t| t != target_id);
+                !v.is_empty()
+            });
+        }
+    }
+
+    fn hotspot_value<'a>(&self, f: &'a CanonicalContact) -> Option<&'a str> {
+        self.hotspot_field
+            .as_ref()
+            .and_then(|k| f.get(&Field::Custom(k.clone())))
+    }
+}
+
+fn push_unique(v: &mut Vec<String>, id: &str) {
+    if !v.iter().any(|x| x == id) {
+        v.push(id.to_owned());
+    }
+}
+
+/// Everything the planner looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactsInput {
+    pub source: BTreeMap<String, SourceEntry>,
+    /// Every page fetched without error: only then may a missing record mean "deleted".
+    pub source_complete: bool,
+    /// Records listed but not synced (e.g. no email or phone); they are present, not deleted.
+    pub skipped: Vec<SkippedSource>,
+    pub target: HashMap<String, TargetEntry>,
+    pub target_complete: bool,
+    /// GHL contacts known to be deleted (a 400 "Contact not found" on GET, a delete webhook).
+    pub target_deleted: BTreeSet<String>,
+    pub base: BTreeMap<String, BaseLink>,
+    pub parked: BTreeMap<String, ParkedMark>,
+    pub identity: IdentityIndex,
+}
+
+/// The contact policy of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactPolicy {
+    pub conflict: ConflictPolicy,
+    pub drift: DriftPolicy,
+    pub on_source_delete: SourceDeletePolicy,
+    pub on_target_delete: TargetDeletePolicy,
+    /// Deletions (tag or delete) are withheld when more than this share of linked records would go.
+    pub max_delete_ratio: f64,
+    /// The tag put on GHL contacts whose source was deleted, under `on_source_delete = "tag"`.
+    pub deleted_tag: String,
+    /// No create while the GHL listing is incomplete: an unlisted contact could be the match.
+    pub create_requires_complete_target: bool,
+    pub now: DateTime<Utc>,
+}
+
+impl ContactPolicy {
+    pub fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            conflict: ConflictPolicy::default(),
+            drift: DriftPolicy::default(),
+            on_source_delete: SourceDeletePolicy::default(),
+            on_target_delete: TargetDeletePolicy::default(),
+            max_delete_ratio: 0.1,
+            deleted_tag: "hs-deleted".into(),
+            create_requires_complete_target: true,
+            now,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum Action {
+    CreateContact {
+        source_id: String,
+        fields: CanonicalContact,
+        tags: BTreeSet<String>,
+    },
+    /// Adopt an existing GHL contact, then write only the fields that differ.
+    LinkExisting {
+        source_id: String,
+        target_id: String,
+        method: MatchMethod,
+        fields: FieldChanges,
+    },
+    UpdateContact {
+        source_id: String,
+        target_id: String,
+        fields: FieldChanges,
+    },
+    AddTags {
+        source_id: String,
+        target_id: String,
+        tags: BTreeSet<String>,
+    },
+    RemoveTags {
+        source_id: String,
+        target_id: String,
+        tags: BTreeSet<String>,
+    },
+    /// State only: stop owning tags that are no longer on the contact.
+    ForgetOwnedTags {
+        source_id: String,
+        tags: BTreeSet<String>,
+    },
+    DeleteContact {
+        source_id: String,
+        target_id: String,
+    },
+    /// Soft delete: tag the GHL contact whose source record was deleted.
+    TagDeleted {
+        source_id: String,
+        target_id: String,
+        tag: String,
+    },
+    /// The GHL contact was deleted: keep the link as a tombstone so it is never recreated.
+    Tombstone {
+        source_id: String,
+        target_id: String,
+    },
+    /// No remote write: both sides agree (or the difference is kept); record the new base.
+    RecordBase {
+        source_id: String,
+        target_id: String,
+        source_hash: Digest,
+        target_hash: Digest,
+        source_fields: CanonicalContact,
+        target_fields: CanonicalContact,
+    },
+    /// Deleted on both sides: clear the base.
+    ForgetLink {
+        source_id: String,
+        target_id: String,
+    },
+    Park {
+        source_id: String,
+        target_id: Option<String>,
+        source_hash: Digest,
+        target_hash: Option<Digest>,
+        reason: ParkReason,
+    },
+    Unpark {
+        source_id: String,
+    },
+}
+
+impl Action {
+    pub fn source_id(&self) -> &str {
+        match self {
+            Action::CreateContact { source_id, .. }
+            | Action::LinkExisting { source_id, .. }
+            | Action::UpdateContact { source_id, .. }
+            | Action::AddTags { source_id, .. }
+            | Action::RemoveTags { source_id, .. }
+            | Action::ForgetOwnedTags { source_id, .. }
+            | Action::DeleteContact { source_id, .. }
+            | Action::TagDeleted { source_id, .. }
+            | Action::Tombstone { source_id, .. }
+            | Action::RecordBase { source_id, .. }
+            | Action::ForgetLink { source_id, .. }
+            | Action::Park { source_id, .. }
+            | Action::Unpark { source_id } => source_id,
+        }
+    }
+
+    /// Whether the action calls GHL (as opposed to changing only the local state).
+    pub fn is_remote_write(&self) -> bool {
+        matches!(
+            self,
+            Action::CreateContact { .. }
+                | Action::LinkExisting { .. }
+                | Action::UpdateContact { .. }
+                | Action::AddTags { .. }
+                | Action::RemoveTags { .. }
+                | Action::DeleteContact { .. }
+                | Action::TagDeleted { .. }
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Create,
+    Link,
+    Update,
+    /// Content equal or difference kept: only the base is recorded.
+    RecordBase,
+    Unchanged,
+    Parked,
+    StillParked,
+    /// Not decided this run (an incomplete listing); retried next run.
+    Deferred,
+    Skipped,
+    SourceDeleteIgnored,
+    SourceDeleteTagged,
+    SourceDeleted,
+    SourceDeleteWithheld,
+    TargetDeleteRespected,
+    Recreate,
+    Forgotten,
+    /// A record merged into another one (same email): its item is the other's.
+    Merged,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Winner {
+    Hotspot,
+    Ghl,
+    /// Parked: nobody won, nothing written.
+    None,
+}
+
+/// A field both sides changed differently; the losing value goes to the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldConflict {
+    pub field: Field,
+    pub source: Option<String>,
+    pub target: Option<String>,
+    pub winner: Winner,
+}
+
+/// What happens to one source record or link, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanItem {
+    pub source_id: String,
+    pub target_id: Option<String>,
+    pub outcome: Outcome,
+    pub reason: Cow<'static, str>,
+    /// Fields written to GHL.
+    pub written: Vec<Field>,
+    /// Fields a CRM user changed while HotspotSystem did not.
+    pub drift: Vec<Field>,
+    pub conflicts: Vec<FieldConflict>,
+}
+
+impl PlanItem {
+    fn new(
+        source_id: &str,
+        target_id: Option<&str>,
+        outcome: Outcome,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            source_id: source_id.to_owned(),
+            target_id: target_id.map(str::to_owned),
+            outcome,
+            reason: reason.into(),
+            written: Vec::new(),
+            drift: Vec::new(),
+            conflicts: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardKind {
+    /// More than `max_delete_ratio` of linked records would be deleted or tagged.
+    DeleteRatio,
+    /// The source listed empty while the base had links.
+    SourceEmpty,
+    /// The GHL listing is empty, or too many linked contacts are missing from it.
+    TargetMassMissing,
+    SourceIncomplete,
+    TargetIncomplete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuardNote {
+    pub kind: GuardKind,
+    pub affected: usize,
+    pub linked: usize,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub items: Vec<PlanItem>,
+    pub guards: Vec<GuardNote>,
+}
+
+impl Plan {
+    pub fn remote_writes(&self) -> usize {
+        self.actions.iter().filter(|a| a.is_remote_write()).count()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Planner<'a> {
+    input: &'a ContactsInput,
+    policy: &'a ContactPolicy,
+    plan: Plan,
+    /// Target ids linked in the base or in this plan; never two sources onto one target.
+    claimed: HashSet<&'a str>,
+    /// Source ids whose base link is being taken over by the record they merged into.
+    released: HashSet<&'a str>,
+    /// Ids of records merged into a listed record (present, not deleted).
+    merged_into: HashSet<&'a str>,
+    created_emails: HashMap<&'a str, &'a str>,
+    /// Target-gone inference from the listing is allowed (complete and not mass-missing).
+    infer_target_gone: bool,
+}
+
+/// Plans one reconcile pass over contacts. Pure and deterministic.
+pub fn plan_contacts(input: &ContactsInput, policy: &ContactPolicy) -> Plan {
+    let mut p = Planner {
+        input,
+        policy,
+        plan: Plan::default(),
+        claimed: input.base.values().map(|b| b.target_id.as_str()).collect(),
+        released: HashSet::new(),
+        merged_into: HashSet::new(),
+        created_emails: HashMap::new(),
+        infer_target_gone: false,
+    };
+    p.target_guard();
+    // Links of records merged into another record are handed over to it.
+    for (sid, s) in &input.source {
+        for m in &s.merged_ids {
+            if input.source.contains_key(m) {
+                continue;
+            }
+            p.merged_into.insert(m.as_str());
+            if !input.base.contains_key(sid)
+                && let Some(b) = input.base.get(m)
+                && b.status == LinkStatus::Active
+                && !p.target_gone(&b.target_id)
+            {
+                p.released.insert(m.as_str());
+            }
+        }
+    }
+    for (sid, s) in &input.source {
+        p.plan_present(sid, s);
+    }
+    let skipped: HashSet<&str> = input
+        .skipped
+        .iter()
+        .map(|s| s.source_id.as_str())
+        .collect();
+    for s in &input.skipped {
+        if input.source.contains_key(&s.source_id) {
+            continue;
+        }
+        let target = input.base.get(&s.source_id).map(|b| b.target_id.as_str());
+        p.plan.items.push(PlanItem::new(
+            &s.source_id,
+            target,
+            Outcome::Skipped,
+            format!("skipped: {}", s.reason.as_str()),
+        ));
+    }
+    p.plan_gone(&skipped);
+    p.plan
+}
+
+impl<'a> Planner<'a> {
+    fn target_guard(&mut self) {
+        let input = self.input;
+        if !input.target_complete {
+            self.infer_target_gone = false;
+            return;
+        }
+        let active: Vec<&BaseLink> = input
+            .base
+            .values()
+            .filter(|b| b.status == LinkStatus::Active)
+            .collect();
+        let missing = active
+            .iter()
+            .filter(|b| {
+                !input.target.contains_key(&b.target_id)
+                    && !input.target_deleted.contains(&b.target_id)
+            })
+            .count();
+        let linked = active.len();
+        if missing > 0 && input.target.is_empty() {
+            self.plan.guards.push(GuardNote {
+                kind: GuardKind::TargetMassMissing,
+                affected: missing,
+                linked,
+                message: "GHL listed no contacts while links exist: no deletion inferred".into(),
+            });
+        } else if missing as f64 > self.policy.max_delete_ratio * linked as f64 {
+            self.plan.guards.push(GuardNote {
+                kind: GuardKind::TargetMassMissing,
+                affected: missing,
+                linked,
+                message: format!(
+                    "{missing} of {linked} linked GHL contacts missing from the listing, above \
+                     max_delete_ratio {}: no deletion inferred",
+                    self.policy.max_delete_ratio
+                ),
+            });
+        } else {
+            self.infer_target_gone = true;
+        }
+    }
+
+    fn target_gone(&self, target_id: &str) -> bool {
+        self.input.target_deleted.contains(target_id)
+            || (self.infer_target_gone && !self.input.target.contains_key(target_id))
+    }
+
+    fn push(&mut self, a: Action) {
+        self.plan.actions.push(a);
+    }
+
+    /// Parks a record unless it is already parked with the same content.
+    fn park(
+        &mut self,
+        sid: &str,
+        s: &SourceEntry,
+        target_id: Option<&str>,
+        reason: ParkReason,
+        mut item: PlanItem,
+    ) {
+        let target_hash = target_id
+            .and_then(|t| self.input.target.get(t))
+            .map(|t| t.projection.hash);
+        let same = self.input.parked.get(sid).is_some_and(|m| {
+            m.source_hash == s.projection.hash
+                && m.reason.is_identity() == reason.is_identity()
+                && (reason.is_identity()
+                    || (m.target_hash == target_hash && m.target_id.as_deref() == target_id))
+        });
+        if same {
+            item.outcome = Outcome::StillParked;
+        } else {
+            item.outcome = Outcome::Parked;
+            self.push(Action::Park {
+                source_id: sid.to_owned(),
+                target_id: target_id.map(str::to_owned),
+                source_hash: s.projection.hash,
+                target_hash,
+                reason,
+            });
+        }
+        self.plan.items.push(item);
+    }
+
+    fn unpark_if_parked(&mut self, sid: &str) {
+        if self.input.parked.contains_key(sid) {
+            self.push(Action::Unpark {
+                source_id: sid.to_owned(),
+            });
+        }
+    }
+
+    fn plan_present(&mut self, sid: &'a str, s: &'a SourceEntry) {
+        match self.input.base.get(sid) {
+            None => self.plan_new(sid, s, Outcome::Create),
+            Some(b) if b.status == LinkStatus::Tombstoned => match self.policy.on_target_delete {
+                TargetDeletePolicy::Respect => {
+                    self.unpark_if_parked(sid);
+                    self.plan.items.push(PlanItem::new(
+                        sid,
+                        Some(&b.target_id),
+                        Outcome::TargetDeleteRespected,
+                        "GHL contact was deleted; not recreated (on_target_delete = respect)",
+                    ))
+                }
+                TargetDeletePolicy::Recreate => self.plan_new(sid, s, Outcome::Recreate),
+            },
+            Some(b) => match self.input.target.get(&b.target_id) {
+                Some(t) => self.plan_linked(sid, s, b, t),
+                None if self.target_gone(&b.target_id) => match self.policy.on_target_delete {
+                    TargetDeletePolicy::Respect => {
+                        self.unpark_if_parked(sid);
+                        self.push(Action::Tombstone {
+                            source_id: sid.to_owned(),
+                            target_id: b.target_id.clone(),
+                        });
+                        self.plan.items.push(PlanItem::new(
+                            sid,
+                            Some(&b.target_id),
+                            Outcome::TargetDeleteRespected,
+                            "GHL contact deleted: link tombstoned, not recreated",
+                        ));
+                    }
+                    TargetDeletePolicy::Recreate => self.plan_new(sid, s, Outcome::Recreate),
+                },
+                None => self.plan.items.push(PlanItem::new(
+                    sid,
+                    Some(&b.target_id),
+                    Outcome::Deferred,
+                    "linked GHL contact not in this run's listing (incomplete or guarded): \
+                     nothing inferred",
+                )),
+            },
+        }
+    }
+
+    /// A source record without an active link: take over a merged record's link, match, or create.
+    fn plan_new(&mut self, sid: &'a str, s: &'a SourceEntry, create_outcome: Outcome) {
+        let idx = &self.input.identity;
+        let f = &s.projection.fields;
+        // 1. A link of a record merged into this one.
+        for m in &s.merged_ids {
+            if self.released.contains(m.as_str())
+                && let Some(b) = self.input.base.get(m)
+            {
+                let tid = b.target_id.as_str();
+                self.claimed.insert(tid);
+                self.link(sid, s, tid, MatchMethod::MergedRecord);
+                return;
+            }
+        }
+        // 2. Identity order: anchor field, email, phone. The first key that finds anything decides.
+        let keys: [(MatchMethod, Option<&Vec<String>>); 3] = [
+            (MatchMethod::HotspotId, idx.by_hotspot_id.get(sid)),
+            (
+                MatchMethod::Email,
+                f.email().and_then(|e| idx.by_email.get(e)),
+            ),
+            (
+                MatchMethod::Phone,
+                f.phone().and_then(|p| idx.by_phone.get(p)),
+            ),
+        ];
+        for (method, hits) in keys {
+            let Some(hits) = hits else { continue };
+            let live: Vec<&String> = hits.iter().filter(|t| !self.target_gone(t)).collect();
+            if live.is_empty() {
+                continue;
+            }
+            if live.len() > 1 {
+                let candidates: Vec<String> = live.iter().map(|t| (*t).clone()).collect();
+                let reason = format!(
+                    "{} GHL contacts match by {:?}: {}",
+                    candidates.len(),
+                    method,
+                    candidates.join(", ")
+                );
+                let item = PlanItem::new(sid, None, Outcome::Parked, reason);
+                self.park(
+                    sid,
+                    s,
+                    None,
+                    ParkReason::AmbiguousMatch { method, candidates },
+                    item,
+                );
+                return;
+            }
+            let tid = live[0].as_str();
+            if self.claimed.contains(tid) {
+                let item = PlanItem::new(
+                    sid,
+                    Some(tid),
+                    Outcome::Parked,
+                    format!("matching GHL contact {tid} is already linked to another record"),
+                );
+                self.park(
+                    sid,
+                    s,
+                    Some(tid),
+                    ParkReason::TargetAlreadyLinked {
+                        target_id: tid.to_owned(),
+                    },
+                    item,
+                );
+                return;
+            }
+            if let Some(t) = self.input.target.get(tid)
+                && let Some(other) = idx.hotspot_value(&t.projection.fields)
+                && other != sid
+            {
+                let item = PlanItem::new(
+                    sid,
+                    Some(tid),
+                    Outcome::Parked,
+                    format!("matching GHL contact {tid} carries HotspotSystem id {other}"),
+                );
+                self.park(
+                    sid,
+                    s,
+                    Some(tid),
+                    ParkReason::TargetCarriesOtherId {
+                        target_id: tid.to_owned(),
+                        other: other.to_owned(),
+                    },
+                    item,
+                );
+                return;
+            }
+            self.claimed.insert(tid);
+            self.link(sid, s, tid, method);
+            return;
+        }
+        // 3. Create.
+        if self.policy.create_requires_complete_target && !self.input.target_complete {
+            self.plan.items.push(PlanItem::new(
+                sid,
+                None,
+                Outcome::Deferred,
+                "no match, but the GHL listing is incomplete: create deferred",
+            ));
+            return;
+        }
+        if let Some(e) = f.email() {
+            if let Some(other) = self.created_emails.get(e) {
+                let other = (*other).to_owned();
+                let item = PlanItem::new(
+                    sid,
+                    None,
+                    Outcome::Parked,
+                    format!("another record ({other}) creates a contact with the same email"),
+                );
+                self.park(
+                    sid,
+                    s,
+                    None,
+                    ParkReason::DuplicateEmail {
+                        other_source: other,
+                    },
+                    item,
+                );
+                return;
+            }
+            self.created_emails.insert(e, sid);
+        }
+        self.unpark_if_parked(sid);
+        self.push(Action::CreateContact {
+            source_id: sid.to_owned(),
+            fields: s.projection.fields.clone(),
+            tags: s.projection.tags.clone(),
+        });
+        let mut item = PlanItem::new(
+            sid,
+            None,
+            create_outcome,
+            if create_outcome == Outcome::Recreate {
+                "GHL contact was deleted; recreated (on_target_delete = recreate)"
+            } else {
+                "no matching GHL contact: create"
+            },
+        );
+        item.written = s.projection.fields.iter().map(|(f, _)| f).collect();
+        self.plan.items.push(item);
+    }
+
+    /// First match: adopt the GHL contact and write only differing fields, as the policy allows.
+    fn link(&mut self, sid: &'a str, s: &'a SourceEntry, tid: &'a str, method: MatchMethod) {
+        let sf = &s.projection.fields;
+        let Some(t) = self.input.target.get(tid) else {
+            // Matched through the index only (not listed): write every source value.
+            let fields: FieldChanges = sf.iter().map(|(f, v)| (f, Some(v.to_owned()))).collect();
+            self.unpark_if_parked(sid);
+            let mut item = PlanItem::new(sid, Some(tid), Outcome::Link, "matched; not listed");
+            item.written = fields.keys().cloned().collect();
+            self.push(Action::LinkExisting {
+                source_id: sid.to_owned(),
+                target_id: tid.to_owned(),
+                method,
+                fields,
+            });
+            if !s.projection.tags.is_empty() {
+                self.push(Action::AddTags {
+                    source_id: sid.to_owned(),
+                    target_id: tid.to_owned(),
+                    tags: s.projection.tags.clone(),
+                });
+            }
+            self.plan.items.push(item);
+            return;
+        };
+        let tf = &t.projection.fields;
+        let anchor = self.input.identity.hotspot_field.clone().map(Field::Custom);
+        let mut fields = FieldChanges::new();
+        let mut conflicts = Vec::new();
+        for f in sf.diff(tf) {
+            let (Some(sv), tv) = (sf.get(&f), tf.get(&f)) else {
+                continue; // never blank a GHL field on first match
+            };
+            if tv.is_none() || Some(&f) == anchor.as_ref() {
+                fields.insert(f, Some(sv.to_owned()));
+                continue;
+            }
+            let winner = match self.policy.conflict {
+                ConflictPolicy::HotspotWins => Winner::Hotspot,
+                ConflictPolicy::GhlWins => Winner::Ghl,
+                ConflictPolicy::NewestWins => self.newest(s, t),
+                ConflictPolicy::Report => Winner::None,
+            };
+            if winner == Winner::Hotspot {
+                fields.insert(f.clone(), Some(sv.to_owned()));
+            }
+            conflicts.push(FieldConflict {
+                field: f,
+                source: Some(sv.to_owned()),
+                target: tv.map(str::to_owned),
+                winner,
+            });
+        }
+        if conflicts.iter().any(|c| c.winner == Winner::None) {
+            let mut item = PlanItem::new(
+                sid,
+                Some(tid),
+                Outcome::Parked,
+                format!("first match by {method:?}: values differ on both sides (policy report)"),
+            );
+            item.conflicts = conflicts;
+            self.park(sid, s, Some(tid), ParkReason::FirstMatchDiffers, item);
+            // Keep the target claimed so no other record takes it this run.
+            return;
+        }
+        self.unpark_if_parked(sid);
+        let mut item = PlanItem::new(
+            sid,
+            Some(tid),
+            Outcome::Link,
+            match method {
+                MatchMethod::HotspotId => "linked by the HotspotSystem id field",
+                MatchMethod::Email => "linked by email",
+                MatchMethod::Phone => "linked by phone",
+                MatchMethod::MergedRecord => "took over the link of a record merged into this one",
+            },
+        );
+        item.written = fields.keys().cloned().collect();
+        item.conflicts = conflicts;
+        self.push(Action::LinkExisting {
+            source_id: sid.to_owned(),
+            target_id: tid.to_owned(),
+            method,
+            fields,
+        });
+        let add: BTreeSet<String> = s
+            .projection
+            .tags
+            .difference(&t.projection.tags)
+            .cloned()
+            .collect();
+        if !add.is_empty() {
+            self.push(Action::AddTags {
+                source_id: sid.to_owned(),
+                target_id: tid.to_owned(),
+                tags: add,
+            });
+        }
+        self.plan.items.push(item);
+    }
+
+    fn newest(&self, s: &SourceEntry, t: &TargetEntry) -> Winner {
+        let s_time = s.changed_at.unwrap_or(self.policy.now);
+        match t.date_updated {
+            Some(tt) if tt > s_time => Winner::Ghl,
+            _ => Winner::Hotspot,
+        }
+    }
+
+    /// The three-way decision for a linked record whose GHL contact is listed.
+    fn plan_linked(&mut self, sid: &'a str, s: &'a SourceEntry, b: &'a BaseLink, t: &'a TargetEntry) {
+        let sp = &s.projection;
+        let tp = &t.projection;
+        let s_changed = sp.hash != b.source_hash;
+        let t_changed = tp.hash != b.target_hash;
+        let tid = b.target_id.as_str();
+
+        let mut item = PlanItem::new(sid, Some(tid), Outcome::Unchanged, "unchanged");
+        let mut writes = FieldChanges::new();
+        if s_changed || t_changed {
+            if sp.hash == tp.hash {
+                item.outcome = Outcome::RecordBase;
+                item.reason = "both sides changed to the same content: base recorded".into();
+            } else {
+                let per_field = b.source_fields.as_ref().zip(b.target_fields.as_ref());
+                let fields: Vec<Field> = match per_field {
+                    Some((bs, bt)) => {
+                        let mut set: BTreeSet<Field> = sp.fields.diff(&tp.fields).into_iter().collect();
+                        if s_changed {
+                            set.extend(sp.fields.diff(bs));
+                        }
+                        if t_changed {
+                            set.extend(tp.fields.diff(bt));
+                        }
+                        set.into_iter().collect()
+                    }
+                    None => sp.fields.diff(&tp.fields),
+                };
+                for f in fields {
+                    let sv = sp.fields.get(&f);
+                    let tv = tp.fields.get(&f);
+                    let (s_ch, t_ch) = match per_field {
+                        Some((bs, bt)) => (
+                            s_changed && sv != bs.get(&f),
+                            t_changed && tv != bt.get(&f),
+                        ),
+                        None => (s_changed, t_changed),
+                    };
+                    // Without per-field bases a clear cannot be told from "never had it".
+                    let may_clear = per_field.is_some();
+                    if sv == tv {
+                        continue;
+                    }
+                    match (s_ch, t_ch) {
+                        (true, false) => {
+                            if sv.is_some() || may_clear {
+                                writes.insert(f, sv.map(str::to_owned));
+                            }
+                        }
+                        (false, true) => {
+                            if self.policy.drift == DriftPolicy::Reassert && sv.is_some() {
+                                writes.insert(f.clone(), sv.map(str::to_owned));
+                            }
+                            item.drift.push(f);
+                        }
+                        (true, true) => {
+                            let winner = match self.policy.conflict {
+                                ConflictPolicy::HotspotWins => Winner::Hotspot,
+                                ConflictPolicy::GhlWins => Winner::Ghl,
+                                ConflictPolicy::NewestWins => self.newest(s, t),
+                                ConflictPolicy::Report => Winner::None,
+                            };
+                            if winner == Winner::Hotspot && (sv.is_some() || may_clear) {
+                                writes.insert(f.clone(), sv.map(str::to_owned));
+                            }
+                            item.conflicts.push(FieldConflict {
+                                field: f,
+                                source: sv.map(str::to_owned),
+                                target: tv.map(str::to_owned),
+                                winner,
+                            });
+                        }
+                        (false, false) => {}
+                    }
+                }
+                if item.conflicts.iter().any(|c| c.winner == Winner::None) {
+                    item.reason = "both sides changed the same fields (policy report): parked".into();
+                    self.park(sid, s, Some(tid), ParkReason::Conflict, item);
+                    return;
+                }
+                item.outcome = if writes.is_empty() {
+                    Outcome::RecordBase
+                } else {
+                    Outcome::Update
+                };
+                item.reason = match (
+                    !writes.is_empty(),
+                    !item.drift.is_empty(),
+                    !item.conflicts.is_empty(),
+                ) {
+                    (_, _, true) => "conflict resolved by policy; losing values in the item".into(),
+                    (true, true, false) => {
+                        "HotspotSystem changes written; CRM edits (drift) handled per drift policy"
+                            .into()
+                    }
+                    (true, false, false) => "HotspotSystem changed: changed fields written".into(),
+                    (false, true, false) => "CRM user edited synced fields: kept (drift)".into(),
+                    (false, false, false) => {
+                        "content differs only where neither side changed: base recorded".into()
+                    }
+                };
+            }
+        } else if sp.hash != tp.hash {
+            item.reason = "unchanged since the base; differences kept from earlier drift".into();
+        }
+
+        self.unpark_if_parked(sid);
+        if !writes.is_empty() {
+            item.written = writes.keys().cloned().collect();
+            self.push(Action::UpdateContact {
+                source_id: sid.to_owned(),
+                target_id: tid.to_owned(),
+                fields: writes,
+            });
+        } else if s_changed || t_changed {
+            self.push(Action::RecordBase {
+                source_id: sid.to_owned(),
+                target_id: tid.to_owned(),
+                source_hash: sp.hash,
+                target_hash: tp.hash,
+                source_fields: sp.fields.clone(),
+                target_fields: tp.fields.clone(),
+            });
+        }
+        self.plan_tags(sid, tid, &sp.tags, &tp.tags, &b.owned_tags, &mut item);
+        self.plan.items.push(item);
+    }
+
+    /// Owned-set tag semantics: add generated tags the contact lacks; remove only owned tags no
+    /// longer generated; forget ownership of owned tags already gone. Others are never touched.
+    fn plan_tags(
+        &mut self,
+        sid: &str,
+        tid: &str,
+        desired: &BTreeSet<String>,
+        current: &BTreeSet<String>,
+        owned: &BTreeSet<String>,
+        item: &mut PlanItem,
+    ) {
+        let add: BTreeSet<String> = desired.difference(current).cloned().collect();
+        let mut remove = BTreeSet::new();
+        let mut forget = BTreeSet::new();
+        for t in owned.difference(desired) {
+            if current.contains(t) {
+                remove.insert(t.clone());
+            } else {
+                forget.insert(t.clone());
+            }
+        }
+        let touched = !add.is_empty() || !remove.is_empty();
+        if !add.is_empty() {
+            self.push(Action::AddTags {
+                source_id: sid.to_owned(),
+                target_id: tid.to_owned(),
+                tags: add,
+            });
+        }
+        if !remove.is_empty() {
+            self.push(Action::RemoveTags {
+                source_id: sid.to_owned(),
+                target_id: tid.to_owned(),
+                tags: remove,
+            });
+        }
+        if !forget.is_empty() {
+            self.push(Action::ForgetOwnedTags {
+                source_id: sid.to_owned(),
+                tags: forget,
+            });
+        }
+        if touched && item.outcome == Outcome::Unchanged {
+            item.outcome = Outcome::Update;
+            item.reason = "generated tags changed".into();
+        }
+    }
+
+    /// Links (and parks) whose source record is no longer listed.
+    fn plan_gone(&mut self, skipped: &HashSet<&str>) {
+        let input = self.input;
+        let policy = self.policy;
+        let mut gone: Vec<(&'a String, &'a BaseLink)> = Vec::new();
+        for (sid, b) in &input.base {
+            if input.source.contains_key(sid) || skipped.contains(sid.as_str()) {
+                continue;
+            }
+            if self.merged_into.contains(sid.as_str()) {
+                self.push(Action::ForgetLink {
+                    source_id: sid.clone(),
+                    target_id: b.target_id.clone(),
+                });
+                self.plan.items.push(PlanItem::new(
+                    sid,
+                    Some(&b.target_id),
+                    Outcome::Merged,
+                    if self.released.contains(sid.as_str()) {
+                        "merged into another record with the same email; its link moved there"
+                    } else {
+                        "merged into another record with the same email; link released"
+                    },
+                ));
+                continue;
+            }
+            gone.push((sid, b));
+        }
+        // Parks of records no longer listed.
+        for sid in input.parked.keys() {
+            if !input.source.contains_key(sid)
+                && !skipped.contains(sid.as_str())
+                && input.source_complete
+            {
+                self.push(Action::Unpark {
+                    source_id: sid.clone(),
+                });
+            }
+        }
+        if gone.is_empty() {
+            return;
+        }
+        if !input.source_complete {
+            self.plan.guards.push(GuardNote {
+                kind: GuardKind::SourceIncomplete,
+                affected: gone.len(),
+                linked: input.base.len(),
+                message: "HotspotSystem listing incomplete: no deletion inferred".into(),
+            });
+            for (sid, b) in gone {
+                self.plan.items.push(PlanItem::new(
+                    sid,
+                    Some(&b.target_id),
+                    Outcome::Deferred,
+                    "not listed, but the HotspotSystem listing is incomplete: nothing inferred",
+                ));
+            }
+            return;
+        }
+        let linked = input
+            .base
+            .values()
+            .filter(|b| b.status == LinkStatus::Active)
+            .count();
+        // Decide per link what a source deletion would do, before the guard.
+        enum Would {
+            Forget,
+            Ignore,
+            AlreadyTagged,
+            Unlisted,
+            Tag,
+            Delete,
+        }
+        let decided: Vec<(&String, &BaseLink, Would)> = gone
+            .into_iter()
+            .map(|(sid, b)| {
+                let would = if b.status == LinkStatus::Tombstoned || self.target_gone(&b.target_id)
+                {
+                    Would::Forget
+                } else {
+                    match policy.on_source_delete {
+                        SourceDeletePolicy::Ignore => Would::Ignore,
+                        SourceDeletePolicy::Tag => match input.target.get(&b.target_id) {
+                            None => Would::Unlisted,
+                            Some(t) if t.projection.tags.contains(&policy.deleted_tag) => {
+                                Would::AlreadyTagged
+                            }
+                            Some(_) => Would::Tag,
+                        },
+                        SourceDeletePolicy::Delete => Would::Delete,
+                    }
+                };
+                (sid, b, would)
+            })
+            .collect();
+        let deleting = decided
+            .iter()
+            .filter(|(_, _, w)| matches!(w, Would::Tag | Would::Delete))
+            .count();
+        let withheld = if deleting == 0 {
+            None
+        } else if input.source.is_empty() && input.skipped.is_empty() {
+            Some((
+                GuardKind::SourceEmpty,
+                "HotspotSystem listed no records while links exist: deletions withheld".to_owned(),
+            ))
+        } else if deleting as f64 > policy.max_delete_ratio * linked as f64 {
+            Some((
+                GuardKind::DeleteRatio,
+                format!(
+                    "{deleting} of {linked} linked records would be deleted, above \
+                     max_delete_ratio {}: deletions withheld",
+                    policy.max_delete_ratio
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((kind, message)) = &withheld {
+            self.plan.guards.push(GuardNote {
+                kind: *kind,
+                affected: deleting,
+                linked,
+                message: message.clone(),
+            });
+        }
+        for (sid, b, would) in decided {
+            let tid = Some(b.target_id.as_str());
+            let item = match would {
+                Would::Forget => {
+                    self.push(Action::ForgetLink {
+                        source_id: sid.clone(),
+                        target_id: b.target_id.clone(),
+                    });
+                    PlanItem::new(sid, tid, Outcome::Forgotten, "deleted on both sides: base cleared")
+                }
+                Would::Ignore => PlanItem::new(
+                    sid,
+                    tid,
+                    Outcome::SourceDeleteIgnored,
+                    "deleted in HotspotSystem; GHL contact kept (on_source_delete = ignore)",
+                ),
+                Would::AlreadyTagged => PlanItem::new(
+                    sid,
+                    tid,
+                    Outcome::SourceDeleteTagged,
+                    "deleted in HotspotSystem; GHL contact already tagged",
+                ),
+                Would::Unlisted => PlanItem::new(
+                    sid,
+                    tid,
+                    Outcome::Deferred,
+                    "deleted in HotspotSystem; GHL contact not in this run's listing: tag deferred",
+                ),
+                _ if withheld.is_some() => PlanItem::new(
+                    sid,
+                    tid,
+                    Outcome::SourceDeleteWithheld,
+                    withheld.as_ref().map(|(_, m)| m.clone()).unwrap_or_default(),
+                ),
+                Would::Tag => {
+                    self.push(Action::TagDeleted {
+                        source_id: sid.clone(),
+                        target_id: b.target_id.clone(),
+                        tag: policy.deleted_tag.clone(),
+                    });
+                    PlanItem::new(
+                        sid,
+                        tid,
+                        Outcome::SourceDeleteTagged,
+                        "deleted in HotspotSystem; GHL contact tagged (on_source_delete = tag)",
+                    )
+                }
+                Would::Delete => {
+                    self.push(Action::DeleteContact {
+                        source_id: sid.clone(),
+                        target_id: b.target_id.clone(),
+                    });
+                    PlanItem::new(
+                        sid,
+                        tid,
+                        Outcome::SourceDeleted,
+                        "deleted in HotspotSystem; GHL contact deleted (on_source_delete = delete)",
+                    )
+                }
+            };
+            self.plan.items.push(item);
+        }
+    }
+}
