@@ -466,3 +466,162 @@ pub fn field_names(c: &CanonicalContact) -> BTreeMap<String, String> {
         .map(|(f, v)| (f.name().into_owned(), v.to_owned()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, kind: SourceKind) -> SourceContact {
+        SourceContact {
+            source_id: id.into(),
+            kind: Some(kind),
+            ..SourceContact::default()
+        }
+    }
+
+    #[test]
+    fn customer_maps_through_the_default_field_map() {
+        let mut r = rec("c1", SourceKind::Customer);
+        r.name = Some(" Ann  Smith ".into());
+        r.email = Some("Ann@Example.com".into());
+        r.phone = Some("555-010-2000".into());
+        r.zip = Some("10001".into());
+        r.country_code = Some("us".into());
+        r.location_id = Some("7".into());
+        r.social_network = Some("Facebook".into());
+        r.registered_at = Some("2024-01-01 10:00:00".into());
+        let mut cfg = MappingConfig::default();
+        cfg.tags.location_names.insert("7".into(), "Lobby Bar".into());
+        let snap = map_sources(&[r], &cfg, None);
+        assert!(snap.skipped.is_empty());
+        let c = &snap.contacts[0];
+        let f = &c.projection.fields;
+        assert_eq!(f.get_std(StdField::FirstName), Some("Ann"));
+        assert_eq!(f.get_std(StdField::LastName), Some("Smith"));
+        assert_eq!(f.email(), Some("ann@example.com"));
+        assert_eq!(f.phone(), Some("+15550102000"));
+        assert_eq!(f.get_std(StdField::PostalCode), Some("10001"));
+        assert_eq!(f.get_std(StdField::Country), Some("US"));
+        let tags: Vec<&str> = c.projection.tags.iter().map(String::as_str).collect();
+        assert_eq!(
+            tags,
+            vec!["hotspotsystem", "location:lobby bar", "social:facebook"]
+        );
+    }
+
+    #[test]
+    fn subscriber_and_customer_with_same_email_are_one_contact() {
+        let mut sub = rec("s9", SourceKind::Subscriber);
+        sub.email = Some("ANN@example.com ".into());
+        sub.city = Some("Paris".into());
+        sub.name = Some("Annie".into());
+        let mut cust = rec("c1", SourceKind::Customer);
+        cust.email = Some("ann@example.com".into());
+        cust.name = Some("Ann Smith".into());
+        let snap = map_sources(&[sub, cust], &MappingConfig::default(), None);
+        assert_eq!(snap.contacts.len(), 1);
+        let c = &snap.contacts[0];
+        assert_eq!(c.source_id, "c1", "the customer's id keys the link");
+        let f = &c.projection.fields;
+        assert_eq!(f.get_std(StdField::FirstName), Some("Ann"), "customer wins");
+        assert_eq!(f.get_std(StdField::City), Some("Paris"), "gaps filled");
+        assert!(c.projection.tags.contains("newsletter"));
+        assert_eq!(c.members.len(), 2);
+    }
+
+    #[test]
+    fn record_without_email_or_phone_is_skipped_with_reason() {
+        let mut r = rec("c2", SourceKind::Customer);
+        r.user_name = Some("BE-72-B3-40-F9-BE".into());
+        let snap = map_sources(&[r.clone()], &MappingConfig::default(), None);
+        assert!(snap.contacts.is_empty());
+        assert_eq!(snap.skipped[0].reason.as_str(), "no_email_or_phone");
+        let cfg = MappingConfig {
+            skip_without_email_or_phone: false,
+            ..MappingConfig::default()
+        };
+        assert_eq!(map_sources(&[r], &cfg, None).contacts.len(), 1);
+    }
+
+    #[test]
+    fn social_fields_and_anchor_map_to_custom_fields_and_read_back_equal() {
+        let mut cfg = MappingConfig::default();
+        cfg.fields = FieldMap {
+            hotspot_id_field: Some("contact.hotspot_id".into()),
+            ..FieldMap::default()
+        }
+        .with_custom(SourceField::SocialNetwork, "contact.social_network");
+        let mut r = rec("c3", SourceKind::Customer);
+        r.name = Some("Émile Zola".into());
+        r.email = Some("e@z.fr".into());
+        r.social_network = Some("google".into());
+        let m = &map_sources(&[r], &cfg, None).contacts[0];
+        let f = &m.projection.fields;
+        assert_eq!(f.get(&Field::Custom("contact.hotspot_id".into())), Some("c3"));
+        assert_eq!(
+            f.get(&Field::Custom("contact.social_network".into())),
+            Some("google")
+        );
+        // The same contact as GHL returns it hashes the same; server fields are not hashed.
+        let t = TargetContact {
+            target_id: "g1".into(),
+            first_name: Some("Émile".into()),
+            last_name: Some("Zola".into()),
+            email: Some("E@Z.fr".into()),
+            custom_fields: [
+                ("contact.hotspot_id".to_owned(), "c3".to_owned()),
+                ("contact.social_network".to_owned(), "google".to_owned()),
+                ("contact.unmapped".to_owned(), "ignored".to_owned()),
+            ]
+            .into(),
+            tags: ["VIP".to_owned()].into(),
+            date_updated: Some(chrono::Utc::now()),
+            ..TargetContact::default()
+        };
+        let tp = target_projection(&t, &cfg);
+        assert_eq!(tp.hash, m.projection.hash);
+        assert!(tp.tags.contains("vip"));
+        let mut t2 = t.clone();
+        t2.target_id = "other".into();
+        t2.date_updated = None;
+        assert_eq!(target_projection(&t2, &cfg).hash, tp.hash);
+    }
+
+    #[test]
+    fn raw_hash_fast_path_reuses_the_prior_projection() {
+        let mut r = rec("c4", SourceKind::Customer);
+        r.email = Some("x@y.z".into());
+        let cfg = MappingConfig::default();
+        let first = map_sources(std::slice::from_ref(&r), &cfg, None);
+        let mut prior: HashMap<String, MappedSource> = HashMap::new();
+        let mut poisoned = first.contacts[0].clone();
+        // A marker only the cache can produce proves the fast path was taken.
+        poisoned.flags.insert(NormFlag::CountryInvalid);
+        prior.insert("c4".into(), poisoned);
+        let again = map_sources(std::slice::from_ref(&r), &cfg, Some(&prior));
+        assert!(again.contacts[0].flags.contains(&NormFlag::CountryInvalid));
+        r.city = Some("Oslo".into());
+        let changed = map_sources(&[r], &cfg, Some(&prior));
+        assert!(changed.contacts[0].flags.is_empty());
+        assert_ne!(changed.contacts[0].raw_hash, first.contacts[0].raw_hash);
+    }
+
+    #[test]
+    fn tag_rules_can_be_disabled() {
+        let mut r = rec("s1", SourceKind::Subscriber);
+        r.email = Some("a@b.c".into());
+        r.location_id = Some("1".into());
+        r.social_network = Some("x".into());
+        let cfg = MappingConfig {
+            tags: TagRules {
+                base: None,
+                location: false,
+                location_names: HashMap::new(),
+                newsletter: None,
+                social: false,
+            },
+            ..MappingConfig::default()
+        };
+        assert!(map_sources(&[r], &cfg, None).contacts[0].projection.tags.is_empty());
+    }
+}

@@ -538,3 +538,140 @@ impl<'de> Deserialize<'de> for Digest {
         Digest::from_hex(&s).ok_or_else(|| serde::de::Error::custom("invalid blake3 hex digest"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phone(raw: &str) -> (Option<String>, Option<NormFlag>) {
+        PhoneNormalizer::default().normalize(Some(raw))
+    }
+
+    #[test]
+    fn phone_formats_become_e164() {
+        assert_eq!(phone("+1 (555) 010-2000"), (Some("+15550102000".into()), None));
+        assert_eq!(phone("0044 20 7946 0958"), (Some("+442079460958".into()), None));
+        assert_eq!(phone("555-010-2000"), (Some("+15550102000".into()), None));
+        assert_eq!(phone(" +15550102000 "), (Some("+15550102000".into()), None));
+        let uk = PhoneNormalizer::new("gb").unwrap();
+        assert_eq!(
+            uk.normalize(Some("020 7946 0958")),
+            (Some("+442079460958".into()), None)
+        );
+        assert!(PhoneNormalizer::new("XX").is_none());
+    }
+
+    #[test]
+    fn unparseable_phone_is_kept_as_digits_and_flagged() {
+        assert_eq!(phone("12"), (Some("12".into()), Some(NormFlag::PhoneUnparsed)));
+        assert_eq!(phone("call me"), (None, Some(NormFlag::PhoneUnparsed)));
+        assert_eq!(phone("   "), (None, None));
+        let long = "9".repeat(2000);
+        assert_eq!(phone(&long).1, Some(NormFlag::PhoneUnparsed));
+        // Never panics on odd input.
+        for s in ["+", "00", "+0", "++1", "0000000000000000000000", "+999999999999"] {
+            let _ = phone(s);
+        }
+    }
+
+    #[test]
+    fn emails_differing_only_by_case_and_space_are_equal() {
+        assert_eq!(norm_email(Some("  Ann@Example.COM ")), Some("ann@example.com".into()));
+        assert_eq!(
+            norm_email(Some("ann@example.com")),
+            norm_email(Some("ANN@EXAMPLE.COM"))
+        );
+        assert_eq!(norm_email(Some("   ")), None);
+        assert_eq!(norm_email(None), None);
+    }
+
+    #[test]
+    fn text_is_trimmed_nfc_and_empty_is_none() {
+        // "e" + combining acute → precomposed é.
+        assert_eq!(norm_text(Some(" Cafe\u{301} ")), Some("Caf\u{e9}".into()));
+        assert_eq!(norm_text(Some("")), None);
+        let long = "x".repeat(2000);
+        assert_eq!(norm_text(Some(&long)).map(|s| s.len()), Some(2000));
+    }
+
+    #[test]
+    fn names_split_into_first_and_last() {
+        assert_eq!(split_name(Some("Ann")), (Some("Ann".into()), None));
+        assert_eq!(
+            split_name(Some("  Ann  Maria   Smith ")),
+            (Some("Ann".into()), Some("Maria Smith".into()))
+        );
+        assert_eq!(split_name(Some("  ")), (None, None));
+        assert_eq!(
+            split_name(Some("🦀 Ferris 🎉")),
+            (Some("🦀".into()), Some("Ferris 🎉".into()))
+        );
+    }
+
+    #[test]
+    fn country_is_upper_case_two_letters() {
+        assert_eq!(norm_country(Some(" us ")), (Some("US".into()), None));
+        assert_eq!(
+            norm_country(Some("USA")),
+            (Some("USA".into()), Some(NormFlag::CountryInvalid))
+        );
+    }
+
+    #[test]
+    fn tags_are_lower_case() {
+        assert_eq!(norm_tag(" Location:Lobby "), Some("location:lobby".into()));
+        assert_eq!(norm_tag(" "), None);
+    }
+
+    /// Digest of `{email: a@b.c, custom k: v}` under projection version 1.
+    const GOLDEN_A: &str = "9d74ac452de5b5c3b7c9e9c298876924dbe302ec5bf399bf4e89120e26c8107d";
+
+    #[test]
+    fn hash_is_stable_and_treats_empty_as_absent() {
+        let mut a = CanonicalContact::new();
+        a.set_std(StdField::Email, Some("a@b.c".into()));
+        a.set(Field::Custom("k".into()), Some("v".into()));
+        let mut b = CanonicalContact::new();
+        b.set(Field::Custom("k".into()), Some("v".into()));
+        b.set_std(StdField::Email, Some("a@b.c".into()));
+        b.set_std(StdField::City, Some(String::new()));
+        assert_eq!(a.digest(), b.digest());
+        assert_eq!(a, b);
+        // Moving a value between fields changes the hash (no ambiguity from concatenation).
+        let mut c = CanonicalContact::new();
+        c.set_std(StdField::City, Some("a@b.c".into()));
+        c.set(Field::Custom("k".into()), Some("v".into()));
+        assert_ne!(a.digest(), c.digest());
+        let mut d = CanonicalContact::new();
+        d.set(Field::Custom("kv".into()), Some("".into()));
+        d.set(Field::Custom("k".into()), Some("v".into()));
+        assert_eq!(d.digest(), {
+            let mut e = CanonicalContact::new();
+            e.set(Field::Custom("k".into()), Some("v".into()));
+            e.digest()
+        });
+        // Known value: the encoding must not drift silently (bump PROJECTION_VERSION instead).
+        assert_eq!(a.digest().to_hex(), GOLDEN_A);
+        assert_eq!(Digest::from_hex(&a.digest().to_hex()), Some(a.digest()));
+    }
+
+    #[test]
+    fn diff_lists_differing_fields() {
+        let mut a = CanonicalContact::new();
+        a.set_std(StdField::FirstName, Some("Ann".into()));
+        a.set(Field::Custom("x".into()), Some("1".into()));
+        let mut b = a.clone();
+        b.set_std(StdField::FirstName, Some("Anna".into()));
+        b.set(Field::Custom("x".into()), None);
+        b.set(Field::Custom("y".into()), Some("2".into()));
+        assert_eq!(
+            a.diff(&b),
+            vec![
+                Field::Std(StdField::FirstName),
+                Field::Custom("x".into()),
+                Field::Custom("y".into())
+            ]
+        );
+        assert!(a.diff(&a).is_empty());
+    }
+}

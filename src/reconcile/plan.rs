@@ -295,7 +295,7 @@ impl ContactPolicy {
 pub enum Action {
     CreateContact {
         source_id: String,
-        fields: CanonicalContact,
+        fields: Box<CanonicalContact>,
         tags: BTreeSet<String>,
     },
     /// Adopt an existing GHL contact, then write only the fields that differ.
@@ -346,8 +346,8 @@ pub enum Action {
         target_id: String,
         source_hash: Digest,
         target_hash: Digest,
-        source_fields: CanonicalContact,
-        target_fields: CanonicalContact,
+        source_fields: Box<CanonicalContact>,
+        target_fields: Box<CanonicalContact>,
     },
     /// Deleted on both sides: clear the base.
     ForgetLink {
@@ -848,7 +848,7 @@ impl<'a> Planner<'a> {
         self.unpark_if_parked(sid);
         self.push(Action::CreateContact {
             source_id: sid.to_owned(),
-            fields: s.projection.fields.clone(),
+            fields: Box::new(s.projection.fields.clone()),
             tags: s.projection.tags.clone(),
         });
         let mut item = PlanItem::new(
@@ -1095,8 +1095,8 @@ impl<'a> Planner<'a> {
                 target_id: tid.to_owned(),
                 source_hash: sp.hash,
                 target_hash: tp.hash,
-                source_fields: sp.fields.clone(),
-                target_fields: tp.fields.clone(),
+                source_fields: Box::new(sp.fields.clone()),
+                target_fields: Box::new(tp.fields.clone()),
             });
         }
         self.plan_tags(sid, tid, &sp.tags, &tp.tags, &b.owned_tags, &mut item);

@@ -35,7 +35,7 @@ pub fn apply_to_snapshots(plan: &Plan, input: &ContactsInput) -> ContactsInput {
                     n += 1;
                     tid = format!("sim-{source_id}-{n}");
                 }
-                let t = ContactProjection::new(fields.clone(), tags.clone());
+                let t = ContactProjection::new((**fields).clone(), tags.clone());
                 out.identity.insert(&tid, &t.fields);
                 let s = &input.source[source_id].projection;
                 out.base.insert(
@@ -180,8 +180,8 @@ pub fn apply_to_snapshots(plan: &Plan, input: &ContactsInput) -> ContactsInput {
                 b.target_id.clone_from(target_id);
                 b.source_hash = *source_hash;
                 b.target_hash = *target_hash;
-                b.source_fields = Some(source_fields.clone());
-                b.target_fields = Some(target_fields.clone());
+                b.source_fields = Some((**source_fields).clone());
+                b.target_fields = Some((**target_fields).clone());
             }
             Action::ForgetLink { source_id, .. } => {
                 out.base.remove(source_id);
