@@ -143,9 +143,17 @@ impl TagRules {
             out.insert(t);
         }
         if self.location
-            && let Some(id) = r.location_id.as_deref().map(str::trim).filter(|s| !s.is_empty())
+            && let Some(id) = r
+                .location_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
         {
-            let name = self.location_names.get(id).map(String::as_str).unwrap_or(id);
+            let name = self
+                .location_names
+                .get(id)
+                .map(String::as_str)
+                .unwrap_or(id);
             if let Some(t) = norm_tag(&format!("location:{name}")) {
                 out.insert(t);
             }
@@ -438,8 +446,7 @@ pub fn map_sources(
             fields.fill_from(&other);
             cfg.tags.tags_for(r, &mut tags);
         }
-        if cfg.skip_without_email_or_phone && fields.email().is_none() && fields.phone().is_none()
-        {
+        if cfg.skip_without_email_or_phone && fields.email().is_none() && fields.phone().is_none() {
             for r in &g {
                 out.skipped.push(SkippedSource {
                     source_id: r.source_id.clone(),
@@ -491,7 +498,9 @@ mod tests {
         r.social_network = Some("Facebook".into());
         r.registered_at = Some("2024-01-01 10:00:00".into());
         let mut cfg = MappingConfig::default();
-        cfg.tags.location_names.insert("7".into(), "Lobby Bar".into());
+        cfg.tags
+            .location_names
+            .insert("7".into(), "Lobby Bar".into());
         let snap = map_sources(&[r], &cfg, None);
         assert!(snap.skipped.is_empty());
         let c = &snap.contacts[0];
@@ -557,7 +566,10 @@ mod tests {
         r.social_network = Some("google".into());
         let m = &map_sources(&[r], &cfg, None).contacts[0];
         let f = &m.projection.fields;
-        assert_eq!(f.get(&Field::Custom("contact.hotspot_id".into())), Some("c3"));
+        assert_eq!(
+            f.get(&Field::Custom("contact.hotspot_id".into())),
+            Some("c3")
+        );
         assert_eq!(
             f.get(&Field::Custom("contact.social_network".into())),
             Some("google")
@@ -622,6 +634,11 @@ mod tests {
             },
             ..MappingConfig::default()
         };
-        assert!(map_sources(&[r], &cfg, None).contacts[0].projection.tags.is_empty());
+        assert!(
+            map_sources(&[r], &cfg, None).contacts[0]
+                .projection
+                .tags
+                .is_empty()
+        );
     }
 }

@@ -161,8 +161,8 @@ impl StdField {
 }
 
 /// One mapped GHL field: a standard property or a custom field (by id or key, as configured).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Serialised as its name (`firstName`, `customFields.{key}`), so it can key JSON maps.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Field {
     Std(StdField),
     Custom(String),
@@ -174,6 +174,35 @@ impl Field {
             Field::Std(f) => f.as_str().into(),
             Field::Custom(k) => format!("customFields.{k}").into(),
         }
+    }
+}
+
+impl std::str::FromStr for Field {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(k) = s.strip_prefix("customFields.") {
+            return Ok(Field::Custom(k.to_owned()));
+        }
+        StdField::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .map(Field::Std)
+            .ok_or_else(|| format!("unknown GHL contact field `{s}`"))
+    }
+}
+
+impl Serialize for Field {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -549,8 +578,14 @@ mod tests {
 
     #[test]
     fn phone_formats_become_e164() {
-        assert_eq!(phone("+1 (555) 010-2000"), (Some("+15550102000".into()), None));
-        assert_eq!(phone("0044 20 7946 0958"), (Some("+442079460958".into()), None));
+        assert_eq!(
+            phone("+1 (555) 010-2000"),
+            (Some("+15550102000".into()), None)
+        );
+        assert_eq!(
+            phone("0044 20 7946 0958"),
+            (Some("+442079460958".into()), None)
+        );
         assert_eq!(phone("555-010-2000"), (Some("+15550102000".into()), None));
         assert_eq!(phone(" +15550102000 "), (Some("+15550102000".into()), None));
         let uk = PhoneNormalizer::new("gb").unwrap();
@@ -563,20 +598,33 @@ mod tests {
 
     #[test]
     fn unparseable_phone_is_kept_as_digits_and_flagged() {
-        assert_eq!(phone("12"), (Some("12".into()), Some(NormFlag::PhoneUnparsed)));
+        assert_eq!(
+            phone("12"),
+            (Some("12".into()), Some(NormFlag::PhoneUnparsed))
+        );
         assert_eq!(phone("call me"), (None, Some(NormFlag::PhoneUnparsed)));
         assert_eq!(phone("   "), (None, None));
         let long = "9".repeat(2000);
         assert_eq!(phone(&long).1, Some(NormFlag::PhoneUnparsed));
         // Never panics on odd input.
-        for s in ["+", "00", "+0", "++1", "0000000000000000000000", "+999999999999"] {
+        for s in [
+            "+",
+            "00",
+            "+0",
+            "++1",
+            "0000000000000000000000",
+            "+999999999999",
+        ] {
             let _ = phone(s);
         }
     }
 
     #[test]
     fn emails_differing_only_by_case_and_space_are_equal() {
-        assert_eq!(norm_email(Some("  Ann@Example.COM ")), Some("ann@example.com".into()));
+        assert_eq!(
+            norm_email(Some("  Ann@Example.COM ")),
+            Some("ann@example.com".into())
+        );
         assert_eq!(
             norm_email(Some("ann@example.com")),
             norm_email(Some("ANN@EXAMPLE.COM"))

@@ -206,7 +206,10 @@ impl IdentityIndex {
         if let Some(k) = &self.hotspot_field
             && let Some(v) = f.get(&Field::Custom(k.clone()))
         {
-            push_unique(self.by_hotspot_id.entry(v.to_owned()).or_default(), target_id);
+            push_unique(
+                self.by_hotspot_id.entry(v.to_owned()).or_default(),
+                target_id,
+            );
         }
         if let Some(e) = f.email() {
             push_unique(self.by_email.entry(e.to_owned()).or_default(), target_id);
@@ -559,11 +562,7 @@ pub fn plan_contacts(input: &ContactsInput, policy: &ContactPolicy) -> Plan {
     for (sid, s) in &input.source {
         p.plan_present(sid, s);
     }
-    let skipped: HashSet<&str> = input
-        .skipped
-        .iter()
-        .map(|s| s.source_id.as_str())
-        .collect();
+    let skipped: HashSet<&str> = input.skipped.iter().map(|s| s.source_id.as_str()).collect();
     for s in &input.skipped {
         if input.source.contains_key(&s.source_id) {
             continue;
@@ -975,7 +974,13 @@ impl<'a> Planner<'a> {
     }
 
     /// The three-way decision for a linked record whose GHL contact is listed.
-    fn plan_linked(&mut self, sid: &'a str, s: &'a SourceEntry, b: &'a BaseLink, t: &'a TargetEntry) {
+    fn plan_linked(
+        &mut self,
+        sid: &'a str,
+        s: &'a SourceEntry,
+        b: &'a BaseLink,
+        t: &'a TargetEntry,
+    ) {
         let sp = &s.projection;
         let tp = &t.projection;
         let s_changed = sp.hash != b.source_hash;
@@ -992,7 +997,8 @@ impl<'a> Planner<'a> {
                 let per_field = b.source_fields.as_ref().zip(b.target_fields.as_ref());
                 let fields: Vec<Field> = match per_field {
                     Some((bs, bt)) => {
-                        let mut set: BTreeSet<Field> = sp.fields.diff(&tp.fields).into_iter().collect();
+                        let mut set: BTreeSet<Field> =
+                            sp.fields.diff(&tp.fields).into_iter().collect();
                         if s_changed {
                             set.extend(sp.fields.diff(bs));
                         }
@@ -1007,10 +1013,9 @@ impl<'a> Planner<'a> {
                     let sv = sp.fields.get(&f);
                     let tv = tp.fields.get(&f);
                     let (s_ch, t_ch) = match per_field {
-                        Some((bs, bt)) => (
-                            s_changed && sv != bs.get(&f),
-                            t_changed && tv != bt.get(&f),
-                        ),
+                        Some((bs, bt)) => {
+                            (s_changed && sv != bs.get(&f), t_changed && tv != bt.get(&f))
+                        }
                         None => (s_changed, t_changed),
                     };
                     // Without per-field bases a clear cannot be told from "never had it".
@@ -1051,7 +1056,8 @@ impl<'a> Planner<'a> {
                     }
                 }
                 if item.conflicts.iter().any(|c| c.winner == Winner::None) {
-                    item.reason = "both sides changed the same fields (policy report): parked".into();
+                    item.reason =
+                        "both sides changed the same fields (policy report): parked".into();
                     self.park(sid, s, Some(tid), ParkReason::Conflict, item);
                     return;
                 }
@@ -1285,7 +1291,12 @@ impl<'a> Planner<'a> {
                         source_id: sid.clone(),
                         target_id: b.target_id.clone(),
                     });
-                    PlanItem::new(sid, tid, Outcome::Forgotten, "deleted on both sides: base cleared")
+                    PlanItem::new(
+                        sid,
+                        tid,
+                        Outcome::Forgotten,
+                        "deleted on both sides: base cleared",
+                    )
                 }
                 Would::Ignore => PlanItem::new(
                     sid,
@@ -1309,7 +1320,10 @@ impl<'a> Planner<'a> {
                     sid,
                     tid,
                     Outcome::SourceDeleteWithheld,
-                    withheld.as_ref().map(|(_, m)| m.clone()).unwrap_or_default(),
+                    withheld
+                        .as_ref()
+                        .map(|(_, m)| m.clone())
+                        .unwrap_or_default(),
                 ),
                 Would::Tag => {
                     self.push(Action::TagDeleted {
@@ -1339,5 +1353,720 @@ impl<'a> Planner<'a> {
             };
             self.plan.items.push(item);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::SkipReason;
+    use crate::model::StdField::{self, *};
+    use crate::reconcile::simulate::apply_to_snapshots;
+
+    fn now() -> DateTime<Utc> {
+        "2026-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn policy() -> ContactPolicy {
+        ContactPolicy::new(now())
+    }
+
+    fn fields(pairs: &[(StdField, &str)]) -> CanonicalContact {
+        let mut c = CanonicalContact::new();
+        for (f, v) in pairs {
+            c.set_std(*f, Some((*v).to_owned()));
+        }
+        c
+    }
+
+    fn proj(pairs: &[(StdField, &str)], tags: &[&str]) -> ContactProjection {
+        ContactProjection::new(
+            fields(pairs),
+            tags.iter().map(|t| (*t).to_owned()).collect(),
+        )
+    }
+
+    fn world() -> ContactsInput {
+        ContactsInput {
+            source_complete: true,
+            target_complete: true,
+            ..ContactsInput::default()
+        }
+    }
+
+    fn src(w: &mut ContactsInput, id: &str, p: ContactProjection) {
+        w.source.insert(id.into(), SourceEntry::new(p));
+    }
+
+    fn tgt(w: &mut ContactsInput, id: &str, p: ContactProjection) {
+        w.target.insert(
+            id.into(),
+            TargetEntry {
+                projection: p,
+                date_updated: None,
+            },
+        );
+        w.identity = IdentityIndex::build(w.identity.hotspot_field.clone(), w.target.iter());
+    }
+
+    /// A link whose base is the current content of both sides (as after a sync).
+    fn link(w: &mut ContactsInput, sid: &str, tid: &str, owned: &[&str]) {
+        let s = &w.source[sid].projection;
+        let t = &w.target[tid].projection;
+        w.base.insert(
+            sid.into(),
+            BaseLink {
+                target_id: tid.into(),
+                source_hash: s.hash,
+                target_hash: t.hash,
+                source_fields: Some(s.fields.clone()),
+                target_fields: Some(t.fields.clone()),
+                owned_tags: owned.iter().map(|t| (*t).to_owned()).collect(),
+                status: LinkStatus::Active,
+            },
+        );
+    }
+
+    fn set_src(w: &mut ContactsInput, id: &str, f: StdField, v: &str) {
+        let e = w.source.get_mut(id).unwrap();
+        let mut c = e.projection.fields.clone();
+        c.set_std(f, Some(v.into()));
+        e.projection = ContactProjection::new(c, e.projection.tags.clone());
+    }
+
+    fn set_tgt(w: &mut ContactsInput, id: &str, f: StdField, v: &str) {
+        let e = w.target.get_mut(id).unwrap();
+        let mut c = e.projection.fields.clone();
+        c.set_std(f, Some(v.into()));
+        e.projection = ContactProjection::new(c, e.projection.tags.clone());
+    }
+
+    fn item<'p>(p: &'p Plan, sid: &str) -> &'p PlanItem {
+        let found: Vec<_> = p.items.iter().filter(|i| i.source_id == sid).collect();
+        assert_eq!(found.len(), 1, "exactly one item for {sid}: {:?}", p.items);
+        found[0]
+    }
+
+    /// Applies the plan in memory and checks the next plan makes no changes at all.
+    fn settles(w: &ContactsInput, pol: &ContactPolicy) -> ContactsInput {
+        let p = plan_contacts(w, pol);
+        let next = apply_to_snapshots(&p, w);
+        let p2 = plan_contacts(&next, pol);
+        assert!(
+            p2.actions.is_empty(),
+            "second plan not empty: {:?}",
+            p2.actions
+        );
+        next
+    }
+
+    fn changes(pairs: &[(StdField, Option<&str>)]) -> FieldChanges {
+        pairs
+            .iter()
+            .map(|(f, v)| (Field::Std(*f), v.map(str::to_owned)))
+            .collect()
+    }
+
+    // --- S new ---------------------------------------------------------------------------
+
+    #[test]
+    fn new_source_with_email_match_links_and_writes_only_differing_fields() {
+        let mut w = world();
+        src(
+            &mut w,
+            "c1",
+            proj(
+                &[(Email, "a@x.io"), (FirstName, "Ann"), (City, "Oslo")],
+                &["hotspotsystem"],
+            ),
+        );
+        tgt(
+            &mut w,
+            "g1",
+            proj(
+                &[
+                    (Email, "a@x.io"),
+                    (FirstName, "Anna"),
+                    (Phone, "+4712345678"),
+                ],
+                &["vip"],
+            ),
+        );
+        let p = plan_contacts(&w, &policy());
+        assert_eq!(
+            p.actions,
+            vec![
+                Action::LinkExisting {
+                    source_id: "c1".into(),
+                    target_id: "g1".into(),
+                    method: MatchMethod::Email,
+                    // The GHL phone the source lacks is not blanked.
+                    fields: changes(&[(FirstName, Some("Ann")), (City, Some("Oslo"))]),
+                },
+                Action::AddTags {
+                    source_id: "c1".into(),
+                    target_id: "g1".into(),
+                    tags: ["hotspotsystem".to_owned()].into(),
+                },
+            ]
+        );
+        assert_eq!(item(&p, "c1").outcome, Outcome::Link);
+        settles(&w, &policy());
+    }
+
+    #[test]
+    fn identity_order_is_anchor_then_email_then_phone() {
+        let mut w = world();
+        w.identity = IdentityIndex::new(Some("hs_id".into()));
+        src(
+            &mut w,
+            "c1",
+            proj(&[(Email, "a@x.io"), (Phone, "+15550102000")], &[]),
+        );
+        let mut anchored = fields(&[(Email, "old@x.io")]);
+        anchored.set(Field::Custom("hs_id".into()), Some("c1".into()));
+        tgt(
+            &mut w,
+            "g-anchor",
+            ContactProjection::new(anchored, BTreeSet::new()),
+        );
+        tgt(&mut w, "g-email", proj(&[(Email, "a@x.io")], &[]));
+        tgt(&mut w, "g-phone", proj(&[(Phone, "+15550102000")], &[]));
+        let p = plan_contacts(&w, &policy());
+        assert!(matches!(&p.actions[0],
+            Action::LinkExisting { target_id, method: MatchMethod::HotspotId, .. } if target_id == "g-anchor"));
+
+        w.identity.by_hotspot_id.clear();
+        let p = plan_contacts(&w, &policy());
+        assert!(matches!(&p.actions[0],
+            Action::LinkExisting { target_id, method: MatchMethod::Email, .. } if target_id == "g-email"));
+
+        w.identity.by_email.clear();
+        let p = plan_contacts(&w, &policy());
+        assert!(matches!(&p.actions[0],
+            Action::LinkExisting { target_id, method: MatchMethod::Phone, .. } if target_id == "g-phone"));
+    }
+
+    #[test]
+    fn never_two_sources_onto_one_target() {
+        let mut w = world();
+        src(&mut w, "c1", proj(&[(Email, "a@x.io")], &[]));
+        src(
+            &mut w,
+            "c2",
+            proj(&[(Email, "b@x.io"), (Phone, "+15550102000")], &[]),
+        );
+        tgt(
+            &mut w,
+            "g1",
+            proj(&[(Email, "a@x.io"), (Phone, "+15550102000")], &[]),
+        );
+        let p = plan_contacts(&w, &policy());
+        assert_eq!(item(&p, "c1").outcome, Outcome::Link);
+        let c2 = item(&p, "c2");
+        assert_eq!(c2.outcome, Outcome::Parked);
+        assert!(p.actions.iter().any(|a| matches!(a, Action::Park {
+            source_id, reason: ParkReason::TargetAlreadyLinked { .. }, .. } if source_id == "c2")));
+        let next = settles(&w, &policy());
+        assert_eq!(
+            item(&plan_contacts(&next, &policy()), "c2").outcome,
+            Outcome::StillParked
+        );
+    }
+
+    #[test]
+    fn ambiguous_match_is_parked_not_created() {
+        let mut w = world();
+        src(&mut w, "c1", proj(&[(Email, "a@x.io")], &[]));
+        tgt(&mut w, "g1", proj(&[(Email, "a@x.io")], &[]));
+        tgt(
+            &mut w,
+            "g2",
+            proj(&[(Email, "a@x.io"), (City, "Rome")], &[]),
+        );
+        let p = plan_contacts(&w, &policy());
+        assert_eq!(p.actions.len(), 1);
+        assert!(matches!(&p.actions[0], Action::Park {
+            reason: ParkReason::AmbiguousMatch { candidates, .. }, .. } if candidates.len() == 2));
+        settles(&w, &policy());
+    }
+
+    #[test]
+    fn new_source_without_match_is_created_unless_target_listing_incomplete() {
+        let mut w = world();
+        src(&mut w, "c1", proj(&[(Email, "a@x.io")], &["hotspotsystem"]));
+        let p = plan_contacts(&w, &policy());
+        assert!(
+            matches!(&p.actions[..], [Action::CreateContact { source_id, tags, .. }]
+            if source_id == "c1" && tags.contains("hotspotsystem"))
+        );
+        settles(&w, &policy());
+
+        w.target_complete = false;
+        let p = plan_contacts(&w, &policy());
+        assert!(p.actions.is_empty());
+        assert_eq!(item(&p, "c1").outcome, Outcome::Deferred);
+    }
+
+    #[test]
+    fn two_new_sources_with_one_email_make_one_create() {
+        let mut w = world();
+        src(&mut w, "c1", proj(&[(Email, "a@x.io")], &[]));
+        src(
+            &mut w,
+            "c2",
+            proj(&[(Email, "a@x.io"), (City, "Oslo")], &[]),
+        );
+        let p = plan_contacts(&w, &policy());
+        let creates = p
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::CreateContact { .. }))
+            .count();
+        assert_eq!(creates, 1);
+        assert_eq!(item(&p, "c2").outcome, Outcome::Parked);
+        settles(&w, &policy());
+    }
+
+    // --- linked ----------------------------------------------------------------------------
+
+    fn linked_world() -> ContactsInput {
+        let mut w = world();
+        src(
+            &mut w,
+            "c1",
+            proj(
+                &[(Email, "a@x.io"), (FirstName, "Ann"), (City, "Oslo")],
+                &[],
+            ),
+        );
+        tgt(
+            &mut w,
+            "g1",
+            proj(
+                &[(Email, "a@x.io"), (FirstName, "Ann"), (City, "Oslo")],
+                &[],
+            ),
+        );
+        link(&mut w, "c1", "g1", &[]);
+        w
+    }
+
+    #[test]
+    fn unchanged_on_both_sides_plans_nothing() {
+        let w = linked_world();
+        let p = plan_contacts(&w, &policy());
+        assert!(p.actions.is_empty());
+        assert_eq!(item(&p, "c1").outcome, Outcome::Unchanged);
+    }
+
+    #[test]
+    fn source_changed_updates_only_changed_fields() {
+        let mut w = linked_world();
+        set_src(&mut w, "c1", City, "Bergen");
+        let p = plan_contacts(&w, &policy());
+        assert_eq!(
+            p.actions,
+            vec![Action::UpdateContact {
+                source_id: "c1".into(),
+                target_id: "g1".into(),
+                fields: changes(&[(City, Some("Bergen"))]),
+            }]
+        );
+        settles(&w, &policy());
+    }
+
+    #[test]
+    fn source_clear_propagates_with_field_bases() {
+        let mut w = linked_world();
+        let e = w.source.get_mut("c1").unwrap();
+        let mut c = e.projection.fields.clone();
+        c.set_std(City, None);
+        e.projection = ContactProjection::new(c, BTreeSet::new());
+        let p = plan_contacts(&w, &policy());
+        assert!(
+            matches!(&p.actions[..], [Action::UpdateContact { fields, .. }]
+            if *fields == changes(&[(City, None)]))
+        );
+        settles(&w, &policy());
+    }
+
+    #[test]
+    fn target_edit_is_drift_kept_or_reasserted() {
+        let mut w = linked_world();
+        set_tgt(&mut w, "g1", City, "Paris");
+        let p = plan_contacts(&w, &policy());
+        assert!(matches!(&p.actions[..], [Action::RecordBase { .. }]));
+        let it = item(&p, "c1");
+        assert_eq!(it.drift, vec![Field::Std(City)]);
+        assert_eq!(it.outcome, Outcome::RecordBase);
+        settles(&w, &policy());
+
+        let mut pol = policy();
+        pol.drift = DriftPolicy::Reassert;
+        let p = plan_contacts(&w, &pol);
+        assert!(
+            matches!(&p.actions[..], [Action::UpdateContact { fields, .. }]
+            if *fields == changes(&[(City, Some("Oslo"))]))
+        );
+        settles(&w, &pol);
+    }
+
+    #[test]
+    fn edits_to_different_fields_merge() {
+        let mut w = linked_world();
+        set_src(&mut w, "c1", FirstName, "Annie");
+        set_tgt(&mut w, "g1", City, "Paris");
+        let p = plan_contacts(&w, &policy());
+        assert!(
+            matches!(&p.actions[..], [Action::UpdateContact { fields, .. }]
+            if *fields == changes(&[(FirstName, Some("Annie"))]))
+        );
+        assert!(item(&p, "c1").conflicts.is_empty());
+        let next = settles(&w, &policy());
+        let t = &next.target["g1"].projection.fields;
+        assert_eq!(t.get_std(FirstName), Some("Annie"));
+        assert_eq!(t.get_std(City), Some("Paris"));
+    }
+
+    fn conflict_world() -> ContactsInput {
+        let mut w = linked_world();
+        set_src(&mut w, "c1", City, "Bergen");
+        set_tgt(&mut w, "g1", City, "Paris");
+        w
+    }
+
+    #[test]
+    fn conflict_hotspot_wins_writes_and_records_the_loser() {
+        let w = conflict_world();
+        let p = plan_contacts(&w, &policy());
+        assert!(
+            matches!(&p.actions[..], [Action::UpdateContact { fields, .. }]
+            if *fields == changes(&[(City, Some("Bergen"))]))
+        );
+        let c = &item(&p, "c1").conflicts[0];
+        assert_eq!(
+            (c.winner, c.target.as_deref()),
+            (Winner::Hotspot, Some("Paris"))
+        );
+        settles(&w, &policy());
+    }
+
+    #[test]
+    fn conflict_ghl_wins_keeps_target_and_records_base() {
+        let w = conflict_world();
+        let mut pol = policy();
+        pol.conflict = ConflictPolicy::GhlWins;
+        let p = plan_contacts(&w, &pol);
+        assert!(matches!(&p.actions[..], [Action::RecordBase { .. }]));
+        let c = &item(&p, "c1").conflicts[0];
+        assert_eq!(
+            (c.winner, c.source.as_deref()),
+            (Winner::Ghl, Some("Bergen"))
+        );
+        settles(&w, &pol);
+    }
+
+    #[test]
+    fn conflict_newest_wins_compares_timestamps() {
+        let mut w = conflict_world();
+        let mut pol = policy();
+        pol.conflict = ConflictPolicy::NewestWins;
+        w.source.get_mut("c1").unwrap().changed_at = Some(now() - chrono::Duration::hours(2));
+        w.target.get_mut("g1").unwrap().date_updated = Some(now() - chrono::Duration::hours(1));
+        let p = plan_contacts(&w, &pol);
+        assert_eq!(item(&p, "c1").conflicts[0].winner, Winner::Ghl);
+        w.target.get_mut("g1").unwrap().date_updated = Some(now() - chrono::Duration::hours(3));
+        let p = plan_contacts(&w, &pol);
+        assert_eq!(item(&p, "c1").conflicts[0].winner, Winner::Hotspot);
+        settles(&w, &pol);
+    }
+
+    #[test]
+    fn conflict_report_parks_once() {
+        let w = conflict_world();
+        let mut pol = policy();
+        pol.conflict = ConflictPolicy::Report;
+        let p = plan_contacts(&w, &pol);
+        assert!(matches!(
+            &p.actions[..],
+            [Action::Park {
+                reason: ParkReason::Conflict,
+                ..
+            }]
+        ));
+        assert_eq!(item(&p, "c1").conflicts[0].winner, Winner::None);
+        let next = settles(&w, &pol);
+        // Resolving it in GHL (same value as HotspotSystem) unparks and records the base.
+        let mut fixed = next.clone();
+        set_tgt(&mut fixed, "g1", City, "Bergen");
+        let p = plan_contacts(&fixed, &pol);
+        assert!(p.actions.contains(&Action::Unpark {
+            source_id: "c1".into()
+        }));
+        assert!(
+            p.actions
+                .iter()
+                .any(|a| matches!(a, Action::RecordBase { .. }))
+        );
+        settles(&fixed, &pol);
+    }
+
+    #[test]
+    fn both_changed_to_equal_content_only_records_the_base() {
+        let mut w = linked_world();
+        set_src(&mut w, "c1", City, "Bergen");
+        set_tgt(&mut w, "g1", City, "Bergen");
+        let p = plan_contacts(&w, &policy());
+        assert!(matches!(&p.actions[..], [Action::RecordBase { .. }]));
+        assert_eq!(p.remote_writes(), 0);
+        settles(&w, &policy());
+    }
+
+    // --- source deleted --------------------------------------------------------------------
+
+    /// `n` linked records, `gone` of which disappear from the source listing.
+    fn deletion_world(n: usize, gone: usize) -> ContactsInput {
+        let mut w = world();
+        for i in 0..n {
+            let (s, g) = (format!("c{i}"), format!("g{i}"));
+            src(&mut w, &s, proj(&[(Email, &format!("{i}@x.io"))], &[]));
+            tgt(&mut w, &g, proj(&[(Email, &format!("{i}@x.io"))], &[]));
+            link(&mut w, &s, &g, &[]);
+        }
+        for i in 0..gone {
+            w.source.remove(&format!("c{i}"));
+        }
+        w
+    }
+
+    #[test]
+    fn source_deletion_ignore_tag_delete() {
+        let w = deletion_world(20, 1);
+        let p = plan_contacts(&w, &policy());
+        assert!(p.actions.is_empty());
+        assert_eq!(item(&p, "c0").outcome, Outcome::SourceDeleteIgnored);
+
+        let mut pol = policy();
+        pol.on_source_delete = SourceDeletePolicy::Tag;
+        let p = plan_contacts(&w, &pol);
+        assert_eq!(
+            p.actions,
+            vec![Action::TagDeleted {
+                source_id: "c0".into(),
+                target_id: "g0".into(),
+                tag: "hs-deleted".into()
+            }]
+        );
+        settles(&w, &pol);
+
+        pol.on_source_delete = SourceDeletePolicy::Delete;
+        let p = plan_contacts(&w, &pol);
+        assert_eq!(
+            p.actions,
+            vec![Action::DeleteContact {
+                source_id: "c0".into(),
+                target_id: "g0".into()
+            }]
+        );
+        assert_eq!(item(&p, "c0").outcome, Outcome::SourceDeleted);
+        settles(&w, &pol);
+    }
+
+    #[test]
+    fn mass_source_deletion_is_withheld() {
+        let mut pol = policy();
+        pol.on_source_delete = SourceDeletePolicy::Delete;
+        let w = deletion_world(20, 3); // 15% > 10%
+        let p = plan_contacts(&w, &pol);
+        assert!(p.actions.is_empty());
+        assert_eq!(p.guards[0].kind, GuardKind::DeleteRatio);
+        assert_eq!(item(&p, "c1").outcome, Outcome::SourceDeleteWithheld);
+        assert!(item(&p, "c1").reason.contains("max_delete_ratio"));
+
+        pol.max_delete_ratio = 1.0;
+        let w = deletion_world(5, 5);
+        let p = plan_contacts(&w, &pol);
+        assert!(p.actions.is_empty());
+        assert_eq!(p.guards[0].kind, GuardKind::SourceEmpty);
+    }
+
+    #[test]
+    fn incomplete_source_listing_never_infers_deletion() {
+        let mut pol = policy();
+        pol.on_source_delete = SourceDeletePolicy::Delete;
+        let mut w = deletion_world(20, 1);
+        w.source_complete = false;
+        let p = plan_contacts(&w, &pol);
+        assert!(p.actions.is_empty());
+        assert_eq!(item(&p, "c0").outcome, Outcome::Deferred);
+        assert_eq!(p.guards[0].kind, GuardKind::SourceIncomplete);
+    }
+
+    #[test]
+    fn deleted_on_both_sides_forgets_the_link() {
+        let mut w = deletion_world(20, 1);
+        w.target.remove("g0");
+        let p = plan_contacts(&w, &policy());
+        assert!(
+            matches!(&p.actions[..], [Action::ForgetLink { source_id, .. }] if source_id == "c0")
+        );
+        settles(&w, &policy());
+    }
+
+    // --- target deleted --------------------------------------------------------------------
+
+    #[test]
+    fn target_deletion_is_respected_or_recreated() {
+        let mut w = deletion_world(20, 0);
+        w.target.remove("g0");
+        let p = plan_contacts(&w, &policy());
+        assert_eq!(
+            p.actions,
+            vec![Action::Tombstone {
+                source_id: "c0".into(),
+                target_id: "g0".into()
+            }]
+        );
+        let next = settles(&w, &policy());
+        assert_eq!(next.base["c0"].status, LinkStatus::Tombstoned);
+
+        let mut pol = policy();
+        pol.on_target_delete = TargetDeletePolicy::Recreate;
+        let p = plan_contacts(&w, &pol);
+        assert!(
+            matches!(&p.actions[..], [Action::CreateContact { source_id, .. }] if source_id == "c0")
+        );
+        assert_eq!(item(&p, "c0").outcome, Outcome::Recreate);
+        settles(&w, &pol);
+    }
+
+    #[test]
+    fn target_missing_from_incomplete_or_empty_listing_is_not_deleted() {
+        let mut w = deletion_world(20, 0);
+        w.target.remove("g0");
+        w.target_complete = false;
+        let p = plan_contacts(&w, &policy());
+        assert!(p.actions.is_empty());
+        assert_eq!(item(&p, "c0").outcome, Outcome::Deferred);
+
+        let mut w = deletion_world(5, 0);
+        w.target.clear();
+        let p = plan_contacts(&w, &policy());
+        assert!(p.actions.is_empty());
+        assert_eq!(p.guards[0].kind, GuardKind::TargetMassMissing);
+
+        // A known deletion (GET said "Contact not found") needs no listing.
+        let mut w = deletion_world(20, 0);
+        w.target.remove("g0");
+        w.target_complete = false;
+        w.target_deleted.insert("g0".into());
+        let p = plan_contacts(&w, &policy());
+        assert!(matches!(&p.actions[..], [Action::Tombstone { .. }]));
+    }
+
+    // --- tags ------------------------------------------------------------------------------
+
+    #[test]
+    fn owned_tags_are_added_and_removed_foreign_tags_untouched() {
+        let mut w = world();
+        src(
+            &mut w,
+            "c1",
+            proj(&[(Email, "a@x.io")], &["hotspotsystem", "location:b"]),
+        );
+        tgt(
+            &mut w,
+            "g1",
+            proj(
+                &[(Email, "a@x.io")],
+                &["hotspotsystem", "location:a", "vip", "newsletter"],
+            ),
+        );
+        link(
+            &mut w,
+            "c1",
+            "g1",
+            &["hotspotsystem", "location:a", "social:x"],
+        );
+        let p = plan_contacts(&w, &policy());
+        assert_eq!(
+            p.actions,
+            vec![
+                Action::AddTags {
+                    source_id: "c1".into(),
+                    target_id: "g1".into(),
+                    tags: ["location:b".to_owned()].into()
+                },
+                Action::RemoveTags {
+                    source_id: "c1".into(),
+                    target_id: "g1".into(),
+                    tags: ["location:a".to_owned()].into()
+                },
+                Action::ForgetOwnedTags {
+                    source_id: "c1".into(),
+                    tags: ["social:x".to_owned()].into()
+                },
+            ]
+        );
+        let next = settles(&w, &policy());
+        let tags = &next.target["g1"].projection.tags;
+        assert!(tags.contains("vip") && tags.contains("newsletter"));
+    }
+
+    // --- merge and skip --------------------------------------------------------------------
+
+    #[test]
+    fn merged_record_hands_its_link_over() {
+        let mut w = world();
+        src(&mut w, "s9", proj(&[(Email, "a@x.io")], &["newsletter"]));
+        tgt(&mut w, "g1", proj(&[(Email, "a@x.io")], &["newsletter"]));
+        link(&mut w, "s9", "g1", &["newsletter"]);
+        // The customer with the same email now exists: s9 is merged into c1.
+        w.source.remove("s9");
+        let mut e = SourceEntry::new(proj(
+            &[(Email, "a@x.io"), (FirstName, "Ann")],
+            &["newsletter"],
+        ));
+        e.merged_ids = vec!["s9".into()];
+        w.source.insert("c1".into(), e);
+        let p = plan_contacts(&w, &policy());
+        assert!(p.actions.iter().any(|a| matches!(a, Action::LinkExisting {
+            source_id, target_id, method: MatchMethod::MergedRecord, .. } if source_id == "c1" && target_id == "g1")));
+        assert!(
+            p.actions
+                .iter()
+                .any(|a| matches!(a, Action::ForgetLink { source_id, .. } if source_id == "s9"))
+        );
+        assert_eq!(item(&p, "s9").outcome, Outcome::Merged);
+        settles(&w, &policy());
+    }
+
+    #[test]
+    fn skipped_records_get_an_item_and_are_not_deletions() {
+        let mut pol = policy();
+        pol.on_source_delete = SourceDeletePolicy::Delete;
+        pol.max_delete_ratio = 1.0;
+        let mut w = deletion_world(3, 1);
+        w.skipped.push(SkippedSource {
+            source_id: "c0".into(),
+            reason: SkipReason::NoEmailOrPhone,
+        });
+        w.skipped.push(SkippedSource {
+            source_id: "mac-1".into(),
+            reason: SkipReason::NoEmailOrPhone,
+        });
+        let p = plan_contacts(&w, &pol);
+        assert!(p.actions.is_empty());
+        assert_eq!(item(&p, "c0").outcome, Outcome::Skipped);
+        assert!(item(&p, "mac-1").reason.contains("no_email_or_phone"));
+    }
+
+    #[test]
+    fn plans_serialize_to_json() {
+        let w = conflict_world();
+        let v = serde_json::to_value(plan_contacts(&w, &policy())).unwrap();
+        assert_eq!(v["actions"][0]["action"], "update_contact");
+        assert_eq!(v["items"][0]["conflicts"][0]["target"], "Paris");
     }
 }

@@ -74,7 +74,10 @@ pub fn apply_to_snapshots(plan: &Plan, input: &ContactsInput) -> ContactsInput {
                     .target
                     .entry(target_id.clone())
                     .or_insert_with(|| TargetEntry {
-                        projection: ContactProjection::new(CanonicalContact::new(), BTreeSet::new()),
+                        projection: ContactProjection::new(
+                            CanonicalContact::new(),
+                            BTreeSet::new(),
+                        ),
                         date_updated: None,
                     });
                 let new_fields = with_changes(&t.projection.fields, fields);
