@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::mapping::{MappedSource, SkippedSource};
 use crate::model::{
     CanonicalContact, ConflictPolicy, ContactProjection, Digest, DriftPolicy, Field,
-    SourceDeletePolicy, TargetDeletePolicy,
+    SourceDeletePolicy, StdField, TargetDeletePolicy,
 };
 
 /// Changed fields only; `None` clears the field in GHL.
@@ -131,8 +131,11 @@ pub enum ParkReason {
     TargetCarriesOtherId { target_id: String, other: String },
     /// First match under `report` found values that differ on both sides.
     FirstMatchDiffers,
-    /// Another source record in this plan creates a contact with the same email.
-    DuplicateEmail { other_source: String },
+    /// Another source record in this plan creates or links a contact with the same key.
+    PendingDuplicate {
+        method: MatchMethod,
+        other_source: String,
+    },
 }
 
 impl ParkReason {
@@ -219,6 +222,24 @@ impl IdentityIndex {
         }
     }
 
+    /// Removes `target_id` from the keys of `f` only (cheap, unlike [`Self::remove`]).
+    pub fn remove_keys(&mut self, target_id: &str, f: &CanonicalContact) {
+        fn drop(m: &mut HashMap<String, Vec<String>>, key: Option<&str>, id: &str) {
+            if let Some(k) = key
+                && let Some(v) = m.get_mut(k)
+            {
+                v.retain(|t| t != id);
+                if v.is_empty() {
+                    m.remove(k);
+                }
+            }
+        }
+        let anchor = self.hotspot_value(f);
+        drop(&mut self.by_hotspot_id, anchor, target_id);
+        drop(&mut self.by_email, f.email(), target_id);
+        drop(&mut self.by_phone, f.phone(), target_id);
+    }
+
     pub fn remove(&mut self, target_id: &str) {
         for m in [
             &mut self.by_hotspot_id,
@@ -239,9 +260,10 @@ impl IdentityIndex {
     }
 }
 
+/// Keeps each id list sorted, so plans do not depend on insertion order.
 fn push_unique(v: &mut Vec<String>, id: &str) {
-    if !v.iter().any(|x| x == id) {
-        v.push(id.to_owned());
+    if let Err(i) = v.binary_search_by(|x| x.as_str().cmp(id)) {
+        v.insert(i, id.to_owned());
     }
 }
 
@@ -520,12 +542,21 @@ struct Planner<'a> {
     policy: &'a ContactPolicy,
     plan: Plan,
     /// Target ids linked in the base or in this plan; never two sources onto one target.
-    claimed: HashSet<&'a str>,
+    claimed: HashSet<Cow<'a, str>>,
     /// Source ids whose base link is being taken over by the record they merged into.
     released: HashSet<&'a str>,
     /// Ids of records merged into a listed record (present, not deleted).
     merged_into: HashSet<&'a str>,
-    created_emails: HashMap<&'a str, &'a str>,
+    /// Identity keys GHL will hold after this plan's creates and links: a later record with the
+    /// same key must not create a second contact.
+    pending: HashMap<(MatchMethod, String), &'a str>,
+    /// Targets this plan deletes: no longer candidates for a match.
+    doomed: HashSet<&'a str>,
+    /// Records without an active link, matched after every linked record is planned.
+    new_records: Vec<(&'a str, &'a SourceEntry, Outcome)>,
+    /// The identity index as it will be after the updates of linked records in this plan, so
+    /// that new records match what the next run will see.
+    index: Cow<'a, IdentityIndex>,
     /// Target-gone inference from the listing is allowed (complete and not mass-missing).
     infer_target_gone: bool,
 }
@@ -536,10 +567,19 @@ pub fn plan_contacts(input: &ContactsInput, policy: &ContactPolicy) -> Plan {
         input,
         policy,
         plan: Plan::default(),
-        claimed: input.base.values().map(|b| b.target_id.as_str()).collect(),
+        // A tombstoned link claims nothing: its contact was deleted in GHL.
+        claimed: input
+            .base
+            .values()
+            .filter(|b| b.status == LinkStatus::Active)
+            .map(|b| Cow::Borrowed(b.target_id.as_str()))
+            .collect(),
         released: HashSet::new(),
         merged_into: HashSet::new(),
-        created_emails: HashMap::new(),
+        pending: HashMap::new(),
+        doomed: HashSet::new(),
+        new_records: Vec::new(),
+        index: Cow::Borrowed(&input.identity),
         infer_target_gone: false,
     };
     p.target_guard();
@@ -559,10 +599,35 @@ pub fn plan_contacts(input: &ContactsInput, policy: &ContactPolicy) -> Plan {
             }
         }
     }
+    let skipped: HashSet<&str> = input.skipped.iter().map(|s| s.source_id.as_str()).collect();
+    // Deletions first: the targets they remove are no candidates for matching new records.
+    p.plan_gone(&skipped);
     for (sid, s) in &input.source {
         p.plan_present(sid, s);
     }
-    let skipped: HashSet<&str> = input.skipped.iter().map(|s| s.source_id.as_str()).collect();
+    p.index_after_updates();
+    // A listing that tripped a mass-deletion guard is not trusted for new links or creates
+    // either: they would also shift the guard's own ratio, so the next run would decide
+    // differently without anything having changed.
+    let held = p.plan.guards.iter().any(|g| {
+        matches!(
+            g.kind,
+            GuardKind::DeleteRatio | GuardKind::SourceEmpty | GuardKind::TargetMassMissing
+        )
+    });
+    for (sid, s, outcome) in std::mem::take(&mut p.new_records) {
+        if held {
+            let target = input.base.get(sid).map(|b| b.target_id.as_str());
+            p.plan.items.push(PlanItem::new(
+                sid,
+                target,
+                Outcome::Deferred,
+                "held: a mass-deletion guard tripped this run; no new link or create",
+            ));
+        } else {
+            p.plan_new(sid, s, outcome);
+        }
+    }
     for s in &input.skipped {
         if input.source.contains_key(&s.source_id) {
             continue;
@@ -575,7 +640,6 @@ pub fn plan_contacts(input: &ContactsInput, policy: &ContactPolicy) -> Plan {
             format!("skipped: {}", s.reason.as_str()),
         ));
     }
-    p.plan_gone(&skipped);
     p.plan
 }
 
@@ -619,6 +683,36 @@ impl<'a> Planner<'a> {
             });
         } else {
             self.infer_target_gone = true;
+        }
+    }
+
+    /// Re-keys the identity index for targets whose email, phone or anchor this plan updates.
+    fn index_after_updates(&mut self) {
+        let anchor = self.index.hotspot_field.clone().map(Field::Custom);
+        for a in &self.plan.actions {
+            let Action::UpdateContact {
+                target_id, fields, ..
+            } = a
+            else {
+                continue;
+            };
+            let keyed = fields.keys().any(|f| {
+                matches!(f, Field::Std(StdField::Email | StdField::Phone))
+                    || Some(f) == anchor.as_ref()
+            });
+            let Some(t) = self.input.target.get(target_id) else {
+                continue;
+            };
+            if keyed {
+                let old = &t.projection.fields;
+                let mut new = old.clone();
+                for (f, v) in fields {
+                    new.set(f.clone(), v.clone());
+                }
+                let idx = self.index.to_mut();
+                idx.remove_keys(target_id, old);
+                idx.insert(target_id, &new);
+            }
         }
     }
 
@@ -674,7 +768,7 @@ impl<'a> Planner<'a> {
 
     fn plan_present(&mut self, sid: &'a str, s: &'a SourceEntry) {
         match self.input.base.get(sid) {
-            None => self.plan_new(sid, s, Outcome::Create),
+            None => self.new_records.push((sid, s, Outcome::Create)),
             Some(b) if b.status == LinkStatus::Tombstoned => match self.policy.on_target_delete {
                 TargetDeletePolicy::Respect => {
                     self.unpark_if_parked(sid);
@@ -685,7 +779,7 @@ impl<'a> Planner<'a> {
                         "GHL contact was deleted; not recreated (on_target_delete = respect)",
                     ))
                 }
-                TargetDeletePolicy::Recreate => self.plan_new(sid, s, Outcome::Recreate),
+                TargetDeletePolicy::Recreate => self.new_records.push((sid, s, Outcome::Recreate)),
             },
             Some(b) => match self.input.target.get(&b.target_id) {
                 Some(t) => self.plan_linked(sid, s, b, t),
@@ -703,7 +797,7 @@ impl<'a> Planner<'a> {
                             "GHL contact deleted: link tombstoned, not recreated",
                         ));
                     }
-                    TargetDeletePolicy::Recreate => self.plan_new(sid, s, Outcome::Recreate),
+                    TargetDeletePolicy::Recreate => self.new_records.push((sid, s, Outcome::Recreate)),
                 },
                 None => self.plan.items.push(PlanItem::new(
                     sid,
@@ -718,7 +812,7 @@ impl<'a> Planner<'a> {
 
     /// A source record without an active link: take over a merged record's link, match, or create.
     fn plan_new(&mut self, sid: &'a str, s: &'a SourceEntry, create_outcome: Outcome) {
-        let idx = &self.input.identity;
+        let idx = self.index.as_ref();
         let f = &s.projection.fields;
         // 1. A link of a record merged into this one.
         for m in &s.merged_ids {
@@ -726,27 +820,55 @@ impl<'a> Planner<'a> {
                 && let Some(b) = self.input.base.get(m)
             {
                 let tid = b.target_id.as_str();
-                self.claimed.insert(tid);
+                self.claimed.insert(Cow::Borrowed(tid));
                 self.link(sid, s, tid, MatchMethod::MergedRecord);
                 return;
             }
         }
         // 2. Identity order: anchor field, email, phone. The first key that finds anything decides.
-        let keys: [(MatchMethod, Option<&Vec<String>>); 3] = [
-            (MatchMethod::HotspotId, idx.by_hotspot_id.get(sid)),
+        let hits_of = |m: &HashMap<String, Vec<String>>, k: Option<&str>| -> Vec<String> {
+            k.and_then(|k| m.get(k)).cloned().unwrap_or_default()
+        };
+        let keys: [(MatchMethod, Option<&str>, Vec<String>); 3] = [
             (
-                MatchMethod::Email,
-                f.email().and_then(|e| idx.by_email.get(e)),
+                MatchMethod::HotspotId,
+                Some(sid),
+                hits_of(&idx.by_hotspot_id, Some(sid)),
             ),
-            (
-                MatchMethod::Phone,
-                f.phone().and_then(|p| idx.by_phone.get(p)),
-            ),
+            (MatchMethod::Email, f.email(), hits_of(&idx.by_email, f.email())),
+            (MatchMethod::Phone, f.phone(), hits_of(&idx.by_phone, f.phone())),
         ];
-        for (method, hits) in keys {
-            let Some(hits) = hits else { continue };
-            let live: Vec<&String> = hits.iter().filter(|t| !self.target_gone(t)).collect();
+        let anchor_field = idx.hotspot_field.clone();
+        for (method, key, hits) in keys {
+            let Some(key) = key else { continue };
+            let live: Vec<&String> = hits
+                .iter()
+                .filter(|t| !self.target_gone(t) && !self.doomed.contains(t.as_str()))
+                .collect();
             if live.is_empty() {
+                if let Some(other) = self.pending.get(&(method, key.to_owned())) {
+                    let other = (*other).to_owned();
+                    let item = PlanItem::new(
+                        sid,
+                        None,
+                        Outcome::Parked,
+                        format!(
+                            "another record ({other}) creates or links a contact with the same \
+                             {method:?} in this run"
+                        ),
+                    );
+                    self.park(
+                        sid,
+                        s,
+                        None,
+                        ParkReason::PendingDuplicate {
+                            method,
+                            other_source: other,
+                        },
+                        item,
+                    );
+                    return;
+                }
                 continue;
             }
             if live.len() > 1 {
@@ -787,7 +909,9 @@ impl<'a> Planner<'a> {
                 return;
             }
             if let Some(t) = self.input.target.get(tid)
-                && let Some(other) = idx.hotspot_value(&t.projection.fields)
+                && let Some(other) = anchor_field
+                    .as_ref()
+                    .and_then(|k| t.projection.fields.get(&Field::Custom(k.clone())))
                 && other != sid
             {
                 let item = PlanItem::new(
@@ -808,7 +932,7 @@ impl<'a> Planner<'a> {
                 );
                 return;
             }
-            self.claimed.insert(tid);
+            self.claimed.insert(Cow::Owned(tid.to_owned()));
             self.link(sid, s, tid, method);
             return;
         }
@@ -822,28 +946,7 @@ impl<'a> Planner<'a> {
             ));
             return;
         }
-        if let Some(e) = f.email() {
-            if let Some(other) = self.created_emails.get(e) {
-                let other = (*other).to_owned();
-                let item = PlanItem::new(
-                    sid,
-                    None,
-                    Outcome::Parked,
-                    format!("another record ({other}) creates a contact with the same email"),
-                );
-                self.park(
-                    sid,
-                    s,
-                    None,
-                    ParkReason::DuplicateEmail {
-                        other_source: other,
-                    },
-                    item,
-                );
-                return;
-            }
-            self.created_emails.insert(e, sid);
-        }
+        self.add_pending(sid, f.email(), f.phone());
         self.unpark_if_parked(sid);
         self.push(Action::CreateContact {
             source_id: sid.to_owned(),
@@ -865,11 +968,12 @@ impl<'a> Planner<'a> {
     }
 
     /// First match: adopt the GHL contact and write only differing fields, as the policy allows.
-    fn link(&mut self, sid: &'a str, s: &'a SourceEntry, tid: &'a str, method: MatchMethod) {
+    fn link(&mut self, sid: &'a str, s: &'a SourceEntry, tid: &str, method: MatchMethod) {
         let sf = &s.projection.fields;
         let Some(t) = self.input.target.get(tid) else {
             // Matched through the index only (not listed): write every source value.
             let fields: FieldChanges = sf.iter().map(|(f, v)| (f, Some(v.to_owned()))).collect();
+            self.add_pending(sid, sf.email(), sf.phone());
             self.unpark_if_parked(sid);
             let mut item = PlanItem::new(sid, Some(tid), Outcome::Link, "matched; not listed");
             item.written = fields.keys().cloned().collect();
@@ -890,7 +994,7 @@ impl<'a> Planner<'a> {
             return;
         };
         let tf = &t.projection.fields;
-        let anchor = self.input.identity.hotspot_field.clone().map(Field::Custom);
+        let anchor = self.index.hotspot_field.clone().map(Field::Custom);
         let mut fields = FieldChanges::new();
         let mut conflicts = Vec::new();
         for f in sf.diff(tf) {
@@ -901,11 +1005,15 @@ impl<'a> Planner<'a> {
                 fields.insert(f, Some(sv.to_owned()));
                 continue;
             }
+            // An existing contact's email and phone are identity keys other records match on:
+            // a first match fills them but never replaces them.
+            let identity_key = matches!(f, Field::Std(StdField::Email | StdField::Phone));
             let winner = match self.policy.conflict {
+                ConflictPolicy::Report => Winner::None,
+                _ if identity_key => Winner::Ghl,
                 ConflictPolicy::HotspotWins => Winner::Hotspot,
                 ConflictPolicy::GhlWins => Winner::Ghl,
                 ConflictPolicy::NewestWins => self.newest(s, t),
-                ConflictPolicy::Report => Winner::None,
             };
             if winner == Winner::Hotspot {
                 fields.insert(f.clone(), Some(sv.to_owned()));
@@ -929,6 +1037,12 @@ impl<'a> Planner<'a> {
             // Keep the target claimed so no other record takes it this run.
             return;
         }
+        let after = |f: StdField| match fields.get(&Field::Std(f)) {
+            Some(v) => v.clone(),
+            None => tf.get_std(f).map(str::to_owned),
+        };
+        let (email, phone) = (after(StdField::Email), after(StdField::Phone));
+        self.add_pending(sid, email.as_deref(), phone.as_deref());
         self.unpark_if_parked(sid);
         let mut item = PlanItem::new(
             sid,
@@ -963,6 +1077,15 @@ impl<'a> Planner<'a> {
             });
         }
         self.plan.items.push(item);
+    }
+
+    fn add_pending(&mut self, sid: &'a str, email: Option<&str>, phone: Option<&str>) {
+        if let Some(e) = email {
+            self.pending.insert((MatchMethod::Email, e.to_owned()), sid);
+        }
+        if let Some(p) = phone {
+            self.pending.insert((MatchMethod::Phone, p.to_owned()), sid);
+        }
     }
 
     fn newest(&self, s: &SourceEntry, t: &TargetEntry) -> Winner {
@@ -1339,6 +1462,7 @@ impl<'a> Planner<'a> {
                     )
                 }
                 Would::Delete => {
+                    self.doomed.insert(b.target_id.as_str());
                     self.push(Action::DeleteContact {
                         source_id: sid.clone(),
                         target_id: b.target_id.clone(),
