@@ -554,12 +554,14 @@ mod tests {
 
     #[test]
     fn social_fields_and_anchor_map_to_custom_fields_and_read_back_equal() {
-        let mut cfg = MappingConfig::default();
-        cfg.fields = FieldMap {
-            hotspot_id_field: Some("contact.hotspot_id".into()),
-            ..FieldMap::default()
-        }
-        .with_custom(SourceField::SocialNetwork, "contact.social_network");
+        let cfg = MappingConfig {
+            fields: FieldMap {
+                hotspot_id_field: Some("contact.hotspot_id".into()),
+                ..FieldMap::default()
+            }
+            .with_custom(SourceField::SocialNetwork, "contact.social_network"),
+            ..MappingConfig::default()
+        };
         let mut r = rec("c3", SourceKind::Customer);
         r.name = Some("Émile Zola".into());
         r.email = Some("e@z.fr".into());

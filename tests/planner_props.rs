@@ -37,8 +37,14 @@ fn content() -> impl Strategy<Value = CanonicalContact> {
             let mut f = CanonicalContact::new();
             f.set_std(StdField::Email, e.map(|e| format!("e{e}@x.io")));
             f.set_std(StdField::Phone, p.map(|p| format!("+1555010200{p}")));
-            f.set_std(StdField::City, c.map(|c| ["Oslo", "Rome", "Lima"][c as usize].into()));
-            f.set_std(StdField::FirstName, n.map(|n| ["Ann", "Bo", "Cy"][n as usize].into()));
+            f.set_std(
+                StdField::City,
+                c.map(|c| ["Oslo", "Rome", "Lima"][c as usize].into()),
+            );
+            f.set_std(
+                StdField::FirstName,
+                n.map(|n| ["Ann", "Bo", "Cy"][n as usize].into()),
+            );
             f
         })
 }
@@ -177,90 +183,97 @@ fn world() -> impl Strategy<Value = World> {
         any::<bool>(),
         policy(),
     )
-        .prop_map(|(sources, targets, s_complete, t_complete, anchored, policy)| {
-            let hotspot_field = anchored.then(|| ANCHOR.to_owned());
-            let mut input = ContactsInput {
-                source_complete: s_complete,
-                target_complete: t_complete,
-                ..ContactsInput::default()
-            };
-            for (j, t) in targets.iter().enumerate() {
-                let id = format!("g{j}");
-                if t.known_deleted {
-                    input.target_deleted.insert(id.clone());
-                }
-                if !t.listed || t.known_deleted {
-                    continue;
-                }
-                let mut fields = t.content.clone();
-                if let (Some(_), Some(a)) = (&hotspot_field, t.anchor) {
-                    fields.set(Field::Custom(ANCHOR.into()), Some(format!("c{a}")));
-                }
-                let all_tags = t.tags.union(&t.foreign).cloned().collect();
-                input.target.insert(
-                    id,
-                    TargetEntry {
-                        projection: ContactProjection::new(fields, all_tags),
-                        date_updated: t
-                            .updated_hours_ago
-                            .map(|h| now() - chrono::Duration::hours(h)),
-                    },
-                );
-            }
-            let mut used_targets = BTreeSet::new();
-            for (i, s) in sources.iter().enumerate() {
-                let sid = format!("c{i}");
-                let mut fields = s.content.clone();
-                if hotspot_field.is_some() {
-                    fields.set(Field::Custom(ANCHOR.into()), Some(sid.clone()));
-                }
-                let sp = ContactProjection::new(fields, s.tags.clone());
-                if s.skipped {
-                    input.skipped.push(SkippedSource {
-                        source_id: sid.clone(),
-                        reason: SkipReason::NoEmailOrPhone,
-                    });
-                } else if s.listed {
-                    input.source.insert(sid.clone(), SourceEntry::new(sp.clone()));
-                }
-                // Base link to a distinct target (possibly one that is now gone).
-                let Some(l) = s.link else { continue };
-                let tid = format!("g{}", l % targets.len().max(1));
-                if !used_targets.insert(tid.clone()) {
-                    continue;
-                }
-                let tp = input
-                    .target
-                    .get(&tid)
-                    .map(|t| t.projection.clone())
-                    .unwrap_or_else(|| sp.clone());
-                let bs = s.base_source_changed.clone().map_or(sp.fields.clone(), |mut c| {
-                    if hotspot_field.is_some() {
-                        c.set(Field::Custom(ANCHOR.into()), Some(sid.clone()));
+        .prop_map(
+            |(sources, targets, s_complete, t_complete, anchored, policy)| {
+                let hotspot_field = anchored.then(|| ANCHOR.to_owned());
+                let mut input = ContactsInput {
+                    source_complete: s_complete,
+                    target_complete: t_complete,
+                    ..ContactsInput::default()
+                };
+                for (j, t) in targets.iter().enumerate() {
+                    let id = format!("g{j}");
+                    if t.known_deleted {
+                        input.target_deleted.insert(id.clone());
                     }
-                    c
-                });
-                let bt = s.base_target_changed.clone().unwrap_or(tp.fields.clone());
-                input.base.insert(
-                    sid,
-                    BaseLink {
-                        target_id: tid,
-                        source_hash: bs.digest(),
-                        target_hash: bt.digest(),
-                        source_fields: s.per_field.then(|| bs.clone()),
-                        target_fields: s.per_field.then(|| bt.clone()),
-                        owned_tags: s.owned.clone(),
-                        status: if s.tombstoned {
-                            LinkStatus::Tombstoned
-                        } else {
-                            LinkStatus::Active
+                    if !t.listed || t.known_deleted {
+                        continue;
+                    }
+                    let mut fields = t.content.clone();
+                    if let (Some(_), Some(a)) = (&hotspot_field, t.anchor) {
+                        fields.set(Field::Custom(ANCHOR.into()), Some(format!("c{a}")));
+                    }
+                    let all_tags = t.tags.union(&t.foreign).cloned().collect();
+                    input.target.insert(
+                        id,
+                        TargetEntry {
+                            projection: ContactProjection::new(fields, all_tags),
+                            date_updated: t
+                                .updated_hours_ago
+                                .map(|h| now() - chrono::Duration::hours(h)),
                         },
-                    },
-                );
-            }
-            input.identity = IdentityIndex::build(hotspot_field, input.target.iter());
-            World { input, policy }
-        })
+                    );
+                }
+                let mut used_targets = BTreeSet::new();
+                for (i, s) in sources.iter().enumerate() {
+                    let sid = format!("c{i}");
+                    let mut fields = s.content.clone();
+                    if hotspot_field.is_some() {
+                        fields.set(Field::Custom(ANCHOR.into()), Some(sid.clone()));
+                    }
+                    let sp = ContactProjection::new(fields, s.tags.clone());
+                    if s.skipped {
+                        input.skipped.push(SkippedSource {
+                            source_id: sid.clone(),
+                            reason: SkipReason::NoEmailOrPhone,
+                        });
+                    } else if s.listed {
+                        input
+                            .source
+                            .insert(sid.clone(), SourceEntry::new(sp.clone()));
+                    }
+                    // Base link to a distinct target (possibly one that is now gone).
+                    let Some(l) = s.link else { continue };
+                    let tid = format!("g{}", l % targets.len().max(1));
+                    if !used_targets.insert(tid.clone()) {
+                        continue;
+                    }
+                    let tp = input
+                        .target
+                        .get(&tid)
+                        .map(|t| t.projection.clone())
+                        .unwrap_or_else(|| sp.clone());
+                    let bs = s
+                        .base_source_changed
+                        .clone()
+                        .map_or(sp.fields.clone(), |mut c| {
+                            if hotspot_field.is_some() {
+                                c.set(Field::Custom(ANCHOR.into()), Some(sid.clone()));
+                            }
+                            c
+                        });
+                    let bt = s.base_target_changed.clone().unwrap_or(tp.fields.clone());
+                    input.base.insert(
+                        sid,
+                        BaseLink {
+                            target_id: tid,
+                            source_hash: bs.digest(),
+                            target_hash: bt.digest(),
+                            source_fields: s.per_field.then(|| bs.clone()),
+                            target_fields: s.per_field.then(|| bt.clone()),
+                            owned_tags: s.owned.clone(),
+                            status: if s.tombstoned {
+                                LinkStatus::Tombstoned
+                            } else {
+                                LinkStatus::Active
+                            },
+                        },
+                    );
+                }
+                input.identity = IdentityIndex::build(hotspot_field, input.target.iter());
+                World { input, policy }
+            },
+        )
 }
 
 proptest! {

@@ -554,6 +554,8 @@ struct Planner<'a> {
     doomed: HashSet<&'a str>,
     /// Records without an active link, matched after every linked record is planned.
     new_records: Vec<(&'a str, &'a SourceEntry, Outcome)>,
+    /// New records that matched nothing, created after every match is known.
+    unmatched: Vec<(&'a str, &'a SourceEntry, Outcome)>,
     /// The identity index as it will be after the updates of linked records in this plan, so
     /// that new records match what the next run will see.
     index: Cow<'a, IdentityIndex>,
@@ -579,6 +581,7 @@ pub fn plan_contacts(input: &ContactsInput, policy: &ContactPolicy) -> Plan {
         pending: HashMap::new(),
         doomed: HashSet::new(),
         new_records: Vec::new(),
+        unmatched: Vec::new(),
         index: Cow::Borrowed(&input.identity),
         infer_target_gone: false,
     };
@@ -627,6 +630,9 @@ pub fn plan_contacts(input: &ContactsInput, policy: &ContactPolicy) -> Plan {
         } else {
             p.plan_new(sid, s, outcome);
         }
+    }
+    for (sid, s, outcome) in std::mem::take(&mut p.unmatched) {
+        p.plan_unmatched(sid, s, outcome);
     }
     for s in &input.skipped {
         if input.source.contains_key(&s.source_id) {
@@ -739,9 +745,10 @@ impl<'a> Planner<'a> {
             .map(|t| t.projection.hash);
         let same = self.input.parked.get(sid).is_some_and(|m| {
             m.source_hash == s.projection.hash
-                && m.reason.is_identity() == reason.is_identity()
                 && (reason.is_identity()
-                    || (m.target_hash == target_hash && m.target_id.as_deref() == target_id))
+                    || (!m.reason.is_identity()
+                        && m.target_hash == target_hash
+                        && m.target_id.as_deref() == target_id))
         });
         if same {
             item.outcome = Outcome::StillParked;
@@ -797,7 +804,9 @@ impl<'a> Planner<'a> {
                             "GHL contact deleted: link tombstoned, not recreated",
                         ));
                     }
-                    TargetDeletePolicy::Recreate => self.new_records.push((sid, s, Outcome::Recreate)),
+                    TargetDeletePolicy::Recreate => {
+                        self.new_records.push((sid, s, Outcome::Recreate))
+                    }
                 },
                 None => self.plan.items.push(PlanItem::new(
                     sid,
@@ -829,46 +838,21 @@ impl<'a> Planner<'a> {
         let hits_of = |m: &HashMap<String, Vec<String>>, k: Option<&str>| -> Vec<String> {
             k.and_then(|k| m.get(k)).cloned().unwrap_or_default()
         };
-        let keys: [(MatchMethod, Option<&str>, Vec<String>); 3] = [
+        let keys: [(MatchMethod, Vec<String>); 3] = [
             (
                 MatchMethod::HotspotId,
-                Some(sid),
                 hits_of(&idx.by_hotspot_id, Some(sid)),
             ),
-            (MatchMethod::Email, f.email(), hits_of(&idx.by_email, f.email())),
-            (MatchMethod::Phone, f.phone(), hits_of(&idx.by_phone, f.phone())),
+            (MatchMethod::Email, hits_of(&idx.by_email, f.email())),
+            (MatchMethod::Phone, hits_of(&idx.by_phone, f.phone())),
         ];
         let anchor_field = idx.hotspot_field.clone();
-        for (method, key, hits) in keys {
-            let Some(key) = key else { continue };
+        for (method, hits) in keys {
             let live: Vec<&String> = hits
                 .iter()
                 .filter(|t| !self.target_gone(t) && !self.doomed.contains(t.as_str()))
                 .collect();
             if live.is_empty() {
-                if let Some(other) = self.pending.get(&(method, key.to_owned())) {
-                    let other = (*other).to_owned();
-                    let item = PlanItem::new(
-                        sid,
-                        None,
-                        Outcome::Parked,
-                        format!(
-                            "another record ({other}) creates or links a contact with the same \
-                             {method:?} in this run"
-                        ),
-                    );
-                    self.park(
-                        sid,
-                        s,
-                        None,
-                        ParkReason::PendingDuplicate {
-                            method,
-                            other_source: other,
-                        },
-                        item,
-                    );
-                    return;
-                }
                 continue;
             }
             if live.len() > 1 {
@@ -936,7 +920,44 @@ impl<'a> Planner<'a> {
             self.link(sid, s, tid, method);
             return;
         }
-        // 3. Create.
+        // 3. No match: decided after every match of this plan is known (see `plan_unmatched`).
+        self.unmatched.push((sid, s, create_outcome));
+    }
+
+    /// Creates (or defers) records no GHL contact matched, unless a contact this plan creates
+    /// or links will carry the same email or phone: then the record waits (parked) instead of
+    /// becoming a duplicate.
+    fn plan_unmatched(&mut self, sid: &'a str, s: &'a SourceEntry, create_outcome: Outcome) {
+        let f = &s.projection.fields;
+        for (method, key) in [
+            (MatchMethod::Email, f.email()),
+            (MatchMethod::Phone, f.phone()),
+        ] {
+            let Some(key) = key else { continue };
+            if let Some(other) = self.pending.get(&(method, key.to_owned())) {
+                let other = (*other).to_owned();
+                let item = PlanItem::new(
+                    sid,
+                    None,
+                    Outcome::Parked,
+                    format!(
+                        "another record ({other}) creates or links a contact with the same \
+                         {method:?} in this run"
+                    ),
+                );
+                self.park(
+                    sid,
+                    s,
+                    None,
+                    ParkReason::PendingDuplicate {
+                        method,
+                        other_source: other,
+                    },
+                    item,
+                );
+                return;
+            }
+        }
         if self.policy.create_requires_complete_target && !self.input.target_complete {
             self.plan.items.push(PlanItem::new(
                 sid,
@@ -1379,8 +1400,18 @@ impl<'a> Planner<'a> {
             .iter()
             .filter(|(_, _, w)| matches!(w, Would::Tag | Would::Delete))
             .count();
+        let target_suspect = self
+            .plan
+            .guards
+            .iter()
+            .any(|g| g.kind == GuardKind::TargetMassMissing);
         let withheld = if deleting == 0 {
             None
+        } else if target_suspect {
+            Some((
+                GuardKind::TargetMassMissing,
+                "the GHL listing is missing many linked contacts: deletions withheld".to_owned(),
+            ))
         } else if input.source.is_empty() && input.skipped.is_empty() {
             Some((
                 GuardKind::SourceEmpty,
