@@ -68,6 +68,8 @@ struct SourceSpec {
     per_field: bool,
     owned: BTreeSet<String>,
     tombstoned: bool,
+    /// Another (unlisted) record merged into this one, as a subscriber into a customer.
+    merged_from: Option<usize>,
 }
 
 fn source_spec() -> impl Strategy<Value = SourceSpec> {
@@ -81,11 +83,26 @@ fn source_spec() -> impl Strategy<Value = SourceSpec> {
         prop::option::of(content()),
         any::<bool>(),
         tags(&GENERATED),
-        prop::bool::weighted(0.1),
+        (
+            prop::bool::weighted(0.1),
+            prop::option::weighted(0.15, 0usize..12),
+        ),
     )
         .prop_map(
-            |(content, tags, listed, skipped, link, bs, bt, per_field, owned, tombstoned)| {
+            |(
+                content,
+                tags,
+                listed,
+                skipped,
+                link,
+                bs,
+                bt,
+                per_field,
+                owned,
+                (tombstoned, merged_from),
+            )| {
                 SourceSpec {
+                    merged_from,
                     content,
                     tags,
                     listed,
@@ -270,6 +287,22 @@ fn world() -> impl Strategy<Value = World> {
                         },
                     );
                 }
+                let mut merged = BTreeSet::new();
+                for (i, s) in sources.iter().enumerate() {
+                    let Some(j) = s.merged_from else { continue };
+                    let (into, from) = (format!("c{i}"), format!("c{j}"));
+                    if j == i
+                        || j >= sources.len()
+                        || input.source.contains_key(&from)
+                        || sources[j].skipped
+                        || !merged.insert(from.clone())
+                    {
+                        continue;
+                    }
+                    if let Some(e) = input.source.get_mut(&into) {
+                        e.merged_ids.push(from);
+                    }
+                }
                 input.identity = IdentityIndex::build(hotspot_field, input.target.iter());
                 World { input, policy }
             },
@@ -350,7 +383,16 @@ proptest! {
                 Action::LinkExisting { source_id, target_id, .. } => {
                     prop_assert!(adopted.insert(target_id.clone()), "{} adopted twice", target_id);
                     if let Some(owner) = linked_elsewhere.get(target_id.as_str()) {
-                        prop_assert_eq!(*owner, source_id.as_str());
+                        // Only when the other link is given up in this same plan.
+                        let forgets_owner = p.actions.iter().any(|a| matches!(a,
+                            Action::ForgetLink { source_id, .. } if source_id == owner));
+                        prop_assert!(
+                            *owner == source_id.as_str() || forgets_owner,
+                            "{} linked to {}'s target {}",
+                            source_id,
+                            owner,
+                            target_id
+                        );
                     }
                 }
                 _ => {}

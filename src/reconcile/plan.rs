@@ -284,6 +284,50 @@ pub struct ContactsInput {
     pub identity: IdentityIndex,
 }
 
+impl ContactsInput {
+    /// Assembles the planner input from this run's listings and the stored base: maps GHL
+    /// contacts through the same field map as the source, and indexes them for first matches.
+    pub fn from_listings(
+        mapped: crate::mapping::MappedSnapshot,
+        source_complete: bool,
+        targets: &[crate::model::TargetContact],
+        target_complete: bool,
+        cfg: &crate::mapping::MappingConfig,
+        base: BTreeMap<String, BaseLink>,
+        parked: BTreeMap<String, ParkedMark>,
+    ) -> Self {
+        let source = mapped
+            .contacts
+            .into_iter()
+            .map(|m| (m.source_id.clone(), SourceEntry::from(m)))
+            .collect();
+        let target: HashMap<String, TargetEntry> = targets
+            .iter()
+            .map(|t| {
+                (
+                    t.target_id.clone(),
+                    TargetEntry {
+                        projection: crate::mapping::target_projection(t, cfg),
+                        date_updated: t.date_updated,
+                    },
+                )
+            })
+            .collect();
+        let identity = IdentityIndex::build(cfg.fields.hotspot_id_field.clone(), target.iter());
+        Self {
+            source,
+            source_complete,
+            skipped: mapped.skipped,
+            target,
+            target_complete,
+            target_deleted: BTreeSet::new(),
+            base,
+            parked,
+            identity,
+        }
+    }
+}
+
 /// The contact policy of one run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContactPolicy {
@@ -830,7 +874,12 @@ impl<'a> Planner<'a> {
             {
                 let tid = b.target_id.as_str();
                 self.claimed.insert(Cow::Borrowed(tid));
-                self.link(sid, s, tid, MatchMethod::MergedRecord);
+                if self.link(sid, s, tid, MatchMethod::MergedRecord) {
+                    self.push(Action::ForgetLink {
+                        source_id: m.clone(),
+                        target_id: tid.to_owned(),
+                    });
+                }
                 return;
             }
         }
@@ -846,7 +895,6 @@ impl<'a> Planner<'a> {
             (MatchMethod::Email, hits_of(&idx.by_email, f.email())),
             (MatchMethod::Phone, hits_of(&idx.by_phone, f.phone())),
         ];
-        let anchor_field = idx.hotspot_field.clone();
         for (method, hits) in keys {
             let live: Vec<&String> = hits
                 .iter()
@@ -887,30 +935,6 @@ impl<'a> Planner<'a> {
                     Some(tid),
                     ParkReason::TargetAlreadyLinked {
                         target_id: tid.to_owned(),
-                    },
-                    item,
-                );
-                return;
-            }
-            if let Some(t) = self.input.target.get(tid)
-                && let Some(other) = anchor_field
-                    .as_ref()
-                    .and_then(|k| t.projection.fields.get(&Field::Custom(k.clone())))
-                && other != sid
-            {
-                let item = PlanItem::new(
-                    sid,
-                    Some(tid),
-                    Outcome::Parked,
-                    format!("matching GHL contact {tid} carries HotspotSystem id {other}"),
-                );
-                self.park(
-                    sid,
-                    s,
-                    Some(tid),
-                    ParkReason::TargetCarriesOtherId {
-                        target_id: tid.to_owned(),
-                        other: other.to_owned(),
                     },
                     item,
                 );
@@ -989,8 +1013,35 @@ impl<'a> Planner<'a> {
     }
 
     /// First match: adopt the GHL contact and write only differing fields, as the policy allows.
-    fn link(&mut self, sid: &'a str, s: &'a SourceEntry, tid: &str, method: MatchMethod) {
+    /// Returns whether the link was planned (false: parked).
+    fn link(&mut self, sid: &'a str, s: &'a SourceEntry, tid: &str, method: MatchMethod) -> bool {
         let sf = &s.projection.fields;
+        // The anchor names the record a contact belongs to: never adopt another record's contact
+        // (nor rewrite its anchor, which others match on).
+        if let Some(t) = self.input.target.get(tid)
+            && let Some(k) = &self.index.hotspot_field
+            && let Some(other) = t.projection.fields.get(&Field::Custom(k.clone()))
+            && other != sid
+            && !(method == MatchMethod::MergedRecord && s.merged_ids.iter().any(|m| m == other))
+        {
+            let item = PlanItem::new(
+                sid,
+                Some(tid),
+                Outcome::Parked,
+                format!("matching GHL contact {tid} carries HotspotSystem id {other}"),
+            );
+            self.park(
+                sid,
+                s,
+                Some(tid),
+                ParkReason::TargetCarriesOtherId {
+                    target_id: tid.to_owned(),
+                    other: other.to_owned(),
+                },
+                item,
+            );
+            return false;
+        }
         let Some(t) = self.input.target.get(tid) else {
             // Matched through the index only (not listed): write every source value.
             let fields: FieldChanges = sf.iter().map(|(f, v)| (f, Some(v.to_owned()))).collect();
@@ -1012,7 +1063,7 @@ impl<'a> Planner<'a> {
                 });
             }
             self.plan.items.push(item);
-            return;
+            return true;
         };
         let tf = &t.projection.fields;
         let anchor = self.index.hotspot_field.clone().map(Field::Custom);
@@ -1056,7 +1107,7 @@ impl<'a> Planner<'a> {
             item.conflicts = conflicts;
             self.park(sid, s, Some(tid), ParkReason::FirstMatchDiffers, item);
             // Keep the target claimed so no other record takes it this run.
-            return;
+            return false;
         }
         let after = |f: StdField| match fields.get(&Field::Std(f)) {
             Some(v) => v.clone(),
@@ -1098,6 +1149,7 @@ impl<'a> Planner<'a> {
             });
         }
         self.plan.items.push(item);
+        true
     }
 
     fn add_pending(&mut self, sid: &'a str, email: Option<&str>, phone: Option<&str>) {
@@ -1311,19 +1363,29 @@ impl<'a> Planner<'a> {
                 continue;
             }
             if self.merged_into.contains(sid.as_str()) {
-                self.push(Action::ForgetLink {
-                    source_id: sid.clone(),
-                    target_id: b.target_id.clone(),
-                });
+                // A released link is forgotten by the record taking it over, once it does.
+                let target_suspect = self
+                    .plan
+                    .guards
+                    .iter()
+                    .any(|g| g.kind == GuardKind::TargetMassMissing);
+                let reason = if self.released.contains(sid.as_str()) {
+                    "merged into another record with the same email; its link moves there"
+                } else if target_suspect {
+                    "merged into another record; link kept while the GHL listing is suspect"
+                } else {
+                    self.push(Action::ForgetLink {
+                        source_id: sid.clone(),
+                        target_id: b.target_id.clone(),
+                    });
+                    self.claimed.remove(b.target_id.as_str());
+                    "merged into another record with the same email; link released"
+                };
                 self.plan.items.push(PlanItem::new(
                     sid,
                     Some(&b.target_id),
                     Outcome::Merged,
-                    if self.released.contains(sid.as_str()) {
-                        "merged into another record with the same email; its link moved there"
-                    } else {
-                        "merged into another record with the same email; link released"
-                    },
+                    reason,
                 ));
                 continue;
             }
@@ -2215,6 +2277,47 @@ mod tests {
         assert!(p.actions.is_empty());
         assert_eq!(item(&p, "c0").outcome, Outcome::Skipped);
         assert!(item(&p, "mac-1").reason.contains("no_email_or_phone"));
+    }
+
+    #[test]
+    fn from_listings_maps_both_sides_and_a_synced_pair_plans_nothing() {
+        use crate::mapping::{MappingConfig, map_sources};
+        use crate::model::{SourceContact, SourceKind, TargetContact};
+        let cfg = MappingConfig::default();
+        let customer = SourceContact {
+            source_id: "c1".into(),
+            kind: Some(SourceKind::Customer),
+            name: Some("Ann Smith".into()),
+            email: Some("Ann@X.io".into()),
+            phone: Some("555-010-2000".into()),
+            location_id: Some("L1".into()),
+            ..SourceContact::default()
+        };
+        let ghl = TargetContact {
+            target_id: "g1".into(),
+            first_name: Some("Ann".into()),
+            last_name: Some("Smith".into()),
+            email: Some("ann@x.io".into()),
+            phone: Some("+15550102000".into()),
+            tags: ["Lead".to_owned()].into(),
+            ..TargetContact::default()
+        };
+        let mapped = map_sources(std::slice::from_ref(&customer), &cfg, None);
+        let w = ContactsInput::from_listings(
+            mapped,
+            true,
+            std::slice::from_ref(&ghl),
+            true,
+            &cfg,
+            BTreeMap::new(),
+            BTreeMap::new(),
+        );
+        let p = plan_contacts(&w, &policy());
+        // Same content: adopt with no field writes, only the generated tags are added.
+        assert!(matches!(&p.actions[0], Action::LinkExisting { fields, .. } if fields.is_empty()));
+        assert!(matches!(&p.actions[1], Action::AddTags { tags, .. }
+            if tags.contains("hotspotsystem") && tags.contains("location:l1") && !tags.contains("lead")));
+        settles(&w, &policy());
     }
 
     #[test]
