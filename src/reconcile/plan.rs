@@ -940,7 +940,6 @@ impl<'a> Planner<'a> {
                 );
                 return;
             }
-            self.claimed.insert(Cow::Owned(tid.to_owned()));
             self.link(sid, s, tid, method);
             return;
         }
@@ -1049,6 +1048,7 @@ impl<'a> Planner<'a> {
             self.unpark_if_parked(sid);
             let mut item = PlanItem::new(sid, Some(tid), Outcome::Link, "matched; not listed");
             item.written = fields.keys().cloned().collect();
+            self.claimed.insert(Cow::Owned(tid.to_owned()));
             self.push(Action::LinkExisting {
                 source_id: sid.to_owned(),
                 target_id: tid.to_owned(),
@@ -1106,7 +1106,6 @@ impl<'a> Planner<'a> {
             );
             item.conflicts = conflicts;
             self.park(sid, s, Some(tid), ParkReason::FirstMatchDiffers, item);
-            // Keep the target claimed so no other record takes it this run.
             return false;
         }
         let after = |f: StdField| match fields.get(&Field::Std(f)) {
@@ -1129,6 +1128,7 @@ impl<'a> Planner<'a> {
         );
         item.written = fields.keys().cloned().collect();
         item.conflicts = conflicts;
+        self.claimed.insert(Cow::Owned(tid.to_owned()));
         self.push(Action::LinkExisting {
             source_id: sid.to_owned(),
             target_id: tid.to_owned(),
