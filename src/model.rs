@@ -214,7 +214,9 @@ impl std::fmt::Display for Field {
 
 /// The mapped GHL-side fields of one contact, normalised. Absent, null and empty are one value
 /// (`None`): `set` turns empty strings into absence, so the hash cannot tell them apart.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Serialised as a map from GHL field name to value (`{"email": "...", "customFields.k": "..."}`),
+/// so stored bases survive reordering of the fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CanonicalContact {
     std: [Option<String>; 10],
     custom: BTreeMap<String, String>,
@@ -331,6 +333,28 @@ impl CanonicalContact {
             h.update(v.as_bytes());
         }
         Digest(*h.finalize().as_bytes())
+    }
+}
+
+impl Serialize for CanonicalContact {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        for (f, v) in self.iter() {
+            m.serialize_entry(&f.name(), v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for CanonicalContact {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = BTreeMap::<Field, Option<String>>::deserialize(d)?;
+        let mut c = CanonicalContact::new();
+        for (f, v) in raw {
+            c.set(f, v);
+        }
+        Ok(c)
     }
 }
 
@@ -701,6 +725,26 @@ mod tests {
         // Known value: the encoding must not drift silently (bump PROJECTION_VERSION instead).
         assert_eq!(a.digest().to_hex(), GOLDEN_A);
         assert_eq!(Digest::from_hex(&a.digest().to_hex()), Some(a.digest()));
+    }
+
+    #[test]
+    fn canonical_contact_round_trips_through_json_by_field_name() {
+        let mut a = CanonicalContact::new();
+        a.set_std(StdField::PostalCode, Some("0150".into()));
+        a.set(
+            Field::Custom("contact.hotspot_id".into()),
+            Some("42".into()),
+        );
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(
+            json,
+            r#"{"postalCode":"0150","customFields.contact.hotspot_id":"42"}"#
+        );
+        let back: CanonicalContact = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, a);
+        assert_eq!(back.digest(), a.digest());
+        assert!(serde_json::from_str::<CanonicalContact>(r#"{"nope":"x"}"#).is_err());
+        assert_eq!("email".parse::<Field>(), Ok(Field::Std(StdField::Email)));
     }
 
     #[test]

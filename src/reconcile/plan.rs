@@ -17,6 +17,21 @@
 //! - `DeleteContact`, `ForgetLink`: remove the link. `Park`/`Unpark`: set/clear the park mark.
 //!
 //! Actions of one record appear in order (a link before its tags).
+//!
+//! # Order of planning (why: a second plan over the applied result must be empty)
+//! 1. Guards on the GHL listing; records whose source is gone (deletions, under their guard).
+//! 2. Linked records: the three-way decision per field.
+//! 3. New records, matched against the identity index as the updates of step 2 leave it,
+//!    minus the contacts step 1 deletes. A first match fills an existing contact's email and
+//!    phone but never replaces them, since other records match on them.
+//! 4. Records nothing matched: created, unless a contact this plan creates or links will carry
+//!    the same email or phone (then parked), or the GHL listing is incomplete (deferred).
+//!
+//! When a mass-deletion guard trips, new links and creates are held too: the listing is not
+//! trusted, and they would shift the guard's own ratio.
+//!
+//! Parks: an identity park (which contact is this?) stays until the source record changes; a
+//! content park (conflict under `report`) is re-planned whenever either side changes.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
