@@ -601,7 +601,8 @@ struct Planner<'a> {
     policy: &'a ContactPolicy,
     plan: Plan,
     /// Target ids linked in the base or in this plan; never two sources onto one target.
-    claimed: HashSet<Cow<'a, str>>,
+    /// Built on first use: a run with no new record never pays for it.
+    claimed_set: Option<HashSet<Cow<'a, str>>>,
     /// Source ids whose base link is being taken over by the record they merged into.
     released: HashSet<&'a str>,
     /// Ids of records merged into a listed record (present, not deleted).
@@ -622,19 +623,43 @@ struct Planner<'a> {
     infer_target_gone: bool,
 }
 
+/// A source id with its entry in the source snapshot and in the base, either possibly absent.
+type Joined<'a> = (&'a String, Option<&'a SourceEntry>, Option<&'a BaseLink>);
+
+/// Merge-join of the two sorted maps: one pass instead of a tree lookup per record.
+fn join_sorted<'a>(
+    source: &'a BTreeMap<String, SourceEntry>,
+    base: &'a BTreeMap<String, BaseLink>,
+) -> Vec<Joined<'a>> {
+    let mut out = Vec::with_capacity(source.len().max(base.len()));
+    let mut a = source.iter().peekable();
+    let mut b = base.iter().peekable();
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(_), None) => a.next().map(|(k, s)| (k, Some(s), None)),
+            (None, Some(_)) => b.next().map(|(k, l)| (k, None, Some(l))),
+            (Some((ka, _)), Some((kb, _))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => a.next().map(|(k, s)| (k, Some(s), None)),
+                std::cmp::Ordering::Greater => b.next().map(|(k, l)| (k, None, Some(l))),
+                std::cmp::Ordering::Equal => match (a.next(), b.next()) {
+                    (Some((k, s)), Some((_, l))) => Some((k, Some(s), Some(l))),
+                    _ => None,
+                },
+            },
+        };
+        out.extend(next);
+    }
+    out
+}
+
 /// Plans one reconcile pass over contacts. Pure and deterministic.
 pub fn plan_contacts(input: &ContactsInput, policy: &ContactPolicy) -> Plan {
     let mut p = Planner {
         input,
         policy,
         plan: Plan::default(),
-        // A tombstoned link claims nothing: its contact was deleted in GHL.
-        claimed: input
-            .base
-            .values()
-            .filter(|b| b.status == LinkStatus::Active)
-            .map(|b| Cow::Borrowed(b.target_id.as_str()))
-            .collect(),
+        claimed_set: None,
         released: HashSet::new(),
         merged_into: HashSet::new(),
         pending: HashMap::new(),
@@ -663,9 +688,12 @@ pub fn plan_contacts(input: &ContactsInput, policy: &ContactPolicy) -> Plan {
     }
     let skipped: HashSet<&str> = input.skipped.iter().map(|s| s.source_id.as_str()).collect();
     // Deletions first: the targets they remove are no candidates for matching new records.
-    p.plan_gone(&skipped);
-    for (sid, s) in &input.source {
-        p.plan_present(sid, s);
+    let joined = join_sorted(&input.source, &input.base);
+    p.plan_gone(&joined, &skipped);
+    for &(sid, s, b) in &joined {
+        if let Some(s) = s {
+            p.plan_present(sid, s, b);
+        }
     }
     p.index_after_updates();
     // A listing that tripped a mass-deletion guard is not trusted for new links or creates
@@ -709,6 +737,17 @@ pub fn plan_contacts(input: &ContactsInput, policy: &ContactPolicy) -> Plan {
 }
 
 impl<'a> Planner<'a> {
+    fn claimed(&mut self) -> &mut HashSet<Cow<'a, str>> {
+        let base = &self.input.base;
+        self.claimed_set.get_or_insert_with(|| {
+            // A tombstoned link claims nothing: its contact was deleted in GHL.
+            base.values()
+                .filter(|b| b.status == LinkStatus::Active)
+                .map(|b| Cow::Borrowed(b.target_id.as_str()))
+                .collect()
+        })
+    }
+
     fn target_guard(&mut self) {
         let input = self.input;
         if !input.target_complete {
@@ -832,8 +871,8 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn plan_present(&mut self, sid: &'a str, s: &'a SourceEntry) {
-        match self.input.base.get(sid) {
+    fn plan_present(&mut self, sid: &'a str, s: &'a SourceEntry, base: Option<&'a BaseLink>) {
+        match base {
             None => self.new_records.push((sid, s, Outcome::Create)),
             Some(b) if b.status == LinkStatus::Tombstoned => match self.policy.on_target_delete {
                 TargetDeletePolicy::Respect => {
@@ -888,7 +927,7 @@ impl<'a> Planner<'a> {
                 && let Some(b) = self.input.base.get(m)
             {
                 let tid = b.target_id.as_str();
-                self.claimed.insert(Cow::Borrowed(tid));
+                self.claimed().insert(Cow::Borrowed(tid));
                 if self.link(sid, s, tid, MatchMethod::MergedRecord) {
                     self.push(Action::ForgetLink {
                         source_id: m.clone(),
@@ -937,7 +976,7 @@ impl<'a> Planner<'a> {
                 return;
             }
             let tid = live[0].as_str();
-            if self.claimed.contains(tid) {
+            if self.claimed().contains(tid) {
                 let item = PlanItem::new(
                     sid,
                     Some(tid),
@@ -1063,7 +1102,7 @@ impl<'a> Planner<'a> {
             self.unpark_if_parked(sid);
             let mut item = PlanItem::new(sid, Some(tid), Outcome::Link, "matched; not listed");
             item.written = fields.keys().cloned().collect();
-            self.claimed.insert(Cow::Owned(tid.to_owned()));
+            self.claimed().insert(Cow::Owned(tid.to_owned()));
             self.push(Action::LinkExisting {
                 source_id: sid.to_owned(),
                 target_id: tid.to_owned(),
@@ -1143,7 +1182,7 @@ impl<'a> Planner<'a> {
         );
         item.written = fields.keys().cloned().collect();
         item.conflicts = conflicts;
-        self.claimed.insert(Cow::Owned(tid.to_owned()));
+        self.claimed().insert(Cow::Owned(tid.to_owned()));
         self.push(Action::LinkExisting {
             source_id: sid.to_owned(),
             target_id: tid.to_owned(),
@@ -1369,12 +1408,13 @@ impl<'a> Planner<'a> {
     }
 
     /// Links (and parks) whose source record is no longer listed.
-    fn plan_gone(&mut self, skipped: &HashSet<&str>) {
+    fn plan_gone(&mut self, joined: &[Joined<'a>], skipped: &HashSet<&str>) {
         let input = self.input;
         let policy = self.policy;
         let mut gone: Vec<(&'a String, &'a BaseLink)> = Vec::new();
-        for (sid, b) in &input.base {
-            if input.source.contains_key(sid) || skipped.contains(sid.as_str()) {
+        for &(sid, s, b) in joined {
+            let Some(b) = b else { continue };
+            if s.is_some() || (!skipped.is_empty() && skipped.contains(sid.as_str())) {
                 continue;
             }
             if self.merged_into.contains(sid.as_str()) {
@@ -1393,7 +1433,7 @@ impl<'a> Planner<'a> {
                         source_id: sid.clone(),
                         target_id: b.target_id.clone(),
                     });
-                    self.claimed.remove(b.target_id.as_str());
+                    self.claimed().remove(b.target_id.as_str());
                     "merged into another record with the same email; link released"
                 };
                 self.plan.items.push(PlanItem::new(
