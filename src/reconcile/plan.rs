@@ -52,9 +52,11 @@ pub type FieldChanges = BTreeMap<Field, Option<String>>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceEntry {
     pub projection: ContactProjection,
-    /// When the source content last changed, if known (e.g. `registered_at` of a new record);
-    /// `newest_wins` uses `policy.now` (when the change was seen) when absent.
+    /// When the source content last changed, if known. HotspotSystem reports no change times,
+    /// so `newest_wins` uses `policy.now` (when the change was seen) when absent.
     pub changed_at: Option<DateTime<Utc>>,
+    /// `registered_at`: the source time of a record's first match against an existing contact.
+    pub registered_at: Option<DateTime<Utc>>,
     /// Other HotspotSystem ids merged into this contact (subscriber with a customer's email).
     pub merged_ids: Vec<String>,
 }
@@ -64,6 +66,7 @@ impl SourceEntry {
         Self {
             projection,
             changed_at: None,
+            registered_at: None,
             merged_ids: Vec::new(),
         }
     }
@@ -71,7 +74,7 @@ impl SourceEntry {
 
 impl From<MappedSource> for SourceEntry {
     fn from(m: MappedSource) -> Self {
-        let changed_at = m.registered_at.as_deref().and_then(parse_time);
+        let registered_at = m.registered_at.as_deref().and_then(parse_time);
         let merged_ids = m
             .members
             .into_iter()
@@ -80,7 +83,8 @@ impl From<MappedSource> for SourceEntry {
             .collect();
         Self {
             projection: m.projection,
-            changed_at,
+            changed_at: None,
+            registered_at,
             merged_ids,
         }
     }
@@ -1139,7 +1143,7 @@ impl<'a> Planner<'a> {
                 _ if identity_key => Winner::Ghl,
                 ConflictPolicy::HotspotWins => Winner::Hotspot,
                 ConflictPolicy::GhlWins => Winner::Ghl,
-                ConflictPolicy::NewestWins => self.newest(s, t),
+                ConflictPolicy::NewestWins => self.newest(s, t, true),
             };
             if winner == Winner::Hotspot {
                 fields.insert(f.clone(), Some(sv.to_owned()));
@@ -1215,8 +1219,11 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn newest(&self, s: &SourceEntry, t: &TargetEntry) -> Winner {
-        let s_time = s.changed_at.unwrap_or(self.policy.now);
+    fn newest(&self, s: &SourceEntry, t: &TargetEntry, first_match: bool) -> Winner {
+        let s_time = s
+            .changed_at
+            .or(if first_match { s.registered_at } else { None })
+            .unwrap_or(self.policy.now);
         match t.date_updated {
             Some(tt) if tt > s_time => Winner::Ghl,
             _ => Winner::Hotspot,
@@ -1289,7 +1296,7 @@ impl<'a> Planner<'a> {
                             let winner = match self.policy.conflict {
                                 ConflictPolicy::HotspotWins => Winner::Hotspot,
                                 ConflictPolicy::GhlWins => Winner::Ghl,
-                                ConflictPolicy::NewestWins => self.newest(s, t),
+                                ConflictPolicy::NewestWins => self.newest(s, t, false),
                                 ConflictPolicy::Report => Winner::None,
                             };
                             if winner == Winner::Hotspot && (sv.is_some() || may_clear) {
@@ -1411,6 +1418,9 @@ impl<'a> Planner<'a> {
     fn plan_gone(&mut self, joined: &[Joined<'a>], skipped: &HashSet<&str>) {
         let input = self.input;
         let policy = self.policy;
+        // Compared with GHL's tags, which are lower-cased like every tag the sync writes.
+        let deleted_tag =
+            crate::model::norm_tag(&policy.deleted_tag).unwrap_or_else(|| "hs-deleted".to_owned());
         let mut gone: Vec<(&'a String, &'a BaseLink)> = Vec::new();
         for &(sid, s, b) in joined {
             let Some(b) = b else { continue };
@@ -1502,7 +1512,7 @@ impl<'a> Planner<'a> {
                         SourceDeletePolicy::Ignore => Would::Ignore,
                         SourceDeletePolicy::Tag => match input.target.get(&b.target_id) {
                             None => Would::Unlisted,
-                            Some(t) if t.projection.tags.contains(&policy.deleted_tag) => {
+                            Some(t) if t.projection.tags.contains(&deleted_tag) => {
                                 Would::AlreadyTagged
                             }
                             Some(_) => Would::Tag,
@@ -1600,7 +1610,7 @@ impl<'a> Planner<'a> {
                     self.push(Action::TagDeleted {
                         source_id: sid.clone(),
                         target_id: b.target_id.clone(),
-                        tag: policy.deleted_tag.clone(),
+                        tag: deleted_tag.clone(),
                     });
                     PlanItem::new(
                         sid,
@@ -2373,6 +2383,45 @@ mod tests {
         assert!(matches!(&p.actions[1], Action::AddTags { tags, .. }
             if tags.contains("hotspotsystem") && tags.contains("location:l1") && !tags.contains("lead")));
         settles(&w, &policy());
+    }
+
+    #[test]
+    fn first_match_newest_wins_uses_registration_time() {
+        let mut w = world();
+        src(
+            &mut w,
+            "c1",
+            proj(&[(Email, "a@x.io"), (FirstName, "Ann")], &[]),
+        );
+        tgt(
+            &mut w,
+            "g1",
+            proj(&[(Email, "a@x.io"), (FirstName, "Anna")], &[]),
+        );
+        w.source.get_mut("c1").unwrap().registered_at = Some(now() - chrono::Duration::days(9));
+        w.target.get_mut("g1").unwrap().date_updated = Some(now() - chrono::Duration::days(1));
+        let mut pol = policy();
+        pol.conflict = ConflictPolicy::NewestWins;
+        let p = plan_contacts(&w, &pol);
+        assert!(
+            matches!(&p.actions[..], [Action::LinkExisting { fields, .. }] if fields.is_empty())
+        );
+        assert_eq!(item(&p, "c1").conflicts[0].winner, Winner::Ghl);
+        w.source.get_mut("c1").unwrap().registered_at = Some(now());
+        let p = plan_contacts(&w, &pol);
+        assert_eq!(item(&p, "c1").conflicts[0].winner, Winner::Hotspot);
+        settles(&w, &pol);
+    }
+
+    #[test]
+    fn deleted_tag_is_compared_lower_cased() {
+        let mut pol = policy();
+        pol.on_source_delete = SourceDeletePolicy::Tag;
+        pol.deleted_tag = " HS-Deleted ".into();
+        let w = deletion_world(20, 1);
+        let p = plan_contacts(&w, &pol);
+        assert!(matches!(&p.actions[..], [Action::TagDeleted { tag, .. }] if tag == "hs-deleted"));
+        settles(&w, &pol);
     }
 
     #[test]
