@@ -621,6 +621,26 @@ mod tests {
     }
 
     #[test]
+    fn long_and_emoji_values_map_and_hash_stably() {
+        let mut r = rec("c5", SourceKind::Customer);
+        let long = "ж".repeat(2000);
+        r.name = Some(format!("  🦀Ferris {long} "));
+        r.email = Some("ferris@rust.example".into());
+        r.address = Some("x".repeat(2000));
+        let cfg = MappingConfig::default();
+        let a = map_sources(std::slice::from_ref(&r), &cfg, None);
+        let b = map_sources(std::slice::from_ref(&r), &cfg, None);
+        let f = &a.contacts[0].projection.fields;
+        assert_eq!(f.get_std(StdField::FirstName), Some("🦀Ferris"));
+        assert_eq!(
+            f.get_std(StdField::LastName).map(|s| s.chars().count()),
+            Some(2000)
+        );
+        assert_eq!(f.get_std(StdField::Address1).map(str::len), Some(2000));
+        assert_eq!(a.contacts[0].projection.hash, b.contacts[0].projection.hash);
+    }
+
+    #[test]
     fn tag_rules_can_be_disabled() {
         let mut r = rec("s1", SourceKind::Subscriber);
         r.email = Some("a@b.c".into());

@@ -488,7 +488,7 @@ impl Action {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Create,
@@ -595,6 +595,15 @@ pub struct Plan {
 impl Plan {
     pub fn remote_writes(&self) -> usize {
         self.actions.iter().filter(|a| a.is_remote_write()).count()
+    }
+
+    /// How many items ended each way, for the run summary.
+    pub fn outcome_counts(&self) -> BTreeMap<Outcome, usize> {
+        let mut out = BTreeMap::new();
+        for it in &self.items {
+            *out.entry(it.outcome).or_insert(0) += 1;
+        }
+        out
     }
 }
 
@@ -2152,6 +2161,7 @@ mod tests {
             }]
         );
         assert_eq!(item(&p, "c0").outcome, Outcome::SourceDeleted);
+        assert_eq!(p.outcome_counts()[&Outcome::Unchanged], 19);
         settles(&w, &pol);
     }
 
