@@ -378,7 +378,7 @@ impl ContactPolicy {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "action")]
 pub enum Action {
     CreateContact {
@@ -488,7 +488,7 @@ impl Action {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Create,
@@ -513,7 +513,7 @@ pub enum Outcome {
     Merged,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Winner {
     Hotspot,
@@ -523,7 +523,7 @@ pub enum Winner {
 }
 
 /// A field both sides changed differently; the losing value goes to the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldConflict {
     pub field: Field,
     pub source: Option<String>,
@@ -532,7 +532,7 @@ pub struct FieldConflict {
 }
 
 /// What happens to one source record or link, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanItem {
     pub source_id: String,
     pub target_id: Option<String>,
@@ -564,7 +564,7 @@ impl PlanItem {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GuardKind {
     /// More than `max_delete_ratio` of linked records would be deleted or tagged.
@@ -577,7 +577,7 @@ pub enum GuardKind {
     TargetIncomplete,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuardNote {
     pub kind: GuardKind,
     pub affected: usize,
@@ -585,7 +585,7 @@ pub struct GuardNote {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub actions: Vec<Action>,
     pub items: Vec<PlanItem>,
@@ -2437,8 +2437,20 @@ mod tests {
     #[test]
     fn plans_serialize_to_json() {
         let w = conflict_world();
-        let v = serde_json::to_value(plan_contacts(&w, &policy())).unwrap();
+        let plan = plan_contacts(&w, &policy());
+        let v = serde_json::to_value(&plan).unwrap();
         assert_eq!(v["actions"][0]["action"], "update_contact");
+        assert_eq!(v["actions"][0]["fields"]["city"], "Bergen");
         assert_eq!(v["items"][0]["conflicts"][0]["target"], "Paris");
+        // A reviewed plan can be read back and applied later.
+        let back: Plan = serde_json::from_value(v).unwrap();
+        assert_eq!(back, plan);
+        let mut w2 = deletion_world(20, 1);
+        w2.target.remove("g5");
+        let mut pol = policy();
+        pol.on_source_delete = SourceDeletePolicy::Tag;
+        let plan = plan_contacts(&w2, &pol);
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
     }
 }
