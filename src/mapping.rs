@@ -4,6 +4,7 @@
 //!
 //! Pure functions only: no I/O, no clock.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
@@ -267,6 +268,20 @@ fn raw_update(h: &mut blake3::Hasher, v: Option<&str>) {
     }
 }
 
+/// The normalised email as a grouping key, borrowed when already normal (the common case), so
+/// unchanged records on the raw-hash fast path cost no allocation here.
+fn email_key(raw: Option<&str>) -> Option<Cow<'_, str>> {
+    let t = raw?.trim();
+    if t.is_empty() {
+        return None;
+    }
+    if t.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        Some(Cow::Borrowed(t))
+    } else {
+        norm_email(Some(t)).map(Cow::Owned)
+    }
+}
+
 /// Hash of the unnormalised records of one merge group, plus the config fingerprint.
 pub fn raw_hash(members: &[&SourceContact], fingerprint: &Digest) -> Digest {
     let mut h = blake3::Hasher::new();
@@ -403,10 +418,10 @@ pub fn map_sources(
     let mut order: Vec<&SourceContact> = records.iter().collect();
     order.sort_by_key(|r| r.kind == Some(SourceKind::Subscriber));
     let mut groups: Vec<Vec<&SourceContact>> = Vec::new();
-    let mut by_email: HashMap<String, usize> = HashMap::new();
+    let mut by_email: HashMap<Cow<'_, str>, usize> = HashMap::new();
     let mut by_id: HashMap<&str, usize> = HashMap::new();
     for r in order {
-        let email = norm_email(r.email.as_deref());
+        let email = email_key(r.email.as_deref());
         let hit = by_id
             .get(r.source_id.as_str())
             .copied()
