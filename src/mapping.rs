@@ -118,22 +118,22 @@ impl FieldMap {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagRules {
     pub base: Option<String>,
-    /// `location:{name}`, with the name from `location_names`, else the location id.
-    pub location: bool,
+    /// Template with `{name}` (from `location_names`, else the id) and `{id}` of the location.
+    pub location: Option<String>,
     pub location_names: HashMap<String, String>,
     pub newsletter: Option<String>,
-    /// `social:{network}`.
-    pub social: bool,
+    /// Template with `{network}`.
+    pub social: Option<String>,
 }
 
 impl Default for TagRules {
     fn default() -> Self {
         Self {
             base: Some("hotspotsystem".into()),
-            location: true,
+            location: Some("location:{name}".into()),
             location_names: HashMap::new(),
             newsletter: Some("newsletter".into()),
-            social: true,
+            social: Some("social:{network}".into()),
         }
     }
 }
@@ -143,7 +143,7 @@ impl TagRules {
         if let Some(t) = self.base.as_deref().and_then(norm_tag) {
             out.insert(t);
         }
-        if self.location
+        if let Some(template) = &self.location
             && let Some(id) = r
                 .location_id
                 .as_deref()
@@ -155,7 +155,8 @@ impl TagRules {
                 .get(id)
                 .map(String::as_str)
                 .unwrap_or(id);
-            if let Some(t) = norm_tag(&format!("location:{name}")) {
+            let tag = template.replace("{name}", name).replace("{id}", id);
+            if let Some(t) = norm_tag(&tag) {
                 out.insert(t);
             }
         }
@@ -164,10 +165,11 @@ impl TagRules {
         {
             out.insert(t);
         }
-        if self.social
+        if let Some(template) = &self.social
             && let Some(n) = r.social_network.as_deref().and_then(norm_tag)
+            && let Some(t) = norm_tag(&template.replace("{network}", &n))
         {
-            out.insert(format!("social:{n}"));
+            out.insert(t);
         }
     }
 }
@@ -199,7 +201,7 @@ impl MappingConfig {
         let mut locs: Vec<_> = self.tags.location_names.iter().collect();
         locs.sort();
         let s = format!(
-            "{:?}|{:?}|{:?}|{}|{:?}|{:?}|{}|{:?}|{}",
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}",
             self.fields.entries,
             self.fields.hotspot_id_field,
             self.tags.base,
@@ -664,10 +666,10 @@ mod tests {
         let cfg = MappingConfig {
             tags: TagRules {
                 base: None,
-                location: false,
+                location: None,
                 location_names: HashMap::new(),
                 newsletter: None,
-                social: false,
+                social: None,
             },
             ..MappingConfig::default()
         };

@@ -3,8 +3,11 @@
 //! the planner's properties (idempotence above all) can be tested without I/O. `apply` (written
 //! separately) executes a plan against GHL and the store.
 
+pub mod apply;
+pub mod base;
 pub mod plan;
 pub mod simulate;
+pub mod snapshot;
 
 pub use plan::{
     Action, BaseLink, ContactPolicy, ContactsInput, FieldChanges, FieldConflict, GuardKind,

@@ -1,0 +1,135 @@
+//! The planner's base (`BaseLink`, `ParkedMark`) as the store keeps it: one `links` row per
+//! contact, with the per-field base values, the registration location and any park mark in the
+//! row's `extra` JSON.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::plan::{BaseLink, LinkStatus, ParkReason, ParkedMark};
+use crate::model::{CanonicalContact, Digest, Kind};
+use crate::store::{self, Link, Store, StoreError};
+
+/// Loads every contact link as planner input.
+pub fn load_contacts(
+    store: &Store,
+) -> Result<(BTreeMap<String, BaseLink>, BTreeMap<String, ParkedMark>), StoreError> {
+    let mut base = BTreeMap::new();
+    let mut parked = BTreeMap::new();
+    for link in store.links(Kind::Contact)? {
+        if let Some(mark) = link.extra.get("park").and_then(park_from_json) {
+            parked.insert(link.source_id.clone(), mark);
+        }
+        let status = match link.status {
+            store::LinkStatus::Active => LinkStatus::Active,
+            store::LinkStatus::Tombstoned => LinkStatus::Tombstoned,
+            // A park without a link: nothing was ever linked for this record.
+            store::LinkStatus::Parked => continue,
+        };
+        let (Some(source_hash), Some(target_hash)) = (link.source_hash, link.target_hash) else {
+            continue;
+        };
+        base.insert(
+            link.source_id.clone(),
+            BaseLink {
+                target_id: link.target_id.clone(),
+                source_hash,
+                target_hash,
+                source_fields: fields_from(&link.extra, "source_fields"),
+                target_fields: fields_from(&link.extra, "target_fields"),
+                owned_tags: link.owned_tags.clone(),
+                status,
+            },
+        );
+    }
+    Ok((base, parked))
+}
+
+fn fields_from(extra: &Value, key: &str) -> Option<CanonicalContact> {
+    extra.get(key).and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+/// Records the base of a link after a successful write or match.
+pub fn set_base(
+    link: &mut Link,
+    source: (Digest, &CanonicalContact),
+    target: (Digest, &CanonicalContact),
+) {
+    link.source_hash = Some(source.0);
+    link.target_hash = Some(target.0);
+    link.status = store::LinkStatus::Active;
+    let extra = as_object(&mut link.extra);
+    extra.insert("source_fields".into(), serde_json::to_value(source.1).unwrap_or(Value::Null));
+    extra.insert("target_fields".into(), serde_json::to_value(target.1).unwrap_or(Value::Null));
+    extra.remove("park");
+}
+
+pub fn set_park(link: &mut Link, mark: &ParkedMark) {
+    as_object(&mut link.extra).insert("park".into(), park_to_json(mark));
+}
+
+pub fn clear_park(link: &mut Link) {
+    as_object(&mut link.extra).remove("park");
+}
+
+/// Merges `more` into the link's extra (location and similar descriptive keys).
+pub fn merge_extra(link: &mut Link, more: &Value) {
+    if let Value::Object(m) = more {
+        let extra = as_object(&mut link.extra);
+        for (k, v) in m {
+            extra.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+fn as_object(v: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !v.is_object() {
+        *v = json!({});
+    }
+    v.as_object_mut().expect("just made an object")
+}
+
+fn park_to_json(m: &ParkedMark) -> Value {
+    json!({
+        "target_id": m.target_id,
+        "source_hash": m.source_hash.to_hex(),
+        "target_hash": m.target_hash.map(|h| h.to_hex()),
+        "reason": m.reason,
+    })
+}
+
+fn park_from_json(v: &Value) -> Option<ParkedMark> {
+    Some(ParkedMark {
+        target_id: v.get("target_id").and_then(Value::as_str).map(str::to_string),
+        source_hash: Digest::from_hex(v.get("source_hash")?.as_str()?)?,
+        target_hash: v.get("target_hash").and_then(Value::as_str).and_then(Digest::from_hex),
+        reason: serde_json::from_value::<ParkReason>(v.get("reason")?.clone()).ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MatchMethod;
+
+    #[test]
+    fn park_and_base_round_trip_through_the_store() {
+        let store = Store::open_in_memory().unwrap();
+        let mut fields = CanonicalContact::new();
+        fields.set_std(crate::model::StdField::Email, Some("a@b.co".into()));
+        let mut link = Link::new(Kind::Contact, "s1", "t1", MatchMethod::Email);
+        set_base(&mut link, (fields.digest(), &fields), (fields.digest(), &fields));
+        let mark = ParkedMark {
+            target_id: Some("t1".into()),
+            source_hash: fields.digest(),
+            target_hash: None,
+            reason: ParkReason::Conflict,
+        };
+        set_park(&mut link, &mark);
+        store.upsert_link(&link).unwrap();
+        let (base, parked) = load_contacts(&store).unwrap();
+        assert_eq!(base["s1"].source_fields.as_ref(), Some(&fields));
+        assert_eq!(base["s1"].target_hash, fields.digest());
+        assert_eq!(parked["s1"], mark);
+    }
+}
