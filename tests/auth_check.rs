@@ -225,7 +225,8 @@ enabled = {businesses}
     async fn connect(&mut self, scopes: &[&str]) -> Out {
         let code = self.sandbox.ghl.issue_auth_code(scopes);
         self.secrets.push(code.clone());
-        self.run(&["auth", "ghl", "exchange", "--code", &code]).await
+        self.run(&["auth", "ghl", "exchange", "--code", &code])
+            .await
     }
 }
 
@@ -291,12 +292,28 @@ async fn check_passes_with_a_full_scope_private_token() {
     .await;
     let o = env.run(&["check"]).await;
     assert_eq!(o.code, 0, "{}", show(&o));
-    assert!(o.stdout.contains("custom field contact.hotspot_customer_id exists"), "{}", show(&o));
+    assert!(
+        o.stdout
+            .contains("custom field contact.hotspot_customer_id exists"),
+        "{}",
+        show(&o)
+    );
     let loc = format!("location {}", env.sandbox.ghl.location_id());
-    assert!(line_with(&o.stdout, &loc).is_some_and(|l| l.starts_with("ok") && l.contains("exists")), "{}", show(&o));
-    assert!(line_with(&o.stdout, "HotspotSystem").is_some_and(|l| l.starts_with("ok")), "{}", show(&o));
+    assert!(
+        line_with(&o.stdout, &loc).is_some_and(|l| l.starts_with("ok") && l.contains("exists")),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        line_with(&o.stdout, "HotspotSystem").is_some_and(|l| l.starts_with("ok")),
+        "{}",
+        show(&o)
+    );
     let write = line_with(&o.stdout, "scope contacts.write").expect("contacts.write reported");
-    assert!(write.contains("not verifiable for a Private Integration token"), "{write}");
+    assert!(
+        write.contains("not verifiable for a Private Integration token"),
+        "{write}"
+    );
     assert!(!o.stdout.contains("ERROR"), "{}", show(&o));
 }
 
@@ -318,7 +335,10 @@ async fn check_probes_a_private_token_and_names_a_missing_read_scope() {
     let o = env.run(&["check"]).await;
     assert_eq!(o.code, 2, "{}", show(&o));
     let line = line_with(&o.stdout, "scope businesses.readonly").expect("named");
-    assert!(line.starts_with("ERROR") && line.contains("MISSING"), "{line}");
+    assert!(
+        line.starts_with("ERROR") && line.contains("MISSING"),
+        "{line}"
+    );
     // The other probes still pass.
     assert!(line_with(&o.stdout, "scope contacts.readonly").is_some_and(|l| l.starts_with("ok")));
 }
@@ -336,7 +356,10 @@ async fn check_reports_a_missing_custom_field_as_an_error() {
     let o = env.run(&["check"]).await;
     assert_eq!(o.code, 2, "{}", show(&o));
     let line = line_with(&o.stdout, "contact.no_such_field").expect("field named");
-    assert!(line.starts_with("ERROR") && line.contains("does not exist"), "{line}");
+    assert!(
+        line.starts_with("ERROR") && line.contains("does not exist"),
+        "{line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,10 +433,26 @@ async fn oauth_exchange_status_check_and_rotation_persisted_across_processes() {
     // Nothing stored yet: check and status say how to connect.
     let o = env.run(&["check"]).await;
     assert_eq!(o.code, 2, "{}", show(&o));
-    assert!(o.stdout.contains("auth ghl url") && o.stdout.contains("auth ghl exchange"), "{}", show(&o));
+    assert!(
+        o.stdout.contains("auth ghl url") && o.stdout.contains("auth ghl exchange"),
+        "{}",
+        show(&o)
+    );
     let o = env.run(&["auth", "ghl", "status"]).await;
     assert_eq!(o.code, 2, "{}", show(&o));
     assert!(o.stderr.contains("auth ghl exchange"), "{}", show(&o));
+
+    // A wrong code is an authentication error and stores nothing.
+    let o = env
+        .run(&["auth", "ghl", "exchange", "--code", "not-a-code"])
+        .await;
+    assert_eq!(o.code, 2, "{}", show(&o));
+    assert!(
+        o.stderr.contains("exchanging the authorization code"),
+        "{}",
+        show(&o)
+    );
+    assert!(stored_pair(&state).is_none());
 
     // Exchange stores the pair.
     let o = env.connect(NEEDED).await;
@@ -421,12 +460,22 @@ async fn oauth_exchange_status_check_and_rotation_persisted_across_processes() {
     let r1 = refresh_token(&state);
     let o = env.run(&["auth", "ghl", "status"]).await;
     assert_eq!(o.code, 0, "{}", show(&o));
-    assert!(line_with(&o.stdout, "Access expires").is_some_and(|l| l.contains("UTC")), "{}", show(&o));
+    assert!(
+        line_with(&o.stdout, "Access expires").is_some_and(|l| l.contains("UTC")),
+        "{}",
+        show(&o)
+    );
     for s in NEEDED {
-        assert!(line_with(&o.stdout, "Scopes").unwrap().contains(s), "{}", show(&o));
+        assert!(
+            line_with(&o.stdout, "Scopes").unwrap().contains(s),
+            "{}",
+            show(&o)
+        );
     }
     assert!(
-        line_with(&o.stdout, "Location (token)").unwrap().contains(&env.sandbox.ghl.location_id()),
+        line_with(&o.stdout, "Location (token)")
+            .unwrap()
+            .contains(&env.sandbox.ghl.location_id()),
         "{}",
         show(&o)
     );
@@ -443,7 +492,10 @@ async fn oauth_exchange_status_check_and_rotation_persisted_across_processes() {
     assert_eq!(o.code, 0, "{}", show(&o));
     assert_eq!(env.sandbox.ghl.token_refreshes(), 1, "{}", show(&o));
     let r2 = refresh_token(&state);
-    assert_ne!(r1, r2, "the rotated refresh token must replace the used one");
+    assert_ne!(
+        r1, r2,
+        "the rotated refresh token must replace the used one"
+    );
 
     // Another process, another expiry: it can refresh only with the rotated token (the first
     // one died when used), so success proves the new pair was persisted.
@@ -486,10 +538,18 @@ async fn oauth_check_errors_on_a_missing_write_scope_and_warns_on_an_extra_one()
     let o = env.run(&["check"]).await;
     assert_eq!(o.code, 2, "{}", show(&o));
     let missing = line_with(&o.stdout, "scope contacts.write").expect("named");
-    assert!(missing.starts_with("ERROR") && missing.contains("MISSING"), "{missing}");
+    assert!(
+        missing.starts_with("ERROR") && missing.contains("MISSING"),
+        "{missing}"
+    );
     let extra = line_with(&o.stdout, "scope users.readonly").expect("named");
     assert!(extra.starts_with("WARNING"), "{extra}");
     // The rest was still checked.
-    assert!(o.stdout.contains("custom field contact.hotspot_customer_id exists"), "{}", show(&o));
+    assert!(
+        o.stdout
+            .contains("custom field contact.hotspot_customer_id exists"),
+        "{}",
+        show(&o)
+    );
     assert_eq!(env.sandbox.ghl.token_refreshes(), 0);
 }

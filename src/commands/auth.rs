@@ -78,7 +78,10 @@ fn explicit_scopes(cfg: &Config) -> Option<Vec<String>> {
     }
     match &cfg.ghl.auth {
         GhlAuth::OAuth { scopes, .. }
-            if scopes.iter().map(String::as_str).ne(DEFAULT_GHL_SCOPES.iter().copied()) =>
+            if scopes
+                .iter()
+                .map(String::as_str)
+                .ne(DEFAULT_GHL_SCOPES.iter().copied()) =>
         {
             Some(scopes.clone())
         }
@@ -210,7 +213,10 @@ fn status(cfg: &Config) -> anyhow::Result<u8> {
         .map_err(auth_error)
         .with_context(|| format!("cannot open the state database {}", path.display()))?;
     let Some(row) = store.stored().map_err(auth_error)? else {
-        return no_token(cfg, &format!("no GHL OAuth token stored in {}", path.display()));
+        return no_token(
+            cfg,
+            &format!("no GHL OAuth token stored in {}", path.display()),
+        );
     };
     println!("State database:   {}", path.display());
     print_pair_summary(
@@ -270,7 +276,9 @@ fn print_pair_summary(
         }
         None => println!("Access expires:   unknown (refreshed on next use)"),
     }
-    let scopes: Vec<&str> = scope.map(|s| s.split_whitespace().collect()).unwrap_or_default();
+    let scopes: Vec<&str> = scope
+        .map(|s| s.split_whitespace().collect())
+        .unwrap_or_default();
     println!("Scopes ({}):       {}", scopes.len(), scopes.join(" "));
 }
 
@@ -284,7 +292,9 @@ fn warn_about_pair(cfg: &Config, location: Option<&str>, scope: Option<&str>) {
             cfg.ghl.location_id
         );
     }
-    let granted: BTreeSet<&str> = scope.map(|s| s.split_whitespace().collect()).unwrap_or_default();
+    let granted: BTreeSet<&str> = scope
+        .map(|s| s.split_whitespace().collect())
+        .unwrap_or_default();
     for n in needed_scopes(cfg) {
         if !granted.contains(n.scope.as_str()) {
             println!(

@@ -158,11 +158,7 @@ impl GhlCheck<'_> {
     /// Whether to call an endpoint needing `scope`: always with a PIT (the call is the probe),
     /// with OAuth only when granted.
     fn may_call(&self, scope: &str) -> bool {
-        !self.token_dead
-            && self
-                .granted
-                .as_ref()
-                .is_none_or(|g| g.contains(scope))
+        !self.token_dead && self.granted.as_ref().is_none_or(|g| g.contains(scope))
     }
 
     /// Records the outcome of a call; returns the value on success.
@@ -340,7 +336,12 @@ async fn check_ghl(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {
                         ..Default::default()
                     };
                     let res = g.client.search_location_tasks(&search).await;
-                    g.outcome(r, &n.scope, "POST /locations/{id}/tasks/search (1 result)", res);
+                    g.outcome(
+                        r,
+                        &n.scope,
+                        "POST /locations/{id}/tasks/search (1 result)",
+                        res,
+                    );
                 }
                 _ if g.token_dead => {}
                 s => r.note(format!(
@@ -405,7 +406,9 @@ fn check_location(
         {
             g.token_confirmed = true;
             if g.granted.is_none() {
-                r.ok(format!("scope {scope}: granted (GET /locations/{{id}} answered)"));
+                r.ok(format!(
+                    "scope {scope}: granted (GET /locations/{{id}} answered)"
+                ));
             }
             r.error(
                 Problem::Config,
@@ -477,7 +480,10 @@ fn report_oauth_token(cfg: &Config, r: &mut Report, g: &GhlCheck<'_>, refreshes:
                 ));
             }
         }
-        Ok(None) => r.error(Problem::Config, format!("GHL token: {}", AuthError::NoTokens)),
+        Ok(None) => r.error(
+            Problem::Config,
+            format!("GHL token: {}", AuthError::NoTokens),
+        ),
         Err(e) => r.error(Problem::Config, format!("GHL token store: {e}")),
     }
 }
