@@ -363,6 +363,21 @@ async fn check_reports_a_missing_custom_field_as_an_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_a_location_the_token_cannot_use() {
+    let env = Env::new("bad-location", Setup::default()).await;
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace(&env.sandbox.ghl.location_id(), "OtherLocation0000001");
+    std::fs::write(&env.config, text).unwrap();
+    let o = env.run(&["check"]).await;
+    assert_eq!(o.code, 2, "{}", show(&o));
+    let line = line_with(&o.stdout, "location OtherLocation0000001").expect("named");
+    assert!(line.starts_with("ERROR"), "{line}");
+    // One clear error, not one per endpoint.
+    assert_eq!(o.stdout.matches("ERROR").count(), 1, "{}", show(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn url_lists_only_the_scopes_the_enabled_features_need() {
     let sb = sandbox(Vec::new()).await;
     let env = Env::with_sandbox(

@@ -152,13 +152,20 @@ struct GhlCheck<'a> {
     /// Set once the token was refused: later calls would only repeat it.
     token_dead: bool,
     token_confirmed: bool,
+    /// Set when GHL refused the configured location: every later call would be refused too.
+    location_refused: bool,
 }
 
 impl GhlCheck<'_> {
     /// Whether to call an endpoint needing `scope`: always with a PIT (the call is the probe),
     /// with OAuth only when granted.
     fn may_call(&self, scope: &str) -> bool {
-        !self.token_dead && self.granted.as_ref().is_none_or(|g| g.contains(scope))
+        !self.stopped() && self.granted.as_ref().is_none_or(|g| g.contains(scope))
+    }
+
+    /// No further call is worth making.
+    fn stopped(&self) -> bool {
+        self.token_dead || self.location_refused
     }
 
     /// Records the outcome of a call; returns the value on success.
@@ -249,6 +256,7 @@ async fn check_ghl(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {
         needed: needed_scopes(cfg),
         token_dead: false,
         token_confirmed: false,
+        location_refused: false,
     };
 
     if let TokenSource::OAuth(o) = &source {
@@ -273,7 +281,7 @@ async fn check_ghl(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {
     if g.may_call(loc_scope) {
         let res = g.client.get_location().await;
         check_location(&mut g, r, loc_scope, res);
-    } else if !g.token_dead {
+    } else if !g.stopped() {
         r.note(format!(
             "location {} not checked: the token lacks {loc_scope}",
             cfg.ghl.location_id
@@ -314,7 +322,7 @@ async fn check_ghl(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {
                     ),
                 }
             }
-        } else if !g.token_dead {
+        } else if !g.stopped() {
             r.note(format!(
                 "custom field {field} not checked: the token lacks {cf_scope}"
             ));
@@ -343,7 +351,7 @@ async fn check_ghl(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {
                         res,
                     );
                 }
-                _ if g.token_dead => {}
+                _ if g.stopped() => {}
                 s => r.note(format!(
                     "scope {s} ({}): not verifiable for a Private Integration token{}",
                     n.why,
@@ -355,7 +363,7 @@ async fn check_ghl(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {
                 )),
             }
         }
-        if !g.token_dead {
+        if !g.stopped() {
             r.note("extra scopes of a Private Integration token cannot be listed; grant it only the scopes above");
         }
     }
@@ -405,6 +413,7 @@ fn check_location(
             if matches!(a.status, Some(400 | 403 | 404 | 422)) =>
         {
             g.token_confirmed = true;
+            g.location_refused = true;
             if g.granted.is_none() {
                 r.ok(format!(
                     "scope {scope}: granted (GET /locations/{{id}} answered)"
@@ -418,6 +427,7 @@ fn check_location(
                     a.message
                 ),
             );
+            r.note("the other GHL checks are skipped: every one of them is about this location");
             return;
         }
         other => other,
