@@ -1,6 +1,8 @@
 //! The commands of DESIGN.md §8. Each returns an exit code or an error; `dispatch` turns errors
 //! into one clear message on stderr and the exit code the contract promises.
 
+mod auth;
+mod check;
 mod report;
 mod sandbox;
 
@@ -23,6 +25,14 @@ pub async fn dispatch(cli: Cli) -> u8 {
     let result = match &cli.command {
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Report(args) => load_config(&cli).and_then(|cfg| report::run(&cfg, args)),
+        Command::Check => match load_config(&cli) {
+            Ok(cfg) => check::run(&cfg).await,
+            Err(e) => Err(e),
+        },
+        Command::Auth(cmd) => match load_config(&cli) {
+            Ok(cfg) => auth::run(&cfg, cmd).await,
+            Err(e) => Err(e),
+        },
         other => Err(anyhow::anyhow!(
             "`{}` is not available in this build",
             command_name(other)

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod token_store;
 pub mod wire;
 
 pub use auth::{

@@ -1,0 +1,306 @@
+//! `auth ghl url|exchange|status`: OAuth set-up of the GHL sub-account (DESIGN.md §7).
+//!
+//! Nothing here ever prints a token: `status` shows expiry, scopes and location only.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use chrono::Utc;
+
+use crate::cli::{AuthCommand, GhlAuthCommand};
+use crate::config::{Config, DEFAULT_GHL_SCOPES, GhlAuth};
+use crate::ghl::auth::authorize_url_at;
+use crate::ghl::token_store::{SqliteTokenStore, oauth_config, oauth_tokens};
+use crate::ghl::{AuthError, GhlError};
+use crate::http::{AuditSink, HttpPolicy, PolicyConfig};
+
+use super::EXIT_OK;
+
+/// A scope the configuration asks for, and the feature that needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NeededScope {
+    pub scope: String,
+    pub why: &'static str,
+}
+
+/// The scopes the enabled features need, in a stable order; `ghl.scopes`, when written in the
+/// file, replaces the computed list (least privilege is the default, the operator has the last
+/// word).
+pub(crate) fn needed_scopes(cfg: &Config) -> Vec<NeededScope> {
+    if let Some(explicit) = explicit_scopes(cfg) {
+        return explicit
+            .into_iter()
+            .map(|scope| NeededScope {
+                scope,
+                why: "listed in ghl.scopes",
+            })
+            .collect();
+    }
+    let mut out = Vec::new();
+    let mut add = |scope: &str, why: &'static str| {
+        out.push(NeededScope {
+            scope: scope.to_string(),
+            why,
+        })
+    };
+    add("contacts.readonly", "contacts, notes, tasks, appointments");
+    add("contacts.write", "contacts, tags, notes, tasks");
+    add("locations.readonly", "location check");
+    if cfg.ghl.hotspot_id_field.is_some() {
+        add("locations/customFields.readonly", "ghl.hotspot_id_field");
+    }
+    if cfg.businesses.enabled {
+        add("businesses.readonly", "[businesses] enabled");
+        add("businesses.write", "[businesses] enabled");
+    }
+    if cfg.tasks.enabled {
+        add("locations/tasks.readonly", "[tasks] enabled");
+    }
+    out
+}
+
+/// `ghl.scopes` when the file sets it. The validated config fills a default list when the key is
+/// absent, so presence is read from the file itself; without a readable file, a list other than
+/// the default counts as explicit.
+fn explicit_scopes(cfg: &Config) -> Option<Vec<String>> {
+    if let Ok(text) = std::fs::read_to_string(&cfg.source_path)
+        && let Ok(table) = text.parse::<toml::Table>()
+    {
+        let list = table.get("ghl")?.get("scopes")?.as_array()?;
+        return Some(
+            list.iter()
+                .filter_map(|v| v.as_str())
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        );
+    }
+    match &cfg.ghl.auth {
+        GhlAuth::OAuth { scopes, .. }
+            if scopes
+                .iter()
+                .map(String::as_str)
+                .ne(DEFAULT_GHL_SCOPES.iter().copied()) =>
+        {
+            Some(scopes.clone())
+        }
+        _ => None,
+    }
+}
+
+/// The GHL HTTP policy from `[ghl]` and `[http]`.
+pub(crate) fn ghl_policy(cfg: &Config) -> anyhow::Result<HttpPolicy> {
+    let pc = PolicyConfig {
+        rate_max: cfg.ghl.rate_limit,
+        rate_window: Duration::from_secs(cfg.ghl.rate_window_secs),
+        max_attempts: cfg.http.max_attempts,
+        max_elapsed: Duration::from_secs(cfg.http.max_elapsed_secs),
+        timeout: Duration::from_secs(cfg.http.timeout_secs),
+        daily_reserve: cfg.ghl.daily_reserve.into(),
+        ..PolicyConfig::ghl()
+    };
+    HttpPolicy::new(pc, AuditSink::new()).context("cannot set up the GHL HTTP client")
+}
+
+/// The HotspotSystem HTTP policy from `[hotspot]` and `[http]`.
+pub(crate) fn hotspot_policy(cfg: &Config) -> anyhow::Result<HttpPolicy> {
+    let pc = PolicyConfig {
+        rate_max: cfg.hotspot.rate_limit,
+        rate_window: Duration::from_secs(cfg.hotspot.rate_window_secs),
+        max_attempts: cfg.http.max_attempts,
+        max_elapsed: Duration::from_secs(cfg.http.max_elapsed_secs),
+        timeout: Duration::from_secs(cfg.http.timeout_secs),
+        ..PolicyConfig::hotspot()
+    };
+    HttpPolicy::new(pc, AuditSink::new()).context("cannot set up the HotspotSystem HTTP client")
+}
+
+/// An authentication error in the form `dispatch` maps to exit code 2.
+pub(crate) fn auth_error(e: AuthError) -> anyhow::Error {
+    anyhow::Error::new(GhlError::Auth(e))
+}
+
+pub async fn run(cfg: &Config, cmd: &AuthCommand) -> anyhow::Result<u8> {
+    match cmd {
+        AuthCommand::Ghl(GhlAuthCommand::Url) => url(cfg),
+        AuthCommand::Ghl(GhlAuthCommand::Exchange { code }) => exchange(cfg, code).await,
+        AuthCommand::Ghl(GhlAuthCommand::Status) => status(cfg),
+    }
+}
+
+fn url(cfg: &Config) -> anyhow::Result<u8> {
+    oauth_config(cfg)
+        .map_err(auth_error)
+        .context("`auth ghl url` needs OAuth")?;
+    let GhlAuth::OAuth {
+        client_id,
+        redirect_uri,
+        authorize_url,
+        ..
+    } = &cfg.ghl.auth
+    else {
+        return Err(anyhow!("`auth ghl url` needs ghl.auth = \"oauth\""));
+    };
+    let needed = needed_scopes(cfg);
+    let scopes: Vec<&str> = needed.iter().map(|n| n.scope.as_str()).collect();
+    let link = authorize_url_at(authorize_url, client_id, redirect_uri, &scopes)
+        .map_err(auth_error)
+        .context("cannot build the authorization URL")?;
+    println!("Open this URL as an admin of the GHL sub-account and approve the app:");
+    println!();
+    println!("  {link}");
+    println!();
+    println!("Scopes requested ({}):", needed.len());
+    for n in &needed {
+        println!("  {:<34} {}", n.scope, n.why);
+    }
+    println!();
+    println!(
+        "GHL then redirects to {redirect_uri}?code=CODE; run `hotspot-ghl-sync auth ghl exchange --code CODE` with that code."
+    );
+    Ok(EXIT_OK)
+}
+
+async fn exchange(cfg: &Config, code: &str) -> anyhow::Result<u8> {
+    oauth_config(cfg)
+        .map_err(auth_error)
+        .context("`auth ghl exchange` needs OAuth")?;
+    let GhlAuth::OAuth { redirect_uri, .. } = &cfg.ghl.auth else {
+        return Err(anyhow!("`auth ghl exchange` needs ghl.auth = \"oauth\""));
+    };
+    let code = code.trim();
+    if code.is_empty() {
+        return Err(auth_error(AuthError::Config(
+            "--code is empty; pass the code from the redirect URL".into(),
+        )));
+    }
+    let (tokens, _store) = oauth_tokens(cfg, &cfg.state.path, ghl_policy(cfg)?)
+        .map_err(auth_error)
+        .with_context(|| format!("cannot open the token store {}", cfg.state.path.display()))?;
+    let pair = tokens
+        .exchange_code(code, Some(redirect_uri))
+        .await
+        .map_err(auth_error)
+        .context("exchanging the authorization code at GHL failed (codes are single-use and short-lived; get a new one with `auth ghl url`)")?;
+    println!(
+        "Stored the GHL OAuth token pair in {}.",
+        cfg.state.path.display()
+    );
+    print_pair_summary(
+        pair.location_id.as_deref(),
+        pair.user_type.as_deref(),
+        pair.scope.as_deref(),
+        Some(pair.expires_at),
+    );
+    warn_about_pair(cfg, pair.location_id.as_deref(), pair.scope.as_deref());
+    println!("Run `hotspot-ghl-sync check` to verify access.");
+    Ok(EXIT_OK)
+}
+
+fn status(cfg: &Config) -> anyhow::Result<u8> {
+    let mode = match &cfg.ghl.auth {
+        GhlAuth::PrivateToken { .. } => "private integration token (static; nothing to refresh)",
+        GhlAuth::OAuth { .. } => "oauth",
+    };
+    println!("GHL auth:         {mode}");
+    println!("Location (config): {}", cfg.ghl.location_id);
+    let path = &cfg.state.path;
+    if !path.exists() {
+        return no_token(cfg, &format!("no state database at {}", path.display()));
+    }
+    let store = SqliteTokenStore::open(path)
+        .map_err(auth_error)
+        .with_context(|| format!("cannot open the state database {}", path.display()))?;
+    let Some(row) = store.stored().map_err(auth_error)? else {
+        return no_token(
+            cfg,
+            &format!("no GHL OAuth token stored in {}", path.display()),
+        );
+    };
+    println!("State database:   {}", path.display());
+    print_pair_summary(
+        row.location_id.as_deref(),
+        row.user_type.as_deref(),
+        row.scope.as_deref(),
+        row.expires_at,
+    );
+    println!(
+        "Refresh token:    {}",
+        if row.refresh_token.is_some() {
+            "stored"
+        } else {
+            "MISSING (reconnect: `auth ghl url`, then `auth ghl exchange --code CODE`)"
+        }
+    );
+    println!(
+        "Last saved:       {}",
+        row.updated_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    warn_about_pair(cfg, row.location_id.as_deref(), row.scope.as_deref());
+    Ok(EXIT_OK)
+}
+
+fn no_token(cfg: &Config, why: &str) -> anyhow::Result<u8> {
+    match cfg.ghl.auth {
+        GhlAuth::PrivateToken { .. } => {
+            println!("OAuth token:      none ({why}); not needed with a private integration token");
+            Ok(EXIT_OK)
+        }
+        GhlAuth::OAuth { .. } => Err(auth_error(AuthError::NoTokens)).context(why.to_string()),
+    }
+}
+
+fn print_pair_summary(
+    location: Option<&str>,
+    user_type: Option<&str>,
+    scope: Option<&str>,
+    expires_at: Option<chrono::DateTime<Utc>>,
+) {
+    println!("Location (token): {}", location.unwrap_or("(not stated)"));
+    if let Some(u) = user_type {
+        println!("Token type:       {u}");
+    }
+    match expires_at {
+        Some(t) => {
+            let left = t - Utc::now();
+            let when = if left <= chrono::Duration::zero() {
+                "expired; refreshed on next use".to_string()
+            } else {
+                format!("in {}h {:02}m", left.num_hours(), left.num_minutes() % 60)
+            };
+            println!(
+                "Access expires:   {} ({when})",
+                t.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+        }
+        None => println!("Access expires:   unknown (refreshed on next use)"),
+    }
+    let scopes: Vec<&str> = scope
+        .map(|s| s.split_whitespace().collect())
+        .unwrap_or_default();
+    println!("Scopes ({}):       {}", scopes.len(), scopes.join(" "));
+}
+
+/// Warnings about a stored pair that does not fit the configuration (`check` makes them errors).
+fn warn_about_pair(cfg: &Config, location: Option<&str>, scope: Option<&str>) {
+    if let Some(l) = location
+        && l != cfg.ghl.location_id
+    {
+        println!(
+            "WARNING: the token is for location {l}, the configuration names {}",
+            cfg.ghl.location_id
+        );
+    }
+    let granted: BTreeSet<&str> = scope
+        .map(|s| s.split_whitespace().collect())
+        .unwrap_or_default();
+    for n in needed_scopes(cfg) {
+        if !granted.contains(n.scope.as_str()) {
+            println!(
+                "WARNING: scope {} is needed ({}) but was not granted",
+                n.scope, n.why
+            );
+        }
+    }
+}

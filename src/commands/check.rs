@@ -1,0 +1,499 @@
+//! `check`: is this configuration ready to sync? (DESIGN.md §7, §8)
+//!
+//! Configuration valid (it was loaded to get here); HotspotSystem reachable with the key
+//! (`GET /me`); GHL token valid; granted scopes against the scopes the enabled features need (a
+//! missing one is an error, an extra one a warning); the configured location exists; the
+//! HotspotSystem-id custom field exists.
+//!
+//! Granted scopes: an OAuth token states them (`scope` of the stored pair, compared exactly). A
+//! Private Integration token cannot be introspected, so each read scope is probed with a harmless
+//! GET and "401 not authorized for this scope" counts as missing; write scopes would need a write
+//! and are reported as not verifiable. With OAuth, calls are only made for granted scopes: a scope
+//! denial there would be taken for an expired token and burn a refresh.
+//!
+//! Exit codes: 0 all good (warnings allowed), 2 a configuration or authentication problem, 1 when
+//! the only problems are transient (an API unreachable, 5xx, rate limited): try again later.
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+
+use crate::config::{Config, GhlAuth};
+use crate::ghl::token_store::{SqliteTokenStore, token_source};
+use crate::ghl::wire::TaskSearch;
+use crate::ghl::{AuthError, GhlClient, GhlError, TokenSource};
+use crate::hotspot::client::HotspotClient;
+use crate::http::{ErrorClass, HttpError};
+
+use super::auth::{NeededScope, ghl_policy, hotspot_policy, needed_scopes};
+use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
+
+/// What a failed check means for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Problem {
+    /// Fix the configuration, the token or the GHL location.
+    Config,
+    /// Outage or rate limit: the check could not finish.
+    Transient,
+}
+
+/// Prints each finding as it is made and remembers the worst.
+#[derive(Debug, Default)]
+struct Report {
+    config_errors: usize,
+    transient_errors: usize,
+    warnings: usize,
+}
+
+impl Report {
+    fn ok(&mut self, msg: impl AsRef<str>) {
+        println!("ok       {}", msg.as_ref());
+    }
+    fn note(&mut self, msg: impl AsRef<str>) {
+        println!("note     {}", msg.as_ref());
+    }
+    fn warning(&mut self, msg: impl AsRef<str>) {
+        self.warnings += 1;
+        println!("WARNING  {}", msg.as_ref());
+    }
+    fn error(&mut self, kind: Problem, msg: impl AsRef<str>) {
+        match kind {
+            Problem::Config => self.config_errors += 1,
+            Problem::Transient => self.transient_errors += 1,
+        }
+        println!("ERROR    {}", msg.as_ref());
+    }
+    fn finish(&self) -> u8 {
+        let errors = self.config_errors + self.transient_errors;
+        println!(
+            "check: {errors} error{}, {} warning{}",
+            if errors == 1 { "" } else { "s" },
+            self.warnings,
+            if self.warnings == 1 { "" } else { "s" }
+        );
+        if self.config_errors > 0 {
+            EXIT_CONFIG
+        } else if self.transient_errors > 0 {
+            EXIT_FAILURE
+        } else {
+            EXIT_OK
+        }
+    }
+}
+
+fn http_problem(e: &HttpError) -> Problem {
+    match e.class() {
+        Some(ErrorClass::Transient | ErrorClass::RateLimited) => Problem::Transient,
+        _ => Problem::Config,
+    }
+}
+
+fn ghl_problem(e: &GhlError) -> Problem {
+    match e {
+        GhlError::Http(h) => http_problem(h),
+        _ => Problem::Config,
+    }
+}
+
+/// GHL's answer for a valid token that lacks the endpoint's scope.
+fn is_scope_denial(e: &GhlError) -> bool {
+    matches!(e, GhlError::Http(HttpError::Api(a))
+        if a.status == Some(401) && a.message.contains("not authorized for this scope"))
+}
+
+/// A 401 that is not a scope denial: the token itself is refused (or could not be refreshed).
+fn is_token_rejection(e: &GhlError) -> bool {
+    matches!(e, GhlError::Auth(_))
+        || matches!(e, GhlError::Http(HttpError::Api(a)) if a.status == Some(401) && !is_scope_denial(e))
+}
+
+pub async fn run(cfg: &Config) -> anyhow::Result<u8> {
+    let mut r = Report::default();
+    r.ok(format!(
+        "configuration {} is valid",
+        cfg.source_path.display()
+    ));
+    check_hotspot(cfg, &mut r).await?;
+    check_ghl(cfg, &mut r).await?;
+    Ok(r.finish())
+}
+
+async fn check_hotspot(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {
+    let client = HotspotClient::new(
+        &cfg.hotspot.base_url,
+        cfg.hotspot.api_key.clone(),
+        hotspot_policy(cfg)?,
+    )?;
+    match client.me().await {
+        Ok(owner) => r.ok(format!(
+            "HotspotSystem {} reachable, API key accepted (GET /me: operator {})",
+            cfg.hotspot.base_url,
+            owner.operator.as_deref().unwrap_or("?")
+        )),
+        Err(e) if e.class() == Some(ErrorClass::Auth) => r.error(
+            Problem::Config,
+            format!("HotspotSystem rejected the API key (GET /me): {e}"),
+        ),
+        Err(e) => r.error(
+            http_problem(&e),
+            format!("HotspotSystem {} not usable: {e}", cfg.hotspot.base_url),
+        ),
+    }
+    Ok(())
+}
+
+/// How the GHL part goes: which probes may run and what they found.
+struct GhlCheck<'a> {
+    cfg: &'a Config,
+    client: GhlClient,
+    /// Scopes the OAuth token states; `None` for a Private Integration token.
+    granted: Option<BTreeSet<String>>,
+    needed: Vec<NeededScope>,
+    /// Set once the token was refused: later calls would only repeat it.
+    token_dead: bool,
+    token_confirmed: bool,
+    /// Set when GHL refused the configured location: every later call would be refused too.
+    location_refused: bool,
+}
+
+impl GhlCheck<'_> {
+    /// Whether to call an endpoint needing `scope`: always with a PIT (the call is the probe),
+    /// with OAuth only when granted.
+    fn may_call(&self, scope: &str) -> bool {
+        !self.stopped() && self.granted.as_ref().is_none_or(|g| g.contains(scope))
+    }
+
+    /// No further call is worth making.
+    fn stopped(&self) -> bool {
+        self.token_dead || self.location_refused
+    }
+
+    /// Records the outcome of a call; returns the value on success.
+    fn outcome<T>(
+        &mut self,
+        r: &mut Report,
+        scope: &str,
+        what: &str,
+        res: Result<T, GhlError>,
+    ) -> Option<T> {
+        match res {
+            Ok(v) => {
+                self.token_confirmed = true;
+                if self.granted.is_none() {
+                    r.ok(format!("scope {scope}: granted ({what} succeeded)"));
+                }
+                Some(v)
+            }
+            Err(e) if is_scope_denial(&e) => {
+                self.token_confirmed = true;
+                let why = self
+                    .needed
+                    .iter()
+                    .find(|n| n.scope == scope)
+                    .map(|n| n.why)
+                    .unwrap_or("needed");
+                r.error(
+                    Problem::Config,
+                    format!("scope {scope}: MISSING, needed for {why} ({what} answered 401 \"not authorized for this scope\")"),
+                );
+                None
+            }
+            Err(e) if is_token_rejection(&e) => {
+                self.token_dead = true;
+                let hint = match self.cfg.ghl.auth {
+                    GhlAuth::PrivateToken { .. } => {
+                        "create a new Private Integration token in GHL (Settings → Private Integrations)"
+                    }
+                    GhlAuth::OAuth { .. } => {
+                        "reconnect: `auth ghl url`, then `auth ghl exchange --code CODE`"
+                    }
+                };
+                r.error(
+                    Problem::Config,
+                    format!("GHL token refused ({what}): {e}; {hint}"),
+                );
+                None
+            }
+            Err(e) => {
+                r.error(ghl_problem(&e), format!("GHL {what} failed: {e}"));
+                None
+            }
+        }
+    }
+}
+
+async fn check_ghl(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {
+    let policy = ghl_policy(cfg)?;
+    let oauth = matches!(cfg.ghl.auth, GhlAuth::OAuth { .. });
+    if oauth && !cfg.state.path.exists() {
+        r.error(
+            Problem::Config,
+            format!(
+                "GHL token: no state database at {}: {}",
+                cfg.state.path.display(),
+                AuthError::NoTokens
+            ),
+        );
+        return Ok(());
+    }
+    let source = match token_source(cfg, &cfg.state.path, policy.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            r.error(Problem::Config, format!("GHL token: {e}"));
+            return Ok(());
+        }
+    };
+    let client = GhlClient::new(
+        &cfg.ghl.base_url,
+        &cfg.ghl.location_id,
+        source.clone(),
+        policy,
+    )?;
+    let mut g = GhlCheck {
+        cfg,
+        client,
+        granted: None,
+        needed: needed_scopes(cfg),
+        token_dead: false,
+        token_confirmed: false,
+        location_refused: false,
+    };
+
+    if let TokenSource::OAuth(o) = &source {
+        // Refresh first if the stored access token is (nearly) expired, so that the scopes
+        // compared below are those of the pair in use.
+        if let Err(e) = o.access_token().await {
+            r.error(
+                Problem::Config,
+                format!("GHL OAuth token unusable: {e}; reconnect: `auth ghl url`, then `auth ghl exchange --code CODE`"),
+            );
+            return Ok(());
+        }
+        let scope = o.scopes().await.unwrap_or_default().unwrap_or_default();
+        g.granted = Some(scope.split_whitespace().map(str::to_string).collect());
+        compare_scopes(&g, r);
+    } else {
+        r.note("GHL auth: Private Integration token; GHL cannot list its scopes, so each read scope is probed with a harmless GET");
+    }
+
+    // Location (locations.readonly).
+    let loc_scope = "locations.readonly";
+    if g.may_call(loc_scope) {
+        let res = g.client.get_location().await;
+        check_location(&mut g, r, loc_scope, res);
+    } else if !g.stopped() {
+        r.note(format!(
+            "location {} not checked: the token lacks {loc_scope}",
+            cfg.ghl.location_id
+        ));
+    }
+
+    // Contacts read (contacts.readonly): a 1-result search.
+    let contacts_scope = "contacts.readonly";
+    if g.may_call(contacts_scope) && (g.granted.is_none() || !g.token_confirmed) {
+        let mut search = g.client.search_contacts(Vec::new(), Vec::new(), 1);
+        let res = search.next_page().await;
+        g.outcome(r, contacts_scope, "POST /contacts/search (1 result)", res);
+    }
+
+    // Custom field holding the HotspotSystem id (locations/customFields.readonly).
+    if let Some(field) = &cfg.ghl.hotspot_id_field {
+        let cf_scope = "locations/customFields.readonly";
+        if g.may_call(cf_scope) {
+            let res = g.client.location_custom_fields().await;
+            if let Some(fields) = g.outcome(r, cf_scope, "GET /locations/{id}/customFields", res) {
+                let bare = field.strip_prefix("contact.").unwrap_or(field);
+                match fields.iter().find(|f| {
+                    f.field_key
+                        .as_deref()
+                        .is_some_and(|k| k == field || k.strip_prefix("contact.") == Some(bare))
+                }) {
+                    Some(f) => r.ok(format!(
+                        "custom field {field} exists ({})",
+                        f.name.as_deref().unwrap_or("unnamed")
+                    )),
+                    None => r.error(
+                        Problem::Config,
+                        format!(
+                            "custom field {field} (ghl.hotspot_id_field) does not exist in location {} ({} custom fields there); create it in GHL or fix the key",
+                            cfg.ghl.location_id,
+                            fields.len()
+                        ),
+                    ),
+                }
+            }
+        } else if !g.stopped() {
+            r.note(format!(
+                "custom field {field} not checked: the token lacks {cf_scope}"
+            ));
+        }
+    }
+
+    // Probes of the remaining read scopes, for a PIT only (OAuth states its scopes).
+    if g.granted.is_none() {
+        for n in g.needed.clone() {
+            match n.scope.as_str() {
+                "contacts.readonly" | "locations.readonly" | "locations/customFields.readonly" => {}
+                "businesses.readonly" if g.may_call(&n.scope) => {
+                    let res = g.client.list_businesses(1, 0).await;
+                    g.outcome(r, &n.scope, "GET /businesses/ (1 result)", res);
+                }
+                "locations/tasks.readonly" if g.may_call(&n.scope) => {
+                    let search = TaskSearch {
+                        limit: Some(1),
+                        ..Default::default()
+                    };
+                    let res = g.client.search_location_tasks(&search).await;
+                    g.outcome(
+                        r,
+                        &n.scope,
+                        "POST /locations/{id}/tasks/search (1 result)",
+                        res,
+                    );
+                }
+                _ if g.stopped() => {}
+                s => r.note(format!(
+                    "scope {s} ({}): not verifiable for a Private Integration token{}",
+                    n.why,
+                    if s.ends_with(".write") {
+                        " (only a write would tell)"
+                    } else {
+                        ""
+                    }
+                )),
+            }
+        }
+        if !g.stopped() {
+            r.note("extra scopes of a Private Integration token cannot be listed; grant it only the scopes above");
+        }
+    }
+
+    if let TokenSource::OAuth(o) = &source {
+        report_oauth_token(cfg, r, &g, o.refresh_count());
+    } else if g.token_confirmed && !g.token_dead {
+        r.ok("GHL Private Integration token accepted");
+    }
+    Ok(())
+}
+
+fn compare_scopes(g: &GhlCheck<'_>, r: &mut Report) {
+    let Some(granted) = &g.granted else { return };
+    let needed: BTreeSet<&str> = g.needed.iter().map(|n| n.scope.as_str()).collect();
+    for n in &g.needed {
+        if granted.contains(&n.scope) {
+            r.ok(format!("scope {}: granted ({})", n.scope, n.why));
+        } else {
+            r.error(
+                Problem::Config,
+                format!(
+                    "scope {}: MISSING, needed for {}; add it to the app and reconnect (`auth ghl url`, `auth ghl exchange`)",
+                    n.scope, n.why
+                ),
+            );
+        }
+    }
+    for extra in granted.iter().filter(|s| !needed.contains(s.as_str())) {
+        r.warning(format!(
+            "scope {extra}: granted but not needed by the enabled features (least privilege: drop it)"
+        ));
+    }
+}
+
+fn check_location(
+    g: &mut GhlCheck<'_>,
+    r: &mut Report,
+    scope: &str,
+    res: Result<crate::ghl::wire::GhlLocation, GhlError>,
+) {
+    let id = g.cfg.ghl.location_id.clone();
+    let res = match res {
+        // 403 (a location this token may not use) and 400/404/422 mean the location is wrong,
+        // not the token: report them as such instead of as a failed probe.
+        Err(GhlError::Http(HttpError::Api(a)))
+            if matches!(a.status, Some(400 | 403 | 404 | 422)) =>
+        {
+            g.token_confirmed = true;
+            g.location_refused = true;
+            if g.granted.is_none() {
+                r.ok(format!(
+                    "scope {scope}: granted (GET /locations/{{id}} answered)"
+                ));
+            }
+            r.error(
+                Problem::Config,
+                format!(
+                    "location {id} (ghl.location_id) does not exist or is not accessible with this token: GHL answered {}: {}",
+                    a.status.unwrap_or_default(),
+                    a.message
+                ),
+            );
+            r.note("the other GHL checks are skipped: every one of them is about this location");
+            return;
+        }
+        other => other,
+    };
+    if let Some(loc) = g.outcome(r, scope, "GET /locations/{id}", res) {
+        match loc.id.as_deref() {
+            Some(got) if got != id => r.error(
+                Problem::Config,
+                format!("GET /locations/{id} answered location {got}"),
+            ),
+            _ => r.ok(format!(
+                "location {id} exists ({})",
+                loc.name.as_deref().unwrap_or("unnamed")
+            )),
+        }
+    }
+}
+
+fn report_oauth_token(cfg: &Config, r: &mut Report, g: &GhlCheck<'_>, refreshes: u64) {
+    if g.token_dead {
+        return;
+    }
+    if refreshes > 0 {
+        r.note(format!(
+            "GHL access token refreshed during the check ({refreshes}x); the rotated pair is saved in {}",
+            cfg.state.path.display()
+        ));
+    }
+    let row = SqliteTokenStore::open(&cfg.state.path).and_then(|s| s.stored());
+    match row {
+        Ok(Some(row)) => {
+            if let Some(l) = row.location_id.as_deref()
+                && l != cfg.ghl.location_id
+            {
+                r.error(
+                    Problem::Config,
+                    format!(
+                        "the OAuth token is for location {l}, but ghl.location_id is {}; reconnect for the right sub-account",
+                        cfg.ghl.location_id
+                    ),
+                );
+            }
+            let expiry = row
+                .expires_at
+                .map(|t| {
+                    let left = t - Utc::now();
+                    format!(
+                        "access token expires {} (in {}h {:02}m)",
+                        t.format("%Y-%m-%d %H:%M:%S UTC"),
+                        left.num_hours(),
+                        left.num_minutes().rem_euclid(60)
+                    )
+                })
+                .unwrap_or_else(|| "access token expiry unknown".into());
+            if g.token_confirmed {
+                r.ok(format!("GHL OAuth token valid; {expiry}"));
+            } else {
+                r.note(format!(
+                    "GHL OAuth token not exercised (no granted scope to call with); {expiry}"
+                ));
+            }
+        }
+        Ok(None) => r.error(
+            Problem::Config,
+            format!("GHL token: {}", AuthError::NoTokens),
+        ),
+        Err(e) => r.error(Problem::Config, format!("GHL token store: {e}")),
+    }
+}

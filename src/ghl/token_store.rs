@@ -1,0 +1,238 @@
+//! OAuth token pairs persisted in the SQLite state database, and the constructor that turns a
+//! [`Config`] into the right [`TokenSource`].
+//!
+//! The store keeps its own connection to the state file (behind a `Mutex`, since `Store` is not
+//! `Sync`). Its own connection matters: a save must be committed at once, and a connection shared
+//! with a sync run could be inside that run's transaction, where a crash would roll the rotated
+//! refresh token back and leave only the dead one on disk.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+
+use super::auth::{AuthError, OAuthConfig, OAuthTokens, TokenPair, TokenSource, TokenStore};
+use crate::config::{Config, GhlAuth};
+use crate::http::HttpPolicy;
+use crate::store::{Store, StoredToken};
+
+/// The `tokens.provider` row GHL pairs live in.
+pub const GHL_PROVIDER: &str = "ghl";
+
+/// [`TokenStore`] over the `tokens` table of the state database.
+pub struct SqliteTokenStore {
+    store: Mutex<Store>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteTokenStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteTokenStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn store_err(path: &Path, e: impl std::fmt::Display) -> AuthError {
+    AuthError::Store(format!("{}: {e}", path.display()))
+}
+
+impl SqliteTokenStore {
+    /// Opens (creating and migrating if needed) the state database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, AuthError> {
+        let path = path.as_ref().to_path_buf();
+        let store = Store::open(&path).map_err(|e| store_err(&path, e))?;
+        Ok(SqliteTokenStore {
+            store: Mutex::new(store),
+            path,
+        })
+    }
+
+    /// Wraps an already open store (give it a connection of its own; see the module doc).
+    pub fn new(store: Store) -> Self {
+        let path = store.path().to_path_buf();
+        SqliteTokenStore {
+            store: Mutex::new(store),
+            path,
+        }
+    }
+
+    /// The stored row as it is, for `auth ghl status` and `check` (expiry, scope, location).
+    pub fn stored(&self) -> Result<Option<StoredToken>, AuthError> {
+        self.lock()
+            .token(GHL_PROVIDER)
+            .map_err(|e| store_err(&self.path, e))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl TokenStore for SqliteTokenStore {
+    fn load(&self) -> Result<Option<TokenPair>, AuthError> {
+        let Some(row) = self.stored()? else {
+            return Ok(None);
+        };
+        let Some(refresh_token) = row.refresh_token else {
+            return Err(AuthError::Store(format!(
+                "{}: the stored GHL token has no refresh token; reconnect with `auth ghl url` then `auth ghl exchange --code CODE`",
+                self.path.display()
+            )));
+        };
+        Ok(Some(TokenPair {
+            access_token: row.access_token,
+            refresh_token,
+            // Unknown expiry: treat the access token as expired so the first use refreshes it.
+            expires_at: row.expires_at.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            scope: row.scope,
+            user_type: row.user_type,
+            location_id: row.location_id,
+        }))
+    }
+
+    fn save(&self, pair: &TokenPair) -> Result<(), AuthError> {
+        let row = StoredToken {
+            provider: GHL_PROVIDER.to_string(),
+            access_token: pair.access_token.expose_secret().into(),
+            refresh_token: Some(pair.refresh_token.clone()),
+            expires_at: Some(pair.expires_at),
+            scope: pair.scope.clone(),
+            location_id: pair.location_id.clone(),
+            user_type: pair.user_type.clone(),
+            updated_at: Utc::now(),
+        };
+        self.lock()
+            .save_token(&row)
+            .map_err(|e| store_err(&self.path, e))
+    }
+}
+
+/// The OAuth app settings of `cfg`, or an error when `cfg` uses a Private Integration token.
+pub fn oauth_config(cfg: &Config) -> Result<OAuthConfig, AuthError> {
+    match &cfg.ghl.auth {
+        GhlAuth::OAuth {
+            client_id,
+            client_secret,
+            ..
+        } => Ok(OAuthConfig::new(
+            &cfg.ghl.base_url,
+            client_id,
+            client_secret.clone(),
+        )),
+        GhlAuth::PrivateToken { .. } => Err(AuthError::Config(format!(
+            "{}: ghl.auth is \"private_token\"; OAuth set-up needs auth = \"oauth\" with client_id_env and client_secret_env",
+            cfg.source_path.display()
+        ))),
+    }
+}
+
+/// OAuth tokens over the state database at `store_path`, without requiring a stored pair
+/// (`auth ghl exchange` creates it).
+pub fn oauth_tokens(
+    cfg: &Config,
+    store_path: &Path,
+    policy: HttpPolicy,
+) -> Result<(Arc<OAuthTokens>, Arc<SqliteTokenStore>), AuthError> {
+    let oauth = oauth_config(cfg)?;
+    let store = Arc::new(SqliteTokenStore::open(store_path)?);
+    let tokens = OAuthTokens::new(oauth, store.clone(), policy)?;
+    Ok((Arc::new(tokens), store))
+}
+
+/// The token source `cfg` asks for: a static Private Integration token, or OAuth tokens over
+/// the state database at `store_path`. With OAuth and no stored pair this fails with
+/// [`AuthError::NoTokens`], whose message tells the user to run `auth ghl url` then
+/// `auth ghl exchange`.
+pub fn token_source(
+    cfg: &Config,
+    store_path: &Path,
+    policy: HttpPolicy,
+) -> Result<TokenSource, AuthError> {
+    match &cfg.ghl.auth {
+        GhlAuth::PrivateToken { token } => Ok(TokenSource::Static(token.clone())),
+        GhlAuth::OAuth { .. } => {
+            let (tokens, store) = oauth_tokens(cfg, store_path, policy)?;
+            if store.load()?.is_none() {
+                return Err(AuthError::NoTokens);
+            }
+            Ok(TokenSource::OAuth(tokens))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_db(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "hgs-token-store-{name}-{}-{}",
+            std::process::id(),
+            Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("state.db")
+    }
+
+    #[test]
+    fn save_then_load_round_trips_and_survives_reopen() {
+        let path = temp_db("roundtrip");
+        let store = SqliteTokenStore::open(&path).unwrap();
+        assert!(store.load().unwrap().is_none());
+        let expires = Utc::now() + chrono::Duration::hours(1);
+        store
+            .save(&TokenPair {
+                access_token: "at-1".into(),
+                refresh_token: "rt-1".into(),
+                expires_at: expires,
+                scope: Some("contacts.readonly contacts.write".into()),
+                user_type: Some("Location".into()),
+                location_id: Some("loc".into()),
+            })
+            .unwrap();
+        store
+            .save(&TokenPair {
+                access_token: "at-2".into(),
+                refresh_token: "rt-2".into(),
+                expires_at: expires,
+                scope: Some("contacts.readonly".into()),
+                user_type: None,
+                location_id: Some("loc".into()),
+            })
+            .unwrap();
+        drop(store);
+        // A new connection sees the last pair: it was committed, not left in a transaction.
+        let again = SqliteTokenStore::open(&path).unwrap();
+        let pair = again.load().unwrap().unwrap();
+        assert_eq!(pair.access_token.expose_secret(), "at-2");
+        assert_eq!(pair.refresh_token.expose_secret(), "rt-2");
+        assert_eq!(pair.scope.as_deref(), Some("contacts.readonly"));
+        assert_eq!(pair.location_id.as_deref(), Some("loc"));
+        assert_eq!(pair.expires_at.timestamp(), expires.timestamp());
+        assert!(!format!("{again:?}").contains("at-2"));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_row_without_refresh_token_is_an_error_naming_the_fix() {
+        let path = temp_db("norefresh");
+        let store = Store::open(&path).unwrap();
+        store
+            .save_token(&StoredToken {
+                provider: GHL_PROVIDER.into(),
+                access_token: "at".into(),
+                refresh_token: None,
+                expires_at: None,
+                scope: None,
+                location_id: None,
+                user_type: None,
+                updated_at: Utc::now(),
+            })
+            .unwrap();
+        let err = SqliteTokenStore::new(store).load().unwrap_err().to_string();
+        assert!(err.contains("auth ghl exchange"), "{err}");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}
