@@ -3,7 +3,6 @@
 //! Nothing here ever prints a token: `status` shows expiry, scopes and location only.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use chrono::Utc;
@@ -13,7 +12,6 @@ use crate::config::{Config, DEFAULT_GHL_SCOPES, GhlAuth};
 use crate::ghl::auth::authorize_url_at;
 use crate::ghl::token_store::{SqliteTokenStore, oauth_config, oauth_tokens};
 use crate::ghl::{AuthError, GhlError};
-use crate::http::{AuditSink, HttpPolicy, PolicyConfig};
 
 use super::EXIT_OK;
 
@@ -89,32 +87,7 @@ fn explicit_scopes(cfg: &Config) -> Option<Vec<String>> {
     }
 }
 
-/// The GHL HTTP policy from `[ghl]` and `[http]`.
-pub(crate) fn ghl_policy(cfg: &Config) -> anyhow::Result<HttpPolicy> {
-    let pc = PolicyConfig {
-        rate_max: cfg.ghl.rate_limit,
-        rate_window: Duration::from_secs(cfg.ghl.rate_window_secs),
-        max_attempts: cfg.http.max_attempts,
-        max_elapsed: Duration::from_secs(cfg.http.max_elapsed_secs),
-        timeout: Duration::from_secs(cfg.http.timeout_secs),
-        daily_reserve: cfg.ghl.daily_reserve.into(),
-        ..PolicyConfig::ghl()
-    };
-    HttpPolicy::new(pc, AuditSink::new()).context("cannot set up the GHL HTTP client")
-}
-
-/// The HotspotSystem HTTP policy from `[hotspot]` and `[http]`.
-pub(crate) fn hotspot_policy(cfg: &Config) -> anyhow::Result<HttpPolicy> {
-    let pc = PolicyConfig {
-        rate_max: cfg.hotspot.rate_limit,
-        rate_window: Duration::from_secs(cfg.hotspot.rate_window_secs),
-        max_attempts: cfg.http.max_attempts,
-        max_elapsed: Duration::from_secs(cfg.http.max_elapsed_secs),
-        timeout: Duration::from_secs(cfg.http.timeout_secs),
-        ..PolicyConfig::hotspot()
-    };
-    HttpPolicy::new(pc, AuditSink::new()).context("cannot set up the HotspotSystem HTTP client")
-}
+pub(crate) use crate::connect::{ghl_policy, hotspot_policy};
 
 /// An authentication error in the form `dispatch` maps to exit code 2.
 pub(crate) fn auth_error(e: AuthError) -> anyhow::Error {

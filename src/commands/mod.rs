@@ -3,8 +3,10 @@
 
 mod auth;
 mod check;
+mod demo;
 mod report;
 mod sandbox;
+mod sync;
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, ConfigError};
@@ -24,6 +26,11 @@ pub const EXIT_STATE: u8 = 4;
 pub async fn dispatch(cli: Cli) -> u8 {
     let result = match &cli.command {
         Command::Sandbox(args) => sandbox::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Sync(args) => match load_config(&cli) {
+            Ok(cfg) => sync::run(&cfg, args).await,
+            Err(e) => Err(e),
+        },
         Command::Report(args) => load_config(&cli).and_then(|cfg| report::run(&cfg, args)),
         Command::Check => match load_config(&cli) {
             Ok(cfg) => check::run(&cfg).await,

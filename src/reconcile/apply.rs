@@ -113,12 +113,18 @@ impl ContactApplier<'_> {
         let mut r = result.into_inner().expect("apply result lock");
         r.stopped = stopped_reason.into_inner().expect("lock");
         if r.stopped.is_none() && !r.deferred.is_empty() {
-            r.stopped = Some("stop requested: in-flight records finished, the rest deferred".into());
+            r.stopped =
+                Some("stop requested: in-flight records finished, the rest deferred".into());
         }
         r
     }
 
-    async fn run_group(&self, sid: &str, actions: &[&Action], result: &Mutex<ApplyResult>) -> GroupOutcome {
+    async fn run_group(
+        &self,
+        sid: &str,
+        actions: &[&Action],
+        result: &Mutex<ApplyResult>,
+    ) -> GroupOutcome {
         if self.stop.load(Ordering::SeqCst) {
             return GroupOutcome::Deferred;
         }
@@ -138,7 +144,10 @@ impl ContactApplier<'_> {
     }
 
     fn store<R>(&self, f: impl FnOnce(&Store) -> Result<R, StoreError>) -> Result<R, ApplyError> {
-        let guard = self.store.lock().map_err(|_| ApplyError::Inconsistent("state lock poisoned".into()))?;
+        let guard = self
+            .store
+            .lock()
+            .map_err(|_| ApplyError::Inconsistent("state lock poisoned".into()))?;
         Ok(f(&guard)?)
     }
 
@@ -161,24 +170,31 @@ impl ContactApplier<'_> {
             .source
             .get(sid)
             .map(|s| &s.projection)
-            .ok_or_else(|| ApplyError::Inconsistent(format!("plan names source {sid} that is not in the snapshot")))
+            .ok_or_else(|| {
+                ApplyError::Inconsistent(format!(
+                    "plan names source {sid} that is not in the snapshot"
+                ))
+            })
     }
 
     fn project(&self, c: &Contact) -> Result<ContactProjection, ApplyError> {
-        let t = target_from_contact(c, self.custom_fields)
-            .ok_or_else(|| ApplyError::Inconsistent("GHL answered a contact without an id".into()))?;
+        let t = target_from_contact(c, self.custom_fields).ok_or_else(|| {
+            ApplyError::Inconsistent("GHL answered a contact without an id".into())
+        })?;
         Ok(target_projection(&t, self.mapping))
     }
 
     /// The contact as GHL has it now: the write's answer when it carries one, else a GET.
-    async fn read_back(&self, tid: &str, answer: Option<Contact>) -> Result<ContactProjection, ApplyError> {
+    async fn read_back(
+        &self,
+        tid: &str,
+        answer: Option<Contact>,
+    ) -> Result<ContactProjection, ApplyError> {
         let contact = match answer {
             Some(c) => c,
-            None => self
-                .ghl
-                .get_contact(tid)
-                .await?
-                .ok_or_else(|| ApplyError::Inconsistent(format!("contact {tid} vanished right after a write")))?,
+            None => self.ghl.get_contact(tid).await?.ok_or_else(|| {
+                ApplyError::Inconsistent(format!("contact {tid} vanished right after a write"))
+            })?,
         };
         self.project(&contact)
     }
@@ -206,36 +222,71 @@ impl ContactApplier<'_> {
                     .not_writable
                     .insert(sid.to_string(), not_writable);
             }
-            let answer = if update.is_empty() { None } else { self.ghl.update_contact(tid, &update).await? };
+            let answer = if update.is_empty() {
+                None
+            } else {
+                self.ghl.update_contact(tid, &update).await?
+            };
             self.read_back(tid, answer).await?
         };
         let source = self.source_projection(sid)?;
         let mut link = self.link_or_new(sid, tid, method)?;
-        base::set_base(&mut link, (source.hash, &source.fields), (target.hash, &target.fields));
+        base::set_base(
+            &mut link,
+            (source.hash, &source.fields),
+            (target.hash, &target.fields),
+        );
         self.store(|s| s.upsert_link(&link))
     }
 
-    async fn execute(&self, action: &Action, result: &Mutex<ApplyResult>) -> Result<(), ApplyError> {
+    async fn execute(
+        &self,
+        action: &Action,
+        result: &Mutex<ApplyResult>,
+    ) -> Result<(), ApplyError> {
         match action {
-            Action::CreateContact { source_id, fields, tags } => self.create(source_id, fields, tags, result).await,
-            Action::LinkExisting { source_id, target_id, method, fields } => {
+            Action::CreateContact {
+                source_id,
+                fields,
+                tags,
+            } => self.create(source_id, fields, tags, result).await,
+            Action::LinkExisting {
+                source_id,
+                target_id,
+                method,
+                fields,
+            } => {
                 let method = match method {
                     super::plan::MatchMethod::HotspotId => MatchMethod::HotspotIdField,
                     super::plan::MatchMethod::Email => MatchMethod::Email,
                     super::plan::MatchMethod::Phone => MatchMethod::Phone,
                     super::plan::MatchMethod::MergedRecord => MatchMethod::Email,
                 };
-                self.write_and_record(source_id, target_id, fields, method, result).await
+                self.write_and_record(source_id, target_id, fields, method, result)
+                    .await
             }
-            Action::UpdateContact { source_id, target_id, fields } => {
-                self.write_and_record(source_id, target_id, fields, MatchMethod::Email, result).await
+            Action::UpdateContact {
+                source_id,
+                target_id,
+                fields,
+            } => {
+                self.write_and_record(source_id, target_id, fields, MatchMethod::Email, result)
+                    .await
             }
-            Action::AddTags { source_id, target_id, tags } => {
+            Action::AddTags {
+                source_id,
+                target_id,
+                tags,
+            } => {
                 let list: Vec<String> = tags.iter().cloned().collect();
                 self.ghl.add_tags(target_id, &list).await?;
                 self.update_link(source_id, |l| l.owned_tags.extend(tags.iter().cloned()))
             }
-            Action::RemoveTags { source_id, target_id, tags } => {
+            Action::RemoveTags {
+                source_id,
+                target_id,
+                tags,
+            } => {
                 let list: Vec<String> = tags.iter().cloned().collect();
                 self.ghl.remove_tags(target_id, &list).await?;
                 self.update_link(source_id, |l| l.owned_tags.retain(|t| !tags.contains(t)))
@@ -243,26 +294,55 @@ impl ContactApplier<'_> {
             Action::ForgetOwnedTags { source_id, tags } => {
                 self.update_link(source_id, |l| l.owned_tags.retain(|t| !tags.contains(t)))
             }
-            Action::DeleteContact { source_id, target_id } => {
+            Action::DeleteContact {
+                source_id,
+                target_id,
+            } => {
                 self.ghl.delete_contact(target_id).await?;
                 self.store(|s| s.delete_link(Kind::Contact, source_id).map(|_| ()))
             }
-            Action::TagDeleted { source_id, target_id, tag } => {
-                self.ghl.add_tags(target_id, std::slice::from_ref(tag)).await?;
+            Action::TagDeleted {
+                source_id,
+                target_id,
+                tag,
+            } => {
+                self.ghl
+                    .add_tags(target_id, std::slice::from_ref(tag))
+                    .await?;
                 self.update_link(source_id, |l| {
                     l.owned_tags.insert(tag.clone());
                 })
             }
-            Action::Tombstone { source_id, .. } => {
-                self.store(|s| s.set_link_status(Kind::Contact, source_id, store::LinkStatus::Tombstoned).map(|_| ()))
-            }
-            Action::RecordBase { source_id, target_id, source_hash, target_hash, source_fields, target_fields } => {
+            Action::Tombstone { source_id, .. } => self.store(|s| {
+                s.set_link_status(Kind::Contact, source_id, store::LinkStatus::Tombstoned)
+                    .map(|_| ())
+            }),
+            Action::RecordBase {
+                source_id,
+                target_id,
+                source_hash,
+                target_hash,
+                source_fields,
+                target_fields,
+            } => {
                 let mut link = self.link_or_new(source_id, target_id, MatchMethod::Email)?;
-                base::set_base(&mut link, (*source_hash, source_fields), (*target_hash, target_fields));
+                base::set_base(
+                    &mut link,
+                    (*source_hash, source_fields),
+                    (*target_hash, target_fields),
+                );
                 self.store(|s| s.upsert_link(&link))
             }
-            Action::ForgetLink { source_id, .. } => self.store(|s| s.delete_link(Kind::Contact, source_id).map(|_| ())),
-            Action::Park { source_id, target_id, source_hash, target_hash, reason } => {
+            Action::ForgetLink { source_id, .. } => {
+                self.store(|s| s.delete_link(Kind::Contact, source_id).map(|_| ()))
+            }
+            Action::Park {
+                source_id,
+                target_id,
+                source_hash,
+                target_hash,
+                reason,
+            } => {
                 let mark = super::plan::ParkedMark {
                     target_id: target_id.clone(),
                     source_hash: *source_hash,
@@ -273,7 +353,12 @@ impl ContactApplier<'_> {
                     Some(l) => l,
                     None => {
                         // Nothing linked yet: a park-only row, never read as a base.
-                        let mut l = Link::new(Kind::Contact, source_id.as_str(), target_id.as_deref().unwrap_or(""), MatchMethod::Email);
+                        let mut l = Link::new(
+                            Kind::Contact,
+                            source_id.as_str(),
+                            target_id.as_deref().unwrap_or(""),
+                            MatchMethod::Email,
+                        );
                         l.status = store::LinkStatus::Parked;
                         l
                     }
@@ -281,22 +366,26 @@ impl ContactApplier<'_> {
                 base::set_park(&mut link, &mark);
                 self.store(|s| s.upsert_link(&link))
             }
-            Action::Unpark { source_id } => match self.store(|s| s.link(Kind::Contact, source_id))? {
-                Some(l) if l.status == store::LinkStatus::Parked => {
-                    self.store(|s| s.delete_link(Kind::Contact, source_id).map(|_| ()))
+            Action::Unpark { source_id } => {
+                match self.store(|s| s.link(Kind::Contact, source_id))? {
+                    Some(l) if l.status == store::LinkStatus::Parked => {
+                        self.store(|s| s.delete_link(Kind::Contact, source_id).map(|_| ()))
+                    }
+                    Some(mut l) => {
+                        base::clear_park(&mut l);
+                        self.store(|s| s.upsert_link(&l))
+                    }
+                    None => Ok(()),
                 }
-                Some(mut l) => {
-                    base::clear_park(&mut l);
-                    self.store(|s| s.upsert_link(&l))
-                }
-                None => Ok(()),
-            },
+            }
         }
     }
 
     fn update_link(&self, sid: &str, f: impl FnOnce(&mut Link)) -> Result<(), ApplyError> {
         let Some(mut link) = self.store(|s| s.link(Kind::Contact, sid))? else {
-            return Err(ApplyError::Inconsistent(format!("no link for {sid} to record tags on")));
+            return Err(ApplyError::Inconsistent(format!(
+                "no link for {sid} to record tags on"
+            )));
         };
         f(&mut link);
         self.store(|s| s.upsert_link(&link))
@@ -330,17 +419,20 @@ impl ContactApplier<'_> {
         let body = create_body(fields, tags, self.custom_fields);
         match self.ghl.create_contact(&body, false).await {
             Ok(contact) => {
-                let tid = contact
-                    .id
-                    .clone()
-                    .ok_or_else(|| ApplyError::Inconsistent("GHL created a contact without an id".into()))?;
+                let tid = contact.id.clone().ok_or_else(|| {
+                    ApplyError::Inconsistent("GHL created a contact without an id".into())
+                })?;
                 let target = self.project(&contact)?;
                 let source = self.source_projection(sid)?;
                 let mut link = self.link_or_new(sid, &tid, MatchMethod::Created)?;
                 link.match_method = MatchMethod::Created;
                 link.created_by_us = true;
                 link.owned_tags = tags.clone();
-                base::set_base(&mut link, (source.hash, &source.fields), (target.hash, &target.fields));
+                base::set_base(
+                    &mut link,
+                    (source.hash, &source.fields),
+                    (target.hash, &target.fields),
+                );
                 self.store(|s| s.complete_create(intent, &link))
             }
             Err(GhlError::Duplicate { contact_id, .. }) => {
@@ -380,8 +472,13 @@ impl ContactApplier<'_> {
                 changes.insert(f, Some(v.to_string()));
             }
         }
-        self.write_and_record(sid, tid, &changes, MatchMethod::DuplicateAdopted, result).await?;
-        let missing: Vec<String> = tags.iter().filter(|t| !current.tags.contains(*t)).cloned().collect();
+        self.write_and_record(sid, tid, &changes, MatchMethod::DuplicateAdopted, result)
+            .await?;
+        let missing: Vec<String> = tags
+            .iter()
+            .filter(|t| !current.tags.contains(*t))
+            .cloned()
+            .collect();
         if !missing.is_empty() {
             self.ghl.add_tags(tid, &missing).await?;
             self.update_link(sid, |l| l.owned_tags.extend(missing))?;
@@ -393,7 +490,11 @@ impl ContactApplier<'_> {
 fn custom_input(key: &str, value: Option<&str>, cf: &CustomFields) -> CustomFieldInput {
     CustomFieldInput {
         id: cf.id_of(key).map(str::to_string),
-        key: if cf.id_of(key).is_some() { None } else { Some(key.to_string()) },
+        key: if cf.id_of(key).is_some() {
+            None
+        } else {
+            Some(key.to_string())
+        },
         field_value: Value::String(value.unwrap_or_default().to_string()),
     }
 }
@@ -427,7 +528,11 @@ pub fn update_body(changes: &FieldChanges, cf: &CustomFields) -> (ContactUpdate,
 }
 
 /// The POST body of a new contact: every mapped field and the generated tags.
-pub fn create_body(fields: &CanonicalContact, tags: &BTreeSet<String>, cf: &CustomFields) -> ContactCreate {
+pub fn create_body(
+    fields: &CanonicalContact,
+    tags: &BTreeSet<String>,
+    cf: &CustomFields,
+) -> ContactCreate {
     let mut c = ContactCreate::default();
     let mut custom = Vec::new();
     for (field, value) in fields.iter() {

@@ -46,7 +46,9 @@ pub fn load_contacts(
 }
 
 fn fields_from(extra: &Value, key: &str) -> Option<CanonicalContact> {
-    extra.get(key).and_then(|v| serde_json::from_value(v.clone()).ok())
+    extra
+        .get(key)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
 /// Records the base of a link after a successful write or match.
@@ -59,8 +61,14 @@ pub fn set_base(
     link.target_hash = Some(target.0);
     link.status = store::LinkStatus::Active;
     let extra = as_object(&mut link.extra);
-    extra.insert("source_fields".into(), serde_json::to_value(source.1).unwrap_or(Value::Null));
-    extra.insert("target_fields".into(), serde_json::to_value(target.1).unwrap_or(Value::Null));
+    extra.insert(
+        "source_fields".into(),
+        serde_json::to_value(source.1).unwrap_or(Value::Null),
+    );
+    extra.insert(
+        "target_fields".into(),
+        serde_json::to_value(target.1).unwrap_or(Value::Null),
+    );
     extra.remove("park");
 }
 
@@ -100,9 +108,15 @@ fn park_to_json(m: &ParkedMark) -> Value {
 
 fn park_from_json(v: &Value) -> Option<ParkedMark> {
     Some(ParkedMark {
-        target_id: v.get("target_id").and_then(Value::as_str).map(str::to_string),
+        target_id: v
+            .get("target_id")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         source_hash: Digest::from_hex(v.get("source_hash")?.as_str()?)?,
-        target_hash: v.get("target_hash").and_then(Value::as_str).and_then(Digest::from_hex),
+        target_hash: v
+            .get("target_hash")
+            .and_then(Value::as_str)
+            .and_then(Digest::from_hex),
         reason: serde_json::from_value::<ParkReason>(v.get("reason")?.clone()).ok()?,
     })
 }
@@ -118,7 +132,11 @@ mod tests {
         let mut fields = CanonicalContact::new();
         fields.set_std(crate::model::StdField::Email, Some("a@b.co".into()));
         let mut link = Link::new(Kind::Contact, "s1", "t1", MatchMethod::Email);
-        set_base(&mut link, (fields.digest(), &fields), (fields.digest(), &fields));
+        set_base(
+            &mut link,
+            (fields.digest(), &fields),
+            (fields.digest(), &fields),
+        );
         let mark = ParkedMark {
             target_id: Some("t1".into()),
             source_hash: fields.digest(),

@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod base;
+pub mod pass;
 pub mod plan;
 pub mod simulate;
 pub mod snapshot;

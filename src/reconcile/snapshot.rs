@@ -40,11 +40,16 @@ pub async fn read_source(
     only_locations: &[String],
     with_subscribers: bool,
 ) -> Result<SourceListing, HttpError> {
-    let mut out = SourceListing { complete: true, ..Default::default() };
+    let mut out = SourceListing {
+        complete: true,
+        ..Default::default()
+    };
     let mut pager = hs.locations();
     while let Some(page) = pager.next_page().await? {
         for l in page {
-            let Some(id) = l.id.filter(|s| !s.trim().is_empty()) else { continue };
+            let Some(id) = l.id.filter(|s| !s.trim().is_empty()) else {
+                continue;
+            };
             if only_locations.is_empty() || only_locations.contains(&id) {
                 let name = l.name.unwrap_or_else(|| id.clone());
                 out.locations.push(Location { id, name });
@@ -143,13 +148,22 @@ pub struct TargetListing {
 }
 
 /// Every contact of the location, 500 per request.
-pub async fn read_target(ghl: &GhlClient, fields: &CustomFields) -> Result<TargetListing, GhlError> {
+pub async fn read_target(
+    ghl: &GhlClient,
+    fields: &CustomFields,
+) -> Result<TargetListing, GhlError> {
     let mut search = ghl.search_contacts(Vec::new(), Vec::new(), 500);
     let mut contacts = Vec::new();
     while let Some(page) = search.next_page().await? {
-        contacts.extend(page.into_iter().filter_map(|c| target_from_search(c, fields)));
+        contacts.extend(
+            page.into_iter()
+                .filter_map(|c| target_from_search(c, fields)),
+        );
     }
-    Ok(TargetListing { contacts, complete: search.complete() })
+    Ok(TargetListing {
+        contacts,
+        complete: search.complete(),
+    })
 }
 
 fn custom_value(v: &serde_json::Value) -> Option<String> {
@@ -173,7 +187,10 @@ fn target_from_search(c: SearchContact, fields: &CustomFields) -> Option<TargetC
         state: c.state,
         postal_code: c.postal_code,
         country: c.country,
-        custom_fields: custom_map(c.custom_fields.iter().map(|f| (f.id.as_deref(), &f.value)), fields),
+        custom_fields: custom_map(
+            c.custom_fields.iter().map(|f| (f.id.as_deref(), &f.value)),
+            fields,
+        ),
         tags: c.tags.into_iter().collect(),
         date_updated: c.date_updated,
     })
@@ -193,7 +210,10 @@ pub fn target_from_contact(c: &Contact, fields: &CustomFields) -> Option<TargetC
         state: c.state.clone(),
         postal_code: c.postal_code.clone(),
         country: c.country.clone(),
-        custom_fields: custom_map(c.custom_fields.iter().map(|f| (f.id.as_deref(), &f.value)), fields),
+        custom_fields: custom_map(
+            c.custom_fields.iter().map(|f| (f.id.as_deref(), &f.value)),
+            fields,
+        ),
         tags: c.tags.iter().cloned().collect(),
         date_updated: c.date_updated,
     })

@@ -1,0 +1,114 @@
+//! `demo`: the whole job with no account — both emulators in-process with seeded guests, a GHL
+//! location that already knows some of them, a temporary configuration and state, one sync, and
+//! its report.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::cli::DemoArgs;
+use crate::config::{Config, Overrides};
+use crate::reconcile::pass::PassOptions;
+use crate::report;
+use crate::sandbox::ghl::GhlOptions;
+use crate::sandbox::{CRM_OWN_TAG, Sandbox, SandboxOptions};
+
+use super::EXIT_OK;
+use super::sandbox::seed_spec;
+use super::sync::{IMPLEMENTED, sync_once};
+
+const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+
+/// Contacts the demo's GHL location holds before the first sync.
+const PREEXISTING: usize = 50;
+
+pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
+    let mut ghl = GhlOptions {
+        // The real limit is 100 per 10 s; the demo's emulator is faster so it ends in seconds.
+        rate_limit: 2_000,
+        ..GhlOptions::default()
+    };
+    ghl.custom_fields.push((
+        "contact.social_network".into(),
+        "Social network".into(),
+        "TEXT".into(),
+    ));
+    let sandbox = Sandbox::start(SandboxOptions {
+        seed: seed_spec(&args.seed),
+        ghl,
+        ..Default::default()
+    })
+    .await
+    .context("cannot start the emulators")?;
+    let adopted = sandbox.seed_existing_contacts(PREEXISTING);
+
+    let (dir, temporary) = match &args.state_dir {
+        Some(d) => (d.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("hgs-demo-{}", std::process::id())),
+            true,
+        ),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let state_path: PathBuf = dir.join("demo.db");
+    let key = sandbox.hotspot_api_key().to_string();
+    let token = sandbox.ghl_token().to_string();
+    let env = move |name: &str| match name {
+        "HGS_DEMO_HOTSPOT_KEY" => Some(key.clone()),
+        "HGS_DEMO_GHL_TOKEN" => Some(token.clone()),
+        _ => None,
+    };
+    let mut cfg = Config::from_str_with_env(DEMO_CONFIG, "config/demo.toml", &env)?
+        .with_overrides(&Overrides {
+            hotspot_base_url: Some(sandbox.hotspot.base_url()),
+            ghl_base_url: Some(sandbox.ghl.base_url()),
+            state_path: Some(state_path.clone()),
+        })?;
+    cfg.ghl.location_id = sandbox.ghl.location_id();
+    cfg.ghl.rate_limit = 1_800;
+
+    let (customers, subscribers) = sandbox
+        .hotspot
+        .with_data(|d| (d.customers.len(), d.subscribers.len()));
+    println!(
+        "Demo: {customers} HotspotSystem customers and {subscribers} subscribers; the GHL location already"
+    );
+    println!(
+        "holds {} of them (typed differently, with the sales team's own tag `{CRM_OWN_TAG}`).",
+        adopted.len()
+    );
+    println!();
+
+    let opts = PassOptions {
+        kinds: IMPLEMENTED.iter().copied().collect(),
+        dry_run: false,
+        full: false,
+    };
+    let stop = AtomicBool::new(false);
+    let started = std::time::Instant::now();
+    let (result, store) = sync_once(&cfg, &opts, &stop).await?;
+    let elapsed = started.elapsed();
+    let report = report::load(&store, result.run_id)?.context("the demo run left no report")?;
+    print!("{}", report.to_text());
+    println!();
+    println!(
+        "Finished in {:.1} s.",
+        elapsed
+            .as_secs_f64()
+            .max(Duration::from_millis(1).as_secs_f64())
+    );
+    let ghl_contacts = sandbox.ghl.with_state(|s| s.contacts.len());
+    println!("GHL now holds {ghl_contacts} contacts.");
+    if temporary {
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!(
+            "State kept in {}; explore it with `--config` pointing at a config whose [state] path is that file.",
+            state_path.display()
+        );
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,102 @@
+//! `sync [--only KINDS] [--dry-run] [--full]`: one reconcile pass, then its report.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::bail;
+
+use crate::cli::SyncArgs;
+use crate::config::Config;
+use crate::connect;
+use crate::model::Kind;
+use crate::reconcile::pass::{PassOptions, PassResult, run_pass};
+use crate::report;
+use crate::store::{RunStatus, Store};
+
+use super::{EXIT_FAILURE, EXIT_OK};
+
+/// The kinds this build reconciles, in the order a pass runs them.
+pub const IMPLEMENTED: &[Kind] = &[Kind::Contact];
+
+/// `--only contacts,notes` → kinds; empty → every implemented kind.
+pub fn parse_only(only: &[String]) -> anyhow::Result<BTreeSet<Kind>> {
+    if only.is_empty() {
+        return Ok(IMPLEMENTED.iter().copied().collect());
+    }
+    let mut out = BTreeSet::new();
+    for word in only {
+        let kind = match word.trim() {
+            "contacts" | "contact" => Kind::Contact,
+            "notes" | "note" => Kind::Note,
+            "tasks" | "task" => Kind::Task,
+            "businesses" | "business" => Kind::Business,
+            "appointments" | "appointment" => Kind::Appointment,
+            other => bail!(
+                "--only: `{other}` is not a kind (contacts, notes, tasks, businesses, appointments)"
+            ),
+        };
+        if !IMPLEMENTED.contains(&kind) {
+            bail!("--only: `{word}` is not reconciled by this build yet");
+        }
+        out.insert(kind);
+    }
+    Ok(out)
+}
+
+/// Opens the state under its lock and runs one pass. Used by `sync` and `demo`.
+pub async fn sync_once(
+    cfg: &Config,
+    opts: &PassOptions,
+    stop: &AtomicBool,
+) -> anyhow::Result<(PassResult, Store)> {
+    let _lock = Store::lock(&cfg.state.path)?;
+    let store = Store::open(&cfg.state.path)?;
+    let stale = store.abort_stale_runs()?;
+    if stale > 0 {
+        tracing::warn!(
+            runs = stale,
+            "earlier runs did not finish (crash or kill); marked aborted"
+        );
+    }
+    let hs = connect::hotspot_client(cfg)?;
+    let ghl = connect::ghl_client(cfg)?;
+    let store = Mutex::new(store);
+    let result = run_pass(cfg, &store, &hs, &ghl, opts, stop).await?;
+    Ok((
+        result,
+        store.into_inner().unwrap_or_else(|p| p.into_inner()),
+    ))
+}
+
+pub async fn run(cfg: &Config, args: &SyncArgs) -> anyhow::Result<u8> {
+    let opts = PassOptions {
+        kinds: parse_only(&args.only)?,
+        dry_run: args.dry_run,
+        full: args.full,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if crate::schedule::wait_for_signal().await.is_ok() {
+                tracing::warn!("stop requested: finishing in-flight writes, then exiting");
+                stop.store(true, Ordering::SeqCst);
+            }
+        })
+    };
+    let outcome = sync_once(cfg, &opts, &stop).await;
+    watcher.abort();
+    let (result, store) = outcome?;
+    if let Some(plan) = &result.plan_text {
+        print!("{plan}");
+    }
+    if let Some(r) = report::load(&store, result.run_id)? {
+        print!("{}", r.to_text());
+    }
+    Ok(match result.status {
+        RunStatus::Partial | RunStatus::Failed => EXIT_FAILURE,
+        _ => EXIT_OK,
+    })
+}

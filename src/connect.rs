@@ -1,0 +1,59 @@
+//! Building the two API clients from a validated [`Config`]: one HTTP policy per API (rate,
+//! retries, timeouts from `[hotspot]`, `[ghl]`, `[http]`) and the GHL token source.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+
+use crate::config::Config;
+use crate::ghl::GhlClient;
+use crate::ghl::token_store::token_source;
+use crate::hotspot::HotspotClient;
+use crate::http::{AuditSink, HttpPolicy, PolicyConfig};
+
+/// The GHL HTTP policy from `[ghl]` and `[http]`.
+pub fn ghl_policy(cfg: &Config) -> anyhow::Result<HttpPolicy> {
+    let pc = PolicyConfig {
+        rate_max: cfg.ghl.rate_limit,
+        rate_window: Duration::from_secs(cfg.ghl.rate_window_secs),
+        max_attempts: cfg.http.max_attempts,
+        max_elapsed: Duration::from_secs(cfg.http.max_elapsed_secs),
+        timeout: Duration::from_secs(cfg.http.timeout_secs),
+        daily_reserve: cfg.ghl.daily_reserve.into(),
+        ..PolicyConfig::ghl()
+    };
+    HttpPolicy::new(pc, AuditSink::new()).context("cannot set up the GHL HTTP client")
+}
+
+/// The HotspotSystem HTTP policy from `[hotspot]` and `[http]`.
+pub fn hotspot_policy(cfg: &Config) -> anyhow::Result<HttpPolicy> {
+    let pc = PolicyConfig {
+        rate_max: cfg.hotspot.rate_limit,
+        rate_window: Duration::from_secs(cfg.hotspot.rate_window_secs),
+        max_attempts: cfg.http.max_attempts,
+        max_elapsed: Duration::from_secs(cfg.http.max_elapsed_secs),
+        timeout: Duration::from_secs(cfg.http.timeout_secs),
+        ..PolicyConfig::hotspot()
+    };
+    HttpPolicy::new(pc, AuditSink::new()).context("cannot set up the HotspotSystem HTTP client")
+}
+
+pub fn hotspot_client(cfg: &Config) -> anyhow::Result<HotspotClient> {
+    let key = secrecy::SecretString::from(cfg.hotspot.api_key.expose_secret().to_string());
+    Ok(
+        HotspotClient::new(&cfg.hotspot.base_url, key, hotspot_policy(cfg)?)
+            .context("cannot set up the HotspotSystem client")?
+            .with_page_size(cfg.hotspot.page_size),
+    )
+}
+
+/// The GHL client over the configured token source (a Private Integration token, or the OAuth
+/// pair kept in the state database).
+pub fn ghl_client(cfg: &Config) -> anyhow::Result<GhlClient> {
+    let policy = ghl_policy(cfg)?;
+    let tokens = token_source(cfg, &cfg.state.path, policy.clone())
+        .map_err(|e| anyhow::Error::new(crate::ghl::GhlError::Auth(e)))?;
+    GhlClient::new(&cfg.ghl.base_url, &cfg.ghl.location_id, tokens, policy)
+        .context("cannot set up the GHL client")
+}

@@ -1,0 +1,538 @@
+//! One reconcile pass: read both sides, plan, apply (or print the plan), and record the run.
+//!
+//! This is where configuration meets the pure planner. The caller holds the state lock and the
+//! open store; the pass records a run row from start to finish so that even a pass that fails
+//! half-way leaves a report saying how far it got.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use super::apply::{ApplyResult, ContactApplier};
+use super::base;
+use super::plan::{Action, ContactPolicy, ContactsInput, Outcome, Plan, PlanItem, plan_contacts};
+use super::snapshot::{
+    CustomFields, Location, SourceListing, TargetListing, read_source, read_target,
+};
+use crate::config::{Config, FieldTarget};
+use crate::ghl::GhlClient;
+use crate::hotspot::HotspotClient;
+use crate::mapping::{FieldMap, MappingConfig, SourceField, TagRules, map_sources};
+use crate::model::{Field, Kind, PhoneNormalizer, StdField};
+use crate::report::{KindCounts, RunSummary};
+use crate::store::{IntentState, ItemOutcome, RunItem, RunStatus, Store};
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct PassOptions {
+    pub kinds: BTreeSet<Kind>,
+    pub dry_run: bool,
+    pub full: bool,
+}
+
+/// How a pass ended.
+#[derive(Debug)]
+pub struct PassResult {
+    pub run_id: i64,
+    pub status: RunStatus,
+    /// The plan in words, for `--dry-run`.
+    pub plan_text: Option<String>,
+}
+
+/// A create journaled this long ago and not yet visible in the GHL listing is presumed never
+/// made: GHL's search lags writes by seconds, so a younger one may simply not show yet.
+const INTENT_SETTLE: Duration = Duration::from_secs(120);
+
+/// Runs one pass. Errors are for the run as a whole (a side could not be listed, the state
+/// failed); the run row then says `failed` with the reason.
+pub async fn run_pass(
+    cfg: &Config,
+    store: &Mutex<Store>,
+    hs: &HotspotClient,
+    ghl: &GhlClient,
+    opts: &PassOptions,
+    stop: &AtomicBool,
+) -> anyhow::Result<PassResult> {
+    let kinds: Vec<Kind> = opts.kinds.iter().copied().collect();
+    let run_id = lock(store).start_run(&kinds, opts.full, opts.dry_run)?;
+    let mut summary = RunSummary::default();
+    let mut items: Vec<RunItem> = Vec::new();
+    let mut plan_text = None;
+
+    let outcome: anyhow::Result<bool> = async {
+        let mut any_failed = false;
+        if opts.kinds.contains(&Kind::Contact) {
+            let r = contacts(cfg, store, hs, ghl, opts, run_id, stop).await?;
+            any_failed |= r.counts.failed > 0;
+            summary
+                .kinds
+                .insert(Kind::Contact.as_str().to_string(), r.counts);
+            summary.notes.extend(r.notes);
+            items.extend(r.items);
+            plan_text = r.plan_text;
+        }
+        Ok(any_failed)
+    }
+    .await;
+
+    summary.ghl_daily_remaining = ghl.policy().quota().map(|q| q.daily_remaining);
+    let status = match &outcome {
+        Ok(false) if summary.notes.iter().any(|n| n.starts_with("Stopped")) => RunStatus::Aborted,
+        Ok(false) => RunStatus::Succeeded,
+        Ok(true) => RunStatus::Partial,
+        Err(e) => {
+            summary.notes.push(format!("The run failed: {e:#}"));
+            RunStatus::Failed
+        }
+    };
+    {
+        let s = lock(store);
+        s.insert_run_items(run_id, &items)?;
+        let now = Utc::now();
+        s.insert_api_calls(Some(run_id), &hs.policy().audit().drain(), now)?;
+        s.insert_api_calls(Some(run_id), &ghl.policy().audit().drain(), now)?;
+        s.finish_run(run_id, status, &serde_json::to_value(&summary)?)?;
+        s.prune_runs(cfg.report.keep_runs)?;
+    }
+    outcome?;
+    Ok(PassResult {
+        run_id,
+        status,
+        plan_text,
+    })
+}
+
+fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    // A panic while holding the lock leaves a consistent SQLite connection (every change is
+    // its own transaction), so a poisoned lock is safe to take over.
+    store.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct KindResult {
+    counts: KindCounts,
+    notes: Vec<String>,
+    items: Vec<RunItem>,
+    plan_text: Option<String>,
+}
+
+/// The mapping as configured, with the location names of this run for the location tags.
+pub fn mapping_config(cfg: &Config, locations: &[Location]) -> anyhow::Result<MappingConfig> {
+    let c = &cfg.contacts;
+    let mut entries = Vec::new();
+    for (from, to) in &c.fields {
+        let source: SourceField =
+            serde_json::from_value(Value::String(from.clone())).map_err(|_| {
+                anyhow::anyhow!("contacts.fields: `{from}` is not a HotspotSystem customer field")
+            })?;
+        let target = match to {
+            FieldTarget::Custom(key) => Field::Custom(key.clone()),
+            FieldTarget::Standard(name) if name == "name" => Field::Std(StdField::FirstName),
+            FieldTarget::Standard(name) => name.parse::<Field>().map_err(|_| {
+                anyhow::anyhow!(
+                    "contacts.fields.{from}: GHL field `{name}` is not one the sync can write"
+                )
+            })?,
+        };
+        entries.push((source, target));
+    }
+    let phone = PhoneNormalizer::new(&c.default_country).ok_or_else(|| {
+        anyhow::anyhow!(
+            "contacts.default_country: `{}` is not a known country code",
+            c.default_country
+        )
+    })?;
+    Ok(MappingConfig {
+        fields: FieldMap {
+            entries,
+            hotspot_id_field: cfg.ghl.hotspot_id_field.clone(),
+        },
+        tags: TagRules {
+            base: c.tags.base.clone(),
+            location: c.tags.location.clone(),
+            location_names: locations
+                .iter()
+                .map(|l| (l.id.clone(), l.name.clone()))
+                .collect(),
+            newsletter: c.tags.newsletter.clone(),
+            social: c.tags.social.clone(),
+        },
+        phone,
+        skip_without_email_or_phone: c.skip_without_email_or_phone,
+    })
+}
+
+fn contact_policy(cfg: &Config) -> ContactPolicy {
+    let c = &cfg.contacts;
+    ContactPolicy {
+        conflict: c.conflict,
+        drift: c.drift,
+        on_source_delete: c.on_source_delete,
+        on_target_delete: c.on_target_delete,
+        max_delete_ratio: c.max_delete_ratio,
+        deleted_tag: c
+            .tags
+            .source_deleted
+            .clone()
+            .unwrap_or_else(|| "hs-deleted".into()),
+        ..ContactPolicy::new(Utc::now())
+    }
+}
+
+async fn contacts(
+    cfg: &Config,
+    store: &Mutex<Store>,
+    hs: &HotspotClient,
+    ghl: &GhlClient,
+    opts: &PassOptions,
+    run_id: i64,
+    stop: &AtomicBool,
+) -> anyhow::Result<KindResult> {
+    let source: SourceListing =
+        read_source(hs, &cfg.hotspot.locations, cfg.contacts.sync_subscribers).await?;
+    let mapping = mapping_config(cfg, &source.locations)?;
+    let custom_fields = if mapping
+        .fields
+        .target_fields()
+        .iter()
+        .any(|f| matches!(f, Field::Custom(_)))
+    {
+        CustomFields::new(ghl.location_custom_fields().await?)
+    } else {
+        CustomFields::default()
+    };
+    let target: TargetListing = read_target(ghl, &custom_fields).await?;
+
+    let mut notes = Vec::new();
+    if !source.complete {
+        notes.push(
+            "The HotspotSystem listing was incomplete: no deletion was inferred this run."
+                .to_string(),
+        );
+    }
+    if !target.complete {
+        notes.push(
+            "The GHL listing was incomplete: no create and no deletion this run.".to_string(),
+        );
+    }
+    if source.without_id > 0 {
+        notes.push(format!(
+            "{} HotspotSystem records had no id and were ignored.",
+            source.without_id
+        ));
+    }
+
+    // Where each guest registered, for the dashboard and the business association.
+    let location_names: HashMap<&str, &str> = source
+        .locations
+        .iter()
+        .map(|l| (l.id.as_str(), l.name.as_str()))
+        .collect();
+    let mut extras: HashMap<String, Value> = HashMap::new();
+    for r in &source.records {
+        if let Some(loc) = r.location_id.as_deref() {
+            extras.entry(r.source_id.clone()).or_insert_with(|| {
+                json!({"location_id": loc, "location_name": location_names.get(loc).copied().unwrap_or(loc)})
+            });
+        }
+    }
+
+    let mapped = map_sources(&source.records, &mapping, None);
+    let (base_links, parked) = base::load_contacts(&lock(store))?;
+    let mut input = ContactsInput::from_listings(
+        mapped,
+        source.complete,
+        &target.contacts,
+        target.complete,
+        &mapping,
+        base_links,
+        parked,
+    );
+    let held = resolve_pending_creates(store, &target, &mapping, &mut input)?;
+    let plan = plan_contacts(&input, &contact_policy(cfg));
+    for g in &plan.guards {
+        notes.push(g.message.clone());
+    }
+
+    let (result, plan_text) = if opts.dry_run {
+        (ApplyResult::default(), Some(describe_plan(&plan)))
+    } else {
+        let stop_flag = stop;
+        let applier = ContactApplier {
+            ghl,
+            store,
+            mapping: &mapping,
+            custom_fields: &custom_fields,
+            input: &input,
+            extras: &extras,
+            run_id,
+            max_concurrency: cfg.ghl.max_concurrency,
+            stop: stop_flag,
+        };
+        (applier.apply(&plan).await, None)
+    };
+    if let Some(why) = &result.stopped {
+        notes.push(format!(
+            "Stopped writing: {why}. The rest is deferred to the next run."
+        ));
+    }
+    let mut not_writable: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (sid, fields) in &result.not_writable {
+        for f in fields {
+            not_writable
+                .entry(f.as_str())
+                .or_default()
+                .push(sid.as_str());
+        }
+    }
+    for (field, sids) in not_writable {
+        notes.push(format!(
+            "{field} differs from HotspotSystem on {} contact(s) (e.g. {}), but GHL's update API does not accept it (it is set only when the sync creates a contact); left as it is in GHL.",
+            sids.len(),
+            sids.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let (counts, mut items) = account(&plan, &result, opts.dry_run);
+    for sid in held {
+        items.push(RunItem {
+            kind: Kind::Contact,
+            source_id: sid,
+            target_id: None,
+            action: "create".into(),
+            outcome: ItemOutcome::Deferred,
+            reason: Some("an earlier create may still be on its way to GHL's search index; checked again next run".into()),
+            detail: Value::Null,
+        });
+    }
+    let mut counts = counts;
+    counts.deferred = items
+        .iter()
+        .filter(|i| i.outcome == ItemOutcome::Deferred)
+        .count() as u64;
+    Ok(KindResult {
+        counts,
+        notes,
+        items,
+        plan_text,
+    })
+}
+
+/// Creates journaled by an earlier run that never completed (a crash, a dropped connection):
+/// if the contact shows in GHL, the planner adopts it through its identity; if not, and the
+/// intent is recent, the record waits a run rather than risk a second contact.
+fn resolve_pending_creates(
+    store: &Mutex<Store>,
+    target: &TargetListing,
+    mapping: &MappingConfig,
+    input: &mut ContactsInput,
+) -> anyhow::Result<Vec<String>> {
+    let s = lock(store);
+    let mut held = Vec::new();
+    for intent in s.pending_intents()? {
+        if intent.kind != Kind::Contact || intent.state != IntentState::Pending {
+            continue;
+        }
+        let marker: Value = serde_json::from_str(&intent.marker).unwrap_or(Value::Null);
+        let email = marker.get("email").and_then(Value::as_str);
+        let phone = marker.get("phone").and_then(Value::as_str);
+        let found = target.contacts.iter().find(|t| {
+            let p = crate::mapping::target_projection(t, mapping);
+            let anchor = mapping
+                .fields
+                .hotspot_id_field
+                .as_ref()
+                .and_then(|k| p.fields.get(&Field::Custom(k.clone())))
+                == Some(intent.source_id.as_str());
+            anchor
+                || (email.is_some() && p.fields.email() == email)
+                || (phone.is_some() && p.fields.phone() == phone)
+        });
+        match found {
+            Some(t) => {
+                tracing::info!(source_id = %intent.source_id, target_id = %t.target_id, "pending create found in GHL; adopting");
+                s.journal_done(intent.id, &t.target_id)?;
+            }
+            None if Utc::now() - intent.created_at < chrono::Duration::from_std(INTENT_SETTLE)? => {
+                input.source.remove(&intent.source_id);
+                held.push(intent.source_id);
+            }
+            None => s.journal_abandon(intent.id)?,
+        }
+    }
+    Ok(held)
+}
+
+/// Counts and the run items worth keeping (unchanged records are counted, not listed).
+fn account(plan: &Plan, result: &ApplyResult, dry_run: bool) -> (KindCounts, Vec<RunItem>) {
+    let mut c = KindCounts::default();
+    let mut items = Vec::new();
+    for it in &plan.items {
+        let failed = result.failed.get(&it.source_id);
+        let deferred = result.deferred.contains(&it.source_id);
+        if !it.drift.is_empty() {
+            c.drift += 1;
+        }
+        if !it.conflicts.is_empty() || matches!(it.outcome, Outcome::Parked) {
+            c.conflicts += 1;
+        }
+        let (action, done) = match it.outcome {
+            Outcome::Create | Outcome::Recreate => ("create", Some(&mut c.created)),
+            Outcome::Link => ("link", Some(&mut c.adopted)),
+            Outcome::Update => ("update", Some(&mut c.updated)),
+            Outcome::SourceDeleted => ("delete", Some(&mut c.deleted)),
+            Outcome::SourceDeleteTagged => ("tag_deleted", Some(&mut c.deleted)),
+            Outcome::RecordBase
+            | Outcome::Unchanged
+            | Outcome::StillParked
+            | Outcome::Forgotten
+            | Outcome::Merged => {
+                c.unchanged +=
+                    u64::from(!matches!(it.outcome, Outcome::Merged | Outcome::Forgotten));
+                ("unchanged", None)
+            }
+            Outcome::Parked => ("conflict", None),
+            Outcome::Deferred => ("deferred", None),
+            Outcome::Skipped
+            | Outcome::SourceDeleteIgnored
+            | Outcome::SourceDeleteWithheld
+            | Outcome::TargetDeleteRespected => {
+                c.skipped += 1;
+                ("skip", None)
+            }
+        };
+        let outcome = if let Some(err) = failed {
+            c.failed += 1;
+            items.push(item(it, action, ItemOutcome::Failed, err.clone()));
+            continue;
+        } else if deferred {
+            ItemOutcome::Deferred
+        } else {
+            match it.outcome {
+                Outcome::Parked => ItemOutcome::Parked,
+                Outcome::Deferred => ItemOutcome::Deferred,
+                Outcome::Skipped
+                | Outcome::SourceDeleteIgnored
+                | Outcome::SourceDeleteWithheld
+                | Outcome::TargetDeleteRespected => ItemOutcome::Skipped,
+                _ if dry_run => ItemOutcome::Planned,
+                _ => ItemOutcome::Applied,
+            }
+        };
+        if outcome == ItemOutcome::Applied || outcome == ItemOutcome::Planned {
+            if let Some(n) = done {
+                *n += 1;
+            }
+        }
+        let label = if !it.conflicts.is_empty() {
+            "conflict"
+        } else if !it.drift.is_empty() {
+            "drift"
+        } else {
+            action
+        };
+        // Unchanged records are counted, not listed: a run over 100k guests stores what changed.
+        if label == "unchanged" && outcome == ItemOutcome::Applied {
+            continue;
+        }
+        items.push(item(it, label, outcome, it.reason.to_string()));
+    }
+    (c, items)
+}
+
+fn item(it: &PlanItem, action: &str, outcome: ItemOutcome, reason: String) -> RunItem {
+    let mut detail = serde_json::Map::new();
+    if !it.written.is_empty() {
+        detail.insert("written".into(), json!(it.written));
+    }
+    if !it.drift.is_empty() {
+        detail.insert("drift".into(), json!(it.drift));
+    }
+    if !it.conflicts.is_empty() {
+        detail.insert("fields".into(), json!(it.conflicts));
+    }
+    RunItem {
+        kind: Kind::Contact,
+        source_id: it.source_id.clone(),
+        target_id: it.target_id.clone(),
+        action: action.into(),
+        outcome,
+        reason: Some(reason),
+        detail: if detail.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(detail)
+        },
+    }
+}
+
+/// The plan in words, one line per remote write, for `--dry-run`.
+pub fn describe_plan(plan: &Plan) -> String {
+    let mut out = String::new();
+    let fields = |f: &BTreeMap<Field, Option<String>>| {
+        f.keys()
+            .map(|k| k.name().into_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let tags = |t: &BTreeSet<String>| t.iter().cloned().collect::<Vec<_>>().join(", ");
+    for a in &plan.actions {
+        let line = match a {
+            Action::CreateContact {
+                source_id,
+                fields: f,
+                tags: t,
+            } => {
+                let names: Vec<String> = f.iter().map(|(k, _)| k.name().into_owned()).collect();
+                format!(
+                    "create contact for {source_id} ({}); tags {}",
+                    names.join(", "),
+                    tags(t)
+                )
+            }
+            Action::LinkExisting {
+                source_id,
+                target_id,
+                method,
+                fields: f,
+            } => {
+                format!(
+                    "link {source_id} to existing contact {target_id} by {method:?}; update: {}",
+                    fields(f)
+                )
+            }
+            Action::UpdateContact {
+                source_id,
+                target_id,
+                fields: f,
+            } => {
+                format!("update contact {target_id} ({source_id}): {}", fields(f))
+            }
+            Action::AddTags {
+                target_id, tags: t, ..
+            } => format!("add tags to {target_id}: {}", tags(t)),
+            Action::RemoveTags {
+                target_id, tags: t, ..
+            } => format!("remove tags from {target_id}: {}", tags(t)),
+            Action::DeleteContact {
+                source_id,
+                target_id,
+            } => format!("delete contact {target_id} ({source_id} gone)"),
+            Action::TagDeleted {
+                source_id,
+                target_id,
+                tag,
+            } => format!("tag contact {target_id} `{tag}` ({source_id} gone)"),
+            _ => continue,
+        };
+        out.push_str("  ");
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if out.is_empty() {
+        out.push_str("  nothing to write\n");
+    }
+    format!("Plan ({} writes):\n{out}", plan.remote_writes())
+}
