@@ -203,5 +203,9 @@ fn reports_load_from_the_store_and_render_several_runs() {
         assert!(page.contains(&format!("href=\"#run-{id}\"")));
     }
     assert!(page.contains("Dry run: the actions below were planned and not sent."));
+    // The dry run planned 50 writes and sent none: the chart shows none.
+    let dry = f.dry_run;
+    assert!(page.contains(&format!("<title>#{dry} dry: writes 0</title>")));
+    assert!(page.contains("Planned writes"));
     assert!(!page.contains("<script"));
 }

@@ -76,7 +76,11 @@ fn runs_table(runs: &[RunRecord]) -> String {
                 badge(run.status.as_str()),
                 escape(run_mode(run)),
                 escape(&kinds.join(", ")),
-                sum(&|c| c.writes()).to_string(),
+                if run.dry_run {
+                    format!("{} planned", sum(&|c| c.writes()))
+                } else {
+                    sum(&|c| c.writes()).to_string()
+                },
                 sum(&|c| c.failed).to_string(),
                 sum(&|c| c.conflicts).to_string(),
                 sum(&|c| c.deferred).to_string(),
@@ -302,7 +306,12 @@ fn daily_section(
                 .collect(),
         });
     }
-    out.push_str(&bar_chart(&format!("{what} per day"), labels, &series));
+    // Month-day labels: the year is in the tables below.
+    let short: Vec<String> = labels
+        .iter()
+        .map(|d| d.get(5..).unwrap_or(d).to_string())
+        .collect();
+    out.push_str(&bar_chart(&format!("{what} per day"), &short, &series));
 
     let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
     for c in counts {

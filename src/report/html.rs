@@ -25,7 +25,7 @@ header nav a:hover,header nav a.on{color:#fff}
 main{max-width:1200px;margin:0 auto;padding:20px 24px 48px}
 h2{font-size:18px;margin:28px 0 10px}
 h3{font-size:15px;margin:20px 0 8px}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:12px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(140px,1fr));gap:12px;margin-bottom:16px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px 14px}
 .card .label{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.04em}
 .card .value{font-size:22px;font-weight:600;margin-top:2px;word-break:break-word}
@@ -189,7 +189,9 @@ pub fn bar_chart(title: &str, labels: &[String], series: &[Series<'_>]) -> Strin
             y + 4.0
         );
     }
-    let label_every = (labels.len() as f64 / 25.0).ceil().max(1.0) as usize;
+    // Skip labels so that neighbours never overlap (about 6.5 px per character at 11 px).
+    let widest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(1) as f64;
+    let label_every = ((widest * 6.5 + 8.0) / group_w).ceil().max(1.0) as usize;
     for (i, label) in labels.iter().enumerate() {
         let gx = left + group_w * i as f64 + group_w * 0.1;
         for (j, s) in series.iter().enumerate() {
@@ -238,7 +240,16 @@ pub fn runs_chart(history: &[RunReport]) -> String {
     let mut runs: Vec<&RunReport> = history.iter().collect();
     runs.sort_by_key(|r| r.run_id);
     runs.dedup_by_key(|r| r.run_id);
-    let labels: Vec<String> = runs.iter().map(|r| format!("#{}", r.run_id)).collect();
+    let labels: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            if r.dry_run {
+                format!("#{} dry", r.run_id)
+            } else {
+                format!("#{}", r.run_id)
+            }
+        })
+        .collect();
     bar_chart(
         "Writes, failures and 429 answers per run",
         &labels,
@@ -246,7 +257,17 @@ pub fn runs_chart(history: &[RunReport]) -> String {
             Series {
                 name: "writes",
                 colour: "#2b6cb0",
-                values: runs.iter().map(|r| total(r, |c| c.writes())).collect(),
+                // A dry run planned its writes and sent none.
+                values: runs
+                    .iter()
+                    .map(|r| {
+                        if r.dry_run {
+                            0
+                        } else {
+                            total(r, |c| c.writes())
+                        }
+                    })
+                    .collect(),
             },
             Series {
                 name: "failures",
@@ -293,7 +314,11 @@ pub fn run_cards(r: &RunReport) -> String {
         escape(run_mode(r))
     ));
     out.push_str(&card(
-        "Writes",
+        if r.dry_run {
+            "Planned writes"
+        } else {
+            "Writes"
+        },
         &total(r, |c| c.writes()).to_string(),
         &format!("{} requests sent to GHL", r.ghl_writes()),
     ));
