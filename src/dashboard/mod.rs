@@ -60,13 +60,15 @@ enum Failure {
     NoState(PathBuf),
     Store(StoreError),
     NotFound(String),
+    /// The blocking task serving the request panicked.
+    Internal(String),
 }
 
 impl Failure {
     fn status(&self) -> StatusCode {
         match self {
             Failure::NoState(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Failure::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Failure::Store(_) | Failure::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Failure::NotFound(_) => StatusCode::NOT_FOUND,
         }
     }
@@ -78,6 +80,7 @@ impl Failure {
             }
             Failure::Store(e) => e.to_string(),
             Failure::NotFound(what) => what.clone(),
+            Failure::Internal(what) => format!("internal error: {what}"),
         }
     }
 }
@@ -150,12 +153,7 @@ impl AppState {
             f(&store, &inner.health)
         })
         .await
-        .unwrap_or_else(|e| {
-            Err(Failure::Store(StoreError::BadValue {
-                column: "dashboard task",
-                value: e.to_string(),
-            }))
-        })
+        .unwrap_or_else(|e| Err(Failure::Internal(e.to_string())))
     }
 }
 
