@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod connect;
+pub mod dashboard;
 pub mod ghl;
 pub mod hotspot;
 pub mod http;

@@ -4,6 +4,8 @@
 //! layer; this module only renders it, so the same report can be printed after `sync`, by `report`,
 //! and served by the dashboard.
 
+pub mod html;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 

@@ -10,6 +10,7 @@
 //! changes go through [`Store::transaction`], which nests (savepoints).
 
 mod appointments;
+pub mod dashboard;
 mod journal;
 mod links;
 mod lock;

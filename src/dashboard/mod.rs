@@ -1,0 +1,519 @@
+//! `serve`: a read-only web dashboard over the state database.
+//!
+//! Pages (`/`, `/runs`, `/runs/{id}`, `/contacts`, `/notes`, `/tasks`, `/appointments`,
+//! `/errors`), JSON under `/api/...`, Prometheus text at `/metrics` and `/healthz` for alerting.
+//! Only GET routes exist, and each request opens the state file itself (WAL readers never block
+//! the running sync), so the dashboard can run next to the scheduler without coordination.
+//! It listens on loopback unless the operator explicitly allows another address.
+
+pub mod health;
+pub mod metrics;
+pub mod pages;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+
+pub use health::{FALLBACK_MAX_AGE, HealthPolicy, HealthReport, default_max_age};
+
+use crate::config::Config;
+use crate::report;
+use crate::store::dashboard::RunItemRow;
+use crate::store::{Store, StoreError};
+
+/// Default `--listen` address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8686";
+
+/// Days shown by the per-day pages unless `?days=` says otherwise (at most 366).
+pub const DEFAULT_DAYS: u32 = 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    #[error(
+        "the dashboard listens on loopback only unless --allow-remote is given (it shows customer data without authentication); refusing {0}"
+    )]
+    RemoteNotAllowed(SocketAddr),
+}
+
+struct Inner {
+    state_path: PathBuf,
+    health: HealthPolicy,
+}
+
+#[derive(Clone)]
+struct AppState(Arc<Inner>);
+
+/// Why a request could not be answered.
+enum Failure {
+    NoState(PathBuf),
+    Store(StoreError),
+    NotFound(String),
+    /// The blocking task serving the request panicked.
+    Internal(String),
+}
+
+impl Failure {
+    fn status(&self) -> StatusCode {
+        match self {
+            Failure::NoState(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Store(_) | Failure::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Failure::NotFound(_) => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Failure::NoState(p) => {
+                format!("no state database at {} yet: run `sync` first", p.display())
+            }
+            Failure::Store(e) => e.to_string(),
+            Failure::NotFound(what) => what.clone(),
+            Failure::Internal(what) => format!("internal error: {what}"),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+/// HTML answer of a page handler.
+struct PageError(Failure);
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let msg = self.0.message();
+        let body = match &self.0 {
+            Failure::NotFound(_) => pages::not_found(&msg),
+            _ => pages::dashboard_page(
+                "",
+                "Error",
+                &format!(
+                    "<h2>Cannot read the state database</h2><p>{}</p>",
+                    report::html::escape(&msg)
+                ),
+            ),
+        };
+        (self.0.status(), Html(body)).into_response()
+    }
+}
+
+/// JSON answer of an `/api` handler.
+struct ApiError(Failure);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.0.status(),
+            axum::Json(json!({ "error": self.0.message() })),
+        )
+            .into_response()
+    }
+}
+
+impl From<Failure> for PageError {
+    fn from(f: Failure) -> Self {
+        PageError(f)
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> Self {
+        ApiError(f)
+    }
+}
+
+impl AppState {
+    /// Opens the store on a blocking thread and runs `f` with it. A missing file is reported,
+    /// never created: the dashboard must not write.
+    async fn with_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store, &HealthPolicy) -> Result<T, Failure> + Send + 'static,
+    ) -> Result<T, Failure> {
+        let inner = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            if !inner.state_path.is_file() {
+                return Err(Failure::NoState(inner.state_path.clone()));
+            }
+            let store = Store::open(&inner.state_path)?;
+            f(&store, &inner.health)
+        })
+        .await
+        .unwrap_or_else(|e| Err(Failure::Internal(e.to_string())))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DaysQuery {
+    days: Option<u32>,
+}
+
+impl DaysQuery {
+    fn days(&self) -> u32 {
+        self.days.unwrap_or(DEFAULT_DAYS).clamp(1, 366)
+    }
+}
+
+/// The dashboard's routes over the state file at `state_path` (opened per request, never
+/// created). `health` decides `/healthz`; see [`HealthPolicy::from_config`].
+pub fn router(state_path: impl Into<PathBuf>, health: HealthPolicy) -> Router {
+    let state = AppState(Arc::new(Inner {
+        state_path: state_path.into(),
+        health,
+    }));
+    Router::new()
+        .route("/", get(overview))
+        .route("/runs", get(runs_page))
+        .route("/runs/{id}", get(run_page))
+        .route("/contacts", get(contacts_page))
+        .route("/notes", get(notes_page))
+        .route("/tasks", get(tasks_page))
+        .route("/appointments", get(appointments_page))
+        .route("/errors", get(errors_page))
+        .route("/api/runs", get(api_runs))
+        .route("/api/runs/{id}", get(api_run))
+        .route("/api/contacts/daily", get(api_contacts))
+        .route("/api/notes/daily", get(api_notes))
+        .route("/api/tasks", get(api_tasks))
+        .route("/api/appointments", get(api_appointments))
+        .route("/api/errors", get(api_errors))
+        .route("/api/health", get(api_health))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// Defence in depth behind the escaping: no script, no external load, no framing, no sniffing.
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Refuses a non-loopback `listen` unless `allow_remote`.
+pub fn check_listen(listen: SocketAddr, allow_remote: bool) -> Result<(), DashboardError> {
+    if listen.ip().is_loopback() || allow_remote {
+        Ok(())
+    } else {
+        Err(DashboardError::RemoteNotAllowed(listen))
+    }
+}
+
+/// Serves the dashboard for `cfg`'s state file on `listen` until `shutdown` completes.
+///
+/// `health_max_age` is the oldest acceptable age of each scheduled job's last successful run
+/// for `/healthz`; `None` means [`default_max_age`]: twice the longest schedule interval, or
+/// 26 h when nothing is scheduled. A non-loopback `listen` needs `allow_remote` (there is no
+/// authentication).
+pub async fn serve(
+    cfg: &Config,
+    listen: SocketAddr,
+    allow_remote: bool,
+    health_max_age: Option<Duration>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    check_listen(listen, allow_remote)?;
+    let path = cfg.state.path.clone();
+    if path.is_file() {
+        // Refuse a foreign or newer file now rather than on every request.
+        Store::open(&path)?;
+    } else {
+        tracing::warn!(path = %path.display(), "no state database yet; pages will say so until the first sync");
+    }
+    let policy = HealthPolicy::from_config(cfg, health_max_age);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, max_age_secs = policy.max_age.as_secs(), "dashboard listening");
+    eprintln!("Dashboard on http://{addr}/ (health: http://{addr}/healthz)");
+    if let Err(e) = axum::serve(listener, router(path, policy))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        bail!("dashboard server stopped: {e}");
+    }
+    Ok(())
+}
+
+// ---- pages ----
+
+async fn overview(State(st): State<AppState>) -> Result<Html<String>, PageError> {
+    let html = st
+        .with_store(|s, h| Ok(pages::overview(s, h, Utc::now())?))
+        .await?;
+    Ok(Html(html))
+}
+
+async fn runs_page(State(st): State<AppState>) -> Result<Html<String>, PageError> {
+    Ok(Html(st.with_store(|s, _| Ok(pages::runs(s)?)).await?))
+}
+
+async fn run_page(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, PageError> {
+    let id = parse_id(&id)?;
+    let html = st
+        .with_store(move |s, _| {
+            pages::run_detail(s, id)?.ok_or_else(|| Failure::NotFound(format!("no run #{id}")))
+        })
+        .await?;
+    Ok(Html(html))
+}
+
+fn parse_id(id: &str) -> Result<i64, Failure> {
+    id.parse()
+        .map_err(|_| Failure::NotFound(format!("`{id}` is not a run id")))
+}
+
+async fn contacts_page(
+    State(st): State<AppState>,
+    Query(q): Query<DaysQuery>,
+) -> Result<Html<String>, PageError> {
+    let days = q.days();
+    let html = st
+        .with_store(move |s, _| Ok(pages::contacts(s, Utc::now(), days)?))
+        .await?;
+    Ok(Html(html))
+}
+
+async fn notes_page(
+    State(st): State<AppState>,
+    Query(q): Query<DaysQuery>,
+) -> Result<Html<String>, PageError> {
+    let days = q.days();
+    let html = st
+        .with_store(move |s, _| Ok(pages::notes(s, Utc::now(), days)?))
+        .await?;
+    Ok(Html(html))
+}
+
+async fn tasks_page(State(st): State<AppState>) -> Result<Html<String>, PageError> {
+    Ok(Html(st.with_store(|s, _| Ok(pages::tasks(s)?)).await?))
+}
+
+async fn appointments_page(State(st): State<AppState>) -> Result<Html<String>, PageError> {
+    let html = st
+        .with_store(|s, _| Ok(pages::appointments(s, Utc::now())?))
+        .await?;
+    Ok(Html(html))
+}
+
+async fn errors_page(State(st): State<AppState>) -> Result<Html<String>, PageError> {
+    Ok(Html(st.with_store(|s, _| Ok(pages::errors(s)?)).await?))
+}
+
+async fn not_found() -> PageError {
+    PageError(Failure::NotFound("There is no such page.".into()))
+}
+
+// ---- JSON ----
+
+type Json = axum::Json<serde_json::Value>;
+
+async fn api_runs(State(st): State<AppState>) -> Result<Json, ApiError> {
+    let v = st
+        .with_store(|s, _| {
+            let runs: Vec<serde_json::Value> = s
+                .runs(100)?
+                .into_iter()
+                .map(|r| {
+                    json!({
+                        "id": r.id,
+                        "kinds": r.kinds,
+                        "full": r.full,
+                        "dry_run": r.dry_run,
+                        "status": r.status.as_str(),
+                        "started_at": r.started_at,
+                        "finished_at": r.finished_at,
+                        "summary": r.summary,
+                    })
+                })
+                .collect();
+            Ok(json!(runs))
+        })
+        .await?;
+    Ok(axum::Json(v))
+}
+
+async fn api_run(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json, ApiError> {
+    let id = parse_id(&id)?;
+    let v = st
+        .with_store(move |s, _| {
+            let r =
+                report::load(s, id)?.ok_or_else(|| Failure::NotFound(format!("no run #{id}")))?;
+            Ok(serde_json::to_value(r).map_err(StoreError::from)?)
+        })
+        .await?;
+    Ok(axum::Json(v))
+}
+
+async fn api_contacts(
+    State(st): State<AppState>,
+    Query(q): Query<DaysQuery>,
+) -> Result<Json, ApiError> {
+    let days = q.days();
+    let v = st
+        .with_store(move |s, _| {
+            let since = Utc::now() - chrono::Duration::days(i64::from(days - 1));
+            Ok(json!({ "days": days, "counts": s.new_contacts_per_day(since)? }))
+        })
+        .await?;
+    Ok(axum::Json(v))
+}
+
+async fn api_notes(
+    State(st): State<AppState>,
+    Query(q): Query<DaysQuery>,
+) -> Result<Json, ApiError> {
+    let days = q.days();
+    let v = st
+        .with_store(move |s, _| {
+            let since = Utc::now() - chrono::Duration::days(i64::from(days - 1));
+            Ok(json!({ "days": days, "counts": s.notes_per_day(since)? }))
+        })
+        .await?;
+    Ok(axum::Json(v))
+}
+
+async fn api_tasks(State(st): State<AppState>) -> Result<Json, ApiError> {
+    let v = st
+        .with_store(|s, _| Ok(json!({ "rules": s.task_progress()?, "open": s.open_tasks(1000)? })))
+        .await?;
+    Ok(axum::Json(v))
+}
+
+async fn api_appointments(State(st): State<AppState>) -> Result<Json, ApiError> {
+    let v = st
+        .with_store(|s, _| {
+            let list: Vec<serde_json::Value> = s
+                .upcoming_appointments(Utc::now(), 1000)?
+                .into_iter()
+                .map(|a| {
+                    json!({
+                        "contact_target_id": a.contact_target_id,
+                        "event_id": a.event_id,
+                        "start": a.start,
+                        "end": a.end,
+                        "status": a.status,
+                        "title": a.title,
+                    })
+                })
+                .collect();
+            Ok(json!(list))
+        })
+        .await?;
+    Ok(axum::Json(v))
+}
+
+fn item_json(r: &RunItemRow) -> serde_json::Value {
+    json!({
+        "run_id": r.run_id,
+        "run_started_at": r.run_started_at,
+        "kind": r.item.kind.as_str(),
+        "source_id": r.item.source_id,
+        "target_id": r.item.target_id,
+        "action": r.item.action,
+        "outcome": r.item.outcome.as_str(),
+        "reason": r.item.reason,
+        "detail": r.item.detail,
+    })
+}
+
+async fn api_errors(State(st): State<AppState>) -> Result<Json, ApiError> {
+    let v = st
+        .with_store(|s, _| {
+            let parked: Vec<_> = s.parked_conflicts()?.iter().map(item_json).collect();
+            let failures: Vec<_> = s.recent_failures(20, 1000)?.iter().map(item_json).collect();
+            Ok(json!({ "parked_conflicts": parked, "failures": failures }))
+        })
+        .await?;
+    Ok(axum::Json(v))
+}
+
+async fn health_report(st: &AppState) -> Result<HealthReport, Failure> {
+    st.with_store(|s, h| Ok(health::evaluate(s, h, Utc::now())?))
+        .await
+}
+
+async fn api_health(State(st): State<AppState>) -> Response {
+    match health_report(&st).await {
+        Ok(h) => {
+            let code = if h.healthy {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (code, axum::Json(h)).into_response()
+        }
+        Err(f) => ApiError(f).into_response(),
+    }
+}
+
+/// 200 `ok` while every scheduled job's last successful run is young enough; otherwise 503
+/// with one reason per line (also when the state file is missing or unreadable).
+async fn healthz(State(st): State<AppState>) -> Response {
+    let text = |code, body: String| {
+        (
+            code,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            body,
+        )
+            .into_response()
+    };
+    match health_report(&st).await {
+        Ok(h) if h.healthy => text(StatusCode::OK, "ok\n".into()),
+        Ok(h) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy\n{}\n", h.reasons().join("\n")),
+        ),
+        Err(f) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy\n{}\n", f.message()),
+        ),
+    }
+}
+
+async fn metrics_text(State(st): State<AppState>) -> Response {
+    match st
+        .with_store(|s, h| Ok(metrics::render(s, h, Utc::now())?))
+        .await
+    {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(f) => (f.status(), f.message()).into_response(),
+    }
+}

@@ -1,0 +1,517 @@
+//! The dashboard's HTML pages. Each takes the open store and returns a full document; every
+//! value from the database is escaped by `report::html` helpers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::health::{self, HealthPolicy, human};
+use crate::report::html::{
+    Series, badge, bar_chart, card, detail_html, empty, escape, load_recent, page, run_body,
+    runs_chart, table, table_html,
+};
+use crate::report::{self, RunSummary};
+use crate::store::dashboard::{DailyCount, RunItemRow};
+use crate::store::{RunRecord, Store, StoreError};
+
+const NAV: [(&str, &str); 7] = [
+    ("/", "Overview"),
+    ("/runs", "Runs"),
+    ("/contacts", "Contacts"),
+    ("/notes", "Notes"),
+    ("/tasks", "Tasks"),
+    ("/appointments", "Appointments"),
+    ("/errors", "Errors"),
+];
+
+fn nav(current: &str) -> String {
+    let mut out = String::new();
+    for (href, name) in NAV {
+        let on = if href == current { " class=\"on\"" } else { "" };
+        let _ = write!(out, "<a href=\"{href}\"{on}>{name}</a>");
+    }
+    out
+}
+
+/// A page with the dashboard's navigation, `current` highlighted.
+pub fn dashboard_page(current: &str, title: &str, body: &str) -> String {
+    let body = format!(
+        "{body}<footer>Read-only view of the state database · hotspot-ghl-sync {} · \
+         JSON under <a href=\"/api/runs\">/api/…</a> · <a href=\"/metrics\">/metrics</a> · \
+         <a href=\"/healthz\">/healthz</a></footer>",
+        env!("CARGO_PKG_VERSION")
+    );
+    page(title, &nav(current), &body)
+}
+
+fn run_mode(run: &RunRecord) -> &'static str {
+    match (run.dry_run, run.full) {
+        (true, _) => "dry run",
+        (false, true) => "full",
+        (false, false) => "incremental",
+    }
+}
+
+fn fmt_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn runs_table(runs: &[RunRecord]) -> String {
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|run| {
+            let s: RunSummary = serde_json::from_value(run.summary.clone()).unwrap_or_default();
+            let sum =
+                |f: &dyn Fn(&report::KindCounts) -> u64| -> u64 { s.kinds.values().map(f).sum() };
+            let kinds: Vec<&str> = run.kinds.iter().map(|k| k.as_str()).collect();
+            vec![
+                format!("<a href=\"/runs/{0}\">#{0}</a>", run.id),
+                escape(&fmt_time(run.started_at)),
+                escape(
+                    &run.finished_at
+                        .map(|f| human((f - run.started_at).num_seconds()))
+                        .unwrap_or_else(|| "—".into()),
+                ),
+                badge(run.status.as_str()),
+                escape(run_mode(run)),
+                escape(&kinds.join(", ")),
+                if run.dry_run {
+                    format!("{} planned", sum(&|c| c.writes()))
+                } else {
+                    sum(&|c| c.writes()).to_string()
+                },
+                sum(&|c| c.failed).to_string(),
+                sum(&|c| c.conflicts).to_string(),
+                sum(&|c| c.deferred).to_string(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return empty("No run recorded yet: run `sync` first.");
+    }
+    table_html(
+        &[
+            "Run",
+            "Started",
+            "Took",
+            "Status",
+            "Mode",
+            "Kinds",
+            "Writes#",
+            "Failed#",
+            "Conflicts#",
+            "Deferred#",
+        ],
+        &rows,
+    )
+}
+
+/// `/`: health, summary cards, the runs chart and the latest runs.
+pub fn overview(
+    store: &Store,
+    policy: &HealthPolicy,
+    now: DateTime<Utc>,
+) -> Result<String, StoreError> {
+    let mut body = String::new();
+    let h = health::evaluate(store, policy, now)?;
+    if h.healthy {
+        let _ = write!(
+            body,
+            "<div class=\"banner ok\" id=\"health\">{} Every scheduled job completed a run within {}.</div>",
+            badge("healthy"),
+            escape(&human(h.max_age_seconds as i64))
+        );
+    } else {
+        let _ = write!(
+            body,
+            "<div class=\"banner bad\" id=\"health\">{} <ul>",
+            badge("unhealthy")
+        );
+        for r in h.reasons() {
+            let _ = write!(body, "<li>{}</li>", escape(&r));
+        }
+        body.push_str("</ul></div>");
+    }
+
+    let runs = store.runs(20)?;
+    body.push_str("<div class=\"cards\">");
+    match runs.first() {
+        Some(last) => {
+            let _ = write!(
+                body,
+                "<div class=\"card\"><div class=\"label\">Last run</div>\
+                 <div class=\"value\"><a href=\"/runs/{0}\">#{0}</a> {1}</div>\
+                 <div class=\"sub\">{2} ago</div></div>",
+                last.id,
+                badge(last.status.as_str()),
+                escape(&human((now - last.started_at).num_seconds()))
+            );
+        }
+        None => body.push_str(&card("Last run", "none", "run `sync` first")),
+    }
+    let last_ok = store.last_successful_run(None, false)?;
+    body.push_str(&card(
+        "Last successful run",
+        &last_ok
+            .as_ref()
+            .map(|r| format!("#{}", r.id))
+            .unwrap_or_else(|| "none".into()),
+        &last_ok
+            .as_ref()
+            .map(|r| {
+                format!(
+                    "{} ago",
+                    human((now - r.finished_at.unwrap_or(r.started_at)).num_seconds())
+                )
+            })
+            .unwrap_or_default(),
+    ));
+    let mut active: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut parked_links = 0;
+    for (kind, status, n) in store.link_counts()? {
+        match status.as_str() {
+            "active" => *active.entry(kind.as_str()).or_default() += n,
+            "parked" => parked_links += n,
+            _ => {}
+        }
+    }
+    for (kind, label) in [
+        ("contact", "Contacts linked"),
+        ("note", "Notes synced"),
+        ("task", "Tasks"),
+    ] {
+        body.push_str(&card(
+            label,
+            &active.get(kind).copied().unwrap_or(0).to_string(),
+            "active links",
+        ));
+    }
+    let parked = store.parked_conflicts()?.len();
+    body.push_str(&card(
+        "Parked conflicts",
+        &parked.to_string(),
+        &format!("{parked_links} parked links"),
+    ));
+    let quota = runs.iter().find_map(|r| {
+        serde_json::from_value::<RunSummary>(r.summary.clone())
+            .ok()
+            .and_then(|s| s.ghl_daily_remaining)
+    });
+    body.push_str(&card(
+        "GHL quota left",
+        &quota.map(|q| q.to_string()).unwrap_or_else(|| "—".into()),
+        "daily, at end of last run",
+    ));
+    body.push_str("</div>");
+
+    body.push_str("<h2>Writes, failures and 429s over recent runs</h2>");
+    body.push_str(&runs_chart(&load_recent(store, 20)?));
+    body.push_str("<h2>Latest runs</h2>");
+    body.push_str(&runs_table(&runs[..runs.len().min(10)]));
+
+    body.push_str("<h2>Health checks</h2>");
+    let rows: Vec<Vec<String>> = h
+        .checks
+        .iter()
+        .map(|c| {
+            vec![
+                escape(&c.job),
+                badge(if c.ok { "ok" } else { "failed" }),
+                c.last_success_run
+                    .map(|id| format!("<a href=\"/runs/{id}\">#{id}</a>"))
+                    .unwrap_or_else(|| "—".into()),
+                escape(c.last_success_at.as_deref().unwrap_or("—")),
+                escape(&c.age_seconds.map(human).unwrap_or_else(|| "—".into())),
+            ]
+        })
+        .collect();
+    body.push_str(&table_html(
+        &["Job", "State", "Last success", "Ended at", "Age"],
+        &rows,
+    ));
+    Ok(dashboard_page("/", "Overview", &body))
+}
+
+/// `/runs`: the newest 100 runs.
+pub fn runs(store: &Store) -> Result<String, StoreError> {
+    let runs = store.runs(100)?;
+    let body = format!("<h2>Runs</h2>{}", runs_table(&runs));
+    Ok(dashboard_page("/runs", "Runs", &body))
+}
+
+/// `/runs/{id}`: the run's report; `None` when there is no such run.
+pub fn run_detail(store: &Store, id: i64) -> Result<Option<String>, StoreError> {
+    let Some(r) = report::load(store, id)? else {
+        return Ok(None);
+    };
+    let body = format!(
+        "<h2>Run #{id} <span class=\"muted\">(<a href=\"/api/runs/{id}\">JSON</a>)</span></h2>{}",
+        run_body(&r, 500)
+    );
+    Ok(Some(dashboard_page("/runs", &format!("Run {id}"), &body)))
+}
+
+/// Every day from `since` to `now`, oldest first, so gaps show as empty bars.
+fn days(since: DateTime<Utc>, now: DateTime<Utc>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut d = since.date_naive();
+    while d <= now.date_naive() {
+        out.push(d.format("%Y-%m-%d").to_string());
+        d = d.succ_opt().unwrap_or(d);
+        if out.len() > 400 {
+            break;
+        }
+    }
+    out
+}
+
+fn daily_section(
+    counts: &[DailyCount],
+    labels: &[String],
+    group_title: &str,
+    what: &str,
+) -> String {
+    const COLOURS: [&str; 6] = [
+        "#2b6cb0", "#2f855a", "#d69e2e", "#805ad5", "#c53030", "#319795",
+    ];
+    let groups: BTreeSet<&str> = counts.iter().map(|c| c.group.as_str()).collect();
+    let mut out = String::new();
+    let mut series: Vec<Series<'_>> = Vec::new();
+    if groups.len() <= COLOURS.len() {
+        for (i, g) in groups.iter().enumerate() {
+            series.push(Series {
+                name: g,
+                colour: COLOURS[i],
+                values: labels
+                    .iter()
+                    .map(|d| {
+                        counts
+                            .iter()
+                            .filter(|c| &c.day == d && c.group == *g)
+                            .map(|c| c.count)
+                            .sum()
+                    })
+                    .collect(),
+            });
+        }
+    } else {
+        // Too many groups to tell apart by colour: chart the daily total; the table splits it.
+        series.push(Series {
+            name: "total",
+            colour: COLOURS[0],
+            values: labels
+                .iter()
+                .map(|d| counts.iter().filter(|c| &c.day == d).map(|c| c.count).sum())
+                .collect(),
+        });
+    }
+    // Month-day labels: the year is in the tables below.
+    let short: Vec<String> = labels
+        .iter()
+        .map(|d| d.get(5..).unwrap_or(d).to_string())
+        .collect();
+    out.push_str(&bar_chart(&format!("{what} per day"), &short, &series));
+
+    let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
+    for c in counts {
+        *totals.entry(c.group.as_str()).or_default() += c.count;
+    }
+    let _ = write!(
+        out,
+        "<h3>Total per {}</h3>",
+        escape(&group_title.to_lowercase())
+    );
+    if totals.is_empty() {
+        out.push_str(&empty("Nothing in this period."));
+    } else {
+        let rows: Vec<Vec<String>> = totals
+            .iter()
+            .map(|(g, n)| vec![g.to_string(), n.to_string()])
+            .collect();
+        out.push_str(&table(&[group_title, "Count#"], &rows));
+        out.push_str("<h3>Per day</h3>");
+        let rows: Vec<Vec<String>> = counts
+            .iter()
+            .map(|c| vec![c.day.clone(), c.group.clone(), c.count.to_string()])
+            .collect();
+        out.push_str(&table(&["Day", group_title, "Count#"], &rows));
+    }
+    out
+}
+
+/// `/contacts`: new contacts per day per location over the last `days` days.
+pub fn contacts(store: &Store, now: DateTime<Utc>, n_days: u32) -> Result<String, StoreError> {
+    let since = now - Duration::days(i64::from(n_days.saturating_sub(1)));
+    let counts = store.new_contacts_per_day(since)?;
+    let total: u64 = counts.iter().map(|c| c.count).sum();
+    let mut body = format!(
+        "<h2>New contacts per day, last {n_days} days</h2><div class=\"cards\">{}</div>",
+        card("New contacts", &total.to_string(), "created or adopted")
+    );
+    body.push_str(&daily_section(
+        &counts,
+        &days(since, now),
+        "Location",
+        "New contacts",
+    ));
+    Ok(dashboard_page("/contacts", "Contacts", &body))
+}
+
+/// `/notes`: notes per day by transaction type over the last `days` days.
+pub fn notes(store: &Store, now: DateTime<Utc>, n_days: u32) -> Result<String, StoreError> {
+    let since = now - Duration::days(i64::from(n_days.saturating_sub(1)));
+    let counts = store.notes_per_day(since)?;
+    let total: u64 = counts.iter().map(|c| c.count).sum();
+    let mut body = format!(
+        "<h2>Notes per day by transaction type, last {n_days} days</h2><div class=\"cards\">{}</div>",
+        card("Notes", &total.to_string(), "one per transaction")
+    );
+    body.push_str(&daily_section(&counts, &days(since, now), "Type", "Notes"));
+    Ok(dashboard_page("/notes", "Notes", &body))
+}
+
+/// `/tasks`: onboarding-task completion per rule and the open tasks.
+pub fn tasks(store: &Store) -> Result<String, StoreError> {
+    let progress = store.task_progress()?;
+    let mut body = String::from("<h2>Onboarding tasks per rule</h2>");
+    if progress.is_empty() {
+        body.push_str(&empty("No task created yet."));
+    } else {
+        let rows: Vec<Vec<String>> = progress
+            .iter()
+            .map(|p| {
+                let pct = if p.total == 0 {
+                    0.0
+                } else {
+                    100.0 * p.completed as f64 / p.total as f64
+                };
+                vec![
+                    p.rule.clone(),
+                    p.total.to_string(),
+                    p.completed.to_string(),
+                    (p.total - p.completed.min(p.total)).to_string(),
+                    p.edited.to_string(),
+                    format!("{pct:.0}%"),
+                ]
+            })
+            .collect();
+        body.push_str(&table(
+            &[
+                "Rule",
+                "Tasks#",
+                "Completed#",
+                "Open#",
+                "Edited in GHL#",
+                "Done#",
+            ],
+            &rows,
+        ));
+    }
+    let open = store.open_tasks(200)?;
+    let _ = write!(body, "<h2>Open tasks ({})</h2>", open.len());
+    if open.is_empty() {
+        body.push_str(&empty("No open task."));
+    } else {
+        let rows: Vec<Vec<String>> = open
+            .iter()
+            .map(|t| {
+                vec![
+                    t.due.clone().unwrap_or_else(|| "—".into()),
+                    t.title.clone().unwrap_or_default(),
+                    t.rule.clone(),
+                    t.source_id.clone(),
+                    t.target_id.clone(),
+                ]
+            })
+            .collect();
+        body.push_str(&table(
+            &["Due", "Title", "Rule", "Source", "GHL task"],
+            &rows,
+        ));
+    }
+    Ok(dashboard_page("/tasks", "Tasks", &body))
+}
+
+/// `/appointments`: upcoming appointments of linked contacts.
+pub fn appointments(store: &Store, now: DateTime<Utc>) -> Result<String, StoreError> {
+    let list = store.upcoming_appointments(now, 200)?;
+    let mut body = format!("<h2>Upcoming appointments ({})</h2>", list.len());
+    if list.is_empty() {
+        body.push_str(&empty("No upcoming appointment."));
+    } else {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|a| {
+                vec![
+                    a.start.clone().unwrap_or_default(),
+                    a.end.clone().unwrap_or_default(),
+                    a.title.clone().unwrap_or_default(),
+                    a.status.clone().unwrap_or_default(),
+                    a.contact_target_id.clone(),
+                ]
+            })
+            .collect();
+        body.push_str(&table(
+            &["Start", "End", "Title", "Status", "GHL contact"],
+            &rows,
+        ));
+    }
+    Ok(dashboard_page("/appointments", "Appointments", &body))
+}
+
+fn item_rows(rows: &[RunItemRow]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                format!("<a href=\"/runs/{0}\">#{0}</a>", r.run_id),
+                escape(r.item.kind.as_str()),
+                format!("<span class=\"mono\">{}</span>", escape(&r.item.source_id)),
+                format!(
+                    "<span class=\"mono\">{}</span>",
+                    escape(r.item.target_id.as_deref().unwrap_or("—"))
+                ),
+                escape(&r.item.action),
+                escape(r.item.reason.as_deref().unwrap_or("")),
+                detail_html(&r.item.detail),
+            ]
+        })
+        .collect();
+    table_html(
+        &["Run", "Kind", "Source", "GHL", "Action", "Reason", "Detail"],
+        &rows,
+    )
+}
+
+/// `/errors`: parked conflicts (both values) and failures of the last 20 runs.
+pub fn errors(store: &Store) -> Result<String, StoreError> {
+    let parked = store.parked_conflicts()?;
+    let failures = store.recent_failures(20, 500)?;
+    let mut body = format!("<h2>Parked conflicts ({})</h2>", parked.len());
+    if parked.is_empty() {
+        body.push_str(&empty("No conflict waiting for a decision."));
+    } else {
+        body.push_str(&item_rows(&parked));
+    }
+    let _ = write!(
+        body,
+        "<h2>Failures in the last 20 runs ({})</h2>",
+        failures.len()
+    );
+    if failures.is_empty() {
+        body.push_str(&empty("No failure."));
+    } else {
+        body.push_str(&item_rows(&failures));
+    }
+    Ok(dashboard_page("/errors", "Errors", &body))
+}
+
+/// The 404 page.
+pub fn not_found(what: &str) -> String {
+    dashboard_page(
+        "",
+        "Not found",
+        &format!("<h2>Not found</h2>{}", empty(what)),
+    )
+}
