@@ -57,6 +57,8 @@ pub enum Command {
     /// Authentication set-up.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Read-only web dashboard over the state database, with /metrics and /healthz.
+    Serve(ServeArgs),
     /// Serves both emulators on loopback with seeded data and fault knobs.
     Sandbox(SandboxArgs),
     /// Emulators + a temporary config + one sync + its report, with no account.
@@ -92,6 +94,23 @@ pub struct ReportArgs {
     /// Write the report to this file instead of standard output.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Report on the last N runs instead of one (HTML and JSON).
+    #[arg(long)]
+    pub last: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; loopback unless --allow-remote.
+    #[arg(long, default_value = "127.0.0.1:8686")]
+    pub listen: std::net::SocketAddr,
+    /// Allow listening on a non-loopback address (the dashboard has no authentication).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// /healthz answers 503 when a scheduled kind's last successful run is older than this
+    /// (default: twice the longest schedule interval, or 26 h).
+    #[arg(long)]
+    pub health_max_age_secs: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

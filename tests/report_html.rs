@@ -32,6 +32,7 @@ fn hostile_report(run_id: i64) -> RunReport {
             retries: 2,
             rate_limited: 3,
             failed: 1,
+            writes: 5,
             daily_remaining: Some(123_456),
         },
     );

@@ -6,6 +6,7 @@ mod check;
 mod demo;
 mod report;
 mod sandbox;
+mod serve;
 mod sync;
 
 use crate::cli::{Cli, Command};
@@ -27,6 +28,10 @@ pub async fn dispatch(cli: Cli) -> u8 {
     let result = match &cli.command {
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Serve(args) => match load_config(&cli) {
+            Ok(cfg) => serve::run(&cfg, args).await,
+            Err(e) => Err(e),
+        },
         Command::Sync(args) => match load_config(&cli) {
             Ok(cfg) => sync::run(&cfg, args).await,
             Err(e) => Err(e),
@@ -63,6 +68,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Check => "check",
         Command::Auth(_) => "auth",
         Command::Sandbox(_) => "sandbox",
+        Command::Serve(_) => "serve",
         Command::Demo(_) => "demo",
     }
 }

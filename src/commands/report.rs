@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 
 use crate::cli::{ReportArgs, ReportFormat};
 use crate::config::Config;
-use crate::report;
+use crate::report::{self, html};
 use crate::store::Store;
 
 use super::EXIT_OK;
@@ -15,6 +15,7 @@ pub fn run(cfg: &Config, args: &ReportArgs) -> anyhow::Result<u8> {
     let store = Store::open(&cfg.state.path)?;
     let text = match args.run.as_deref() {
         Some("list") => list(&store)?,
+        _ if args.last.is_some() => last_n(&store, cfg, args.last.unwrap_or(1), args.format)?,
         None | Some("latest") => {
             let Some(run) = store.latest_run()? else {
                 bail!(
@@ -22,13 +23,13 @@ pub fn run(cfg: &Config, args: &ReportArgs) -> anyhow::Result<u8> {
                     cfg.state.path.display()
                 );
             };
-            render(&store, run.id, args.format)?
+            render(&store, cfg, run.id, args.format)?
         }
         Some(id) => {
             let id: i64 = id
                 .parse()
                 .with_context(|| format!("`{id}` is not a run id, `latest` or `list`"))?;
-            render(&store, id, args.format)?
+            render(&store, cfg, id, args.format)?
         }
     };
     match &args.output {
@@ -39,14 +40,35 @@ pub fn run(cfg: &Config, args: &ReportArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-fn render(store: &Store, id: i64, format: ReportFormat) -> anyhow::Result<String> {
+fn render(store: &Store, cfg: &Config, id: i64, format: ReportFormat) -> anyhow::Result<String> {
     let Some(r) = report::load(store, id)? else {
         bail!("run {id} is not in the state database (see `report list`)");
     };
     Ok(match format {
         ReportFormat::Text => r.to_text(),
         ReportFormat::Json => r.to_json() + "\n",
-        ReportFormat::Html => bail!("the HTML report is not available in this build"),
+        ReportFormat::Html => {
+            html::render_run_with(&r, &html::load_recent(store, 20)?, cfg.report.max_items)
+        }
+    })
+}
+
+fn last_n(store: &Store, cfg: &Config, n: usize, format: ReportFormat) -> anyhow::Result<String> {
+    let reports = html::load_recent(store, n.max(1))?;
+    if reports.is_empty() {
+        bail!(
+            "no run recorded yet in {}; run `sync` first",
+            cfg.state.path.display()
+        );
+    }
+    Ok(match format {
+        ReportFormat::Html => html::render_runs(&reports, cfg.report.max_items),
+        ReportFormat::Json => serde_json::to_string_pretty(&reports)? + "\n",
+        ReportFormat::Text => reports
+            .iter()
+            .map(|r| r.to_text())
+            .collect::<Vec<_>>()
+            .join("\n"),
     })
 }
 

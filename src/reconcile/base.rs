@@ -10,10 +10,11 @@ use super::plan::{BaseLink, LinkStatus, ParkReason, ParkedMark};
 use crate::model::{CanonicalContact, Digest, Kind};
 use crate::store::{self, Link, Store, StoreError};
 
+/// The base and the park marks of every contact, keyed by source id.
+pub type ContactBase = (BTreeMap<String, BaseLink>, BTreeMap<String, ParkedMark>);
+
 /// Loads every contact link as planner input.
-pub fn load_contacts(
-    store: &Store,
-) -> Result<(BTreeMap<String, BaseLink>, BTreeMap<String, ParkedMark>), StoreError> {
+pub fn load_contacts(store: &Store) -> Result<ContactBase, StoreError> {
     let mut base = BTreeMap::new();
     let mut parked = BTreeMap::new();
     for link in store.links(Kind::Contact)? {

@@ -421,10 +421,10 @@ fn account(plan: &Plan, result: &ApplyResult, dry_run: bool) -> (KindCounts, Vec
                 _ => ItemOutcome::Applied,
             }
         };
-        if outcome == ItemOutcome::Applied || outcome == ItemOutcome::Planned {
-            if let Some(n) = done {
-                *n += 1;
-            }
+        if matches!(outcome, ItemOutcome::Applied | ItemOutcome::Planned)
+            && let Some(n) = done
+        {
+            *n += 1;
         }
         let label = if !it.conflicts.is_empty() {
             "conflict"

@@ -44,19 +44,23 @@ pub struct ApiUsage {
     pub retries: u64,
     pub rate_limited: u64,
     pub failed: u64,
+    /// Requests that changed something (see [`is_write`]).
+    #[serde(default)]
+    pub writes: u64,
     /// Daily quota left as last reported by the API (GHL only).
     pub daily_remaining: Option<u64>,
 }
 
 impl ApiUsage {
-    /// Requests that change something remotely.
+    /// Requests that change something remotely (searches are POSTs that only read).
     pub fn writes(&self) -> u64 {
-        self.requests_by_method
-            .iter()
-            .filter(|(m, _)| m.as_str() != "GET" && m.as_str() != "HEAD")
-            .map(|(_, n)| *n)
-            .sum()
+        self.writes
     }
+}
+
+/// Whether an audited call changes something remotely.
+pub fn is_write(method: &str, path: &str) -> bool {
+    !matches!(method, "GET" | "HEAD") && !path.ends_with("/search")
 }
 
 /// One record the report names individually: a failure, conflict, drift, skip, deferral or guard.
@@ -277,7 +281,11 @@ pub fn load(store: &Store, run_id: i64) -> Result<Option<RunReport>, StoreError>
     let items = store
         .run_items(run_id)?
         .into_iter()
-        .filter(|i| i.outcome != ItemOutcome::Applied || i.action == "delete")
+        // Plain creates, links and updates are counted, not listed; everything else is news.
+        .filter(|i| {
+            i.outcome != ItemOutcome::Applied
+                || !matches!(i.action.as_str(), "create" | "link" | "update")
+        })
         .map(|i| ReportItem {
             kind: i.kind.as_str().to_string(),
             outcome: item_outcome_label(&i),

@@ -12,3 +12,4 @@ pub fn http_client() -> reqwest::Client {
         .build()
         .expect("reqwest client")
 }
+pub mod harness;

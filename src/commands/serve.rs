@@ -1,0 +1,29 @@
+//! `serve`: the read-only dashboard over the state database.
+
+use std::time::Duration;
+
+use crate::cli::ServeArgs;
+use crate::config::Config;
+use crate::dashboard;
+
+use super::EXIT_OK;
+
+pub async fn run(cfg: &Config, args: &ServeArgs) -> anyhow::Result<u8> {
+    dashboard::check_listen(args.listen, args.allow_remote)?;
+    println!(
+        "Dashboard on http://{}/ (metrics at /metrics, health at /healthz). Ctrl-C stops it.",
+        args.listen
+    );
+    let shutdown = async {
+        let _ = crate::schedule::wait_for_signal().await;
+    };
+    dashboard::serve(
+        cfg,
+        args.listen,
+        args.allow_remote,
+        args.health_max_age_secs.map(Duration::from_secs),
+        shutdown,
+    )
+    .await?;
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,142 @@
+//! End-to-end harness: emulators in this process, the REAL binary as a child process with a
+//! config file in a temporary directory and the secrets in its environment.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use hotspot_ghl_sync::sandbox::ghl::GhlRequest;
+use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hotspot-ghl-sync");
+
+pub struct TestEnv {
+    pub sandbox: Sandbox,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl TestEnv {
+    /// Starts the emulators (rate limits raised: limits are not what these tests are about)
+    /// and writes a config whose `[contacts]` section is `contacts_toml`.
+    pub async fn start(name: &str, mut opts: SandboxOptions, contacts_toml: &str) -> TestEnv {
+        static N: AtomicU32 = AtomicU32::new(0);
+        opts.ghl.rate_limit = opts.ghl.rate_limit.max(100_000);
+        let sandbox = Sandbox::start(opts).await.expect("sandbox starts");
+        let dir = std::env::temp_dir().join(format!(
+            "hgs-e2e-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config.toml");
+        let env = TestEnv {
+            sandbox,
+            dir,
+            config,
+        };
+        env.write_config(contacts_toml);
+        env
+    }
+
+    pub fn write_config(&self, contacts_toml: &str) {
+        let text = format!(
+            r#"[state]
+path = "{state}"
+
+[hotspot]
+base_url = "{hs}"
+api_key_env = "HGS_TEST_HS_KEY"
+page_size = 100
+rate_limit = 10000
+
+[ghl]
+base_url = "{ghl}"
+location_id = "{loc}"
+auth = "private_token"
+token_env = "HGS_TEST_GHL_TOKEN"
+hotspot_id_field = "contact.hotspot_customer_id"
+rate_limit = 50000
+max_concurrency = 8
+
+[http]
+timeout_secs = 5
+max_attempts = 3
+max_elapsed_secs = 20
+
+[contacts]
+{contacts_toml}
+"#,
+            state = self.state_path().display(),
+            hs = self.sandbox.hotspot.base_url(),
+            ghl = self.sandbox.ghl.base_url(),
+            loc = self.sandbox.ghl.location_id(),
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("sync.db")
+    }
+
+    /// Runs the binary with `args` after `--config`.
+    pub async fn run(&self, args: &[&str]) -> Out {
+        let out = tokio::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("HGS_TEST_HS_KEY", self.sandbox.hotspot_api_key())
+            .env("HGS_TEST_GHL_TOKEN", self.sandbox.ghl_token())
+            .env_remove("RUST_LOG")
+            .output()
+            .await
+            .expect("binary runs");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `sync` that must succeed; returns its output.
+    pub async fn sync(&self, extra: &[&str]) -> Out {
+        let mut args = vec!["sync"];
+        args.extend_from_slice(extra);
+        let out = self.run(&args).await;
+        assert_eq!(
+            out.code, 0,
+            "sync failed:\nstdout:\n{}\nstderr:\n{}",
+            out.stdout, out.stderr
+        );
+        out
+    }
+
+    /// The JSON report of the latest run.
+    pub async fn report_json(&self) -> serde_json::Value {
+        let out = self.run(&["report", "latest", "--format", "json"]).await;
+        assert_eq!(out.code, 0, "report failed: {}", out.stderr);
+        serde_json::from_str(&out.stdout).expect("report is JSON")
+    }
+
+    /// Requests that change something in GHL (search is a POST that reads).
+    pub fn ghl_writes(&self) -> Vec<GhlRequest> {
+        self.sandbox
+            .ghl
+            .requests()
+            .into_iter()
+            .filter(|r| r.method != "GET" && !r.path.ends_with("/search"))
+            .collect()
+    }
+}
