@@ -283,6 +283,12 @@ async fn crm_edits_are_kept_as_drift_and_conflicts_follow_the_policy() {
     env.sandbox.ghl.clear_requests();
     env.sync(&[]).await;
     assert!(env.ghl_writes().is_empty());
+
+    let status = env.run(&["status"]).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let linked = ids.len().to_string() + " linked";
+    assert!(status.stdout.contains(&linked), "{}", status.stdout);
+    assert!(status.stdout.contains("Last run per kind"), "{}", status.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

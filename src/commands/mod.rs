@@ -7,6 +7,7 @@ mod demo;
 mod report;
 mod sandbox;
 mod serve;
+mod status;
 mod sync;
 
 use crate::cli::{Cli, Command};
@@ -28,6 +29,7 @@ pub async fn dispatch(cli: Cli) -> u8 {
     let result = match &cli.command {
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Status => load_config(&cli).and_then(|cfg| status::run(&cfg)),
         Command::Serve(args) => match load_config(&cli) {
             Ok(cfg) => serve::run(&cfg, args).await,
             Err(e) => Err(e),
