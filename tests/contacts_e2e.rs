@@ -335,7 +335,7 @@ max_delete_ratio = 0.1
     assert_eq!(env.sandbox.ghl.with_state(|s| s.contacts.len()), before - 1);
     let out = env.run(&["report"]).await;
     assert!(
-        out.stdout.to_lowercase().contains("max_delete_ratio") || out.stdout.contains("withh"),
+        out.stdout.contains("above max_delete_ratio 0.1: deletions withheld"),
         "{}",
         out.stdout
     );
