@@ -288,7 +288,11 @@ async fn crm_edits_are_kept_as_drift_and_conflicts_follow_the_policy() {
     assert_eq!(status.code, 0, "{}", status.stderr);
     let linked = ids.len().to_string() + " linked";
     assert!(status.stdout.contains(&linked), "{}", status.stdout);
-    assert!(status.stdout.contains("Last run per kind"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("Last run per kind"),
+        "{}",
+        status.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,7 +339,8 @@ max_delete_ratio = 0.1
     assert_eq!(env.sandbox.ghl.with_state(|s| s.contacts.len()), before - 1);
     let out = env.run(&["report"]).await;
     assert!(
-        out.stdout.contains("above max_delete_ratio 0.1: deletions withheld"),
+        out.stdout
+            .contains("above max_delete_ratio 0.1: deletions withheld"),
         "{}",
         out.stdout
     );
