@@ -5,6 +5,7 @@ mod auth;
 mod check;
 mod demo;
 mod report;
+mod run;
 mod sandbox;
 mod sync;
 
@@ -29,6 +30,10 @@ pub async fn dispatch(cli: Cli) -> u8 {
         Command::Demo(args) => demo::run(args).await,
         Command::Sync(args) => match load_config(&cli) {
             Ok(cfg) => sync::run(&cfg, args).await,
+            Err(e) => Err(e),
+        },
+        Command::Run => match load_config(&cli) {
+            Ok(cfg) => run::run(&cfg).await,
             Err(e) => Err(e),
         },
         Command::Report(args) => load_config(&cli).and_then(|cfg| report::run(&cfg, args)),
