@@ -488,3 +488,94 @@ async fn an_invalid_cron_expression_is_a_configuration_error_naming_the_key() {
     assert!(o.stderr.contains("schedule.full"), "{}", show(&o));
     assert!(!env.state_path().exists(), "nothing started");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_stuck_on_a_slow_api_is_interrupted_and_recorded_within_the_grace() {
+    // Each HotspotSystem answer takes 30 s (and the client waits that long): the pass is still
+    // listing when the stop signal comes, and would be for a long time.
+    let env = Env::new(
+        "stuck",
+        sandbox(3, Duration::ZERO, Duration::from_secs(30)).await,
+        &[("contacts", "*/1 * * * * *")],
+    );
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("timeout_secs = 5\n", "timeout_secs = 60\n")
+        .replace("max_elapsed_secs = 5\n", "max_elapsed_secs = 120\n");
+    std::fs::write(&env.config, text).unwrap();
+    let mut d = env.spawn_daemon();
+    env.wait_for_lock(&d).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.log().contains("run started") {
+        assert!(Instant::now() < deadline, "no run started: {}", d.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    d.terminate();
+    let signalled = Instant::now();
+    let status = d.wait_exit(Duration::from_secs(10)).await;
+    let log = d.log();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "after {:?}; log:\n{log}",
+        signalled.elapsed()
+    );
+    let runs = env.runs();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0].status, RunStatus::Aborted);
+    assert!(runs[0].finished_at.is_some());
+    let notes = runs[0].summary["notes"].to_string();
+    assert!(notes.contains("still running"), "{notes}");
+    assert_eq!(env.ghl_contacts(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pass_is_recorded_and_the_daemon_keeps_going() {
+    let env = Env::new(
+        "fails",
+        sandbox(4, Duration::ZERO, Duration::ZERO).await,
+        &[("contacts", "*/1 * * * * *")],
+    );
+    // HotspotSystem answers 500 to everything: the listing, hence the pass, fails.
+    env.sandbox.hotspot.set_faults(FaultKnobs {
+        p500: 1.0,
+        ..FaultKnobs::default()
+    });
+    let mut d = env.spawn_daemon();
+    let wait_log = |needle: &'static str, d: &Daemon| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let log = d.log.clone();
+        async move {
+            loop {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.contains(needle) {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "never logged {needle:?}:\n{text}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait_log("run failed", &d).await;
+    env.sandbox.hotspot.set_faults(FaultKnobs::default());
+    wait_log("run finished", &d).await;
+    d.terminate();
+    let status = d.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", d.log());
+
+    let runs = env.runs();
+    let first_ok = runs
+        .iter()
+        .position(|r| r.status == RunStatus::Succeeded)
+        .expect("a run succeeded once the API was back");
+    assert!(
+        runs[..first_ok]
+            .iter()
+            .any(|r| r.status == RunStatus::Failed),
+        "{runs:#?}"
+    );
+    assert!(env.ghl_contacts() > 0);
+}
