@@ -73,12 +73,17 @@ impl Daemon {
     }
 
     fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// `kill -<name> <pid>`, e.g. `TERM` or `INT`.
+    fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(self.pid().to_string())
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     /// Waits for the exit; `None` if it has not exited within `limit`.
@@ -468,7 +473,8 @@ async fn a_second_process_on_the_daemons_state_exits_3_naming_the_state_file() {
     }
     assert_eq!(env.ghl_contacts(), 0, "the refused sync wrote nothing");
 
-    d.terminate();
+    // SIGINT (Ctrl-C) stops it like SIGTERM.
+    d.signal("INT");
     let status = d.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", d.log());
     // The lock went with the daemon: a sync now runs.
