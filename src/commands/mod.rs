@@ -5,6 +5,7 @@ mod auth;
 mod check;
 mod demo;
 mod report;
+mod run;
 mod sandbox;
 mod serve;
 mod status;
@@ -36,6 +37,10 @@ pub async fn dispatch(cli: Cli) -> u8 {
         },
         Command::Sync(args) => match load_config(&cli) {
             Ok(cfg) => sync::run(&cfg, args).await,
+            Err(e) => Err(e),
+        },
+        Command::Run => match load_config(&cli) {
+            Ok(cfg) => run::run(&cfg).await,
             Err(e) => Err(e),
         },
         Command::Report(args) => load_config(&cli).and_then(|cfg| report::run(&cfg, args)),

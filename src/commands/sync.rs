@@ -45,13 +45,10 @@ pub fn parse_only(only: &[String]) -> anyhow::Result<BTreeSet<Kind>> {
     Ok(out)
 }
 
-/// Opens the state under its lock and runs one pass. Used by `sync` and `demo`.
-pub async fn sync_once(
-    cfg: &Config,
-    opts: &PassOptions,
-    stop: &AtomicBool,
-) -> anyhow::Result<(PassResult, Store)> {
-    let _lock = Store::lock(&cfg.state.path)?;
+/// Opens the state file of a caller that already holds its lock ([`Store::lock`]), and marks
+/// runs a killed process left `running` as aborted. Split from [`sync_once`] because the daemon
+/// takes the lock once for its whole life and then runs many passes.
+pub fn open_locked_state(cfg: &Config) -> anyhow::Result<Store> {
     let store = Store::open(&cfg.state.path)?;
     let stale = store.abort_stale_runs()?;
     if stale > 0 {
@@ -60,6 +57,17 @@ pub async fn sync_once(
             "earlier runs did not finish (crash or kill); marked aborted"
         );
     }
+    Ok(store)
+}
+
+/// Opens the state under its lock and runs one pass. Used by `sync` and `demo`.
+pub async fn sync_once(
+    cfg: &Config,
+    opts: &PassOptions,
+    stop: &AtomicBool,
+) -> anyhow::Result<(PassResult, Store)> {
+    let _lock = Store::lock(&cfg.state.path)?;
+    let store = open_locked_state(cfg)?;
     let hs = connect::hotspot_client(cfg)?;
     let ghl = connect::ghl_client(cfg)?;
     let store = Mutex::new(store);
