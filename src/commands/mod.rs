@@ -28,34 +28,22 @@ pub const EXIT_STATE: u8 = 4;
 
 pub async fn dispatch(cli: Cli) -> u8 {
     let result = match &cli.command {
+        // The sandbox and the demo need no configuration file.
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Status => load_config(&cli).and_then(|cfg| status::run(&cfg)),
-        Command::Serve(args) => match load_config(&cli) {
-            Ok(cfg) => serve::run(&cfg, args).await,
+        command => match load_config(&cli) {
+            Ok(cfg) => match command {
+                Command::Sync(args) => sync::run(&cfg, args).await,
+                Command::Run => run::run(&cfg).await,
+                Command::Report(args) => report::run(&cfg, args),
+                Command::Status => status::run(&cfg),
+                Command::Check => check::run(&cfg).await,
+                Command::Auth(cmd) => auth::run(&cfg, cmd).await,
+                Command::Serve(args) => serve::run(&cfg, args).await,
+                Command::Sandbox(_) | Command::Demo(_) => unreachable!("handled above"),
+            },
             Err(e) => Err(e),
         },
-        Command::Sync(args) => match load_config(&cli) {
-            Ok(cfg) => sync::run(&cfg, args).await,
-            Err(e) => Err(e),
-        },
-        Command::Run => match load_config(&cli) {
-            Ok(cfg) => run::run(&cfg).await,
-            Err(e) => Err(e),
-        },
-        Command::Report(args) => load_config(&cli).and_then(|cfg| report::run(&cfg, args)),
-        Command::Check => match load_config(&cli) {
-            Ok(cfg) => check::run(&cfg).await,
-            Err(e) => Err(e),
-        },
-        Command::Auth(cmd) => match load_config(&cli) {
-            Ok(cfg) => auth::run(&cfg, cmd).await,
-            Err(e) => Err(e),
-        },
-        other => Err(anyhow::anyhow!(
-            "`{}` is not available in this build",
-            command_name(other)
-        )),
     };
     match result {
         Ok(code) => code,
@@ -63,20 +51,6 @@ pub async fn dispatch(cli: Cli) -> u8 {
             eprintln!("error: {}", render_error(&err));
             exit_code_for(&err)
         }
-    }
-}
-
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Sync(_) => "sync",
-        Command::Run => "run",
-        Command::Report(_) => "report",
-        Command::Status => "status",
-        Command::Check => "check",
-        Command::Auth(_) => "auth",
-        Command::Sandbox(_) => "sandbox",
-        Command::Serve(_) => "serve",
-        Command::Demo(_) => "demo",
     }
 }
 
