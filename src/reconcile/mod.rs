@@ -3,12 +3,16 @@
 //! the planner's properties (idempotence above all) can be tested without I/O. `apply` (written
 //! separately) executes a plan against GHL and the store.
 
+pub mod appointments;
 pub mod apply;
+pub mod businesses;
 pub mod base;
+pub mod notes;
 pub mod pass;
 pub mod plan;
 pub mod simulate;
 pub mod snapshot;
+pub mod tasks;
 
 pub use plan::{
     Action, BaseLink, ContactPolicy, ContactsInput, FieldChanges, FieldConflict, GuardKind,
