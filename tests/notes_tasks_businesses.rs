@@ -6,12 +6,14 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use hotspot_ghl_sync::mapping::note_reference;
 use hotspot_ghl_sync::model::Kind;
 use hotspot_ghl_sync::reconcile::tasks::onboarding_completion;
+use hotspot_ghl_sync::sandbox::ghl::Appointment;
 use hotspot_ghl_sync::sandbox::ghl::{GhlOptions, GhlRequest, normalize_phone};
 use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
-use hotspot_ghl_sync::store::{LinkStatus, Store};
+use hotspot_ghl_sync::store::{LinkStatus, NewIntent, Store};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hotspot-ghl-sync");
@@ -35,7 +37,10 @@ struct Out {
 }
 
 fn show(o: &Out) -> String {
-    format!("exit {}\n--- stdout\n{}--- stderr\n{}", o.code, o.stdout, o.stderr)
+    format!(
+        "exit {}\n--- stdout\n{}--- stderr\n{}",
+        o.code, o.stdout, o.stderr
+    )
 }
 
 impl Env {
@@ -160,7 +165,12 @@ fn transactions(env: &Env) -> Vec<(String, i64, Option<String>, Option<String>)>
             v.push(("mac".to_string(), t.id, t.email.clone(), t.phone.clone()));
         }
         for t in &d.voucher_transactions {
-            v.push(("voucher".to_string(), t.id, t.email.clone(), t.phone.clone()));
+            v.push((
+                "voucher".to_string(),
+                t.id,
+                t.email.clone(),
+                t.phone.clone(),
+            ));
         }
         for t in &d.social_transactions {
             v.push(("social".to_string(), t.id, t.email.clone(), t.phone.clone()));
@@ -211,7 +221,10 @@ fn check_notes(env: &Env) -> (usize, usize) {
         let (email, phone) = (present(email), present(phone));
         if email.is_none() && phone.is_none() {
             without += 1;
-            assert!(!by_ref.contains_key(&key), "{key} has no guest contact yet got a note");
+            assert!(
+                !by_ref.contains_key(&key),
+                "{key} has no guest contact yet got a note"
+            );
             continue;
         }
         expected += 1;
@@ -222,7 +235,10 @@ fn check_notes(env: &Env) -> (usize, usize) {
         let (c_email, c_phone) = &contacts[on[0]];
         let right = match (&email, c_email) {
             (Some(e), Some(ce)) => e.to_lowercase() == ce.to_lowercase(),
-            _ => phone.as_deref().and_then(normalize_phone) == c_phone.as_deref().and_then(normalize_phone),
+            _ => {
+                phone.as_deref().and_then(normalize_phone)
+                    == c_phone.as_deref().and_then(normalize_phone)
+            }
         };
         assert!(right, "note of {key} is on the wrong contact");
     }
@@ -260,7 +276,10 @@ async fn transactions_become_one_note_each_incrementally_and_deleted_notes_stay_
         .iter()
         .filter(|r| r.method == "POST" && r.path.ends_with("/notes"))
         .count();
-    assert_eq!(note_posts, expected, "one POST per note, no retry, no duplicate");
+    assert_eq!(
+        note_posts, expected,
+        "one POST per note, no retry, no duplicate"
+    );
     eprintln!(
         "run 1: {expected} notes ({without} transactions without contact), {} GHL requests, {:.1}s",
         log.len(),
@@ -292,7 +311,56 @@ async fn transactions_become_one_note_each_incrementally_and_deleted_notes_stay_
         "only the new transactions' notes were written"
     );
     assert_eq!(new_notes + (without_after - without), 200);
-    eprintln!("run 3 (+200 transactions): {new_notes} notes, {} GHL requests", log.len());
+    eprintln!(
+        "run 3 (+200 transactions): {new_notes} notes, {} GHL requests",
+        log.len()
+    );
+
+    // A crash after GHL created a note but before its link was stored: the pending intent is
+    // resolved by finding the reference line on the contact, and nothing is posted twice. A
+    // second intent whose note never reached GHL is abandoned and its note written.
+    let store = env.store();
+    let mut links = store
+        .links(Kind::Note)
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.status == LinkStatus::Active);
+    let (made, lost) = (links.next().unwrap(), links.next().unwrap());
+    for l in [&made, &lost] {
+        store.delete_link(Kind::Note, &l.source_id).unwrap();
+        let (kind, id) = l.source_id.split_once(':').unwrap();
+        let contact = l.extra["contact_id"].as_str().unwrap();
+        store
+            .journal_intent(&NewIntent {
+                kind: Kind::Note,
+                source_id: l.source_id.clone(),
+                op: format!("create_note:{contact}"),
+                marker: note_reference(kind, id),
+                payload_hash: None,
+                run_id: None,
+            })
+            .unwrap();
+    }
+    store.clear_cursors(Kind::Note).unwrap();
+    env.sandbox
+        .ghl
+        .with_state(|s| s.notes.remove(&lost.target_id));
+    drop(store);
+    env.sandbox.ghl.clear_requests();
+    env.sync(&[]).await;
+    let log = env.requests();
+    let lists = log
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/notes"))
+        .count();
+    assert_eq!(lists, 2, "one notes listing per pending intent");
+    assert_eq!(writes(&log).len(), 1, "only the lost note is written again");
+    check_notes(&env);
+    let store = env.store();
+    assert!(store.pending_intents().unwrap().is_empty());
+    let recovered = store.link(Kind::Note, &made.source_id).unwrap().unwrap();
+    assert_eq!(recovered.target_id, made.target_id);
+    drop(store);
 
     // A note a CRM user deleted is not recreated, not even by a full rescan.
     let victim = env
@@ -305,6 +373,12 @@ async fn transactions_become_one_note_each_incrementally_and_deleted_notes_stay_
     assert_eq!(writes(&env.requests()), Vec::<String>::new());
     let now = env.sandbox.ghl.with_state(|s| s.notes.len());
     assert_eq!(now, expected_after - 1);
+    let report = env.report().await;
+    assert_eq!(count(&report, "note", "created"), 0);
+    assert_eq!(
+        count(&report, "note", "unchanged"),
+        expected_after as u64 - 1 + 1
+    );
 }
 
 fn tasks_of(env: &Env) -> BTreeMap<String, Vec<(String, String, bool)>> {
@@ -314,9 +388,11 @@ fn tasks_of(env: &Env) -> BTreeMap<String, Vec<(String, String, bool)>> {
             m.insert(c.clone(), Vec::new());
         }
         for t in s.tasks.values() {
-            m.entry(t.contact_id.clone())
-                .or_default()
-                .push((t.id.clone(), t.title.clone(), t.completed));
+            m.entry(t.contact_id.clone()).or_default().push((
+                t.id.clone(),
+                t.title.clone(),
+                t.completed,
+            ));
         }
         m
     })
@@ -368,7 +444,12 @@ enabled = true
         env.sync(&[]).await;
         let tasks = tasks_of(&env);
         for (contact, list) in &tasks {
-            assert_eq!(list.len(), 3, "round {round}: contact {contact} has {} tasks", list.len());
+            assert_eq!(
+                list.len(),
+                3,
+                "round {round}: contact {contact} has {} tasks",
+                list.len()
+            );
         }
         let contacts = tasks.len();
         let log = env.requests();
@@ -402,10 +483,12 @@ enabled = true
     });
     assert_eq!(businesses.len(), 5);
     let store = env.store();
-    let location_names: HashMap<String, String> = env
-        .sandbox
-        .hotspot
-        .with_data(|d| d.locations.iter().map(|l| (l.id.clone(), l.name.clone())).collect());
+    let location_names: HashMap<String, String> = env.sandbox.hotspot.with_data(|d| {
+        d.locations
+            .iter()
+            .map(|l| (l.id.clone(), l.name.clone()))
+            .collect()
+    });
     for link in store.links(Kind::Contact).unwrap() {
         if link.status != LinkStatus::Active {
             continue;
@@ -441,14 +524,18 @@ enabled = true
     let per_business: HashMap<String, usize> = fresh.sandbox.ghl.with_state(|s| {
         let mut m = HashMap::new();
         for c in s.contacts.values() {
-            *m.entry(c.business_id.clone().expect("associated")).or_default() += 1;
+            *m.entry(c.business_id.clone().expect("associated"))
+                .or_default() += 1;
         }
         m
     });
     let contacts: usize = per_business.values().sum();
     let bound: usize = per_business.values().map(|n| n.div_ceil(25)).sum();
     assert_eq!(per_business.len(), 5);
-    assert!(calls <= bound, "{calls} association calls for {contacts} contacts (bound {bound})");
+    assert!(
+        calls <= bound,
+        "{calls} association calls for {contacts} contacts (bound {bound})"
+    );
     assert!(calls < contacts.div_ceil(25) + per_business.len());
     eprintln!(
         "associations: {contacts} contacts, 5 businesses, {calls} bulk calls (ceil(contacts/25) = {})",
@@ -500,13 +587,52 @@ enabled = true
         "no completion figure in {notes:?}"
     );
 
+    // Appointments of linked contacts are read into the state (all of them with --full).
+    let some_contact = store
+        .links(Kind::Contact)
+        .unwrap()
+        .into_iter()
+        .find(|l| l.status == LinkStatus::Active)
+        .unwrap()
+        .target_id;
+    env.sandbox.ghl.with_state(|s| {
+        for (id, start) in [
+            ("ev-past", "2020-01-01T10:00:00Z"),
+            ("ev-next", "2099-01-01T10:00:00Z"),
+        ] {
+            s.appointments.push(Appointment {
+                id: id.into(),
+                calendar_id: "cal1".into(),
+                contact_id: some_contact.clone(),
+                title: format!("Visit {id}"),
+                status: "booked".into(),
+                appointment_status: "confirmed".into(),
+                assigned_user_id: None,
+                start_time: start.into(),
+                end_time: start.into(),
+                notes: None,
+                address: None,
+            });
+        }
+    });
+    env.sync(&["--only", "appointments", "--full"]).await;
+    let stored = store.appointments_for(&some_contact).unwrap();
+    assert_eq!(stored.len(), 2);
+    let report = env.report().await;
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("1 upcoming and 1 past"), "{notes}");
+
     // A location renamed in HotspotSystem renames its business on the next run.
     let (loc_id, new_name) = env.sandbox.hotspot.with_data(|d| {
         d.locations[0].name = "Renamed Lobby".into();
         (d.locations[0].id.clone(), d.locations[0].name.clone())
     });
     env.sync(&["--only", "businesses"]).await;
-    let bid = store.link(Kind::Business, &loc_id).unwrap().unwrap().target_id;
+    let bid = store
+        .link(Kind::Business, &loc_id)
+        .unwrap()
+        .unwrap()
+        .target_id;
     let name = env
         .sandbox
         .ghl

@@ -2,7 +2,7 @@
 //! to GHL. Only contacts GHL shows as updated since the last read are asked (all with `--full`):
 //! `GET /contacts/{id}/appointments` is one call per contact.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -13,17 +13,19 @@ use crate::model::{Kind, TargetContact};
 use crate::store::{Appointment, LinkStatus};
 
 /// Pure: the linked contacts to read — those updated after `since` (or with no update time),
-/// every linked one when `since` is `None` (first run, `--full`).
+/// every linked one when `since` is `None` (first run, `--full`). `linked` maps each linked
+/// contact to the time the sync last recorded it: a contact whose latest update is the sync's
+/// own write is not "changed" (otherwise every run after a big first run would read them all).
 pub fn contacts_to_read(
     targets: &[TargetContact],
-    linked: &HashSet<String>,
+    linked: &HashMap<String, DateTime<Utc>>,
     since: Option<DateTime<Utc>>,
 ) -> Vec<String> {
     let mut out: Vec<String> = targets
         .iter()
-        .filter(|t| linked.contains(&t.target_id))
+        .filter(|t| linked.contains_key(&t.target_id))
         .filter(|t| match (since, t.date_updated) {
-            (Some(s), Some(u)) => u >= s,
+            (Some(s), Some(u)) => u >= s && linked.get(&t.target_id).is_none_or(|own| u > *own),
             _ => true,
         })
         .map(|t| t.target_id.clone())
@@ -67,7 +69,7 @@ const CURSOR_SCOPE: &str = "contacts";
 
 pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<KindOutcome> {
     let mut out = KindOutcome::default();
-    let started = Utc::now();
+    let started = cx.started;
     let since = if cx.opts.full {
         None
     } else {
@@ -76,12 +78,13 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
             .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
             .map(|t| t.with_timezone(&Utc))
     };
-    let linked: HashSet<String> = lock(cx.store)
-        .links(Kind::Contact)?
-        .into_iter()
-        .filter(|l| l.status == LinkStatus::Active && !l.target_id.is_empty())
-        .map(|l| l.target_id)
-        .collect();
+    let mut linked: HashMap<String, DateTime<Utc>> = HashMap::new();
+    for l in lock(cx.store).links(Kind::Contact)? {
+        if l.status == LinkStatus::Active && !l.target_id.is_empty() {
+            let e = linked.entry(l.target_id).or_insert(l.updated_at);
+            *e = (*e).max(l.updated_at);
+        }
+    }
     let target = cx.target().await?;
     let ids = contacts_to_read(&target.contacts, &linked, since);
     out.counts.unchanged = (linked.len() - ids.len().min(linked.len())) as u64;
@@ -116,8 +119,9 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
                 Err(e) => {
                     out.counts.failed += 1;
                     out.unfinished.insert(id.clone());
-                    out.notes
-                        .push(format!("Appointments of contact {id} could not be read: {e}"));
+                    out.notes.push(format!(
+                        "Appointments of contact {id} could not be read: {e}"
+                    ));
                 }
             }
         }
@@ -148,10 +152,19 @@ mod tests {
     #[test]
     fn only_linked_contacts_updated_since_the_last_read() {
         let d = |h| Utc.with_ymd_and_hms(2025, 1, 1, h, 0, 0).unwrap();
-        let targets = [t("a", Some(d(1))), t("b", Some(d(5))), t("c", None), t("x", Some(d(9)))];
-        let linked: HashSet<String> = ["a", "b", "c"].map(String::from).into();
+        let targets = [
+            t("a", Some(d(1))),
+            t("b", Some(d(5))),
+            t("c", None),
+            t("x", Some(d(9))),
+        ];
+        let mut linked: HashMap<String, DateTime<Utc>> =
+            ["a", "b", "c"].map(|k| (k.to_string(), d(0))).into();
         assert_eq!(contacts_to_read(&targets, &linked, Some(d(3))), ["b", "c"]);
         assert_eq!(contacts_to_read(&targets, &linked, None), ["a", "b", "c"]);
+        // b's latest update is the sync's own write: not a change.
+        linked.insert("b".into(), d(6));
+        assert_eq!(contacts_to_read(&targets, &linked, Some(d(3))), ["c"]);
     }
 
     #[test]
@@ -165,7 +178,10 @@ mod tests {
             status: None,
             title: None,
         };
-        let list = [a("2025-02-01T00:00:00+00:00"), a("2024-02-01T00:00:00+00:00")];
+        let list = [
+            a("2025-02-01T00:00:00+00:00"),
+            a("2024-02-01T00:00:00+00:00"),
+        ];
         assert_eq!(split_upcoming(&list, now), (1, 1));
     }
 }

@@ -51,7 +51,9 @@ pub fn plan_businesses(
 ) -> Vec<BusinessAction> {
     let mut out = Vec::new();
     for loc in locations {
-        let link = links.get(&loc.id).filter(|l| l.status == LinkStatus::Active);
+        let link = links
+            .get(&loc.id)
+            .filter(|l| l.status == LinkStatus::Active);
         let linked_name = link.and_then(|l| l.extra.get("name").and_then(Value::as_str));
         if let Some(bid) = location_map.get(&loc.id) {
             if link.map(|l| l.target_id.as_str()) != Some(bid.as_str())
@@ -67,13 +69,11 @@ pub fn plan_businesses(
             continue;
         }
         match link {
-            Some(l) if linked_name != Some(loc.name.as_str()) => {
-                out.push(BusinessAction::Rename {
-                    location_id: loc.id.clone(),
-                    business_id: l.target_id.clone(),
-                    name: loc.name.clone(),
-                })
-            }
+            Some(l) if linked_name != Some(loc.name.as_str()) => out.push(BusinessAction::Rename {
+                location_id: loc.id.clone(),
+                business_id: l.target_id.clone(),
+                name: loc.name.clone(),
+            }),
             Some(_) => {}
             None => match existing.iter().find(|(_, n)| n.trim() == loc.name.trim()) {
                 Some((bid, _)) => out.push(BusinessAction::Link {
@@ -210,29 +210,36 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
         .into_iter()
         .filter(|i| i.kind == Kind::Business)
         .collect();
-    let existing: Vec<(String, String)> = if needs_listing(&locations, &cfg.location_map, &links)
-        || !pending.is_empty()
-    {
-        let mut all = Vec::new();
-        let mut skip = 0;
-        loop {
-            let page = cx.ghl.list_businesses(100, skip).await?;
-            let n = page.len() as u32;
-            all.extend(page.into_iter().filter_map(|b| Some((b.id?, b.name.unwrap_or_default()))));
-            if n < 100 {
-                break;
+    let existing: Vec<(String, String)> =
+        if needs_listing(&locations, &cfg.location_map, &links) || !pending.is_empty() {
+            let mut all = Vec::new();
+            let mut skip = 0;
+            loop {
+                let page = cx.ghl.list_businesses(100, skip).await?;
+                let n = page.len() as u32;
+                all.extend(
+                    page.into_iter()
+                        .filter_map(|b| Some((b.id?, b.name.unwrap_or_default()))),
+                );
+                if n < 100 {
+                    break;
+                }
+                skip += n;
             }
-            skip += n;
-        }
-        all
-    } else {
-        Vec::new()
-    };
+            all
+        } else {
+            Vec::new()
+        };
     for intent in pending {
         let s = lock(cx.store);
         match existing.iter().find(|(_, n)| *n == intent.marker) {
             Some((bid, _)) if !cx.opts.dry_run => {
-                let mut link = Link::new(Kind::Business, intent.source_id.clone(), bid.clone(), MatchMethod::JournalRecovered);
+                let mut link = Link::new(
+                    Kind::Business,
+                    intent.source_id.clone(),
+                    bid.clone(),
+                    MatchMethod::JournalRecovered,
+                );
                 link.created_by_us = true;
                 link.extra = link_extra(&intent.marker);
                 s.complete_create(intent.id, &link)?;
@@ -292,7 +299,10 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
     let calls = plan_associations(&members, &business_of, cfg.batch_size);
     let mut links_of_target: HashMap<&str, Vec<&Link>> = HashMap::new();
     for l in &contact_links {
-        links_of_target.entry(l.target_id.as_str()).or_default().push(l);
+        links_of_target
+            .entry(l.target_id.as_str())
+            .or_default()
+            .push(l);
     }
     let mut associated = 0u64;
     for (bid, ids) in &calls {
@@ -334,7 +344,11 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
     if !calls.is_empty() {
         out.notes.push(format!(
             "{} {associated} contact(s) with their location's business in {} call(s).",
-            if cx.opts.dry_run { "Would associate" } else { "Associated" },
+            if cx.opts.dry_run {
+                "Would associate"
+            } else {
+                "Associated"
+            },
             calls.len()
         ));
     }
@@ -351,13 +365,23 @@ fn action_location(a: &BusinessAction) -> &str {
 
 fn describe(a: &BusinessAction) -> String {
     match a {
-        BusinessAction::Link { location_id, business_id, method, .. } => {
-            format!("link location {location_id} to business {business_id} ({})", method.as_str())
+        BusinessAction::Link {
+            location_id,
+            business_id,
+            method,
+            ..
+        } => {
+            format!(
+                "link location {location_id} to business {business_id} ({})",
+                method.as_str()
+            )
         }
         BusinessAction::Create { location_id, name } => {
             format!("create business \"{name}\" for location {location_id}")
         }
-        BusinessAction::Rename { business_id, name, .. } => {
+        BusinessAction::Rename {
+            business_id, name, ..
+        } => {
             format!("rename business {business_id} to \"{name}\"")
         }
     }
@@ -370,15 +394,35 @@ async fn apply_action(
     action: &BusinessAction,
 ) -> anyhow::Result<(String, String, Counter)> {
     match action {
-        BusinessAction::Link { location_id, business_id, name, method } => {
-            let mut link = Link::new(Kind::Business, location_id.clone(), business_id.clone(), *method);
+        BusinessAction::Link {
+            location_id,
+            business_id,
+            name,
+            method,
+        } => {
+            let mut link = Link::new(
+                Kind::Business,
+                location_id.clone(),
+                business_id.clone(),
+                *method,
+            );
             link.extra = link_extra(name);
             lock(cx.store).upsert_link(&link)?;
             Ok((location_id.clone(), business_id.clone(), |c| &mut c.adopted))
         }
-        BusinessAction::Rename { location_id, business_id, name } => {
+        BusinessAction::Rename {
+            location_id,
+            business_id,
+            name,
+        } => {
             cx.ghl
-                .update_business(business_id, &BusinessInput { name: Some(name.clone()), ..Default::default() })
+                .update_business(
+                    business_id,
+                    &BusinessInput {
+                        name: Some(name.clone()),
+                        ..Default::default()
+                    },
+                )
                 .await?;
             lock(cx.store).set_link_extra(Kind::Business, location_id, &link_extra(name))?;
             Ok((location_id.clone(), business_id.clone(), |c| &mut c.updated))
@@ -394,10 +438,22 @@ async fn apply_action(
             })?;
             let b = cx
                 .ghl
-                .create_business(&BusinessInput { name: Some(name.clone()), ..Default::default() }, false)
+                .create_business(
+                    &BusinessInput {
+                        name: Some(name.clone()),
+                        ..Default::default()
+                    },
+                    false,
+                )
                 .await?;
-            let bid = b.id.ok_or_else(|| anyhow::anyhow!("GHL created a business without an id"))?;
-            let mut link = Link::new(Kind::Business, location_id.clone(), bid.clone(), MatchMethod::Created);
+            let bid =
+                b.id.ok_or_else(|| anyhow::anyhow!("GHL created a business without an id"))?;
+            let mut link = Link::new(
+                Kind::Business,
+                location_id.clone(),
+                bid.clone(),
+                MatchMethod::Created,
+            );
             link.extra = link_extra(name);
             lock(cx.store).complete_create(intent, &link)?;
             Ok((location_id.clone(), bid, |c| &mut c.created))
@@ -424,7 +480,12 @@ mod tests {
 
     #[test]
     fn locations_map_config_then_name_then_create_and_renames_follow() {
-        let locations = [loc("1", "Cafe"), loc("2", "Hotel"), loc("3", "Mall"), loc("4", "Pier")];
+        let locations = [
+            loc("1", "Cafe"),
+            loc("2", "Hotel"),
+            loc("3", "Mall"),
+            loc("4", "Pier"),
+        ];
         let map: BTreeMap<String, String> = [("1".to_string(), "B1".to_string())].into();
         let links: HashMap<String, Link> = [blink("4", "B4", "Old Pier")].into();
         let existing = vec![("B2".to_string(), "Hotel".to_string())];
@@ -475,26 +536,50 @@ mod tests {
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
         let calls = plan_associations(&members, &bmap, 3);
-        let sizes: Vec<(&str, usize)> = calls.iter().map(|(b, ids)| (b.as_str(), ids.len())).collect();
+        let sizes: Vec<(&str, usize)> = calls
+            .iter()
+            .map(|(b, ids)| (b.as_str(), ids.len()))
+            .collect();
         assert_eq!(sizes, [("B1", 3), ("B1", 1), ("B2", 2)]);
     }
 
     #[test]
     fn latest_visit_overrides_registration() {
-        let mut c = Link::new(crate::model::Kind::Contact, "100", "G1", MatchMethod::Created);
+        let mut c = Link::new(
+            crate::model::Kind::Contact,
+            "100",
+            "G1",
+            MatchMethod::Created,
+        );
         c.extra = json!({"location_id": "1"});
-        let mut n1 = Link::new(crate::model::Kind::Note, "mac:1", "n1", MatchMethod::Created);
-        n1.extra = json!({"contact_id": "G1", "location_id": "2", "at": "2025-01-02T00:00:00+00:00"});
-        let mut n2 = Link::new(crate::model::Kind::Note, "mac:2", "n2", MatchMethod::Created);
-        n2.extra = json!({"contact_id": "G1", "location_id": "3", "at": "2025-01-01T00:00:00+00:00"});
+        let mut n1 = Link::new(
+            crate::model::Kind::Note,
+            "mac:1",
+            "n1",
+            MatchMethod::Created,
+        );
+        n1.extra =
+            json!({"contact_id": "G1", "location_id": "2", "at": "2025-01-02T00:00:00+00:00"});
+        let mut n2 = Link::new(
+            crate::model::Kind::Note,
+            "mac:2",
+            "n2",
+            MatchMethod::Created,
+        );
+        n2.extra =
+            json!({"contact_id": "G1", "location_id": "3", "at": "2025-01-01T00:00:00+00:00"});
         let links = [c];
         let notes = [n1, n2];
         assert_eq!(
-            members(&links, &notes, AssociateBy::Registration)[0].location_id.as_deref(),
+            members(&links, &notes, AssociateBy::Registration)[0]
+                .location_id
+                .as_deref(),
             Some("1")
         );
         assert_eq!(
-            members(&links, &notes, AssociateBy::LatestVisit)[0].location_id.as_deref(),
+            members(&links, &notes, AssociateBy::LatestVisit)[0]
+                .location_id
+                .as_deref(),
             Some("2")
         );
     }

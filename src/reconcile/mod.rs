@@ -3,10 +3,10 @@
 //! the planner's properties (idempotence above all) can be tested without I/O. `apply` (written
 //! separately) executes a plan against GHL and the store.
 
-pub mod appointments;
 pub mod apply;
-pub mod businesses;
+pub mod appointments;
 pub mod base;
+pub mod businesses;
 pub mod notes;
 pub mod pass;
 pub mod plan;

@@ -26,7 +26,9 @@ use crate::http::HttpError;
 use crate::mapping::{has_reference, note_reference, render_with_reference};
 use crate::model::{Kind, PhoneNormalizer, SourceContact, norm_email};
 use crate::report::KindCounts;
-use crate::store::{IntentState, ItemOutcome, Link, LinkStatus, MatchMethod, NewIntent, RunItem, Store};
+use crate::store::{
+    IntentState, ItemOutcome, Link, LinkStatus, MatchMethod, NewIntent, RunItem, Store,
+};
 
 /// The wire name of a transaction type (`mac`, `voucher`, `social`, `paid`).
 pub fn type_name(t: TransactionType) -> &'static str {
@@ -68,7 +70,10 @@ impl Txn {
         Some(Txn {
             kind: kind.to_string(),
             id: c.id?,
-            location_id: c.location_id.clone().unwrap_or_else(|| location.to_string()),
+            location_id: c
+                .location_id
+                .clone()
+                .unwrap_or_else(|| location.to_string()),
             at: c.action_date_gmt,
             email: c.email.clone(),
             phone: c.phone.clone(),
@@ -178,35 +183,47 @@ pub async fn read_stream(
         }};
     }
     match t {
-        TransactionType::Mac => drain!(hs.mac_transactions(Some(location)), |m: crate::hotspot::wire::MacTransaction| {
-            let mut x = Txn::from_common(kind, &m.common, location)?;
-            x.package = m.package_id.clone();
-            x.answers = answers([
-                (&m.q1, &m.a1),
-                (&m.q2, &m.a2),
-                (&m.q3, &m.a3),
-                (&m.q4, &m.a4),
-                (&m.q5, &m.a5),
-            ]);
-            Some(x)
-        }),
-        TransactionType::Voucher => drain!(hs.voucher_transactions(Some(location)), |p: crate::hotspot::wire::PaidTransaction| {
-            let mut x = Txn::from_common(kind, &p.common, location)?;
-            x.amount = p.amount;
-            x.currency = p.currency.clone();
-            Some(x)
-        }),
-        TransactionType::Paid => drain!(hs.paid_transactions(Some(location)), |p: crate::hotspot::wire::PaidTransaction| {
-            let mut x = Txn::from_common(kind, &p.common, location)?;
-            x.amount = p.amount;
-            x.currency = p.currency.clone();
-            Some(x)
-        }),
-        TransactionType::Social => drain!(hs.social_transactions(Some(location)), |s: crate::hotspot::wire::SocialTransaction| {
-            let mut x = Txn::from_common(kind, &s.common, location)?;
-            x.package = s.package_id.clone();
-            Some(x)
-        }),
+        TransactionType::Mac => drain!(
+            hs.mac_transactions(Some(location)),
+            |m: crate::hotspot::wire::MacTransaction| {
+                let mut x = Txn::from_common(kind, &m.common, location)?;
+                x.package = m.package_id.clone();
+                x.answers = answers([
+                    (&m.q1, &m.a1),
+                    (&m.q2, &m.a2),
+                    (&m.q3, &m.a3),
+                    (&m.q4, &m.a4),
+                    (&m.q5, &m.a5),
+                ]);
+                Some(x)
+            }
+        ),
+        TransactionType::Voucher => drain!(
+            hs.voucher_transactions(Some(location)),
+            |p: crate::hotspot::wire::PaidTransaction| {
+                let mut x = Txn::from_common(kind, &p.common, location)?;
+                x.amount = p.amount;
+                x.currency = p.currency.clone();
+                Some(x)
+            }
+        ),
+        TransactionType::Paid => drain!(
+            hs.paid_transactions(Some(location)),
+            |p: crate::hotspot::wire::PaidTransaction| {
+                let mut x = Txn::from_common(kind, &p.common, location)?;
+                x.amount = p.amount;
+                x.currency = p.currency.clone();
+                Some(x)
+            }
+        ),
+        TransactionType::Social => drain!(
+            hs.social_transactions(Some(location)),
+            |s: crate::hotspot::wire::SocialTransaction| {
+                let mut x = Txn::from_common(kind, &s.common, location)?;
+                x.package = s.package_id.clone();
+                Some(x)
+            }
+        ),
     }
     Ok(out)
 }
@@ -242,17 +259,34 @@ impl ContactIndex {
             if let (Some(p), _) = ix.phone.normalize(r.phone.as_deref()) {
                 ix.by_phone.entry(p).or_insert_with(|| tid.clone());
             }
-            if let Some(u) = r.user_name.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
-                ix.by_user.entry(u.to_string()).or_insert_with(|| tid.clone());
+            if let Some(u) = r
+                .user_name
+                .as_deref()
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+            {
+                ix.by_user
+                    .entry(u.to_string())
+                    .or_insert_with(|| tid.clone());
             }
         }
         ix
     }
 
-    pub fn find(&self, email: Option<&str>, phone: Option<&str>, user: Option<&str>) -> Option<&str> {
+    pub fn find(
+        &self,
+        email: Option<&str>,
+        phone: Option<&str>,
+        user: Option<&str>,
+    ) -> Option<&str> {
         norm_email(email)
             .and_then(|e| self.by_email.get(&e))
-            .or_else(|| self.phone.normalize(phone).0.and_then(|p| self.by_phone.get(&p)))
+            .or_else(|| {
+                self.phone
+                    .normalize(phone)
+                    .0
+                    .and_then(|p| self.by_phone.get(&p))
+            })
             .or_else(|| user.map(str::trim).and_then(|u| self.by_user.get(u)))
             .map(String::as_str)
     }
@@ -298,7 +332,11 @@ pub fn plan_notes(
             plan.existing += 1;
             continue;
         }
-        match index.find(t.email.as_deref(), t.phone.as_deref(), t.user_name.as_deref()) {
+        match index.find(
+            t.email.as_deref(),
+            t.phone.as_deref(),
+            t.user_name.as_deref(),
+        ) {
             Some(cid) => {
                 let reference = note_reference(&t.kind, &t.id.to_string());
                 let body = render_with_reference(template, &t.vars(location_names), &reference);
@@ -367,14 +405,11 @@ pub async fn resolve_pending(
             continue;
         };
         let found = match kind {
-            Kind::Task => ghl
-                .list_tasks(cid)
-                .await
-                .map(|ts| {
-                    ts.into_iter()
-                        .find(|t| has_reference(t.body.as_deref().unwrap_or_default(), &intent.marker))
-                        .and_then(|t| t.id)
-                }),
+            Kind::Task => ghl.list_tasks(cid).await.map(|ts| {
+                ts.into_iter()
+                    .find(|t| has_reference(t.body.as_deref().unwrap_or_default(), &intent.marker))
+                    .and_then(|t| t.id)
+            }),
             _ => ghl.list_notes(cid).await.map(|ns| {
                 ns.into_iter()
                     .find(|n| has_reference(n.body.as_deref().unwrap_or_default(), &intent.marker))
@@ -390,9 +425,17 @@ pub async fn resolve_pending(
         let s = lock(store);
         match found {
             Some(id) => {
-                let mut link = Link::new(kind, intent.source_id.clone(), id, MatchMethod::JournalRecovered);
+                let mut link = Link::new(
+                    kind,
+                    intent.source_id.clone(),
+                    id,
+                    MatchMethod::JournalRecovered,
+                );
                 link.created_by_us = true;
-                let mut extra = extras.get(&intent.source_id).cloned().unwrap_or_else(|| json!({}));
+                let mut extra = extras
+                    .get(&intent.source_id)
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
                 extra["contact_id"] = json!(cid);
                 if kind == Kind::Task {
                     // `<rule id>:<source id>`: the rule is what completion figures group by.
@@ -592,7 +635,9 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
     if !cx.opts.dry_run {
         let n = resolve_pending(cx.ghl, cx.store, Kind::Note, &extras).await?;
         if n > 0 {
-            out.notes.push(format!("{n} note(s) of an interrupted run were found in GHL and linked."));
+            out.notes.push(format!(
+                "{n} note(s) of an interrupted run were found in GHL and linked."
+            ));
         }
     }
     let linked: HashSet<String> = lock(cx.store)
@@ -601,7 +646,7 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
         .filter(|l| l.status != LinkStatus::Parked)
         .map(|l| l.source_id)
         .collect();
-    let plan = plan_notes(&txns, &linked, &index, &cx.cfg.notes.template, &names);
+    let plan = plan_notes(&txns, &linked, index, &cx.cfg.notes.template, &names);
     out.counts.unchanged = plan.existing;
     out.counts.skipped = plan.unmatched.len() as u64;
     for t in &plan.unmatched {
@@ -707,7 +752,10 @@ mod tests {
         assert_eq!(ix.find(Some(" ann@example.COM "), None, None), Some("G1"));
         assert_eq!(ix.find(None, Some("0044 20 7946 0958"), None), Some("G2"));
         assert_eq!(ix.find(None, None, Some("AA-BB")), Some("G3"));
-        assert_eq!(ix.find(Some("unlinked@example.com"), None, Some("u4")), None);
+        assert_eq!(
+            ix.find(Some("unlinked@example.com"), None, Some("u4")),
+            None
+        );
     }
 
     #[test]

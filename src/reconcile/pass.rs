@@ -162,6 +162,8 @@ pub struct KindContext<'a> {
     pub opts: &'a PassOptions,
     pub run_id: i64,
     pub stop: &'a AtomicBool,
+    /// Taken before either side is listed: a change GHL records after it is seen next run.
+    pub started: chrono::DateTime<Utc>,
     source: tokio::sync::OnceCell<SourceListing>,
     target: tokio::sync::OnceCell<TargetListing>,
     index: tokio::sync::OnceCell<super::notes::ContactIndex>,
@@ -185,6 +187,7 @@ impl<'a> KindContext<'a> {
             opts,
             run_id,
             stop,
+            started: Utc::now(),
             source: tokio::sync::OnceCell::new(),
             target: tokio::sync::OnceCell::new(),
             index: tokio::sync::OnceCell::new(),
@@ -217,7 +220,9 @@ impl<'a> KindContext<'a> {
     /// The GHL contacts of this run (ids and update times are what the later kinds use).
     pub async fn target(&self) -> anyhow::Result<&TargetListing> {
         self.target
-            .get_or_try_init(|| async { Ok(read_target(self.ghl, &CustomFields::default()).await?) })
+            .get_or_try_init(|| async {
+                Ok(read_target(self.ghl, &CustomFields::default()).await?)
+            })
             .await
     }
 
@@ -247,12 +252,18 @@ impl<'a> KindContext<'a> {
                 let linked: HashMap<String, String> = lock(self.store)
                     .links(Kind::Contact)?
                     .into_iter()
-                    .filter(|l| l.status == crate::store::LinkStatus::Active && !l.target_id.is_empty())
+                    .filter(|l| {
+                        l.status == crate::store::LinkStatus::Active && !l.target_id.is_empty()
+                    })
                     .map(|l| (l.source_id, l.target_id))
                     .collect();
-                let phone = PhoneNormalizer::new(&self.cfg.contacts.default_country)
-                    .unwrap_or_default();
-                Ok(super::notes::ContactIndex::build(&source.records, &linked, phone))
+                let phone =
+                    PhoneNormalizer::new(&self.cfg.contacts.default_country).unwrap_or_default();
+                Ok(super::notes::ContactIndex::build(
+                    &source.records,
+                    &linked,
+                    phone,
+                ))
             })
             .await
     }
@@ -562,10 +573,10 @@ fn account(plan: &Plan, result: &ApplyResult, dry_run: bool) -> (KindCounts, Vec
                 _ => ItemOutcome::Applied,
             }
         };
-        if outcome == ItemOutcome::Applied || outcome == ItemOutcome::Planned {
-            if let Some(n) = done {
-                *n += 1;
-            }
+        if (outcome == ItemOutcome::Applied || outcome == ItemOutcome::Planned)
+            && let Some(n) = done
+        {
+            *n += 1;
         }
         let label = if !it.conflicts.is_empty() {
             "conflict"

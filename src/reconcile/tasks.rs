@@ -122,10 +122,7 @@ pub fn onboarding_sources(
             vars.insert("email", field("email"));
             vars.insert("phone", field("phone"));
             vars.insert("location", location);
-            vars.insert(
-                "date",
-                l.first_linked_at.format("%Y-%m-%d").to_string(),
-            );
+            vars.insert("date", l.first_linked_at.format("%Y-%m-%d").to_string());
             TaskSource {
                 source_id: l.source_id.clone(),
                 contact_id: l.target_id.clone(),
@@ -175,7 +172,10 @@ pub fn observe(extra: &Value, state: &TaskState) -> Option<(Value, bool)> {
                     .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                     .is_some_and(|was| was.timestamp() != d.timestamp())
             });
-            let was_edited = extra.get("edited").and_then(Value::as_bool).unwrap_or(false);
+            let was_edited = extra
+                .get("edited")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             next["edited"] = json!(was_edited || title_changed || body_changed || due_changed);
         }
     }
@@ -187,12 +187,20 @@ pub fn onboarding_completion(links: &[Link], onboarding_rules: &HashSet<&str>) -
     let mut done = 0;
     let mut total = 0;
     for l in links {
-        let rule = l.extra.get("rule").and_then(Value::as_str).unwrap_or_default();
+        let rule = l
+            .extra
+            .get("rule")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if l.status != LinkStatus::Active || !onboarding_rules.contains(rule) {
             continue;
         }
         total += 1;
-        if l.extra.get("completed").and_then(Value::as_bool).unwrap_or(false) {
+        if l.extra
+            .get("completed")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+        {
             done += 1;
         }
     }
@@ -253,7 +261,12 @@ pub async fn read_back(
     let open: HashSet<&str> = task_links
         .iter()
         .filter(|l| l.status == LinkStatus::Active)
-        .filter(|l| !l.extra.get("completed").and_then(Value::as_bool).unwrap_or(false))
+        .filter(|l| {
+            !l.extra
+                .get("completed")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        })
         .filter_map(|l| l.extra.get("contact_id").and_then(Value::as_str))
         .collect();
     let mut note = None;
@@ -271,7 +284,9 @@ pub async fn read_back(
                 complete_for.insert(cid.to_string());
             }
             Err(e) => {
-                note = Some(format!("Tasks of contact {cid} could not be read back: {e}"));
+                note = Some(format!(
+                    "Tasks of contact {cid} could not be read back: {e}"
+                ));
             }
         }
     }
@@ -288,7 +303,11 @@ pub fn record_read_back(
     let (mut completed, mut edited, mut deleted) = (0, 0, 0);
     store.transaction(|s| {
         for l in task_links.iter().filter(|l| l.status == LinkStatus::Active) {
-            let cid = l.extra.get("contact_id").and_then(Value::as_str).unwrap_or_default();
+            let cid = l
+                .extra
+                .get("contact_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let state = match found.get(&l.target_id) {
                 Some(t) => TaskState::Present(t.clone()),
                 None if complete_for.contains(cid) => TaskState::Deleted,
@@ -395,7 +414,12 @@ async fn create_one(
         )
         .await?;
     let id = task.id.clone().ok_or(CreateError::NoId)?;
-    let mut link = Link::new(Kind::Task, it.link_source_id.clone(), id, MatchMethod::Created);
+    let mut link = Link::new(
+        Kind::Task,
+        it.link_source_id.clone(),
+        id,
+        MatchMethod::Created,
+    );
     link.extra = json!({
         "rule": it.rule_id,
         "completed": task.completed.unwrap_or(false),
@@ -428,9 +452,12 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
         }
     }
     if !cx.opts.dry_run {
-        let n = super::notes::resolve_pending(cx.ghl, cx.store, Kind::Task, &HashMap::new()).await?;
+        let n =
+            super::notes::resolve_pending(cx.ghl, cx.store, Kind::Task, &HashMap::new()).await?;
         if n > 0 {
-            out.notes.push(format!("{n} task(s) of an interrupted run were found in GHL and linked."));
+            out.notes.push(format!(
+                "{n} task(s) of an interrupted run were found in GHL and linked."
+            ));
         }
     }
     let linked: HashSet<String> = lock(cx.store)
@@ -462,12 +489,24 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
             let after = if cx.opts.full {
                 None
             } else {
-                lock(cx.store).cursor(Kind::Task, &scope)?.and_then(|c| c.parse().ok())
+                lock(cx.store)
+                    .cursor(Kind::Task, &scope)?
+                    .and_then(|c| c.parse().ok())
             };
-            let r = super::notes::read_stream(cx.hs, crate::config::TransactionType::Paid, &loc.id, after).await?;
+            let r = super::notes::read_stream(
+                cx.hs,
+                crate::config::TransactionType::Paid,
+                &loc.id,
+                after,
+            )
+            .await?;
             let mut sids = Vec::new();
             for t in &r.txns {
-                match index.find(t.email.as_deref(), t.phone.as_deref(), t.user_name.as_deref()) {
+                match index.find(
+                    t.email.as_deref(),
+                    t.phone.as_deref(),
+                    t.user_name.as_deref(),
+                ) {
                     Some(cid) => {
                         let sid = t.source_id();
                         sids.push(format!("{}:{sid}", rule.id));
@@ -492,10 +531,19 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
     out.counts.unchanged = linked.len() as u64;
     if cx.opts.dry_run {
         out.counts.deferred = plan.len() as u64;
-        out.notes.push(format!("Would create {} task(s).", plan.len()));
+        out.notes
+            .push(format!("Would create {} task(s).", plan.len()));
         return Ok(out);
     }
-    let applied = apply_tasks(cx.ghl, cx.store, &plan, cx.run_id, cx.cfg.ghl.max_concurrency, cx.stop).await;
+    let applied = apply_tasks(
+        cx.ghl,
+        cx.store,
+        &plan,
+        cx.run_id,
+        cx.cfg.ghl.max_concurrency,
+        cx.stop,
+    )
+    .await;
     out.counts.created = applied.counts.created;
     out.counts.failed = applied.counts.failed;
     out.counts.deferred = applied.counts.deferred;
@@ -596,7 +644,11 @@ mod tests {
         let (edited, _) = observe(&done, &TaskState::Present(t.clone())).unwrap();
         assert_eq!(edited["edited"], json!(true));
         t.title = Some("T".into());
-        assert_eq!(observe(&edited, &TaskState::Present(t)), None, "edited stays true");
+        assert_eq!(
+            observe(&edited, &TaskState::Present(t)),
+            None,
+            "edited stays true"
+        );
         let (_, gone) = observe(&edited, &TaskState::Deleted).unwrap();
         assert!(gone);
     }
@@ -613,7 +665,12 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            let mut l = Link::new(Kind::Task, format!("{rule}:{i}"), format!("t{i}"), MatchMethod::Created);
+            let mut l = Link::new(
+                Kind::Task,
+                format!("{rule}:{i}"),
+                format!("t{i}"),
+                MatchMethod::Created,
+            );
             l.status = status;
             l.extra = json!({"rule": rule, "completed": completed});
             links.push(l);
