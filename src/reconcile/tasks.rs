@@ -207,58 +207,10 @@ pub fn onboarding_completion(links: &[Link], onboarding_rules: &HashSet<&str>) -
     (done, total)
 }
 
-/// Reads the tasks of the linked contacts back. The location task search (one call per 100
-/// tasks) serves when the token has its scope; otherwise each contact with an open task is
-/// listed on its own. Returns task id → task, and the contacts whose listing is complete (only
-/// their missing tasks are taken as deleted).
-pub async fn read_back(
-    ghl: &GhlClient,
-    task_links: &[Link],
-) -> (HashMap<String, Task>, HashSet<String>, Option<String>) {
-    let mut found = HashMap::new();
-    let mut complete_for = HashSet::new();
-    let contacts: HashSet<String> = task_links
-        .iter()
-        .filter_map(|l| l.extra.get("contact_id").and_then(Value::as_str))
-        .map(str::to_string)
-        .collect();
-    const PAGE: u32 = 100;
-    let mut skip = 0;
-    let mut search_ok = true;
-    loop {
-        let page = ghl
-            .search_location_tasks(&TaskSearch {
-                limit: Some(PAGE),
-                skip: Some(skip),
-                ..Default::default()
-            })
-            .await;
-        match page {
-            Ok(tasks) => {
-                let n = tasks.len() as u32;
-                for t in tasks {
-                    if let Some(id) = t.id.clone() {
-                        found.insert(id, t);
-                    }
-                }
-                if n < PAGE {
-                    break;
-                }
-                skip += n;
-            }
-            Err(e) => {
-                tracing::info!(error = %e, "location task search unavailable; listing per contact");
-                search_ok = false;
-                found.clear();
-                break;
-            }
-        }
-    }
-    if search_ok {
-        return (found, contacts, None);
-    }
-    // Per contact: only those with a task still open (completed or deleted ones need no look).
-    let open: HashSet<&str> = task_links
+/// Contacts whose tasks are worth reading back: those with a task of ours still open. A
+/// completed or deleted task needs no further look, so the reads shrink as work gets done.
+pub fn contacts_to_watch(task_links: &[Link]) -> Vec<String> {
+    let mut out: Vec<String> = task_links
         .iter()
         .filter(|l| l.status == LinkStatus::Active)
         .filter(|l| {
@@ -268,28 +220,96 @@ pub async fn read_back(
                 .unwrap_or(false)
         })
         .filter_map(|l| l.extra.get("contact_id").and_then(Value::as_str))
+        .map(str::to_string)
         .collect();
-    let mut note = None;
-    for cid in open {
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Contact ids per location task search call.
+const SEARCH_CONTACTS: usize = 50;
+/// Tasks per search page.
+const SEARCH_PAGE: u32 = 100;
+
+/// Reads back the tasks of the contacts that have an open task of ours. The location task
+/// search serves many contacts per call (`contactId` filter, paged); when it does not serve
+/// (no `locations/tasks.readonly` scope, an error), each contact is listed on its own. Returns
+/// task id → task, the contacts whose listing is complete (only their missing tasks are taken
+/// as deleted), and a note when some could not be read.
+pub async fn read_back(
+    ghl: &GhlClient,
+    task_links: &[Link],
+) -> (HashMap<String, Task>, HashSet<String>, Option<String>) {
+    let watch = contacts_to_watch(task_links);
+    let mut found = HashMap::new();
+    let mut complete_for = HashSet::new();
+    let mut search_ok = true;
+    'chunks: for chunk in watch.chunks(SEARCH_CONTACTS) {
+        let mut skip = 0;
+        loop {
+            let page = ghl
+                .search_location_tasks(&TaskSearch {
+                    contact_id: Some(chunk.to_vec()),
+                    limit: Some(SEARCH_PAGE),
+                    skip: Some(skip),
+                    ..Default::default()
+                })
+                .await;
+            match page {
+                Ok(tasks) => {
+                    let n = tasks.len() as u32;
+                    for t in tasks {
+                        if let Some(id) = t.id.clone() {
+                            found.insert(id, t);
+                        }
+                    }
+                    if n < SEARCH_PAGE {
+                        complete_for.extend(chunk.iter().cloned());
+                        break;
+                    }
+                    skip += n;
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "location task search unavailable; listing per contact");
+                    search_ok = false;
+                    break 'chunks;
+                }
+            }
+        }
+    }
+    if search_ok {
+        return (found, complete_for, None);
+    }
+    let mut failed = 0;
+    // Chunks the search finished before it failed stay as read.
+    let rest: Vec<&String> = watch
+        .iter()
+        .filter(|c| !complete_for.contains(*c))
+        .collect();
+    for cid in rest {
         match ghl.list_tasks(cid).await {
             Ok(ts) => {
-                complete_for.insert(cid.to_string());
+                complete_for.insert(cid.clone());
                 for t in ts {
                     if let Some(id) = t.id.clone() {
                         found.insert(id, t);
                     }
                 }
             }
+            // The contact is gone, and its tasks with it.
             Err(e) if super::notes::is_not_found(&e) => {
-                complete_for.insert(cid.to_string());
+                complete_for.insert(cid.clone());
             }
             Err(e) => {
-                note = Some(format!(
-                    "Tasks of contact {cid} could not be read back: {e}"
-                ));
+                failed += 1;
+                tracing::warn!(contact_id = %cid, error = %e, "tasks could not be read back");
             }
         }
     }
+    let note = (failed > 0).then(|| {
+        format!("The tasks of {failed} contact(s) could not be read back; checked again next run.")
+    });
     (found, complete_for, note)
 }
 
@@ -651,6 +671,31 @@ mod tests {
         );
         let (_, gone) = observe(&edited, &TaskState::Deleted).unwrap();
         assert!(gone);
+    }
+
+    #[test]
+    fn only_contacts_with_open_tasks_are_watched() {
+        let mut links = Vec::new();
+        for (i, (cid, completed, status)) in [
+            ("G1", true, LinkStatus::Active),
+            ("G2", false, LinkStatus::Active),
+            ("G2", false, LinkStatus::Active),
+            ("G3", false, LinkStatus::Tombstoned),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut l = Link::new(
+                Kind::Task,
+                format!("a:{i}"),
+                format!("t{i}"),
+                MatchMethod::Created,
+            );
+            l.status = status;
+            l.extra = json!({"contact_id": cid, "completed": completed});
+            links.push(l);
+        }
+        assert_eq!(contacts_to_watch(&links), ["G2"]);
     }
 
     #[test]
