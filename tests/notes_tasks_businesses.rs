@@ -10,7 +10,7 @@ use hotspot_ghl_sync::mapping::note_reference;
 use hotspot_ghl_sync::model::Kind;
 use hotspot_ghl_sync::reconcile::tasks::onboarding_completion;
 use hotspot_ghl_sync::sandbox::ghl::Appointment;
-use hotspot_ghl_sync::sandbox::ghl::{GhlOptions, GhlRequest, normalize_phone};
+use hotspot_ghl_sync::sandbox::ghl::{GhlOptions, GhlRequest, PRODUCT_SCOPES, normalize_phone};
 use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
 use hotspot_ghl_sync::store::{LinkStatus, NewIntent, Store};
@@ -45,11 +45,15 @@ fn show(o: &Out) -> String {
 
 impl Env {
     async fn new(name: &str, seed: SeedSpec, extra_config: &str) -> Env {
+        Env::with_ghl(name, seed, extra_config, GhlOptions::default()).await
+    }
+
+    async fn with_ghl(name: &str, seed: SeedSpec, extra_config: &str, ghl: GhlOptions) -> Env {
         let sandbox = Sandbox::start(SandboxOptions {
             seed,
             ghl: GhlOptions {
                 rate_limit: 100_000,
-                ..GhlOptions::default()
+                ..ghl
             },
             ..SandboxOptions::default()
         })
@@ -639,4 +643,76 @@ enabled = true
         .with_state(|s| s.businesses[&bid].name.clone());
     assert_eq!(name, new_name);
     let _ = Duration::ZERO;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_task_search_scope_tasks_are_read_per_contact_with_open_tasks() {
+    let mut ghl = GhlOptions::default();
+    let scopes: Vec<String> = PRODUCT_SCOPES
+        .iter()
+        .filter(|s| **s != "locations/tasks.readonly")
+        .map(|s| s.to_string())
+        .collect();
+    ghl.tokens = vec![("pit-no-task-search".into(), scopes)];
+    let env = Env::with_ghl(
+        "taskscope",
+        SeedSpec {
+            seed: 3,
+            locations: 2,
+            customers: 24,
+            subscribers: 0,
+            subscribers_also_customers: 0,
+            transactions: 0,
+        },
+        "[notes]\nenabled = false\n",
+        ghl,
+    )
+    .await;
+    env.sync(&[]).await;
+    let tasks = tasks_of(&env);
+    assert!(
+        tasks.values().all(|t| t.len() == 1),
+        "one default onboarding task each"
+    );
+    let contacts = tasks.len();
+    // Half the tasks are done in GHL.
+    let done: Vec<String> = tasks
+        .values()
+        .flatten()
+        .step_by(2)
+        .map(|(id, _, _)| id.clone())
+        .collect();
+    env.sandbox.ghl.with_state(|s| {
+        for id in &done {
+            s.tasks.get_mut(id).unwrap().completed = true;
+        }
+    });
+    env.sandbox.ghl.clear_requests();
+    env.sync(&["--only", "tasks"]).await;
+    let log = env.requests();
+    let lists = log
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/tasks"))
+        .count();
+    assert_eq!(lists, contacts, "every contact had an open task");
+    assert_eq!(writes(&log), Vec::<String>::new());
+    let links = env.store().links(Kind::Task).unwrap();
+    let completed = links
+        .iter()
+        .filter(|l| l.extra["completed"] == true)
+        .count();
+    assert_eq!(completed, done.len());
+    // Next run: only the contacts whose task is still open are listed.
+    env.sandbox.ghl.clear_requests();
+    env.sync(&["--only", "tasks"]).await;
+    let lists = env
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/tasks"))
+        .count();
+    assert_eq!(lists, contacts - done.len());
+    eprintln!(
+        "per-contact read-back: {contacts} contacts, {lists} task listings once {} were completed",
+        done.len()
+    );
 }
