@@ -162,13 +162,17 @@ pub async fn read_stream(
 ) -> Result<StreamRead, HttpError> {
     let kind = type_name(t);
     let mut out = StreamRead::default();
+    // Stopping at the cursor is only safe while the server really sorts newest first; a page
+    // that is not in descending order means the sort was ignored, and the rest is read in full.
+    let mut sorted = true;
     macro_rules! drain {
         ($pager:expr, $conv:expr) => {{
             let mut pager = $pager.sort("-id");
             while let Some(page) = pager.next_page().await? {
+                let page: Vec<Txn> = page.into_iter().filter_map($conv).collect();
+                sorted &= page.windows(2).all(|w| w[0].id >= w[1].id);
                 let mut reached = page.is_empty();
-                for rec in page {
-                    let Some(txn) = $conv(rec) else { continue };
+                for txn in page {
                     if after.is_some_and(|a| txn.id <= a) {
                         reached = true;
                         continue;
@@ -176,7 +180,7 @@ pub async fn read_stream(
                     out.max_id = out.max_id.max(Some(txn.id));
                     out.txns.push(txn);
                 }
-                if reached {
+                if reached && sorted {
                     break;
                 }
             }
