@@ -549,12 +549,24 @@ async fn create_one(
             },
             false,
         )
-        .await?;
+        .await
+        .map_err(|e| abandon_if_refused(store, intent, e))?;
     let id = note.id.ok_or(CreateError::NoId)?;
     let mut link = Link::new(Kind::Note, c.source_id.clone(), id, MatchMethod::Created);
     link.extra = c.extra.clone();
     lock(store).complete_create(intent, &link)?;
     Ok(())
+}
+
+/// A create GHL refused outright (4xx other than auth and rate limit) made nothing, so its
+/// intent is closed at once instead of costing a look-up on the next start.
+pub(crate) fn abandon_if_refused(store: &Mutex<Store>, intent: i64, e: GhlError) -> CreateError {
+    if e.class() == Some(crate::http::ErrorClass::Permanent)
+        && let Err(se) = lock(store).journal_abandon(intent)
+    {
+        tracing::warn!(error = %se, "could not close a refused create's intent");
+    }
+    CreateError::Ghl(e)
 }
 
 /// Keeps unmatched transactions as parked note links (target empty) so a later run can write
@@ -784,6 +796,40 @@ mod tests {
         assert_eq!(c.body, "paid at Cafe (2.50 EUR)\nRef: hgs:paid:10");
         assert_eq!(c.extra["type"], "paid");
         assert_eq!(c.extra["location_id"], "1");
+    }
+
+    #[test]
+    fn a_refused_create_closes_its_intent_an_unknown_outcome_keeps_it() {
+        let store = Mutex::new(Store::open_in_memory().unwrap());
+        let intent = |sid: &str| {
+            lock(&store)
+                .journal_intent(&NewIntent {
+                    kind: Kind::Note,
+                    source_id: sid.into(),
+                    op: note_op("G1"),
+                    marker: note_reference("mac", sid),
+                    payload_hash: None,
+                    run_id: None,
+                })
+                .unwrap()
+        };
+        let refused = intent("1");
+        abandon_if_refused(&store, refused, GhlError::Invalid("no body".into()));
+        let unknown = intent("2");
+        abandon_if_refused(
+            &store,
+            unknown,
+            GhlError::Http(HttpError::Config("connection reset".into())),
+        );
+        let s = lock(&store);
+        assert_eq!(
+            s.intent(refused).unwrap().unwrap().state,
+            IntentState::Abandoned
+        );
+        assert_eq!(
+            s.intent(unknown).unwrap().unwrap().state,
+            IntentState::Pending
+        );
     }
 
     #[test]

@@ -58,8 +58,14 @@ pub fn plan_tasks(
                 continue;
             }
             let reference = task_reference(&rule.id, &s.source_id);
+            // GHL refuses an empty title; a template of placeholders only may render empty.
+            let title = render_template(&rule.title, &s.vars).trim().to_string();
             out.push(TaskPlanItem {
-                title: render_template(&rule.title, &s.vars).trim().to_string(),
+                title: if title.is_empty() {
+                    rule.id.clone()
+                } else {
+                    title
+                },
                 body: render_with_reference(&rule.body, &s.vars, &reference),
                 reference,
                 link_source_id: sid,
@@ -432,7 +438,8 @@ async fn create_one(
             },
             false,
         )
-        .await?;
+        .await
+        .map_err(|e| super::notes::abandon_if_refused(store, intent, e))?;
     let id = task.id.clone().ok_or(CreateError::NoId)?;
     let mut link = Link::new(
         Kind::Task,
