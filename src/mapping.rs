@@ -491,6 +491,71 @@ pub fn field_names(c: &CanonicalContact) -> BTreeMap<String, String> {
         .collect()
 }
 
+// ---------------------------------------------------------------------------------------------
+// Note and task templates
+// ---------------------------------------------------------------------------------------------
+
+/// Fills `{name}` placeholders from `vars`; a placeholder with no value becomes empty, so a
+/// template written for paid transactions still reads well on a mac one.
+pub fn render_template(template: &str, vars: &BTreeMap<&str, String>) -> String {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        match after.find('}') {
+            Some(end) => {
+                if let Some(v) = vars.get(&after[..end]) {
+                    out.push_str(v);
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The line that identifies the note of one transaction, so the note is found again after a
+/// crash (`Ref: hgs:mac:1234`). Matched as a whole line, never as a substring, because
+/// `hgs:mac:123` is a prefix of `hgs:mac:1234`.
+pub fn note_reference(transaction_type: &str, transaction_id: &str) -> String {
+    format!("Ref: hgs:{transaction_type}:{transaction_id}")
+}
+
+/// The line that identifies the task of one (rule, source record).
+pub fn task_reference(rule_id: &str, source_id: &str) -> String {
+    format!("Ref: hgs-task:{rule_id}:{source_id}")
+}
+
+/// Whether `body` carries `reference` as one of its lines.
+pub fn has_reference(body: &str, reference: &str) -> bool {
+    body.lines().any(|l| l.trim() == reference)
+}
+
+/// Renders a note or task body and makes sure it ends with its reference line (a template
+/// that already produces the line keeps it where it is).
+pub fn render_with_reference(
+    template: &str,
+    vars: &BTreeMap<&str, String>,
+    reference: &str,
+) -> String {
+    let body = render_template(template, vars);
+    if has_reference(&body, reference) {
+        return body;
+    }
+    let trimmed = body.trim_end();
+    if trimmed.is_empty() {
+        reference.to_string()
+    } else {
+        format!("{trimmed}\n{reference}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -679,5 +744,25 @@ mod tests {
                 .tags
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn templates_fill_known_placeholders_and_keep_one_reference_line() {
+        let mut vars = BTreeMap::new();
+        vars.insert("type", "mac".to_string());
+        vars.insert("transaction_id", "12".to_string());
+        vars.insert("location", "Café ☕".to_string());
+        let r = note_reference("mac", "12");
+        let body = render_with_reference(
+            "WiFi {type} at {location}{details}\nRef: hgs:{type}:{transaction_id}",
+            &vars,
+            &r,
+        );
+        assert_eq!(body, "WiFi mac at Café ☕\nRef: hgs:mac:12");
+        let appended = render_with_reference("Visit {unknown}", &vars, &r);
+        assert_eq!(appended, "Visit\nRef: hgs:mac:12");
+        assert!(has_reference(&appended, &r));
+        assert!(!has_reference("Ref: hgs:mac:123", &r));
+        assert_eq!(render_template("open { brace", &vars), "open { brace");
     }
 }

@@ -18,7 +18,13 @@ use crate::store::{RunStatus, Store};
 use super::{EXIT_FAILURE, EXIT_OK};
 
 /// The kinds this build reconciles, in the order a pass runs them.
-pub const IMPLEMENTED: &[Kind] = &[Kind::Contact];
+pub const IMPLEMENTED: &[Kind] = &[
+    Kind::Contact,
+    Kind::Note,
+    Kind::Task,
+    Kind::Business,
+    Kind::Appointment,
+];
 
 /// `--only contacts,notes` → kinds; empty → every implemented kind.
 pub fn parse_only(only: &[String]) -> anyhow::Result<BTreeSet<Kind>> {

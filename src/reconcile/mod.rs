@@ -4,11 +4,15 @@
 //! separately) executes a plan against GHL and the store.
 
 pub mod apply;
+pub mod appointments;
 pub mod base;
+pub mod businesses;
+pub mod notes;
 pub mod pass;
 pub mod plan;
 pub mod simulate;
 pub mod snapshot;
+pub mod tasks;
 
 pub use plan::{
     Action, BaseLink, ContactPolicy, ContactsInput, FieldChanges, FieldConflict, GuardKind,

@@ -65,6 +65,7 @@ pub async fn run_pass(
 
     let outcome: anyhow::Result<bool> = async {
         let mut any_failed = false;
+        let cx = KindContext::new(cfg, store, hs, ghl, opts, run_id, stop);
         if opts.kinds.contains(&Kind::Contact) {
             let r = contacts(cfg, store, hs, ghl, opts, run_id, stop).await?;
             any_failed |= r.counts.failed > 0;
@@ -74,6 +75,36 @@ pub async fn run_pass(
             summary.notes.extend(r.notes);
             items.extend(r.items);
             plan_text = r.plan_text;
+            cx.keep_listings(r.source, r.target);
+        }
+        // The kinds that hang off contact links run after contacts, in this order: tasks and
+        // businesses use what notes learnt (paid transactions, latest visits).
+        for kind in [Kind::Note, Kind::Task, Kind::Business, Kind::Appointment] {
+            let enabled = match kind {
+                Kind::Note => cfg.notes.enabled,
+                Kind::Task => cfg.tasks.enabled,
+                Kind::Business => cfg.businesses.enabled,
+                _ => cfg.appointments.enabled,
+            };
+            if !opts.kinds.contains(&kind) || !enabled {
+                continue;
+            }
+            let r = match kind {
+                Kind::Note => super::notes::reconcile(&cx).await?,
+                Kind::Task => super::tasks::reconcile(&cx).await?,
+                Kind::Business => super::businesses::reconcile(&cx).await?,
+                _ => super::appointments::reconcile(&cx).await?,
+            };
+            any_failed |= r.counts.failed > 0;
+            summary.kinds.insert(kind.as_str().to_string(), r.counts);
+            summary.notes.extend(r.notes);
+            if let Some(why) = r.stopped {
+                summary.notes.push(format!(
+                    "Stopped writing {}s: {why}. The rest is deferred to the next run.",
+                    kind.as_str()
+                ));
+            }
+            items.extend(r.items);
         }
         Ok(any_failed)
     }
@@ -117,6 +148,125 @@ struct KindResult {
     notes: Vec<String>,
     items: Vec<RunItem>,
     plan_text: Option<String>,
+    source: Option<SourceListing>,
+    target: Option<TargetListing>,
+}
+
+/// What the kinds after contacts share: clients, state, options, and the listings of both sides
+/// (taken from the contacts step when it ran, read on first use otherwise).
+pub struct KindContext<'a> {
+    pub cfg: &'a Config,
+    pub store: &'a Mutex<Store>,
+    pub hs: &'a HotspotClient,
+    pub ghl: &'a GhlClient,
+    pub opts: &'a PassOptions,
+    pub run_id: i64,
+    pub stop: &'a AtomicBool,
+    /// Taken before either side is listed: a change GHL records after it is seen next run.
+    pub started: chrono::DateTime<Utc>,
+    source: tokio::sync::OnceCell<SourceListing>,
+    target: tokio::sync::OnceCell<TargetListing>,
+    index: tokio::sync::OnceCell<super::notes::ContactIndex>,
+}
+
+impl<'a> KindContext<'a> {
+    pub fn new(
+        cfg: &'a Config,
+        store: &'a Mutex<Store>,
+        hs: &'a HotspotClient,
+        ghl: &'a GhlClient,
+        opts: &'a PassOptions,
+        run_id: i64,
+        stop: &'a AtomicBool,
+    ) -> Self {
+        KindContext {
+            cfg,
+            store,
+            hs,
+            ghl,
+            opts,
+            run_id,
+            stop,
+            started: Utc::now(),
+            source: tokio::sync::OnceCell::new(),
+            target: tokio::sync::OnceCell::new(),
+            index: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    fn keep_listings(&self, source: Option<SourceListing>, target: Option<TargetListing>) {
+        if let Some(s) = source {
+            let _ = self.source.set(s);
+        }
+        if let Some(t) = target {
+            let _ = self.target.set(t);
+        }
+    }
+
+    /// The HotspotSystem customers and subscribers of this run.
+    pub async fn source(&self) -> anyhow::Result<&SourceListing> {
+        self.source
+            .get_or_try_init(|| async {
+                Ok(read_source(
+                    self.hs,
+                    &self.cfg.hotspot.locations,
+                    self.cfg.contacts.sync_subscribers,
+                )
+                .await?)
+            })
+            .await
+    }
+
+    /// The GHL contacts of this run (ids and update times are what the later kinds use).
+    pub async fn target(&self) -> anyhow::Result<&TargetListing> {
+        self.target
+            .get_or_try_init(|| async {
+                Ok(read_target(self.ghl, &CustomFields::default()).await?)
+            })
+            .await
+    }
+
+    /// The locations to sync; only the location listing when the customers are not needed.
+    pub async fn locations(&self) -> anyhow::Result<Vec<Location>> {
+        if let Some(s) = self.source.get() {
+            return Ok(s.locations.clone());
+        }
+        let mut out = Vec::new();
+        for l in self.hs.locations().collect_all().await? {
+            let Some(id) = l.id.filter(|s| !s.trim().is_empty()) else {
+                continue;
+            };
+            if self.cfg.hotspot.locations.is_empty() || self.cfg.hotspot.locations.contains(&id) {
+                let name = l.name.unwrap_or_else(|| id.clone());
+                out.push(Location { id, name });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Guest → GHL contact, through the contact links of this state.
+    pub async fn contact_index(&self) -> anyhow::Result<&super::notes::ContactIndex> {
+        self.index
+            .get_or_try_init(|| async {
+                let source = self.source().await?;
+                let linked: HashMap<String, String> = lock(self.store)
+                    .links(Kind::Contact)?
+                    .into_iter()
+                    .filter(|l| {
+                        l.status == crate::store::LinkStatus::Active && !l.target_id.is_empty()
+                    })
+                    .map(|l| (l.source_id, l.target_id))
+                    .collect();
+                let phone =
+                    PhoneNormalizer::new(&self.cfg.contacts.default_country).unwrap_or_default();
+                Ok(super::notes::ContactIndex::build(
+                    &source.records,
+                    &linked,
+                    phone,
+                ))
+            })
+            .await
+    }
 }
 
 /// The mapping as configured, with the location names of this run for the location tags.
@@ -317,6 +467,8 @@ async fn contacts(
         notes,
         items,
         plan_text,
+        source: Some(source),
+        target: Some(target),
     })
 }
 

@@ -1,0 +1,586 @@
+//! HotspotSystem locations → GHL businesses, and each contact associated with the business of
+//! its location.
+//!
+//! A location's business comes from `businesses.location_map`, or is found by name, or created
+//! (journaled, marker = the name). A business the sync created or found by name is renamed when
+//! its location is; a configured one belongs to the user and is left as it is. Links:
+//! `source_id` = location id, `extra` {"name"}. The association of each contact is remembered in
+//! its contact link's `extra.business_id`, so only changes are sent, through
+//! `POST /contacts/bulk/business` with up to `batch_size` ids per call.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Value, json};
+
+use super::notes::{KindOutcome, lock};
+use super::snapshot::Location;
+use crate::config::AssociateBy;
+use crate::ghl::wire::BusinessInput;
+use crate::model::Kind;
+use crate::report::KindCounts;
+use crate::store::{ItemOutcome, Link, LinkStatus, MatchMethod, NewIntent, RunItem};
+
+/// What to do for one location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusinessAction {
+    /// Record (or re-point) the link to an existing business.
+    Link {
+        location_id: String,
+        business_id: String,
+        name: String,
+        method: MatchMethod,
+    },
+    Create {
+        location_id: String,
+        name: String,
+    },
+    Rename {
+        location_id: String,
+        business_id: String,
+        name: String,
+    },
+}
+
+/// Pure planning of the location → business map. `existing` (GHL businesses, id → name) is
+/// needed only when some location has neither a link nor a configured business.
+pub fn plan_businesses(
+    locations: &[Location],
+    location_map: &BTreeMap<String, String>,
+    links: &HashMap<String, Link>,
+    existing: &[(String, String)],
+) -> Vec<BusinessAction> {
+    let mut out = Vec::new();
+    for loc in locations {
+        let link = links
+            .get(&loc.id)
+            .filter(|l| l.status == LinkStatus::Active);
+        let linked_name = link.and_then(|l| l.extra.get("name").and_then(Value::as_str));
+        if let Some(bid) = location_map.get(&loc.id) {
+            if link.map(|l| l.target_id.as_str()) != Some(bid.as_str())
+                || linked_name != Some(loc.name.as_str())
+            {
+                out.push(BusinessAction::Link {
+                    location_id: loc.id.clone(),
+                    business_id: bid.clone(),
+                    name: loc.name.clone(),
+                    method: MatchMethod::Config,
+                });
+            }
+            continue;
+        }
+        match link {
+            Some(l) if linked_name != Some(loc.name.as_str()) => out.push(BusinessAction::Rename {
+                location_id: loc.id.clone(),
+                business_id: l.target_id.clone(),
+                name: loc.name.clone(),
+            }),
+            Some(_) => {}
+            None => match existing.iter().find(|(_, n)| n.trim() == loc.name.trim()) {
+                Some((bid, _)) => out.push(BusinessAction::Link {
+                    location_id: loc.id.clone(),
+                    business_id: bid.clone(),
+                    name: loc.name.clone(),
+                    method: MatchMethod::Name,
+                }),
+                None => out.push(BusinessAction::Create {
+                    location_id: loc.id.clone(),
+                    name: loc.name.clone(),
+                }),
+            },
+        }
+    }
+    out
+}
+
+/// Whether planning needs the GHL business listing.
+pub fn needs_listing(
+    locations: &[Location],
+    location_map: &BTreeMap<String, String>,
+    links: &HashMap<String, Link>,
+) -> bool {
+    locations.iter().any(|l| {
+        !location_map.contains_key(&l.id)
+            && links
+                .get(&l.id)
+                .is_none_or(|k| k.status != LinkStatus::Active)
+    })
+}
+
+/// One contact's association state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub contact_id: String,
+    /// The location it belongs to (registration or latest visit).
+    pub location_id: Option<String>,
+    /// The business it was last associated with by the sync.
+    pub associated: Option<String>,
+}
+
+/// Contacts (one per GHL contact) with the location they belong to under `by`. The latest
+/// visit comes from the note links (`extra.contact_id`, `location_id`, `at`); a contact with no
+/// visit keeps its registration location.
+pub fn members(contact_links: &[Link], note_links: &[Link], by: AssociateBy) -> Vec<Member> {
+    let mut latest: HashMap<&str, (&str, &str)> = HashMap::new();
+    if by == AssociateBy::LatestVisit {
+        for n in note_links.iter().filter(|l| l.status != LinkStatus::Parked) {
+            let (Some(cid), Some(loc), Some(at)) = (
+                n.extra.get("contact_id").and_then(Value::as_str),
+                n.extra.get("location_id").and_then(Value::as_str),
+                n.extra.get("at").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            let e = latest.entry(cid).or_insert((at, loc));
+            if at > e.0 {
+                *e = (at, loc);
+            }
+        }
+    }
+    let mut by_target: BTreeMap<&str, Member> = BTreeMap::new();
+    for l in contact_links {
+        if l.status != LinkStatus::Active || l.target_id.is_empty() {
+            continue;
+        }
+        by_target.entry(l.target_id.as_str()).or_insert_with(|| {
+            let registration = l.extra.get("location_id").and_then(Value::as_str);
+            Member {
+                contact_id: l.target_id.clone(),
+                location_id: latest
+                    .get(l.target_id.as_str())
+                    .map(|(_, loc)| *loc)
+                    .or(registration)
+                    .map(str::to_string),
+                associated: l
+                    .extra
+                    .get("business_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            }
+        });
+    }
+    by_target.into_values().collect()
+}
+
+/// Pure: the association calls to make, business id → batches of contact ids.
+pub fn plan_associations(
+    members: &[Member],
+    business_of_location: &HashMap<String, String>,
+    batch_size: usize,
+) -> Vec<(String, Vec<String>)> {
+    let mut groups: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for m in members {
+        let Some(bid) = m
+            .location_id
+            .as_ref()
+            .and_then(|l| business_of_location.get(l))
+        else {
+            continue;
+        };
+        if m.associated.as_deref() != Some(bid.as_str()) {
+            groups.entry(bid).or_default().push(m.contact_id.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for (bid, ids) in groups {
+        for chunk in ids.chunks(batch_size.max(1)) {
+            out.push((bid.to_string(), chunk.to_vec()));
+        }
+    }
+    out
+}
+
+/// The extra of a business link.
+pub fn link_extra(name: &str) -> Value {
+    json!({ "name": name })
+}
+
+/// Runs the businesses step: the location map, then the associations.
+pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<KindOutcome> {
+    let cfg = &cx.cfg.businesses;
+    let mut out = KindOutcome::default();
+    let locations = cx.locations().await?;
+    let links: HashMap<String, Link> = lock(cx.store)
+        .links(Kind::Business)?
+        .into_iter()
+        .map(|l| (l.source_id.clone(), l))
+        .collect();
+    // Creates journaled by a run that died: the name listing below adopts what was made.
+    let pending: Vec<_> = lock(cx.store)
+        .pending_intents()?
+        .into_iter()
+        .filter(|i| i.kind == Kind::Business)
+        .collect();
+    let existing: Vec<(String, String)> =
+        if needs_listing(&locations, &cfg.location_map, &links) || !pending.is_empty() {
+            let mut all = Vec::new();
+            let mut skip = 0;
+            loop {
+                let page = cx.ghl.list_businesses(100, skip).await?;
+                let n = page.len() as u32;
+                all.extend(
+                    page.into_iter()
+                        .filter_map(|b| Some((b.id?, b.name.unwrap_or_default()))),
+                );
+                if n < 100 {
+                    break;
+                }
+                skip += n;
+            }
+            all
+        } else {
+            Vec::new()
+        };
+    for intent in pending {
+        let s = lock(cx.store);
+        match existing.iter().find(|(_, n)| *n == intent.marker) {
+            Some((bid, _)) if !cx.opts.dry_run => {
+                let mut link = Link::new(
+                    Kind::Business,
+                    intent.source_id.clone(),
+                    bid.clone(),
+                    MatchMethod::JournalRecovered,
+                );
+                link.created_by_us = true;
+                link.extra = link_extra(&intent.marker);
+                s.complete_create(intent.id, &link)?;
+            }
+            Some(_) => {}
+            None if !cx.opts.dry_run => s.journal_abandon(intent.id)?,
+            None => {}
+        }
+    }
+    let links: HashMap<String, Link> = lock(cx.store)
+        .links(Kind::Business)?
+        .into_iter()
+        .map(|l| (l.source_id.clone(), l))
+        .collect();
+    let plan = plan_businesses(&locations, &cfg.location_map, &links, &existing);
+    let mut business_of: HashMap<String, String> = links
+        .values()
+        .filter(|l| l.status == LinkStatus::Active)
+        .map(|l| (l.source_id.clone(), l.target_id.clone()))
+        .collect();
+    for action in &plan {
+        if cx.opts.dry_run {
+            out.counts.deferred += 1;
+            out.notes.push(format!("Would {}", describe(action)));
+            continue;
+        }
+        let r = apply_action(cx, action).await;
+        match r {
+            Ok((loc, bid, counted)) => {
+                business_of.insert(loc, bid);
+                *counted(&mut out.counts) += 1;
+            }
+            Err(e) => {
+                out.counts.failed += 1;
+                out.items.push(RunItem {
+                    kind: Kind::Business,
+                    source_id: action_location(action).to_string(),
+                    target_id: None,
+                    action: "business".into(),
+                    outcome: ItemOutcome::Failed,
+                    reason: Some(format!("{e:#}")),
+                    detail: Value::Null,
+                });
+            }
+        }
+    }
+    out.counts.unchanged += (locations.len() - plan.len().min(locations.len())) as u64;
+
+    // Associations.
+    let contact_links = lock(cx.store).links(Kind::Contact)?;
+    let note_links = if cfg.associate_by == AssociateBy::LatestVisit {
+        lock(cx.store).links(Kind::Note)?
+    } else {
+        Vec::new()
+    };
+    let members = members(&contact_links, &note_links, cfg.associate_by);
+    let calls = plan_associations(&members, &business_of, cfg.batch_size);
+    let mut links_of_target: HashMap<&str, Vec<&Link>> = HashMap::new();
+    for l in &contact_links {
+        links_of_target
+            .entry(l.target_id.as_str())
+            .or_default()
+            .push(l);
+    }
+    let mut associated = 0u64;
+    for (bid, ids) in &calls {
+        if cx.opts.dry_run {
+            associated += ids.len() as u64;
+            continue;
+        }
+        if cx.stop.load(std::sync::atomic::Ordering::SeqCst) {
+            out.counts.deferred += ids.len() as u64;
+            continue;
+        }
+        match cx.ghl.bulk_business(ids, Some(bid)).await {
+            Ok(_) => {
+                let s = lock(cx.store);
+                s.transaction(|s| {
+                    for id in ids {
+                        for l in links_of_target.get(id.as_str()).into_iter().flatten() {
+                            let mut extra = l.extra.clone();
+                            if !extra.is_object() {
+                                extra = json!({});
+                            }
+                            extra["business_id"] = json!(bid);
+                            s.set_link_extra(Kind::Contact, &l.source_id, &extra)?;
+                        }
+                    }
+                    Ok(())
+                })?;
+                associated += ids.len() as u64;
+            }
+            Err(e) => {
+                out.counts.failed += ids.len() as u64;
+                out.notes.push(format!(
+                    "Associating {} contact(s) with business {bid} failed: {e}",
+                    ids.len()
+                ));
+            }
+        }
+    }
+    if !calls.is_empty() {
+        out.notes.push(format!(
+            "{} {associated} contact(s) with their location's business in {} call(s).",
+            if cx.opts.dry_run {
+                "Would associate"
+            } else {
+                "Associated"
+            },
+            calls.len()
+        ));
+    }
+    Ok(out)
+}
+
+fn action_location(a: &BusinessAction) -> &str {
+    match a {
+        BusinessAction::Link { location_id, .. }
+        | BusinessAction::Create { location_id, .. }
+        | BusinessAction::Rename { location_id, .. } => location_id,
+    }
+}
+
+fn describe(a: &BusinessAction) -> String {
+    match a {
+        BusinessAction::Link {
+            location_id,
+            business_id,
+            method,
+            ..
+        } => {
+            format!(
+                "link location {location_id} to business {business_id} ({})",
+                method.as_str()
+            )
+        }
+        BusinessAction::Create { location_id, name } => {
+            format!("create business \"{name}\" for location {location_id}")
+        }
+        BusinessAction::Rename {
+            business_id, name, ..
+        } => {
+            format!("rename business {business_id} to \"{name}\"")
+        }
+    }
+}
+
+type Counter = fn(&mut KindCounts) -> &mut u64;
+
+async fn apply_action(
+    cx: &super::pass::KindContext<'_>,
+    action: &BusinessAction,
+) -> anyhow::Result<(String, String, Counter)> {
+    match action {
+        BusinessAction::Link {
+            location_id,
+            business_id,
+            name,
+            method,
+        } => {
+            let mut link = Link::new(
+                Kind::Business,
+                location_id.clone(),
+                business_id.clone(),
+                *method,
+            );
+            link.extra = link_extra(name);
+            lock(cx.store).upsert_link(&link)?;
+            Ok((location_id.clone(), business_id.clone(), |c| &mut c.adopted))
+        }
+        BusinessAction::Rename {
+            location_id,
+            business_id,
+            name,
+        } => {
+            cx.ghl
+                .update_business(
+                    business_id,
+                    &BusinessInput {
+                        name: Some(name.clone()),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            lock(cx.store).set_link_extra(Kind::Business, location_id, &link_extra(name))?;
+            Ok((location_id.clone(), business_id.clone(), |c| &mut c.updated))
+        }
+        BusinessAction::Create { location_id, name } => {
+            let intent = lock(cx.store).journal_intent(&NewIntent {
+                kind: Kind::Business,
+                source_id: location_id.clone(),
+                op: "create_business".into(),
+                marker: name.clone(),
+                payload_hash: None,
+                run_id: Some(cx.run_id),
+            })?;
+            let b = cx
+                .ghl
+                .create_business(
+                    &BusinessInput {
+                        name: Some(name.clone()),
+                        ..Default::default()
+                    },
+                    false,
+                )
+                .await?;
+            let bid =
+                b.id.ok_or_else(|| anyhow::anyhow!("GHL created a business without an id"))?;
+            let mut link = Link::new(
+                Kind::Business,
+                location_id.clone(),
+                bid.clone(),
+                MatchMethod::Created,
+            );
+            link.extra = link_extra(name);
+            lock(cx.store).complete_create(intent, &link)?;
+            Ok((location_id.clone(), bid, |c| &mut c.created))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loc(id: &str, name: &str) -> Location {
+        Location {
+            id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    fn blink(loc: &str, bid: &str, name: &str) -> (String, Link) {
+        let mut l = Link::new(crate::model::Kind::Business, loc, bid, MatchMethod::Created);
+        l.extra = link_extra(name);
+        (loc.to_string(), l)
+    }
+
+    #[test]
+    fn locations_map_config_then_name_then_create_and_renames_follow() {
+        let locations = [
+            loc("1", "Cafe"),
+            loc("2", "Hotel"),
+            loc("3", "Mall"),
+            loc("4", "Pier"),
+        ];
+        let map: BTreeMap<String, String> = [("1".to_string(), "B1".to_string())].into();
+        let links: HashMap<String, Link> = [blink("4", "B4", "Old Pier")].into();
+        let existing = vec![("B2".to_string(), "Hotel".to_string())];
+        assert!(needs_listing(&locations, &map, &links));
+        let plan = plan_businesses(&locations, &map, &links, &existing);
+        assert_eq!(
+            plan,
+            vec![
+                BusinessAction::Link {
+                    location_id: "1".into(),
+                    business_id: "B1".into(),
+                    name: "Cafe".into(),
+                    method: MatchMethod::Config
+                },
+                BusinessAction::Link {
+                    location_id: "2".into(),
+                    business_id: "B2".into(),
+                    name: "Hotel".into(),
+                    method: MatchMethod::Name
+                },
+                BusinessAction::Create {
+                    location_id: "3".into(),
+                    name: "Mall".into()
+                },
+                BusinessAction::Rename {
+                    location_id: "4".into(),
+                    business_id: "B4".into(),
+                    name: "Pier".into()
+                },
+            ]
+        );
+        let links: HashMap<String, Link> = [blink("4", "B4", "Pier")].into();
+        assert!(plan_businesses(&[loc("4", "Pier")], &map, &links, &[]).is_empty());
+        assert!(!needs_listing(&[loc("4", "Pier")], &map, &links));
+    }
+
+    #[test]
+    fn associations_batch_only_changes() {
+        let members: Vec<Member> = (0..7)
+            .map(|i| Member {
+                contact_id: format!("c{i}"),
+                location_id: Some(if i < 5 { "1" } else { "2" }.into()),
+                associated: (i == 0).then(|| "B1".to_string()),
+            })
+            .collect();
+        let bmap: HashMap<String, String> = [("1", "B1"), ("2", "B2")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let calls = plan_associations(&members, &bmap, 3);
+        let sizes: Vec<(&str, usize)> = calls
+            .iter()
+            .map(|(b, ids)| (b.as_str(), ids.len()))
+            .collect();
+        assert_eq!(sizes, [("B1", 3), ("B1", 1), ("B2", 2)]);
+    }
+
+    #[test]
+    fn latest_visit_overrides_registration() {
+        let mut c = Link::new(
+            crate::model::Kind::Contact,
+            "100",
+            "G1",
+            MatchMethod::Created,
+        );
+        c.extra = json!({"location_id": "1"});
+        let mut n1 = Link::new(
+            crate::model::Kind::Note,
+            "mac:1",
+            "n1",
+            MatchMethod::Created,
+        );
+        n1.extra =
+            json!({"contact_id": "G1", "location_id": "2", "at": "2025-01-02T00:00:00+00:00"});
+        let mut n2 = Link::new(
+            crate::model::Kind::Note,
+            "mac:2",
+            "n2",
+            MatchMethod::Created,
+        );
+        n2.extra =
+            json!({"contact_id": "G1", "location_id": "3", "at": "2025-01-01T00:00:00+00:00"});
+        let links = [c];
+        let notes = [n1, n2];
+        assert_eq!(
+            members(&links, &notes, AssociateBy::Registration)[0]
+                .location_id
+                .as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            members(&links, &notes, AssociateBy::LatestVisit)[0]
+                .location_id
+                .as_deref(),
+            Some("2")
+        );
+    }
+}

@@ -1,0 +1,733 @@
+//! Task rules → GHL tasks: `[[tasks.onboarding]]` once per new contact, and an optional rule
+//! once per paid transaction. Each (rule, source record) is one task link
+//! (`source_id = "<rule id>:<source id>"`); a task is created once and never written again, so a
+//! CRM user's edit or completion is never overwritten. The tasks are read back each run to record
+//! completion, edits and deletion in the link's `extra` (`completed`, `edited`).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Duration, Utc};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use super::notes::{CreateError, KindOutcome, lock};
+use crate::config::TaskRule;
+use crate::ghl::GhlClient;
+use crate::ghl::wire::{Task, TaskCreate, TaskSearch};
+use crate::mapping::{render_template, render_with_reference, task_reference};
+use crate::model::Kind;
+use crate::store::{ItemOutcome, Link, LinkStatus, MatchMethod, NewIntent, RunItem, Store};
+
+/// The record a rule fires on: a new contact or a paid transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSource {
+    /// Contact source id, or `paid:<transaction id>`.
+    pub source_id: String,
+    pub contact_id: String,
+    pub vars: BTreeMap<&'static str, String>,
+}
+
+/// One task to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskPlanItem {
+    pub link_source_id: String,
+    pub rule_id: String,
+    pub contact_id: String,
+    pub title: String,
+    pub body: String,
+    pub reference: String,
+    pub due: DateTime<Utc>,
+    pub assignee: Option<String>,
+}
+
+/// Pure planning: each (rule, source) without a task link yields one task.
+pub fn plan_tasks(
+    rules: &[&TaskRule],
+    sources: &[TaskSource],
+    linked: &HashSet<String>,
+    now: DateTime<Utc>,
+) -> Vec<TaskPlanItem> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for rule in rules {
+        for s in sources {
+            let sid = format!("{}:{}", rule.id, s.source_id);
+            if linked.contains(&sid) || !seen.insert(sid.clone()) {
+                continue;
+            }
+            let reference = task_reference(&rule.id, &s.source_id);
+            // GHL refuses an empty title; a template of placeholders only may render empty.
+            let title = render_template(&rule.title, &s.vars).trim().to_string();
+            out.push(TaskPlanItem {
+                title: if title.is_empty() {
+                    rule.id.clone()
+                } else {
+                    title
+                },
+                body: render_with_reference(&rule.body, &s.vars, &reference),
+                reference,
+                link_source_id: sid,
+                rule_id: rule.id.clone(),
+                contact_id: s.contact_id.clone(),
+                due: now + Duration::days(i64::from(rule.due_in_days)),
+                assignee: rule.assignee.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Onboarding sources: one per GHL contact (a customer and a subscriber merged into one contact
+/// get one set of tasks), keyed by the smallest source id of that contact.
+pub fn onboarding_sources(
+    contact_links: &[Link],
+    location_names: &HashMap<String, String>,
+) -> Vec<TaskSource> {
+    let mut by_target: BTreeMap<&str, &Link> = BTreeMap::new();
+    for l in contact_links {
+        if l.status != LinkStatus::Active || l.target_id.is_empty() {
+            continue;
+        }
+        let e = by_target.entry(l.target_id.as_str()).or_insert(l);
+        if l.source_id < e.source_id {
+            *e = l;
+        }
+    }
+    let mut out: Vec<TaskSource> = by_target
+        .into_values()
+        .map(|l| {
+            let field = |k: &str| {
+                l.extra
+                    .get("source_fields")
+                    .and_then(|f| f.get(k))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let loc = l
+                .extra
+                .get("location_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let location = l
+                .extra
+                .get("location_name")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| location_names.get(loc).cloned())
+                .unwrap_or_else(|| loc.to_string());
+            let name = [field("firstName"), field("lastName")]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let mut vars = BTreeMap::new();
+            vars.insert("name", name);
+            vars.insert("email", field("email"));
+            vars.insert("phone", field("phone"));
+            vars.insert("location", location);
+            vars.insert("date", l.first_linked_at.format("%Y-%m-%d").to_string());
+            TaskSource {
+                source_id: l.source_id.clone(),
+                contact_id: l.target_id.clone(),
+                vars,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.source_id.cmp(&b.source_id));
+    out
+}
+
+/// What a read-back found for one task link.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskState {
+    Present(Task),
+    Deleted,
+}
+
+/// Pure: the new `extra` of a task link given what GHL shows, or `None` when nothing changed.
+/// `edited` is sticky: once a CRM user changed the title, body or due date it stays true.
+pub fn observe(extra: &Value, state: &TaskState) -> Option<(Value, bool)> {
+    let mut next = extra.clone();
+    if !next.is_object() {
+        next = json!({});
+    }
+    let deleted = matches!(state, TaskState::Deleted);
+    match state {
+        TaskState::Deleted => {
+            next["deleted"] = json!(true);
+        }
+        TaskState::Present(t) => {
+            next["completed"] = json!(t.completed.unwrap_or(false));
+            let title_changed = t
+                .title
+                .as_deref()
+                .is_some_and(|x| Some(x) != extra.get("title").and_then(Value::as_str));
+            let body_changed = t.body.as_deref().is_some_and(|x| {
+                extra
+                    .get("body")
+                    .and_then(Value::as_str)
+                    .is_some_and(|b| b.trim() != x.trim())
+            });
+            let due_changed = t.due_date.is_some_and(|d| {
+                extra
+                    .get("due")
+                    .and_then(Value::as_str)
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .is_some_and(|was| was.timestamp() != d.timestamp())
+            });
+            let was_edited = extra
+                .get("edited")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            next["edited"] = json!(was_edited || title_changed || body_changed || due_changed);
+        }
+    }
+    (next != *extra).then_some((next, deleted))
+}
+
+/// Completed and total onboarding tasks that still exist in GHL.
+pub fn onboarding_completion(links: &[Link], onboarding_rules: &HashSet<&str>) -> (u64, u64) {
+    let mut done = 0;
+    let mut total = 0;
+    for l in links {
+        let rule = l
+            .extra
+            .get("rule")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if l.status != LinkStatus::Active || !onboarding_rules.contains(rule) {
+            continue;
+        }
+        total += 1;
+        if l.extra
+            .get("completed")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+        {
+            done += 1;
+        }
+    }
+    (done, total)
+}
+
+/// Contacts whose tasks are worth reading back: those with a task of ours still open. A
+/// completed or deleted task needs no further look, so the reads shrink as work gets done.
+pub fn contacts_to_watch(task_links: &[Link]) -> Vec<String> {
+    let mut out: Vec<String> = task_links
+        .iter()
+        .filter(|l| l.status == LinkStatus::Active)
+        .filter(|l| {
+            !l.extra
+                .get("completed")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        })
+        .filter_map(|l| l.extra.get("contact_id").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Contact ids per location task search call.
+const SEARCH_CONTACTS: usize = 50;
+/// Tasks per search page.
+const SEARCH_PAGE: u32 = 100;
+
+/// Reads back the tasks of the contacts that have an open task of ours. The location task
+/// search serves many contacts per call (`contactId` filter, paged); when it does not serve
+/// (no `locations/tasks.readonly` scope, an error), each contact is listed on its own. Returns
+/// task id → task, the contacts whose listing is complete (only their missing tasks are taken
+/// as deleted), and a note when some could not be read.
+pub async fn read_back(
+    ghl: &GhlClient,
+    task_links: &[Link],
+) -> (HashMap<String, Task>, HashSet<String>, Option<String>) {
+    let watch = contacts_to_watch(task_links);
+    let mut found = HashMap::new();
+    let mut complete_for = HashSet::new();
+    let mut search_ok = true;
+    'chunks: for chunk in watch.chunks(SEARCH_CONTACTS) {
+        let mut skip = 0;
+        loop {
+            let page = ghl
+                .search_location_tasks(&TaskSearch {
+                    contact_id: Some(chunk.to_vec()),
+                    limit: Some(SEARCH_PAGE),
+                    skip: Some(skip),
+                    ..Default::default()
+                })
+                .await;
+            match page {
+                Ok(tasks) => {
+                    let n = tasks.len() as u32;
+                    for t in tasks {
+                        if let Some(id) = t.id.clone() {
+                            found.insert(id, t);
+                        }
+                    }
+                    if n < SEARCH_PAGE {
+                        complete_for.extend(chunk.iter().cloned());
+                        break;
+                    }
+                    skip += n;
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "location task search unavailable; listing per contact");
+                    search_ok = false;
+                    break 'chunks;
+                }
+            }
+        }
+    }
+    if search_ok {
+        return (found, complete_for, None);
+    }
+    let mut failed = 0;
+    // Chunks the search finished before it failed stay as read.
+    let rest: Vec<&String> = watch
+        .iter()
+        .filter(|c| !complete_for.contains(*c))
+        .collect();
+    for cid in rest {
+        match ghl.list_tasks(cid).await {
+            Ok(ts) => {
+                complete_for.insert(cid.clone());
+                for t in ts {
+                    if let Some(id) = t.id.clone() {
+                        found.insert(id, t);
+                    }
+                }
+            }
+            // The contact is gone, and its tasks with it.
+            Err(e) if super::notes::is_not_found(&e) => {
+                complete_for.insert(cid.clone());
+            }
+            Err(e) => {
+                failed += 1;
+                tracing::warn!(contact_id = %cid, error = %e, "tasks could not be read back");
+            }
+        }
+    }
+    let note = (failed > 0).then(|| {
+        format!("The tasks of {failed} contact(s) could not be read back; checked again next run.")
+    });
+    (found, complete_for, note)
+}
+
+/// Records what the read-back saw; returns (completed now, edited, deleted) counts of changes.
+pub fn record_read_back(
+    store: &Store,
+    task_links: &[Link],
+    found: &HashMap<String, Task>,
+    complete_for: &HashSet<String>,
+) -> Result<(u64, u64, u64), crate::store::StoreError> {
+    let (mut completed, mut edited, mut deleted) = (0, 0, 0);
+    store.transaction(|s| {
+        for l in task_links.iter().filter(|l| l.status == LinkStatus::Active) {
+            let cid = l
+                .extra
+                .get("contact_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let state = match found.get(&l.target_id) {
+                Some(t) => TaskState::Present(t.clone()),
+                None if complete_for.contains(cid) => TaskState::Deleted,
+                None => continue,
+            };
+            let Some((extra, gone)) = observe(&l.extra, &state) else {
+                continue;
+            };
+            if extra["completed"] == json!(true) && l.extra["completed"] != json!(true) {
+                completed += 1;
+            }
+            if extra["edited"] == json!(true) && l.extra["edited"] != json!(true) {
+                edited += 1;
+            }
+            s.set_link_extra(Kind::Task, &l.source_id, &extra)?;
+            if gone {
+                deleted += 1;
+                s.tombstone(Kind::Task, &l.source_id)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok((completed, edited, deleted))
+}
+
+/// Creates the planned tasks, journaled like notes.
+pub async fn apply_tasks(
+    ghl: &GhlClient,
+    store: &Mutex<Store>,
+    items: &[TaskPlanItem],
+    run_id: i64,
+    concurrency: usize,
+    stop: &AtomicBool,
+) -> KindOutcome {
+    let out = Mutex::new(KindOutcome::default());
+    futures_util::stream::iter(items.iter().map(|it| {
+        let out = &out;
+        async move {
+            if stop.load(Ordering::SeqCst) {
+                let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+                o.counts.deferred += 1;
+                o.unfinished.insert(it.link_source_id.clone());
+                return;
+            }
+            let r = create_one(ghl, store, it, run_id).await;
+            let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+            match r {
+                Ok(()) => o.counts.created += 1,
+                Err(e) => {
+                    o.unfinished.insert(it.link_source_id.clone());
+                    if let CreateError::Ghl(g) = &e
+                        && g.is_quota_reserve()
+                    {
+                        stop.store(true, Ordering::SeqCst);
+                        o.stopped.get_or_insert_with(|| g.to_string());
+                        o.counts.deferred += 1;
+                        return;
+                    }
+                    o.counts.failed += 1;
+                    o.items.push(RunItem {
+                        kind: Kind::Task,
+                        source_id: it.link_source_id.clone(),
+                        target_id: None,
+                        action: "create".into(),
+                        outcome: ItemOutcome::Failed,
+                        reason: Some(e.to_string()),
+                        detail: json!({"contact_id": it.contact_id}),
+                    });
+                }
+            }
+        }
+    }))
+    .buffer_unordered(concurrency.max(1))
+    .collect::<Vec<()>>()
+    .await;
+    out.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn create_one(
+    ghl: &GhlClient,
+    store: &Mutex<Store>,
+    it: &TaskPlanItem,
+    run_id: i64,
+) -> Result<(), CreateError> {
+    let intent = lock(store).journal_intent(&NewIntent {
+        kind: Kind::Task,
+        source_id: it.link_source_id.clone(),
+        op: format!("create_task:{}", it.contact_id),
+        marker: it.reference.clone(),
+        payload_hash: None,
+        run_id: Some(run_id),
+    })?;
+    let task = ghl
+        .create_task(
+            &it.contact_id,
+            &TaskCreate {
+                title: it.title.clone(),
+                body: Some(it.body.clone()),
+                due_date: it.due,
+                completed: false,
+                assigned_to: it.assignee.clone(),
+            },
+            false,
+        )
+        .await
+        .map_err(|e| super::notes::abandon_if_refused(store, intent, e))?;
+    let id = task.id.clone().ok_or(CreateError::NoId)?;
+    let mut link = Link::new(
+        Kind::Task,
+        it.link_source_id.clone(),
+        id,
+        MatchMethod::Created,
+    );
+    link.extra = json!({
+        "rule": it.rule_id,
+        "completed": task.completed.unwrap_or(false),
+        "edited": false,
+        "title": task.title.clone().unwrap_or_else(|| it.title.clone()),
+        "body": task.body.clone().unwrap_or_else(|| it.body.clone()),
+        "due": task.due_date.unwrap_or(it.due).to_rfc3339(),
+        "contact_id": it.contact_id,
+    });
+    lock(store).complete_create(intent, &link)?;
+    Ok(())
+}
+
+/// Runs the tasks step of a pass: read back, resolve interrupted creates, create what is new.
+pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<KindOutcome> {
+    let cfg = &cx.cfg.tasks;
+    let mut out = KindOutcome::default();
+    let task_links = lock(cx.store).links(Kind::Task)?;
+    if task_links.iter().any(|l| l.status == LinkStatus::Active) {
+        let (found, complete_for, note) = read_back(cx.ghl, &task_links).await;
+        out.notes.extend(note);
+        if !cx.opts.dry_run {
+            let (completed, edited, deleted) =
+                record_read_back(&lock(cx.store), &task_links, &found, &complete_for)?;
+            if completed + edited + deleted > 0 {
+                out.notes.push(format!(
+                    "Tasks changed in GHL since the last run: {completed} completed, {edited} edited, {deleted} deleted (left as the CRM users made them)."
+                ));
+            }
+        }
+    }
+    if !cx.opts.dry_run {
+        let n =
+            super::notes::resolve_pending(cx.ghl, cx.store, Kind::Task, &HashMap::new()).await?;
+        if n > 0 {
+            out.notes.push(format!(
+                "{n} task(s) of an interrupted run were found in GHL and linked."
+            ));
+        }
+    }
+    let linked: HashSet<String> = lock(cx.store)
+        .links(Kind::Task)?
+        .into_iter()
+        .map(|l| l.source_id)
+        .collect();
+    let now = Utc::now();
+    let contact_links = lock(cx.store).links(Kind::Contact)?;
+    let names = cx
+        .locations()
+        .await
+        .map(|l| super::notes::location_names(&l))
+        .unwrap_or_default();
+    let onboarding: Vec<&TaskRule> = cfg.onboarding.iter().collect();
+    let mut plan = plan_tasks(
+        &onboarding,
+        &onboarding_sources(&contact_links, &names),
+        &linked,
+        now,
+    );
+    let mut streams = Vec::new();
+    if let Some(rule) = &cfg.paid_followup {
+        let index = cx.contact_index().await?;
+        let mut sources = Vec::new();
+        let mut unmatched = 0;
+        for loc in cx.locations().await? {
+            let scope = format!("paid:{}", loc.id);
+            let after = if cx.opts.full {
+                None
+            } else {
+                lock(cx.store)
+                    .cursor(Kind::Task, &scope)?
+                    .and_then(|c| c.parse().ok())
+            };
+            let r = super::notes::read_stream(
+                cx.hs,
+                crate::config::TransactionType::Paid,
+                &loc.id,
+                after,
+            )
+            .await?;
+            let mut sids = Vec::new();
+            for t in &r.txns {
+                match index.find(
+                    t.email.as_deref(),
+                    t.phone.as_deref(),
+                    t.user_name.as_deref(),
+                ) {
+                    Some(cid) => {
+                        let sid = t.source_id();
+                        sids.push(format!("{}:{sid}", rule.id));
+                        sources.push(TaskSource {
+                            source_id: sid,
+                            contact_id: cid.to_string(),
+                            vars: t.vars(&names),
+                        });
+                    }
+                    None => unmatched += 1,
+                }
+            }
+            streams.push((scope, r.max_id, sids));
+        }
+        if unmatched > 0 {
+            out.notes.push(format!(
+                "{unmatched} paid transaction(s) have no GHL contact: no follow-up task for them."
+            ));
+        }
+        plan.extend(plan_tasks(&[rule], &sources, &linked, now));
+    }
+    out.counts.unchanged = linked.len() as u64;
+    if cx.opts.dry_run {
+        out.counts.deferred = plan.len() as u64;
+        out.notes
+            .push(format!("Would create {} task(s).", plan.len()));
+        return Ok(out);
+    }
+    let applied = apply_tasks(
+        cx.ghl,
+        cx.store,
+        &plan,
+        cx.run_id,
+        cx.cfg.ghl.max_concurrency,
+        cx.stop,
+    )
+    .await;
+    out.counts.created = applied.counts.created;
+    out.counts.failed = applied.counts.failed;
+    out.counts.deferred = applied.counts.deferred;
+    out.items.extend(applied.items);
+    out.stopped = applied.stopped;
+    let s = lock(cx.store);
+    for (scope, max, sids) in streams {
+        if let Some(max) = max
+            && !sids.iter().any(|sid| applied.unfinished.contains(sid))
+        {
+            s.set_cursor(Kind::Task, &scope, &max.to_string())?;
+        }
+    }
+    let ids: HashSet<&str> = cfg.onboarding.iter().map(|r| r.id.as_str()).collect();
+    let (done, total) = onboarding_completion(&s.links(Kind::Task)?, &ids);
+    if total > 0 {
+        out.notes.push(completion_line(done, total));
+    }
+    Ok(out)
+}
+
+/// The completion figure as `status` and reports show it.
+pub fn completion_line(done: u64, total: u64) -> String {
+    format!(
+        "Onboarding tasks: {done} of {total} completed ({:.0}%).",
+        done as f64 * 100.0 / total.max(1) as f64
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn rule(id: &str) -> TaskRule {
+        TaskRule {
+            id: id.into(),
+            title: "Welcome {name}".into(),
+            body: "At {location}".into(),
+            due_in_days: 2,
+            assignee: None,
+        }
+    }
+
+    fn src(sid: &str, cid: &str) -> TaskSource {
+        let mut vars = BTreeMap::new();
+        vars.insert("name", "Ann".to_string());
+        vars.insert("location", "Cafe".to_string());
+        TaskSource {
+            source_id: sid.into(),
+            contact_id: cid.into(),
+            vars,
+        }
+    }
+
+    #[test]
+    fn each_rule_and_source_yields_one_task_until_linked() {
+        let now = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+        let (a, b, c) = (rule("a"), rule("b"), rule("c"));
+        let rules = [&a, &b, &c];
+        let sources = [src("1", "G1"), src("2", "G2")];
+        let plan = plan_tasks(&rules, &sources, &HashSet::new(), now);
+        assert_eq!(plan.len(), 6);
+        assert_eq!(plan[0].title, "Welcome Ann");
+        assert_eq!(plan[0].body, "At Cafe\nRef: hgs-task:a:1");
+        assert_eq!(plan[0].due, now + Duration::days(2));
+        let linked: HashSet<String> = plan.iter().map(|p| p.link_source_id.clone()).collect();
+        assert!(plan_tasks(&rules, &sources, &linked, now).is_empty());
+    }
+
+    #[test]
+    fn merged_contacts_get_one_set_of_onboarding_tasks() {
+        let l1 = Link::new(Kind::Contact, "100", "G1", MatchMethod::Created);
+        let l2 = Link::new(Kind::Contact, "sub:7", "G1", MatchMethod::Email);
+        let l3 = Link::new(Kind::Contact, "200", "G2", MatchMethod::Created);
+        let s = onboarding_sources(&[l2, l1, l3], &HashMap::new());
+        let ids: Vec<&str> = s.iter().map(|x| x.source_id.as_str()).collect();
+        assert_eq!(ids, ["100", "200"]);
+    }
+
+    #[test]
+    fn read_back_records_completion_and_sticky_edits_never_overwrites() {
+        let extra = json!({"rule":"a","completed":false,"edited":false,"title":"T","body":"B","due":"2025-01-03T00:00:00+00:00"});
+        let mut t = Task {
+            id: Some("t1".into()),
+            title: Some("T".into()),
+            body: Some("B".into()),
+            due_date: Some(Utc.with_ymd_and_hms(2025, 1, 3, 0, 0, 0).unwrap()),
+            completed: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(observe(&extra, &TaskState::Present(t.clone())), None);
+        t.completed = Some(true);
+        let (done, _) = observe(&extra, &TaskState::Present(t.clone())).unwrap();
+        assert_eq!(done["completed"], json!(true));
+        assert_eq!(done["edited"], json!(false));
+        t.title = Some("Call back".into());
+        let (edited, _) = observe(&done, &TaskState::Present(t.clone())).unwrap();
+        assert_eq!(edited["edited"], json!(true));
+        t.title = Some("T".into());
+        assert_eq!(
+            observe(&edited, &TaskState::Present(t)),
+            None,
+            "edited stays true"
+        );
+        let (_, gone) = observe(&edited, &TaskState::Deleted).unwrap();
+        assert!(gone);
+    }
+
+    #[test]
+    fn only_contacts_with_open_tasks_are_watched() {
+        let mut links = Vec::new();
+        for (i, (cid, completed, status)) in [
+            ("G1", true, LinkStatus::Active),
+            ("G2", false, LinkStatus::Active),
+            ("G2", false, LinkStatus::Active),
+            ("G3", false, LinkStatus::Tombstoned),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut l = Link::new(
+                Kind::Task,
+                format!("a:{i}"),
+                format!("t{i}"),
+                MatchMethod::Created,
+            );
+            l.status = status;
+            l.extra = json!({"contact_id": cid, "completed": completed});
+            links.push(l);
+        }
+        assert_eq!(contacts_to_watch(&links), ["G2"]);
+    }
+
+    #[test]
+    fn completion_counts_only_live_onboarding_tasks() {
+        let mut links = Vec::new();
+        for (i, (rule, completed, status)) in [
+            ("a", true, LinkStatus::Active),
+            ("a", false, LinkStatus::Active),
+            ("paid", true, LinkStatus::Active),
+            ("a", true, LinkStatus::Tombstoned),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut l = Link::new(
+                Kind::Task,
+                format!("{rule}:{i}"),
+                format!("t{i}"),
+                MatchMethod::Created,
+            );
+            l.status = status;
+            l.extra = json!({"rule": rule, "completed": completed});
+            links.push(l);
+        }
+        let rules: HashSet<&str> = ["a"].into();
+        assert_eq!(onboarding_completion(&links, &rules), (1, 2));
+    }
+}
