@@ -321,8 +321,9 @@ async fn contacts(
 }
 
 /// Creates journaled by an earlier run that never completed (a crash, a dropped connection):
-/// if the contact shows in GHL, the planner adopts it through its identity; if not, and the
-/// intent is recent, the record waits a run rather than risk a second contact.
+/// if the contact shows in GHL, the planner adopts it through its identity; if not, a record
+/// with an email or phone stays pending for apply to upsert, and one without, when the intent
+/// is recent, waits a run rather than risk a second contact.
 fn resolve_pending_creates(
     store: &Mutex<Store>,
     target: &TargetListing,
@@ -338,6 +339,7 @@ fn resolve_pending_creates(
         let marker: Value = serde_json::from_str(&intent.marker).unwrap_or(Value::Null);
         let email = marker.get("email").and_then(Value::as_str);
         let phone = marker.get("phone").and_then(Value::as_str);
+        let young = Utc::now() - intent.created_at < chrono::Duration::from_std(INTENT_SETTLE)?;
         let found = target.contacts.iter().find(|t| {
             let p = crate::mapping::target_projection(t, mapping);
             let anchor = mapping
@@ -355,7 +357,10 @@ fn resolve_pending_creates(
                 tracing::info!(source_id = %intent.source_id, target_id = %t.target_id, "pending create found in GHL; adopting");
                 s.journal_done(intent.id, &t.target_id)?;
             }
-            None if Utc::now() - intent.created_at < chrono::Duration::from_std(INTENT_SETTLE)? => {
+            // Keyed by email or phone: apply re-sends it as an upsert, which GHL matches
+            // against a contact the lost answer created even before search shows it.
+            None if young && (email.is_some() || phone.is_some()) => {}
+            None if young => {
                 input.source.remove(&intent.source_id);
                 held.push(intent.source_id);
             }
