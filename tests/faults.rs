@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hotspot_ghl_sync::sandbox::faults::{FaultKnobs, InjectedFault};
 use reliab::{Env, Out, Setup, opts};
 
-const CUSTOMERS: usize = 120;
+const CUSTOMERS: usize = 80;
 
 fn injected(env: &Env, pred: impl Fn(&InjectedFault) -> bool) -> usize {
     env.sandbox
@@ -82,13 +82,13 @@ async fn storm(name: &str, with_retry_after: bool) {
     let env = Env::start(name, opts(62, CUSTOMERS), Setup::default()).await;
     env.sandbox.ghl.set_faults(if with_retry_after {
         FaultKnobs {
-            p429_retry_after: 0.2,
+            p429_retry_after: 0.15,
             retry_after_secs: 1,
             ..Default::default()
         }
     } else {
         FaultKnobs {
-            p429_no_retry_after: 0.2,
+            p429_no_retry_after: 0.15,
             ..Default::default()
         }
     });

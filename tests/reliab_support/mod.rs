@@ -9,8 +9,10 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use hotspot_ghl_sync::model::Kind;
 use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
+use hotspot_ghl_sync::store::{LinkStatus, Store};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hotspot-ghl-sync");
 pub const CLIENT_ID: &str = "emu-client-id";
@@ -287,7 +289,34 @@ enabled = false
             c.contacts, want,
             "{context}: {want} eligible people, GHL holds {c:?}"
         );
+        let (targets, pending) = self.state_links();
+        let ghl_ids: BTreeSet<String> = self
+            .sandbox
+            .ghl
+            .with_state(|s| s.contacts.keys().cloned().collect());
+        let unlinked: Vec<&String> = ghl_ids.difference(&targets).collect();
+        let dangling: Vec<&String> = targets.difference(&ghl_ids).collect();
+        assert!(
+            unlinked.is_empty() && dangling.is_empty(),
+            "{context}: the state must link every GHL contact and only those: {} unlinked {unlinked:?}, {} dangling {dangling:?}",
+            unlinked.len(),
+            dangling.len()
+        );
+        assert_eq!(pending, 0, "{context}: a journaled create is still pending");
         c
+    }
+
+    /// (GHL ids of the active contact links, pending journal intents) in the state database.
+    pub fn state_links(&self) -> (BTreeSet<String>, usize) {
+        let store = Store::open(self.state_path()).expect("state opens");
+        let targets = store
+            .links(Kind::Contact)
+            .expect("links")
+            .into_iter()
+            .filter(|l| l.status == LinkStatus::Active)
+            .map(|l| l.target_id)
+            .collect();
+        (targets, store.pending_intents().expect("journal").len())
     }
 }
 
