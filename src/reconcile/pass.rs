@@ -204,7 +204,7 @@ async fn contacts(
     } else {
         CustomFields::default()
     };
-    let target: TargetListing = read_target(ghl, &custom_fields).await?;
+    let mut target: TargetListing = read_target(ghl, &custom_fields).await?;
 
     let mut notes = Vec::new();
     if !source.complete {
@@ -242,6 +242,14 @@ async fn contacts(
 
     let mapped = map_sources(&source.records, &mapping, None);
     let (base_links, parked) = base::load_contacts(&lock(store))?;
+    confirm_missing_targets(
+        ghl,
+        &custom_fields,
+        &base_links,
+        &mut target,
+        cfg.contacts.max_delete_ratio,
+    )
+    .await;
     let mut input = ContactsInput::from_listings(
         mapped,
         source.complete,
@@ -318,6 +326,57 @@ async fn contacts(
         items,
         plan_text,
     })
+}
+
+/// Linked contacts missing from a complete listing look deleted in GHL, but search lags writes
+/// by seconds: a contact created or updated just before this run may simply not show yet.
+/// GET-by-id is immediate, so each one is asked for before the planner may infer a deletion;
+/// those that exist join the listing. Skipped when more are missing than the mass-delete guard
+/// allows (nothing is inferred then anyway); a failed look-up makes the listing incomplete.
+async fn confirm_missing_targets(
+    ghl: &GhlClient,
+    custom_fields: &CustomFields,
+    base_links: &BTreeMap<String, super::plan::BaseLink>,
+    target: &mut TargetListing,
+    max_delete_ratio: f64,
+) {
+    if !target.complete {
+        return;
+    }
+    let listed: BTreeSet<&str> = target
+        .contacts
+        .iter()
+        .map(|t| t.target_id.as_str())
+        .collect();
+    let active: Vec<&str> = base_links
+        .values()
+        .filter(|b| b.status == super::plan::LinkStatus::Active)
+        .map(|b| b.target_id.as_str())
+        .collect();
+    let missing: BTreeSet<String> = active
+        .iter()
+        .filter(|id| !listed.contains(*id))
+        .map(|id| id.to_string())
+        .collect();
+    if missing.is_empty() || missing.len() as f64 > max_delete_ratio * active.len() as f64 {
+        return;
+    }
+    for id in missing {
+        match ghl.get_contact(&id).await {
+            Ok(Some(c)) => {
+                if let Some(t) = super::snapshot::target_from_contact(&c, custom_fields) {
+                    tracing::debug!(target_id = %id, "linked contact not yet in search; it exists");
+                    target.contacts.push(t);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(target_id = %id, error = %e, "could not confirm a missing contact; no deletion inferred this run");
+                target.complete = false;
+                return;
+            }
+        }
+    }
 }
 
 /// Creates journaled by an earlier run that never completed (a crash, a dropped connection):
