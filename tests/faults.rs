@@ -301,3 +301,42 @@ async fn daily_quota_reserve_defers_the_rest() {
     )
     .await;
 }
+
+/// Search lags writes by 30 s and a run follows right after one that created contacts: the new
+/// contacts are linked but missing from the listing. They must not be taken for contacts a CRM
+/// user deleted (GET-by-id says they exist).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_runs_under_search_lag() {
+    let env = Env::start("lag", opts(67, CUSTOMERS), Setup::default()).await;
+    env.sync_ok().await;
+    env.sandbox.ghl.set_search_lag(Duration::from_secs(30));
+    env.sandbox.hotspot.with_data(|d| {
+        let template = d.customers.last().cloned().expect("a customer");
+        for i in 0..5 {
+            let mut c = template.clone();
+            c.id = format!("{}", 990_000_000 + i);
+            c.user_name = format!("lagging{i}");
+            c.email = Some(format!("lagging{i}@example.org"));
+            c.phone = None;
+            d.customers.push(c);
+        }
+    });
+    let t = Instant::now();
+    env.sync_ok().await;
+    let skipped_before = env.report_json().await["kinds"]["contact"]["skipped"].as_u64();
+    let second = env.sync_ok().await;
+    let report = env.report_json().await;
+    assert_eq!(
+        report["kinds"]["contact"]["skipped"].as_u64(),
+        skipped_before,
+        "nothing taken for deleted: {report:#}"
+    );
+    finish(
+        &env,
+        "search_lag_back_to_back",
+        &second,
+        t,
+        "5 new contacts invisible to search for 30 s; 2 runs back to back".into(),
+    )
+    .await;
+}
