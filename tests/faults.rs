@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hotspot_ghl_sync::sandbox::faults::{FaultKnobs, InjectedFault};
 use reliab::{Env, Out, Setup, opts};
 
-const CUSTOMERS: usize = 80;
+const CUSTOMERS: usize = 60;
 
 fn injected(env: &Env, pred: impl Fn(&InjectedFault) -> bool) -> usize {
     env.sandbox
