@@ -235,13 +235,14 @@ async fn bad_records_from_either_api_are_synced_or_skipped_with_a_reason() {
         d.customers.push(c);
     });
     // GHL contacts a CRM user (or another integration) left in odd shapes.
+    let mut odd_ids: Vec<String> = Vec::new();
     env.sandbox.ghl.with_state(|s| {
         let anchor = s.custom_field(ANCHOR).map(|f| f.id.clone()).unwrap();
         let now = chrono::Utc::now();
         let mut odd = |f: &dyn Fn(&mut Contact)| {
             let mut c = Contact::new(s.new_id(), now);
             f(&mut c);
-            s.insert_contact(c);
+            odd_ids.push(s.insert_contact(c));
         };
         odd(&|_| {}); // null everywhere
         odd(&|c| c.email = Some("NOT AN EMAIL".into()));
@@ -290,6 +291,10 @@ async fn bad_records_from_either_api_are_synced_or_skipped_with_a_reason() {
         format!("{report}").contains("no id"),
         "the record without an id is counted: {report:#}"
     );
+    let (linked, _) = env.state_links();
+    for id in &odd_ids {
+        assert!(!linked.contains(id), "odd GHL contact {id} was adopted");
+    }
     // A second run does not trip over the same records.
     let again = env.run(&["sync"]).await;
     assert!(again.code == 0 || again.code == 1, "{}", again.show());
