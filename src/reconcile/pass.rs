@@ -242,10 +242,12 @@ async fn contacts(
 
     let mapped = map_sources(&source.records, &mapping, None);
     let (base_links, parked) = base::load_contacts(&lock(store))?;
+    let recently_linked = recently_linked_targets(store)?;
     confirm_missing_targets(
         ghl,
         &custom_fields,
         &base_links,
+        &recently_linked,
         &mut target,
         cfg.contacts.max_delete_ratio,
     )
@@ -328,15 +330,28 @@ async fn contacts(
     })
 }
 
+/// GHL ids of contacts linked within [`INTENT_SETTLE`]: the only ones search may not show yet.
+fn recently_linked_targets(store: &Mutex<Store>) -> anyhow::Result<BTreeSet<String>> {
+    let since = Utc::now() - chrono::Duration::from_std(INTENT_SETTLE)?;
+    Ok(lock(store)
+        .links(Kind::Contact)?
+        .into_iter()
+        .filter(|l| l.first_linked_at > since)
+        .map(|l| l.target_id)
+        .collect())
+}
+
 /// Linked contacts missing from a complete listing look deleted in GHL, but search lags writes
-/// by seconds: a contact created or updated just before this run may simply not show yet.
-/// GET-by-id is immediate, so each one is asked for before the planner may infer a deletion;
-/// those that exist join the listing. Skipped when more are missing than the mass-delete guard
-/// allows (nothing is inferred then anyway); a failed look-up makes the listing incomplete.
+/// by seconds: a contact created just before this run may simply not show yet. GET-by-id is
+/// immediate, so each recently linked one is asked for before the planner may infer a
+/// deletion; those that exist join the listing. Skipped when more are missing than the
+/// mass-delete guard allows (nothing is inferred then anyway); a failed look-up makes the
+/// listing incomplete.
 async fn confirm_missing_targets(
     ghl: &GhlClient,
     custom_fields: &CustomFields,
     base_links: &BTreeMap<String, super::plan::BaseLink>,
+    recently_linked: &BTreeSet<String>,
     target: &mut TargetListing,
     max_delete_ratio: f64,
 ) {
@@ -361,8 +376,8 @@ async fn confirm_missing_targets(
     if missing.is_empty() || missing.len() as f64 > max_delete_ratio * active.len() as f64 {
         return;
     }
-    for id in missing {
-        match ghl.get_contact(&id).await {
+    for id in missing.intersection(recently_linked) {
+        match ghl.get_contact(id).await {
             Ok(Some(c)) => {
                 if let Some(t) = super::snapshot::target_from_contact(&c, custom_fields) {
                     tracing::debug!(target_id = %id, "linked contact not yet in search; it exists");
