@@ -19,6 +19,7 @@ use super::plan::{Action, ContactsInput, FieldChanges, Plan};
 use super::snapshot::{CustomFields, target_from_contact};
 use crate::ghl::wire::{Contact, ContactCreate, ContactUpdate, CustomFieldInput};
 use crate::ghl::{GhlClient, GhlError};
+use crate::http::ErrorClass;
 use crate::mapping::{MappingConfig, target_projection};
 use crate::model::{CanonicalContact, ContactProjection, Field, Kind, StdField};
 use crate::store::{self, Link, MatchMethod, NewIntent, Store, StoreError};
@@ -393,6 +394,11 @@ impl ContactApplier<'_> {
 
     /// A create is journaled first: if the process dies after GHL created the contact but
     /// before the link is stored, the next run finds it again instead of creating it twice.
+    ///
+    /// A create whose outcome is unknown — an earlier run's intent still pending, or this POST
+    /// answered 5xx, timed out or lost its connection — is (re)sent as an upsert keyed by email
+    /// or phone instead: GHL matches it against the contact a lost answer may have created,
+    /// even on a location that allows duplicates and even while search has not caught up.
     async fn create(
         &self,
         sid: &str,
@@ -406,6 +412,13 @@ impl ContactApplier<'_> {
             "phone": fields.phone(),
         })
         .to_string();
+        let earlier: Vec<i64> = self.store(|s| {
+            Ok(s.pending_intents()?
+                .into_iter()
+                .filter(|i| i.kind == Kind::Contact && i.source_id == sid)
+                .map(|i| i.id)
+                .collect())
+        })?;
         let intent = self.store(|s| {
             s.journal_intent(&NewIntent {
                 kind: Kind::Contact,
@@ -417,6 +430,16 @@ impl ContactApplier<'_> {
             })
         })?;
         let body = create_body(fields, tags, self.custom_fields);
+        let keyed = fields.email().is_some() || fields.phone().is_some();
+        if keyed && !earlier.is_empty() {
+            tracing::info!(
+                source_id = sid,
+                "an earlier create of this contact has an unknown outcome; upserting"
+            );
+            return self
+                .create_by_upsert(sid, &body, tags, intent, &earlier)
+                .await;
+        }
         match self.ghl.create_contact(&body, false).await {
             Ok(contact) => {
                 let tid = contact.id.clone().ok_or_else(|| {
@@ -447,10 +470,61 @@ impl ContactApplier<'_> {
                     .insert(sid.to_string(), contact_id);
                 Ok(())
             }
+            Err(e) if keyed && e.class() == Some(ErrorClass::Transient) => {
+                tracing::info!(source_id = sid, error = %e, "create outcome unknown; upserting");
+                self.create_by_upsert(sid, &body, tags, intent, &[]).await
+            }
             // The intent stays pending: whether GHL created the contact is unknown, and the
             // next start resolves it by looking before anything is retried.
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The create as an upsert (matched by email, then phone, under either duplicate setting).
+    /// Tags go through the additive tag endpoint, never in the upsert body, so a contact it
+    /// matches keeps the tags a CRM user gave it. Completes `intent` and the `earlier` ones.
+    async fn create_by_upsert(
+        &self,
+        sid: &str,
+        body: &ContactCreate,
+        tags: &BTreeSet<String>,
+        intent: i64,
+        earlier: &[i64],
+    ) -> Result<(), ApplyError> {
+        let mut untagged = body.clone();
+        untagged.tags = None;
+        let answer = self.ghl.upsert_contact(&untagged).await?;
+        let tid = answer.contact.and_then(|c| c.id).ok_or_else(|| {
+            ApplyError::Inconsistent("GHL answered an upsert without a contact id".into())
+        })?;
+        if !tags.is_empty() {
+            let list: Vec<String> = tags.iter().cloned().collect();
+            self.ghl.add_tags(&tid, &list).await?;
+        }
+        let target = self.read_back(&tid, None).await?;
+        let source = self.source_projection(sid)?;
+        let method = if answer.new == Some(false) {
+            MatchMethod::JournalRecovered
+        } else {
+            MatchMethod::Created
+        };
+        let mut link = self.link_or_new(sid, &tid, method)?;
+        link.match_method = method;
+        link.created_by_us = true;
+        link.owned_tags = tags.clone();
+        base::set_base(
+            &mut link,
+            (source.hash, &source.fields),
+            (target.hash, &target.fields),
+        );
+        self.store(|s| {
+            s.transaction(|s| {
+                for id in earlier {
+                    s.journal_done(*id, &tid)?;
+                }
+                s.complete_create(intent, &link)
+            })
+        })
     }
 
     /// Links an existing contact found by GHL's duplicate check: fills the fields that differ

@@ -354,7 +354,7 @@ async fn contacts(
     } else {
         CustomFields::default()
     };
-    let target: TargetListing = read_target(ghl, &custom_fields).await?;
+    let mut target: TargetListing = read_target(ghl, &custom_fields).await?;
 
     let mut notes = Vec::new();
     if !source.complete {
@@ -392,6 +392,16 @@ async fn contacts(
 
     let mapped = map_sources(&source.records, &mapping, None);
     let (base_links, parked) = base::load_contacts(&lock(store))?;
+    let recently_linked = recently_linked_targets(store)?;
+    confirm_missing_targets(
+        ghl,
+        &custom_fields,
+        &base_links,
+        &recently_linked,
+        &mut target,
+        cfg.contacts.max_delete_ratio,
+    )
+    .await;
     let mut input = ContactsInput::from_listings(
         mapped,
         source.complete,
@@ -472,9 +482,74 @@ async fn contacts(
     })
 }
 
+/// GHL ids of contacts linked within [`INTENT_SETTLE`]: the only ones search may not show yet.
+fn recently_linked_targets(store: &Mutex<Store>) -> anyhow::Result<BTreeSet<String>> {
+    let since = Utc::now() - chrono::Duration::from_std(INTENT_SETTLE)?;
+    Ok(lock(store)
+        .links(Kind::Contact)?
+        .into_iter()
+        .filter(|l| l.first_linked_at > since)
+        .map(|l| l.target_id)
+        .collect())
+}
+
+/// Linked contacts missing from a complete listing look deleted in GHL, but search lags writes
+/// by seconds: a contact created just before this run may simply not show yet. GET-by-id is
+/// immediate, so each recently linked one is asked for before the planner may infer a
+/// deletion; those that exist join the listing. Skipped when more are missing than the
+/// mass-delete guard allows (nothing is inferred then anyway); a failed look-up makes the
+/// listing incomplete.
+async fn confirm_missing_targets(
+    ghl: &GhlClient,
+    custom_fields: &CustomFields,
+    base_links: &BTreeMap<String, super::plan::BaseLink>,
+    recently_linked: &BTreeSet<String>,
+    target: &mut TargetListing,
+    max_delete_ratio: f64,
+) {
+    if !target.complete {
+        return;
+    }
+    let listed: BTreeSet<&str> = target
+        .contacts
+        .iter()
+        .map(|t| t.target_id.as_str())
+        .collect();
+    let active: Vec<&str> = base_links
+        .values()
+        .filter(|b| b.status == super::plan::LinkStatus::Active)
+        .map(|b| b.target_id.as_str())
+        .collect();
+    let missing: BTreeSet<String> = active
+        .iter()
+        .filter(|id| !listed.contains(*id))
+        .map(|id| id.to_string())
+        .collect();
+    if missing.is_empty() || missing.len() as f64 > max_delete_ratio * active.len() as f64 {
+        return;
+    }
+    for id in missing.intersection(recently_linked) {
+        match ghl.get_contact(id).await {
+            Ok(Some(c)) => {
+                if let Some(t) = super::snapshot::target_from_contact(&c, custom_fields) {
+                    tracing::debug!(target_id = %id, "linked contact not yet in search; it exists");
+                    target.contacts.push(t);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(target_id = %id, error = %e, "could not confirm a missing contact; no deletion inferred this run");
+                target.complete = false;
+                return;
+            }
+        }
+    }
+}
+
 /// Creates journaled by an earlier run that never completed (a crash, a dropped connection):
-/// if the contact shows in GHL, the planner adopts it through its identity; if not, and the
-/// intent is recent, the record waits a run rather than risk a second contact.
+/// if the contact shows in GHL, the planner adopts it through its identity; if not, a record
+/// with an email or phone stays pending for apply to upsert, and one without, when the intent
+/// is recent, waits a run rather than risk a second contact.
 fn resolve_pending_creates(
     store: &Mutex<Store>,
     target: &TargetListing,
@@ -490,6 +565,7 @@ fn resolve_pending_creates(
         let marker: Value = serde_json::from_str(&intent.marker).unwrap_or(Value::Null);
         let email = marker.get("email").and_then(Value::as_str);
         let phone = marker.get("phone").and_then(Value::as_str);
+        let young = Utc::now() - intent.created_at < chrono::Duration::from_std(INTENT_SETTLE)?;
         let found = target.contacts.iter().find(|t| {
             let p = crate::mapping::target_projection(t, mapping);
             let anchor = mapping
@@ -507,7 +583,10 @@ fn resolve_pending_creates(
                 tracing::info!(source_id = %intent.source_id, target_id = %t.target_id, "pending create found in GHL; adopting");
                 s.journal_done(intent.id, &t.target_id)?;
             }
-            None if Utc::now() - intent.created_at < chrono::Duration::from_std(INTENT_SETTLE)? => {
+            // Keyed by email or phone: apply re-sends it as an upsert, which GHL matches
+            // against a contact the lost answer created even before search shows it.
+            None if young && (email.is_some() || phone.is_some()) => {}
+            None if young => {
                 input.source.remove(&intent.source_id);
                 held.push(intent.source_id);
             }

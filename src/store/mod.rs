@@ -300,7 +300,25 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
 
 /// Checks, read-only, that an existing non-empty file is a database of ours that this binary
 /// can use. Writes nothing to the main file.
+/// Checks an existing file before it is opened for writing. A refused file is left as it was:
+/// the read-only probe of a WAL database creates its `-wal`/`-shm` companions and, being
+/// read-only, cannot remove them on close, so those it created are removed here.
 fn inspect_existing(path: &Path) -> Result<()> {
+    let companions: Vec<PathBuf> = ["-wal", "-shm"]
+        .iter()
+        .map(|suffix| PathBuf::from(format!("{}{suffix}", path.display())))
+        .filter(|p| !p.exists())
+        .collect();
+    let verdict = probe_existing(path);
+    if verdict.is_err() {
+        for p in companions {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    verdict
+}
+
+fn probe_existing(path: &Path) -> Result<()> {
     let not_db = || StoreError::NotADatabase {
         path: path.to_path_buf(),
     };

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Supply-chain checks (issue 6): licences, bans, sources and — offline — RustSec advisories.
+# Called from .ci/run. Installs cargo-deny when missing (`cargo install --locked cargo-deny`,
+# several minutes on a 2-core machine). The advisory database is the snapshot in
+# ../shared/advisory-db beside the repository (override with HGS_ADVISORY_DB=/path).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  echo "== installing cargo-deny"
+  cargo install --locked cargo-deny
+fi
+cargo deny --version
+
+echo "== cargo deny check bans licenses sources"
+cargo deny --offline check bans licenses sources
+
+echo "== cargo deny check advisories (offline RustSec snapshot)"
+src="${HGS_ADVISORY_DB:-../shared/advisory-db}"
+if [ ! -x "$src/setup.sh" ]; then
+  echo "advisory database snapshot not found at $src (expected setup.sh there)" >&2
+  exit 1
+fi
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+db="$("$src/setup.sh" "$work/db")"
+# The checked-in deny.toml with db-path pointed at the offline copy.
+sed "s#^db-path = .*#db-path = \"$db\"#" deny.toml > "$work/deny.toml"
+cargo deny --offline --config "$work/deny.toml" check advisories

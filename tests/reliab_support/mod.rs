@@ -1,0 +1,330 @@
+//! Helpers of the reliability suites (faults, kill, bad input, secrets): emulators in this
+//! process, the REAL binary as a child with a config in a temporary directory, and the one
+//! invariant every scenario ends with — GHL holds exactly one contact per eligible person.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use hotspot_ghl_sync::model::Kind;
+use hotspot_ghl_sync::sandbox::seed::SeedSpec;
+use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
+use hotspot_ghl_sync::store::{LinkStatus, Store};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hotspot-ghl-sync");
+pub const CLIENT_ID: &str = "emu-client-id";
+pub const CLIENT_SECRET: &str = "emu-client-secret";
+pub const ANCHOR: &str = "contact.hotspot_customer_id";
+
+/// What the config file says besides the emulator addresses.
+#[derive(Clone)]
+pub struct Setup {
+    pub oauth: bool,
+    /// `[http]` section body.
+    pub http: String,
+    /// Extra lines of `[ghl]`.
+    pub ghl_extra: String,
+    /// `[contacts]` section body.
+    pub contacts: String,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            oauth: false,
+            http: "timeout_secs = 5\nmax_attempts = 4\nmax_elapsed_secs = 30\n".into(),
+            ghl_extra: String::new(),
+            contacts: String::new(),
+        }
+    }
+}
+
+pub struct Env {
+    pub sandbox: Sandbox,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub setup: Setup,
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn show(&self) -> String {
+        format!(
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sandbox options with `customers` customers over 2 locations, a fifth as many subscribers of
+/// whom half are also customers; GHL rate limits raised (limits are a scenario of their own).
+pub fn opts(seed: u64, customers: usize) -> SandboxOptions {
+    let mut o = SandboxOptions {
+        seed: SeedSpec {
+            seed,
+            locations: 2,
+            customers,
+            subscribers: customers / 5,
+            subscribers_also_customers: customers / 10,
+            transactions: 0,
+        },
+        ..SandboxOptions::default()
+    };
+    o.ghl.rate_limit = 100_000;
+    o
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "hgs-reliab-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Env {
+    pub async fn start(name: &str, opts: SandboxOptions, setup: Setup) -> Env {
+        let sandbox = Sandbox::start(opts).await.expect("sandbox starts");
+        let dir = temp_dir(name);
+        let env = Env {
+            config: dir.join("config.toml"),
+            sandbox,
+            dir,
+            setup,
+        };
+        env.write_config();
+        env
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("sync.db")
+    }
+
+    pub fn config_text(&self) -> String {
+        let s = &self.setup;
+        let auth = if s.oauth {
+            "auth = \"oauth\"\nclient_id_env = \"HGS_R_CLIENT_ID\"\nclient_secret_env = \"HGS_R_CLIENT_SECRET\"\nredirect_uri = \"http://127.0.0.1:8910/oauth/callback\"\n"
+        } else {
+            "auth = \"private_token\"\ntoken_env = \"HGS_R_GHL_TOKEN\"\n"
+        };
+        format!(
+            r#"[state]
+path = "{state}"
+
+[hotspot]
+base_url = "{hs}"
+api_key_env = "HGS_R_HS_KEY"
+page_size = 100
+rate_limit = 10000
+
+[ghl]
+base_url = "{ghl}"
+location_id = "{loc}"
+{auth}hotspot_id_field = "{ANCHOR}"
+rate_limit = 50000
+max_concurrency = 8
+{extra}
+[http]
+{http}
+[tasks]
+enabled = false
+
+[contacts]
+{contacts}
+"#,
+            state = self.state_path().display(),
+            hs = self.sandbox.hotspot.base_url(),
+            ghl = self.sandbox.ghl.base_url(),
+            loc = self.sandbox.ghl.location_id(),
+            extra = s.ghl_extra,
+            http = s.http,
+            contacts = s.contacts,
+        )
+    }
+
+    pub fn write_config(&self) {
+        std::fs::write(&self.config, self.config_text()).unwrap();
+    }
+
+    /// The child command with the secrets in its environment and no inherited log filter.
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("HGS_CONFIG")
+            .env_remove("RUST_LOG")
+            .env("HGS_R_HS_KEY", self.sandbox.hotspot_api_key())
+            .env("HGS_R_GHL_TOKEN", self.sandbox.ghl_token())
+            .env("HGS_R_CLIENT_ID", CLIENT_ID)
+            .env("HGS_R_CLIENT_SECRET", CLIENT_SECRET)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub async fn run(&self, args: &[&str]) -> Out {
+        let out = self.command(args).output().await.expect("binary runs");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `sync` that must exit 0.
+    pub async fn sync_ok(&self) -> Out {
+        let out = self.run(&["sync"]).await;
+        assert_eq!(out.code, 0, "sync must succeed:\n{}", out.show());
+        out
+    }
+
+    pub async fn report_json(&self) -> serde_json::Value {
+        let out = self.run(&["report", "latest", "--format", "json"]).await;
+        assert_eq!(out.code, 0, "report failed: {}", out.show());
+        serde_json::from_str(&out.stdout).expect("report is JSON")
+    }
+
+    /// `auth ghl exchange` with a fresh code for every product scope.
+    pub async fn oauth_connect(&self) {
+        let scopes = hotspot_ghl_sync::sandbox::ghl::PRODUCT_SCOPES;
+        let code = self.sandbox.ghl.issue_auth_code(scopes);
+        let out = self
+            .run(&["auth", "ghl", "exchange", "--code", &code])
+            .await;
+        assert_eq!(out.code, 0, "exchange: {}", out.show());
+    }
+
+    /// People HotspotSystem lists who can be synced: a customer or subscriber with an email or
+    /// a phone; a subscriber whose email is a customer's is the same person.
+    pub fn eligible_people(&self) -> usize {
+        self.sandbox.hotspot.with_data(|d| {
+            let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+            let mut emails = BTreeSet::new();
+            let mut n = 0;
+            for c in &d.customers {
+                if has(&c.email) || has(&c.phone) {
+                    n += 1;
+                }
+                if let Some(e) = &c.email {
+                    emails.insert(e.trim().to_lowercase());
+                }
+            }
+            for s in &d.subscribers {
+                let email = s.email.as_deref().map(|e| e.trim().to_lowercase());
+                if email.as_ref().is_some_and(|e| emails.contains(e)) {
+                    continue;
+                }
+                if has(&s.email) || has(&s.phone) {
+                    n += 1;
+                }
+            }
+            n
+        })
+    }
+
+    /// (GHL contacts, those carrying a HotspotSystem id, distinct ids, distinct emails, emails).
+    pub fn ghl_census(&self) -> Census {
+        self.sandbox.ghl.with_state(|s| {
+            let field = s.custom_field(ANCHOR).map(|f| f.id.clone());
+            let anchors: Vec<String> = s
+                .contacts
+                .values()
+                .filter_map(|c| {
+                    c.custom_fields
+                        .iter()
+                        .find(|(id, _)| Some(id) == field.as_ref())
+                })
+                .filter_map(|(_, v)| v.as_str().map(str::to_string))
+                .collect();
+            let emails: Vec<String> = s
+                .contacts
+                .values()
+                .filter_map(|c| c.email.as_deref().map(str::to_lowercase))
+                .collect();
+            Census {
+                contacts: s.contacts.len(),
+                anchored: anchors.len(),
+                distinct_anchors: anchors.iter().collect::<BTreeSet<_>>().len(),
+                emails: emails.len(),
+                distinct_emails: emails.iter().collect::<BTreeSet<_>>().len(),
+            }
+        })
+    }
+
+    /// GHL holds exactly one contact per eligible person: no duplicate, nothing missing.
+    pub fn assert_exact(&self, context: &str) -> Census {
+        let want = self.eligible_people();
+        let c = self.ghl_census();
+        assert_eq!(
+            c.distinct_anchors, c.anchored,
+            "{context}: a HotspotSystem id on two contacts: {c:?}"
+        );
+        assert_eq!(
+            c.distinct_emails, c.emails,
+            "{context}: an email on two contacts: {c:?}"
+        );
+        assert_eq!(
+            c.anchored, c.contacts,
+            "{context}: a contact without its HotspotSystem id: {c:?}"
+        );
+        assert_eq!(
+            c.contacts, want,
+            "{context}: {want} eligible people, GHL holds {c:?}"
+        );
+        let (targets, pending) = self.state_links();
+        let ghl_ids: BTreeSet<String> = self
+            .sandbox
+            .ghl
+            .with_state(|s| s.contacts.keys().cloned().collect());
+        let unlinked: Vec<&String> = ghl_ids.difference(&targets).collect();
+        let dangling: Vec<&String> = targets.difference(&ghl_ids).collect();
+        assert!(
+            unlinked.is_empty() && dangling.is_empty(),
+            "{context}: the state must link every GHL contact and only those: {} unlinked {unlinked:?}, {} dangling {dangling:?}",
+            unlinked.len(),
+            dangling.len()
+        );
+        assert_eq!(pending, 0, "{context}: a journaled create is still pending");
+        c
+    }
+
+    /// (GHL ids of the active contact links, pending journal intents) in the state database.
+    pub fn state_links(&self) -> (BTreeSet<String>, usize) {
+        let store = Store::open(self.state_path()).expect("state opens");
+        let targets = store
+            .links(Kind::Contact)
+            .expect("links")
+            .into_iter()
+            .filter(|l| l.status == LinkStatus::Active)
+            .map(|l| l.target_id)
+            .collect();
+        (targets, store.pending_intents().expect("journal").len())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Census {
+    pub contacts: usize,
+    pub anchored: usize,
+    pub distinct_anchors: usize,
+    pub emails: usize,
+    pub distinct_emails: usize,
+}
