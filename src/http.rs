@@ -7,6 +7,7 @@
 //! only the caller's path template (`/contacts/{id}`) is used for that.
 
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -341,43 +342,63 @@ impl Response {
     }
 }
 
-/// Token bucket whose capacity and window follow the server's `X-RateLimit-*` headers.
-#[derive(Debug)]
+/// Sliding-window limiter: at most `capacity` sends in any span of `window` plus a small margin.
+/// GHL counts requests per window; a token bucket of the same size would allow up to twice the
+/// limit across a window boundary, and requests that leave together can arrive bunched, hence
+/// the margin. Capacity and window follow the server's `X-RateLimit-*` headers.
 struct Bucket {
-    capacity: f64,
+    capacity: usize,
     window: Duration,
-    tokens: f64,
-    last: Instant,
-    /// Set when the server said 0 remaining: nothing is sent before this instant.
+    /// Send times of the requests still inside the window, oldest first.
+    sent: VecDeque<Instant>,
+    /// Set when the server said 0 remaining while our own count was below the limit (someone
+    /// else shares the quota): nothing is sent before this instant.
     blocked_until: Option<Instant>,
 }
 
 impl Bucket {
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        let rate = self.capacity / self.window.as_secs_f64().max(1e-9);
-        self.tokens = (self.tokens + elapsed * rate).min(self.capacity);
-        self.last = now;
+    fn new(capacity: u32, window: Duration) -> Self {
+        Bucket {
+            capacity: capacity.max(1) as usize,
+            window,
+            sent: VecDeque::new(),
+            blocked_until: None,
+        }
     }
 
-    /// Takes a token, or says how long to wait for one.
+    /// The span over which `capacity` is enforced: the window plus 5% (at least 25 ms).
+    fn span(&self) -> Duration {
+        self.window + (self.window / 20).max(Duration::from_millis(25))
+    }
+
+    fn forget_old(&mut self, now: Instant) {
+        let span = self.span();
+        while self
+            .sent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= span)
+        {
+            self.sent.pop_front();
+        }
+    }
+
+    /// Takes a slot, or says how long to wait for one.
     fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
         if let Some(until) = self.blocked_until {
             if now < until {
                 return Err(until - now);
             }
             self.blocked_until = None;
-            self.tokens = self.tokens.max(1.0);
-            self.last = now;
         }
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            let rate = self.capacity / self.window.as_secs_f64().max(1e-9);
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+        self.forget_old(now);
+        if self.sent.len() < self.capacity {
+            self.sent.push_back(now);
+            return Ok(());
         }
+        let oldest = self.sent[self.sent.len() - self.capacity];
+        Err((oldest + self.span())
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1)))
     }
 }
 
@@ -418,13 +439,7 @@ impl HttpPolicy {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| HttpError::Config(format!("HTTP client: {}", e.without_url())))?;
-        let bucket = Bucket {
-            capacity: cfg.rate_max.max(1) as f64,
-            window: cfg.rate_window,
-            tokens: cfg.rate_max.max(1) as f64,
-            last: Instant::now(),
-            blocked_until: None,
-        };
+        let bucket = Bucket::new(cfg.rate_max, cfg.rate_window);
         Ok(HttpPolicy {
             inner: Arc::new(Inner {
                 cfg,
@@ -518,20 +533,18 @@ impl HttpPolicy {
         }
         let now = Instant::now();
         let mut b = self.inner.bucket.lock().unwrap_or_else(|p| p.into_inner());
-        b.refill(now);
         if let Some(ms) = interval.filter(|ms| *ms > 0) {
             b.window = Duration::from_millis(ms);
         }
         if let Some(m) = max.filter(|m| *m > 0) {
             // The server may lower our ceiling, never raise it above the configured one.
-            b.capacity = (m as f64).min(self.inner.cfg.rate_max.max(1) as f64);
+            b.capacity = (m as usize).min(self.inner.cfg.rate_max.max(1) as usize);
         }
-        if let Some(r) = remaining {
-            b.tokens = b.tokens.min(r as f64);
-            if r == 0 {
-                // We do not know when the server's window started: wait a whole one.
-                b.blocked_until = Some(now + b.window);
-            }
+        b.forget_old(now);
+        if remaining == Some(0) && b.sent.len() < b.capacity {
+            // The server counts requests we did not send (the quota is shared): we do not know
+            // when its window started, so wait a whole one.
+            b.blocked_until = Some(now + b.window);
         }
     }
 
@@ -858,29 +871,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn bucket_refills_at_its_rate_and_honours_blocks() {
-        let now = Instant::now();
-        let mut b = Bucket {
-            capacity: 2.0,
-            window: Duration::from_secs(1),
-            tokens: 2.0,
-            last: now,
-            blocked_until: None,
-        };
-        assert!(b.try_take(now).is_ok());
-        assert!(b.try_take(now).is_ok());
-        let wait = b.try_take(now).unwrap_err();
-        assert!((wait.as_millis() as i64 - 500).abs() <= 1, "{wait:?}");
-        tokio::time::advance(Duration::from_millis(500)).await;
-        assert!(b.try_take(Instant::now()).is_ok());
+    async fn limiter_never_allows_more_than_capacity_in_any_window() {
+        let mut b = Bucket::new(2, Duration::from_secs(1));
+        let span = b.span();
+        let mut sends = Vec::new();
+        let start = Instant::now();
+        while sends.len() < 10 {
+            match b.try_take(Instant::now()) {
+                Ok(()) => sends.push(Instant::now()),
+                Err(w) => tokio::time::advance(w).await,
+            }
+        }
+        // Any two sends `capacity` apart are at least one span apart: never 3 in a window.
+        for pair in sends.windows(3) {
+            assert!(pair[2] - pair[0] >= span, "{:?}", pair[2] - pair[0]);
+        }
+        // And it is not needlessly slow: 10 sends at 2 per 1.05 s take about 4 spans.
+        assert!(Instant::now() - start <= span * 4 + Duration::from_millis(5));
         b.blocked_until = Some(Instant::now() + Duration::from_secs(3));
-        b.tokens = 2.0;
         assert_eq!(
             b.try_take(Instant::now()).unwrap_err(),
             Duration::from_secs(3)
         );
-        tokio::time::advance(Duration::from_secs(3)).await;
-        assert!(b.try_take(Instant::now()).is_ok());
     }
 
     #[test]
