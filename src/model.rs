@@ -467,14 +467,34 @@ pub fn norm_text(s: Option<&str>) -> Option<String> {
     }
 }
 
-/// Email: trimmed, NFC, lower-cased.
+/// Email: trimmed, NFC, lower-cased; an address that cannot be one (GHL answers 422 "email must
+/// be an email") is no email at all, so the record matches and syncs by phone, or is skipped.
 pub fn norm_email(s: Option<&str>) -> Option<String> {
     let t = norm_text(s)?;
+    if !plausible_email(&t) {
+        return None;
+    }
     if t.bytes().any(|b| b.is_ascii_uppercase()) || !t.is_ascii() {
         Some(t.to_lowercase())
     } else {
         Some(t)
     }
+}
+
+/// One `@`, a non-empty local part of at most 64 characters, a dotted domain, no blanks or empty
+/// labels, at most 254 characters in all (RFC 5321 limits). Deliberately not a full RFC 5322 parser.
+fn plausible_email(e: &str) -> bool {
+    let Some((local, domain)) = e.split_once('@') else {
+        return false;
+    };
+    let dotted = |part: &str| !part.is_empty() && part.split('.').all(|label| !label.is_empty());
+    e.len() <= 254
+        && local.len() <= 64
+        && !domain.contains('@')
+        && dotted(local)
+        && dotted(domain)
+        && domain.contains('.')
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// Country: upper-cased; anything but two ASCII letters is flagged.
@@ -654,6 +674,23 @@ mod tests {
             norm_email(Some("ANN@EXAMPLE.COM"))
         );
         assert_eq!(norm_email(Some("   ")), None);
+        for bad in [
+            "not-an-email",
+            "two@@example..org",
+            "a@b",
+            "a b@c.org",
+            "@c.org",
+            "a@.org",
+            "a.@c.org",
+        ] {
+            assert_eq!(norm_email(Some(bad)), None, "{bad}");
+        }
+        let long = format!("{}@example.com", "a".repeat(2000));
+        assert_eq!(norm_email(Some(&long)), None);
+        assert_eq!(
+            norm_email(Some("Ann.Lee+wifi@Mail.Example.co.uk")).as_deref(),
+            Some("ann.lee+wifi@mail.example.co.uk")
+        );
         assert_eq!(norm_email(None), None);
     }
 

@@ -259,7 +259,8 @@ async fn bad_records_from_either_api_are_synced_or_skipped_with_a_reason() {
     });
 
     let out = env.run(&["sync"]).await;
-    assert!(out.code == 0 || out.code == 1, "{}", out.show());
+    // Invalid emails are no emails: nothing is sent that GHL would refuse, so no record fails.
+    assert_eq!(out.code, 0, "{}", out.show());
     assert!(!out.stderr.contains("panicked"), "{}", out.show());
     let report = env.report_json().await;
     let items = report["items"].as_array().cloned().unwrap_or_default();

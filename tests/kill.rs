@@ -1,17 +1,19 @@
 //! Kill test (issue 6): the real binary killed with SIGKILL at 20 points spread over an initial
-//! sync, then run to completion: zero duplicate contacts, zero missing, nothing left pending.
+//! sync of customers and their transactions (notes) with an onboarding task each, then run to
+//! completion: zero duplicate contacts, notes or tasks, zero missing, nothing left pending.
 //!
-//! The kill points follow the sync's progress (the number of contacts GHL holds), so they are
-//! spread from the listing phase to the last creates whatever the machine's speed. The location
+//! The kill points follow the sync's progress (the records GHL holds: contacts, notes, tasks), so
+//! they are spread from the listing phase to the last creates whatever the machine's speed. The location
 //! allows duplicates and search lags writes by 0.3 s, so only the journal protects the contacts a
 //! killed process created but never linked.
 //!
-//! CI size: 300 customers. Full size (documented in docs/reliability.md):
+//! CI size: 300 customers and 600 transactions. Full size (1,000 and 2,000; see the README):
 //! `HGS_KILL_CUSTOMERS=1000 cargo test --test kill -- --nocapture`
 
 #[path = "reliab_support/mod.rs"]
 mod reliab;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use reliab::{Env, Setup, opts};
@@ -34,17 +36,53 @@ fn customers() -> usize {
 async fn sigkill_at_20_points_then_complete_without_duplicates() {
     let n = customers();
     let mut o = opts(71, n);
+    o.seed.transactions = 2 * n;
     o.ghl.allow_duplicates = true;
     o.ghl.search_lag = LAG;
     o.ghl.latency = Duration::from_millis(20);
     o.hotspot.latency = Duration::from_millis(2);
-    let env = Env::start("kill", o, Setup::default()).await;
+    let setup = Setup {
+        tasks: "[[tasks.onboarding]]\nid = \"welcome\"\ntitle = \"Welcome {name}\"\nbody = \"First visit\"\ndue_in_days = 1\n".into(),
+        ..Setup::default()
+    };
+    let env = Env::start("kill", o, setup).await;
     let eligible = env.eligible_people();
+    let progress = || {
+        env.sandbox
+            .ghl
+            .with_state(|s| s.contacts.len() + s.notes.len() + s.tasks.len())
+    };
+    // A transaction becomes a note when its guest can be a contact (has an email or a phone).
+    let expected_notes: BTreeSet<String> = env.sandbox.hotspot.with_data(|d| {
+        let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        let mut refs = BTreeSet::new();
+        for t in &d.mac_transactions {
+            if has(&t.email) || has(&t.phone) {
+                refs.insert(format!("Ref: hgs:mac:{}", t.id));
+            }
+        }
+        for (kind, txs) in [
+            ("voucher", &d.voucher_transactions),
+            ("paid", &d.paid_transactions),
+        ] {
+            for t in txs {
+                if has(&t.email) || has(&t.phone) {
+                    refs.insert(format!("Ref: hgs:{kind}:{}", t.id));
+                }
+            }
+        }
+        for t in &d.social_transactions {
+            if has(&t.email) || has(&t.phone) {
+                refs.insert(format!("Ref: hgs:social:{}", t.id));
+            }
+        }
+        refs
+    });
     let started = Instant::now();
 
     // Kill points: two during start-up and listing (by time), the rest each after a few more
     // contacts were created, so they step through the whole initial sync.
-    let step = (eligible / 22).max(1);
+    let step = ((2 * eligible + expected_notes.len()) / 22).max(1);
     let mut killed_at: Vec<String> = Vec::new();
     let mut finished_early = 0;
     for _ in 0..MAX_RUNS {
@@ -58,7 +96,7 @@ async fn sigkill_at_20_points_then_complete_without_duplicates() {
             .spawn()
             .expect("spawn");
         let deadline = Instant::now() + Duration::from_secs(30);
-        let threshold = env.sandbox.ghl.with_state(|s| s.contacts.len()) + step;
+        let threshold = progress() + step;
         let t0 = Instant::now();
         let exited = loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
@@ -67,7 +105,7 @@ async fn sigkill_at_20_points_then_complete_without_duplicates() {
             let ready = match killed_at.len() {
                 0 => t0.elapsed() >= Duration::from_millis(20),
                 1 => t0.elapsed() >= Duration::from_millis(120),
-                _ => env.sandbox.ghl.with_state(|s| s.contacts.len()) >= threshold,
+                _ => progress() >= threshold,
             };
             if ready || Instant::now() > deadline {
                 break None;
@@ -98,7 +136,7 @@ async fn sigkill_at_20_points_then_complete_without_duplicates() {
                 let status = child.wait().await.expect("wait");
                 use std::os::unix::process::ExitStatusExt;
                 assert_eq!(status.signal(), Some(9), "the process died of SIGKILL");
-                let held = env.sandbox.ghl.with_state(|s| s.contacts.len());
+                let held = progress();
                 killed_at.push(format!("{}ms/{held}", t0.elapsed().as_millis()));
             }
         }
@@ -117,6 +155,40 @@ async fn sigkill_at_20_points_then_complete_without_duplicates() {
         last.stdout.chars().take(3000).collect::<String>()
     );
     let census = env.assert_exact("after the kills");
+    // Notes and tasks: each reference line exactly once, none missing.
+    let (note_refs, task_refs) = env.sandbox.ghl.with_state(|s| {
+        let refs = |bodies: Vec<&str>| -> Vec<String> {
+            bodies
+                .into_iter()
+                .flat_map(|b| {
+                    b.lines()
+                        .filter(|l| l.starts_with("Ref: hgs"))
+                        .map(str::to_string)
+                })
+                .collect()
+        };
+        (
+            refs(s.notes.values().map(|n| n.body.as_str()).collect()),
+            refs(s.tasks.values().filter_map(|t| t.body.as_deref()).collect()),
+        )
+    });
+    let distinct_notes: BTreeSet<String> = note_refs.iter().cloned().collect();
+    assert_eq!(
+        distinct_notes.len(),
+        note_refs.len(),
+        "a transaction became two notes"
+    );
+    assert_eq!(
+        distinct_notes, expected_notes,
+        "every transaction of a contact is one note"
+    );
+    let distinct_tasks: BTreeSet<&String> = task_refs.iter().collect();
+    assert_eq!(
+        distinct_tasks.len(),
+        task_refs.len(),
+        "an onboarding task was created twice"
+    );
+    assert_eq!(task_refs.len(), eligible, "one onboarding task per contact");
     env.sandbox.ghl.clear_requests();
     env.sync_ok().await;
     let writes = env
@@ -128,10 +200,13 @@ async fn sigkill_at_20_points_then_complete_without_duplicates() {
         .count();
     assert_eq!(writes, 0, "a run after completion writes nothing");
     eprintln!(
-        "RESULT kill: {n} customers, {eligible} eligible; {} SIGKILLs (elapsed ms / contacts in GHL: {}); {finished_early} runs finished before their kill point; then complete: {} contacts, 0 duplicates, 0 missing, 0 pending intents; {:.1}s in all",
+        "RESULT kill: {n} customers, {} transactions, {eligible} eligible; {} SIGKILLs (elapsed ms / records in GHL: {}); {finished_early} runs finished before their kill point; then complete: {} contacts, {} notes, {} tasks, 0 duplicates, 0 missing, 0 pending intents; {:.1}s in all",
+        2 * n,
         killed_at.len(),
         killed_at.join(" "),
         census.contacts,
+        note_refs.len(),
+        task_refs.len(),
         started.elapsed().as_secs_f64()
     );
 }

@@ -11,7 +11,7 @@
 //! cases a sync must survive sit at fixed customer indexes, listed in [`hard_cases`], so tests can
 //! point at them.
 
-use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -399,11 +399,12 @@ const USER_AGENTS: &[&str] = &[
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0",
 ];
 
-/// Start of the customer registration timeline.
+/// Start of the customer registration timeline: 08:00 UTC thirty days before today, so the
+/// demo's guests and visits fall in the dashboard's recent days. The same seed gives the same
+/// data all day long; only the dates move from one day to the next.
 fn epoch() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 1, 1, 8, 0, 0)
-        .single()
-        .unwrap_or_default()
+    let day = Utc::now().date_naive() - ChronoDuration::days(30);
+    day.and_hms_opt(8, 0, 0).unwrap_or_default().and_utc()
 }
 
 /// Generates a data set. Same spec, same data.

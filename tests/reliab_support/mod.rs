@@ -29,6 +29,8 @@ pub struct Setup {
     pub ghl_extra: String,
     /// `[contacts]` section body.
     pub contacts: String,
+    /// `[tasks]` section body (tasks are off unless a test turns them on).
+    pub tasks: String,
 }
 
 impl Default for Setup {
@@ -38,6 +40,7 @@ impl Default for Setup {
             http: "timeout_secs = 5\nmax_attempts = 4\nmax_elapsed_secs = 30\n".into(),
             ghl_extra: String::new(),
             contacts: String::new(),
+            tasks: "enabled = false\n".into(),
         }
     }
 }
@@ -145,8 +148,7 @@ max_concurrency = 8
 [http]
 {http}
 [tasks]
-enabled = false
-
+{tasks}
 [contacts]
 {contacts}
 "#,
@@ -157,6 +159,7 @@ enabled = false
             extra = s.ghl_extra,
             http = s.http,
             contacts = s.contacts,
+            tasks = s.tasks,
         )
     }
 
