@@ -52,7 +52,7 @@ impl Progress {
         let bar = self.multi.add(ProgressBar::new(total));
         bar.set_style(
             ProgressStyle::with_template(
-                "{prefix:>13} [{bar:40.cyan/blue}] {pos}/{len} {per_sec} eta {eta}",
+                "{prefix:>8} [{bar:40.cyan/blue}] {pos}/{len} ({elapsed}, eta {eta})",
             )
             .expect("the progress template is valid")
             .progress_chars("=> "),
