@@ -151,6 +151,6 @@ fn next_steps(dir: &Path, temporary: bool) -> Vec<String> {
             "instead, or serve a copy of config/demo.toml whose [state] path is \"{}\":",
             db.display()
         ),
-        format!("  hotspot-ghl-sync --config <that copy> serve"),
+        "  hotspot-ghl-sync --config <that copy> serve".to_string(),
     ]
 }
