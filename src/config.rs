@@ -642,6 +642,36 @@ impl Config {
         Self::from_str(&text, path)
     }
 
+    /// Reads and validates the file for commands that only read the state database (`report`,
+    /// `status`, `serve`): they never call an API, so they must work on a machine — or right
+    /// after `demo` — where the API secrets are not set. Everything is validated exactly as by
+    /// [`Config::load`] (the secret keys must still be well formed), except that an unset or
+    /// empty secret variable, or an unreadable or empty secret file, yields an empty
+    /// placeholder instead of an error. The result must not be used to build API clients.
+    pub fn load_read_only(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_str_read_only(&text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// As [`Config::load_read_only`], from text and with the environment as a lookup function.
+    pub fn from_str_read_only(
+        text: &str,
+        path: impl AsRef<Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut ctx = Ctx::new(text, path.as_ref());
+        ctx.secrets_optional = true;
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => return Err(ctx.toml_error(&e)),
+        };
+        ctx.validate(raw, env)
+    }
+
     /// Validates `text`; `path` is used in messages only. Secrets come from the process env.
     #[allow(clippy::should_implement_trait)]
     pub fn from_str(text: &str, path: impl AsRef<Path>) -> Result<Config, ConfigError> {
@@ -723,6 +753,9 @@ struct Ctx<'a> {
     path: PathBuf,
     text: &'a str,
     tree: Spanned<DeTable<'a>>,
+    /// Set by [`Config::load_read_only`]: a secret whose variable is unset or whose file is
+    /// missing becomes an empty placeholder instead of an error.
+    secrets_optional: bool,
 }
 
 enum Seg<'a> {
@@ -737,6 +770,7 @@ impl<'a> Ctx<'a> {
             path: path.to_path_buf(),
             text,
             tree,
+            secrets_optional: false,
         }
     }
 
@@ -1354,14 +1388,16 @@ impl<'a> Ctx<'a> {
             }
             (None, Some(p)) => {
                 let key = format!("{table}.{file_key}");
-                let text = std::fs::read_to_string(p).map_err(|e| {
+                let read = std::fs::read_to_string(p).map_err(|e| {
                     self.at(&key, K::Secret, format!("cannot read secret file {}: {e}", p.display()))
-                })?;
-                let value = text.trim_end_matches(['\n', '\r']).to_string();
-                if value.trim().is_empty() {
-                    return Err(self.at(&key, K::Secret, format!("secret file {} is empty", p.display())));
+                });
+                let value = read.map(|t| t.trim_end_matches(['\n', '\r']).to_string());
+                match value {
+                    Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v)),
+                    _ if self.secrets_optional => Ok(SecretString::from(String::new())),
+                    Ok(_) => Err(self.at(&key, K::Secret, format!("secret file {} is empty", p.display()))),
+                    Err(e) => Err(e),
                 }
-                Ok(SecretString::from(value))
             }
         }
     }
@@ -1380,7 +1416,11 @@ impl<'a> Ctx<'a> {
                 "environment variable name must not be empty",
             ));
         }
-        match env(var) {
+        let value = env(var);
+        if self.secrets_optional && value.as_deref().is_none_or(|v| v.trim().is_empty()) {
+            return Ok(String::new());
+        }
+        match value {
             None => Err(self.at(
                 key,
                 ConfigErrorKind::Secret,
@@ -1466,4 +1506,63 @@ fn check_template(template: &str, allowed: &[&str]) -> Result<(), String> {
         rest = &rest[(end + 1).min(rest.len())..];
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod read_only_tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    const MINIMAL: &str = r#"
+[hotspot]
+api_key_env = "HGS_RO_TEST_KEY"
+
+[ghl]
+location_id = "loc"
+token_env = "HGS_RO_TEST_TOKEN"
+"#;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn read_only_accepts_unset_secrets_that_the_full_loader_refuses() {
+        let full = Config::from_str_with_env(MINIMAL, "c.toml", &no_env).unwrap_err();
+        assert_eq!(full.kind(), Some(ConfigErrorKind::Secret));
+        let cfg = Config::from_str_read_only(MINIMAL, "c.toml", &no_env).unwrap();
+        assert_eq!(cfg.hotspot.api_key.expose_secret(), "");
+        assert_eq!(cfg.ghl.location_id, "loc");
+    }
+
+    #[test]
+    fn read_only_keeps_secrets_that_are_set() {
+        let env = |n: &str| (n == "HGS_RO_TEST_KEY").then(|| "k1".to_string());
+        let cfg = Config::from_str_read_only(MINIMAL, "c.toml", &env).unwrap();
+        assert_eq!(cfg.hotspot.api_key.expose_secret(), "k1");
+    }
+
+    #[test]
+    fn read_only_accepts_a_missing_secret_file() {
+        let text = MINIMAL.replace(
+            "api_key_env = \"HGS_RO_TEST_KEY\"",
+            "api_key_file = \"/nonexistent/hgs-ro-test-key\"",
+        );
+        assert!(Config::from_str_with_env(&text, "c.toml", &no_env).is_err());
+        assert!(Config::from_str_read_only(&text, "c.toml", &no_env).is_ok());
+    }
+
+    #[test]
+    fn read_only_still_validates_everything_else() {
+        // Neither variable nor file named: a config error, not a missing value.
+        let text = MINIMAL.replace("api_key_env = \"HGS_RO_TEST_KEY\"", "");
+        let e = Config::from_str_read_only(&text, "c.toml", &no_env).unwrap_err();
+        assert_eq!(e.kind(), Some(ConfigErrorKind::MissingKey));
+        assert_eq!(e.key(), Some("hotspot.api_key_env"));
+        let text = format!("{MINIMAL}\n[http]\ntimeout_sec = 5\n");
+        let e = Config::from_str_read_only(&text, "c.toml", &no_env).unwrap_err();
+        assert_eq!(e.kind(), Some(ConfigErrorKind::UnknownKey));
+        let text = MINIMAL.replace("location_id = \"loc\"", "location_id = \"\"");
+        assert!(Config::from_str_read_only(&text, "c.toml", &no_env).is_err());
+    }
 }

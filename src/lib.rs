@@ -15,6 +15,7 @@ pub mod hotspot;
 pub mod http;
 pub mod mapping;
 pub mod model;
+pub mod progress;
 pub mod reconcile;
 pub mod report;
 pub mod sandbox;

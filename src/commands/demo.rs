@@ -2,7 +2,7 @@
 //! location that already knows some of them, a temporary configuration and state, one sync, and
 //! its report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -20,6 +20,10 @@ use super::sandbox::seed_spec;
 use super::sync::{IMPLEMENTED, sync_once};
 
 const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+
+/// The `--state-dir` that makes the demo's database the one `config/demo.toml` names
+/// (`[state] path = "state/demo.db"`), so that `serve` needs no config of its own.
+const DEMO_STATE_DIR: &str = "state";
 
 /// Contacts the demo's GHL location holds before the first sync.
 const PREEXISTING: usize = 50;
@@ -85,6 +89,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         kinds: IMPLEMENTED.iter().copied().collect(),
         dry_run: false,
         full: false,
+        progress: None,
     };
     let stop = AtomicBool::new(false);
     let started = std::time::Instant::now();
@@ -101,14 +106,51 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     );
     let ghl_contacts = sandbox.ghl.with_state(|s| s.contacts.len());
     println!("GHL now holds {ghl_contacts} contacts.");
+    drop(store);
     if temporary {
-        drop(store);
         let _ = std::fs::remove_dir_all(&dir);
-    } else {
-        println!(
-            "State kept in {}; explore it with `--config` pointing at a config whose [state] path is that file.",
-            state_path.display()
-        );
+    }
+    for line in next_steps(&dir, temporary) {
+        println!("{line}");
     }
     Ok(EXIT_OK)
+}
+
+/// The demo's last lines: how to look at the run in the dashboard. With `--state-dir state`
+/// these are the two commands a new user types from the clone; with another directory, what to
+/// change; without one (the state was removed), the `--state-dir` to use next time.
+fn next_steps(dir: &Path, temporary: bool) -> Vec<String> {
+    let demo = format!("hotspot-ghl-sync demo --state-dir {DEMO_STATE_DIR}");
+    let serve = "hotspot-ghl-sync --config config/demo.toml serve".to_string();
+    let db = dir.join("demo.db");
+    if temporary {
+        return vec![
+            "The demo's state was temporary. To explore the run in the dashboard, run from the"
+                .into(),
+            "repository's directory:".into(),
+            format!("  {demo}"),
+            format!("  {serve}"),
+        ];
+    }
+    if dir == Path::new(DEMO_STATE_DIR) {
+        return vec![
+            format!(
+                "State kept in {}. To explore the run in the dashboard:",
+                db.display()
+            ),
+            format!("  {demo}"),
+            format!("  {serve}"),
+        ];
+    }
+    vec![
+        format!(
+            "State kept in {}. config/demo.toml reads state/demo.db: run `{demo}`",
+            db.display()
+        ),
+        format!(
+            "instead, or serve a copy of config/demo.toml whose [state] path is \"{}\":",
+            db.display()
+        ),
+        "  hotspot-ghl-sync --config <that copy> serve".to_string(),
+    ]
 }

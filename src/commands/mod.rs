@@ -31,7 +31,7 @@ pub async fn dispatch(cli: Cli) -> u8 {
         // The sandbox and the demo need no configuration file.
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Demo(args) => demo::run(args).await,
-        command => match load_config(&cli) {
+        command => match load_config(&cli, read_only(command)) {
             Ok(cfg) => match command {
                 Command::Sync(args) => sync::run(&cfg, args).await,
                 Command::Run => run::run(&cfg).await,
@@ -54,8 +54,22 @@ pub async fn dispatch(cli: Cli) -> u8 {
     }
 }
 
-pub(crate) fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    Ok(Config::load(&cli.config)?)
+/// Commands that only read the state database and never call an API: they load the config
+/// without requiring the API secrets ([`Config::load_read_only`]), so that `serve` works right
+/// after `demo` or on a machine that only looks at the results.
+fn read_only(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Report(_) | Command::Status | Command::Serve(_)
+    )
+}
+
+pub(crate) fn load_config(cli: &Cli, read_only: bool) -> anyhow::Result<Config> {
+    Ok(if read_only {
+        Config::load_read_only(&cli.config)?
+    } else {
+        Config::load(&cli.config)?
+    })
 }
 
 /// The error and its causes on one line, outermost first, without repeating a cause that the

@@ -73,6 +73,8 @@ pub fn job_pass_options(job: ScheduleJob) -> Option<PassOptions> {
         kinds,
         dry_run: false,
         full,
+        // The daemon runs unattended: its output is a log, never a terminal to draw on.
+        progress: None,
     })
 }
 

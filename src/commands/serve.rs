@@ -10,10 +10,7 @@ use super::EXIT_OK;
 
 pub async fn run(cfg: &Config, args: &ServeArgs) -> anyhow::Result<u8> {
     dashboard::check_listen(args.listen, args.allow_remote)?;
-    println!(
-        "Dashboard on http://{}/ (metrics at /metrics, health at /healthz). Ctrl-C stops it.",
-        args.listen
-    );
+    // `dashboard::serve` prints the address once it is bound (the real port when given 0).
     let shutdown = async {
         let _ = crate::schedule::wait_for_signal().await;
     };

@@ -11,6 +11,7 @@ use crate::cli::SyncArgs;
 use crate::config::Config;
 use crate::connect;
 use crate::model::Kind;
+use crate::progress::Progress;
 use crate::reconcile::pass::{PassOptions, PassResult, run_pass};
 use crate::report;
 use crate::store::{RunStatus, Store};
@@ -89,6 +90,12 @@ pub async fn run(cfg: &Config, args: &SyncArgs) -> anyhow::Result<u8> {
         kinds: parse_only(&args.only)?,
         dry_run: args.dry_run,
         full: args.full,
+        // Nothing to watch in a dry run: it writes nothing.
+        progress: if args.dry_run {
+            None
+        } else {
+            Progress::for_stderr()
+        },
     };
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = {

@@ -62,6 +62,8 @@ pub struct ContactApplier<'a> {
     pub max_concurrency: usize,
     /// Set by a shutdown request: no new record is started, in-flight ones finish.
     pub stop: &'a AtomicBool,
+    /// Ticked once per source record done (written, failed or deferred).
+    pub progress: Option<&'a crate::progress::Progress>,
 }
 
 enum GroupOutcome {
@@ -86,12 +88,15 @@ impl ContactApplier<'_> {
         }
         let result = Mutex::new(ApplyResult::default());
         let stopped_reason: Mutex<Option<String>> = Mutex::new(None);
+        let bar = crate::progress::Bar::new(self.progress, "contacts", order.len() as u64);
+        let bar = &bar;
         let runs = futures_util::stream::iter(order.into_iter().map(|sid| {
             let actions = groups.remove(sid).unwrap_or_default();
             let result = &result;
             let stopped_reason = &stopped_reason;
             async move {
                 let outcome = self.run_group(sid, &actions, result).await;
+                bar.inc();
                 let mut r = result.lock().expect("apply result lock");
                 match outcome {
                     GroupOutcome::Done => {}

@@ -467,8 +467,10 @@ pub async fn apply_notes(
     run_id: i64,
     concurrency: usize,
     stop: &AtomicBool,
+    progress: Option<&crate::progress::Progress>,
 ) -> KindOutcome {
     let out = Mutex::new(KindOutcome::default());
+    let bar = &crate::progress::Bar::new(progress, "notes", creates.len() as u64);
     futures_util::stream::iter(creates.iter().map(|c| {
         let out = &out;
         async move {
@@ -479,6 +481,7 @@ pub async fn apply_notes(
                 return;
             }
             let r = create_one(ghl, store, c, run_id).await;
+            bar.inc();
             let mut o = lock_out(out);
             match r {
                 Ok(()) => o.counts.created += 1,
@@ -697,6 +700,7 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
         cx.run_id,
         cx.cfg.ghl.max_concurrency,
         cx.stop,
+        cx.opts.progress.as_ref(),
     )
     .await;
     park_unmatched(&lock(cx.store), &plan.unmatched)?;

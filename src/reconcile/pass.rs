@@ -32,6 +32,8 @@ pub struct PassOptions {
     pub kinds: BTreeSet<Kind>,
     pub dry_run: bool,
     pub full: bool,
+    /// Bars for a person at a terminal; `None` draws nothing (daemon, cron, pipes, tests).
+    pub progress: Option<crate::progress::Progress>,
 }
 
 /// How a pass ended.
@@ -431,6 +433,7 @@ async fn contacts(
             run_id,
             max_concurrency: cfg.ghl.max_concurrency,
             stop: stop_flag,
+            progress: opts.progress.as_ref(),
         };
         (applier.apply(&plan).await, None)
     };

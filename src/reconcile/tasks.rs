@@ -367,8 +367,10 @@ pub async fn apply_tasks(
     run_id: i64,
     concurrency: usize,
     stop: &AtomicBool,
+    progress: Option<&crate::progress::Progress>,
 ) -> KindOutcome {
     let out = Mutex::new(KindOutcome::default());
+    let bar = &crate::progress::Bar::new(progress, "tasks", items.len() as u64);
     futures_util::stream::iter(items.iter().map(|it| {
         let out = &out;
         async move {
@@ -379,6 +381,7 @@ pub async fn apply_tasks(
                 return;
             }
             let r = create_one(ghl, store, it, run_id).await;
+            bar.inc();
             let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
             match r {
                 Ok(()) => o.counts.created += 1,
@@ -569,6 +572,7 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
         cx.run_id,
         cx.cfg.ghl.max_concurrency,
         cx.stop,
+        cx.opts.progress.as_ref(),
     )
     .await;
     out.counts.created = applied.counts.created;
