@@ -85,8 +85,25 @@ async fn first_sync_adopts_then_nothing_then_only_what_changed() {
     let eligible = eligible_people(&env);
 
     // First sync: every eligible person exactly once, the 50 adopted, their own tag kept.
-    env.sync(&[]).await;
+    let first = env.sync(&[]).await;
+    assert!(
+        !first.stdout.contains("No write was sent"),
+        "{}",
+        first.stdout
+    );
     let report = env.report_json().await;
+    let ghl_posts = env
+        .sandbox
+        .ghl
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && !r.path.ends_with("/search"))
+        .count();
+    assert_eq!(
+        report["api"]["ghl"]["writes"].as_u64().unwrap(),
+        (ghl_posts + 50) as u64,
+        "writes = creates + tag adds + the 50 PUTs"
+    );
     let counts = kind_counts(&report);
     assert_eq!(counts["adopted"], 50, "{report:#}");
     assert_eq!(

@@ -265,6 +265,9 @@ pub fn load(store: &Store, run_id: i64) -> Result<Option<RunReport>, StoreError>
             .requests_by_method
             .entry(r.method.clone())
             .or_default() += 1;
+        if is_write(&r.method, &r.path) {
+            usage.writes += 1;
+        }
         if r.attempt > 1 {
             usage.retries += 1;
         }
