@@ -379,6 +379,47 @@ pub struct KindOutcome {
     pub stopped: Option<String>,
 }
 
+impl KindOutcome {
+    /// Books the result of one journaled create (a note or a task): counted when it worked;
+    /// otherwise left unfinished, and either deferred (the daily-quota reserve stops every
+    /// writer through `stop`) or listed as failed with its reason.
+    pub fn record_create(
+        &mut self,
+        kind: Kind,
+        source_id: &str,
+        contact_id: &str,
+        result: Result<(), CreateError>,
+        stop: &AtomicBool,
+    ) {
+        let e = match result {
+            Ok(()) => {
+                self.counts.created += 1;
+                return;
+            }
+            Err(e) => e,
+        };
+        self.unfinished.insert(source_id.to_string());
+        if let CreateError::Ghl(g) = &e
+            && g.is_quota_reserve()
+        {
+            stop.store(true, Ordering::SeqCst);
+            self.stopped.get_or_insert_with(|| g.to_string());
+            self.counts.deferred += 1;
+            return;
+        }
+        self.counts.failed += 1;
+        self.items.push(RunItem {
+            kind,
+            source_id: source_id.to_string(),
+            target_id: None,
+            action: "create".into(),
+            outcome: ItemOutcome::Failed,
+            reason: Some(e.to_string()),
+            detail: json!({ "contact_id": contact_id }),
+        });
+    }
+}
+
 pub(crate) fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
     store.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -482,31 +523,7 @@ pub async fn apply_notes(
             }
             let r = create_one(ghl, store, c, run_id).await;
             bar.inc();
-            let mut o = lock_out(out);
-            match r {
-                Ok(()) => o.counts.created += 1,
-                Err(e) => {
-                    o.unfinished.insert(c.source_id.clone());
-                    if let CreateError::Ghl(g) = &e
-                        && g.is_quota_reserve()
-                    {
-                        stop.store(true, Ordering::SeqCst);
-                        o.stopped.get_or_insert_with(|| g.to_string());
-                        o.counts.deferred += 1;
-                        return;
-                    }
-                    o.counts.failed += 1;
-                    o.items.push(RunItem {
-                        kind: Kind::Note,
-                        source_id: c.source_id.clone(),
-                        target_id: None,
-                        action: "create".into(),
-                        outcome: ItemOutcome::Failed,
-                        reason: Some(e.to_string()),
-                        detail: json!({"contact_id": c.contact_id}),
-                    });
-                }
-            }
+            lock_out(out).record_create(Kind::Note, &c.source_id, &c.contact_id, r, stop);
         }
     }))
     .buffer_unordered(concurrency.max(1))

@@ -18,7 +18,7 @@ use crate::ghl::GhlClient;
 use crate::ghl::wire::{Task, TaskCreate, TaskSearch};
 use crate::mapping::{render_template, render_with_reference, task_reference};
 use crate::model::Kind;
-use crate::store::{ItemOutcome, Link, LinkStatus, MatchMethod, NewIntent, RunItem, Store};
+use crate::store::{Link, LinkStatus, MatchMethod, NewIntent, Store};
 
 /// The record a rule fires on: a new contact or a paid transaction.
 #[derive(Debug, Clone, PartialEq)]
@@ -382,31 +382,13 @@ pub async fn apply_tasks(
             }
             let r = create_one(ghl, store, it, run_id).await;
             bar.inc();
-            let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
-            match r {
-                Ok(()) => o.counts.created += 1,
-                Err(e) => {
-                    o.unfinished.insert(it.link_source_id.clone());
-                    if let CreateError::Ghl(g) = &e
-                        && g.is_quota_reserve()
-                    {
-                        stop.store(true, Ordering::SeqCst);
-                        o.stopped.get_or_insert_with(|| g.to_string());
-                        o.counts.deferred += 1;
-                        return;
-                    }
-                    o.counts.failed += 1;
-                    o.items.push(RunItem {
-                        kind: Kind::Task,
-                        source_id: it.link_source_id.clone(),
-                        target_id: None,
-                        action: "create".into(),
-                        outcome: ItemOutcome::Failed,
-                        reason: Some(e.to_string()),
-                        detail: json!({"contact_id": it.contact_id}),
-                    });
-                }
-            }
+            out.lock().unwrap_or_else(|p| p.into_inner()).record_create(
+                Kind::Task,
+                &it.link_source_id,
+                &it.contact_id,
+                r,
+                stop,
+            );
         }
     }))
     .buffer_unordered(concurrency.max(1))
