@@ -19,6 +19,10 @@ if ! command -v cargo-deny >/dev/null 2>&1; then
 fi
 cargo deny --version
 
+# cargo-deny reads `cargo metadata` offline, which needs every dependency of every platform on
+# disk (a build only fetches this platform's): fetch them first.
+cargo fetch --locked --quiet
+
 echo "== cargo deny check bans licenses sources"
 cargo deny --offline check bans licenses sources
 
