@@ -400,7 +400,7 @@ async fn demo_runs_with_no_setup() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("adopted"), "{stdout}");
-    assert!(stdout.contains("Run 1: succeeded"), "{stdout}");
+    assert!(stdout.contains("Run 1 (full): succeeded"), "{stdout}");
 }
 
 #[test]

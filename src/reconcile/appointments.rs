@@ -130,7 +130,8 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
         }
         let (up, past) = split_upcoming(&s.appointments()?, Utc::now());
         out.notes.push(format!(
-            "Appointments: {stored} read this run; {up} upcoming and {past} past on record."
+            "Appointments: {} contact(s) read (counted as updated), {stored} appointment(s) found; {up} upcoming and {past} past on record.",
+            out.counts.updated
         ));
     }
     Ok(out)
