@@ -333,20 +333,15 @@ dir = "{reports}"
             .sandbox
             .ghl
             .with_state(|s| (s.notes.len(), s.contacts.len()));
-        let kinds: Vec<String> = m["kinds"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let records = self.customers as u64
-            + if kinds.iter().any(|k| k == Kind::Note.as_str()) {
-                self.transactions as u64
-            } else {
-                0
-            };
+        // A plain `sync` records no kind list: what it reconciled shows in what it called.
+        let notes = by_kind
+            .keys()
+            .any(|k| k.contains("/notes") || k.contains("/transactions"));
+        let mut kinds = vec![Kind::Contact.as_str().to_string()];
+        if notes {
+            kinds.push(Kind::Note.as_str().to_string());
+        }
+        let records = self.customers as u64 + if notes { self.transactions as u64 } else { 0 };
         let write_rate = write_phase_rate(&samples);
         Ok(Row {
             row: row.to_string(),
