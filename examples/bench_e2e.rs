@@ -69,6 +69,10 @@ struct Args {
     /// GHL requests per second the emulator allows in rows 1-3 (and the client is told).
     #[arg(long, default_value_t = 100)]
     rate_limit: u32,
+    /// `ghl.rate_limit` the sync is configured with in rows 1-3 (requests per second); the
+    /// default is the emulator's limit, as the issue asks.
+    #[arg(long)]
+    client_rate: Option<u32>,
     /// Latency the GHL emulator adds to every answer in rows 1-3, in milliseconds.
     #[arg(long, default_value_t = 20)]
     latency_ms: u64,
@@ -159,6 +163,8 @@ struct ScenarioSpec {
     locations: usize,
     /// `None`: unlimited (emulator and client).
     rate_per_sec: Option<u32>,
+    /// The client's own limit when it differs from the emulator's.
+    client_rate: Option<u32>,
     latency: Duration,
     concurrency: usize,
     hotspot_page: u32,
@@ -223,7 +229,7 @@ location_id = "{loc}"
 auth = "private_token"
 token_env = "{TOKEN_ENV}"
 hotspot_id_field = "contact.hotspot_customer_id"
-rate_limit = {rate}
+rate_limit = {client_rate}
 rate_window_secs = 1
 daily_reserve = 1000
 max_concurrency = {conc}
@@ -240,6 +246,7 @@ dir = "{reports}"
             hs = sandbox.hotspot.base_url(),
             page = s.hotspot_page,
             // HotspotSystem documents no limit; reads are not what this measures.
+            client_rate = s.client_rate.unwrap_or(rate),
             hs_rate = if s.rate_per_sec.is_some() {
                 100
             } else {
@@ -487,6 +494,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
             transactions: args.transactions,
             locations: args.locations,
             rate_per_sec: Some(args.rate_limit),
+            client_rate: args.client_rate,
             latency: Duration::from_millis(args.latency_ms),
             concurrency: args.concurrency,
             hotspot_page: args.hotspot_page,
@@ -494,8 +502,12 @@ async fn parent(args: Args) -> anyhow::Result<()> {
         })
         .await?;
         eprintln!(
-            "row 1: initial sync of {} customers, {} transactions at {} req/s, {} ms latency …",
-            args.customers, args.transactions, args.rate_limit, args.latency_ms
+            "row 1: initial sync of {} customers, {} transactions at {} req/s (client {}), {} ms latency …",
+            args.customers,
+            args.transactions,
+            args.rate_limit,
+            args.client_rate.unwrap_or(args.rate_limit),
+            args.latency_ms
         );
         let first = sc.sync("1", "initial sync", true).await?;
         if want(1) {
@@ -531,6 +543,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
             transactions: 0,
             locations: args.locations,
             rate_per_sec: None,
+            client_rate: None,
             latency: Duration::ZERO,
             concurrency: args.concurrency,
             hotspot_page: args.hotspot_page,
