@@ -226,7 +226,7 @@ impl IdentityIndex {
 
     pub fn insert(&mut self, target_id: &str, f: &CanonicalContact) {
         if let Some(k) = &self.hotspot_field
-            && let Some(v) = f.get(&Field::Custom(k.clone()))
+            && let Some(v) = f.get_custom(k)
         {
             push_unique(
                 self.by_hotspot_id.entry(v.to_owned()).or_default(),
@@ -273,9 +273,7 @@ impl IdentityIndex {
     }
 
     fn hotspot_value<'a>(&self, f: &'a CanonicalContact) -> Option<&'a str> {
-        self.hotspot_field
-            .as_ref()
-            .and_then(|k| f.get(&Field::Custom(k.clone())))
+        self.hotspot_field.as_deref().and_then(|k| f.get_custom(k))
     }
 }
 
@@ -320,13 +318,14 @@ impl ContactsInput {
             .into_iter()
             .map(|m| (m.source_id.clone(), SourceEntry::from(m)))
             .collect();
+        let fields = cfg.fields.target_fields();
         let target: HashMap<String, TargetEntry> = targets
             .iter()
             .map(|t| {
                 (
                     t.target_id.clone(),
                     TargetEntry {
-                        projection: crate::mapping::target_projection(t, cfg),
+                        projection: crate::mapping::target_projection_with(t, cfg, &fields),
                         date_updated: t.date_updated,
                     },
                 )
