@@ -510,20 +510,50 @@ pub async fn apply_notes(
     stop: &AtomicBool,
     progress: Option<&crate::progress::Progress>,
 ) -> KindOutcome {
+    run_creates(
+        Kind::Note,
+        creates,
+        |c| (c.source_id.as_str(), c.contact_id.as_str()),
+        concurrency,
+        stop,
+        progress,
+        |c| create_one(ghl, store, c, run_id),
+    )
+    .await
+}
+
+/// Runs journaled creates (notes, tasks) `concurrency` at a time and books each result; once
+/// `stop` is set no new create starts and the rest are deferred.
+pub(crate) async fn run_creates<'a, T, Fut>(
+    kind: Kind,
+    items: &'a [T],
+    ids: impl Fn(&'a T) -> (&'a str, &'a str),
+    concurrency: usize,
+    stop: &AtomicBool,
+    progress: Option<&crate::progress::Progress>,
+    create: impl Fn(&'a T) -> Fut,
+) -> KindOutcome
+where
+    Fut: std::future::Future<Output = Result<(), CreateError>>,
+{
     let out = Mutex::new(KindOutcome::default());
-    let bar = &crate::progress::Bar::new(progress, "notes", creates.len() as u64);
-    futures_util::stream::iter(creates.iter().map(|c| {
-        let out = &out;
+    // The bar says "notes" / "tasks".
+    let label = format!("{}s", kind.as_str());
+    let bar = &crate::progress::Bar::new(progress, &label, items.len() as u64);
+    let out_ref = &out;
+    futures_util::stream::iter(items.iter().map(|it| {
+        let (source_id, contact_id) = ids(it);
+        let fut = (!stop.load(Ordering::SeqCst)).then(|| create(it));
         async move {
-            if stop.load(Ordering::SeqCst) {
-                let mut o = lock_out(out);
+            let Some(fut) = fut else {
+                let mut o = lock_out(out_ref);
                 o.counts.deferred += 1;
-                o.unfinished.insert(c.source_id.clone());
+                o.unfinished.insert(source_id.to_string());
                 return;
-            }
-            let r = create_one(ghl, store, c, run_id).await;
+            };
+            let r = fut.await;
             bar.inc();
-            lock_out(out).record_create(Kind::Note, &c.source_id, &c.contact_id, r, stop);
+            lock_out(out_ref).record_create(kind, source_id, contact_id, r, stop);
         }
     }))
     .buffer_unordered(concurrency.max(1))

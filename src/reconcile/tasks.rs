@@ -6,10 +6,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Duration, Utc};
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::notes::{CreateError, KindOutcome, lock};
@@ -369,32 +368,16 @@ pub async fn apply_tasks(
     stop: &AtomicBool,
     progress: Option<&crate::progress::Progress>,
 ) -> KindOutcome {
-    let out = Mutex::new(KindOutcome::default());
-    let bar = &crate::progress::Bar::new(progress, "tasks", items.len() as u64);
-    futures_util::stream::iter(items.iter().map(|it| {
-        let out = &out;
-        async move {
-            if stop.load(Ordering::SeqCst) {
-                let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
-                o.counts.deferred += 1;
-                o.unfinished.insert(it.link_source_id.clone());
-                return;
-            }
-            let r = create_one(ghl, store, it, run_id).await;
-            bar.inc();
-            out.lock().unwrap_or_else(|p| p.into_inner()).record_create(
-                Kind::Task,
-                &it.link_source_id,
-                &it.contact_id,
-                r,
-                stop,
-            );
-        }
-    }))
-    .buffer_unordered(concurrency.max(1))
-    .collect::<Vec<()>>()
-    .await;
-    out.into_inner().unwrap_or_else(|p| p.into_inner())
+    super::notes::run_creates(
+        Kind::Task,
+        items,
+        |it| (it.link_source_id.as_str(), it.contact_id.as_str()),
+        concurrency,
+        stop,
+        progress,
+        |it| create_one(ghl, store, it, run_id),
+    )
+    .await
 }
 
 async fn create_one(
