@@ -13,7 +13,6 @@
 #[path = "reliab_support/mod.rs"]
 mod reliab;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use reliab::{Env, Setup, opts};
@@ -52,32 +51,7 @@ async fn sigkill_at_20_points_then_complete_without_duplicates() {
             .ghl
             .with_state(|s| s.contacts.len() + s.notes.len() + s.tasks.len())
     };
-    // A transaction becomes a note when its guest can be a contact (has an email or a phone).
-    let expected_notes: BTreeSet<String> = env.sandbox.hotspot.with_data(|d| {
-        let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
-        let mut refs = BTreeSet::new();
-        for t in &d.mac_transactions {
-            if has(&t.email) || has(&t.phone) {
-                refs.insert(format!("Ref: hgs:mac:{}", t.id));
-            }
-        }
-        for (kind, txs) in [
-            ("voucher", &d.voucher_transactions),
-            ("paid", &d.paid_transactions),
-        ] {
-            for t in txs {
-                if has(&t.email) || has(&t.phone) {
-                    refs.insert(format!("Ref: hgs:{kind}:{}", t.id));
-                }
-            }
-        }
-        for t in &d.social_transactions {
-            if has(&t.email) || has(&t.phone) {
-                refs.insert(format!("Ref: hgs:social:{}", t.id));
-            }
-        }
-        refs
-    });
+    let expected_notes = env.expected_note_refs();
     let started = Instant::now();
 
     // Kill points: two during start-up and listing (by time), the rest each after a few more
@@ -155,40 +129,8 @@ async fn sigkill_at_20_points_then_complete_without_duplicates() {
         last.stdout.chars().take(3000).collect::<String>()
     );
     let census = env.assert_exact("after the kills");
-    // Notes and tasks: each reference line exactly once, none missing.
-    let (note_refs, task_refs) = env.sandbox.ghl.with_state(|s| {
-        let refs = |bodies: Vec<&str>| -> Vec<String> {
-            bodies
-                .into_iter()
-                .flat_map(|b| {
-                    b.lines()
-                        .filter(|l| l.starts_with("Ref: hgs"))
-                        .map(str::to_string)
-                })
-                .collect()
-        };
-        (
-            refs(s.notes.values().map(|n| n.body.as_str()).collect()),
-            refs(s.tasks.values().filter_map(|t| t.body.as_deref()).collect()),
-        )
-    });
-    let distinct_notes: BTreeSet<String> = note_refs.iter().cloned().collect();
-    assert_eq!(
-        distinct_notes.len(),
-        note_refs.len(),
-        "a transaction became two notes"
-    );
-    assert_eq!(
-        distinct_notes, expected_notes,
-        "every transaction of a contact is one note"
-    );
-    let distinct_tasks: BTreeSet<&String> = task_refs.iter().collect();
-    assert_eq!(
-        distinct_tasks.len(),
-        task_refs.len(),
-        "an onboarding task was created twice"
-    );
-    assert_eq!(task_refs.len(), eligible, "one onboarding task per contact");
+    let (notes, tasks) =
+        env.assert_notes_and_tasks_exact("after the kills", &expected_notes, eligible);
     env.sandbox.ghl.clear_requests();
     env.sync_ok().await;
     let writes = env
@@ -205,8 +147,8 @@ async fn sigkill_at_20_points_then_complete_without_duplicates() {
         killed_at.len(),
         killed_at.join(" "),
         census.contacts,
-        note_refs.len(),
-        task_refs.len(),
+        notes,
+        tasks,
         started.elapsed().as_secs_f64()
     );
 }

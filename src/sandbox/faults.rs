@@ -36,8 +36,9 @@ pub struct FaultKnobs {
     pub p502: f64,
     /// `503` with an HTML body.
     pub p503: f64,
-    /// For writes only (POST, PUT, PATCH, DELETE): the handler runs and its state change is kept,
-    /// then the connection dies before the client has a complete response.
+    /// For writes only (POST, PUT, PATCH, DELETE; not the POST searches, which only read): the
+    /// handler runs and its state change is kept, then the connection dies before the client
+    /// has a complete response.
     pub p_drop_after_write: f64,
     /// `429` carrying `Retry-After: retry_after_secs`.
     pub p429_retry_after: f64,
@@ -103,11 +104,13 @@ impl FaultState {
     }
 }
 
-fn is_write(method: &Method) -> bool {
+/// A request that changes something. GHL's searches are POSTs but only read, so a "dropped
+/// after the write" fault does not apply to them.
+fn is_write(method: &Method, path: &str) -> bool {
     matches!(
         *method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    )
+    ) && !path.trim_end_matches('/').ends_with("/search")
 }
 
 fn json_status(status: StatusCode, message: &str) -> Response {
@@ -199,7 +202,7 @@ pub async fn inject(State(faults): State<FaultState>, req: Request, next: Next) 
         resp.extensions_mut().insert(InjectedFault::Status(code));
         return resp;
     }
-    let write = is_write(req.method());
+    let write = is_write(req.method(), req.uri().path());
     let resp = next.run(req).await;
     if write && knobs.p_drop_after_write > 0.0 && faults.roll() < knobs.p_drop_after_write {
         return cut_off(resp).await;

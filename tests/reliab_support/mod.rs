@@ -69,7 +69,10 @@ impl Out {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // HGS_KEEP_TEST_DIR=1 keeps the state and the runs' output for a post-mortem.
+        if std::env::var_os("HGS_KEEP_TEST_DIR").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -185,11 +188,21 @@ max_concurrency = 8
 
     pub async fn run(&self, args: &[&str]) -> Out {
         let out = self.command(args).output().await.expect("binary runs");
-        Out {
+        let out = Out {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        if std::env::var_os("HGS_KEEP_TEST_DIR").is_some() {
+            use std::io::Write;
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join("runs.log"))
+                .unwrap();
+            writeln!(log, "=== {args:?}\n{}", out.show()).unwrap();
         }
+        out
     }
 
     /// `sync` that must exit 0.
@@ -272,6 +285,111 @@ max_concurrency = 8
         })
     }
 
+    /// The `Ref:` line of every note the sync should create: one per transaction whose guest
+    /// can be a contact (has an email or a phone).
+    pub fn expected_note_refs(&self) -> BTreeSet<String> {
+        self.sandbox.hotspot.with_data(|d| {
+            let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+            let mut refs = BTreeSet::new();
+            let mut add = |kind: &str,
+                           id: &dyn std::fmt::Display,
+                           email: &Option<String>,
+                           phone: &Option<String>| {
+                if has(email) || has(phone) {
+                    refs.insert(format!("Ref: hgs:{kind}:{id}"));
+                }
+            };
+            for t in &d.mac_transactions {
+                add("mac", &t.id, &t.email, &t.phone);
+            }
+            for t in &d.voucher_transactions {
+                add("voucher", &t.id, &t.email, &t.phone);
+            }
+            for t in &d.paid_transactions {
+                add("paid", &t.id, &t.email, &t.phone);
+            }
+            for t in &d.social_transactions {
+                add("social", &t.id, &t.email, &t.phone);
+            }
+            refs
+        })
+    }
+
+    /// GHL holds each expected note once and one onboarding task per contact (by their `Ref:`
+    /// lines): no duplicate, nothing missing. Returns (notes, tasks).
+    pub fn assert_notes_and_tasks_exact(
+        &self,
+        context: &str,
+        expected_notes: &BTreeSet<String>,
+        contacts: usize,
+    ) -> (usize, usize) {
+        let (note_refs, task_refs) = self.sandbox.ghl.with_state(|s| {
+            let refs = |bodies: Vec<&str>| -> Vec<String> {
+                bodies
+                    .into_iter()
+                    .flat_map(|b| {
+                        b.lines()
+                            .filter(|l| l.starts_with("Ref: hgs"))
+                            .map(str::to_string)
+                    })
+                    .collect()
+            };
+            (
+                refs(s.notes.values().map(|n| n.body.as_str()).collect()),
+                refs(s.tasks.values().filter_map(|t| t.body.as_deref()).collect()),
+            )
+        });
+        let distinct_notes: BTreeSet<&String> = note_refs.iter().collect();
+        assert_eq!(
+            distinct_notes.len(),
+            note_refs.len(),
+            "{context}: a transaction became two notes"
+        );
+        let missing: Vec<&String> = expected_notes
+            .iter()
+            .filter(|r| !distinct_notes.contains(r))
+            .collect();
+        assert!(
+            missing.is_empty() && distinct_notes.len() == expected_notes.len(),
+            "{context}: every transaction of a contact is one note; {} missing {missing:?}, {} notes for {} expected",
+            missing.len(),
+            distinct_notes.len(),
+            expected_notes.len()
+        );
+        let distinct_tasks: BTreeSet<&String> = task_refs.iter().collect();
+        assert_eq!(
+            distinct_tasks.len(),
+            task_refs.len(),
+            "{context}: an onboarding task was created twice"
+        );
+        assert_eq!(
+            task_refs.len(),
+            contacts,
+            "{context}: one onboarding task per contact"
+        );
+        (note_refs.len(), task_refs.len())
+    }
+
+    /// GHL holds no duplicate: no HotspotSystem id or email on two contacts, and no contact
+    /// beyond one per eligible person. Something may still be missing.
+    pub fn assert_no_duplicate(&self, context: &str) -> Census {
+        let want = self.eligible_people();
+        let c = self.ghl_census();
+        assert_eq!(
+            c.distinct_anchors, c.anchored,
+            "{context}: a HotspotSystem id on two contacts: {c:?}"
+        );
+        assert_eq!(
+            c.distinct_emails, c.emails,
+            "{context}: an email on two contacts: {c:?}"
+        );
+        assert!(
+            c.contacts <= want,
+            "{context}: {want} eligible people, GHL holds {c:?}"
+        );
+        c
+    }
+
     /// GHL holds exactly one contact per eligible person: no duplicate, nothing missing.
     pub fn assert_exact(&self, context: &str) -> Census {
         let want = self.eligible_people();
@@ -301,12 +419,47 @@ max_concurrency = 8
         let dangling: Vec<&String> = targets.difference(&ghl_ids).collect();
         assert!(
             unlinked.is_empty() && dangling.is_empty(),
-            "{context}: the state must link every GHL contact and only those: {} unlinked {unlinked:?}, {} dangling {dangling:?}",
+            "{context}: the state must link every GHL contact and only those: {} unlinked {unlinked:?}, {} dangling {dangling:?}\n{}",
             unlinked.len(),
-            dangling.len()
+            dangling.len(),
+            self.explain_links(unlinked.iter().chain(&dangling).map(|s| s.as_str()))
         );
         assert_eq!(pending, 0, "{context}: a journaled create is still pending");
         c
+    }
+
+    /// Every state link and GHL contact touching these GHL ids, for a failing assertion.
+    pub fn explain_links<'a>(&self, ids: impl Iterator<Item = &'a str>) -> String {
+        let store = Store::open(self.state_path()).expect("state opens");
+        let links = store.links(Kind::Contact).expect("links");
+        let mut out = String::new();
+        for id in ids {
+            out.push_str(&format!("GHL {id}: "));
+            let contact = self.sandbox.ghl.with_state(|s| {
+                s.contacts
+                    .get(id)
+                    .map(|c| format!("{:?} {:?}", c.email, c.custom_fields))
+            });
+            out.push_str(&format!("contact {contact:?}\n"));
+            let text = contact.clone().unwrap_or_default();
+            for i in store.pending_intents().expect("journal") {
+                if text.contains(&format!("\"{}\"", i.source_id)) || i.marker.contains(id) {
+                    out.push_str(&format!("  pending intent {i:?}\n"));
+                }
+            }
+            for l in links.iter().filter(|l| {
+                l.target_id == id
+                    || l.source_id
+                        .split(':')
+                        .any(|p| text.contains(&format!("\"{p}\"")))
+            }) {
+                out.push_str(&format!(
+                    "  link source {} -> {} status {:?} method {:?} extra {}\n",
+                    l.source_id, l.target_id, l.status, l.match_method, l.extra
+                ));
+            }
+        }
+        out
     }
 
     /// (GHL ids of the active contact links, pending journal intents) in the state database.

@@ -288,6 +288,14 @@ impl GhlEmulator {
         lock(&self.shared.state).search_lag = lag;
     }
 
+    /// Let search catch up now, as if the lag had elapsed, and lag no later write: what a run
+    /// started minutes after the last one sees.
+    pub fn settle_search(&self) {
+        let mut st = lock(&self.shared.state);
+        st.search_lag = Duration::ZERO;
+        st.lagging.clear();
+    }
+
     /// A single-use authorization code, as the consent screen would hand to the redirect URI.
     pub fn issue_auth_code(&self, scopes: &[&str]) -> String {
         lock(&self.shared.auth).issue_code(scopes)
