@@ -94,7 +94,7 @@ async fn bad_configuration_is_one_clear_error_and_leaves_the_state_untouched() {
                 &env.state_path().display().to_string(),
                 &unwritable.join("sync.db").display().to_string(),
             ),
-            vec!["a-file"],
+            vec!["a-file is a file, not a directory"],
             4,
         ),
     ];

@@ -43,7 +43,7 @@ pub(super) fn acquire(db_path: &Path) -> Result<StateLock> {
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(parent).map_err(lock_err)?;
+        super::create_state_dir(parent)?;
     }
     let mut file = File::options()
         .read(true)

@@ -55,6 +55,8 @@ pub enum StoreError {
     },
     #[error("state file {} is in use by another hotspot-ghl-sync process{}; wait for it to finish or stop it", path.display(), holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     Locked { path: PathBuf, holder: Option<u32> },
+    #[error("state directory {} cannot be created: {reason}", dir.display())]
+    StateDir { dir: PathBuf, reason: String },
     #[error("cannot lock state file {}: {source}", path.display())]
     Lock {
         path: PathBuf,
@@ -272,6 +274,28 @@ impl Drop for SavepointGuard<'_> {
             self.store.depth.set(self.store.depth.get() - 1);
         }
     }
+}
+
+/// Creates the directory the state lives in, with an error that says what is in the way: the
+/// OS's own answer ("File exists", "Not a directory") names neither the path nor the cause.
+pub(crate) fn create_state_dir(dir: &Path) -> Result<()> {
+    let Err(e) = std::fs::create_dir_all(dir) else {
+        return Ok(());
+    };
+    let blocker = dir
+        .ancestors()
+        .find(|a| a.exists() && !a.as_os_str().is_empty());
+    let reason = match blocker {
+        Some(b) if !b.is_dir() => format!("{} is a file, not a directory", b.display()),
+        _ if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            "permission denied (choose a writable [state] path)".to_string()
+        }
+        _ => e.to_string(),
+    };
+    Err(StoreError::StateDir {
+        dir: dir.to_path_buf(),
+        reason,
+    })
 }
 
 /// Creates the parent directory and an empty file with mode 0600, before SQLite writes anything,
