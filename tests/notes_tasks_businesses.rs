@@ -698,13 +698,16 @@ async fn without_the_task_search_scope_tasks_are_read_per_contact_with_open_task
         }
     });
     env.sandbox.ghl.clear_requests();
-    env.sync(&["--only", "tasks"]).await;
+    env.sync(&["--only", "tasks", "--full"]).await;
     let log = env.requests();
     let lists = log
         .iter()
         .filter(|r| r.method == "GET" && r.path.ends_with("/tasks"))
         .count();
-    assert_eq!(lists, contacts, "every contact had an open task");
+    assert_eq!(
+        lists, contacts,
+        "every contact had an open task (full pass)"
+    );
     assert_eq!(writes(&log), Vec::<String>::new());
     let links = env.store().links(Kind::Task).unwrap();
     let completed = links
@@ -712,7 +715,8 @@ async fn without_the_task_search_scope_tasks_are_read_per_contact_with_open_task
         .filter(|l| l.extra["completed"] == true)
         .count();
     assert_eq!(completed, done.len());
-    // Next run: only the contacts whose task is still open are listed.
+    // Next run: only the contacts whose task is still open are listed, at most 10 of them
+    // outside a full pass (one call each).
     env.sandbox.ghl.clear_requests();
     env.sync(&["--only", "tasks"]).await;
     let lists = env
@@ -720,9 +724,96 @@ async fn without_the_task_search_scope_tasks_are_read_per_contact_with_open_task
         .iter()
         .filter(|r| r.method == "GET" && r.path.ends_with("/tasks"))
         .count();
-    assert_eq!(lists, contacts - done.len());
+    assert!(
+        contacts - done.len() > 10,
+        "the test needs more open tasks than the cap"
+    );
+    assert_eq!(lists, 10);
     eprintln!(
         "per-contact read-back: {contacts} contacts, {lists} task listings once {} were completed",
         done.len()
+    );
+}
+
+/// Tasks are never written again, so reading them back only feeds the report: outside a full
+/// pass, at most 500 contacts (10 searches) are read per pass, the ones checked longest ago
+/// first, so a completion is still noticed within a few passes and the quota is not spent
+/// re-reading every open task every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_read_back_is_spread_over_passes() {
+    let env = Env::new(
+        "taskbudget",
+        SeedSpec {
+            seed: 4,
+            locations: 1,
+            customers: 620,
+            subscribers: 0,
+            subscribers_also_customers: 0,
+            transactions: 0,
+        },
+        "[notes]\nenabled = false\n",
+    )
+    .await;
+    env.sync(&[]).await;
+    let tasks: BTreeMap<String, Vec<(String, String, bool)>> = tasks_of(&env)
+        .into_iter()
+        .filter(|(_, t)| !t.is_empty())
+        .collect();
+    let open = tasks.len();
+    assert!(open > 600, "{open} contacts with an onboarding task");
+    let searches = |env: &Env| {
+        env.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/tasks/search"))
+            .count()
+    };
+    // Pass 2: 500 contacts, never checked before, in 10 searches.
+    env.sandbox.ghl.clear_requests();
+    env.sync(&["--only", "tasks"]).await;
+    assert_eq!(searches(&env), 10);
+    let note = format!("Task completion read back for 500 of {open} contacts");
+    let notes = env.report().await["notes"].to_string();
+    assert!(notes.contains(&note), "{notes}");
+    let checked: Vec<String> = env
+        .store()
+        .links(Kind::Task)
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.extra.get("checked_at").is_some())
+        .filter_map(|l| l.extra["contact_id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(checked.len(), 500);
+    // A task of a contact pass 2 did not read is completed in GHL; pass 3 reads the unread
+    // ones first and notices it.
+    let unread = tasks
+        .iter()
+        .find(|(cid, _)| !checked.contains(cid))
+        .map(|(_, t)| t[0].0.clone())
+        .expect("an unread contact");
+    env.sandbox
+        .ghl
+        .with_state(|s| s.tasks.get_mut(&unread).unwrap().completed = true);
+    env.sandbox.ghl.clear_requests();
+    env.sync(&["--only", "tasks"]).await;
+    assert_eq!(searches(&env), 10);
+    let link = env
+        .store()
+        .links(Kind::Task)
+        .unwrap()
+        .into_iter()
+        .find(|l| l.target_id == unread)
+        .unwrap();
+    assert_eq!(
+        link.extra["completed"], true,
+        "pass 3 read the unread contact"
+    );
+    // A full pass reads every contact with an open task: ceil(open - 1 / 50) searches.
+    env.sandbox.ghl.clear_requests();
+    env.sync(&["--only", "tasks", "--full"]).await;
+    assert_eq!(searches(&env), (open - 1).div_ceil(50));
+    eprintln!(
+        "RESULT task read-back: {open} contacts with open tasks; 10 searches a pass, {} on a full pass (was {} every pass)",
+        (open - 1).div_ceil(50),
+        open.div_ceil(50)
     );
 }
