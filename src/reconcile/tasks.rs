@@ -692,6 +692,17 @@ mod tests {
         assert!(gone);
     }
 
+    fn task_link(i: usize, extra: Value) -> Link {
+        let mut l = Link::new(
+            Kind::Task,
+            format!("a:{i}"),
+            format!("t{i}"),
+            MatchMethod::Created,
+        );
+        l.extra = extra;
+        l
+    }
+
     #[test]
     fn only_contacts_with_open_tasks_are_watched() {
         let mut links = Vec::new();
@@ -704,14 +715,8 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            let mut l = Link::new(
-                Kind::Task,
-                format!("a:{i}"),
-                format!("t{i}"),
-                MatchMethod::Created,
-            );
+            let mut l = task_link(i, json!({"contact_id": cid, "completed": completed}));
             l.status = status;
-            l.extra = json!({"contact_id": cid, "completed": completed});
             links.push(l);
         }
         assert_eq!(contacts_to_watch(&links, None), ["G2"]);
@@ -730,13 +735,7 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            let mut l = Link::new(
-                Kind::Task,
-                format!("a:{i}"),
-                format!("t{i}"),
-                MatchMethod::Created,
-            );
-            l.extra = json!({"contact_id": cid, "completed": false});
+            let mut l = task_link(i, json!({"contact_id": cid, "completed": false}));
             if let Some(c) = checked {
                 l.extra["checked_at"] = json!(c);
             }

@@ -393,15 +393,7 @@ max_concurrency = 8
     /// GHL holds exactly one contact per eligible person: no duplicate, nothing missing.
     pub fn assert_exact(&self, context: &str) -> Census {
         let want = self.eligible_people();
-        let c = self.ghl_census();
-        assert_eq!(
-            c.distinct_anchors, c.anchored,
-            "{context}: a HotspotSystem id on two contacts: {c:?}"
-        );
-        assert_eq!(
-            c.distinct_emails, c.emails,
-            "{context}: an email on two contacts: {c:?}"
-        );
+        let c = self.assert_no_duplicate(context);
         assert_eq!(
             c.anchored, c.contacts,
             "{context}: a contact without its HotspotSystem id: {c:?}"
