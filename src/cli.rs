@@ -197,6 +197,9 @@ pub struct SandboxArgs {
     /// How long GHL search results lag writes, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub search_lag_ms: u64,
+    /// GHL's duplicate matching (create check, upsert) lags writes like search does.
+    #[arg(long)]
+    pub dedup_lags: bool,
     /// HotspotSystem numbers as strings and `YYYY-MM-DD HH:MM:SS` dates.
     #[arg(long)]
     pub lenient_types: bool,

@@ -155,6 +155,22 @@ pub struct GhlConfig {
     /// Requests of the daily quota kept unused; writing stops when only this many remain.
     pub daily_reserve: u32,
     pub max_concurrency: usize,
+    pub lost_create_recovery: LostCreateRecovery,
+}
+
+/// How a contact create whose answer was lost (5xx, timeout, dropped connection) is recovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LostCreateRecovery {
+    /// Re-send it at once as `POST /contacts/upsert` keyed by email or phone, so GHL matches the
+    /// contact the lost answer may have created. Relies on GHL's duplicate matching seeing a
+    /// contact created a moment earlier, which the reference does not confirm (its search
+    /// index lags writes).
+    #[default]
+    Upsert,
+    /// Leave the journaled intent pending and look for the contact in later runs' listings;
+    /// create it again only when it has not shown up within 2 minutes.
+    Wait,
 }
 
 #[derive(Debug, Clone)]
@@ -499,6 +515,7 @@ struct RawGhl {
     rate_window_secs: Option<u64>,
     daily_reserve: Option<u32>,
     max_concurrency: Option<usize>,
+    lost_create_recovery: Option<LostCreateRecovery>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1075,6 +1092,7 @@ impl<'a> Ctx<'a> {
             rate_window_secs: g.rate_window_secs.unwrap_or(10),
             daily_reserve: g.daily_reserve.unwrap_or(1000),
             max_concurrency: g.max_concurrency.unwrap_or(8),
+            lost_create_recovery: g.lost_create_recovery.unwrap_or_default(),
         };
         positive("ghl.rate_limit", ghl.rate_limit.into())?;
         positive("ghl.rate_window_secs", ghl.rate_window_secs)?;

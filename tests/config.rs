@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use hotspot_ghl_sync::config::{
-    Config, ConfigError, ConfigErrorKind, FieldTarget, GhlAuth, Overrides, ScheduleJob,
+    Config, ConfigError, ConfigErrorKind, FieldTarget, GhlAuth, LostCreateRecovery, Overrides,
+    ScheduleJob,
 };
 use hotspot_ghl_sync::model::{ConflictPolicy, DriftPolicy};
 use secrecy::ExposeSecret;
@@ -58,6 +59,7 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(c.ghl.rate_limit, 100);
     assert_eq!(c.ghl.rate_window_secs, 10);
     assert_eq!(c.ghl.daily_reserve, 1000);
+    assert_eq!(c.ghl.lost_create_recovery, LostCreateRecovery::Upsert);
     assert_eq!(c.contacts.conflict, ConflictPolicy::HotspotWins);
     assert_eq!(c.contacts.drift, DriftPolicy::Keep);
     assert_eq!(c.contacts.default_country, "US");
@@ -135,6 +137,15 @@ fn invalid_enum_value_is_named() {
     expect_err(&text, ConfigErrorKind::EnumValue, "contacts.conflict", 15);
     let text = format!("{MINIMAL}auth = \"basic\"\n");
     expect_err(&text, ConfigErrorKind::EnumValue, "ghl.auth", 12);
+    let text = format!("{MINIMAL}lost_create_recovery = \"retry\"\n");
+    expect_err(
+        &text,
+        ConfigErrorKind::EnumValue,
+        "ghl.lost_create_recovery",
+        12,
+    );
+    let ok = load(&format!("{MINIMAL}lost_create_recovery = \"wait\"\n")).unwrap();
+    assert_eq!(ok.ghl.lost_create_recovery, LostCreateRecovery::Wait);
     let text = format!("{MINIMAL}\n[notes]\ntransaction_types = [\"mac\", \"cash\"]\n");
     expect_err(
         &text,

@@ -10,6 +10,7 @@ mod reliab;
 
 use std::time::{Duration, Instant};
 
+use hotspot_ghl_sync::sandbox::SandboxOptions;
 use hotspot_ghl_sync::sandbox::faults::{FaultKnobs, InjectedFault};
 use reliab::{Env, Out, Setup, opts};
 
@@ -113,10 +114,7 @@ async fn rate_limit_storm_without_retry_after() {
 /// Connections die after GHL applied the write; search lags writes by 30 s, so neither this
 /// run's duplicate check by listing nor the next run's listing shows the contacts those lost
 /// answers created: recovery has to come from the journal and GHL's own matching (upsert).
-async fn dropped_after_write(name: &str, allow_duplicates: bool, p_drop: f64, setup: Setup) {
-    let mut o = opts(63, CUSTOMERS);
-    o.ghl.allow_duplicates = allow_duplicates;
-    o.ghl.search_lag = Duration::from_secs(30);
+async fn dropped_after_write(name: &str, o: SandboxOptions, p_drop: f64, setup: Setup) {
     let env = Env::start(name, o, setup).await;
     env.sandbox.ghl.set_faults(FaultKnobs {
         p_drop_after_write: p_drop,
@@ -150,14 +148,28 @@ async fn dropped_after_write(name: &str, allow_duplicates: bool, p_drop: f64, se
     .await;
 }
 
+/// The drop scenarios' emulators: search lags writes by 30 s.
+fn lagging(allow_duplicates: bool) -> SandboxOptions {
+    let mut o = opts(63, CUSTOMERS);
+    o.ghl.allow_duplicates = allow_duplicates;
+    o.ghl.search_lag = Duration::from_secs(30);
+    o
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_after_write_with_duplicate_check() {
-    dropped_after_write("drop_dup_check_on", false, 0.2, Setup::default()).await;
+    dropped_after_write("drop_dup_check_on", lagging(false), 0.2, Setup::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_after_write_with_duplicates_allowed() {
-    dropped_after_write("drop_allow_duplicates", true, 0.2, Setup::default()).await;
+    dropped_after_write(
+        "drop_allow_duplicates",
+        lagging(true),
+        0.2,
+        Setup::default(),
+    )
+    .await;
 }
 
 /// Every write's answer is lost, retries included: every create ends the run with its journal
@@ -170,7 +182,22 @@ async fn every_write_answer_lost() {
         http: "timeout_secs = 5\nmax_attempts = 2\nmax_elapsed_secs = 30\n".into(),
         ..Setup::default()
     };
-    dropped_after_write("drop_every_answer", true, 1.0, setup).await;
+    dropped_after_write("drop_every_answer", lagging(true), 1.0, setup).await;
+}
+
+/// If GHL's duplicate matching lags writes as its search does (the reference does not say), an
+/// upsert re-sent right after a lost create would make a second contact on a location that
+/// allows duplicates. `lost_create_recovery = "wait"` leaves such creates pending for a later
+/// run's listing instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_answers_when_duplicate_matching_lags_too() {
+    let mut o = lagging(true);
+    o.ghl.dedup_lags = true;
+    let setup = Setup {
+        ghl_extra: "lost_create_recovery = \"wait\"\n".into(),
+        ..Setup::default()
+    };
+    dropped_after_write("drop_dedup_lags_wait", o, 0.2, setup).await;
 }
 
 /// Answers 2 s slower than the client's 1 s timeout for a stretch in the middle of the run.

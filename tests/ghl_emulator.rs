@@ -515,6 +515,38 @@ async fn search_lags_writes_but_get_by_id_does_not() {
     assert_eq!(body["contacts"][0]["city"], "Rome");
 }
 
+/// The knob for what the reference leaves open: whether GHL's duplicate matching sees a contact
+/// created a moment ago. Off (default), the upsert matches it at once; on, it matches only once
+/// search shows it, and until then creates a second contact on a location allowing duplicates.
+#[tokio::test]
+async fn dedup_lags_makes_duplicate_matching_wait_for_search() {
+    for (dedup_lags, want_new) in [(false, false), (true, true)] {
+        let api = Api::start(GhlOptions {
+            allow_duplicates: true,
+            search_lag: Duration::from_millis(300),
+            dedup_lags,
+            ..GhlOptions::default()
+        })
+        .await;
+        let first = api.create(json!({"email": "fresh@example.com"})).await;
+        let upsert = json!({"locationId": api.loc, "email": "fresh@example.com", "city": "Oslo"});
+        let (st, body) = api
+            .call(Method::POST, "/contacts/upsert", Some(upsert.clone()))
+            .await;
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(body["new"], want_new, "dedup_lags {dedup_lags}: {body}");
+        if !want_new {
+            assert_eq!(body["contact"]["id"], first.as_str());
+        }
+        // Once search has caught up, the upsert matches.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let (_, body) = api
+            .call(Method::POST, "/contacts/upsert", Some(upsert))
+            .await;
+        assert_eq!(body["new"], false, "dedup_lags {dedup_lags}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn rate_limit_headers_on_every_answer_and_429_when_exceeded() {
     let api = Api::start(GhlOptions::default()).await;

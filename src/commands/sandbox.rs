@@ -41,6 +41,7 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
         access_token_lifetime: Duration::from_secs(args.token_ttl_secs),
         allow_duplicates: args.allow_duplicates,
         search_lag: Duration::from_millis(args.search_lag_ms),
+        dedup_lags: args.dedup_lags,
         faults,
         ..GhlOptions::default()
     };

@@ -60,6 +60,8 @@ pub struct ContactApplier<'a> {
     pub extras: &'a HashMap<String, Value>,
     pub run_id: i64,
     pub max_concurrency: usize,
+    /// Re-send a create of unknown outcome as an upsert (else leave its intent pending).
+    pub upsert_lost_creates: bool,
     /// Set by a shutdown request: no new record is started, in-flight ones finish.
     pub stop: &'a AtomicBool,
     /// Ticked once per source record done (written, failed or deferred).
@@ -402,8 +404,9 @@ impl ContactApplier<'_> {
     ///
     /// A create whose outcome is unknown — an earlier run's intent still pending, or this POST
     /// answered 5xx, timed out or lost its connection — is (re)sent as an upsert keyed by email
-    /// or phone instead: GHL matches it against the contact a lost answer may have created,
-    /// even on a location that allows duplicates and even while search has not caught up.
+    /// or phone instead (`ghl.lost_create_recovery = "upsert"`): GHL matches it against the
+    /// contact a lost answer may have created, even on a location that allows duplicates.
+    /// Under `"wait"` the intent stays pending for a later run's listing to resolve.
     async fn create(
         &self,
         sid: &str,
@@ -435,7 +438,8 @@ impl ContactApplier<'_> {
             })
         })?;
         let body = create_body(fields, tags, self.custom_fields);
-        let keyed = fields.email().is_some() || fields.phone().is_some();
+        let keyed =
+            self.upsert_lost_creates && (fields.email().is_some() || fields.phone().is_some());
         if keyed && !earlier.is_empty() {
             tracing::info!(
                 source_id = sid,

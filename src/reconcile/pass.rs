@@ -18,7 +18,7 @@ use super::plan::{Action, ContactPolicy, ContactsInput, Outcome, Plan, PlanItem,
 use super::snapshot::{
     CustomFields, Location, SourceListing, TargetListing, read_source, read_target,
 };
-use crate::config::{Config, FieldTarget};
+use crate::config::{Config, FieldTarget, LostCreateRecovery};
 use crate::ghl::GhlClient;
 use crate::hotspot::HotspotClient;
 use crate::mapping::{FieldMap, MappingConfig, SourceField, TagRules, map_sources};
@@ -413,7 +413,13 @@ async fn contacts(
         base_links,
         parked,
     );
-    let held = resolve_pending_creates(store, &target, &mapping, &mut input)?;
+    let held = resolve_pending_creates(
+        store,
+        &target,
+        &mapping,
+        &mut input,
+        cfg.ghl.lost_create_recovery,
+    )?;
     let plan = plan_contacts(&input, &contact_policy(cfg));
     for g in &plan.guards {
         notes.push(g.message.clone());
@@ -432,6 +438,7 @@ async fn contacts(
             extras: &extras,
             run_id,
             max_concurrency: cfg.ghl.max_concurrency,
+            upsert_lost_creates: cfg.ghl.lost_create_recovery == LostCreateRecovery::Upsert,
             stop: stop_flag,
             progress: opts.progress.as_ref(),
         };
@@ -551,14 +558,17 @@ async fn confirm_missing_targets(
 
 /// Creates journaled by an earlier run that never completed (a crash, a dropped connection):
 /// if the contact shows in GHL, the planner adopts it through its identity; if not, a record
-/// with an email or phone stays pending for apply to upsert, and one without, when the intent
-/// is recent, waits a run rather than risk a second contact.
+/// with an email or phone stays pending for apply to upsert (under `lost_create_recovery =
+/// "upsert"`), and any other, when the intent is recent, waits a run rather than risk a
+/// second contact.
 fn resolve_pending_creates(
     store: &Mutex<Store>,
     target: &TargetListing,
     mapping: &MappingConfig,
     input: &mut ContactsInput,
+    recovery: LostCreateRecovery,
 ) -> anyhow::Result<Vec<String>> {
+    let upsert = recovery == LostCreateRecovery::Upsert;
     let s = lock(store);
     let mut held = Vec::new();
     for intent in s.pending_intents()? {
@@ -588,7 +598,7 @@ fn resolve_pending_creates(
             }
             // Keyed by email or phone: apply re-sends it as an upsert, which GHL matches
             // against a contact the lost answer created even before search shows it.
-            None if young && (email.is_some() || phone.is_some()) => {}
+            None if young && upsert && (email.is_some() || phone.is_some()) => {}
             None if young => {
                 input.source.remove(&intent.source_id);
                 held.push(intent.source_id);

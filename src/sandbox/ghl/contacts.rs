@@ -372,23 +372,28 @@ fn apply(st: &GhlState, c: &mut Contact, obj: &Map<String, Value>) -> Result<(),
 
 /// Duplicate lookup: email (case-insensitive) first, then phone (E.164).
 fn find_duplicate(
-    st: &GhlState,
+    st: &mut GhlState,
     email: Option<&str>,
     phone: Option<&str>,
     exclude: &str,
 ) -> Option<(String, &'static str)> {
+    let candidates: Vec<&Contact> = if st.dedup_lags {
+        st.expire_lag();
+        st.searchable()
+    } else {
+        st.contacts.values().collect()
+    };
     if let Some(e) = email.filter(|e| !e.is_empty()) {
         let e = e.to_lowercase();
-        if let Some(c) = st.contacts.values().find(|c| {
+        if let Some(c) = candidates.iter().find(|c| {
             c.id != exclude && c.email.as_deref().map(str::to_lowercase).as_deref() == Some(&e)
         }) {
             return Some((c.id.clone(), "email"));
         }
     }
     if let Some(p) = phone.and_then(normalize_phone)
-        && let Some(c) = st
-            .contacts
-            .values()
+        && let Some(c) = candidates
+            .iter()
             .find(|c| c.id != exclude && c.phone.as_deref() == Some(p.as_str()))
     {
         return Some((c.id.clone(), "phone"));

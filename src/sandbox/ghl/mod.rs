@@ -80,6 +80,10 @@ pub struct GhlOptions {
     pub allow_duplicates: bool,
     /// How long a contact write takes to become visible to `POST /contacts/search`.
     pub search_lag: Duration,
+    /// Whether duplicate matching (the create's duplicate check and the upsert's match) sees
+    /// only what search sees, lagging writes by `search_lag`. Unknown for the real API; off
+    /// means it sees every write at once, as GET-by-id does.
+    pub dedup_lags: bool,
     /// Added to every answer (same as `faults.latency`, kept apart for readability).
     pub latency: Duration,
     pub faults: FaultKnobs,
@@ -107,6 +111,7 @@ impl std::fmt::Debug for GhlOptions {
             .field("retry_after_on_429", &self.retry_after_on_429)
             .field("allow_duplicates", &self.allow_duplicates)
             .field("search_lag", &self.search_lag)
+            .field("dedup_lags", &self.dedup_lags)
             .field("latency", &self.latency)
             .field("faults", &self.faults)
             .field("custom_fields", &self.custom_fields)
@@ -132,6 +137,7 @@ impl Default for GhlOptions {
             retry_after_on_429: true,
             allow_duplicates: false,
             search_lag: Duration::ZERO,
+            dedup_lags: false,
             latency: Duration::ZERO,
             faults: FaultKnobs::default(),
             custom_fields: vec![(
@@ -204,6 +210,7 @@ impl GhlEmulator {
         }
         let mut st = GhlState::new(opts.location_id.clone(), opts.allow_duplicates, opts.seed);
         st.search_lag = opts.search_lag;
+        st.dedup_lags = opts.dedup_lags;
         for (key, name, ty) in &opts.custom_fields {
             st.add_custom_field(key, name, ty);
         }

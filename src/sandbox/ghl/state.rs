@@ -167,6 +167,8 @@ pub struct GhlState {
     pub appointments: Vec<Appointment>,
     pub custom_fields: Vec<CustomField>,
     pub(crate) search_lag: Duration,
+    /// Duplicate matching sees what search sees (see `GhlOptions::dedup_lags`).
+    pub(crate) dedup_lags: bool,
     /// Contacts whose latest HTTP write is not yet visible to search: id → (visible from,
     /// version search still shows — `None` when search must not see the contact at all).
     pub(crate) lagging: HashMap<String, (Instant, Option<Contact>)>,
@@ -189,6 +191,7 @@ impl GhlState {
             appointments: Vec::new(),
             custom_fields: Vec::new(),
             search_lag: Duration::ZERO,
+            dedup_lags: false,
             lagging: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
         }
