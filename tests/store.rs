@@ -605,3 +605,29 @@ fn cursors_per_kind_and_scope() {
     store.clear_cursors(Kind::Note).unwrap();
     assert_eq!(store.cursor(Kind::Note, "paid").unwrap(), None);
 }
+
+#[test]
+fn links_stream_in_source_order_and_recent_targets_are_found_by_time() {
+    let store = Store::open_in_memory().unwrap();
+    let now = Utc::now();
+    for (sid, tid, age_min) in [("s2", "t2", 1), ("s1", "t1", 60), ("s3", "t3", 0)] {
+        let mut l = Link::new(Kind::Contact, sid, tid, MatchMethod::Created);
+        l.first_linked_at = now - Duration::minutes(age_min);
+        store.upsert_link(&l).unwrap();
+    }
+    store
+        .upsert_link(&Link::new(Kind::Note, "n1", "t9", MatchMethod::Created))
+        .unwrap();
+    let mut seen = Vec::new();
+    store
+        .each_link(Kind::Contact, |l| {
+            seen.push(l.source_id);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen, ["s1", "s2", "s3"]);
+    let recent = store
+        .targets_linked_since(Kind::Contact, now - Duration::minutes(2))
+        .unwrap();
+    assert_eq!(recent, BTreeSet::from(["t2".to_string(), "t3".to_string()]));
+}

@@ -17,7 +17,8 @@ pub type ContactBase = (BTreeMap<String, BaseLink>, BTreeMap<String, ParkedMark>
 pub fn load_contacts(store: &Store) -> Result<ContactBase, StoreError> {
     let mut base = BTreeMap::new();
     let mut parked = BTreeMap::new();
-    for link in store.links(Kind::Contact)? {
+    // One link decoded at a time: the base is a fraction of a link row's JSON.
+    store.each_link(Kind::Contact, |mut link| {
         if let Some(mark) = link.extra.get("park").and_then(park_from_json) {
             parked.insert(link.source_id.clone(), mark);
         }
@@ -25,31 +26,35 @@ pub fn load_contacts(store: &Store) -> Result<ContactBase, StoreError> {
             store::LinkStatus::Active => LinkStatus::Active,
             store::LinkStatus::Tombstoned => LinkStatus::Tombstoned,
             // A park without a link: nothing was ever linked for this record.
-            store::LinkStatus::Parked => continue,
+            store::LinkStatus::Parked => return Ok(()),
         };
         let (Some(source_hash), Some(target_hash)) = (link.source_hash, link.target_hash) else {
-            continue;
+            return Ok(());
         };
+        let source_fields = take_fields(&mut link.extra, "source_fields");
+        let target_fields = take_fields(&mut link.extra, "target_fields");
         base.insert(
-            link.source_id.clone(),
+            link.source_id,
             BaseLink {
-                target_id: link.target_id.clone(),
+                target_id: link.target_id,
                 source_hash,
                 target_hash,
-                source_fields: fields_from(&link.extra, "source_fields"),
-                target_fields: fields_from(&link.extra, "target_fields"),
-                owned_tags: link.owned_tags.clone(),
+                source_fields,
+                target_fields,
+                owned_tags: link.owned_tags,
                 status,
             },
         );
-    }
+        Ok(())
+    })?;
     Ok((base, parked))
 }
 
-fn fields_from(extra: &Value, key: &str) -> Option<CanonicalContact> {
+fn take_fields(extra: &mut Value, key: &str) -> Option<CanonicalContact> {
     extra
-        .get(key)
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .as_object_mut()?
+        .remove(key)
+        .and_then(|v| serde_json::from_value(v).ok())
 }
 
 /// Records the base of a link after a successful write or match.

@@ -495,12 +495,7 @@ async fn contacts(
 /// GHL ids of contacts linked within [`INTENT_SETTLE`]: the only ones search may not show yet.
 fn recently_linked_targets(store: &Mutex<Store>) -> anyhow::Result<BTreeSet<String>> {
     let since = Utc::now() - chrono::Duration::from_std(INTENT_SETTLE)?;
-    Ok(lock(store)
-        .links(Kind::Contact)?
-        .into_iter()
-        .filter(|l| l.first_linked_at > since)
-        .map(|l| l.target_id)
-        .collect())
+    Ok(lock(store).targets_linked_since(Kind::Contact, since)?)
 }
 
 /// Linked contacts missing from a complete listing look deleted in GHL, but search lags writes

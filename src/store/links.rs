@@ -185,10 +185,38 @@ impl Store {
 
     /// All links of `kind`, any status, ordered by source id.
     pub fn links(&self, kind: Kind) -> Result<Vec<Link>> {
-        self.query_links(
-            &format!("SELECT {COLUMNS} FROM links WHERE kind = ?1 ORDER BY source_id"),
-            [kind.as_str()],
-        )
+        let mut out = Vec::new();
+        self.each_link(kind, |l| {
+            out.push(l);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Every link of `kind`, ordered by source id, handed to `f` one at a time: for callers
+    /// that keep a digest of each, so that 100,000 decoded links are never held at once.
+    pub fn each_link(&self, kind: Kind, mut f: impl FnMut(Link) -> Result<()>) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM links WHERE kind = ?1 ORDER BY source_id"
+        ))?;
+        let mut rows = stmt.query([kind.as_str()])?;
+        while let Some(row) = rows.next()? {
+            f(from_row(row)?)?;
+        }
+        Ok(())
+    }
+
+    /// GHL ids of the links of `kind` first made after `since`.
+    pub fn targets_linked_since(
+        &self,
+        kind: Kind,
+        since: DateTime<Utc>,
+    ) -> Result<BTreeSet<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT target_id FROM links WHERE kind = ?1 AND first_linked_at > ?2",
+        )?;
+        let rows = stmt.query_map((kind.as_str(), ts(since)), |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     pub fn link(&self, kind: Kind, source_id: &str) -> Result<Option<Link>> {
