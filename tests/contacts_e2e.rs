@@ -239,12 +239,12 @@ async fn crm_edits_are_kept_as_drift_and_conflicts_follow_the_policy() {
         d.customers
             .iter()
             .skip(20)
-            .filter(|c| ids.contains_key(&c.id))
-            .take(2)
+            .filter(|c| ids.contains_key(&c.id) && c.name.is_some())
+            .take(3)
             .map(|c| c.id.clone())
             .collect()
     });
-    let (drifted, conflicted) = (&customers[0], &customers[1]);
+    let (drifted, conflicted, both) = (&customers[0], &customers[1], &customers[2]);
 
     // A sales rep edits the city of one contact (HotspotSystem unchanged) …
     env.sandbox.ghl.with_state(|s| {
@@ -255,10 +255,16 @@ async fn crm_edits_are_kept_as_drift_and_conflicts_follow_the_policy() {
         let c = s.contacts.get_mut(&ids[conflicted]).unwrap();
         c.city = Some("Sales City".into());
         c.touch(chrono::Utc::now());
+        // … and the first name of a third whose city changes in HotspotSystem: different
+        // fields, so no conflict: each side's change stands (this needs the per-field base).
+        let c = s.contacts.get_mut(&ids[both]).unwrap();
+        c.first_name = Some("Named-By-Sales".into());
+        c.touch(chrono::Utc::now());
     });
-    env.sandbox
-        .hotspot
-        .with_data(|d| d.customer_mut(conflicted).unwrap().city = Some("Hotspot City".into()));
+    env.sandbox.hotspot.with_data(|d| {
+        d.customer_mut(conflicted).unwrap().city = Some("Hotspot City".into());
+        d.customer_mut(both).unwrap().city = Some("Moved City".into());
+    });
     env.sandbox.ghl.clear_requests();
     env.sync(&[]).await;
 
@@ -274,11 +280,35 @@ async fn crm_edits_are_kept_as_drift_and_conflicts_follow_the_policy() {
         "the CRM edit survives under drift = keep"
     );
     assert_eq!(won.as_deref(), Some("Hotspot City"), "hotspot_wins");
+    let (first_name, city) = env.sandbox.ghl.with_state(|s| {
+        let c = &s.contacts[&ids[both]];
+        (c.first_name.clone(), c.city.clone())
+    });
+    assert_eq!(
+        first_name.as_deref(),
+        Some("Named-By-Sales"),
+        "the CRM's edit stands"
+    );
+    assert_eq!(
+        city.as_deref(),
+        Some("Moved City"),
+        "HotspotSystem's change is written"
+    );
     let writes = env.ghl_writes();
-    assert_eq!(writes.len(), 1, "only the conflict is written: {writes:?}");
+    assert_eq!(
+        writes.len(),
+        2,
+        "only the conflict and the other side's city are written: {writes:?}"
+    );
+    let put = writes
+        .iter()
+        .find(|r| r.path.ends_with(ids[both].as_str()))
+        .expect("a PUT of the third contact");
+    assert_eq!(put.body, Some(serde_json::json!({"city": "Moved City"})));
 
     let report = env.report_json().await;
-    assert_eq!(kind_counts(&report)["drift"], 1, "{report:#}");
+    // Drift: the city kept on one contact, the first name kept on the third.
+    assert_eq!(kind_counts(&report)["drift"], 2, "{report:#}");
     assert_eq!(kind_counts(&report)["conflicts"], 1, "{report:#}");
     let items = report["items"].as_array().unwrap();
     let drift = items

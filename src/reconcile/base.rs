@@ -13,12 +13,14 @@ use crate::store::{self, Link, Store, StoreError};
 /// The base and the park marks of every contact, keyed by source id.
 pub type ContactBase = (BTreeMap<String, BaseLink>, BTreeMap<String, ParkedMark>);
 
-/// Loads every contact link as planner input.
+/// Loads every contact link as planner input: hashes, GHL id, owned tags, status and park
+/// marks. The per-field base values, most of a link row, are left out: the planner compares
+/// fields only for records whose hash moved, and [`load_fields`] reads those.
 pub fn load_contacts(store: &Store) -> Result<ContactBase, StoreError> {
     let mut base = BTreeMap::new();
     let mut parked = BTreeMap::new();
     // One link decoded at a time: the base is a fraction of a link row's JSON.
-    store.each_link(Kind::Contact, |mut link| {
+    store.each_link(Kind::Contact, |link| {
         if let Some(mark) = link.extra.get("park").and_then(park_from_json) {
             parked.insert(link.source_id.clone(), mark);
         }
@@ -31,16 +33,14 @@ pub fn load_contacts(store: &Store) -> Result<ContactBase, StoreError> {
         let (Some(source_hash), Some(target_hash)) = (link.source_hash, link.target_hash) else {
             return Ok(());
         };
-        let source_fields = take_fields(&mut link.extra, "source_fields");
-        let target_fields = take_fields(&mut link.extra, "target_fields");
         base.insert(
             link.source_id,
             BaseLink {
                 target_id: link.target_id,
                 source_hash,
                 target_hash,
-                source_fields,
-                target_fields,
+                source_fields: None,
+                target_fields: None,
                 owned_tags: link.owned_tags,
                 status,
             },
@@ -48,6 +48,22 @@ pub fn load_contacts(store: &Store) -> Result<ContactBase, StoreError> {
         Ok(())
     })?;
     Ok((base, parked))
+}
+
+/// Fills in the per-field base values of the links of `source_ids`.
+pub fn load_fields(
+    store: &Store,
+    base: &mut BTreeMap<String, BaseLink>,
+    source_ids: &[String],
+) -> Result<(), StoreError> {
+    for sid in source_ids {
+        let (Some(b), Some(mut link)) = (base.get_mut(sid), store.link(Kind::Contact, sid)?) else {
+            continue;
+        };
+        b.source_fields = take_fields(&mut link.extra, "source_fields");
+        b.target_fields = take_fields(&mut link.extra, "target_fields");
+    }
+    Ok(())
 }
 
 fn take_fields(extra: &mut Value, key: &str) -> Option<CanonicalContact> {
@@ -151,8 +167,11 @@ mod tests {
         };
         set_park(&mut link, &mark);
         store.upsert_link(&link).unwrap();
-        let (base, parked) = load_contacts(&store).unwrap();
+        let (mut base, parked) = load_contacts(&store).unwrap();
+        assert_eq!(base["s1"].source_fields, None, "fields load on demand");
+        load_fields(&store, &mut base, &["s1".to_string()]).unwrap();
         assert_eq!(base["s1"].source_fields.as_ref(), Some(&fields));
+        assert_eq!(base["s1"].target_fields.as_ref(), Some(&fields));
         assert_eq!(base["s1"].target_hash, fields.digest());
         assert_eq!(parked["s1"], mark);
     }

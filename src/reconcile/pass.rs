@@ -413,6 +413,18 @@ async fn contacts(
         base_links,
         parked,
     );
+    // Field-level bases only where a hash moved: the only records the planner merges by field.
+    let moved: Vec<String> = input
+        .base
+        .iter()
+        .filter(|(sid, b)| {
+            let s = input.source.get(*sid).map(|s| s.projection.hash);
+            let t = input.target.get(&b.target_id).map(|t| t.projection.hash);
+            matches!((s, t), (Some(s), Some(t)) if s != b.source_hash || t != b.target_hash)
+        })
+        .map(|(sid, _)| sid.clone())
+        .collect();
+    base::load_fields(&lock(store), &mut input.base, &moved)?;
     let held = resolve_pending_creates(
         store,
         &target,
