@@ -49,40 +49,12 @@ fn anchors(env: &TestEnv) -> Vec<String> {
     })
 }
 
-/// People HotspotSystem lists who can be synced: a customer or subscriber with an email or a
-/// phone; a subscriber whose email is a customer's is the same person.
-fn eligible_people(env: &TestEnv) -> usize {
-    env.sandbox.hotspot.with_data(|d| {
-        let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
-        let mut emails = BTreeSet::new();
-        let mut n = 0;
-        for c in &d.customers {
-            if has(&c.email) || has(&c.phone) {
-                n += 1;
-            }
-            if let Some(e) = &c.email {
-                emails.insert(e.trim().to_lowercase());
-            }
-        }
-        for s in &d.subscribers {
-            let email = s.email.as_deref().map(|e| e.trim().to_lowercase());
-            if email.as_ref().is_some_and(|e| emails.contains(e)) {
-                continue;
-            }
-            if has(&s.email) || has(&s.phone) {
-                n += 1;
-            }
-        }
-        n
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_sync_adopts_then_nothing_then_only_what_changed() {
     let env = TestEnv::start("first", opts(500, 100, 60), DEFAULT_CONTACTS).await;
     let existing = env.sandbox.seed_existing_contacts(50);
     assert_eq!(existing.len(), 50);
-    let eligible = eligible_people(&env);
+    let eligible = support::census::eligible_people(&env.sandbox.hotspot);
 
     // First sync: every eligible person exactly once, the 50 adopted, their own tag kept.
     let first = env.sync(&[]).await;

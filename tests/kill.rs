@@ -41,7 +41,7 @@ async fn sigkill_at_20_points_then_complete_without_duplicates() {
     o.ghl.latency = Duration::from_millis(20);
     o.hotspot.latency = Duration::from_millis(2);
     let setup = Setup {
-        tasks: "[[tasks.onboarding]]\nid = \"welcome\"\ntitle = \"Welcome {name}\"\nbody = \"First visit\"\ndue_in_days = 1\n".into(),
+        tasks: reliab::ONBOARDING.into(),
         ..Setup::default()
     };
     let env = Env::start("kill", o, setup).await;
@@ -133,13 +133,7 @@ async fn sigkill_at_20_points_then_complete_without_duplicates() {
         env.assert_notes_and_tasks_exact("after the kills", &expected_notes, eligible);
     env.sandbox.ghl.clear_requests();
     env.sync_ok().await;
-    let writes = env
-        .sandbox
-        .ghl
-        .requests()
-        .into_iter()
-        .filter(|r| r.method != "GET" && !r.path.ends_with("/search"))
-        .count();
+    let writes = env.ghl_writes();
     assert_eq!(writes, 0, "a run after completion writes nothing");
     eprintln!(
         "RESULT kill: {n} customers, {} transactions, {eligible} eligible; {} SIGKILLs (elapsed ms / records in GHL: {}); {finished_early} runs finished before their kill point; then complete: {} contacts, {} notes, {} tasks, 0 duplicates, 0 missing, 0 pending intents; {:.1}s in all",

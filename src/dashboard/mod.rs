@@ -22,7 +22,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -30,7 +30,7 @@ pub use health::{FALLBACK_MAX_AGE, HealthPolicy, HealthReport, default_max_age};
 
 use crate::config::Config;
 use crate::report;
-use crate::store::dashboard::RunItemRow;
+use crate::store::dashboard::{DailyCount, RunItemRow};
 use crate::store::{Store, StoreError};
 
 /// Default `--listen` address.
@@ -375,29 +375,25 @@ async fn api_run(State(st): State<AppState>, Path(id): Path<String>) -> Result<J
     Ok(axum::Json(v))
 }
 
-async fn api_contacts(
-    State(st): State<AppState>,
-    Query(q): Query<DaysQuery>,
-) -> Result<Json, ApiError> {
-    let days = q.days();
-    let v = st
-        .with_store(move |s, _| {
-            let since = Utc::now() - chrono::Duration::days(i64::from(days - 1));
-            Ok(json!({ "days": days, "counts": s.new_contacts_per_day(since)? }))
-        })
-        .await?;
-    Ok(axum::Json(v))
+async fn api_contacts(st: State<AppState>, q: Query<DaysQuery>) -> Result<Json, ApiError> {
+    per_day(st, q, Store::new_contacts_per_day).await
 }
 
-async fn api_notes(
+async fn api_notes(st: State<AppState>, q: Query<DaysQuery>) -> Result<Json, ApiError> {
+    per_day(st, q, Store::notes_per_day).await
+}
+
+/// `{days, counts}` of one daily series over the last `days` days, today included.
+async fn per_day(
     State(st): State<AppState>,
     Query(q): Query<DaysQuery>,
+    series: fn(&Store, DateTime<Utc>) -> Result<Vec<DailyCount>, StoreError>,
 ) -> Result<Json, ApiError> {
     let days = q.days();
     let v = st
         .with_store(move |s, _| {
             let since = Utc::now() - chrono::Duration::days(i64::from(days - 1));
-            Ok(json!({ "days": days, "counts": s.notes_per_day(since)? }))
+            Ok(json!({ "days": days, "counts": series(s, since)? }))
         })
         .await?;
     Ok(axum::Json(v))

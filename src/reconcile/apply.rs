@@ -438,9 +438,10 @@ impl ContactApplier<'_> {
             })
         })?;
         let body = create_body(fields, tags, self.custom_fields);
-        let keyed =
+        // Re-sent as an upsert when unsure: needs a key GHL matches on, and the setting.
+        let upsertable =
             self.upsert_lost_creates && (fields.email().is_some() || fields.phone().is_some());
-        if keyed && !earlier.is_empty() {
+        if upsertable && !earlier.is_empty() {
             tracing::info!(
                 source_id = sid,
                 "an earlier create of this contact has an unknown outcome; upserting"
@@ -455,16 +456,7 @@ impl ContactApplier<'_> {
                     ApplyError::Inconsistent("GHL created a contact without an id".into())
                 })?;
                 let target = self.project(&contact)?;
-                let source = self.source_projection(sid)?;
-                let mut link = self.link_or_new(sid, &tid, MatchMethod::Created)?;
-                link.match_method = MatchMethod::Created;
-                link.created_by_us = true;
-                link.owned_tags = tags.clone();
-                base::set_base(
-                    &mut link,
-                    (source.hash, &source.fields),
-                    (target.hash, &target.fields),
-                );
+                let link = self.created_link(sid, &tid, MatchMethod::Created, tags, &target)?;
                 self.store(|s| s.complete_create(intent, &link))
             }
             Err(GhlError::Duplicate { contact_id, .. }) => {
@@ -479,7 +471,7 @@ impl ContactApplier<'_> {
                     .insert(sid.to_string(), contact_id);
                 Ok(())
             }
-            Err(e) if keyed && e.class() == Some(ErrorClass::Transient) => {
+            Err(e) if upsertable && e.class() == Some(ErrorClass::Transient) => {
                 tracing::info!(source_id = sid, error = %e, "create outcome unknown; upserting");
                 self.create_by_upsert(sid, &body, tags, intent, &[]).await
             }
@@ -511,21 +503,12 @@ impl ContactApplier<'_> {
             self.ghl.add_tags(&tid, &list).await?;
         }
         let target = self.read_back(&tid, None).await?;
-        let source = self.source_projection(sid)?;
         let method = if answer.new == Some(false) {
             MatchMethod::JournalRecovered
         } else {
             MatchMethod::Created
         };
-        let mut link = self.link_or_new(sid, &tid, method)?;
-        link.match_method = method;
-        link.created_by_us = true;
-        link.owned_tags = tags.clone();
-        base::set_base(
-            &mut link,
-            (source.hash, &source.fields),
-            (target.hash, &target.fields),
-        );
+        let link = self.created_link(sid, &tid, method, tags, &target)?;
         self.store(|s| {
             s.transaction(|s| {
                 for id in earlier {
@@ -534,6 +517,29 @@ impl ContactApplier<'_> {
                 s.complete_create(intent, &link)
             })
         })
+    }
+
+    /// The link of a contact this sync created (or re-found after a lost answer): our tags,
+    /// and the base from the source projection and GHL's answer.
+    fn created_link(
+        &self,
+        sid: &str,
+        tid: &str,
+        method: MatchMethod,
+        tags: &BTreeSet<String>,
+        target: &ContactProjection,
+    ) -> Result<Link, ApplyError> {
+        let source = self.source_projection(sid)?;
+        let mut link = self.link_or_new(sid, tid, method)?;
+        link.match_method = method;
+        link.created_by_us = true;
+        link.owned_tags = tags.clone();
+        base::set_base(
+            &mut link,
+            (source.hash, &source.fields),
+            (target.hash, &target.fields),
+        );
+        Ok(link)
     }
 
     /// Links an existing contact found by GHL's duplicate check: fills the fields that differ

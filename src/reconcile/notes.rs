@@ -418,6 +418,32 @@ impl KindOutcome {
             detail: json!({ "contact_id": contact_id }),
         });
     }
+
+    /// Takes in what the creates of this kind did, then moves each incremental stream's
+    /// cursor `(scope, newest id, source ids)` to its newest id, unless a record of that
+    /// stream is unfinished: it is read again next run.
+    pub fn absorb_creates(
+        &mut self,
+        applied: KindOutcome,
+        store: &Store,
+        kind: Kind,
+        streams: Vec<(String, Option<i64>, Vec<String>)>,
+    ) -> Result<(), crate::store::StoreError> {
+        self.counts.created = applied.counts.created;
+        self.counts.failed = applied.counts.failed;
+        self.counts.deferred = applied.counts.deferred;
+        self.items.extend(applied.items);
+        self.stopped = applied.stopped;
+        for (scope, max, sids) in streams {
+            if let Some(max) = max
+                && !sids.iter().any(|sid| applied.unfinished.contains(sid))
+            {
+                store.set_cursor(kind, &scope, &max.to_string())?;
+            }
+        }
+        self.unfinished = applied.unfinished;
+        Ok(())
+    }
 }
 
 pub(crate) fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
@@ -751,20 +777,7 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
     )
     .await;
     park_unmatched(&lock(cx.store), &plan.unmatched)?;
-    out.counts.created = applied.counts.created;
-    out.counts.failed = applied.counts.failed;
-    out.counts.deferred = applied.counts.deferred;
-    out.items.extend(applied.items);
-    out.stopped = applied.stopped;
-    let s = lock(cx.store);
-    for (scope, max, sids) in streams {
-        if let Some(max) = max
-            && !sids.iter().any(|sid| applied.unfinished.contains(sid))
-        {
-            s.set_cursor(Kind::Note, &scope, &max.to_string())?;
-        }
-    }
-    out.unfinished = applied.unfinished;
+    out.absorb_creates(applied, &lock(cx.store), Kind::Note, streams)?;
     Ok(out)
 }
 

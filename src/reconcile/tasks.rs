@@ -214,8 +214,8 @@ pub fn onboarding_completion(links: &[Link], onboarding_rules: &HashSet<&str>) -
 
 /// Contacts whose tasks are worth reading back: those with a task of ours still open (a
 /// completed or deleted task needs no further look, so the reads shrink as work gets done),
-/// the ones checked longest ago first, at most `limit` of them.
-pub fn contacts_to_watch(task_links: &[Link], limit: Option<usize>) -> Vec<String> {
+/// the ones checked longest ago first.
+pub fn contacts_to_watch(task_links: &[Link]) -> Vec<String> {
     let mut oldest: HashMap<&str, &str> = HashMap::new();
     for l in task_links {
         let open = l.status == LinkStatus::Active
@@ -243,7 +243,6 @@ pub fn contacts_to_watch(task_links: &[Link], limit: Option<usize>) -> Vec<Strin
     }
     let mut out: Vec<(&str, &str)> = oldest.into_iter().map(|(c, t)| (t, c)).collect();
     out.sort_unstable();
-    out.truncate(limit.unwrap_or(usize::MAX));
     out.into_iter().map(|(_, c)| c.to_string()).collect()
 }
 
@@ -463,9 +462,11 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
     let mut out = KindOutcome::default();
     let task_links = lock(cx.store).links(Kind::Task)?;
     if task_links.iter().any(|l| l.status == LinkStatus::Active) {
-        let open = contacts_to_watch(&task_links, None).len();
-        let limit = (!cx.opts.full).then_some(READ_BACK_CONTACTS);
-        let watch = contacts_to_watch(&task_links, limit);
+        let mut watch = contacts_to_watch(&task_links);
+        let open = watch.len();
+        if !cx.opts.full {
+            watch.truncate(READ_BACK_CONTACTS);
+        }
         let (found, complete_for, note) = read_back(cx.ghl, &watch, cx.opts.full).await;
         out.notes.extend(note);
         if !cx.opts.full && complete_for.len() < open {
@@ -583,19 +584,8 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
         cx.opts.progress.as_ref(),
     )
     .await;
-    out.counts.created = applied.counts.created;
-    out.counts.failed = applied.counts.failed;
-    out.counts.deferred = applied.counts.deferred;
-    out.items.extend(applied.items);
-    out.stopped = applied.stopped;
     let s = lock(cx.store);
-    for (scope, max, sids) in streams {
-        if let Some(max) = max
-            && !sids.iter().any(|sid| applied.unfinished.contains(sid))
-        {
-            s.set_cursor(Kind::Task, &scope, &max.to_string())?;
-        }
-    }
+    out.absorb_creates(applied, &s, Kind::Task, streams)?;
     let ids: HashSet<&str> = cfg.onboarding.iter().map(|r| r.id.as_str()).collect();
     let (done, total) = onboarding_completion(&s.links(Kind::Task)?, &ids);
     if total > 0 {
@@ -719,7 +709,7 @@ mod tests {
             l.status = status;
             links.push(l);
         }
-        assert_eq!(contacts_to_watch(&links, None), ["G2"]);
+        assert_eq!(contacts_to_watch(&links), ["G2"]);
     }
 
     #[test]
@@ -742,8 +732,7 @@ mod tests {
             links.push(l);
         }
         // Never checked first; a contact counts from its least recently checked task.
-        assert_eq!(contacts_to_watch(&links, Some(3)), ["G2", "G3", "G4"]);
-        assert_eq!(contacts_to_watch(&links, None).len(), 4);
+        assert_eq!(contacts_to_watch(&links), ["G2", "G3", "G4", "G1"]);
     }
 
     #[test]

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../support/census.rs"]
+mod census;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -18,6 +21,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_hotspot-ghl-sync");
 pub const CLIENT_ID: &str = "emu-client-id";
 pub const CLIENT_SECRET: &str = "emu-client-secret";
 pub const ANCHOR: &str = "contact.hotspot_customer_id";
+
+/// `[tasks]` body with one onboarding task per new contact.
+pub const ONBOARDING: &str = "[[tasks.onboarding]]\nid = \"welcome\"\ntitle = \"Welcome {name}\"\nbody = \"First visit\"\ndue_in_days = 1\n";
 
 /// What the config file says besides the emulator addresses.
 #[derive(Clone)]
@@ -205,6 +211,16 @@ max_concurrency = 8
         out
     }
 
+    /// GHL requests that change something (searches are POSTs that only read).
+    pub fn ghl_writes(&self) -> usize {
+        self.sandbox
+            .ghl
+            .requests()
+            .into_iter()
+            .filter(|r| r.method != "GET" && !r.path.ends_with("/search"))
+            .count()
+    }
+
     /// `sync` that must exit 0.
     pub async fn sync_ok(&self) -> Out {
         let out = self.run(&["sync"]).await;
@@ -228,32 +244,9 @@ max_concurrency = 8
         assert_eq!(out.code, 0, "exchange: {}", out.show());
     }
 
-    /// People HotspotSystem lists who can be synced: a customer or subscriber with an email or
-    /// a phone; a subscriber whose email is a customer's is the same person.
+    /// People HotspotSystem lists who can be synced (see `census::eligible_people`).
     pub fn eligible_people(&self) -> usize {
-        self.sandbox.hotspot.with_data(|d| {
-            let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
-            let mut emails = BTreeSet::new();
-            let mut n = 0;
-            for c in &d.customers {
-                if has(&c.email) || has(&c.phone) {
-                    n += 1;
-                }
-                if let Some(e) = &c.email {
-                    emails.insert(e.trim().to_lowercase());
-                }
-            }
-            for s in &d.subscribers {
-                let email = s.email.as_deref().map(|e| e.trim().to_lowercase());
-                if email.as_ref().is_some_and(|e| emails.contains(e)) {
-                    continue;
-                }
-                if has(&s.email) || has(&s.phone) {
-                    n += 1;
-                }
-            }
-            n
-        })
+        census::eligible_people(&self.sandbox.hotspot)
     }
 
     /// (GHL contacts, those carrying a HotspotSystem id, distinct ids, distinct emails, emails).
