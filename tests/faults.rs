@@ -43,13 +43,7 @@ async fn finish(env: &Env, name: &str, faulty: &Out, started: Instant, extra: St
     // A clean run right after must be a no-op: nothing was left half-done.
     env.sandbox.ghl.clear_requests();
     env.sync_ok().await;
-    let writes = env
-        .sandbox
-        .ghl
-        .requests()
-        .into_iter()
-        .filter(|r| r.method != "GET" && !r.path.ends_with("/search"))
-        .count();
+    let writes = env.ghl_writes();
     assert_eq!(writes, 0, "{name}: a further run still wrote");
 }
 
@@ -404,7 +398,7 @@ async fn notes_and_tasks_through_5xx_and_lost_answers() {
     o.seed.transactions = 80;
     o.ghl.allow_duplicates = true;
     let setup = Setup {
-        tasks: "[[tasks.onboarding]]\nid = \"welcome\"\ntitle = \"Welcome {name}\"\nbody = \"First visit\"\ndue_in_days = 1\n".into(),
+        tasks: reliab::ONBOARDING.into(),
         ..Setup::default()
     };
     let env = Env::start("notes_tasks", o, setup).await;
@@ -446,5 +440,74 @@ async fn notes_and_tasks_through_5xx_and_lost_answers() {
     eprintln!(
         "RESULT notes_tasks: {notes} notes for {} transactions of contacts, {tasks} tasks for {eligible} contacts, 0 duplicates, 0 missing",
         expected_notes.len()
+    );
+}
+
+/// Under `lost_create_recovery = "wait"`, a create whose answer was lost is neither re-sent nor
+/// forgotten: while young its record is held, and once its intent is older than two minutes
+/// without the contact showing up in GHL, the record is created again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_recovery_holds_then_recreates_after_two_minutes() {
+    let setup = Setup {
+        ghl_extra: "lost_create_recovery = \"wait\"\n".into(),
+        ..Setup::default()
+    };
+    let env = Env::start("wait_recreate", opts(66, 20), setup).await;
+    let eligible = env.eligible_people();
+    env.sandbox.ghl.set_faults(FaultKnobs {
+        p_drop_after_write: 1.0,
+        ..Default::default()
+    });
+    let faulty = env.run(&["sync"]).await;
+    assert_eq!(faulty.code, 1, "{}", faulty.show());
+    assert_eq!(
+        env.ghl_census().contacts,
+        eligible,
+        "every create was applied"
+    );
+    // One of those creates, as if it had never reached GHL.
+    let gone = env
+        .sandbox
+        .ghl
+        .with_state(|s| s.contacts.keys().next().cloned().unwrap());
+    env.sandbox.ghl.with_state(|s| s.contacts.remove(&gone));
+    env.sandbox.ghl.set_faults(FaultKnobs::default());
+
+    // Young intents: the others are found and linked, the missing one is held.
+    let young = env.sync_ok().await;
+    assert_eq!(env.ghl_census().contacts, eligible - 1, "nothing re-sent");
+    let report = env.report_json().await;
+    assert_eq!(
+        report["kinds"]["contact"]["deferred"],
+        1,
+        "{}",
+        young.show()
+    );
+    assert_eq!(env.state_links().1, 1, "its intent is still pending");
+
+    // Two minutes later (the journal back-dated): created again, once.
+    let db = rusqlite::Connection::open(env.state_path()).unwrap();
+    let old = (chrono::Utc::now() - chrono::Duration::minutes(3))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    db.execute(
+        "UPDATE journal SET created_at = ?1 WHERE state = 'pending'",
+        [&old],
+    )
+    .unwrap();
+    drop(db);
+    env.sandbox.ghl.clear_requests();
+    env.sync_ok().await;
+    env.assert_exact("wait_recreate");
+    let creates = env
+        .sandbox
+        .ghl
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.trim_end_matches('/') == "/contacts")
+        .count();
+    assert_eq!(creates, 1, "the one missing contact is created again");
+    eprintln!(
+        "RESULT wait_recreate: {eligible} creates' answers lost; next run linked {} and held 1; with the intent 3 min old, 1 create; {eligible}/{eligible}",
+        eligible - 1
     );
 }
