@@ -191,6 +191,9 @@ pub struct SandboxArgs {
     /// Lifetime of OAuth access tokens, in seconds.
     #[arg(long, default_value_t = 86_399)]
     pub token_ttl_secs: u64,
+    /// A token refresh ends the access token of the old pair at once (GHL does not say).
+    #[arg(long)]
+    pub revoke_access_on_refresh: bool,
     /// Let the GHL location accept duplicate contacts.
     #[arg(long)]
     pub allow_duplicates: bool,

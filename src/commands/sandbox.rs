@@ -39,6 +39,7 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
         rate_window: Duration::from_millis(args.rate_window_ms),
         daily_quota: args.daily_quota,
         access_token_lifetime: Duration::from_secs(args.token_ttl_secs),
+        revoke_access_on_refresh: args.revoke_access_on_refresh,
         allow_duplicates: args.allow_duplicates,
         search_lag: Duration::from_millis(args.search_lag_ms),
         dedup_lags: args.dedup_lags,

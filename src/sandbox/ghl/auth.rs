@@ -20,17 +20,40 @@ pub(crate) struct Grant {
     pub expires_at: Option<Instant>,
 }
 
+/// A pair the emulator issued to "another process" (see [`Auth::race_next_refresh`]).
+/// Deliberately not `Debug`: it holds secrets.
+pub struct RotatedPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+    pub scope: String,
+    pub location_id: String,
+}
+
+/// What a test does with a pair rotated out of band: store it where that process would.
+pub type RotationSink = Box<dyn FnOnce(RotatedPair) + Send>;
+
 /// Token store. Deliberately not `Debug`: it holds secrets.
 pub(crate) struct Auth {
     pub access: HashMap<String, Grant>,
-    /// Live refresh token → scopes. Used ones are removed at once (rotation).
-    pub refresh: HashMap<String, Vec<String>>,
+    /// Live refresh token → (scopes, the access token issued with it). Used ones are removed at
+    /// once (rotation).
+    pub refresh: HashMap<String, (Vec<String>, String)>,
     /// Unused authorization codes → scopes (single use).
     pub codes: HashMap<String, Vec<String>>,
     pub client_id: String,
     pub client_secret: String,
     pub access_lifetime: Duration,
+    /// GHL does not say whether a refresh ends the access token issued with the old pair;
+    /// `true` reads it as ending it at once, `false` (the default) lets it live to its expiry.
+    pub revoke_access_on_refresh: bool,
+    /// Successful `refresh_token` grants.
     pub refreshes: usize,
+    /// `refresh_token` grants answered `invalid_grant` (a used or unknown refresh token).
+    pub refused_refreshes: usize,
+    /// Set by a test: the next refresh grant finds its refresh token already used by another
+    /// process, which got the pair handed to this sink.
+    race: Option<RotationSink>,
     rng: StdRng,
 }
 
@@ -61,7 +84,10 @@ impl Auth {
             client_id,
             client_secret,
             access_lifetime,
+            revoke_access_on_refresh: false,
             refreshes: 0,
+            refused_refreshes: 0,
+            race: None,
             rng: StdRng::seed_from_u64(seed ^ 0x5eed_0a07),
         }
     }
@@ -100,6 +126,22 @@ impl Auth {
         }
     }
 
+    /// Arms the race of [`RotationSink`]: the next `refresh_token` grant is answered
+    /// `invalid_grant` because another process used that refresh token a moment before; the pair
+    /// it got goes to `sink`.
+    pub fn race_next_refresh(&mut self, sink: RotationSink) {
+        self.race = Some(sink);
+    }
+
+    /// Uses `rt` as a refresh grant would: `None` when it is not live.
+    fn redeem(&mut self, rt: &str) -> Option<Vec<String>> {
+        let (scopes, access) = self.refresh.remove(rt)?;
+        if self.revoke_access_on_refresh {
+            self.access.remove(&access);
+        }
+        Some(scopes)
+    }
+
     fn mint(&mut self, scopes: Vec<String>, location_id: &str, company_id: &str) -> Value {
         // A JWT-looking access token (three dot-separated parts), as OAuth access tokens are.
         let access = format!(
@@ -119,7 +161,8 @@ impl Auth {
                 expires_at: Some(Instant::now() + self.access_lifetime),
             },
         );
-        self.refresh.insert(refresh.clone(), scopes.clone());
+        self.refresh
+            .insert(refresh.clone(), (scopes.clone(), access.clone()));
         json!({
             "access_token": access,
             "token_type": "Bearer",
@@ -204,13 +247,28 @@ impl Auth {
             }
             "refresh_token" => {
                 let rt = get("refresh_token").unwrap_or_default();
-                let scopes = self.refresh.remove(rt).ok_or_else(|| {
-                    oauth_error(
+                if let Some(sink) = self.race.take()
+                    && let Some(scopes) = self.redeem(rt)
+                {
+                    self.refreshes += 1;
+                    let other = self.mint(scopes, location_id, company_id);
+                    let text = |k: &str| other[k].as_str().unwrap_or_default().to_string();
+                    sink(RotatedPair {
+                        access_token: text("access_token"),
+                        refresh_token: text("refresh_token"),
+                        expires_in: other["expires_in"].as_u64().unwrap_or_default(),
+                        scope: text("scope"),
+                        location_id: text("locationId"),
+                    });
+                }
+                let Some(scopes) = self.redeem(rt) else {
+                    self.refused_refreshes += 1;
+                    return Err(oauth_error(
                         StatusCode::BAD_REQUEST,
                         "invalid_grant",
                         "Invalid grant: refresh token is invalid",
-                    )
-                })?;
+                    ));
+                };
                 self.refreshes += 1;
                 scopes
             }

@@ -18,6 +18,7 @@
 //! custom field id/key → 422; a location id other than the emulated one → 403.
 
 mod auth;
+pub use self::auth::RotatedPair;
 mod contacts;
 mod records;
 mod search;
@@ -70,6 +71,9 @@ pub struct GhlOptions {
     pub oauth_client_secret: String,
     /// Lifetime of OAuth access tokens (`expires_in` is this minus one second, like 86399).
     pub access_token_lifetime: Duration,
+    /// Whether a refresh ends the access token issued with the old pair at once. GHL does not
+    /// say; off (the default) lets it live to its expiry.
+    pub revoke_access_on_refresh: bool,
     /// Requests allowed per `rate_window` per location.
     pub rate_limit: u32,
     pub rate_window: Duration,
@@ -105,6 +109,7 @@ impl std::fmt::Debug for GhlOptions {
             .field("oauth_client_id", &self.oauth_client_id)
             .field("oauth_client_secret", &"<redacted>")
             .field("access_token_lifetime", &self.access_token_lifetime)
+            .field("revoke_access_on_refresh", &self.revoke_access_on_refresh)
             .field("rate_limit", &self.rate_limit)
             .field("rate_window", &self.rate_window)
             .field("daily_quota", &self.daily_quota)
@@ -131,6 +136,7 @@ impl Default for GhlOptions {
             oauth_client_id: "emu-client-id".into(),
             oauth_client_secret: "emu-client-secret".into(),
             access_token_lifetime: Duration::from_secs(86_400),
+            revoke_access_on_refresh: false,
             rate_limit: 100,
             rate_window: Duration::from_secs(10),
             daily_quota: 200_000,
@@ -214,15 +220,17 @@ impl GhlEmulator {
         for (key, name, ty) in &opts.custom_fields {
             st.add_custom_field(key, name, ty);
         }
+        let mut tokens = auth::Auth::new(
+            &opts.tokens,
+            opts.oauth_client_id.clone(),
+            opts.oauth_client_secret.clone(),
+            opts.access_token_lifetime,
+            opts.seed,
+        );
+        tokens.revoke_access_on_refresh = opts.revoke_access_on_refresh;
         let shared = Arc::new(Shared {
             state: Mutex::new(st),
-            auth: Mutex::new(auth::Auth::new(
-                &opts.tokens,
-                opts.oauth_client_id.clone(),
-                opts.oauth_client_secret.clone(),
-                opts.access_token_lifetime,
-                opts.seed,
-            )),
+            auth: Mutex::new(tokens),
             limiter: Mutex::new(auth::Limiter::new(
                 opts.rate_limit,
                 opts.rate_window,
@@ -311,6 +319,18 @@ impl GhlEmulator {
     /// How many `refresh_token` grants succeeded.
     pub fn token_refreshes(&self) -> usize {
         lock(&self.shared.auth).refreshes
+    }
+
+    /// How many `refresh_token` grants were answered `invalid_grant`.
+    pub fn refused_refreshes(&self) -> usize {
+        lock(&self.shared.auth).refused_refreshes
+    }
+
+    /// The next refresh grant loses a race with another process: that process redeems the
+    /// refresh token a moment before (the pair it gets goes to `sink`, to be stored where that
+    /// process would store it), and the grant itself is answered `invalid_grant`.
+    pub fn race_next_refresh(&self, sink: impl FnOnce(auth::RotatedPair) + Send + 'static) {
+        lock(&self.shared.auth).race_next_refresh(Box::new(sink));
     }
 
     /// Expire every OAuth access token now (PITs are unaffected).
