@@ -676,20 +676,22 @@ async fn oauth_exchange_and_refresh_forms_match_the_spec() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let store = Arc::new(MemoryTokenStore::new(None));
-    let mut cfg = OAuthConfig::new(
+    let cfg = OAuthConfig::new(
         &base,
         "emu-client-id",
         SecretString::from("emu-client-secret"),
     );
-    // Longer than the token lifetime: every `access_token()` refreshes first.
-    cfg.refresh_margin = Duration::from_secs(3 * 86_400);
     let tokens = OAuthTokens::new(cfg, store.clone(), policy()).unwrap();
     let code = emu.issue_auth_code(PRODUCT_SCOPES);
     let first = tokens
         .exchange_code(&code, Some("http://127.0.0.1:9/callback"))
         .await
         .unwrap();
-    let fresh = tokens.access_token().await.unwrap();
+    // As after a 401 on the first access token: one refresh grant.
+    let fresh = tokens
+        .refresh_after_rejection(&first.access_token)
+        .await
+        .unwrap();
     assert_ne!(fresh.expose_secret(), first.access_token.expose_secret());
     assert_eq!(emu.token_refreshes(), 1);
     assert_eq!(

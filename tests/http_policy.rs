@@ -422,11 +422,14 @@ async fn oauth_contact(
         .into_response()
 }
 
+/// A day-long pair (as GHL issues them) that expires in `expires_in_s`.
 fn pair(access: &str, refresh: &str, expires_in_s: i64) -> TokenPair {
+    let expires_at = Utc::now() + chrono::Duration::seconds(expires_in_s);
     TokenPair {
         access_token: access.into(),
         refresh_token: refresh.into(),
-        expires_at: Utc::now() + chrono::Duration::seconds(expires_in_s),
+        issued_at: expires_at - chrono::Duration::seconds(86_399),
+        expires_at,
         scope: None,
         user_type: Some("Location".into()),
         location_id: Some("LOC".into()),

@@ -8,8 +8,8 @@
 //! Granted scopes: an OAuth token states them (`scope` of the stored pair, compared exactly). A
 //! Private Integration token cannot be introspected, so each read scope is probed with a harmless
 //! GET and "401 not authorized for this scope" counts as missing; write scopes would need a write
-//! and are reported as not verifiable. With OAuth, calls are only made for granted scopes: a scope
-//! denial there would be taken for an expired token and burn a refresh.
+//! and are reported as not verifiable. With OAuth, calls are only made for granted scopes (the
+//! token states them; a probe would say nothing more).
 //!
 //! Exit codes: 0 all good (warnings allowed), 2 a configuration or authentication problem, 1 when
 //! the only problems are transient (an API unreachable, 5xx, rate limited): try again later.
@@ -97,14 +97,13 @@ fn ghl_problem(e: &GhlError) -> Problem {
 
 /// GHL's answer for a valid token that lacks the endpoint's scope.
 fn is_scope_denial(e: &GhlError) -> bool {
-    matches!(e, GhlError::Http(HttpError::Api(a))
-        if a.status == Some(401) && a.message.contains("not authorized for this scope"))
+    matches!(e, GhlError::ScopeDenied { .. })
 }
 
 /// A 401 that is not a scope denial: the token itself is refused (or could not be refreshed).
 fn is_token_rejection(e: &GhlError) -> bool {
     matches!(e, GhlError::Auth(_))
-        || matches!(e, GhlError::Http(HttpError::Api(a)) if a.status == Some(401) && !is_scope_denial(e))
+        || matches!(e, GhlError::Http(HttpError::Api(a)) if a.status == Some(401))
 }
 
 pub async fn run(cfg: &Config) -> anyhow::Result<u8> {

@@ -6,6 +6,13 @@
 //! number of concurrent callers over an expired token cause exactly one refresh. A refresh
 //! token dies when used, so the new pair is handed to the [`TokenStore`] before the new access
 //! token is returned to anyone: a crash right after a refresh cannot lose the only valid pair.
+//!
+//! The stored pair is the truth, shared by every process on the same state (a daemon, and a
+//! `check` run beside it). A refresh happens under the store's cross-process refresh lock and
+//! starts by reading the stored pair again: when another process already renewed it, that pair
+//! is adopted and nothing is refreshed; otherwise the stored refresh token (not the one this
+//! process remembers) is the one used. A refresh token GHL refuses is read back once more
+//! before authentication is declared lost, for a writer that does not take the lock.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +32,9 @@ pub const AUTHORIZE_BASE: &str = "https://marketplace.gohighlevel.com/v2/oauth/c
 pub struct TokenPair {
     pub access_token: SecretString,
     pub refresh_token: SecretString,
+    /// When GHL issued the pair: with `expires_at`, the token's lifetime, which bounds the
+    /// proactive refresh margin.
+    pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub scope: Option<String>,
     pub user_type: Option<String>,
@@ -37,6 +47,12 @@ pub enum AuthError {
     NoTokens,
     #[error("token refresh failed: {0}")]
     Refresh(HttpError),
+    /// GHL refused the stored refresh token, read again after the refusal: only a new consent
+    /// brings the connection back.
+    #[error(
+        "GHL refused the stored refresh token ({0}); connect again with `auth ghl url` then `auth ghl exchange --code CODE`"
+    )]
+    RefreshRefused(HttpError),
     #[error("token endpoint answered without {0}")]
     BadTokenResponse(&'static str),
     #[error("token store: {0}")]
@@ -45,10 +61,52 @@ pub enum AuthError {
     Config(String),
 }
 
+impl AuthError {
+    /// The token endpoint answered a refresh with a client error (`invalid_grant` in OAuth's
+    /// words, or a NestJS-style 400/401: GHL's exact body is not documented): the refresh token
+    /// was used or revoked. A 5xx or a dropped connection is not a refusal.
+    fn is_refused(&self) -> bool {
+        matches!(self, AuthError::Refresh(e) if AuthError::is_refused_http(e))
+    }
+
+    fn into_refused(self) -> AuthError {
+        match self {
+            AuthError::Refresh(e) if AuthError::is_refused_http(&e) => AuthError::RefreshRefused(e),
+            other => other,
+        }
+    }
+
+    fn is_refused_http(e: &HttpError) -> bool {
+        matches!(e, HttpError::Api(a) if matches!(a.status, Some(400 | 401)))
+    }
+}
+
+/// Held while a refresh runs: no other process on the same store refreshes meanwhile.
+pub struct RefreshGuard {
+    _lock: Option<crate::store::RefreshLock>,
+}
+
+impl RefreshGuard {
+    /// For a store only this process sees: the in-process `Mutex` already serialises refreshes.
+    pub fn in_process() -> Self {
+        RefreshGuard { _lock: None }
+    }
+}
+
+impl From<crate::store::RefreshLock> for RefreshGuard {
+    fn from(lock: crate::store::RefreshLock) -> Self {
+        RefreshGuard { _lock: Some(lock) }
+    }
+}
+
 /// Where OAuth pairs persist (the SQLite store implements it; [`MemoryTokenStore`] for tests).
 pub trait TokenStore: Send + Sync {
     fn load(&self) -> Result<Option<TokenPair>, AuthError>;
     fn save(&self, pair: &TokenPair) -> Result<(), AuthError>;
+    /// The right to refresh, or `None` while another process holds it.
+    fn try_lock_refresh(&self) -> Result<Option<RefreshGuard>, AuthError> {
+        Ok(Some(RefreshGuard::in_process()))
+    }
 }
 
 /// In-memory store; counts saves so tests can check ordering.
@@ -119,6 +177,12 @@ impl OAuthConfig {
     }
 }
 
+/// The proactive refresh margin is at most this fraction of the token's lifetime.
+const MARGIN_FRACTION_OF_LIFETIME: i32 = 10;
+/// How long a refresh waits for another process's refresh to finish.
+const REFRESH_LOCK_WAIT: Duration = Duration::from_secs(120);
+const REFRESH_LOCK_POLL: Duration = Duration::from_millis(20);
+
 /// Refreshing OAuth token source.
 pub struct OAuthTokens {
     cfg: OAuthConfig,
@@ -172,8 +236,20 @@ impl OAuthTokens {
         Ok(())
     }
 
-    fn margin(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.cfg.refresh_margin).unwrap_or(chrono::Duration::zero())
+    /// How long before expiry `pair` is refreshed: the configured margin, but at most a tenth of
+    /// the token's lifetime. A margin as long as the lifetime would refresh before every call
+    /// (20-second tokens once made 1,199 refreshes for 1,200 requests); a tenth keeps short
+    /// tokens at about one refresh per lifetime, as the 5 minutes do for GHL's day-long ones.
+    fn margin(&self, pair: &TokenPair) -> chrono::Duration {
+        let configured =
+            chrono::Duration::from_std(self.cfg.refresh_margin).unwrap_or(chrono::Duration::zero());
+        let lifetime = (pair.expires_at - pair.issued_at).max(chrono::Duration::zero());
+        configured.min(lifetime / MARGIN_FRACTION_OF_LIFETIME)
+    }
+
+    /// Valid beyond the refresh margin.
+    fn fresh(&self, pair: &TokenPair) -> bool {
+        pair.expires_at - self.margin(pair) > Utc::now()
     }
 
     /// A valid access token, refreshing first when it expires within the margin.
@@ -181,11 +257,10 @@ impl OAuthTokens {
         let mut cur = self.current.lock().await;
         self.ensure_loaded(&mut cur)?;
         let pair = cur.as_ref().ok_or(AuthError::NoTokens)?;
-        if pair.expires_at - self.margin() > Utc::now() {
+        if self.fresh(pair) {
             return Ok(pair.access_token.clone());
         }
-        let refresh = pair.refresh_token.clone();
-        let new = self.refresh_locked(&refresh).await?;
+        let new = self.renew(None).await?;
         let token = new.access_token.clone();
         *cur = Some(new);
         Ok(token)
@@ -202,11 +277,66 @@ impl OAuthTokens {
         if pair.access_token.expose_secret() != rejected.expose_secret() {
             return Ok(pair.access_token.clone());
         }
-        let refresh = pair.refresh_token.clone();
-        let new = self.refresh_locked(&refresh).await?;
+        let new = self.renew(Some(rejected)).await?;
         let token = new.access_token.clone();
         *cur = Some(new);
         Ok(token)
+    }
+
+    /// A pair to use instead of the one in memory (expiring, or `rejected` by GHL), under the
+    /// cross-process refresh lock: the stored pair when another process already renewed it,
+    /// else a refresh with the stored refresh token. The caller holds the `current` lock.
+    async fn renew(&self, rejected: Option<&SecretString>) -> Result<TokenPair, AuthError> {
+        let _guard = self.refresh_lock().await?;
+        let stored = self.store.load()?.ok_or(AuthError::NoTokens)?;
+        if self.adoptable(&stored, rejected) {
+            tracing::info!("GHL access token renewed by another process; using the stored pair");
+            return Ok(stored);
+        }
+        match self.refresh_locked(&stored.refresh_token).await {
+            Err(e) if e.is_refused() => {
+                // A writer that does not take the lock (another version of this program, a
+                // restored copy of the state) may have rotated the pair after it was read.
+                let again = self.store.load()?.ok_or(AuthError::NoTokens)?;
+                if again.refresh_token.expose_secret() == stored.refresh_token.expose_secret() {
+                    return Err(e.into_refused());
+                }
+                tracing::warn!(
+                    "GHL refused the refresh token, but the stored pair has changed meanwhile; retrying with it"
+                );
+                if self.adoptable(&again, rejected) {
+                    return Ok(again);
+                }
+                self.refresh_locked(&again.refresh_token)
+                    .await
+                    .map_err(AuthError::into_refused)
+            }
+            other => other,
+        }
+    }
+
+    /// The stored pair can be used as it is: fresh, and not the access token GHL just rejected.
+    fn adoptable(&self, stored: &TokenPair, rejected: Option<&SecretString>) -> bool {
+        self.fresh(stored)
+            && rejected.is_none_or(|r| r.expose_secret() != stored.access_token.expose_secret())
+    }
+
+    /// Waits for the store's refresh lock. Its holder makes one token call, bounded by the HTTP
+    /// policy's timeouts, so a wait past [`REFRESH_LOCK_WAIT`] means something is stuck.
+    async fn refresh_lock(&self) -> Result<RefreshGuard, AuthError> {
+        let deadline = tokio::time::Instant::now() + REFRESH_LOCK_WAIT;
+        loop {
+            if let Some(guard) = self.store.try_lock_refresh()? {
+                return Ok(guard);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AuthError::Store(format!(
+                    "another process has been refreshing the GHL token for over {} s; is one stuck?",
+                    REFRESH_LOCK_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(REFRESH_LOCK_POLL).await;
+        }
     }
 
     /// Runs the refresh grant; the caller holds the `current` lock. Saves before returning.
@@ -278,10 +408,12 @@ impl OAuthTokens {
             (None, Some(old)) => old.clone(),
             (None, None) => return Err(AuthError::BadTokenResponse("refresh_token")),
         };
+        let issued_at = Utc::now();
         let pair = TokenPair {
             access_token: SecretString::from(tr.access_token),
             refresh_token: refresh,
-            expires_at: Utc::now() + chrono::Duration::seconds(tr.expires_in.unwrap_or(86_399)),
+            issued_at,
+            expires_at: issued_at + chrono::Duration::seconds(tr.expires_in.unwrap_or(86_399)),
             scope: tr.scope,
             user_type: tr.user_type,
             location_id: tr.location_id,
@@ -382,6 +514,7 @@ mod tests {
         let pair = TokenPair {
             access_token: "at-secret-123".into(),
             refresh_token: "rt-secret-456".into(),
+            issued_at: Utc::now(),
             expires_at: Utc::now(),
             scope: None,
             user_type: None,

@@ -32,13 +32,23 @@ pub enum GhlError {
     /// A request the client refuses to send (it would be rejected by the API).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// GHL accepted the token but not for this endpoint's scope: a configuration error that no
+    /// token refresh can fix.
+    #[error(
+        "GHL {method} {path}: the token is not authorized for scope {scope}; grant it (OAuth: `auth ghl url` then `auth ghl exchange --code CODE`; a Private Integration token: add the scope to it in GHL)"
+    )]
+    ScopeDenied {
+        scope: &'static str,
+        method: String,
+        path: &'static str,
+    },
 }
 
 impl GhlError {
     pub fn class(&self) -> Option<ErrorClass> {
         match self {
             GhlError::Http(h) => h.class(),
-            GhlError::Auth(_) => Some(ErrorClass::Auth),
+            GhlError::Auth(_) | GhlError::ScopeDenied { .. } => Some(ErrorClass::Auth),
             GhlError::Duplicate { .. } | GhlError::Invalid(_) => Some(ErrorClass::Permanent),
         }
     }
@@ -93,6 +103,43 @@ impl Call {
         self.retry_unsafe = yes;
         self
     }
+
+    /// The scope GHL requires for this call (its Scopes documentation, and the emulator).
+    fn scope(&self) -> &'static str {
+        let read = self.method == Method::GET;
+        match self.template {
+            t if t.starts_with("/businesses") => {
+                if read {
+                    "businesses.readonly"
+                } else {
+                    "businesses.write"
+                }
+            }
+            "/locations/{id}/tasks/search" => "locations/tasks.readonly",
+            "/locations/{id}/customFields" => "locations/customFields.readonly",
+            t if t.starts_with("/locations") => "locations.readonly",
+            "/contacts/search" => "contacts.readonly",
+            _ if read => "contacts.readonly",
+            _ => "contacts.write",
+        }
+    }
+
+    /// `e` is GHL's answer to a token that lacks this call's scope.
+    fn scope_denial(&self, e: &crate::http::ApiError) -> Option<GhlError> {
+        is_scope_denial(e).then(|| GhlError::ScopeDenied {
+            scope: self.scope(),
+            method: self.method.to_string(),
+            path: self.template,
+        })
+    }
+}
+
+/// A 401 (or 403) whose message mentions a scope: "The token is not authorized for this scope."
+/// in GHL's observed answers, whatever the body's shape (a bare `message`, the NestJS
+/// `statusCode`/`message`/`error`, a `message` array, OAuth's `insufficient_scope`). The answer
+/// to an expired or revoked token never mentions a scope.
+fn is_scope_denial(e: &crate::http::ApiError) -> bool {
+    matches!(e.status, Some(401 | 403)) && e.message.to_ascii_lowercase().contains("scope")
 }
 
 fn seg(s: &str) -> String {
@@ -150,16 +197,23 @@ impl GhlClient {
         Ok(req)
     }
 
-    /// Sends with the current token; on a 401, one refresh and one retry.
+    /// Sends with the current token; on a 401, one refresh and one retry. A scope denial is
+    /// never refreshed: a new token carries the same scopes.
     async fn send(&self, call: Call) -> Result<crate::http::Response> {
         let token = self.tokens.access_token().await?;
-        match self.policy.send(&self.build(&call, &token)?).await {
-            Err(HttpError::Api(e)) if e.status == Some(401) => {
+        let answer = match self.policy.send(&self.build(&call, &token)?).await {
+            Err(HttpError::Api(e)) if e.status == Some(401) && !is_scope_denial(&e) => {
                 match self.tokens.refresh_after_rejection(&token).await? {
-                    Some(fresh) => Ok(self.policy.send(&self.build(&call, &fresh)?).await?),
-                    None => Err(HttpError::Api(e).into()),
+                    Some(fresh) => self.policy.send(&self.build(&call, &fresh)?).await,
+                    None => Err(HttpError::Api(e)),
                 }
             }
+            other => other,
+        };
+        match answer {
+            Err(HttpError::Api(e)) => Err(call
+                .scope_denial(&e)
+                .unwrap_or_else(|| HttpError::Api(e).into())),
             other => Ok(other?),
         }
     }

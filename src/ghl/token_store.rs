@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 
-use super::auth::{AuthError, OAuthConfig, OAuthTokens, TokenPair, TokenSource, TokenStore};
+use super::auth::{
+    AuthError, OAuthConfig, OAuthTokens, RefreshGuard, TokenPair, TokenSource, TokenStore,
+};
 use crate::config::{Config, GhlAuth};
 use crate::http::HttpPolicy;
 use crate::store::{Store, StoredToken};
@@ -84,6 +86,8 @@ impl TokenStore for SqliteTokenStore {
         Ok(Some(TokenPair {
             access_token: row.access_token,
             refresh_token,
+            // The row is written right after GHL issues the pair.
+            issued_at: row.updated_at,
             // Unknown expiry: treat the access token as expired so the first use refreshes it.
             expires_at: row.expires_at.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
             scope: row.scope,
@@ -105,6 +109,12 @@ impl TokenStore for SqliteTokenStore {
         };
         self.lock()
             .save_token(&row)
+            .map_err(|e| store_err(&self.path, e))
+    }
+
+    fn try_lock_refresh(&self) -> Result<Option<RefreshGuard>, AuthError> {
+        crate::store::try_lock_refresh(&self.path)
+            .map(|held| held.map(RefreshGuard::from))
             .map_err(|e| store_err(&self.path, e))
     }
 }
@@ -186,6 +196,7 @@ mod tests {
             .save(&TokenPair {
                 access_token: "at-1".into(),
                 refresh_token: "rt-1".into(),
+                issued_at: Utc::now(),
                 expires_at: expires,
                 scope: Some("contacts.readonly contacts.write".into()),
                 user_type: Some("Location".into()),
@@ -196,6 +207,7 @@ mod tests {
             .save(&TokenPair {
                 access_token: "at-2".into(),
                 refresh_token: "rt-2".into(),
+                issued_at: Utc::now(),
                 expires_at: expires,
                 scope: Some("contacts.readonly".into()),
                 user_type: None,

@@ -71,3 +71,64 @@ pub(super) fn acquire(db_path: &Path) -> Result<StateLock> {
     file.flush().map_err(lock_err)?;
     Ok(StateLock { file, path })
 }
+
+/// The right to refresh the OAuth pair stored in one state file, across processes (a daemon and
+/// a `check` beside it). A file of its own, not the state lock: `check` and `auth ghl status`
+/// run beside a daemon that holds the state lock for its whole life. Dropping it releases it;
+/// so does the OS when the process dies.
+#[derive(Debug)]
+pub struct RefreshLock {
+    file: File,
+}
+
+impl Drop for RefreshLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+/// `<db>.refresh.lock` beside the database.
+pub fn refresh_lock_path(db_path: &Path) -> PathBuf {
+    let mut name = db_path.file_name().unwrap_or_default().to_os_string();
+    name.push(".refresh.lock");
+    db_path.with_file_name(name)
+}
+
+/// The refresh lock of `db_path`, or `None` while another process (or another source in this
+/// one) holds it.
+pub fn try_lock_refresh(db_path: &Path) -> Result<Option<RefreshLock>> {
+    let path = refresh_lock_path(db_path);
+    let lock_err = |source| StoreError::Lock {
+        path: path.clone(),
+        source,
+    };
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(lock_err)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(RefreshLock { file })),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => Err(lock_err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refresh_lock_is_exclusive_until_dropped() {
+        let dir = std::env::temp_dir().join(format!("hgs-refresh-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("state.db");
+        let held = try_lock_refresh(&db).unwrap().expect("free at first");
+        assert!(try_lock_refresh(&db).unwrap().is_none(), "held elsewhere");
+        drop(held);
+        assert!(try_lock_refresh(&db).unwrap().is_some(), "free again");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

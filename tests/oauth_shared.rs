@@ -1,0 +1,515 @@
+//! One OAuth pair shared by every process on a state file, run as the real binary against the
+//! emulators started in this process: a `run` daemon with `check` beside it renewing the pair,
+//! a refresh token rotated by another process between read and use, a refresh token nobody
+//! holds any more, a 401 for a missing scope, and the proactive refresh margin of short tokens.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use hotspot_ghl_sync::sandbox::ghl::{GhlOptions, PRODUCT_SCOPES, RotatedPair};
+use hotspot_ghl_sync::sandbox::seed::SeedSpec;
+use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
+use hotspot_ghl_sync::store::{RunStatus, Store, StoredToken};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hotspot-ghl-sync");
+const ID_FIELD: &str = "contact.hotspot_customer_id";
+const CLIENT_ID: &str = "emu-client-id";
+const CLIENT_SECRET: &str = "emu-client-secret";
+
+struct Env {
+    sandbox: Sandbox,
+    dir: PathBuf,
+    config: PathBuf,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if std::env::var_os("HGS_KEEP_TEST_DIR").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn show(o: &Out) -> String {
+    format!(
+        "exit {}\n--- stdout\n{}--- stderr\n{}",
+        o.code, o.stdout, o.stderr
+    )
+}
+
+/// A daemon child whose stderr goes to a file; killed if a test fails before it exits.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Daemon {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit code (None if it did not exit within 15 s).
+    async fn stop(&mut self) -> Option<i32> {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+}
+
+impl Env {
+    /// Emulators with OAuth access tokens living `lifetime`; `revoke_access_on_refresh` is the
+    /// emulator's reading of what a refresh does to the old access token.
+    async fn start(name: &str, lifetime: Duration, revoke_access_on_refresh: bool) -> Env {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let sandbox = Sandbox::start(SandboxOptions {
+            seed: SeedSpec {
+                seed: 23,
+                locations: 1,
+                customers: 4,
+                subscribers: 0,
+                subscribers_also_customers: 0,
+                transactions: 0,
+            },
+            ghl: GhlOptions {
+                access_token_lifetime: lifetime,
+                revoke_access_on_refresh,
+                rate_limit: 100_000,
+                ..GhlOptions::default()
+            },
+            ..SandboxOptions::default()
+        })
+        .await
+        .expect("sandbox");
+        let dir = std::env::temp_dir().join(format!(
+            "hgs-oauth-shared-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config.toml");
+        let env = Env {
+            sandbox,
+            dir,
+            config,
+        };
+        env.write_config("off");
+        env
+    }
+
+    /// `contacts_cron` schedules the daemon's contacts job; every other job is off.
+    fn write_config(&self, contacts_cron: &str) {
+        let text = format!(
+            r#"[state]
+path = "{state}"
+
+[hotspot]
+base_url = "{hs}"
+api_key_env = "HGS_T_HOTSPOT_KEY"
+rate_limit = 10000
+
+[ghl]
+base_url = "{ghl}"
+location_id = "{loc}"
+auth = "oauth"
+client_id_env = "HGS_T_CLIENT_ID"
+client_secret_env = "HGS_T_CLIENT_SECRET"
+redirect_uri = "http://127.0.0.1:8910/oauth/callback"
+hotspot_id_field = "{ID_FIELD}"
+rate_limit = 50000
+
+[http]
+timeout_secs = 5
+max_attempts = 2
+max_elapsed_secs = 5
+
+[schedule]
+contacts = "{contacts_cron}"
+notes = "off"
+tasks = "off"
+businesses = "off"
+appointments = "off"
+full = "off"
+"#,
+            state = self.state_path().display(),
+            hs = self.sandbox.hotspot.base_url(),
+            ghl = self.sandbox.ghl.base_url(),
+            loc = self.sandbox.ghl.location_id(),
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.join("state.db")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("HGS_CONFIG")
+            .env_remove("RUST_LOG")
+            .env("HGS_T_HOTSPOT_KEY", self.sandbox.hotspot_api_key())
+            .env("HGS_T_CLIENT_ID", CLIENT_ID)
+            .env("HGS_T_CLIENT_SECRET", CLIENT_SECRET);
+        cmd
+    }
+
+    async fn run(&self, args: &[&str]) -> Out {
+        let out = tokio::process::Command::from(self.command(args))
+            .output()
+            .await
+            .expect("run the binary");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `auth ghl exchange` with the code the consent screen gives for `scopes`.
+    async fn connect(&self, scopes: &[&str]) {
+        let code = self.sandbox.ghl.issue_auth_code(scopes);
+        let o = self
+            .run(&["auth", "ghl", "exchange", "--code", &code])
+            .await;
+        assert_eq!(o.code, 0, "{}", show(&o));
+    }
+
+    fn spawn_daemon(&self) -> Daemon {
+        let log = self.dir.join("daemon.log");
+        let child = self
+            .command(&["run"])
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn the daemon");
+        Daemon { child, log }
+    }
+
+    /// Waits for `n` finished daemon runs.
+    async fn wait_for_runs(&self, d: &Daemon, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.finished_runs() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the daemon did not finish {n} runs; log:\n{}", d.log());
+    }
+
+    fn finished_runs(&self) -> usize {
+        Store::open(self.state_path())
+            .and_then(|s| s.runs(10_000))
+            .map(|runs| runs.iter().filter(|r| r.finished_at.is_some()).count())
+            .unwrap_or(0)
+    }
+
+    /// HotspotSystem ids on GHL contacts.
+    fn ids_in_ghl(&self) -> BTreeSet<String> {
+        self.sandbox.ghl.with_state(|s| {
+            let field = s.custom_field(ID_FIELD).expect("id field").id.clone();
+            s.contacts
+                .values()
+                .filter_map(|c| {
+                    c.custom_fields
+                        .iter()
+                        .find(|(id, _)| *id == field)
+                        .and_then(|(_, v)| v.as_str())
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+    }
+
+    /// A new guest registers at HotspotSystem; returns its customer id.
+    fn new_guest(&self, seed: u64) -> String {
+        let ids = self.sandbox.hotspot.with_data(|d| d.add_customers(seed, 1));
+        let id = ids.into_iter().next().expect("a customer was added");
+        self.sandbox.hotspot.with_data(|d| {
+            let c = d.customers.iter_mut().find(|c| c.id == id).unwrap();
+            c.email = Some(format!("guest-{id}@example.org"));
+        });
+        id
+    }
+}
+
+/// Stores `pair` where the process that got it would: the state's token row.
+fn store_rotated(state: PathBuf) -> impl FnOnce(RotatedPair) + Send + 'static {
+    move |pair: RotatedPair| {
+        let now = Utc::now();
+        Store::open(&state)
+            .expect("open state")
+            .save_token(&StoredToken {
+                provider: "ghl".into(),
+                access_token: pair.access_token.into(),
+                refresh_token: Some(pair.refresh_token.into()),
+                expires_at: Some(now + chrono::Duration::seconds(pair.expires_in as i64)),
+                scope: Some(pair.scope),
+                location_id: Some(pair.location_id),
+                user_type: Some("Location".into()),
+                updated_at: now,
+            })
+            .expect("store the rotated pair");
+    }
+}
+
+/// A daemon on short-lived tokens with `check` run again and again beside it: both renew the
+/// same pair, whichever sees it expiring first; the other adopts the stored pair. Under either
+/// reading of what a refresh does to the old access token.
+async fn daemon_and_check_share_one_pair(revoke_access_on_refresh: bool) {
+    const LIFETIME_SECS: u64 = 4;
+    let env = Env::start(
+        "beside",
+        Duration::from_secs(LIFETIME_SECS),
+        revoke_access_on_refresh,
+    )
+    .await;
+    env.connect(PRODUCT_SCOPES).await;
+    env.write_config("*/1 * * * * *");
+    let started = Instant::now();
+    let mut d = env.spawn_daemon();
+    env.wait_for_runs(&d, 1).await;
+
+    let mut checks = 0;
+    while started.elapsed() < Duration::from_secs(9) {
+        let o = env.run(&["check"]).await;
+        assert_eq!(o.code, 0, "check beside the daemon:\n{}", show(&o));
+        checks += 1;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+
+    // A guest who registers after all those renewals still reaches GHL.
+    let guest = env.new_guest(77);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env.ids_in_ghl().contains(&guest) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reached = env.ids_in_ghl().contains(&guest);
+    let elapsed = started.elapsed();
+    let code = d.stop().await;
+    let log = d.log();
+    assert!(reached, "guest {guest} never reached GHL; log:\n{log}");
+    assert_eq!(code, Some(0), "daemon exit; log:\n{log}");
+
+    let refused = env.sandbox.ghl.refused_refreshes();
+    let refreshes = env.sandbox.ghl.token_refreshes();
+    assert_eq!(refused, 0, "no refresh token was used twice; log:\n{log}");
+    // `expires_in` is the lifetime minus one second; refreshed a tenth of that before expiry.
+    let per_refresh = (LIFETIME_SECS - 1) as f64 * 0.9;
+    let most = (elapsed.as_secs_f64() / per_refresh).ceil() as usize + 1;
+    assert!(
+        (1..=most).contains(&refreshes),
+        "{refreshes} refreshes in {elapsed:?} with {checks} checks (at most {most} expected); log:\n{log}"
+    );
+    let store = Store::open(env.state_path()).unwrap();
+    let runs = store.runs(10_000).unwrap();
+    assert!(runs.len() >= 3, "{runs:#?}");
+    assert!(
+        runs.iter()
+            .filter(|r| r.status != RunStatus::Aborted)
+            .all(|r| r.status == RunStatus::Succeeded),
+        "every pass succeeded: {runs:#?}\nlog:\n{log}"
+    );
+    eprintln!(
+        "revoke_access_on_refresh={revoke_access_on_refresh}: {refreshes} refreshes, {refused} refused, {checks} checks, {} runs in {elapsed:?}",
+        runs.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_and_check_beside_it_share_one_pair_old_access_token_lives_on() {
+    daemon_and_check_share_one_pair(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_and_check_beside_it_share_one_pair_refresh_revokes_old_access_token() {
+    daemon_and_check_share_one_pair(true).await;
+}
+
+/// GHL ends every access token at once (a revocation, or a refresh by another process under
+/// the revoking reading): `check` renews the pair, and the daemon, rejected on its next call,
+/// takes the stored pair instead of spending its dead refresh token. Exactly one refresh per
+/// round, whichever process makes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_rejected_after_check_renewed_the_pair_adopts_the_stored_pair() {
+    let env = Env::start("rejected", Duration::from_secs(3_600), false).await;
+    env.connect(PRODUCT_SCOPES).await;
+    env.write_config("*/1 * * * * *");
+    let mut d = env.spawn_daemon();
+    env.wait_for_runs(&d, 1).await;
+    const ROUNDS: usize = 3;
+    for round in 1..=ROUNDS {
+        env.sandbox.ghl.expire_access_tokens();
+        let o = env.run(&["check"]).await;
+        assert_eq!(o.code, 0, "round {round}:\n{}", show(&o));
+        let before = env.finished_runs();
+        env.wait_for_runs(&d, before + 2).await;
+        assert_eq!(
+            env.sandbox.ghl.token_refreshes(),
+            round,
+            "one refresh per round; log:\n{}",
+            d.log()
+        );
+    }
+    let guest = env.new_guest(78);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env.ids_in_ghl().contains(&guest) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reached = env.ids_in_ghl().contains(&guest);
+    let code = d.stop().await;
+    let log = d.log();
+    assert!(reached, "guest {guest} never reached GHL; log:\n{log}");
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(env.sandbox.ghl.refused_refreshes(), 0, "{log}");
+    assert_eq!(env.sandbox.ghl.token_refreshes(), ROUNDS, "{log}");
+    let runs = Store::open(env.state_path()).unwrap().runs(10_000).unwrap();
+    assert!(
+        runs.iter()
+            .filter(|r| r.status != RunStatus::Aborted)
+            .all(|r| r.status == RunStatus::Succeeded),
+        "{runs:#?}\nlog:\n{log}"
+    );
+}
+
+/// Another process (one that does not take the refresh lock) redeems the refresh token between
+/// this process's read and its refresh, and stores the new pair: GHL answers `invalid_grant`,
+/// the stored pair is read once more and used. Nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_grant_after_a_rotation_elsewhere_reads_the_stored_pair_again() {
+    let env = Env::start("race", Duration::from_secs(3_600), false).await;
+    env.connect(PRODUCT_SCOPES).await;
+    env.sandbox.ghl.expire_access_tokens();
+    env.sandbox
+        .ghl
+        .race_next_refresh(store_rotated(env.state_path()));
+    let o = env.run(&["sync"]).await;
+    assert_eq!(o.code, 0, "{}", show(&o));
+    assert_eq!(env.sandbox.ghl.refused_refreshes(), 1, "{}", show(&o));
+    assert_eq!(
+        env.sandbox.ghl.token_refreshes(),
+        1,
+        "only the other process refreshed: {}",
+        show(&o)
+    );
+    let eligible: BTreeSet<String> = env.sandbox.hotspot.with_data(|d| {
+        d.customers
+            .iter()
+            .filter(|c| c.email.is_some() || c.phone.is_some())
+            .map(|c| c.id.clone())
+            .collect()
+    });
+    assert!(!eligible.is_empty());
+    assert_eq!(env.ids_in_ghl(), eligible, "{}", show(&o));
+    // And the next process goes on with that pair.
+    let o = env.run(&["check"]).await;
+    assert_eq!(o.code, 0, "{}", show(&o));
+}
+
+/// The refresh token was redeemed by a process that never stored what it got (it crashed): the
+/// stored pair, read again, has not changed, so authentication is lost: exit 2, a message that
+/// says how to connect again, and no second attempt with the dead token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_grant_with_an_unchanged_stored_pair_is_a_lost_connection_exit_2() {
+    let env = Env::start("lost", Duration::from_secs(3_600), false).await;
+    env.connect(PRODUCT_SCOPES).await;
+    env.sandbox.ghl.expire_access_tokens();
+    env.sandbox.ghl.race_next_refresh(|_lost: RotatedPair| {});
+    let o = env.run(&["sync"]).await;
+    assert_eq!(o.code, 2, "{}", show(&o));
+    assert!(
+        o.stderr.contains("refused the stored refresh token")
+            && o.stderr.contains("auth ghl exchange"),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(env.sandbox.ghl.refused_refreshes(), 1, "{}", show(&o));
+}
+
+/// A 401 "not authorized for this scope" is a configuration error naming the scope; a refresh
+/// cannot fix it and none is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_denial_names_the_scope_exits_2_and_never_refreshes() {
+    let env = Env::start("scope", Duration::from_secs(3_600), false).await;
+    let granted: Vec<&str> = PRODUCT_SCOPES
+        .iter()
+        .copied()
+        .filter(|s| *s != "contacts.readonly")
+        .collect();
+    env.connect(&granted).await;
+    let o = env.run(&["sync"]).await;
+    assert_eq!(o.code, 2, "{}", show(&o));
+    assert!(
+        o.stderr
+            .contains("not authorized for scope contacts.readonly"),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(env.sandbox.ghl.token_refreshes(), 0, "{}", show(&o));
+    assert_eq!(env.sandbox.ghl.refused_refreshes(), 0, "{}", show(&o));
+}
+
+/// Short-lived tokens: one `sync` after another for a while refreshes about once per lifetime,
+/// not before every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_tokens_are_refreshed_about_once_per_lifetime_not_per_request() {
+    const LIFETIME_SECS: u64 = 3;
+    let env = Env::start("margin", Duration::from_secs(LIFETIME_SECS), false).await;
+    env.connect(PRODUCT_SCOPES).await;
+    env.write_config("*/1 * * * * *");
+    let started = Instant::now();
+    let mut d = env.spawn_daemon();
+    env.wait_for_runs(&d, 6).await;
+    let elapsed = started.elapsed();
+    let code = d.stop().await;
+    let log = d.log();
+    assert_eq!(code, Some(0), "{log}");
+    let requests = env.sandbox.ghl.requests().len();
+    let refreshes = env.sandbox.ghl.token_refreshes();
+    let per_refresh = (LIFETIME_SECS - 1) as f64 * 0.9;
+    let most = (elapsed.as_secs_f64() / per_refresh).ceil() as usize + 1;
+    eprintln!("{refreshes} refreshes for {requests} requests in {elapsed:?}");
+    assert!(
+        requests > 3 * most,
+        "enough requests to tell: {requests}; log:\n{log}"
+    );
+    assert!(
+        refreshes <= most,
+        "{refreshes} refreshes for {requests} requests in {elapsed:?} (at most {most}); log:\n{log}"
+    );
+    assert_eq!(env.sandbox.ghl.refused_refreshes(), 0, "{log}");
+}
