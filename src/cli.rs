@@ -194,6 +194,9 @@ pub struct SandboxArgs {
     /// A token refresh ends the access token of the old pair at once (GHL does not say).
     #[arg(long)]
     pub revoke_access_on_refresh: bool,
+    /// A scope denial's body is `{"message": ...}` alone, not NestJS's full error.
+    #[arg(long)]
+    pub scope_denial_message_only: bool,
     /// Let the GHL location accept duplicate contacts.
     #[arg(long)]
     pub allow_duplicates: bool,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use hotspot_ghl_sync::sandbox::ghl::{GhlOptions, PRODUCT_SCOPES, RotatedPair};
+use hotspot_ghl_sync::sandbox::ghl::{GhlOptions, PRODUCT_SCOPES, RotatedPair, ScopeDenialBody};
 use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
 use hotspot_ghl_sync::store::{RunStatus, Store, StoredToken};
@@ -91,6 +91,18 @@ impl Env {
     /// Emulators with OAuth access tokens living `lifetime`; `revoke_access_on_refresh` is the
     /// emulator's reading of what a refresh does to the old access token.
     async fn start(name: &str, lifetime: Duration, revoke_access_on_refresh: bool) -> Env {
+        Env::start_with(
+            name,
+            GhlOptions {
+                access_token_lifetime: lifetime,
+                revoke_access_on_refresh,
+                ..GhlOptions::default()
+            },
+        )
+        .await
+    }
+
+    async fn start_with(name: &str, ghl: GhlOptions) -> Env {
         static N: AtomicU32 = AtomicU32::new(0);
         let sandbox = Sandbox::start(SandboxOptions {
             seed: SeedSpec {
@@ -102,10 +114,8 @@ impl Env {
                 transactions: 0,
             },
             ghl: GhlOptions {
-                access_token_lifetime: lifetime,
-                revoke_access_on_refresh,
                 rate_limit: 100_000,
-                ..GhlOptions::default()
+                ..ghl
             },
             ..SandboxOptions::default()
         })
@@ -460,17 +470,29 @@ async fn invalid_grant_with_an_unchanged_stored_pair_is_a_lost_connection_exit_2
     assert_eq!(env.sandbox.ghl.refused_refreshes(), 1, "{}", show(&o));
 }
 
-/// A 401 "not authorized for this scope" is a configuration error naming the scope; a refresh
-/// cannot fix it and none is made.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scope_denial_names_the_scope_exits_2_and_never_refreshes() {
-    let env = Env::start("scope", Duration::from_secs(3_600), false).await;
+/// A token granted every scope but `missing`, under each shape of GHL's scope denial.
+async fn env_without_scope(name: &str, missing: &str, body: ScopeDenialBody) -> Env {
+    let env = Env::start_with(
+        name,
+        GhlOptions {
+            scope_denial_body: body,
+            ..GhlOptions::default()
+        },
+    )
+    .await;
     let granted: Vec<&str> = PRODUCT_SCOPES
         .iter()
         .copied()
-        .filter(|s| *s != "contacts.readonly")
+        .filter(|s| *s != missing)
         .collect();
     env.connect(&granted).await;
+    env
+}
+
+/// A 401 "not authorized for this scope" is a configuration error naming the scope; a refresh
+/// cannot fix it and none is made.
+async fn a_missing_read_scope_stops_the_run(body: ScopeDenialBody) {
+    let env = env_without_scope("read-scope", "contacts.readonly", body).await;
     let o = env.run(&["sync"]).await;
     assert_eq!(o.code, 2, "{}", show(&o));
     assert!(
@@ -481,6 +503,44 @@ async fn a_scope_denial_names_the_scope_exits_2_and_never_refreshes() {
     );
     assert_eq!(env.sandbox.ghl.token_refreshes(), 0, "{}", show(&o));
     assert_eq!(env.sandbox.ghl.refused_refreshes(), 0, "{}", show(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_denial_names_the_scope_exits_2_and_never_refreshes() {
+    a_missing_read_scope_stops_the_run(ScopeDenialBody::Nest).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_denial_with_a_message_only_body_names_the_scope_and_never_refreshes() {
+    a_missing_read_scope_stops_the_run(ScopeDenialBody::MessageOnly).await;
+}
+
+/// Without the write scope every create is refused: each guest fails naming the scope, and
+/// no refresh is spent on it (one per refused call before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_write_scope_fails_each_write_naming_the_scope_without_refreshing() {
+    for body in [ScopeDenialBody::Nest, ScopeDenialBody::MessageOnly] {
+        let env = env_without_scope("write-scope", "contacts.write", body).await;
+        let o = env.run(&["sync"]).await;
+        assert_ne!(o.code, 0, "{}", show(&o));
+        let named = o
+            .stdout
+            .lines()
+            .filter(|l| l.contains("not authorized for scope contacts.write"))
+            .count();
+        assert_eq!(
+            named,
+            4,
+            "{body:?}: every guest's failure names the scope: {}",
+            show(&o)
+        );
+        assert_eq!(
+            env.sandbox.ghl.token_refreshes(),
+            0,
+            "{body:?}: {}",
+            show(&o)
+        );
+    }
 }
 
 /// Short-lived tokens: one `sync` after another for a while refreshes about once per lifetime,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::cli::{SandboxArgs, SeedArgs};
 use crate::sandbox::faults::FaultKnobs;
-use crate::sandbox::ghl::GhlOptions;
+use crate::sandbox::ghl::{GhlOptions, ScopeDenialBody};
 use crate::sandbox::hotspot::HotspotOptions;
 use crate::sandbox::seed::SeedSpec;
 use crate::sandbox::{Sandbox, SandboxOptions};
@@ -40,6 +40,11 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
         daily_quota: args.daily_quota,
         access_token_lifetime: Duration::from_secs(args.token_ttl_secs),
         revoke_access_on_refresh: args.revoke_access_on_refresh,
+        scope_denial_body: if args.scope_denial_message_only {
+            ScopeDenialBody::MessageOnly
+        } else {
+            ScopeDenialBody::Nest
+        },
         allow_duplicates: args.allow_duplicates,
         search_lag: Duration::from_millis(args.search_lag_ms),
         dedup_lags: args.dedup_lags,

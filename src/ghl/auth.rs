@@ -525,4 +525,37 @@ mod tests {
         let cfg = OAuthConfig::new("https://x", "id", "cs-789".into());
         assert!(!format!("{cfg:?}").contains("cs-789"));
     }
+
+    #[test]
+    fn the_refresh_margin_is_at_most_a_tenth_of_the_lifetime() {
+        let tokens = OAuthTokens::new(
+            OAuthConfig::new("http://127.0.0.1:9", "id", "cs".into()),
+            Arc::new(MemoryTokenStore::new(None)),
+            HttpPolicy::new(
+                crate::http::PolicyConfig::ghl(),
+                crate::http::AuditSink::new(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let issued = Utc::now();
+        let pair = |lifetime_s: i64| TokenPair {
+            access_token: "at".into(),
+            refresh_token: "rt".into(),
+            issued_at: issued,
+            expires_at: issued + chrono::Duration::seconds(lifetime_s),
+            scope: None,
+            user_type: None,
+            location_id: None,
+        };
+        // GHL's day-long tokens: the configured 5 minutes.
+        assert_eq!(tokens.margin(&pair(86_399)), chrono::Duration::seconds(300));
+        // 20-second tokens: 2 seconds, not 5 minutes (which refreshed before every call).
+        assert_eq!(tokens.margin(&pair(20)), chrono::Duration::seconds(2));
+        assert!(tokens.fresh(&pair(20)));
+        // An unknown expiry (stored as the epoch) is never fresh.
+        let mut unknown = pair(20);
+        unknown.expires_at = DateTime::<Utc>::UNIX_EPOCH;
+        assert!(!tokens.fresh(&unknown));
+    }
 }

@@ -781,3 +781,70 @@ impl ContactSearch {
         Ok(Some(r.contacts))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, message: &str) -> crate::http::ApiError {
+        crate::http::ApiError {
+            api: "GHL",
+            class: ErrorClass::Auth,
+            method: "GET".into(),
+            path: "/contacts/{id}".into(),
+            status: Some(status),
+            message: message.into(),
+            meta: None,
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn scope_denials_are_told_from_dead_tokens_whatever_the_wording() {
+        for m in [
+            "The token is not authorized for this scope.",
+            // A NestJS `message` array, joined.
+            "The token is not authorized for this scope.; Unauthorized",
+            "insufficient_scope",
+            "Token lacks the required SCOPE contacts.write",
+        ] {
+            assert!(is_scope_denial(&answer(401, m)), "{m}");
+            assert!(is_scope_denial(&answer(403, m)), "{m}");
+        }
+        for m in [
+            "Invalid token: access token is invalid",
+            "Invalid JWT",
+            "jwt expired",
+            "no message",
+        ] {
+            assert!(!is_scope_denial(&answer(401, m)), "{m}");
+        }
+        assert!(!is_scope_denial(&answer(
+            400,
+            "The token is not authorized for this scope."
+        )));
+    }
+
+    #[test]
+    fn each_call_names_the_scope_ghl_documents_for_it() {
+        let scope = |m: Method, t: &'static str| Call::new(m, String::new(), t).scope();
+        assert_eq!(scope(Method::POST, "/contacts/search"), "contacts.readonly");
+        assert_eq!(scope(Method::GET, "/contacts/{id}"), "contacts.readonly");
+        assert_eq!(scope(Method::POST, "/contacts/"), "contacts.write");
+        assert_eq!(
+            scope(Method::POST, "/contacts/{id}/notes"),
+            "contacts.write"
+        );
+        assert_eq!(scope(Method::GET, "/businesses/"), "businesses.readonly");
+        assert_eq!(scope(Method::PUT, "/businesses/{id}"), "businesses.write");
+        assert_eq!(
+            scope(Method::POST, "/locations/{id}/tasks/search"),
+            "locations/tasks.readonly"
+        );
+        assert_eq!(
+            scope(Method::GET, "/locations/{id}/customFields"),
+            "locations/customFields.readonly"
+        );
+        assert_eq!(scope(Method::GET, "/locations/{id}"), "locations.readonly");
+    }
+}

@@ -60,6 +60,17 @@ pub const PRODUCT_SCOPES: &[&str] = &[
 /// The only accepted `Version` header value.
 pub const API_VERSION: &str = "2021-07-28";
 
+/// The shape of the 401 for a token without the endpoint's scope. The reference quotes only
+/// `{"message":"The token is not authorized for this scope."}` and guesses the other fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ScopeDenialBody {
+    /// NestJS's full error: `statusCode`, `message`, `error`.
+    #[default]
+    Nest,
+    /// `message` alone.
+    MessageOnly,
+}
+
 /// Configuration of one emulated location. `Debug` redacts tokens and the client secret.
 #[derive(Clone)]
 pub struct GhlOptions {
@@ -74,6 +85,8 @@ pub struct GhlOptions {
     /// Whether a refresh ends the access token issued with the old pair at once. GHL does not
     /// say; off (the default) lets it live to its expiry.
     pub revoke_access_on_refresh: bool,
+    /// The body of a scope denial: third parties quote only its `message`.
+    pub scope_denial_body: ScopeDenialBody,
     /// Requests allowed per `rate_window` per location.
     pub rate_limit: u32,
     pub rate_window: Duration,
@@ -110,6 +123,7 @@ impl std::fmt::Debug for GhlOptions {
             .field("oauth_client_secret", &"<redacted>")
             .field("access_token_lifetime", &self.access_token_lifetime)
             .field("revoke_access_on_refresh", &self.revoke_access_on_refresh)
+            .field("scope_denial_body", &self.scope_denial_body)
             .field("rate_limit", &self.rate_limit)
             .field("rate_window", &self.rate_window)
             .field("daily_quota", &self.daily_quota)
@@ -137,6 +151,7 @@ impl Default for GhlOptions {
             oauth_client_secret: "emu-client-secret".into(),
             access_token_lifetime: Duration::from_secs(86_400),
             revoke_access_on_refresh: false,
+            scope_denial_body: ScopeDenialBody::default(),
             rate_limit: 100,
             rate_window: Duration::from_secs(10),
             daily_quota: 200_000,
@@ -178,6 +193,7 @@ pub(crate) struct Shared {
     pub auth: Mutex<auth::Auth>,
     pub limiter: Mutex<auth::Limiter>,
     pub log: Mutex<Vec<GhlRequest>>,
+    pub scope_denial_body: ScopeDenialBody,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -238,6 +254,7 @@ impl GhlEmulator {
                 opts.retry_after_on_429,
             )),
             log: Mutex::new(Vec::new()),
+            scope_denial_body: opts.scope_denial_body,
         });
         let mut knobs = opts.faults.clone();
         if knobs.latency.is_zero() {
@@ -518,7 +535,12 @@ async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     };
     match result {
         Ok((status, body)) => (status, axum::Json(body)).into_response(),
-        Err(e) => e.into_response(),
+        Err(mut e) => {
+            if e.is_scope_denial() && shared.scope_denial_body == ScopeDenialBody::MessageOnly {
+                e.body = serde_json::json!({"message": e.body["message"].clone()});
+            }
+            e.into_response()
+        }
     }
 }
 

@@ -16,6 +16,9 @@ pub struct ApiError {
 /// What a route handler returns.
 pub type ApiResult = Result<(StatusCode, Value), ApiError>;
 
+/// GHL's message for a token that lacks the endpoint's scope (observed by third parties).
+pub(crate) const SCOPE_DENIED: &str = "The token is not authorized for this scope.";
+
 impl ApiError {
     /// 400 with the NestJS shape.
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -45,8 +48,13 @@ impl ApiError {
     pub fn scope() -> Self {
         Self {
             status: StatusCode::UNAUTHORIZED,
-            body: json!({"statusCode": 401, "message": "The token is not authorized for this scope.", "error": "Unauthorized"}),
+            body: json!({"statusCode": 401, "message": SCOPE_DENIED, "error": "Unauthorized"}),
         }
+    }
+
+    /// Whether this is the answer of [`ApiError::scope`].
+    pub fn is_scope_denial(&self) -> bool {
+        self.status == StatusCode::UNAUTHORIZED && self.body["message"] == SCOPE_DENIED
     }
 
     /// 403 for a location id other than the emulated one.
