@@ -573,3 +573,55 @@ async fn short_lived_tokens_are_refreshed_about_once_per_lifetime_not_per_reques
     );
     assert_eq!(env.sandbox.ghl.refused_refreshes(), 0, "{log}");
 }
+
+/// The measurement behind README's "about one refresh a day": a daemon on 24-hour tokens with
+/// `check` run hourly beside it, with time scaled 3,600 to 1 (24-second tokens, `check` every
+/// second, the daemon's contacts job every second) for three scaled days. Prints refreshes per
+/// scaled day and refused refresh grants. Slow (about 80 s), so not part of the suite:
+/// `cargo test --locked --test oauth_shared -- --ignored --nocapture refreshes_per_scaled_day`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement of about 80 s; run it by name"]
+async fn refreshes_per_scaled_day_with_hourly_checks_beside_the_daemon() {
+    const DAY: Duration = Duration::from_secs(24);
+    const HOUR: Duration = Duration::from_secs(1);
+    const DAYS: u32 = 3;
+    let env = Env::start("scaled-day", DAY, false).await;
+    env.connect(PRODUCT_SCOPES).await;
+    env.write_config("*/1 * * * * *");
+    let started = Instant::now();
+    let mut d = env.spawn_daemon();
+    let mut checks = 0;
+    let mut failed_checks = 0;
+    while started.elapsed() < DAY * DAYS {
+        let tick = Instant::now();
+        if env.run(&["check"]).await.code != 0 {
+            failed_checks += 1;
+        }
+        checks += 1;
+        tokio::time::sleep(HOUR.saturating_sub(tick.elapsed())).await;
+    }
+    let elapsed = started.elapsed();
+    let code = d.stop().await;
+    let log = d.log();
+    let refreshes = env.sandbox.ghl.token_refreshes();
+    let refused = env.sandbox.ghl.refused_refreshes();
+    let runs = Store::open(env.state_path())
+        .unwrap()
+        .runs(100_000)
+        .unwrap();
+    let failed_runs = runs
+        .iter()
+        .filter(|r| !matches!(r.status, RunStatus::Succeeded | RunStatus::Aborted))
+        .count();
+    let days = elapsed.as_secs_f64() / DAY.as_secs_f64();
+    eprintln!(
+        "scaled days {days:.2}: {refreshes} refreshes ({:.2} a day), {refused} refused, {checks} checks ({failed_checks} failed), {} daemon runs ({failed_runs} failed), {} GHL requests",
+        refreshes as f64 / days,
+        runs.len(),
+        env.sandbox.ghl.requests().len()
+    );
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(refused, 0, "{log}");
+    assert_eq!(failed_checks, 0);
+    assert_eq!(failed_runs, 0, "{runs:#?}");
+}
