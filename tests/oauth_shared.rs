@@ -3,6 +3,8 @@
 //! a refresh token rotated by another process between read and use, a refresh token nobody
 //! holds any more, a 401 for a missing scope, and the proactive refresh margin of short tokens.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::PathBuf;
@@ -413,6 +415,73 @@ async fn a_daemon_rejected_after_check_renewed_the_pair_adopts_the_stored_pair()
             .filter(|r| r.status != RunStatus::Aborted)
             .all(|r| r.status == RunStatus::Succeeded),
         "{runs:#?}\nlog:\n{log}"
+    );
+}
+
+/// Another process rotated the pair and its new access token has since expired as well: the
+/// daemon, rejected on its old access token, refreshes with the stored refresh token, not the
+/// one it remembers (which died when the other process used it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_refreshes_with_the_stored_refresh_token_not_the_one_it_remembers() {
+    let env = Env::start("stored-rt", Duration::from_secs(3_600), false).await;
+    env.connect(PRODUCT_SCOPES).await;
+    env.write_config("*/1 * * * * *");
+    let mut d = env.spawn_daemon();
+    env.wait_for_runs(&d, 1).await;
+
+    // The other process: redeem the stored refresh token, store the new pair, and by the time
+    // the daemon needs it, its access token has expired too.
+    let state = env.state_path();
+    let stored = Store::open(&state).unwrap().token("ghl").unwrap().unwrap();
+    let old_rt = stored.refresh_token.clone().unwrap();
+    let answer: serde_json::Value = support::http_client()
+        .post(format!("{}/oauth/token", env.sandbox.ghl.base_url()))
+        .form(&[
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("grant_type", "refresh_token"),
+            (
+                "refresh_token",
+                secrecy::ExposeSecret::expose_secret(&old_rt),
+            ),
+            ("user_type", "Location"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = |k: &str| answer[k].as_str().expect(k).to_string();
+    Store::open(&state)
+        .unwrap()
+        .save_token(&StoredToken {
+            access_token: text("access_token").into(),
+            refresh_token: Some(text("refresh_token").into()),
+            expires_at: Some(Utc::now() - chrono::Duration::seconds(1)),
+            updated_at: Utc::now() - chrono::Duration::seconds(3_600),
+            ..stored
+        })
+        .unwrap();
+    env.sandbox.ghl.expire_access_tokens();
+    let before = env.finished_runs();
+    env.wait_for_runs(&d, before + 2).await;
+
+    let guest = env.new_guest(79);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env.ids_in_ghl().contains(&guest) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reached = env.ids_in_ghl().contains(&guest);
+    let code = d.stop().await;
+    let log = d.log();
+    assert!(reached, "guest {guest} never reached GHL; log:\n{log}");
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(env.sandbox.ghl.refused_refreshes(), 0, "{log}");
+    assert_eq!(
+        env.sandbox.ghl.token_refreshes(),
+        2,
+        "the other process's refresh and the daemon's: {log}"
     );
 }
 
