@@ -616,13 +616,13 @@ async fn a_missing_write_scope_fails_each_write_naming_the_scope_without_refresh
 /// not before every request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_lived_tokens_are_refreshed_about_once_per_lifetime_not_per_request() {
-    const LIFETIME_SECS: u64 = 3;
+    const LIFETIME_SECS: u64 = 6;
     let env = Env::start("margin", Duration::from_secs(LIFETIME_SECS), false).await;
     env.connect(PRODUCT_SCOPES).await;
     env.write_config("*/1 * * * * *");
     let started = Instant::now();
     let mut d = env.spawn_daemon();
-    env.wait_for_runs(&d, 6).await;
+    env.wait_for_runs(&d, 8).await;
     let elapsed = started.elapsed();
     let code = d.stop().await;
     let log = d.log();
