@@ -347,6 +347,61 @@ pub struct ListEnvelope<T> {
     pub items: Vec<T>,
 }
 
+/// The ids that make a record usable (see [`crate::decode`]).
+mod ids {
+    use super::*;
+    use crate::decode::Record;
+
+    fn text(id: &Option<String>) -> Option<String> {
+        id.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    }
+
+    impl Record for Location {
+        fn record_id(&self) -> Option<String> {
+            text(&self.id)
+        }
+    }
+
+    impl Record for Customer {
+        fn record_id(&self) -> Option<String> {
+            text(&self.id)
+        }
+    }
+
+    impl Record for TransactionCommon {
+        fn record_id(&self) -> Option<String> {
+            self.id.map(|i| i.to_string())
+        }
+    }
+
+    impl Record for MacTransaction {
+        fn record_id(&self) -> Option<String> {
+            self.common.record_id()
+        }
+    }
+
+    impl Record for PaidTransaction {
+        fn record_id(&self) -> Option<String> {
+            self.common.record_id()
+        }
+    }
+
+    impl Record for SocialTransaction {
+        fn record_id(&self) -> Option<String> {
+            self.common.record_id()
+        }
+    }
+
+    impl Record for Voucher {
+        fn record_id(&self) -> Option<String> {
+            text(&self.serial)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
