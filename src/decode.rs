@@ -399,8 +399,7 @@ mod tests {
         assert_eq!(recs[0].amount, None);
         let r = log.drain();
         assert_eq!(
-            r.unreadable["transactions/paid.action_date_gmt"].sample,
-            "yesterday[2J",
+            r.unreadable["transactions/paid.action_date_gmt"].sample, "yesterday[2J",
             "control characters removed"
         );
         assert_eq!(

@@ -965,7 +965,10 @@ mod tests {
             "opportunities": [], "additionalEmails": [], "dateOfBirth": "1990-01-01"}], "total": 1}))
         .unwrap();
         assert_eq!(r.total, Some(1));
-        assert_eq!(r.contacts[0].record().unwrap().address.as_deref(), Some("Main 1"));
+        assert_eq!(
+            r.contacts[0].record().unwrap().address.as_deref(),
+            Some("Main 1")
+        );
         assert_eq!(r.contacts[0].record().unwrap().search_after.len(), 2);
     }
 

@@ -202,7 +202,10 @@ impl RunReport {
             }
         }
         if !self.unreadable.is_empty() {
-            let _ = writeln!(out, "\nValues that could not be read (each taken as empty):");
+            let _ = writeln!(
+                out,
+                "\nValues that could not be read (each taken as empty):"
+            );
             for line in unreadable_lines(&self.unreadable) {
                 let _ = writeln!(out, "  - {line}");
             }
@@ -264,7 +267,11 @@ pub fn unreadable_lines(unreadable: &BTreeMap<String, FieldTally>) -> Vec<String
                 crate::decode::clean(&t.sample, 60)
             );
             if !t.ids.is_empty() {
-                let more = if t.count > t.ids.len() as u64 { ", …" } else { "" };
+                let more = if t.count > t.ids.len() as u64 {
+                    ", …"
+                } else {
+                    ""
+                };
                 let _ = write!(
                     line,
                     "; record{} {}{more}",
