@@ -165,9 +165,10 @@ impl<T: DeserializeOwned> Item<T> {
         let value = Value::Object(map);
         match T::deserialize(&value) {
             Ok(record) => Item::Read { record, unreadable },
-            // Fields that read alone but not together: no field can be blamed.
-            Err(e) => Item::NotARecord {
-                sample: clean(&e.to_string(), 80),
+            // Fields that read alone but not together: no field can be blamed. (serde's message
+            // would quote the values, which may be personal data.)
+            Err(_) => Item::NotARecord {
+                sample: "an object whose fields do not read together".into(),
             },
         }
     }

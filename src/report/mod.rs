@@ -383,3 +383,58 @@ fn item_outcome_label(item: &RunItem) -> String {
         (o, _) => o.as_str().to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_values_are_one_line_per_field_in_text_and_html() {
+        let mut unreadable = BTreeMap::new();
+        unreadable.insert(
+            "customers.registered_at".to_string(),
+            FieldTally {
+                count: 1,
+                sample: "0000-00-00 00:00:00".into(),
+                ids: vec!["123".into()],
+            },
+        );
+        unreadable.insert(
+            "contacts.dateOfBirth".to_string(),
+            FieldTally {
+                count: 5,
+                sample: "<b>\u{1b}[2J".into(),
+                ids: vec!["a".into(), "b".into(), "c".into()],
+            },
+        );
+        let r = RunReport {
+            run_id: 1,
+            started_at: "2026-12-01T00:00:00Z".into(),
+            finished_at: None,
+            status: "succeeded".into(),
+            dry_run: false,
+            full: false,
+            kinds: BTreeMap::new(),
+            api: BTreeMap::new(),
+            notes: Vec::new(),
+            unreadable,
+            items: Vec::new(),
+        };
+        let text = r.to_text();
+        assert!(text.contains(
+            "  - customers.registered_at: 1 value could not be read (0000-00-00 00:00:00); record 123\n"
+        ));
+        assert!(text.contains(
+            "  - contacts.dateOfBirth: 5 values could not be read (<b>[2J); records a, b, c, …\n"
+        ));
+        assert!(
+            !text.contains('\u{1b}'),
+            "no control character reaches the report"
+        );
+        let html = html::render_run(&r, &[]);
+        assert!(html.contains("Values that could not be read"));
+        assert!(html.contains("&lt;b&gt;[2J"), "escaped");
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["unreadable"]["customers.registered_at"]["count"], 1);
+    }
+}
