@@ -1030,6 +1030,42 @@ mod tests {
     }
 
     #[test]
+    fn a_listed_record_with_a_bad_value_is_read_and_a_null_one_skipped() {
+        use crate::decode::{DecodeLog, Listing};
+        let env: TasksEnvelope = serde_json::from_str(
+            r#"{"tasks":[{"_id":"t1","title":"Call","dueDate":"0000-00-00 00:00:00","completed":"maybe"},
+                         null,
+                         {"id":"t3","dueDate":"2026-01-02T03:04:05Z"}]}"#,
+        )
+        .unwrap();
+        let log = DecodeLog::default();
+        let tasks = log.keep(Listing::Tasks, env.tasks);
+        assert_eq!(tasks.len(), 3, "the page keeps its length");
+        assert_eq!(tasks[0].id.as_deref(), Some("t1"));
+        assert_eq!(tasks[0].title.as_deref(), Some("Call"));
+        assert_eq!((tasks[0].due_date, tasks[0].completed), (None, None));
+        assert_eq!(tasks[1].id, None);
+        assert!(tasks[2].due_date.is_some());
+        let r = log.drain();
+        assert_eq!(r.unreadable["tasks.dueDate"].ids, vec!["t1".to_string()]);
+        assert_eq!(
+            r.unreadable["tasks.completed"].sample,
+            "text of 5 characters"
+        );
+        assert_eq!(r.skipped.len(), 1);
+        let bad: SearchResponse = serde_json::from_str(
+            r#"{"contacts":[{"id":"c1","dateUpdated":"not a date","email":"a@b.c"}],"total":1}"#,
+        )
+        .unwrap();
+        let contacts = log.keep(Listing::Contacts, bad.contacts);
+        assert_eq!(contacts[0].email.as_deref(), Some("a@b.c"));
+        assert_eq!(
+            log.drain().unreadable["contacts.dateUpdated"].sample,
+            "not a date"
+        );
+    }
+
+    #[test]
     fn tasks_notes_appointments_businesses() {
         let t: TaskEnvelope = serde_json::from_value(json!({"task": {"id": "t1", "title": "x",
             "dueDate": "2021-07-08T02:30:00.000Z", "completed": false, "contactId": "c"}}))

@@ -463,6 +463,19 @@ mod tests {
     }
 
     #[test]
+    fn text_fields_sent_as_numbers_read_as_text() {
+        let c: Customer = serde_json::from_str(
+            r#"{"id":59243583,"user_name":12345,"phone":4915112345678,"zip":94103,"name":null}"#,
+        )
+        .unwrap();
+        assert_eq!(c.id.as_deref(), Some("59243583"));
+        assert_eq!(c.user_name.as_deref(), Some("12345"));
+        assert_eq!(c.phone.as_deref(), Some("4915112345678"));
+        assert_eq!(c.zip.as_deref(), Some("94103"));
+        assert_eq!(c.name, None);
+    }
+
+    #[test]
     fn voucher_and_envelope() {
         let env: ListEnvelope<Voucher> = serde_json::from_str(
             r#"{"metadata":{"total_count":"2"},"items":[
