@@ -209,6 +209,18 @@ pub struct SandboxArgs {
     /// HotspotSystem numbers as strings and `YYYY-MM-DD HH:MM:SS` dates.
     #[arg(long)]
     pub lenient_types: bool,
+    /// HotspotSystem sends MySQL zero dates (`0000-00-00 00:00:00`) on every 100th record.
+    #[arg(long)]
+    pub zero_dates: bool,
+    /// HotspotSystem sends dates that are no date (`2023-02-30 25:61:00`) on every 100th record.
+    #[arg(long)]
+    pub malformed_dates: bool,
+    /// HotspotSystem sends digit-only text (ids, zip codes) as JSON numbers.
+    #[arg(long)]
+    pub text_as_numbers: bool,
+    /// HotspotSystem sends nulls for every field of some records, and some records as `null`.
+    #[arg(long)]
+    pub unexpected_nulls: bool,
 }
 
 #[derive(Debug, Args)]

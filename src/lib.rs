@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod connect;
 pub mod dashboard;
+pub mod decode;
 pub mod ghl;
 pub mod hotspot;
 pub mod http;

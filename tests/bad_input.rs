@@ -259,8 +259,9 @@ async fn bad_records_from_either_api_are_synced_or_skipped_with_a_reason() {
     });
 
     let out = env.run(&["sync"]).await;
-    // Invalid emails are no emails: nothing is sent that GHL would refuse, so no record fails.
-    assert_eq!(out.code, 0, "{}", out.show());
+    // Invalid emails are no emails: nothing is sent that GHL would refuse, so no record fails
+    // on a write. The customer without an id cannot be synced at all: the run says so (exit 1).
+    assert_eq!(out.code, 1, "{}", out.show());
     assert!(!out.stderr.contains("panicked"), "{}", out.show());
     let report = env.report_json().await;
     let items = report["items"].as_array().cloned().unwrap_or_default();
@@ -289,8 +290,9 @@ async fn bad_records_from_either_api_are_synced_or_skipped_with_a_reason() {
         reasons.push(format!("{id}: {} ({reason})", item["outcome"]));
     }
     assert!(
-        format!("{report}").contains("no id"),
-        "the record without an id is counted: {report:#}"
+        items.iter().any(|i| i["outcome"] == "failed"
+            && i["reason"].as_str().is_some_and(|r| r.contains("no id"))),
+        "the record without an id is named as failed: {report:#}"
     );
     let (linked, _) = env.state_links();
     for id in &odd_ids {

@@ -54,6 +54,7 @@ fn hostile_report(run_id: i64) -> RunReport {
         kinds,
         api,
         notes: vec!["</style><style>body{display:none}</style>".into()],
+        unreadable: Default::default(),
         items: vec![
             item(
                 "failed",

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::cli::{SandboxArgs, SeedArgs};
 use crate::sandbox::faults::FaultKnobs;
 use crate::sandbox::ghl::{GhlOptions, ScopeDenialBody};
-use crate::sandbox::hotspot::HotspotOptions;
+use crate::sandbox::hotspot::{HotspotOptions, OddValues};
 use crate::sandbox::seed::SeedSpec;
 use crate::sandbox::{Sandbox, SandboxOptions};
 
@@ -53,6 +53,12 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
     };
     let hotspot = HotspotOptions {
         lenient_types: args.lenient_types,
+        odd_values: OddValues {
+            zero_dates: args.zero_dates,
+            malformed_dates: args.malformed_dates,
+            text_as_numbers: args.text_as_numbers,
+            nulls: args.unexpected_nulls,
+        },
         latency: Duration::from_millis(args.latency_ms),
         ..HotspotOptions::default()
     };

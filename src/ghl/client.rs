@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::auth::{AuthError, TokenSource};
 use super::wire::*;
+use crate::decode::{DecodeLog, Listing};
 use crate::http::{ErrorClass, HttpError, HttpPolicy, Method, Request, check_base_url};
 
 pub const API_VERSION: &str = "2021-07-28";
@@ -67,6 +68,8 @@ pub struct GhlClient {
     location_id: String,
     tokens: TokenSource,
     policy: HttpPolicy,
+    /// What list items could not be read, for the run report.
+    decode: DecodeLog,
 }
 
 /// Builds one call; the client fills auth and sends it under the policy.
@@ -166,6 +169,7 @@ impl GhlClient {
             location_id: location_id.to_string(),
             tokens,
             policy,
+            decode: DecodeLog::default(),
         })
     }
 
@@ -175,6 +179,11 @@ impl GhlClient {
 
     pub fn policy(&self) -> &HttpPolicy {
         &self.policy
+    }
+
+    /// Values and records the lists of this client could not read.
+    pub fn decode_log(&self) -> &DecodeLog {
+        &self.decode
     }
 
     fn build(&self, call: &Call, token: &SecretString) -> Result<Request> {
@@ -369,7 +378,8 @@ impl GhlClient {
             format!("/contacts/{}/tasks", seg(contact_id)),
             "/contacts/{id}/tasks",
         );
-        Ok(self.call::<TasksEnvelope>(c).await?.tasks)
+        let tasks = self.call::<TasksEnvelope>(c).await?.tasks;
+        Ok(self.decode.keep(Listing::Tasks, tasks))
     }
 
     pub async fn create_task(
@@ -458,7 +468,8 @@ impl GhlClient {
         )
         .json(search)?
         .retry_unsafe(true);
-        Ok(self.call::<TasksEnvelope>(c).await?.tasks)
+        let tasks = self.call::<TasksEnvelope>(c).await?.tasks;
+        Ok(self.decode.keep(Listing::Tasks, tasks))
     }
 
     // ---- notes ----------------------------------------------------------------------------
@@ -469,7 +480,8 @@ impl GhlClient {
             format!("/contacts/{}/notes", seg(contact_id)),
             "/contacts/{id}/notes",
         );
-        Ok(self.call::<NotesEnvelope>(c).await?.notes)
+        let notes = self.call::<NotesEnvelope>(c).await?.notes;
+        Ok(self.decode.keep(Listing::Notes, notes))
     }
 
     pub async fn create_note(
@@ -539,7 +551,8 @@ impl GhlClient {
             format!("/contacts/{}/appointments", seg(contact_id)),
             "/contacts/{id}/appointments",
         );
-        Ok(self.call::<AppointmentsEnvelope>(c).await?.events)
+        let events = self.call::<AppointmentsEnvelope>(c).await?.events;
+        Ok(self.decode.keep(Listing::Appointments, events))
     }
 
     // ---- businesses -----------------------------------------------------------------------
@@ -550,7 +563,8 @@ impl GhlClient {
             .query("locationId", &self.location_id)
             .query("limit", limit)
             .query("skip", skip);
-        Ok(self.call::<BusinessesEnvelope>(c).await?.businesses)
+        let businesses = self.call::<BusinessesEnvelope>(c).await?.businesses;
+        Ok(self.decode.keep(Listing::Businesses, businesses))
     }
 
     pub async fn get_business(&self, id: &str) -> Result<Business> {
@@ -641,7 +655,7 @@ impl GhlClient {
         .query("limit", limit)
         .query("skip", skip);
         let r: ContactsByBusinessResponse = self.call(c).await?;
-        Ok((r.contacts, r.count))
+        Ok((self.decode.keep(Listing::Contacts, r.contacts), r.count))
     }
 
     // ---- location -------------------------------------------------------------------------
@@ -652,7 +666,8 @@ impl GhlClient {
             format!("/locations/{}/customFields", seg(&self.location_id)),
             "/locations/{id}/customFields",
         );
-        Ok(self.call::<CustomFieldsEnvelope>(c).await?.custom_fields)
+        let fields = self.call::<CustomFieldsEnvelope>(c).await?.custom_fields;
+        Ok(self.decode.keep(Listing::CustomFields, fields))
     }
 
     pub async fn get_location(&self) -> Result<GhlLocation> {
@@ -767,8 +782,8 @@ impl ContactSearch {
         }
         let n = r.contacts.len() as u64;
         self.received += n;
-        self.search_after = r
-            .contacts
+        let contacts = self.client.decode.keep(Listing::Contacts, r.contacts);
+        self.search_after = contacts
             .last()
             .map(|c| c.search_after.clone())
             .filter(|sa| !sa.is_empty());
@@ -778,7 +793,7 @@ impl ContactSearch {
         if n == 0 {
             return Ok(None);
         }
-        Ok(Some(r.contacts))
+        Ok(Some(contacts))
     }
 }
 

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::decode::{Item, Record};
 use crate::hotspot::wire::lenient;
 
 /// Output form of a custom field value.
@@ -414,7 +415,7 @@ impl SortSpec {
 #[serde(default)]
 pub struct SearchResponse {
     #[serde(deserialize_with = "lenient::vec_or_null")]
-    pub contacts: Vec<SearchContact>,
+    pub contacts: Vec<Item<SearchContact>>,
     #[serde(deserialize_with = "lenient::opt_i64")]
     pub total: Option<i64>,
 }
@@ -423,7 +424,7 @@ pub struct SearchResponse {
 #[serde(default)]
 pub struct ContactsByBusinessResponse {
     #[serde(deserialize_with = "lenient::vec_or_null")]
-    pub contacts: Vec<Contact>,
+    pub contacts: Vec<Item<Contact>>,
     #[serde(deserialize_with = "lenient::opt_i64")]
     pub count: Option<i64>,
 }
@@ -564,7 +565,7 @@ pub struct TaskEnvelope {
 #[serde(default)]
 pub struct TasksEnvelope {
     #[serde(deserialize_with = "lenient::vec_or_null")]
-    pub tasks: Vec<Task>,
+    pub tasks: Vec<Item<Task>>,
 }
 
 /// POST `/locations/{locationId}/tasks/search` body.
@@ -635,7 +636,7 @@ pub struct NoteEnvelope {
 #[serde(default)]
 pub struct NotesEnvelope {
     #[serde(deserialize_with = "lenient::vec_or_null")]
-    pub notes: Vec<Note>,
+    pub notes: Vec<Item<Note>>,
 }
 
 /// An event of GET `/contacts/{id}/appointments`; times may be `YYYY-MM-DD HH:MM:SS` (taken
@@ -677,7 +678,7 @@ pub struct Appointment {
 #[serde(default)]
 pub struct AppointmentsEnvelope {
     #[serde(deserialize_with = "lenient::vec_or_null")]
-    pub events: Vec<Appointment>,
+    pub events: Vec<Item<Appointment>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -758,7 +759,7 @@ pub struct BusinessEnvelope {
 #[serde(default)]
 pub struct BusinessesEnvelope {
     #[serde(deserialize_with = "lenient::vec_or_null")]
-    pub businesses: Vec<Business>,
+    pub businesses: Vec<Item<Business>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -809,7 +810,7 @@ pub struct CustomField {
 #[serde(default, rename_all = "camelCase")]
 pub struct CustomFieldsEnvelope {
     #[serde(deserialize_with = "lenient::vec_or_null")]
-    pub custom_fields: Vec<CustomField>,
+    pub custom_fields: Vec<Item<CustomField>>,
 }
 
 /// GET `/locations/{id}` (the fields the product uses).
@@ -873,6 +874,26 @@ impl std::fmt::Debug for TokenResponse {
             .finish()
     }
 }
+
+/// The id is what makes a listed record usable (see [`crate::decode`]).
+macro_rules! record_by_id {
+    ($($t:ty),*) => {$(
+        impl Record for $t {
+            fn record_id(&self) -> Option<String> {
+                self.id.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+            }
+        }
+    )*};
+}
+record_by_id!(
+    Contact,
+    SearchContact,
+    Task,
+    Note,
+    Appointment,
+    Business,
+    CustomField
+);
 
 #[cfg(test)]
 mod tests {
@@ -944,8 +965,11 @@ mod tests {
             "opportunities": [], "additionalEmails": [], "dateOfBirth": "1990-01-01"}], "total": 1}))
         .unwrap();
         assert_eq!(r.total, Some(1));
-        assert_eq!(r.contacts[0].address.as_deref(), Some("Main 1"));
-        assert_eq!(r.contacts[0].search_after.len(), 2);
+        assert_eq!(
+            r.contacts[0].record().unwrap().address.as_deref(),
+            Some("Main 1")
+        );
+        assert_eq!(r.contacts[0].record().unwrap().search_after.len(), 2);
     }
 
     #[test]
@@ -1006,6 +1030,42 @@ mod tests {
     }
 
     #[test]
+    fn a_listed_record_with_a_bad_value_is_read_and_a_null_one_skipped() {
+        use crate::decode::{DecodeLog, Listing};
+        let env: TasksEnvelope = serde_json::from_str(
+            r#"{"tasks":[{"_id":"t1","title":"Call","dueDate":"0000-00-00 00:00:00","completed":"maybe"},
+                         null,
+                         {"id":"t3","dueDate":"2026-01-02T03:04:05Z"}]}"#,
+        )
+        .unwrap();
+        let log = DecodeLog::default();
+        let tasks = log.keep(Listing::Tasks, env.tasks);
+        assert_eq!(tasks.len(), 3, "the page keeps its length");
+        assert_eq!(tasks[0].id.as_deref(), Some("t1"));
+        assert_eq!(tasks[0].title.as_deref(), Some("Call"));
+        assert_eq!((tasks[0].due_date, tasks[0].completed), (None, None));
+        assert_eq!(tasks[1].id, None);
+        assert!(tasks[2].due_date.is_some());
+        let r = log.drain();
+        assert_eq!(r.unreadable["tasks.dueDate"].ids, vec!["t1".to_string()]);
+        assert_eq!(
+            r.unreadable["tasks.completed"].sample,
+            "text of 5 characters"
+        );
+        assert_eq!(r.skipped.len(), 1);
+        let bad: SearchResponse = serde_json::from_str(
+            r#"{"contacts":[{"id":"c1","dateUpdated":"not a date","email":"a@b.c"}],"total":1}"#,
+        )
+        .unwrap();
+        let contacts = log.keep(Listing::Contacts, bad.contacts);
+        assert_eq!(contacts[0].email.as_deref(), Some("a@b.c"));
+        assert_eq!(
+            log.drain().unreadable["contacts.dateUpdated"].sample,
+            "not a date"
+        );
+    }
+
+    #[test]
     fn tasks_notes_appointments_businesses() {
         let t: TaskEnvelope = serde_json::from_value(json!({"task": {"id": "t1", "title": "x",
             "dueDate": "2021-07-08T02:30:00.000Z", "completed": false, "contactId": "c"}}))
@@ -1013,27 +1073,27 @@ mod tests {
         assert_eq!(t.task.unwrap().completed, Some(false));
         let s: TasksEnvelope =
             serde_json::from_value(json!({"tasks": [{"_id": "t9", "completed": true}]})).unwrap();
-        assert_eq!(s.tasks[0].id.as_deref(), Some("t9"));
+        assert_eq!(s.tasks[0].record().unwrap().id.as_deref(), Some("t9"));
         // Search items may carry both ids (the emulator sends both); `id` wins.
         let both: TasksEnvelope = serde_json::from_value(
             json!({"tasks": [{"id": "t1", "_id": "t1", "title": "x", "completed": false}]}),
         )
         .unwrap();
-        assert_eq!(both.tasks[0].id.as_deref(), Some("t1"));
+        assert_eq!(both.tasks[0].record().unwrap().id.as_deref(), Some("t1"));
         let n: NotesEnvelope = serde_json::from_value(json!({"notes": [{"id": "n", "body": "b",
             "userId": "u", "dateAdded": "2021-07-08T12:02:11.285Z", "contactId": "c"}]}))
         .unwrap();
-        assert_eq!(n.notes[0].pinned, None);
+        assert_eq!(n.notes[0].record().unwrap().pinned, None);
         let a: AppointmentsEnvelope = serde_json::from_value(json!({"events": [
             {"id": "e1", "startTime": "2021-07-16 11:00:00", "endTime": "2023-09-25T16:00:00+05:30",
              "appointmentStatus": "confirmed", "users": []}], "traceId": "x"}))
         .unwrap();
         assert_eq!(
-            a.events[0].start_time,
+            a.events[0].record().unwrap().start_time,
             Some(Utc.with_ymd_and_hms(2021, 7, 16, 11, 0, 0).unwrap())
         );
         assert_eq!(
-            a.events[0].end_time,
+            a.events[0].record().unwrap().end_time,
             Some(Utc.with_ymd_and_hms(2023, 9, 25, 10, 30, 0).unwrap())
         );
         let b: BusinessWriteResponse = serde_json::from_value(json!({"success": true,
@@ -1046,7 +1106,7 @@ mod tests {
              "position": 0, "picklistOptions": ["a"], "model": "contact"}]}))
         .unwrap();
         assert_eq!(
-            cf.custom_fields[0].field_key.as_deref(),
+            cf.custom_fields[0].record().unwrap().field_key.as_deref(),
             Some("contact.pincode")
         );
         let tok: TokenResponse = serde_json::from_value(json!({"access_token": "AT", "token_type": "Bearer",

@@ -9,6 +9,7 @@ use super::wire::{
     Customer, ListEnvelope, Location, MacTransaction, Owner, PaidTransaction, Pong,
     SocialTransaction, Voucher, VoucherTransaction,
 };
+use crate::decode::{DecodeLog, Item, Listing, Record};
 use crate::http::{HttpError, HttpPolicy, Method, Request, Response, check_base_url};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -19,6 +20,8 @@ pub struct HotspotClient {
     api_key: SecretString,
     policy: HttpPolicy,
     page_size: u32,
+    /// What list items could not be read, for the run report.
+    decode: DecodeLog,
 }
 
 impl std::fmt::Debug for HotspotClient {
@@ -44,6 +47,7 @@ impl HotspotClient {
             api_key,
             policy,
             page_size: DEFAULT_PAGE_SIZE,
+            decode: DecodeLog::default(),
         })
     }
 
@@ -55,6 +59,11 @@ impl HotspotClient {
 
     pub fn policy(&self) -> &HttpPolicy {
         &self.policy
+    }
+
+    /// Values and records the pages of this client could not read.
+    pub fn decode_log(&self) -> &DecodeLog {
+        &self.decode
     }
 
     fn request(&self, url: String, template: &str) -> Result<Request, HttpError> {
@@ -80,11 +89,12 @@ impl HotspotClient {
 
     /// `GET /locations/options`: `{items:[{id,name}]}`, unpaged.
     pub async fn location_options(&self) -> Result<Vec<Location>, HttpError> {
-        let env: ListEnvelope<Location> = self.get_one("/locations/options").await?;
-        Ok(env.items)
+        let env: ListEnvelope<Item<Location>> = self.get_one("/locations/options").await?;
+        Ok(self.decode.keep(Listing::Locations, env.items))
     }
 
-    fn pager<T>(&self, location: Option<&str>, resource: &str) -> Pager<T> {
+    fn pager<T>(&self, location: Option<&str>, listing: Listing) -> Pager<T> {
+        let resource = listing.name();
         let (path, template) = match location {
             Some(loc) => (
                 format!("/locations/{}/{resource}", encode_segment(loc)),
@@ -96,6 +106,7 @@ impl HotspotClient {
             client: self.clone(),
             first_url: format!("{}{}", self.base, path),
             template,
+            listing,
             sort: None,
             fields: None,
             next: Some(Next::Offset(0)),
@@ -108,36 +119,36 @@ impl HotspotClient {
     }
 
     pub fn locations(&self) -> Pager<Location> {
-        self.pager(None, "locations")
+        self.pager(None, Listing::Locations)
     }
 
     /// Customers of all locations (`None`) or of one.
     pub fn customers(&self, location: Option<&str>) -> Pager<Customer> {
-        self.pager(location, "customers")
+        self.pager(location, Listing::Customers)
     }
 
     pub fn subscribers(&self, location: Option<&str>) -> Pager<Customer> {
-        self.pager(location, "subscribers")
+        self.pager(location, Listing::Subscribers)
     }
 
     pub fn mac_transactions(&self, location: Option<&str>) -> Pager<MacTransaction> {
-        self.pager(location, "transactions/mac")
+        self.pager(location, Listing::MacTransactions)
     }
 
     pub fn voucher_transactions(&self, location: Option<&str>) -> Pager<VoucherTransaction> {
-        self.pager(location, "transactions/voucher")
+        self.pager(location, Listing::VoucherTransactions)
     }
 
     pub fn paid_transactions(&self, location: Option<&str>) -> Pager<PaidTransaction> {
-        self.pager(location, "transactions/paid")
+        self.pager(location, Listing::PaidTransactions)
     }
 
     pub fn social_transactions(&self, location: Option<&str>) -> Pager<SocialTransaction> {
-        self.pager(location, "transactions/social")
+        self.pager(location, Listing::SocialTransactions)
     }
 
     pub fn vouchers(&self, location: Option<&str>) -> Pager<Voucher> {
-        self.pager(location, "vouchers")
+        self.pager(location, Listing::Vouchers)
     }
 }
 
@@ -168,6 +179,7 @@ pub struct Pager<T> {
     client: HotspotClient,
     first_url: String,
     template: String,
+    listing: Listing,
     sort: Option<String>,
     fields: Option<String>,
     next: Option<Next>,
@@ -189,7 +201,7 @@ impl<T> std::fmt::Debug for Pager<T> {
     }
 }
 
-impl<T: DeserializeOwned> Pager<T> {
+impl<T: DeserializeOwned + Record + Default> Pager<T> {
     /// One property, `-` prefix for descending (e.g. `-registered_at`).
     pub fn sort(mut self, sort: &str) -> Self {
         self.sort = Some(sort.to_string());
@@ -261,7 +273,8 @@ impl<T: DeserializeOwned> Pager<T> {
         };
         let resp = self.client.policy.send(&req).await?;
         let api = self.client.policy.api();
-        let env: ListEnvelope<T> = resp.json(api, &self.template)?;
+        // Items are decoded one by one: a value that cannot be read never fails the page.
+        let env: ListEnvelope<Item<T>> = resp.json(api, &self.template)?;
         if let Some(tc) = env.metadata.as_ref().and_then(|m| m.total_count) {
             self.total_count = Some(tc.max(0) as u64);
         }
@@ -274,7 +287,7 @@ impl<T: DeserializeOwned> Pager<T> {
         if n == 0 {
             return Ok(None);
         }
-        Ok(Some(env.items))
+        Ok(Some(self.client.decode.keep(self.listing, env.items)))
     }
 
     fn next_from(

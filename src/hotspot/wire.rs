@@ -347,6 +347,61 @@ pub struct ListEnvelope<T> {
     pub items: Vec<T>,
 }
 
+/// The ids that make a record usable (see [`crate::decode`]).
+mod ids {
+    use super::*;
+    use crate::decode::Record;
+
+    fn text(id: &Option<String>) -> Option<String> {
+        id.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    }
+
+    impl Record for Location {
+        fn record_id(&self) -> Option<String> {
+            text(&self.id)
+        }
+    }
+
+    impl Record for Customer {
+        fn record_id(&self) -> Option<String> {
+            text(&self.id)
+        }
+    }
+
+    impl Record for TransactionCommon {
+        fn record_id(&self) -> Option<String> {
+            self.id.map(|i| i.to_string())
+        }
+    }
+
+    impl Record for MacTransaction {
+        fn record_id(&self) -> Option<String> {
+            self.common.record_id()
+        }
+    }
+
+    impl Record for PaidTransaction {
+        fn record_id(&self) -> Option<String> {
+            self.common.record_id()
+        }
+    }
+
+    impl Record for SocialTransaction {
+        fn record_id(&self) -> Option<String> {
+            self.common.record_id()
+        }
+    }
+
+    impl Record for Voucher {
+        fn record_id(&self) -> Option<String> {
+            text(&self.serial)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,6 +460,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.social_followers_count, Some(3));
+    }
+
+    #[test]
+    fn text_fields_sent_as_numbers_read_as_text() {
+        let c: Customer = serde_json::from_str(
+            r#"{"id":59243583,"user_name":12345,"phone":4915112345678,"zip":94103,"name":null}"#,
+        )
+        .unwrap();
+        assert_eq!(c.id.as_deref(), Some("59243583"));
+        assert_eq!(c.user_name.as_deref(), Some("12345"));
+        assert_eq!(c.phone.as_deref(), Some("4915112345678"));
+        assert_eq!(c.zip.as_deref(), Some("94103"));
+        assert_eq!(c.name, None);
     }
 
     #[test]

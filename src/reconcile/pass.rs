@@ -113,7 +113,9 @@ pub async fn run_pass(
     .await;
 
     summary.ghl_daily_remaining = ghl.policy().quota().map(|q| q.daily_remaining);
+    let unusable = account_decoding(hs, ghl, &mut summary, &mut items);
     let status = match &outcome {
+        Ok(false) if unusable => RunStatus::Partial,
         Ok(false) if summary.notes.iter().any(|n| n.starts_with("Stopped")) => RunStatus::Aborted,
         Ok(false) => RunStatus::Succeeded,
         Ok(true) => RunStatus::Partial,
@@ -137,6 +139,44 @@ pub async fn run_pass(
         status,
         plan_text,
     })
+}
+
+/// Puts what the pages of both APIs could not read into the run: unreadable values counted per
+/// field, and each record that could not be used at all as a failed item of its kind (its guest,
+/// transaction or task is left unsynced, so the run is not a success). True when a record was
+/// skipped.
+fn account_decoding(
+    hs: &HotspotClient,
+    ghl: &GhlClient,
+    summary: &mut RunSummary,
+    items: &mut Vec<RunItem>,
+) -> bool {
+    let mut decoded = hs.decode_log().drain();
+    decoded.merge(ghl.decode_log().drain());
+    summary.unreadable = decoded.unreadable;
+    let skipped = !decoded.skipped.is_empty();
+    for s in decoded.skipped {
+        let kind = s.listing.kind();
+        summary
+            .kinds
+            .entry(kind.as_str().to_string())
+            .or_default()
+            .failed += 1;
+        items.push(RunItem {
+            kind,
+            source_id: s.id.unwrap_or_default(),
+            target_id: None,
+            action: "read".into(),
+            outcome: ItemOutcome::Failed,
+            reason: Some(format!(
+                "a record listed in {} could not be used: {}",
+                s.listing.name(),
+                s.reason
+            )),
+            detail: Value::Null,
+        });
+    }
+    skipped
 }
 
 fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
@@ -369,12 +409,6 @@ async fn contacts(
         notes.push(
             "The GHL listing was incomplete: no create and no deletion this run.".to_string(),
         );
-    }
-    if source.without_id > 0 {
-        notes.push(format!(
-            "{} HotspotSystem records had no id and were ignored.",
-            source.without_id
-        ));
     }
 
     // Where each guest registered, for the dashboard and the business association.

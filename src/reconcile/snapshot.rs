@@ -29,7 +29,8 @@ pub struct SourceListing {
     pub locations: Vec<Location>,
     /// Every page of every listing arrived and matched its `total_count`.
     pub complete: bool,
-    /// Records dropped because they had no id (reported, never synced).
+    /// Records dropped because they had no id, or it could not be read (reported by the
+    /// client's decode log, never synced).
     pub without_id: usize,
 }
 
@@ -48,6 +49,8 @@ pub async fn read_source(
     while let Some(page) = pager.next_page().await? {
         for l in page {
             let Some(id) = l.id.filter(|s| !s.trim().is_empty()) else {
+                // Its guests go unlisted: none of them may be taken for deleted.
+                out.complete = false;
                 continue;
             };
             if only_locations.is_empty() || only_locations.contains(&id) {
@@ -77,6 +80,9 @@ pub async fn read_source(
             out.complete &= pager.complete();
         }
     }
+    // A record whose id could not be read may be a linked guest: taking that guest for
+    // deleted would be wrong, so nothing is inferred from this listing.
+    out.complete &= out.without_id == 0;
     Ok(out)
 }
 
@@ -154,15 +160,20 @@ pub async fn read_target(
 ) -> Result<TargetListing, GhlError> {
     let mut search = ghl.search_contacts(Vec::new(), Vec::new(), 500);
     let mut contacts = Vec::new();
+    let mut without_id = 0;
     while let Some(page) = search.next_page().await? {
-        contacts.extend(
-            page.into_iter()
-                .filter_map(|c| target_from_search(c, fields)),
-        );
+        for c in page {
+            match target_from_search(c, fields) {
+                Some(t) => contacts.push(t),
+                None => without_id += 1,
+            }
+        }
     }
+    // A contact whose id could not be read may be one a guest is linked to (it would look
+    // deleted) or the match of a new guest (a create would duplicate it).
     Ok(TargetListing {
         contacts,
-        complete: search.complete(),
+        complete: search.complete() && without_id == 0,
     })
 }
 

@@ -441,6 +441,14 @@ pub fn run_body(r: &RunReport, max_items: usize) -> String {
         out.push_str("</ul>");
     }
 
+    if !r.unreadable.is_empty() {
+        out.push_str("<h2>Values that could not be read</h2><ul class=\"notes\">");
+        for line in super::unreadable_lines(&r.unreadable) {
+            let _ = write!(out, "<li>{}</li>", escape(&line));
+        }
+        out.push_str("</ul>");
+    }
+
     for (title, outcome) in [
         ("Failures", "failed"),
         ("Conflicts", "conflict"),

@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::decode::FieldTally;
 use crate::store::{ItemOutcome, RunItem, Store, StoreError};
 
 /// Counts of what happened to one kind of record in one run.
@@ -91,6 +92,10 @@ pub struct RunReport {
     pub api: BTreeMap<String, ApiUsage>,
     /// Run-level notes: deletion guards that fired, listings that were incomplete, quota stops.
     pub notes: Vec<String>,
+    /// Values that could not be read and were taken as empty, per `list.field`
+    /// (e.g. `customers.registered_at`).
+    #[serde(default)]
+    pub unreadable: BTreeMap<String, FieldTally>,
     pub items: Vec<ReportItem>,
 }
 
@@ -196,6 +201,15 @@ impl RunReport {
                 let _ = writeln!(out, "  - {n}");
             }
         }
+        if !self.unreadable.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nValues that could not be read (each taken as empty):"
+            );
+            for line in unreadable_lines(&self.unreadable) {
+                let _ = writeln!(out, "  - {line}");
+            }
+        }
         for (title, outcome) in [
             ("Failures", "failed"),
             ("Conflicts", "conflict"),
@@ -237,6 +251,43 @@ impl RunReport {
     }
 }
 
+/// One line per field: `customers.registered_at: 1 value could not be read (0000-00-00 00:00:00);
+/// record 123`. Samples are dates, ids or a value's shape, never personal data.
+pub fn unreadable_lines(unreadable: &BTreeMap<String, FieldTally>) -> Vec<String> {
+    unreadable
+        .iter()
+        .map(|(field, t)| {
+            let mut line = format!(
+                "{field}: {} could not be read ({})",
+                if t.count == 1 {
+                    "1 value".to_string()
+                } else {
+                    format!("{} values", t.count)
+                },
+                crate::decode::clean(&t.sample, 60)
+            );
+            if !t.ids.is_empty() {
+                let more = if t.count > t.ids.len() as u64 {
+                    ", …"
+                } else {
+                    ""
+                };
+                let _ = write!(
+                    line,
+                    "; record{} {}{more}",
+                    if t.count == 1 { "" } else { "s" },
+                    t.ids
+                        .iter()
+                        .map(|i| crate::decode::clean(i, 40))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            line
+        })
+        .collect()
+}
+
 /// What the reconciler stores in `runs.summary`: the counts and notes of the run. Items and API
 /// usage live in their own tables and are joined in by [`load`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -248,6 +299,9 @@ pub struct RunSummary {
     /// Daily quota left at the end of the run, as GHL last reported it.
     #[serde(default)]
     pub ghl_daily_remaining: Option<u64>,
+    /// Values that could not be read, per `list.field`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unreadable: BTreeMap<String, FieldTally>,
 }
 
 /// Builds the report of one run from the state database.
@@ -312,6 +366,7 @@ pub fn load(store: &Store, run_id: i64) -> Result<Option<RunReport>, StoreError>
         kinds: summary.kinds,
         api,
         notes: summary.notes,
+        unreadable: summary.unreadable,
         items,
     }))
 }
@@ -326,5 +381,60 @@ fn item_outcome_label(item: &RunItem) -> String {
         (ItemOutcome::Parked, _) => "conflict".into(),
         (ItemOutcome::Planned, _) => "planned".into(),
         (o, _) => o.as_str().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_values_are_one_line_per_field_in_text_and_html() {
+        let mut unreadable = BTreeMap::new();
+        unreadable.insert(
+            "customers.registered_at".to_string(),
+            FieldTally {
+                count: 1,
+                sample: "0000-00-00 00:00:00".into(),
+                ids: vec!["123".into()],
+            },
+        );
+        unreadable.insert(
+            "contacts.dateOfBirth".to_string(),
+            FieldTally {
+                count: 5,
+                sample: "<b>\u{1b}[2J".into(),
+                ids: vec!["a".into(), "b".into(), "c".into()],
+            },
+        );
+        let r = RunReport {
+            run_id: 1,
+            started_at: "2026-12-01T00:00:00Z".into(),
+            finished_at: None,
+            status: "succeeded".into(),
+            dry_run: false,
+            full: false,
+            kinds: BTreeMap::new(),
+            api: BTreeMap::new(),
+            notes: Vec::new(),
+            unreadable,
+            items: Vec::new(),
+        };
+        let text = r.to_text();
+        assert!(text.contains(
+            "  - customers.registered_at: 1 value could not be read (0000-00-00 00:00:00); record 123\n"
+        ));
+        assert!(text.contains(
+            "  - contacts.dateOfBirth: 5 values could not be read (<b>[2J); records a, b, c, …\n"
+        ));
+        assert!(
+            !text.contains('\u{1b}'),
+            "no control character reaches the report"
+        );
+        let html = html::render_run(&r, &[]);
+        assert!(html.contains("Values that could not be read"));
+        assert!(html.contains("&lt;b&gt;[2J"), "escaped");
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["unreadable"]["customers.registered_at"]["count"], 1);
     }
 }

@@ -13,6 +13,9 @@
 //! - `limit` above the maximum is clamped (not rejected); `limit` < 1 or non-numeric → 400.
 //! - Unknown query parameters are ignored; a list parameter given twice → 400.
 //! - `/me`, `/ping` and `/locations/options` ignore the query.
+//!
+//! [`OddValues`] serves what a real account's database can hold and no documented type admits
+//! (MySQL zero dates, malformed dates, digits-only text as numbers, nulls), each on a few records.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -49,6 +52,116 @@ pub struct HotspotOptions {
     pub default_limit: usize,
     /// Larger `limit` values are clamped to this (1000 was seen in real use).
     pub max_limit: usize,
+    /// Values no documented type admits, served on some records (off by default).
+    pub odd_values: OddValues,
+}
+
+/// Values a real HotspotSystem account can send that the reference's types do not admit. The
+/// reference is silent on them; a MySQL-backed API sends them as the database holds them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OddValues {
+    /// MySQL's zero date `0000-00-00 00:00:00` as `registered_at` / `action_date_gmt` of the
+    /// records [`Oddity::at`] names.
+    pub zero_dates: bool,
+    /// A date that is no date (`2023-02-30 25:61:00`) on the records [`Oddity::at`] names.
+    pub malformed_dates: bool,
+    /// Every text value made only of digits (customer ids, zip codes, package ids) sent as a
+    /// JSON number, as a numeric column would send it. Applied after `lenient_types`, so both
+    /// together send numbers as text and digit-only text as numbers.
+    pub text_as_numbers: bool,
+    /// `null` where a value is expected: every field but the id of some records, and some
+    /// records as a whole (a `null` item in the list).
+    pub nulls: bool,
+}
+
+/// What the emulator does to one record when the matching [`OddValues`] knob is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Oddity {
+    ZeroDate,
+    MalformedDate,
+    /// Every field but `id` is `null`.
+    NullFields,
+    /// The record is sent as `null`.
+    NullRecord,
+}
+
+/// The dates [`Oddity::ZeroDate`] and [`Oddity::MalformedDate`] replace.
+const DATE_FIELDS: &[&str] = &["registered_at", "action_date_gmt"];
+
+impl Oddity {
+    /// The oddity of the record at `position` of its list in the account's data (customers,
+    /// subscribers and each transaction type counted apart, from 0): every 100th record from
+    /// the 4th gets a zero date, from the 6th a malformed date, from the 8th null fields, and
+    /// from the 12th is sent as `null` (seeded guests 3 to 11 all have an email or a phone).
+    pub fn at(position: usize) -> Option<Oddity> {
+        match position % 100 {
+            3 => Some(Oddity::ZeroDate),
+            5 => Some(Oddity::MalformedDate),
+            7 => Some(Oddity::NullFields),
+            11 => Some(Oddity::NullRecord),
+            _ => None,
+        }
+    }
+
+    fn apply(self, record: Value) -> Value {
+        let Value::Object(mut map) = record else {
+            return record;
+        };
+        let set_dates = |map: &mut serde_json::Map<String, Value>, to: &str| {
+            for f in DATE_FIELDS {
+                if let Some(d) = map.get_mut(*f) {
+                    *d = Value::String(to.to_string());
+                }
+            }
+        };
+        match self {
+            Oddity::ZeroDate => set_dates(&mut map, "0000-00-00 00:00:00"),
+            Oddity::MalformedDate => set_dates(&mut map, "2023-02-30 25:61:00"),
+            Oddity::NullFields => {
+                for (k, v) in map.iter_mut() {
+                    if k != "id" {
+                        *v = Value::Null;
+                    }
+                }
+            }
+            Oddity::NullRecord => return Value::Null,
+        }
+        Value::Object(map)
+    }
+}
+
+impl OddValues {
+    /// The oddity served at `position`, if its knob is on.
+    pub fn at(&self, position: usize) -> Option<Oddity> {
+        Oddity::at(position).filter(|o| match o {
+            Oddity::ZeroDate => self.zero_dates,
+            Oddity::MalformedDate => self.malformed_dates,
+            Oddity::NullFields | Oddity::NullRecord => self.nulls,
+        })
+    }
+}
+
+/// Digit-only text as a JSON number; text with a leading zero or too long for an exact
+/// integer stays text (a numeric column could not have held it).
+fn text_as_number(v: Value) -> Value {
+    match v {
+        Value::String(s)
+            if !s.is_empty()
+                && s.len() <= 15
+                && !s.starts_with('0')
+                && s.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            s.parse::<u64>()
+                .map(Value::from)
+                .unwrap_or(Value::String(s))
+        }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, text_as_number(v)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 impl Default for HotspotOptions {
@@ -59,6 +172,7 @@ impl Default for HotspotOptions {
             latency: Duration::ZERO,
             default_limit: 100,
             max_limit: 1000,
+            odd_values: OddValues::default(),
         }
     }
 }
@@ -72,6 +186,7 @@ impl std::fmt::Debug for HotspotOptions {
             .field("latency", &self.latency)
             .field("default_limit", &self.default_limit)
             .field("max_limit", &self.max_limit)
+            .field("odd_values", &self.odd_values)
             .finish()
     }
 }
@@ -91,6 +206,7 @@ struct Shared {
     data: Mutex<HotspotData>,
     api_key: String,
     lenient: AtomicBool,
+    odd: Mutex<OddValues>,
     latency_nanos: AtomicU64,
     default_limit: usize,
     max_limit: usize,
@@ -136,6 +252,7 @@ impl HotspotEmulator {
             data: Mutex::new(data),
             api_key: opts.api_key,
             lenient: AtomicBool::new(opts.lenient_types),
+            odd: Mutex::new(opts.odd_values),
             latency_nanos: AtomicU64::new(opts.latency.as_nanos() as u64),
             default_limit: opts.default_limit.max(1),
             max_limit: opts.max_limit.max(1),
@@ -203,6 +320,10 @@ impl HotspotEmulator {
 
     pub fn set_lenient_types(&self, on: bool) {
         self.shared.lenient.store(on, Ordering::Relaxed);
+    }
+
+    pub fn set_odd_values(&self, odd: OddValues) {
+        *lock(&self.shared.odd) = odd;
     }
 
     /// Injects faults into later answers (5xx, 429 with or without `Retry-After`, latency), the
@@ -381,65 +502,95 @@ fn answer(
             {
                 return Err(ApiError::not_found(format!("Location {loc} not found")));
             }
-            let (fields, records) = collect(&data, resource, location.as_deref());
+            let odd = *lock(&shared.odd);
+            let (fields, records) = collect(&data, resource, location.as_deref(), odd);
             drop(data);
             let host = headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_string)
                 .unwrap_or_else(|| shared.addr.to_string());
-            list_response(records, &fields, &params, lenient, uri, &host)
+            list_response(records, &fields, &params, lenient, odd, uri, &host)
         }
     }
 }
 
-/// Strict JSON of every record the route lists, plus the property names of its type.
+/// Strict JSON of every record the route lists (with the odd values that are on), plus the
+/// property names of its type.
 fn collect(
     data: &HotspotData,
     resource: Resource,
     location: Option<&str>,
+    odd: OddValues,
 ) -> (Vec<String>, Vec<Value>) {
-    fn all<'a, T: ApiRecord + 'a>(items: impl Iterator<Item = &'a T>) -> (Vec<String>, Vec<Value>) {
-        (T::field_names(), items.map(|r| r.to_json(false)).collect())
+    // A record's oddity follows its place in the account's list, whatever the location asked.
+    let all = |items: Vec<(usize, Value)>| -> Vec<Value> {
+        items
+            .into_iter()
+            .map(|(i, r)| match odd.at(i) {
+                Some(o) => o.apply(r),
+                None => r,
+            })
+            .collect()
+    };
+    fn pick<'a, T: ApiRecord + 'a>(
+        items: &'a [T],
+        keep: impl Fn(&T) -> bool,
+    ) -> Vec<(usize, Value)> {
+        items
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| keep(r))
+            .map(|(i, r)| (i, r.to_json(false)))
+            .collect()
+    }
+    fn names<T: ApiRecord>(_: &[T]) -> Vec<String> {
+        T::field_names()
     }
     let loc_num: Option<i64> = location.and_then(|l| l.parse().ok());
     let in_loc_str = |id: &str| location.is_none_or(|l| l == id);
     // A location id that is not numeric cannot match an integer transaction location_id.
     let in_loc_num = |id: i64| location.is_none() || loc_num == Some(id);
-    match resource {
-        Resource::Locations => all(data.locations.iter()),
-        Resource::Customers => {
-            all::<Customer>(data.customers.iter().filter(|c| in_loc_str(&c.location_id)))
-        }
-        Resource::Subscribers => all::<Customer>(
-            data.subscribers
-                .iter()
-                .filter(|c| in_loc_str(&c.location_id)),
+    let (names, items) = match resource {
+        Resource::Locations => (names(&data.locations), pick(&data.locations, |_| true)),
+        Resource::Customers => (
+            names(&data.customers),
+            pick(&data.customers, |c: &Customer| in_loc_str(&c.location_id)),
         ),
-        Resource::Vouchers => {
-            all::<Voucher>(data.vouchers.iter().filter(|v| in_loc_str(&v.location_id)))
-        }
-        Resource::MacTransactions => all::<MacTransaction>(
-            data.mac_transactions
-                .iter()
-                .filter(|t| in_loc_num(t.location_id)),
+        Resource::Subscribers => (
+            names(&data.subscribers),
+            pick(&data.subscribers, |c: &Customer| in_loc_str(&c.location_id)),
         ),
-        Resource::VoucherTransactions => all::<VoucherTransaction>(
-            data.voucher_transactions
-                .iter()
-                .filter(|t| in_loc_num(t.location_id)),
+        Resource::Vouchers => (
+            names(&data.vouchers),
+            pick(&data.vouchers, |v: &Voucher| in_loc_str(&v.location_id)),
         ),
-        Resource::SocialTransactions => all::<SocialTransaction>(
-            data.social_transactions
-                .iter()
-                .filter(|t| in_loc_num(t.location_id)),
+        Resource::MacTransactions => (
+            names(&data.mac_transactions),
+            pick(&data.mac_transactions, |t: &MacTransaction| {
+                in_loc_num(t.location_id)
+            }),
         ),
-        Resource::PaidTransactions => all::<PaidTransaction>(
-            data.paid_transactions
-                .iter()
-                .filter(|t| in_loc_num(t.location_id)),
+        Resource::VoucherTransactions => (
+            names(&data.voucher_transactions),
+            pick(&data.voucher_transactions, |t: &VoucherTransaction| {
+                in_loc_num(t.location_id)
+            }),
         ),
-    }
+        Resource::SocialTransactions => (
+            names(&data.social_transactions),
+            pick(&data.social_transactions, |t: &SocialTransaction| {
+                in_loc_num(t.location_id)
+            }),
+        ),
+        Resource::PaidTransactions => (
+            names(&data.paid_transactions),
+            pick(&data.paid_transactions, |t: &PaidTransaction| {
+                in_loc_num(t.location_id)
+            }),
+        ),
+    };
+    (names, all(items))
 }
 
 /// The validated list parameters, plus the query pairs that are not ours (kept in links).
@@ -543,6 +694,7 @@ fn list_response(
     field_names: &[String],
     params: &ListParams,
     lenient: bool,
+    odd: OddValues,
     uri: &Uri,
     host: &str,
 ) -> Result<Response, ApiError> {
@@ -578,6 +730,11 @@ fn list_response(
         .map(|r| {
             let r = if lenient {
                 super::seed::lenient_form(r)
+            } else {
+                r
+            };
+            let r = if odd.text_as_numbers {
+                text_as_number(r)
             } else {
                 r
             };

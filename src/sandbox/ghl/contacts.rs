@@ -261,6 +261,10 @@ pub(crate) fn search_shape(c: &Contact, loc: &str) -> Map<String, Value> {
     m.insert("followers".into(), json!([]));
     m.insert("additionalEmails".into(), json!([]));
     m.insert("additionalPhones".into(), json!([]));
+    // Fields the emulator does not model, as GET shows them (a test's odd values).
+    for (k, v) in &c.extra {
+        m.entry(k.clone()).or_insert_with(|| v.clone());
+    }
     m
 }
 
