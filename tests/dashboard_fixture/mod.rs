@@ -65,6 +65,7 @@ fn summary(kinds: &[(&str, KindCounts)], quota: Option<u64>, notes: &[&str]) -> 
             .collect(),
         notes: notes.iter().map(|n| n.to_string()).collect(),
         ghl_daily_remaining: quota,
+        unsynced: Vec::new(),
     })
     .unwrap()
 }
