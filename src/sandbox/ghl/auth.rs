@@ -241,6 +241,8 @@ pub(crate) struct Limiter {
     pub daily_limit: u64,
     pub daily_remaining: u64,
     pub retry_after: bool,
+    /// Put the `X-RateLimit-*` headers on answers.
+    pub send_headers: bool,
     window_start: Instant,
     used: u32,
 }
@@ -260,6 +262,7 @@ impl Limiter {
             daily_limit: daily,
             daily_remaining: daily,
             retry_after,
+            send_headers: true,
             window_start: Instant::now(),
             used: 0,
         }
