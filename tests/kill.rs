@@ -134,7 +134,12 @@ async fn sigkill_at_20_points_then_complete_without_duplicates() {
         pending.iter().all(|u| u["why"] == "create_pending"),
         "only creates of unknown outcome may wait: {report:#}"
     );
-    assert_eq!(after.code, i32::from(!pending.is_empty()), "{}", after.show());
+    assert_eq!(
+        after.code,
+        i32::from(!pending.is_empty()),
+        "{}",
+        after.show()
+    );
     // The next scheduled run, minutes later, completes them.
     env.age_journal(3);
     let last = env.sync_ok().await;
