@@ -206,6 +206,9 @@ pub struct SandboxArgs {
     /// GHL's duplicate matching (create check, upsert) lags writes like search does.
     #[arg(long)]
     pub dedup_lags: bool,
+    /// GHL answers without the `X-RateLimit-*` headers.
+    #[arg(long)]
+    pub no_rate_limit_headers: bool,
     /// HotspotSystem numbers as strings and `YYYY-MM-DD HH:MM:SS` dates.
     #[arg(long)]
     pub lenient_types: bool,

@@ -165,11 +165,13 @@ pub enum LostCreateRecovery {
     /// Re-send it at once as `POST /contacts/upsert` keyed by email or phone, so GHL matches the
     /// contact the lost answer may have created. Relies on GHL's duplicate matching seeing a
     /// contact created a moment earlier, which the reference does not confirm (its search
-    /// index lags writes).
-    #[default]
+    /// index lags writes): where it lags, this makes duplicates on a location that allows them.
     Upsert,
     /// Leave the journaled intent pending and look for the contact in later runs' listings;
-    /// create it again only when it has not shown up within 2 minutes.
+    /// create it again only when it has not shown up within 2 minutes. The default: safe
+    /// whether or not GHL's duplicate matching lags. No read could confirm the contact absent
+    /// sooner: a lost answer leaves no id to GET, and search and duplicate matching may lag.
+    #[default]
     Wait,
 }
 

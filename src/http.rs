@@ -354,6 +354,8 @@ struct Bucket {
     /// Set when the server said 0 remaining while our own count was below the limit (someone
     /// else shares the quota): nothing is sent before this instant.
     blocked_until: Option<Instant>,
+    /// Nothing sent or seeded yet: only then may an earlier process's sends be taken over.
+    fresh: bool,
 }
 
 impl Bucket {
@@ -363,7 +365,23 @@ impl Bucket {
             window,
             sent: VecDeque::new(),
             blocked_until: None,
+            fresh: true,
         }
+    }
+
+    /// Counts the sends of an earlier process, given by their age, as if made here. Only a
+    /// fresh limiter takes them: one that has sent already knows its own window.
+    fn seed(&mut self, now: Instant, ages: impl IntoIterator<Item = Duration>) {
+        if !std::mem::replace(&mut self.fresh, false) {
+            return;
+        }
+        let mut sent: Vec<Instant> = ages
+            .into_iter()
+            .filter_map(|a| now.checked_sub(a))
+            .collect();
+        sent.sort();
+        self.sent = sent.into();
+        self.forget_old(now);
     }
 
     /// The span over which `capacity` is enforced: the window plus 5% (at least 25 ms).
@@ -384,6 +402,7 @@ impl Bucket {
 
     /// Takes a slot, or says how long to wait for one.
     fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
+        self.fresh = false;
         if let Some(until) = self.blocked_until {
             if now < until {
                 return Err(until - now);
@@ -484,6 +503,31 @@ impl HttpPolicy {
 
     pub fn audit(&self) -> &AuditSink {
         &self.inner.sink
+    }
+
+    /// Wall-clock times of the sends still inside the rate window, oldest first: what the next
+    /// process must count against its first window (see [`HttpPolicy::seed_window`]).
+    pub fn window_sends(&self) -> Vec<std::time::SystemTime> {
+        let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+        let mut b = self.inner.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        b.forget_old(now);
+        b.sent
+            .iter()
+            .filter_map(|t| wall.checked_sub(now.saturating_duration_since(*t)))
+            .collect()
+    }
+
+    /// Takes the sends an earlier process made in the last window (wall-clock times) as this
+    /// limiter's own, so that a process started right after a burst does not begin with a full
+    /// window the server no longer has. Ignored once this limiter has sent anything.
+    pub fn seed_window(&self, sends: &[std::time::SystemTime]) {
+        let wall = std::time::SystemTime::now();
+        // A time ahead of this clock counts as now.
+        let ages = sends
+            .iter()
+            .map(|t| wall.duration_since(*t).unwrap_or_default());
+        let mut b = self.inner.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        b.seed(Instant::now(), ages);
     }
 
     fn check_reserve(&self) -> Result<(), HttpError> {
@@ -893,6 +937,25 @@ mod tests {
             b.try_take(Instant::now()).unwrap_err(),
             Duration::from_secs(3)
         );
+    }
+
+    #[test]
+    fn seeded_sends_count_against_a_fresh_window_only() {
+        let now = Instant::now() + Duration::from_secs(60);
+        let mut b = Bucket::new(3, Duration::from_secs(10));
+        // Two sends 1 s and 4 s ago, one long gone.
+        b.seed(now, [1, 4, 30].map(Duration::from_secs));
+        assert_eq!(b.sent.len(), 2);
+        assert_eq!(b.try_take(now), Ok(()));
+        // Full: the next slot frees when the send of 4 s ago leaves the span.
+        let wait = b.try_take(now).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(6) && wait < Duration::from_secs(7),
+            "{wait:?}"
+        );
+        // A limiter that has sent keeps its own count.
+        b.seed(now, [Duration::ZERO; 3]);
+        assert_eq!(b.sent.len(), 3);
     }
 
     #[test]

@@ -59,7 +59,7 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(c.ghl.rate_limit, 100);
     assert_eq!(c.ghl.rate_window_secs, 10);
     assert_eq!(c.ghl.daily_reserve, 1000);
-    assert_eq!(c.ghl.lost_create_recovery, LostCreateRecovery::Upsert);
+    assert_eq!(c.ghl.lost_create_recovery, LostCreateRecovery::Wait);
     assert_eq!(c.contacts.conflict, ConflictPolicy::HotspotWins);
     assert_eq!(c.contacts.drift, DriftPolicy::Keep);
     assert_eq!(c.contacts.default_country, "US");
@@ -144,8 +144,8 @@ fn invalid_enum_value_is_named() {
         "ghl.lost_create_recovery",
         12,
     );
-    let ok = load(&format!("{MINIMAL}lost_create_recovery = \"wait\"\n")).unwrap();
-    assert_eq!(ok.ghl.lost_create_recovery, LostCreateRecovery::Wait);
+    let ok = load(&format!("{MINIMAL}lost_create_recovery = \"upsert\"\n")).unwrap();
+    assert_eq!(ok.ghl.lost_create_recovery, LostCreateRecovery::Upsert);
     let text = format!("{MINIMAL}\n[notes]\ntransaction_types = [\"mac\", \"cash\"]\n");
     expect_err(
         &text,

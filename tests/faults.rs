@@ -31,6 +31,9 @@ async fn finish(env: &Env, name: &str, faulty: &Out, started: Instant, extra: St
     env.sandbox.ghl.set_faults(FaultKnobs::default());
     env.sandbox.hotspot.set_faults(FaultKnobs::default());
     let before = env.ghl_census().contacts;
+    // The next scheduled run comes minutes later: creates whose outcome the faults left
+    // unknown are no longer young (`lost_create_recovery = "wait"` holds young ones).
+    env.age_journal(3);
     let clean = env.sync_ok().await;
     let census = env.assert_exact(name);
     eprintln!(
@@ -181,17 +184,25 @@ async fn every_write_answer_lost() {
 
 /// If GHL's duplicate matching lags writes as its search does (the reference does not say), an
 /// upsert re-sent right after a lost create would make a second contact on a location that
-/// allows duplicates. `lost_create_recovery = "wait"` leaves such creates pending for a later
-/// run's listing instead.
+/// allows duplicates. The default (`lost_create_recovery = "wait"`) leaves such creates pending
+/// for a later run's listing instead, so it is safe under both readings (the other one is
+/// `dropped_after_write_with_duplicates_allowed`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_answers_when_duplicate_matching_lags_too() {
     let mut o = lagging(true);
     o.ghl.dedup_lags = true;
+    dropped_after_write("drop_dedup_lags_default", o, 0.2, Setup::default()).await;
+}
+
+/// The faster choice, `lost_create_recovery = "upsert"`, where GHL's duplicate matching sees a
+/// write at once: recovered in the same run, no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_answers_recovered_by_upsert_when_duplicate_matching_does_not_lag() {
     let setup = Setup {
-        ghl_extra: "lost_create_recovery = \"wait\"\n".into(),
+        ghl_extra: "lost_create_recovery = \"upsert\"\n".into(),
         ..Setup::default()
     };
-    dropped_after_write("drop_dedup_lags_wait", o, 0.2, setup).await;
+    dropped_after_write("drop_upsert", lagging(true), 0.2, setup).await;
 }
 
 /// Answers 2 s slower than the client's 1 s timeout for a stretch in the middle of the run.
@@ -443,16 +454,13 @@ async fn notes_and_tasks_through_5xx_and_lost_answers() {
     );
 }
 
-/// Under `lost_create_recovery = "wait"`, a create whose answer was lost is neither re-sent nor
-/// forgotten: while young its record is held, and once its intent is older than two minutes
-/// without the contact showing up in GHL, the record is created again.
+/// Under `lost_create_recovery = "wait"` (the default), a create whose answer was lost is
+/// neither re-sent nor forgotten: while young its record is held (and the run says so in its
+/// exit status), and once its intent is older than two minutes without the contact showing up
+/// in GHL, the record is created again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_recovery_holds_then_recreates_after_two_minutes() {
-    let setup = Setup {
-        ghl_extra: "lost_create_recovery = \"wait\"\n".into(),
-        ..Setup::default()
-    };
-    let env = Env::start("wait_recreate", opts(66, 20), setup).await;
+    let env = Env::start("wait_recreate", opts(66, 20), Setup::default()).await;
     let eligible = env.eligible_people();
     env.sandbox.ghl.set_faults(FaultKnobs {
         p_drop_after_write: 1.0,
@@ -473,8 +481,10 @@ async fn wait_recovery_holds_then_recreates_after_two_minutes() {
     env.sandbox.ghl.with_state(|s| s.contacts.remove(&gone));
     env.sandbox.ghl.set_faults(FaultKnobs::default());
 
-    // Young intents: the others are found and linked, the missing one is held.
-    let young = env.sync_ok().await;
+    // Young intents: the others are found and linked, the missing one is held, and the run
+    // does not call that success.
+    let young = env.run(&["sync"]).await;
+    assert_eq!(young.code, 1, "{}", young.show());
     assert_eq!(env.ghl_census().contacts, eligible - 1, "nothing re-sent");
     let report = env.report_json().await;
     assert_eq!(
@@ -483,18 +493,18 @@ async fn wait_recovery_holds_then_recreates_after_two_minutes() {
         "{}",
         young.show()
     );
+    let unsynced = report["unsynced"].as_array().cloned().unwrap_or_default();
+    assert_eq!(unsynced.len(), 1, "{report:#}");
+    assert_eq!(unsynced[0]["why"], "create_pending", "{report:#}");
+    assert!(
+        young.stdout.contains("Left unsynced (1)"),
+        "{}",
+        young.show()
+    );
     assert_eq!(env.state_links().1, 1, "its intent is still pending");
 
     // Two minutes later (the journal back-dated): created again, once.
-    let db = rusqlite::Connection::open(env.state_path()).unwrap();
-    let old = (chrono::Utc::now() - chrono::Duration::minutes(3))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    db.execute(
-        "UPDATE journal SET created_at = ?1 WHERE state = 'pending'",
-        [&old],
-    )
-    .unwrap();
-    drop(db);
+    env.age_journal(3);
     env.sandbox.ghl.clear_requests();
     env.sync_ok().await;
     env.assert_exact("wait_recreate");

@@ -817,3 +817,105 @@ async fn task_read_back_is_spread_over_passes() {
         open.div_ceil(50)
     );
 }
+
+/// Two HotspotSystem customers sharing an email (a couple: own phone, own user name) are one
+/// GHL contact. A transaction of either carries only that customer's phone and user name, and
+/// must land once on the shared contact, whichever of the two it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_of_merged_customers_land_once_on_their_shared_contact() {
+    use hotspot_ghl_sync::sandbox::seed::VoucherTransaction;
+    let env = Env::new(
+        "merged",
+        SeedSpec {
+            seed: 5,
+            locations: 1,
+            customers: 20,
+            subscribers: 0,
+            subscribers_also_customers: 0,
+            transactions: 0,
+        },
+        "[tasks]\nenabled = false\n",
+    )
+    .await;
+    let email = "couple@example.com";
+    let refs: Vec<String> = env.sandbox.hotspot.with_data(|d| {
+        let ids = d.add_customers(7, 2);
+        let mut guests = Vec::new();
+        for (k, id) in ids.iter().enumerate() {
+            let c = d.customer_mut(id).unwrap();
+            // The second writes the shared address differently: still the same person key.
+            c.email = Some(if k == 0 {
+                email.into()
+            } else {
+                " Couple@Example.COM ".into()
+            });
+            c.phone = Some(format!("+44 20 7946 10{k}{k}"));
+            c.user_name = format!("couple-{k}");
+            guests.push(c.clone());
+        }
+        let at = guests[1].registered_at + chrono::Duration::hours(1);
+        let loc: i64 = guests[0].location_id.parse().unwrap();
+        let txn = |id: i64, g: &hotspot_ghl_sync::sandbox::seed::Customer, phone: bool| {
+            VoucherTransaction {
+                id,
+                operator: d.owner.operator.clone(),
+                location_id: loc,
+                user_name: g.user_name.clone(),
+                customer: g.name.clone(),
+                action_date_gmt: at + chrono::Duration::minutes(id - 900_000),
+                amount: 4.5,
+                currency: Some("EUR".into()),
+                phone: if phone { g.phone.clone() } else { None },
+                ..VoucherTransaction::default()
+            }
+        };
+        let txns = vec![
+            // The second customer's phone and user name, no email.
+            txn(900_001, &guests[1], true),
+            // The second customer's user name only.
+            txn(900_002, &guests[1], false),
+            // The first customer's phone and user name, no email.
+            txn(900_003, &guests[0], true),
+        ];
+        let refs = txns.iter().map(|t| format!("voucher:{}", t.id)).collect();
+        d.voucher_transactions.extend(txns);
+        refs
+    });
+
+    for run in 1..=2 {
+        env.sync(&[]).await;
+        let (contacts, notes) = env.sandbox.ghl.with_state(|s| {
+            let contacts: Vec<String> = s
+                .contacts
+                .values()
+                .filter(|c| c.email.as_deref() == Some(email))
+                .map(|c| c.id.clone())
+                .collect();
+            let notes: Vec<(String, String)> = s
+                .notes
+                .values()
+                .map(|n| (n.contact_id.clone(), n.body.clone()))
+                .collect();
+            (contacts, notes)
+        });
+        assert_eq!(contacts.len(), 1, "run {run}: the couple is one contact");
+        for r in &refs {
+            let on: Vec<&String> = notes
+                .iter()
+                .filter(|(_, body)| body.lines().any(|l| l.trim() == format!("Ref: hgs:{r}")))
+                .map(|(cid, _)| cid)
+                .collect();
+            assert_eq!(
+                on,
+                vec![&contacts[0]],
+                "run {run}: {r} has one note, on the couple's contact"
+            );
+        }
+        let report = env.report().await;
+        assert_eq!(
+            count(&report, "note", "skipped"),
+            0,
+            "run {run}: {report:#}"
+        );
+    }
+}

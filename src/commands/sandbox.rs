@@ -48,6 +48,7 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
         allow_duplicates: args.allow_duplicates,
         search_lag: Duration::from_millis(args.search_lag_ms),
         dedup_lags: args.dedup_lags,
+        rate_limit_headers: !args.no_rate_limit_headers,
         faults,
         ..GhlOptions::default()
     };

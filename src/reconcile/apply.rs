@@ -471,6 +471,12 @@ impl ContactApplier<'_> {
                     .insert(sid.to_string(), contact_id);
                 Ok(())
             }
+            // Stopped at the quota reserve before it was sent (a create is never re-sent
+            // after an unknown outcome, so no earlier attempt went out either): nothing made.
+            Err(e) if e.is_quota_reserve() => {
+                self.store(|s| s.journal_abandon(intent))?;
+                Err(e.into())
+            }
             Err(e) if upsertable && e.class() == Some(ErrorClass::Transient) => {
                 tracing::info!(source_id = sid, error = %e, "create outcome unknown; upserting");
                 self.create_by_upsert(sid, &body, tags, intent, &[]).await

@@ -253,28 +253,44 @@ impl ContactIndex {
             phone,
             ..Default::default()
         };
+        let mut unlinked = Vec::new();
         for r in records {
-            let Some(tid) = linked.get(&r.source_id) else {
-                continue;
-            };
-            if let Some(e) = norm_email(r.email.as_deref()) {
-                ix.by_email.entry(e).or_insert_with(|| tid.clone());
+            match linked.get(&r.source_id) {
+                Some(tid) => ix.add(r, tid),
+                None => unlinked.push(r),
             }
-            if let (Some(p), _) = ix.phone.normalize(r.phone.as_deref()) {
-                ix.by_phone.entry(p).or_insert_with(|| tid.clone());
-            }
-            if let Some(u) = r
-                .user_name
-                .as_deref()
-                .map(str::trim)
-                .filter(|u| !u.is_empty())
-            {
-                ix.by_user
-                    .entry(u.to_string())
-                    .or_insert_with(|| tid.clone());
+        }
+        // Records sharing an email are merged into one contact (see `map_sources`), whose link
+        // is keyed by one of them only. The others' phones and user names lead there too: their
+        // transactions carry those, and often no email.
+        for r in unlinked {
+            let merged_into = norm_email(r.email.as_deref()).and_then(|e| ix.by_email.get(&e));
+            if let Some(tid) = merged_into.cloned() {
+                ix.add(r, &tid);
             }
         }
         ix
+    }
+
+    /// Makes the record's email, phone and user name lead to `tid`, unless they already lead to
+    /// a contact.
+    fn add(&mut self, r: &SourceContact, tid: &str) {
+        if let Some(e) = norm_email(r.email.as_deref()) {
+            self.by_email.entry(e).or_insert_with(|| tid.to_string());
+        }
+        if let (Some(p), _) = self.phone.normalize(r.phone.as_deref()) {
+            self.by_phone.entry(p).or_insert_with(|| tid.to_string());
+        }
+        if let Some(u) = r
+            .user_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            self.by_user
+                .entry(u.to_string())
+                .or_insert_with(|| tid.to_string());
+        }
     }
 
     pub fn find(
@@ -634,10 +650,11 @@ async fn create_one(
     Ok(())
 }
 
-/// A create GHL refused outright (4xx other than auth and rate limit) made nothing, so its
-/// intent is closed at once instead of costing a look-up on the next start.
+/// A create GHL refused outright (4xx other than auth and rate limit), or that the quota
+/// reserve stopped before it was sent, made nothing, so its intent is closed at once instead of
+/// costing a look-up on the next start (or, under `lost_create_recovery = "wait"`, a hold).
 pub(crate) fn abandon_if_refused(store: &Mutex<Store>, intent: i64, e: GhlError) -> CreateError {
-    if e.class() == Some(crate::http::ErrorClass::Permanent)
+    if (e.class() == Some(crate::http::ErrorClass::Permanent) || e.is_quota_reserve())
         && let Err(se) = lock(store).journal_abandon(intent)
     {
         tracing::warn!(error = %se, "could not close a refused create's intent");
@@ -836,6 +853,29 @@ mod tests {
             ix.find(Some("unlinked@example.com"), None, Some("u4")),
             None
         );
+    }
+
+    #[test]
+    fn a_customer_merged_by_email_is_found_by_its_own_phone_and_user_name() {
+        let records = vec![
+            contact(
+                "c1",
+                Some("couple@example.com"),
+                Some("+44 20 7946 0100"),
+                "u1",
+            ),
+            contact(
+                "c2",
+                Some(" Couple@Example.com"),
+                Some("+44 20 7946 0111"),
+                "u2",
+            ),
+        ];
+        let linked: HashMap<String, String> = [("c1".to_string(), "G1".to_string())].into();
+        let ix = ContactIndex::build(&records, &linked, PhoneNormalizer::new("GB").unwrap());
+        assert_eq!(ix.find(None, Some("020 7946 0111"), Some("u2")), Some("G1"));
+        assert_eq!(ix.find(None, None, Some("u2")), Some("G1"));
+        assert_eq!(ix.find(None, Some("+44 20 7946 0100"), None), Some("G1"));
     }
 
     #[test]

@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 
 use super::apply::{ApplyResult, ContactApplier};
 use super::base;
-use super::plan::{Action, ContactPolicy, ContactsInput, Outcome, Plan, PlanItem, plan_contacts};
+use super::plan::{
+    Action, ContactPolicy, ContactsInput, DeferReason, Outcome, Plan, PlanItem, plan_contacts,
+};
 use super::snapshot::{
     CustomFields, Location, SourceListing, TargetListing, read_source, read_target,
 };
@@ -23,7 +25,7 @@ use crate::ghl::GhlClient;
 use crate::hotspot::HotspotClient;
 use crate::mapping::{FieldMap, MappingConfig, SourceField, TagRules, map_sources};
 use crate::model::{Field, Kind, PhoneNormalizer, StdField};
-use crate::report::{KindCounts, RunSummary};
+use crate::report::{KindCounts, RunSummary, Unsynced, UnsyncedRecord};
 use crate::store::{IntentState, ItemOutcome, RunItem, RunStatus, Store};
 
 /// What the user asked for.
@@ -64,13 +66,15 @@ pub async fn run_pass(
     let mut summary = RunSummary::default();
     let mut items: Vec<RunItem> = Vec::new();
     let mut plan_text = None;
+    seed_rate_windows(store, hs, ghl);
 
-    let outcome: anyhow::Result<bool> = async {
+    let work = async {
         let mut any_failed = false;
         let cx = KindContext::new(cfg, store, hs, ghl, opts, run_id, stop);
         if opts.kinds.contains(&Kind::Contact) {
             let r = contacts(cfg, store, hs, ghl, opts, run_id, stop).await?;
             any_failed |= r.counts.failed > 0;
+            summary.unsynced.extend(r.unsynced);
             summary
                 .kinds
                 .insert(Kind::Contact.as_str().to_string(), r.counts);
@@ -98,6 +102,16 @@ pub async fn run_pass(
                 _ => super::appointments::reconcile(&cx).await?,
             };
             any_failed |= r.counts.failed > 0;
+            summary.unsynced.extend(
+                r.items
+                    .iter()
+                    .filter(|i| i.outcome == ItemOutcome::Failed)
+                    .map(|i| UnsyncedRecord {
+                        kind,
+                        source_id: i.source_id.clone(),
+                        why: Unsynced::WriteFailed,
+                    }),
+            );
             summary.kinds.insert(kind.as_str().to_string(), r.counts);
             summary.notes.extend(r.notes);
             if let Some(why) = r.stopped {
@@ -108,13 +122,30 @@ pub async fn run_pass(
             }
             items.extend(r.items);
         }
-        Ok(any_failed)
-    }
-    .await;
+        Ok::<bool, anyhow::Error>(any_failed)
+    };
+    // The rate windows are saved as the pass goes, not only at its end: a process killed
+    // mid-burst must not leave the next one believing the window empty.
+    let outcome = {
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval(RATE_WINDOW_SAVE_EVERY);
+        loop {
+            tokio::select! {
+                o = &mut work => break o,
+                _ = tick.tick() => save_rate_windows(store, hs, ghl),
+            }
+        }
+    };
+    save_rate_windows(store, hs, ghl);
 
     summary.ghl_daily_remaining = ghl.policy().quota().map(|q| q.daily_remaining);
     let unusable = account_decoding(hs, ghl, &mut summary, &mut items);
+    summary.unsynced.sort();
+    summary.unsynced.dedup();
     let status = match &outcome {
+        // An eligible record left unsynced for any reason but the quota reserve or a stop
+        // request is not success, whatever else the run did.
+        Ok(_) if !summary.unsynced.is_empty() => RunStatus::Partial,
         Ok(false) if unusable => RunStatus::Partial,
         Ok(false) if summary.notes.iter().any(|n| n.starts_with("Stopped")) => RunStatus::Aborted,
         Ok(false) => RunStatus::Succeeded,
@@ -179,6 +210,32 @@ fn account_decoding(
     skipped
 }
 
+/// How often a pass stores the send times of each API's current rate window.
+const RATE_WINDOW_SAVE_EVERY: Duration = Duration::from_millis(500);
+
+/// Counts the requests an earlier process sent in the last rate window (stored by
+/// [`save_rate_windows`]) against this process's first window, as the servers do.
+fn seed_rate_windows(store: &Mutex<Store>, hs: &HotspotClient, ghl: &GhlClient) {
+    let s = lock(store);
+    for p in [hs.policy(), ghl.policy()] {
+        match s.rate_window(p.api()) {
+            Ok(sends) => p.seed_window(&sends),
+            Err(e) => {
+                tracing::warn!(api = p.api(), error = %e, "could not read the last rate window")
+            }
+        }
+    }
+}
+
+fn save_rate_windows(store: &Mutex<Store>, hs: &HotspotClient, ghl: &GhlClient) {
+    let s = lock(store);
+    for p in [hs.policy(), ghl.policy()] {
+        if let Err(e) = s.set_rate_window(p.api(), &p.window_sends()) {
+            tracing::warn!(api = p.api(), error = %e, "could not store the rate window");
+        }
+    }
+}
+
 fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
     // A panic while holding the lock leaves a consistent SQLite connection (every change is
     // its own transaction), so a poisoned lock is safe to take over.
@@ -187,6 +244,7 @@ fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
 
 struct KindResult {
     counts: KindCounts,
+    unsynced: Vec<UnsyncedRecord>,
     notes: Vec<String>,
     items: Vec<RunItem>,
     plan_text: Option<String>,
@@ -435,7 +493,6 @@ async fn contacts(
         &base_links,
         &recently_linked,
         &mut target,
-        cfg.contacts.max_delete_ratio,
     )
     .await;
     let mut input = ContactsInput::from_listings(
@@ -511,8 +568,13 @@ async fn contacts(
             sids.iter().take(3).copied().collect::<Vec<_>>().join(", ")
         ));
     }
-    let (counts, mut items) = account(&plan, &result, opts.dry_run);
+    let (counts, mut items, mut unsynced) = account(&plan, &result, opts.dry_run);
     for sid in held {
+        unsynced.push(UnsyncedRecord {
+            kind: Kind::Contact,
+            source_id: sid.clone(),
+            why: Unsynced::CreatePending,
+        });
         items.push(RunItem {
             kind: Kind::Contact,
             source_id: sid,
@@ -530,6 +592,7 @@ async fn contacts(
         .count() as u64;
     Ok(KindResult {
         counts,
+        unsynced,
         notes,
         items,
         plan_text,
@@ -547,16 +610,17 @@ fn recently_linked_targets(store: &Mutex<Store>) -> anyhow::Result<BTreeSet<Stri
 /// Linked contacts missing from a complete listing look deleted in GHL, but search lags writes
 /// by seconds: a contact created just before this run may simply not show yet. GET-by-id is
 /// immediate, so each recently linked one is asked for before the planner may infer a
-/// deletion; those that exist join the listing. Skipped when more are missing than the
-/// mass-delete guard allows (nothing is inferred then anyway); a failed look-up makes the
-/// listing incomplete.
+/// deletion or weigh its mass-deletion guard; those that exist join the listing. However many
+/// they are: after a burst of creates (a crash, a restart) nearly all links are recent and
+/// missing, and without the look-ups the guard would hold every new record. They are bounded
+/// by what the rate limit lets a process create in [`INTENT_SETTLE`]. A failed look-up makes
+/// the listing incomplete.
 async fn confirm_missing_targets(
     ghl: &GhlClient,
     custom_fields: &CustomFields,
     base_links: &BTreeMap<String, super::plan::BaseLink>,
     recently_linked: &BTreeSet<String>,
     target: &mut TargetListing,
-    max_delete_ratio: f64,
 ) {
     if !target.complete {
         return;
@@ -576,7 +640,7 @@ async fn confirm_missing_targets(
         .filter(|id| !listed.contains(*id))
         .map(|id| id.to_string())
         .collect();
-    if missing.is_empty() || missing.len() as f64 > max_delete_ratio * active.len() as f64 {
+    if missing.is_empty() {
         return;
     }
     for id in missing.intersection(recently_linked) {
@@ -650,11 +714,38 @@ fn resolve_pending_creates(
     Ok(held)
 }
 
-/// Counts and the run items worth keeping (unchanged records are counted, not listed).
-fn account(plan: &Plan, result: &ApplyResult, dry_run: bool) -> (KindCounts, Vec<RunItem>) {
+/// Counts, the run items worth keeping (unchanged records are counted, not listed), and the
+/// eligible records left unsynced.
+fn account(
+    plan: &Plan,
+    result: &ApplyResult,
+    dry_run: bool,
+) -> (KindCounts, Vec<RunItem>, Vec<UnsyncedRecord>) {
     let mut c = KindCounts::default();
     let mut items = Vec::new();
+    let mut unsynced = Vec::new();
     for it in &plan.items {
+        let why = if result.failed.contains_key(&it.source_id) {
+            Some(Unsynced::WriteFailed)
+        } else {
+            match it.outcome {
+                Outcome::Deferred(DeferReason::DeletionGuard) => Some(Unsynced::DeletionGuard),
+                Outcome::Deferred(DeferReason::TargetNotListed) => Some(Unsynced::ContactNotListed),
+                Outcome::Deferred(
+                    DeferReason::TargetIncomplete | DeferReason::SourceIncomplete,
+                ) => Some(Unsynced::ListingIncomplete),
+                // Gone from HotspotSystem: nothing left to sync, only a tag to add later.
+                Outcome::Deferred(DeferReason::SourceGoneTargetNotListed) => None,
+                _ => None,
+            }
+        };
+        if let Some(why) = why {
+            unsynced.push(UnsyncedRecord {
+                kind: Kind::Contact,
+                source_id: it.source_id.clone(),
+                why,
+            });
+        }
         let failed = result.failed.get(&it.source_id);
         let deferred = result.deferred.contains(&it.source_id);
         if !it.drift.is_empty() {
@@ -679,7 +770,7 @@ fn account(plan: &Plan, result: &ApplyResult, dry_run: bool) -> (KindCounts, Vec
                 ("unchanged", None)
             }
             Outcome::Parked => ("conflict", None),
-            Outcome::Deferred => ("deferred", None),
+            Outcome::Deferred(_) => ("deferred", None),
             Outcome::Skipped
             | Outcome::SourceDeleteIgnored
             | Outcome::SourceDeleteWithheld
@@ -697,7 +788,7 @@ fn account(plan: &Plan, result: &ApplyResult, dry_run: bool) -> (KindCounts, Vec
         } else {
             match it.outcome {
                 Outcome::Parked => ItemOutcome::Parked,
-                Outcome::Deferred => ItemOutcome::Deferred,
+                Outcome::Deferred(_) => ItemOutcome::Deferred,
                 Outcome::Skipped
                 | Outcome::SourceDeleteIgnored
                 | Outcome::SourceDeleteWithheld
@@ -724,7 +815,7 @@ fn account(plan: &Plan, result: &ApplyResult, dry_run: bool) -> (KindCounts, Vec
         }
         items.push(item(it, label, outcome, it.reason.to_string()));
     }
-    (c, items)
+    (c, items, unsynced)
 }
 
 fn item(it: &PlanItem, action: &str, outcome: ItemOutcome, reason: String) -> RunItem {

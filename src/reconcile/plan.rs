@@ -498,8 +498,8 @@ pub enum Outcome {
     Unchanged,
     Parked,
     StillParked,
-    /// Not decided this run (an incomplete listing); retried next run.
-    Deferred,
+    /// Not decided this run; retried next run.
+    Deferred(DeferReason),
     Skipped,
     SourceDeleteIgnored,
     SourceDeleteTagged,
@@ -510,6 +510,22 @@ pub enum Outcome {
     Forgotten,
     /// A record merged into another one (same email): its item is the other's.
     Merged,
+}
+
+/// Why a record was left for the next run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeferReason {
+    /// A mass-deletion guard tripped: the listing is not trusted for new links or creates.
+    DeletionGuard,
+    /// Its linked GHL contact is not in this run's listing (incomplete or guarded).
+    TargetNotListed,
+    /// No match, but the GHL listing is incomplete: a create could duplicate.
+    TargetIncomplete,
+    /// Not listed, but the HotspotSystem listing is incomplete: nothing inferred.
+    SourceIncomplete,
+    /// Deleted in HotspotSystem, and its GHL contact is not in this run's listing.
+    SourceGoneTargetNotListed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -723,7 +739,7 @@ pub fn plan_contacts(input: &ContactsInput, policy: &ContactPolicy) -> Plan {
             p.plan.items.push(PlanItem::new(
                 sid,
                 target,
-                Outcome::Deferred,
+                Outcome::Deferred(DeferReason::DeletionGuard),
                 "held: a mass-deletion guard tripped this run; no new link or create",
             ));
         } else {
@@ -921,7 +937,7 @@ impl<'a> Planner<'a> {
                 None => self.plan.items.push(PlanItem::new(
                     sid,
                     Some(&b.target_id),
-                    Outcome::Deferred,
+                    Outcome::Deferred(DeferReason::TargetNotListed),
                     "linked GHL contact not in this run's listing (incomplete or guarded): \
                      nothing inferred",
                 )),
@@ -1051,7 +1067,7 @@ impl<'a> Planner<'a> {
             self.plan.items.push(PlanItem::new(
                 sid,
                 None,
-                Outcome::Deferred,
+                Outcome::Deferred(DeferReason::TargetIncomplete),
                 "no match, but the GHL listing is incomplete: create deferred",
             ));
             return;
@@ -1489,7 +1505,7 @@ impl<'a> Planner<'a> {
                 self.plan.items.push(PlanItem::new(
                     sid,
                     Some(&b.target_id),
-                    Outcome::Deferred,
+                    Outcome::Deferred(DeferReason::SourceIncomplete),
                     "not listed, but the HotspotSystem listing is incomplete: nothing inferred",
                 ));
             }
@@ -1602,7 +1618,7 @@ impl<'a> Planner<'a> {
                 Would::Unlisted => PlanItem::new(
                     sid,
                     tid,
-                    Outcome::Deferred,
+                    Outcome::Deferred(DeferReason::SourceGoneTargetNotListed),
                     "deleted in HotspotSystem; GHL contact not in this run's listing: tag deferred",
                 ),
                 _ if withheld.is_some() => PlanItem::new(
@@ -1895,7 +1911,10 @@ mod tests {
         w.target_complete = false;
         let p = plan_contacts(&w, &policy());
         assert!(p.actions.is_empty());
-        assert_eq!(item(&p, "c1").outcome, Outcome::Deferred);
+        assert_eq!(
+            item(&p, "c1").outcome,
+            Outcome::Deferred(DeferReason::TargetIncomplete)
+        );
     }
 
     #[test]
@@ -2190,7 +2209,7 @@ mod tests {
         w.source_complete = false;
         let p = plan_contacts(&w, &pol);
         assert!(p.actions.is_empty());
-        assert_eq!(item(&p, "c0").outcome, Outcome::Deferred);
+        assert!(matches!(item(&p, "c0").outcome, Outcome::Deferred(_)));
         assert_eq!(p.guards[0].kind, GuardKind::SourceIncomplete);
     }
 
@@ -2239,7 +2258,7 @@ mod tests {
         w.target_complete = false;
         let p = plan_contacts(&w, &policy());
         assert!(p.actions.is_empty());
-        assert_eq!(item(&p, "c0").outcome, Outcome::Deferred);
+        assert!(matches!(item(&p, "c0").outcome, Outcome::Deferred(_)));
 
         let mut w = deletion_world(5, 0);
         w.target.clear();

@@ -78,6 +78,53 @@ pub struct ReportItem {
     pub detail: serde_json::Value,
 }
 
+/// Why an eligible record was left unsynced by a run. Any of these makes the run `partial`
+/// (exit 1); what a run leaves alone on purpose is not here: guests with neither email nor
+/// phone, contacts a CRM user deleted (`on_target_delete = "respect"`), conflicts parked for a
+/// person (`conflict = "report"`, ambiguous identities), records gone from HotspotSystem, and
+/// work deferred at the daily-quota reserve or on a stop request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unsynced {
+    /// A mass-deletion guard tripped: no new link or create this run.
+    DeletionGuard,
+    /// Its linked GHL contact was not in this run's listing (incomplete or guarded).
+    ContactNotListed,
+    /// A listing was incomplete, so nothing about the record was decided.
+    ListingIncomplete,
+    /// An earlier create may still be on its way to GHL's search index; checked next run.
+    CreatePending,
+    /// Its write failed (the report's failures say how).
+    WriteFailed,
+}
+
+impl Unsynced {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Unsynced::DeletionGuard => {
+                "held: a mass-deletion guard tripped this run (no new link or create)"
+            }
+            Unsynced::ContactNotListed => {
+                "its GHL contact was not in this run's listing (incomplete or guarded)"
+            }
+            Unsynced::ListingIncomplete => "a listing was incomplete: nothing decided",
+            Unsynced::CreatePending => {
+                "an earlier create may still be on its way to GHL's search index"
+            }
+            Unsynced::WriteFailed => "its write failed",
+        }
+    }
+}
+
+/// One eligible record a run left unsynced, by its HotspotSystem id (a location id for a
+/// business).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UnsyncedRecord {
+    pub kind: crate::model::Kind,
+    pub source_id: String,
+    pub why: Unsynced,
+}
+
 /// Everything one run did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
@@ -97,6 +144,10 @@ pub struct RunReport {
     #[serde(default)]
     pub unreadable: BTreeMap<String, FieldTally>,
     pub items: Vec<ReportItem>,
+    /// Eligible records this run left unsynced, and why (empty: nothing left but what the
+    /// quota reserve or a stop request deferred).
+    #[serde(default)]
+    pub unsynced: Vec<UnsyncedRecord>,
 }
 
 impl RunReport {
@@ -184,10 +235,19 @@ impl RunReport {
         }
         let writes = self.ghl_writes();
         if writes == 0 && !self.dry_run {
-            let _ = writeln!(
-                out,
-                "  No write was sent to GHL: both sides were already in step."
-            );
+            if self.in_step() {
+                let _ = writeln!(
+                    out,
+                    "  No write was sent to GHL: both sides were already in step."
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  No write was sent to GHL, and the sides are not in step: the run {}{}.",
+                    self.status,
+                    self.left_undone()
+                );
+            }
         }
         if self.dry_run {
             let _ = writeln!(
@@ -208,6 +268,25 @@ impl RunReport {
             );
             for line in unreadable_lines(&self.unreadable) {
                 let _ = writeln!(out, "  - {line}");
+            }
+        }
+        if !self.unsynced.is_empty() {
+            let _ = writeln!(out, "\nLeft unsynced ({}):", self.unsynced.len());
+            for u in self.unsynced.iter().take(50) {
+                let _ = writeln!(
+                    out,
+                    "  - {} {}: {}",
+                    u.kind.as_str(),
+                    u.source_id,
+                    u.why.describe()
+                );
+            }
+            if self.unsynced.len() > 50 {
+                let _ = writeln!(
+                    out,
+                    "  ... and {} more (see `report --format json`)",
+                    self.unsynced.len() - 50
+                );
             }
         }
         for (title, outcome) in [
@@ -288,6 +367,36 @@ pub fn unreadable_lines(unreadable: &BTreeMap<String, FieldTally>) -> Vec<String
         .collect()
 }
 
+impl RunReport {
+    /// Nothing failed, nothing was left for later, nothing waits for a person, and the run
+    /// finished: only then does "no write" mean both sides agree.
+    fn in_step(&self) -> bool {
+        self.status == "succeeded"
+            && self.unsynced.is_empty()
+            && self
+                .kinds
+                .values()
+                .all(|c| c.failed == 0 && c.deferred == 0 && c.conflicts == 0)
+    }
+
+    /// `, 2 failed, 3 deferred` over all kinds (empty when every count is zero).
+    fn left_undone(&self) -> String {
+        let sum = |f: fn(&KindCounts) -> u64| self.kinds.values().map(f).sum::<u64>();
+        let mut out = String::new();
+        for (n, what) in [
+            (sum(|c| c.failed), "failed"),
+            (sum(|c| c.deferred), "deferred"),
+            (sum(|c| c.conflicts), "in conflict"),
+            (self.unsynced.len() as u64, "left unsynced"),
+        ] {
+            if n > 0 {
+                let _ = write!(out, ", {n} {what}");
+            }
+        }
+        out
+    }
+}
+
 /// What the reconciler stores in `runs.summary`: the counts and notes of the run. Items and API
 /// usage live in their own tables and are joined in by [`load`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -302,6 +411,8 @@ pub struct RunSummary {
     /// Values that could not be read, per `list.field`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unreadable: BTreeMap<String, FieldTally>,
+    #[serde(default)]
+    pub unsynced: Vec<UnsyncedRecord>,
 }
 
 /// Builds the report of one run from the state database.
@@ -368,6 +479,7 @@ pub fn load(store: &Store, run_id: i64) -> Result<Option<RunReport>, StoreError>
         notes: summary.notes,
         unreadable: summary.unreadable,
         items,
+        unsynced: summary.unsynced,
     }))
 }
 

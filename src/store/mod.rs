@@ -14,6 +14,7 @@ pub mod dashboard;
 mod journal;
 mod links;
 mod lock;
+mod rate_window;
 mod runs;
 pub mod schema;
 mod tokens;

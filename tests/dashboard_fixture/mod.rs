@@ -66,6 +66,7 @@ fn summary(kinds: &[(&str, KindCounts)], quota: Option<u64>, notes: &[&str]) -> 
         notes: notes.iter().map(|n| n.to_string()).collect(),
         ghl_daily_remaining: quota,
         unreadable: Default::default(),
+        unsynced: Vec::new(),
     })
     .unwrap()
 }

@@ -244,6 +244,19 @@ max_concurrency = 8
         assert_eq!(out.code, 0, "exchange: {}", out.show());
     }
 
+    /// Moves the creates journaled so far `minutes` into the past, as if the next run came
+    /// that much later (a scheduled run comes minutes after the last, a test's at once).
+    pub fn age_journal(&self, minutes: i64) {
+        let db = rusqlite::Connection::open(self.state_path()).expect("state opens");
+        let old = (chrono::Utc::now() - chrono::Duration::minutes(minutes))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        db.execute(
+            "UPDATE journal SET created_at = ?1 WHERE state = 'pending'",
+            [&old],
+        )
+        .expect("journal back-dated");
+    }
+
     /// People HotspotSystem lists who can be synced (see `census::eligible_people`).
     pub fn eligible_people(&self) -> usize {
         census::eligible_people(&self.sandbox.hotspot)

@@ -299,6 +299,8 @@ pub(crate) struct Limiter {
     pub daily_limit: u64,
     pub daily_remaining: u64,
     pub retry_after: bool,
+    /// Put the `X-RateLimit-*` headers on answers.
+    pub send_headers: bool,
     window_start: Instant,
     used: u32,
 }
@@ -318,6 +320,7 @@ impl Limiter {
             daily_limit: daily,
             daily_remaining: daily,
             retry_after,
+            send_headers: true,
             window_start: Instant::now(),
             used: 0,
         }

@@ -93,6 +93,9 @@ pub struct GhlOptions {
     pub daily_quota: u64,
     /// Whether a burst-limit 429 carries `Retry-After` (the reference marks it UNCONFIRMED).
     pub retry_after_on_429: bool,
+    /// Whether answers carry the `X-RateLimit-*` headers. Observed on every answer, but not
+    /// promised: without them a client knows only the requests it sent itself.
+    pub rate_limit_headers: bool,
     /// The location's "Allow Duplicate Contact" setting.
     pub allow_duplicates: bool,
     /// How long a contact write takes to become visible to `POST /contacts/search`.
@@ -156,6 +159,7 @@ impl Default for GhlOptions {
             rate_window: Duration::from_secs(10),
             daily_quota: 200_000,
             retry_after_on_429: true,
+            rate_limit_headers: true,
             allow_duplicates: false,
             search_lag: Duration::ZERO,
             dedup_lags: false,
@@ -247,12 +251,16 @@ impl GhlEmulator {
         let shared = Arc::new(Shared {
             state: Mutex::new(st),
             auth: Mutex::new(tokens),
-            limiter: Mutex::new(auth::Limiter::new(
-                opts.rate_limit,
-                opts.rate_window,
-                opts.daily_quota,
-                opts.retry_after_on_429,
-            )),
+            limiter: Mutex::new({
+                let mut l = auth::Limiter::new(
+                    opts.rate_limit,
+                    opts.rate_window,
+                    opts.daily_quota,
+                    opts.retry_after_on_429,
+                );
+                l.send_headers = opts.rate_limit_headers;
+                l
+            }),
             log: Mutex::new(Vec::new()),
             scope_denial_body: opts.scope_denial_body,
         });
@@ -307,8 +315,10 @@ impl GhlEmulator {
     pub fn set_rate_limit(&self, max: u32, window: Duration) {
         let mut l = lock(&self.shared.limiter);
         let (daily, remaining, ra) = (l.daily_limit, l.daily_remaining, l.retry_after);
+        let send_headers = l.send_headers;
         *l = auth::Limiter::new(max, window, daily, ra);
         l.daily_remaining = remaining;
+        l.send_headers = send_headers;
     }
 
     pub fn set_daily_remaining(&self, n: u64) {
@@ -422,7 +432,11 @@ async fn gate(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -
             Err(r) => *r,
         }
     };
-    lock(&shared.limiter).headers(resp.headers_mut());
+    let mut limiter = lock(&shared.limiter);
+    if limiter.send_headers {
+        limiter.headers(resp.headers_mut());
+    }
+    drop(limiter);
     resp
 }
 
