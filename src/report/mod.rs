@@ -531,6 +531,7 @@ mod tests {
             notes: Vec::new(),
             unreadable,
             items: Vec::new(),
+            unsynced: Vec::new(),
         };
         let text = r.to_text();
         assert!(text.contains(
