@@ -200,6 +200,12 @@ pub struct SandboxArgs {
     /// GHL's duplicate matching (create check, upsert) lags writes like search does.
     #[arg(long)]
     pub dedup_lags: bool,
+    /// GHL's location task search answers pending tasks only when `completed` is not given.
+    #[arg(long)]
+    pub task_search_pending_by_default: bool,
+    /// GHL keeps deleted tasks readable, flagged `deleted: true` (task search, GET by id).
+    #[arg(long)]
+    pub deleted_task_rows: bool,
     /// HotspotSystem numbers as strings and `YYYY-MM-DD HH:MM:SS` dates.
     #[arg(long)]
     pub lenient_types: bool,

@@ -784,7 +784,8 @@ async fn task_read_back_is_spread_over_passes() {
         .collect();
     assert_eq!(checked.len(), 500);
     // A task of a contact pass 2 did not read is completed in GHL; pass 3 reads the unread
-    // ones first and notices it.
+    // ones first and notices it (10 searches of pending tasks, and one of completed tasks for
+    // the contact whose open task the first did not show).
     let unread = tasks
         .iter()
         .find(|(cid, _)| !checked.contains(cid))
@@ -795,7 +796,7 @@ async fn task_read_back_is_spread_over_passes() {
         .with_state(|s| s.tasks.get_mut(&unread).unwrap().completed = true);
     env.sandbox.ghl.clear_requests();
     env.sync(&["--only", "tasks"]).await;
-    assert_eq!(searches(&env), 10);
+    assert_eq!(searches(&env), 11);
     let link = env
         .store()
         .links(Kind::Task)
@@ -816,4 +817,135 @@ async fn task_read_back_is_spread_over_passes() {
         (open - 1).div_ceil(50),
         open.div_ceil(50)
     );
+}
+
+/// GHL's location task search takes one `completed` boolean ("Task Completed Or Pending") and
+/// the spec gives no default: a server may answer pending tasks only when it is absent. A
+/// deleted task may be gone or served as a row flagged `deleted`. Under each reading, tasks
+/// completed in GHL are recorded completed, deleted ones deleted (each confirmed by a GET by
+/// id first), and the others stay open.
+async fn completion_and_deletion_are_read_back(pending_by_default: bool, deleted_rows: bool) {
+    let env = Env::with_ghl(
+        &format!("taskread-{pending_by_default}-{deleted_rows}"),
+        SeedSpec {
+            seed: 9,
+            locations: 2,
+            customers: 60,
+            subscribers: 0,
+            subscribers_also_customers: 0,
+            transactions: 0,
+        },
+        "[notes]\nenabled = false\n",
+        GhlOptions {
+            task_search_pending_by_default: pending_by_default,
+            deleted_task_rows: deleted_rows,
+            ..GhlOptions::default()
+        },
+    )
+    .await;
+    env.sync(&[]).await;
+    let ids: Vec<String> = tasks_of(&env)
+        .values()
+        .flatten()
+        .map(|(id, _, _)| id.clone())
+        .collect();
+    assert!(ids.len() >= 45, "{} tasks", ids.len());
+    let (done, rest) = ids.split_at(32);
+    let (gone, open) = rest.split_at(5);
+    env.sandbox.ghl.with_state(|s| {
+        for id in done {
+            s.tasks.get_mut(id).unwrap().completed = true;
+        }
+        for id in gone {
+            s.delete_task(id).unwrap();
+        }
+    });
+    env.sandbox.ghl.clear_requests();
+    env.sync(&["--only", "tasks"]).await;
+    let log = env.requests();
+    assert_eq!(writes(&log), Vec::<String>::new());
+    for r in log.iter().filter(|r| r.path.ends_with("/tasks/search")) {
+        let body = r.body.as_ref().expect("search body");
+        assert!(
+            body["completed"].is_boolean(),
+            "every task search says which tasks it asks for: {body}"
+        );
+    }
+    let links = env.store().links(Kind::Task).unwrap();
+    let by_target: HashMap<&str, _> = links.iter().map(|l| (l.target_id.as_str(), l)).collect();
+    for id in done {
+        let l = by_target[id.as_str()];
+        assert_eq!(
+            l.status,
+            LinkStatus::Active,
+            "completed task {id} taken for deleted"
+        );
+        assert_eq!(l.extra["completed"], true, "completion of {id} not seen");
+    }
+    for id in gone {
+        let l = by_target[id.as_str()];
+        assert_eq!(
+            l.status,
+            LinkStatus::Tombstoned,
+            "deleted task {id} not seen"
+        );
+        let contact = l.extra["contact_id"].as_str().unwrap();
+        let get = format!("/contacts/{contact}/tasks/{id}");
+        assert!(
+            log.iter().any(|r| r.method == "GET" && r.path == get),
+            "deletion of {id} recorded without a GET to confirm it"
+        );
+    }
+    for id in open {
+        let l = by_target[id.as_str()];
+        assert_eq!(l.status, LinkStatus::Active);
+        assert_eq!(l.extra["completed"], false);
+    }
+    let notes = env.report().await["notes"].to_string();
+    assert!(
+        notes.contains("32 completed, 0 edited, 5 deleted"),
+        "{notes}"
+    );
+    // Nothing changed since: no GET by id, one search per 50 contacts with open tasks.
+    env.sandbox.ghl.clear_requests();
+    env.sync(&["--only", "tasks", "--full"]).await;
+    let log = env.requests();
+    let searches = log
+        .iter()
+        .filter(|r| r.path.ends_with("/tasks/search"))
+        .count();
+    assert_eq!(searches, open.len().div_ceil(50));
+    assert!(
+        !log.iter()
+            .any(|r| r.method == "GET" && r.path.contains("/tasks/")),
+        "no task is confirmed when none is missing"
+    );
+    let still = env.store().links(Kind::Task).unwrap();
+    assert_eq!(
+        still
+            .iter()
+            .filter(|l| l.extra["completed"] == true)
+            .count(),
+        32
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_read_back_when_search_answers_both_and_deleted_tasks_are_gone() {
+    completion_and_deletion_are_read_back(false, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_read_back_when_search_answers_pending_only_by_default() {
+    completion_and_deletion_are_read_back(true, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_read_back_when_deleted_tasks_are_served_flagged() {
+    completion_and_deletion_are_read_back(false, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_read_back_when_search_is_pending_only_and_deleted_tasks_are_flagged() {
+    completion_and_deletion_are_read_back(true, true).await;
 }

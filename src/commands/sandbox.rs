@@ -42,6 +42,8 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
         allow_duplicates: args.allow_duplicates,
         search_lag: Duration::from_millis(args.search_lag_ms),
         dedup_lags: args.dedup_lags,
+        task_search_pending_by_default: args.task_search_pending_by_default,
+        deleted_task_rows: args.deleted_task_rows,
         faults,
         ..GhlOptions::default()
     };
