@@ -206,6 +206,9 @@ pub struct SandboxArgs {
     /// GHL keeps deleted tasks readable, flagged `deleted: true` (task search, GET by id).
     #[arg(long)]
     pub deleted_task_rows: bool,
+    /// GHL's bulk business association handles and lists at most this many ids per call.
+    #[arg(long)]
+    pub bulk_business_limit: Option<usize>,
     /// HotspotSystem numbers as strings and `YYYY-MM-DD HH:MM:SS` dates.
     #[arg(long)]
     pub lenient_types: bool,

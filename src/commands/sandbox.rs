@@ -44,6 +44,7 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
         dedup_lags: args.dedup_lags,
         task_search_pending_by_default: args.task_search_pending_by_default,
         deleted_task_rows: args.deleted_task_rows,
+        bulk_business_limit: args.bulk_business_limit,
         faults,
         ..GhlOptions::default()
     };

@@ -606,6 +606,9 @@ pub(crate) fn bulk_business(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
     let now = Utc::now();
     let mut done = Vec::new();
     for id in ids {
+        if st.bulk_business_limit.is_some_and(|n| done.len() >= n) {
+            break;
+        }
         if st.contacts.contains_key(&id) {
             st.note_write(&id);
             if let Some(c) = st.contacts.get_mut(&id) {

@@ -92,6 +92,10 @@ pub struct GhlOptions {
     /// search and GET by id), as a soft-deleting backend would serve it; off, it is gone (not
     /// found). The spec is silent; its recurring-task schema carries such a `deleted` flag.
     pub deleted_task_rows: bool,
+    /// `POST /contacts/bulk/business` associates and lists in its answer's `ids` at most this
+    /// many of the ids sent (a partial answer; the spec's example lists one id of two). Unknown
+    /// contacts are always left out of the answer.
+    pub bulk_business_limit: Option<usize>,
     /// Added to every answer (same as `faults.latency`, kept apart for readability).
     pub latency: Duration,
     pub faults: FaultKnobs,
@@ -125,6 +129,7 @@ impl std::fmt::Debug for GhlOptions {
                 &self.task_search_pending_by_default,
             )
             .field("deleted_task_rows", &self.deleted_task_rows)
+            .field("bulk_business_limit", &self.bulk_business_limit)
             .field("latency", &self.latency)
             .field("faults", &self.faults)
             .field("custom_fields", &self.custom_fields)
@@ -153,6 +158,7 @@ impl Default for GhlOptions {
             dedup_lags: false,
             task_search_pending_by_default: false,
             deleted_task_rows: false,
+            bulk_business_limit: None,
             latency: Duration::ZERO,
             faults: FaultKnobs::default(),
             custom_fields: vec![(
@@ -228,6 +234,7 @@ impl GhlEmulator {
         st.dedup_lags = opts.dedup_lags;
         st.task_search_pending_by_default = opts.task_search_pending_by_default;
         st.deleted_task_rows = opts.deleted_task_rows;
+        st.bulk_business_limit = opts.bulk_business_limit;
         for (key, name, ty) in &opts.custom_fields {
             st.add_custom_field(key, name, ty);
         }

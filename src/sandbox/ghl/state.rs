@@ -176,6 +176,8 @@ pub struct GhlState {
     pub(crate) task_search_pending_by_default: bool,
     /// Deleted tasks stay readable, flagged `deleted: true` (search and GET by id).
     pub(crate) deleted_task_rows: bool,
+    /// At most this many ids of one bulk business call are associated and listed.
+    pub(crate) bulk_business_limit: Option<usize>,
     /// Contacts whose latest HTTP write is not yet visible to search: id → (visible from,
     /// version search still shows — `None` when search must not see the contact at all).
     pub(crate) lagging: HashMap<String, (Instant, Option<Contact>)>,
@@ -202,6 +204,7 @@ impl GhlState {
             dedup_lags: false,
             task_search_pending_by_default: false,
             deleted_task_rows: false,
+            bulk_business_limit: None,
             lagging: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
         }
