@@ -209,6 +209,9 @@ pub struct SandboxArgs {
     /// GHL's bulk business association handles and lists at most this many ids per call.
     #[arg(long)]
     pub bulk_business_limit: Option<usize>,
+    /// GHL contact writes take custom field values by `id` only (refuse `key`).
+    #[arg(long)]
+    pub custom_fields_by_id_only: bool,
     /// HotspotSystem numbers as strings and `YYYY-MM-DD HH:MM:SS` dates.
     #[arg(long)]
     pub lenient_types: bool,

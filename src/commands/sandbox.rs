@@ -45,6 +45,7 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
         task_search_pending_by_default: args.task_search_pending_by_default,
         deleted_task_rows: args.deleted_task_rows,
         bulk_business_limit: args.bulk_business_limit,
+        custom_fields_by_id_only: args.custom_fields_by_id_only,
         faults,
         ..GhlOptions::default()
     };

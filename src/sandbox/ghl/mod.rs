@@ -96,6 +96,11 @@ pub struct GhlOptions {
     /// many of the ids sent (a partial answer; the spec's example lists one id of two). Unknown
     /// contacts are always left out of the answer.
     pub bulk_business_limit: Option<usize>,
+    /// Whether contact writes (create, update, upsert) take custom field values by `id` only,
+    /// refusing `key` with 422. The spec disagrees with itself: its `TextField` schema requires
+    /// `id`, its `customFieldsInputStringSchema` says "Pass either `id` or `key`". Off accepts
+    /// either.
+    pub custom_fields_by_id_only: bool,
     /// Added to every answer (same as `faults.latency`, kept apart for readability).
     pub latency: Duration,
     pub faults: FaultKnobs,
@@ -130,6 +135,7 @@ impl std::fmt::Debug for GhlOptions {
             )
             .field("deleted_task_rows", &self.deleted_task_rows)
             .field("bulk_business_limit", &self.bulk_business_limit)
+            .field("custom_fields_by_id_only", &self.custom_fields_by_id_only)
             .field("latency", &self.latency)
             .field("faults", &self.faults)
             .field("custom_fields", &self.custom_fields)
@@ -159,6 +165,7 @@ impl Default for GhlOptions {
             task_search_pending_by_default: false,
             deleted_task_rows: false,
             bulk_business_limit: None,
+            custom_fields_by_id_only: false,
             latency: Duration::ZERO,
             faults: FaultKnobs::default(),
             custom_fields: vec![(
@@ -235,6 +242,7 @@ impl GhlEmulator {
         st.task_search_pending_by_default = opts.task_search_pending_by_default;
         st.deleted_task_rows = opts.deleted_task_rows;
         st.bulk_business_limit = opts.bulk_business_limit;
+        st.custom_fields_by_id_only = opts.custom_fields_by_id_only;
         for (key, name, ty) in &opts.custom_fields {
             st.add_custom_field(key, name, ty);
         }

@@ -178,6 +178,8 @@ pub struct GhlState {
     pub(crate) deleted_task_rows: bool,
     /// At most this many ids of one bulk business call are associated and listed.
     pub(crate) bulk_business_limit: Option<usize>,
+    /// Contact writes take custom field values by `id` only.
+    pub(crate) custom_fields_by_id_only: bool,
     /// Contacts whose latest HTTP write is not yet visible to search: id → (visible from,
     /// version search still shows — `None` when search must not see the contact at all).
     pub(crate) lagging: HashMap<String, (Instant, Option<Contact>)>,
@@ -205,6 +207,7 @@ impl GhlState {
             task_search_pending_by_default: false,
             deleted_task_rows: false,
             bulk_business_limit: None,
+            custom_fields_by_id_only: false,
             lagging: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
         }
