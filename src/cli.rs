@@ -209,6 +209,18 @@ pub struct SandboxArgs {
     /// GHL answers without the `X-RateLimit-*` headers.
     #[arg(long)]
     pub no_rate_limit_headers: bool,
+    /// GHL's location task search answers pending tasks only when `completed` is not given.
+    #[arg(long)]
+    pub task_search_pending_by_default: bool,
+    /// GHL keeps deleted tasks readable, flagged `deleted: true` (task search, GET by id).
+    #[arg(long)]
+    pub deleted_task_rows: bool,
+    /// GHL's bulk business association handles and lists at most this many ids per call.
+    #[arg(long)]
+    pub bulk_business_limit: Option<usize>,
+    /// GHL contact writes take custom field values by `id` only (refuse `key`).
+    #[arg(long)]
+    pub custom_fields_by_id_only: bool,
     /// HotspotSystem numbers as strings and `YYYY-MM-DD HH:MM:SS` dates.
     #[arg(long)]
     pub lenient_types: bool,

@@ -651,6 +651,21 @@ pub const DEFAULT_GHL_SCOPES: &[&str] = &[
 // ---------------------------------------------------------------------------------------------
 
 impl Config {
+    /// The GHL custom field keys the sync writes, each with the config key naming it
+    /// (`ghl.hotspot_id_field`, `contacts.fields.<field>`): resolved to ids before a pass writes.
+    pub fn custom_field_keys(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(k) = &self.ghl.hotspot_id_field {
+            out.push(("ghl.hotspot_id_field".to_string(), k.clone()));
+        }
+        for (from, to) in &self.contacts.fields {
+            if let FieldTarget::Custom(k) = to {
+                out.push((format!("contacts.fields.{from}"), k.clone()));
+            }
+        }
+        out
+    }
+
     /// Reads and validates the file; secrets are read from the process environment.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();

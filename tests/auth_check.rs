@@ -362,6 +362,27 @@ async fn check_reports_a_missing_custom_field_as_an_error() {
     );
 }
 
+/// `check` resolves every custom field the sync writes, `[contacts.fields]` ones too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_a_missing_mapped_custom_field_as_an_error() {
+    let env = Env::new("no-mapped-field", Setup::default()).await;
+    let mut text = std::fs::read_to_string(&env.config).unwrap();
+    text.push_str("\n[contacts.fields]\nsocial_network = \"customField:contact.no_such_social\"\n");
+    std::fs::write(&env.config, text).unwrap();
+    let o = env.run(&["check"]).await;
+    assert_eq!(o.code, 2, "{}", show(&o));
+    let line = line_with(&o.stdout, "contact.no_such_social").expect("field named");
+    assert!(
+        line.starts_with("ERROR")
+            && line.contains("does not exist")
+            && line.contains("contacts.fields.social_network"),
+        "{line}"
+    );
+    let ok = line_with(&o.stdout, "custom field contact.hotspot_customer_id exists")
+        .expect("the anchor field is found");
+    assert!(ok.starts_with("ok"), "{ok}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_a_location_the_token_cannot_use() {
     let env = Env::new("bad-location", Setup::default()).await;

@@ -417,3 +417,103 @@ fn phone_formats_of_the_seed_normalise_to_e164() {
         Some("+442079460958")
     );
 }
+
+/// `[contacts.fields]` naming a custom field by key (here without the `contact.` prefix).
+const SOCIAL_FIELD: &str = r#"conflict = "hotspot_wins"
+on_source_delete = "ignore"
+on_target_delete = "respect"
+
+[contacts.fields]
+social_network = "customField:social_network"
+"#;
+
+fn with_social_field(by_id_only: bool) -> SandboxOptions {
+    let mut o = opts(60, 0, 0);
+    o.ghl.custom_fields.push((
+        "contact.social_network".into(),
+        "Social network".into(),
+        "TEXT".into(),
+    ));
+    o.ghl.custom_fields_by_id_only = by_id_only;
+    o
+}
+
+/// The spec's contact write schemas disagree on custom fields (`TextField` requires `id`;
+/// `customFieldsInputStringSchema` takes "either `id` or `key`"). Keys are resolved to ids at
+/// the start, every write goes by id, and values read back by id compare with the configured
+/// key: under both readings the values land and a second run writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_fields_are_written_by_id_and_read_back_by_id() {
+    for by_id_only in [false, true] {
+        let env = TestEnv::start("cf-by-id", with_social_field(by_id_only), SOCIAL_FIELD).await;
+        env.sync(&[]).await;
+        let (ids, socials) = env.sandbox.ghl.with_state(|s| {
+            let ids: BTreeSet<String> = s.custom_fields.iter().map(|f| f.id.clone()).collect();
+            let social = s.custom_field("contact.social_network").unwrap().id.clone();
+            let n = s
+                .contacts
+                .values()
+                .filter(|c| c.custom_fields.iter().any(|(id, _)| *id == social))
+                .count();
+            (ids, n)
+        });
+        let expected = env.sandbox.hotspot.with_data(|d| {
+            d.customers
+                .iter()
+                .filter(|c| c.social_network.is_some())
+                .count()
+        });
+        assert!(expected > 0, "the seed has social customers");
+        assert!(
+            socials > 0 && socials <= expected,
+            "{by_id_only}: {socials} contacts carry the social network"
+        );
+        for w in env.ghl_writes() {
+            for item in w
+                .body
+                .as_ref()
+                .and_then(|b| b["customFields"].as_array())
+                .into_iter()
+                .flatten()
+            {
+                let id = item["id"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("a write by key: {item}"));
+                assert!(ids.contains(id), "{id} is not a custom field id");
+                assert!(item.get("key").is_none(), "{item}");
+            }
+        }
+        env.sandbox.ghl.clear_requests();
+        env.sync(&[]).await;
+        assert!(
+            env.ghl_writes().is_empty(),
+            "{by_id_only}: values read back by id differ from the configured key's: {:?}",
+            env.ghl_writes()
+        );
+    }
+}
+
+/// A configured custom field key the location does not have stops the run before any write,
+/// exit 2, naming the key and where it is configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_custom_field_key_stops_the_run_before_any_write() {
+    for by_id_only in [false, true] {
+        let mut o = opts(20, 0, 0);
+        o.ghl.custom_fields_by_id_only = by_id_only;
+        let env = TestEnv::start(
+            "cf-unknown",
+            o,
+            &SOCIAL_FIELD.replace("customField:social_network", "customField:contact.no_such"),
+        )
+        .await;
+        let out = env.run(&["sync"]).await;
+        assert_eq!(out.code, 2, "{by_id_only}: {}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("contact.no_such")
+                && out.stderr.contains("contacts.fields.social_network"),
+            "{}",
+            out.stderr
+        );
+        assert!(env.ghl_writes().is_empty(), "{:?}", env.ghl_writes());
+    }
+}

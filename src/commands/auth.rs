@@ -45,8 +45,11 @@ pub(crate) fn needed_scopes(cfg: &Config) -> Vec<NeededScope> {
     add("contacts.readonly", "contacts, notes, tasks, appointments");
     add("contacts.write", "contacts, tags, notes, tasks");
     add("locations.readonly", "location check");
-    if cfg.ghl.hotspot_id_field.is_some() {
-        add("locations/customFields.readonly", "ghl.hotspot_id_field");
+    if !cfg.custom_field_keys().is_empty() {
+        add(
+            "locations/customFields.readonly",
+            "custom fields (ghl.hotspot_id_field, contacts.fields)",
+        );
     }
     if cfg.businesses.enabled {
         add("businesses.readonly", "[businesses] enabled");

@@ -24,6 +24,7 @@ use crate::ghl::wire::TaskSearch;
 use crate::ghl::{AuthError, GhlClient, GhlError, TokenSource};
 use crate::hotspot::client::HotspotClient;
 use crate::http::{ErrorClass, HttpError};
+use crate::reconcile::snapshot::CustomFields;
 
 use super::auth::{NeededScope, ghl_policy, hotspot_policy, needed_scopes};
 use super::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
@@ -295,35 +296,38 @@ async fn check_ghl(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {
         g.outcome(r, contacts_scope, "POST /contacts/search (1 result)", res);
     }
 
-    // Custom field holding the HotspotSystem id (locations/customFields.readonly).
-    if let Some(field) = &cfg.ghl.hotspot_id_field {
+    // The custom fields the sync writes (locations/customFields.readonly), resolved to ids the
+    // way a pass does before its first write.
+    let wanted = cfg.custom_field_keys();
+    if !wanted.is_empty() {
         let cf_scope = "locations/customFields.readonly";
         if g.may_call(cf_scope) {
             let res = g.client.location_custom_fields().await;
             if let Some(fields) = g.outcome(r, cf_scope, "GET /locations/{id}/customFields", res) {
-                let bare = field.strip_prefix("contact.").unwrap_or(field);
-                match fields.iter().find(|f| {
-                    f.field_key
-                        .as_deref()
-                        .is_some_and(|k| k == field || k.strip_prefix("contact.") == Some(bare))
-                }) {
-                    Some(f) => r.ok(format!(
-                        "custom field {field} exists ({})",
-                        f.name.as_deref().unwrap_or("unnamed")
-                    )),
-                    None => r.error(
-                        Problem::Config,
-                        format!(
-                            "custom field {field} (ghl.hotspot_id_field) does not exist in location {} ({} custom fields there); create it in GHL or fix the key",
-                            cfg.ghl.location_id,
-                            fields.len()
-                        ),
-                    ),
+                match CustomFields::resolve(&fields, &wanted) {
+                    Ok(_) => {
+                        for (at, key) in &wanted {
+                            r.ok(format!("custom field {key} exists ({at})"));
+                        }
+                    }
+                    Err(e) => {
+                        for (at, key) in &wanted {
+                            if !e.missing.iter().any(|(_, k)| k == key) {
+                                r.ok(format!("custom field {key} exists ({at})"));
+                            }
+                        }
+                        r.error(
+                            Problem::Config,
+                            format!("{e} (location {})", cfg.ghl.location_id),
+                        );
+                    }
                 }
             }
         } else if !g.stopped() {
+            let keys: Vec<&str> = wanted.iter().map(|(_, k)| k.as_str()).collect();
             r.note(format!(
-                "custom field {field} not checked: the token lacks {cf_scope}"
+                "custom field(s) {} not checked: the token lacks {cf_scope}",
+                keys.join(", ")
             ));
         }
     }

@@ -88,7 +88,11 @@ fn render_error(err: &anyhow::Error) -> String {
 
 fn exit_code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
-        if cause.downcast_ref::<ConfigError>().is_some() {
+        if cause.downcast_ref::<ConfigError>().is_some()
+            || cause
+                .downcast_ref::<crate::reconcile::snapshot::UnknownCustomFields>()
+                .is_some()
+        {
             return EXIT_CONFIG;
         }
         if let Some(s) = cause.downcast_ref::<StoreError>() {

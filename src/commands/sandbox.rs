@@ -49,6 +49,10 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
         search_lag: Duration::from_millis(args.search_lag_ms),
         dedup_lags: args.dedup_lags,
         rate_limit_headers: !args.no_rate_limit_headers,
+        task_search_pending_by_default: args.task_search_pending_by_default,
+        deleted_task_rows: args.deleted_task_rows,
+        bulk_business_limit: args.bulk_business_limit,
+        custom_fields_by_id_only: args.custom_fields_by_id_only,
         faults,
         ..GhlOptions::default()
     };

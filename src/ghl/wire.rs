@@ -463,6 +463,17 @@ pub struct Task {
     pub date_added: Option<DateTime<Utc>>,
     #[serde(deserialize_with = "lenient::opt_datetime")]
     pub date_updated: Option<DateTime<Utc>>,
+    /// A soft-deleted task may still be served, flagged (the spec is silent on task rows; its
+    /// recurring tasks carry this flag): such a task is deleted, not present.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub deleted: Option<bool>,
+}
+
+impl Task {
+    /// Whether GHL flags this row as deleted.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted == Some(true)
+    }
 }
 
 /// The wire form of [`Task`]: `id` and `_id` apart, so an answer with both decodes.
@@ -489,6 +500,8 @@ struct TaskWire {
     date_added: Option<DateTime<Utc>>,
     #[serde(deserialize_with = "lenient::opt_datetime")]
     date_updated: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    deleted: Option<bool>,
 }
 
 impl From<TaskWire> for Task {
@@ -503,6 +516,7 @@ impl From<TaskWire> for Task {
             contact_id: w.contact_id,
             date_added: w.date_added,
             date_updated: w.date_updated,
+            deleted: w.deleted,
         }
     }
 }

@@ -582,16 +582,14 @@ impl ContactApplier<'_> {
     }
 }
 
+/// A custom field value by id. Every mapped key was resolved at the start of the pass (an
+/// unknown key stops it before any write), so the id is known; were it not, the key goes in
+/// the `id` slot and GHL refuses the write, which is reported, rather than the sync guessing.
 fn custom_input(key: &str, value: Option<&str>, cf: &CustomFields) -> CustomFieldInput {
-    CustomFieldInput {
-        id: cf.id_of(key).map(str::to_string),
-        key: if cf.id_of(key).is_some() {
-            None
-        } else {
-            Some(key.to_string())
-        },
-        field_value: Value::String(value.unwrap_or_default().to_string()),
-    }
+    CustomFieldInput::by_id(
+        cf.id_of(key).unwrap_or(key),
+        Value::String(value.unwrap_or_default().to_string()),
+    )
 }
 
 /// The PUT body of changed fields only. Fields the update DTO does not accept are returned

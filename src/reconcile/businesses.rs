@@ -8,7 +8,7 @@
 //! its contact link's `extra.business_id`, so only changes are sent, through
 //! `POST /contacts/bulk/business` with up to `batch_size` ids per call.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Value, json};
 
@@ -189,6 +189,14 @@ pub fn plan_associations(
     out
 }
 
+/// Pure: the ids sent that GHL's answer lists (associated), and the others (in the order sent).
+pub fn split_answered(sent: &[String], answered: &[String]) -> (Vec<String>, Vec<String>) {
+    let listed: HashSet<&str> = answered.iter().map(String::as_str).collect();
+    sent.iter()
+        .cloned()
+        .partition(|id| listed.contains(id.as_str()))
+}
+
 /// The extra of a business link.
 pub fn link_extra(name: &str) -> Value {
     json!({ "name": name })
@@ -315,10 +323,14 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
             continue;
         }
         match cx.ghl.bulk_business(ids, Some(bid)).await {
-            Ok(_) => {
+            Ok(answered) => {
+                // Only the ids GHL's answer lists were associated (it leaves out contacts it
+                // does not know, and may handle part of a call); the others are not recorded,
+                // so the next pass sends them again.
+                let (done, missed) = split_answered(ids, &answered);
                 let s = lock(cx.store);
                 s.transaction(|s| {
-                    for id in ids {
+                    for id in &done {
                         for l in links_of_target.get(id.as_str()).into_iter().flatten() {
                             let mut extra = l.extra.clone();
                             if !extra.is_object() {
@@ -330,7 +342,22 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
                     }
                     Ok(())
                 })?;
-                associated += ids.len() as u64;
+                associated += done.len() as u64;
+                out.counts.failed += missed.len() as u64;
+                for id in missed {
+                    out.items.push(RunItem {
+                        kind: Kind::Business,
+                        source_id: bid.clone(),
+                        target_id: Some(id),
+                        action: "associate".into(),
+                        outcome: ItemOutcome::Failed,
+                        reason: Some(
+                            "GHL's answer did not list this contact as associated (a contact deleted in GHL is left out); sent again next run"
+                                .into(),
+                        ),
+                        detail: Value::Null,
+                    });
+                }
             }
             Err(e) => {
                 out.counts.failed += ids.len() as u64;
@@ -541,6 +568,17 @@ mod tests {
             .map(|(b, ids)| (b.as_str(), ids.len()))
             .collect();
         assert_eq!(sizes, [("B1", 3), ("B1", 1), ("B2", 2)]);
+    }
+
+    #[test]
+    fn only_the_ids_the_answer_lists_count_as_associated() {
+        let sent: Vec<String> = ["a", "b", "c"].map(String::from).into();
+        let (done, missed) = split_answered(&sent, &["c".into(), "a".into(), "x".into()]);
+        assert_eq!(done, ["a", "c"]);
+        assert_eq!(missed, ["b"]);
+        let (done, missed) = split_answered(&sent, &[]);
+        assert!(done.is_empty());
+        assert_eq!(missed, sent);
     }
 
     #[test]

@@ -444,15 +444,12 @@ async fn contacts(
     let source: SourceListing =
         read_source(hs, &cfg.hotspot.locations, cfg.contacts.sync_subscribers).await?;
     let mapping = mapping_config(cfg, &source.locations)?;
-    let custom_fields = if mapping
-        .fields
-        .target_fields()
-        .iter()
-        .any(|f| matches!(f, Field::Custom(_)))
-    {
-        CustomFields::new(ghl.location_custom_fields().await?)
-    } else {
+    // Before any write: a key the location does not have stops the run, naming it.
+    let wanted = cfg.custom_field_keys();
+    let custom_fields = if wanted.is_empty() {
         CustomFields::default()
+    } else {
+        CustomFields::resolve(&ghl.location_custom_fields().await?, &wanted)?
     };
     let mut target: TargetListing = read_target(ghl, &custom_fields).await?;
 

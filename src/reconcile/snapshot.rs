@@ -119,22 +119,57 @@ fn source_contact(c: Customer, kind: SourceKind, location_id: &str) -> Option<So
 }
 
 /// The location's custom fields: id ↔ key, because GHL reads them by id and we configure keys.
+/// Writes go by id: the spec's contact write schemas disagree on whether `key` is accepted
+/// (one requires `id`), while `id` is accepted under both.
 #[derive(Debug, Clone, Default)]
 pub struct CustomFields {
     key_by_id: HashMap<String, String>,
     id_by_key: HashMap<String, String>,
 }
 
+/// Configured custom field keys the location does not have. Each is `(config key, field key)`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{} (the GHL location has {available} custom field(s)); create the field in GHL or fix the key",
+    missing.iter().map(|(at, key)| format!("custom field `{key}` ({at}) does not exist")).collect::<Vec<_>>().join("; ")
+)]
+pub struct UnknownCustomFields {
+    pub missing: Vec<(String, String)>,
+    pub available: usize,
+}
+
 impl CustomFields {
-    pub fn new(fields: Vec<CustomField>) -> Self {
+    /// Resolves each configured key (`(config key, field key)`) to the id of the location's
+    /// field whose `fieldKey` is that key, with or without the `contact.` prefix. Values read
+    /// back by id are then keyed as configured. An unknown key is an error naming it.
+    pub fn resolve(
+        fields: &[CustomField],
+        wanted: &[(String, String)],
+    ) -> Result<Self, UnknownCustomFields> {
+        let bare = |k: &str| k.strip_prefix("contact.").unwrap_or(k).to_string();
         let mut cf = CustomFields::default();
-        for f in fields {
-            if let (Some(id), Some(key)) = (f.id, f.field_key) {
-                cf.key_by_id.insert(id.clone(), key.clone());
-                cf.id_by_key.insert(key, id);
+        let mut missing = Vec::new();
+        for (at, key) in wanted {
+            let found = fields.iter().find_map(|f| {
+                let (id, fk) = (f.id.as_deref()?, f.field_key.as_deref()?);
+                (fk == key || bare(fk) == bare(key)).then_some(id)
+            });
+            match found {
+                Some(id) => {
+                    cf.key_by_id.insert(id.to_string(), key.clone());
+                    cf.id_by_key.insert(key.clone(), id.to_string());
+                }
+                None => missing.push((at.clone(), key.clone())),
             }
         }
-        cf
+        if missing.is_empty() {
+            Ok(cf)
+        } else {
+            Err(UnknownCustomFields {
+                missing,
+                available: fields.len(),
+            })
+        }
     }
 
     pub fn id_of(&self, key: &str) -> Option<&str> {
@@ -237,4 +272,54 @@ fn custom_map<'a>(
     values
         .filter_map(|(id, v)| Some((fields.key_of(id?).to_string(), custom_value(v)?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(id: &str, key: &str) -> CustomField {
+        CustomField {
+            id: Some(id.into()),
+            field_key: Some(key.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn configured_keys_resolve_to_ids_with_or_without_the_prefix_and_read_back_as_configured() {
+        let fields = [
+            field("F1", "contact.hotspot_customer_id"),
+            field("F2", "contact.social_network"),
+        ];
+        let wanted = [
+            (
+                "ghl.hotspot_id_field".to_string(),
+                "contact.hotspot_customer_id".to_string(),
+            ),
+            (
+                "contacts.fields.social_network".to_string(),
+                "social_network".to_string(),
+            ),
+        ];
+        let cf = CustomFields::resolve(&fields, &wanted).unwrap();
+        assert_eq!(cf.id_of("contact.hotspot_customer_id"), Some("F1"));
+        assert_eq!(cf.id_of("social_network"), Some("F2"));
+        assert_eq!(cf.key_of("F2"), "social_network");
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_where_it_is_configured() {
+        let wanted = [(
+            "contacts.fields.city".to_string(),
+            "contact.nope".to_string(),
+        )];
+        let e = CustomFields::resolve(&[field("F1", "contact.other")], &wanted).unwrap_err();
+        assert_eq!(e.missing, wanted);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("`contact.nope` (contacts.fields.city) does not exist"),
+            "{msg}"
+        );
+    }
 }

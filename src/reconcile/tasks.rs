@@ -254,117 +254,266 @@ pub fn contacts_to_watch(task_links: &[Link]) -> Vec<String> {
 pub const READ_BACK_CONTACTS: usize = 10 * SEARCH_CONTACTS;
 /// The same bound in calls when the token cannot search tasks and each contact is listed alone.
 const READ_BACK_LISTINGS: usize = 10;
+/// Deletions confirmed by GET per pass, except on a `--full` pass (a contact deleted in GHL
+/// takes its tasks with it; the rest are confirmed on later passes).
+const READ_BACK_CONFIRMS: usize = 50;
 
 /// Contact ids per location task search call.
 const SEARCH_CONTACTS: usize = 50;
 /// Tasks per search page.
 const SEARCH_PAGE: u32 = 100;
 
-/// Reads back the tasks of `watch` (see [`contacts_to_watch`]). The location task
-/// search serves many contacts per call (`contactId` filter, paged); when it does not serve
-/// (no `locations/tasks.readonly` scope, an error), each contact is listed on its own. Returns
-/// task id → task, the contacts whose listing is complete (only their missing tasks are taken
-/// as deleted), and a note when some could not be read.
+/// What a read-back learned about our open tasks.
+#[derive(Debug, Default)]
+pub struct ReadBack {
+    /// Task id → the task as GHL shows it (live tasks only).
+    pub found: HashMap<String, Task>,
+    /// Tasks GHL confirmed gone: a GET by id answered not found, or served the task flagged
+    /// `deleted`.
+    pub deleted: HashSet<String>,
+    pub notes: Vec<String>,
+    /// Contacts whose open tasks were all accounted for (found or confirmed deleted).
+    pub read: usize,
+}
+
+/// Why a pass cannot take a task missing from a listing for deleted: the search may answer
+/// pending tasks only unless `completed` is given (the spec's `completed` is one boolean,
+/// "Task Completed Or Pending", with no default), and a deleted task may be served as a row
+/// flagged `deleted`. So the read-back asks for pending tasks explicitly, then for completed
+/// tasks of the contacts whose open task was not among them, and records a task as deleted
+/// only when a GET by id says so.
 pub async fn read_back(
     ghl: &GhlClient,
+    open: &HashMap<String, Vec<String>>,
     watch: &[String],
     full: bool,
-) -> (HashMap<String, Task>, HashSet<String>, Option<String>) {
-    let mut found = HashMap::new();
-    let mut complete_for = HashSet::new();
-    let mut search_ok = true;
-    'chunks: for chunk in watch.chunks(SEARCH_CONTACTS) {
+) -> ReadBack {
+    let mut rows: HashMap<String, Task> = HashMap::new();
+    let mut listed: HashSet<String> = HashSet::new();
+    let mut out = ReadBack::default();
+    let searched = search_all(ghl, watch, Some(false), &mut rows, &mut listed).await;
+    match searched {
+        Ok(()) => {
+            // Contacts with an open task of ours the pending search did not show live.
+            let unexplained: Vec<String> = watch
+                .iter()
+                .filter(|c| listed.contains(*c) && has_unseen(open, c, &rows))
+                .cloned()
+                .collect();
+            let mut done = HashSet::new();
+            if let Err(e) = search_all(ghl, &unexplained, Some(true), &mut rows, &mut done).await {
+                tracing::warn!(error = %e, "completed tasks could not be searched");
+            }
+            // A contact is read only once both of its searches finished.
+            for c in &unexplained {
+                if !done.contains(c) {
+                    listed.remove(c);
+                }
+            }
+            if unexplained.len() > done.len() {
+                out.notes.push(format!(
+                    "The completed tasks of {} contact(s) could not be searched; checked again next run.",
+                    unexplained.len() - done.len()
+                ));
+            }
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "location task search unavailable; listing per contact");
+            // Chunks the search finished before it failed stay as read; one call per contact
+            // here, so fewer of them per pass (the oldest checked first).
+            let cap = if full { usize::MAX } else { READ_BACK_LISTINGS };
+            let rest: Vec<&String> = watch
+                .iter()
+                .filter(|c| !listed.contains(*c))
+                .take(cap)
+                .collect();
+            let mut failed = 0;
+            for cid in rest {
+                match ghl.list_tasks(cid).await {
+                    Ok(ts) => {
+                        listed.insert(cid.clone());
+                        for t in ts {
+                            if let Some(id) = t.id.clone() {
+                                rows.insert(id, t);
+                            }
+                        }
+                    }
+                    // The contact is gone; its tasks are confirmed one by one below.
+                    Err(e) if super::notes::is_not_found(&e) => {
+                        listed.insert(cid.clone());
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        tracing::warn!(contact_id = %cid, error = %e, "tasks could not be read back");
+                    }
+                }
+            }
+            if failed > 0 {
+                out.notes.push(format!(
+                    "The tasks of {failed} contact(s) could not be read back; checked again next run."
+                ));
+            }
+        }
+    }
+    let (found, deleted, unconfirmed) = confirm(ghl, open, &listed, rows, full).await;
+    out.found = found;
+    out.deleted = deleted;
+    out.read = listed
+        .iter()
+        .filter(|c| !unconfirmed.contains(c.as_str()))
+        .count();
+    let left = unconfirmed.len();
+    if left > 0 {
+        out.notes.push(format!(
+            "{left} contact(s) have tasks missing from GHL's task search that a GET could not confirm deleted yet; checked again next run."
+        ));
+    }
+    out
+}
+
+/// Whether `contact` has an open task of ours that `rows` does not show live.
+fn has_unseen(
+    open: &HashMap<String, Vec<String>>,
+    contact: &str,
+    rows: &HashMap<String, Task>,
+) -> bool {
+    open.get(contact).is_some_and(|ids| {
+        ids.iter()
+            .any(|id| rows.get(id).is_none_or(Task::is_deleted))
+    })
+}
+
+/// Every page of the location task search for `contacts` (50 per call) with `completed` as
+/// given; adds the rows to `rows` and each contact whose listing finished to `listed`.
+async fn search_all(
+    ghl: &GhlClient,
+    contacts: &[String],
+    completed: Option<bool>,
+    rows: &mut HashMap<String, Task>,
+    listed: &mut HashSet<String>,
+) -> Result<(), crate::ghl::GhlError> {
+    for chunk in contacts.chunks(SEARCH_CONTACTS) {
         let mut skip = 0;
         loop {
-            let page = ghl
+            let tasks = ghl
                 .search_location_tasks(&TaskSearch {
                     contact_id: Some(chunk.to_vec()),
+                    completed,
                     limit: Some(SEARCH_PAGE),
                     skip: Some(skip),
                     ..Default::default()
                 })
-                .await;
-            match page {
-                Ok(tasks) => {
-                    let n = tasks.len() as u32;
-                    for t in tasks {
-                        if let Some(id) = t.id.clone() {
-                            found.insert(id, t);
+                .await?;
+            let n = tasks.len() as u32;
+            for t in tasks {
+                if let Some(id) = t.id.clone() {
+                    // A live row wins over a flagged copy of the same task.
+                    match rows.get(&id) {
+                        Some(have) if !have.is_deleted() && t.is_deleted() => {}
+                        _ => {
+                            rows.insert(id, t);
                         }
                     }
-                    if n < SEARCH_PAGE {
-                        complete_for.extend(chunk.iter().cloned());
-                        break;
-                    }
-                    skip += n;
                 }
-                Err(e) => {
-                    tracing::info!(error = %e, "location task search unavailable; listing per contact");
-                    search_ok = false;
-                    break 'chunks;
-                }
+            }
+            if n < SEARCH_PAGE {
+                listed.extend(chunk.iter().cloned());
+                break;
+            }
+            skip += n;
+        }
+    }
+    Ok(())
+}
+
+/// The open tasks of the listed contacts that no listing showed live are confirmed one by one
+/// with a GET by id: present (a lagging or partial search), or deleted. Returns the live tasks,
+/// the confirmed deletions and the contacts with a task left unconfirmed.
+async fn confirm(
+    ghl: &GhlClient,
+    open: &HashMap<String, Vec<String>>,
+    listed: &HashSet<String>,
+    rows: HashMap<String, Task>,
+    full: bool,
+) -> (HashMap<String, Task>, HashSet<String>, HashSet<String>) {
+    let mut deleted = HashSet::new();
+    let mut unconfirmed = HashSet::new();
+    let mut candidates: Vec<(&str, &str)> = Vec::new();
+    for cid in listed {
+        for tid in open.get(cid).into_iter().flatten() {
+            if rows.get(tid).is_none_or(Task::is_deleted) {
+                candidates.push((cid, tid));
             }
         }
     }
-    if search_ok {
-        return (found, complete_for, None);
-    }
-    let mut failed = 0;
-    // Chunks the search finished before it failed stay as read.
-    // One call per contact here, so fewer of them per pass (the oldest checked first).
-    let cap = if full { usize::MAX } else { READ_BACK_LISTINGS };
-    let rest: Vec<&String> = watch
-        .iter()
-        .filter(|c| !complete_for.contains(*c))
-        .take(cap)
-        .collect();
-    for cid in rest {
-        match ghl.list_tasks(cid).await {
-            Ok(ts) => {
-                complete_for.insert(cid.clone());
-                for t in ts {
-                    if let Some(id) = t.id.clone() {
-                        found.insert(id, t);
-                    }
-                }
+    candidates.sort_unstable();
+    let mut found: HashMap<String, Task> =
+        rows.into_iter().filter(|(_, t)| !t.is_deleted()).collect();
+    let cap = if full { usize::MAX } else { READ_BACK_CONFIRMS };
+    for (i, (cid, tid)) in candidates.into_iter().enumerate() {
+        if i >= cap {
+            unconfirmed.insert(cid.to_string());
+            continue;
+        }
+        match ghl.get_task(cid, tid).await {
+            Ok(t) if t.is_deleted() => {
+                deleted.insert(tid.to_string());
             }
-            // The contact is gone, and its tasks with it.
+            Ok(t) => {
+                found.insert(tid.to_string(), t);
+            }
+            // The task, or its contact, is gone.
             Err(e) if super::notes::is_not_found(&e) => {
-                complete_for.insert(cid.clone());
+                deleted.insert(tid.to_string());
             }
             Err(e) => {
-                failed += 1;
-                tracing::warn!(contact_id = %cid, error = %e, "tasks could not be read back");
+                tracing::warn!(task_id = %tid, error = %e, "a task missing from the search could not be confirmed");
+                unconfirmed.insert(cid.to_string());
             }
         }
     }
-    let note = (failed > 0).then(|| {
-        format!("The tasks of {failed} contact(s) could not be read back; checked again next run.")
-    });
-    (found, complete_for, note)
+    (found, deleted, unconfirmed)
+}
+
+/// Our open tasks by contact, as [`read_back`] takes them.
+pub fn open_tasks(task_links: &[Link]) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for l in task_links {
+        if l.status != LinkStatus::Active || is_completed(l) {
+            continue;
+        }
+        if let Some(cid) = l.extra.get("contact_id").and_then(Value::as_str) {
+            out.entry(cid.to_string())
+                .or_default()
+                .push(l.target_id.clone());
+        }
+    }
+    out
+}
+
+fn is_completed(l: &Link) -> bool {
+    l.extra
+        .get("completed")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
 }
 
 /// Records what the read-back saw, and when (`checked_at`, which orders the next passes'
-/// reads); returns (completed now, edited, deleted) counts of changes.
+/// reads); returns (completed now, edited, deleted) counts of changes. A task is deleted only
+/// when the read-back confirmed it; one it neither found nor confirmed is left as it was.
 pub fn record_read_back(
     store: &Store,
     task_links: &[Link],
-    found: &HashMap<String, Task>,
-    complete_for: &HashSet<String>,
+    seen: &ReadBack,
     now: DateTime<Utc>,
 ) -> Result<(u64, u64, u64), crate::store::StoreError> {
     let checked_at = json!(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     let (mut completed, mut edited, mut deleted) = (0, 0, 0);
     store.transaction(|s| {
         for l in task_links.iter().filter(|l| l.status == LinkStatus::Active) {
-            let cid = l
-                .extra
-                .get("contact_id")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let state = match found.get(&l.target_id) {
+            let state = match seen.found.get(&l.target_id) {
                 Some(t) => TaskState::Present(t.clone()),
-                None if complete_for.contains(cid) => TaskState::Deleted,
+                None if seen.deleted.contains(&l.target_id) => TaskState::Deleted,
                 None => continue,
             };
             let (mut extra, gone) = observe(&l.extra, &state).unwrap_or((l.extra.clone(), false));
@@ -467,22 +616,17 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
         if !cx.opts.full {
             watch.truncate(READ_BACK_CONTACTS);
         }
-        let (found, complete_for, note) = read_back(cx.ghl, &watch, cx.opts.full).await;
-        out.notes.extend(note);
-        if !cx.opts.full && complete_for.len() < open {
+        let seen = read_back(cx.ghl, &open_tasks(&task_links), &watch, cx.opts.full).await;
+        out.notes.extend(seen.notes.iter().cloned());
+        if !cx.opts.full && seen.read < open {
             out.notes.push(format!(
                 "Task completion read back for {} of {open} contacts with open tasks (those checked longest ago); the rest on later runs, all on a --full pass.",
-                complete_for.len()
+                seen.read
             ));
         }
         if !cx.opts.dry_run {
-            let (completed, edited, deleted) = record_read_back(
-                &lock(cx.store),
-                &task_links,
-                &found,
-                &complete_for,
-                Utc::now(),
-            )?;
+            let (completed, edited, deleted) =
+                record_read_back(&lock(cx.store), &task_links, &seen, Utc::now())?;
             if completed + edited + deleted > 0 {
                 out.notes.push(format!(
                     "Tasks changed in GHL since the last run: {completed} completed, {edited} edited, {deleted} deleted (left as the CRM users made them)."

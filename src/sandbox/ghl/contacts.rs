@@ -343,12 +343,20 @@ fn apply(st: &GhlState, c: &mut Contact, obj: &Map<String, Value>) -> Result<(),
             }
             "customFields" => {
                 for (i, item) in v.as_array().into_iter().flatten().enumerate() {
-                    let key = item
-                        .get("id")
-                        .and_then(Value::as_str)
+                    let id = item.get("id").and_then(Value::as_str);
+                    if st.custom_fields_by_id_only && id.is_none() {
+                        msgs.push(format!("customFields.{i}.id must be a string"));
+                        continue;
+                    }
+                    let key = id
                         .or_else(|| item.get("key").and_then(Value::as_str))
                         .unwrap_or_default();
-                    let Some(field) = st.custom_field(key) else {
+                    let field = if st.custom_fields_by_id_only {
+                        st.custom_fields.iter().find(|f| f.id == key)
+                    } else {
+                        st.custom_field(key)
+                    };
+                    let Some(field) = field else {
                         msgs.push(format!(
                             "customFields.{i} custom field {key} does not exist"
                         ));
@@ -610,6 +618,9 @@ pub(crate) fn bulk_business(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
     let now = Utc::now();
     let mut done = Vec::new();
     for id in ids {
+        if st.bulk_business_limit.is_some_and(|n| done.len() >= n) {
+            break;
+        }
         if st.contacts.contains_key(&id) {
             st.note_write(&id);
             if let Some(c) = st.contacts.get_mut(&id) {

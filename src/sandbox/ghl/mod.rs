@@ -104,6 +104,23 @@ pub struct GhlOptions {
     /// only what search sees, lagging writes by `search_lag`. Unknown for the real API; off
     /// means it sees every write at once, as GET-by-id does.
     pub dedup_lags: bool,
+    /// Whether `POST /locations/{id}/tasks/search` without `completed` answers pending tasks
+    /// only (the spec's `completed` reads "Task Completed Or Pending" and gives no default);
+    /// off answers both.
+    pub task_search_pending_by_default: bool,
+    /// Whether a deleted task stays readable as a row flagged `deleted: true` (in the task
+    /// search and GET by id), as a soft-deleting backend would serve it; off, it is gone (not
+    /// found). The spec is silent; its recurring-task schema carries such a `deleted` flag.
+    pub deleted_task_rows: bool,
+    /// `POST /contacts/bulk/business` associates and lists in its answer's `ids` at most this
+    /// many of the ids sent (a partial answer; the spec's example lists one id of two). Unknown
+    /// contacts are always left out of the answer.
+    pub bulk_business_limit: Option<usize>,
+    /// Whether contact writes (create, update, upsert) take custom field values by `id` only,
+    /// refusing `key` with 422. The spec disagrees with itself: its `TextField` schema requires
+    /// `id`, its `customFieldsInputStringSchema` says "Pass either `id` or `key`". Off accepts
+    /// either.
+    pub custom_fields_by_id_only: bool,
     /// Added to every answer (same as `faults.latency`, kept apart for readability).
     pub latency: Duration,
     pub faults: FaultKnobs,
@@ -134,6 +151,13 @@ impl std::fmt::Debug for GhlOptions {
             .field("allow_duplicates", &self.allow_duplicates)
             .field("search_lag", &self.search_lag)
             .field("dedup_lags", &self.dedup_lags)
+            .field(
+                "task_search_pending_by_default",
+                &self.task_search_pending_by_default,
+            )
+            .field("deleted_task_rows", &self.deleted_task_rows)
+            .field("bulk_business_limit", &self.bulk_business_limit)
+            .field("custom_fields_by_id_only", &self.custom_fields_by_id_only)
             .field("latency", &self.latency)
             .field("faults", &self.faults)
             .field("custom_fields", &self.custom_fields)
@@ -163,6 +187,10 @@ impl Default for GhlOptions {
             allow_duplicates: false,
             search_lag: Duration::ZERO,
             dedup_lags: false,
+            task_search_pending_by_default: false,
+            deleted_task_rows: false,
+            bulk_business_limit: None,
+            custom_fields_by_id_only: false,
             latency: Duration::ZERO,
             faults: FaultKnobs::default(),
             custom_fields: vec![(
@@ -237,6 +265,10 @@ impl GhlEmulator {
         let mut st = GhlState::new(opts.location_id.clone(), opts.allow_duplicates, opts.seed);
         st.search_lag = opts.search_lag;
         st.dedup_lags = opts.dedup_lags;
+        st.task_search_pending_by_default = opts.task_search_pending_by_default;
+        st.deleted_task_rows = opts.deleted_task_rows;
+        st.bulk_business_limit = opts.bulk_business_limit;
+        st.custom_fields_by_id_only = opts.custom_fields_by_id_only;
         for (key, name, ty) in &opts.custom_fields {
             st.add_custom_field(key, name, ty);
         }

@@ -123,6 +123,13 @@ pub(crate) fn create_task(st: &mut GhlState, ctx: &Ctx, cid: &str) -> ApiResult 
 
 pub(crate) fn get_task(st: &mut GhlState, ctx: &Ctx, cid: &str, tid: &str) -> ApiResult {
     ctx.need(READ)?;
+    if st.deleted_task_rows
+        && let Some(t) = st.deleted_tasks.get(tid).filter(|t| t.contact_id == cid)
+    {
+        let mut v = task_json(t);
+        v["deleted"] = json!(true);
+        return Ok((StatusCode::OK, json!({ "task": v })));
+    }
     let t = find_task(st, cid, tid)?;
     Ok((StatusCode::OK, json!({"task": task_json(t)})))
 }
@@ -164,12 +171,14 @@ pub(crate) fn complete_task(st: &mut GhlState, ctx: &Ctx, cid: &str, tid: &str) 
 pub(crate) fn delete_task(st: &mut GhlState, ctx: &Ctx, cid: &str, tid: &str) -> ApiResult {
     ctx.need(WRITE)?;
     find_task(st, cid, tid)?;
-    st.tasks.remove(tid);
+    st.delete_task(tid);
     Ok((StatusCode::OK, json!({"succeded": true})))
 }
 
 /// `POST /locations/{locationId}/tasks/search`. Item shape is untyped in the spec; items carry
-/// both `id` and `_id` and `contactDetails`, as third-party clients read them.
+/// both `id` and `_id` and `contactDetails`, as third-party clients read them. Without
+/// `completed`, pending tasks only or both (`task_search_pending_by_default`); deleted tasks
+/// as rows flagged `deleted: true` when `deleted_task_rows` is on.
 pub(crate) fn search_tasks(st: &mut GhlState, ctx: &Ctx, lid: &str) -> ApiResult {
     ctx.need("locations/tasks.readonly")?;
     let obj = check(&ctx.body, &TASK_SEARCH)?;
@@ -184,26 +193,36 @@ pub(crate) fn search_tasks(st: &mut GhlState, ctx: &Ctx, lid: &str) -> ApiResult
     };
     let contact_ids = list("contactId");
     let assigned = list("assignedTo");
-    let completed = obj.get("completed").and_then(Value::as_bool);
+    let completed = obj
+        .get("completed")
+        .and_then(Value::as_bool)
+        .or(st.task_search_pending_by_default.then_some(false));
     let query = s(&obj, "query").map(|q| q.to_lowercase());
     let business = s(&obj, "businessId");
     let limit = obj.get("limit").and_then(Value::as_u64).unwrap_or(25) as usize;
     let skip = obj.get("skip").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let deleted: Vec<&Task> = if st.deleted_task_rows {
+        st.deleted_tasks.values().collect()
+    } else {
+        Vec::new()
+    };
     let tasks: Vec<Value> = st
         .tasks
         .values()
-        .filter(|t| {
+        .map(|t| (t, false))
+        .chain(deleted.into_iter().map(|t| (t, true)))
+        .filter(|(t, _)| {
             contact_ids
                 .as_ref()
                 .is_none_or(|ids| ids.contains(&t.contact_id))
         })
-        .filter(|t| {
+        .filter(|(t, _)| {
             assigned
                 .as_ref()
                 .is_none_or(|a| t.assigned_to.as_ref().is_some_and(|x| a.contains(x)))
         })
-        .filter(|t| completed.is_none_or(|c| c == t.completed))
-        .filter(|t| {
+        .filter(|(t, _)| completed.is_none_or(|c| c == t.completed))
+        .filter(|(t, _)| {
             query.as_ref().is_none_or(|q| {
                 t.title.to_lowercase().contains(q)
                     || t.body
@@ -211,7 +230,7 @@ pub(crate) fn search_tasks(st: &mut GhlState, ctx: &Ctx, lid: &str) -> ApiResult
                         .is_some_and(|b| b.to_lowercase().contains(q))
             })
         })
-        .filter(|t| {
+        .filter(|(t, _)| {
             business.as_ref().is_none_or(|b| {
                 st.contacts
                     .get(&t.contact_id)
@@ -220,9 +239,12 @@ pub(crate) fn search_tasks(st: &mut GhlState, ctx: &Ctx, lid: &str) -> ApiResult
         })
         .skip(skip)
         .take(limit)
-        .map(|t| {
+        .map(|(t, gone)| {
             let mut v = task_json(t);
             v["_id"] = json!(t.id);
+            if gone {
+                v["deleted"] = json!(true);
+            }
             if let Some(c) = st.contacts.get(&t.contact_id) {
                 v["contactDetails"] = json!({
                     "firstName": c.first_name.clone().unwrap_or_default(),

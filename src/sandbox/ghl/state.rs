@@ -163,12 +163,23 @@ pub struct GhlState {
     pub contacts: BTreeMap<String, Contact>,
     pub notes: BTreeMap<String, Note>,
     pub tasks: BTreeMap<String, Task>,
+    /// Tasks deleted through the API, kept for a soft-deleting backend (see
+    /// `GhlOptions::deleted_task_rows`); never served as live tasks.
+    pub deleted_tasks: BTreeMap<String, Task>,
     pub businesses: BTreeMap<String, Business>,
     pub appointments: Vec<Appointment>,
     pub custom_fields: Vec<CustomField>,
     pub(crate) search_lag: Duration,
     /// Duplicate matching sees what search sees (see `GhlOptions::dedup_lags`).
     pub(crate) dedup_lags: bool,
+    /// The location task search without `completed` answers pending tasks only.
+    pub(crate) task_search_pending_by_default: bool,
+    /// Deleted tasks stay readable, flagged `deleted: true` (search and GET by id).
+    pub(crate) deleted_task_rows: bool,
+    /// At most this many ids of one bulk business call are associated and listed.
+    pub(crate) bulk_business_limit: Option<usize>,
+    /// Contact writes take custom field values by `id` only.
+    pub(crate) custom_fields_by_id_only: bool,
     /// Contacts whose latest HTTP write is not yet visible to search: id → (visible from,
     /// version search still shows — `None` when search must not see the contact at all).
     pub(crate) lagging: HashMap<String, (Instant, Option<Contact>)>,
@@ -187,11 +198,16 @@ impl GhlState {
             contacts: BTreeMap::new(),
             notes: BTreeMap::new(),
             tasks: BTreeMap::new(),
+            deleted_tasks: BTreeMap::new(),
             businesses: BTreeMap::new(),
             appointments: Vec::new(),
             custom_fields: Vec::new(),
             search_lag: Duration::ZERO,
             dedup_lags: false,
+            task_search_pending_by_default: false,
+            deleted_task_rows: false,
+            bulk_business_limit: None,
+            custom_fields_by_id_only: false,
             lagging: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
         }
@@ -222,6 +238,13 @@ impl GhlState {
         let id = c.id.clone();
         self.contacts.insert(id.clone(), c);
         id
+    }
+
+    /// Delete a task as a CRM user does (kept apart for a soft-deleting backend).
+    pub fn delete_task(&mut self, id: &str) -> Option<Task> {
+        let t = self.tasks.remove(id)?;
+        self.deleted_tasks.insert(t.id.clone(), t.clone());
+        Some(t)
     }
 
     /// Delete a contact with its notes and tasks, as the CRM does.
