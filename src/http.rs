@@ -1160,6 +1160,39 @@ mod tests {
     }
 
     #[test]
+    fn server_text_is_shown_with_its_control_characters_escaped() {
+        assert_eq!(clean_text("plain text, é ✓"), "plain text, é ✓");
+        assert_eq!(
+            clean_text("bad\n2026-01-01 INFO forged\u{1b}[2J\r\u{85}\u{202e}x"),
+            "bad\\n2026-01-01 INFO forged\\u{1b}[2J\\r\\u{85}\\u{202e}x"
+        );
+        let (m, _) = server_message(b"{\"message\":\"a\\nb\"}");
+        assert_eq!(
+            m, "a\nb",
+            "server_message keeps the text; api_error cleans it"
+        );
+        let e = HttpError::decode("ghl", "/x", "invalid type: string \"\u{1b}]0;t\u{7}\"");
+        assert!(!e.to_string().contains('\u{1b}'), "{e}");
+    }
+
+    #[test]
+    fn rate_limit_headers_are_believed_only_within_bounds() {
+        assert_eq!(
+            rate_headers_out_of_bounds(Some(100), Some(10_000), Some(0)),
+            None
+        );
+        assert_eq!(rate_headers_out_of_bounds(None, None, Some(5)), None);
+        assert!(
+            rate_headers_out_of_bounds(Some(1), Some(86_400_000), Some(0))
+                .unwrap()
+                .contains("Interval-Milliseconds = 86400000")
+        );
+        assert!(rate_headers_out_of_bounds(Some(100), Some(10), None).is_some());
+        assert!(rate_headers_out_of_bounds(Some(0), Some(10_000), None).is_some());
+        assert!(rate_headers_out_of_bounds(Some(10), Some(10_000), Some(11)).is_some());
+    }
+
+    #[test]
     fn classes() {
         assert_eq!(classify(429), ErrorClass::RateLimited);
         assert_eq!(classify(503), ErrorClass::Transient);
