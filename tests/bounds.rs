@@ -256,6 +256,53 @@ async fn a_sane_rate_limit_is_obeyed_and_its_long_waits_are_logged_with_the_reas
     assert_eq!(rejected, 0, "no request over the limit");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_waits_are_logged_and_one_past_max_elapsed_is_not_waited_for() {
+    let env = TestEnv::start("retry-after", opts(3), CONTACTS).await;
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replace("max_attempts = 3\n", "max_attempts = 2\n"),
+    )
+    .unwrap();
+    let always_429 = |secs| FaultKnobs {
+        p429_retry_after: 1.0,
+        retry_after_secs: secs,
+        ..FaultKnobs::default()
+    };
+
+    // An hour: more than http.max_elapsed_secs (20 s) allows, so not waited for at all.
+    env.sandbox.ghl.set_faults(always_429(3_600));
+    let (out, took) = run_within(&env, &["sync"], None, Duration::from_secs(10)).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        out.stderr.contains(
+            "not retrying: the server's Retry-After asks for a wait past http.max_elapsed_secs"
+        ),
+        "{}",
+        show(&out)
+    );
+
+    // 6 s: waited for once (2 attempts), and said so with the API, path and status.
+    env.sandbox.ghl.set_faults(always_429(6));
+    let (out, took) = run_within(&env, &["sync"], None, Duration::from_secs(20)).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    assert!(took >= Duration::from_secs(6), "{took:?}");
+    let waits: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("waiting before retrying: the server's Retry-After (answered 429)"))
+        .collect();
+    assert_eq!(waits.len(), 1, "{}", show(&out));
+    assert!(
+        waits[0].contains("\"ghl\"") && waits[0].contains("wait_secs"),
+        "{waits:?}"
+    );
+
+    nothing_lost_nothing_twice(&env).await;
+}
+
 // ---- answer size cap ------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
