@@ -236,6 +236,19 @@ pub struct SandboxArgs {
     /// HotspotSystem sends nulls for every field of some records, and some records as `null`.
     #[arg(long)]
     pub unexpected_nulls: bool,
+    /// A header set on every GHL answer over the emulator's own, `NAME:VALUE` (repeatable), e.g.
+    /// `x-ratelimit-interval-milliseconds:86400000`.
+    #[arg(long = "ghl-header", value_name = "NAME:VALUE")]
+    pub ghl_headers: Vec<String>,
+    /// Precede every successful GHL answer with this many bytes of JSON whitespace.
+    #[arg(long, default_value_t = 0)]
+    pub pad_body_bytes: u64,
+    /// Send padded bodies chunked, without `Content-Length`.
+    #[arg(long)]
+    pub pad_body_unannounced: bool,
+    /// Answer every GHL write with 422 and this message (e.g. one carrying a newline).
+    #[arg(long)]
+    pub write_error_message: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -99,6 +99,7 @@ pub struct Config {
     pub hotspot: HotspotConfig,
     pub ghl: GhlConfig,
     pub http: HttpConfig,
+    pub sync: SyncConfig,
     pub schedule: ScheduleConfig,
     pub contacts: ContactsConfig,
     pub notes: NotesConfig,
@@ -175,11 +176,29 @@ pub enum LostCreateRecovery {
     Wait,
 }
 
+/// 32 MiB: a GHL page of 100 contacts is well under 1 MB, a HotspotSystem page of 1,000 records
+/// a few hundred KB; the cap only has to stop a runaway answer before it fills memory.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// 30 minutes: a no-change pass over 100,000 guests took under 3 minutes (BENCHMARKS.md), so this
+/// stops only a pass that is stuck (a server that answers slowly for ever, a listing that never
+/// ends) and an initial import of a large account, which the next run continues where it stopped.
+pub const DEFAULT_PASS_BUDGET_SECS: u64 = 30 * 60;
+
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub timeout_secs: u64,
     pub max_attempts: u32,
     pub max_elapsed_secs: u64,
+    /// Larger answers are refused (a GHL page of 100 contacts is well under 1 MB).
+    pub max_response_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// A pass still going after this long stops as if asked to: writes in flight finish, the
+    /// rest is deferred, and the run is recorded as aborted.
+    pub pass_budget_secs: u64,
 }
 
 /// A validated cron expression, always in the 6-field form (seconds first), UTC.
@@ -457,6 +476,8 @@ struct RawConfig {
     #[serde(default)]
     http: RawHttp,
     #[serde(default)]
+    sync: RawSync,
+    #[serde(default)]
     schedule: RawSchedule,
     #[serde(default)]
     contacts: RawContacts,
@@ -526,6 +547,13 @@ struct RawHttp {
     timeout_secs: Option<u64>,
     max_attempts: Option<u32>,
     max_elapsed_secs: Option<u64>,
+    max_response_bytes: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    pass_budget_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1120,10 +1148,24 @@ impl<'a> Ctx<'a> {
             timeout_secs: raw.http.timeout_secs.unwrap_or(30),
             max_attempts: raw.http.max_attempts.unwrap_or(5),
             max_elapsed_secs: raw.http.max_elapsed_secs.unwrap_or(120),
+            max_response_bytes: raw
+                .http
+                .max_response_bytes
+                .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
         };
         positive("http.timeout_secs", http.timeout_secs)?;
         positive("http.max_attempts", http.max_attempts.into())?;
         positive("http.max_elapsed_secs", http.max_elapsed_secs)?;
+        positive("http.max_response_bytes", http.max_response_bytes)?;
+
+        // [sync]
+        let sync = SyncConfig {
+            pass_budget_secs: raw
+                .sync
+                .pass_budget_secs
+                .unwrap_or(DEFAULT_PASS_BUDGET_SECS),
+        };
+        positive("sync.pass_budget_secs", sync.pass_budget_secs)?;
 
         // [schedule]
         let s = raw.schedule;
@@ -1386,6 +1428,7 @@ impl<'a> Ctx<'a> {
             hotspot,
             ghl,
             http,
+            sync,
             schedule,
             contacts,
             notes,

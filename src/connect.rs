@@ -20,6 +20,7 @@ pub fn ghl_policy(cfg: &Config) -> anyhow::Result<HttpPolicy> {
         max_attempts: cfg.http.max_attempts,
         max_elapsed: Duration::from_secs(cfg.http.max_elapsed_secs),
         timeout: Duration::from_secs(cfg.http.timeout_secs),
+        max_response_bytes: cfg.http.max_response_bytes,
         daily_reserve: cfg.ghl.daily_reserve.into(),
         ..PolicyConfig::ghl()
     };
@@ -34,6 +35,7 @@ pub fn hotspot_policy(cfg: &Config) -> anyhow::Result<HttpPolicy> {
         max_attempts: cfg.http.max_attempts,
         max_elapsed: Duration::from_secs(cfg.http.max_elapsed_secs),
         timeout: Duration::from_secs(cfg.http.timeout_secs),
+        max_response_bytes: cfg.http.max_response_bytes,
         ..PolicyConfig::hotspot()
     };
     HttpPolicy::new(pc, AuditSink::new()).context("cannot set up the HotspotSystem HTTP client")

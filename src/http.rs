@@ -5,9 +5,17 @@
 //! daily-quota reserve, the audit of every attempt and the counters. It never sees a body it
 //! logs, and it never puts a URL (which may carry a query secret) into an error or a log line:
 //! only the caller's path template (`/contacts/{id}`) is used for that.
+//!
+//! What a server says is believed only within bounds: an answer larger than
+//! `max_response_bytes` is refused without being read whole, `X-RateLimit-*` values outside
+//! [`RATE_WINDOW_MS`] / [`RATE_MAX`] are ignored with a warning, every wait longer than
+//! [`LONG_WAIT`] is logged with its reason, and server text is passed through [`clean_text`]
+//! before it can reach an error, a log line or a report.
 
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
+use std::ops::RangeInclusive;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -66,6 +74,8 @@ pub struct PolicyConfig {
     /// Calls fail fast with [`HttpError::QuotaReserveReached`] once the daily remaining quota
     /// reported by the server is at or below this.
     pub daily_reserve: u64,
+    /// A 2xx answer with a longer body is refused with [`HttpError::TooLarge`].
+    pub max_response_bytes: u64,
 }
 
 impl PolicyConfig {
@@ -81,6 +91,7 @@ impl PolicyConfig {
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             daily_reserve: 1_000,
+            max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 
@@ -167,6 +178,36 @@ pub enum HttpError {
     /// The client was configured wrongly (bad base URL, bad header value).
     #[error("configuration: {0}")]
     Config(String),
+    /// A 2xx answer longer than `max_response_bytes`: refused before it was read whole. Not
+    /// retried: the same request would get the same answer.
+    #[error(
+        "{api} {method} {path}: answer refused: {size} more than the cap of {limit} bytes (http.max_response_bytes)"
+    )]
+    TooLarge {
+        api: &'static str,
+        method: String,
+        path: String,
+        size: BodySize,
+        limit: u64,
+    },
+}
+
+/// How an over-long answer was found out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodySize {
+    /// Its `Content-Length`, before any of the body was read.
+    Announced(u64),
+    /// No length was announced; reading stopped at the cap.
+    Unannounced,
+}
+
+impl std::fmt::Display for BodySize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodySize::Announced(n) => write!(f, "its Content-Length of {n} bytes is"),
+            BodySize::Unannounced => write!(f, "its body (no Content-Length) grew"),
+        }
+    }
 }
 
 impl HttpError {
@@ -185,11 +226,13 @@ impl HttpError {
         }
     }
 
+    /// A body of the wrong shape. The message may quote the body (serde names the value it
+    /// could not take), so it is cleaned like any server text.
     pub fn decode(api: &'static str, path: &str, err: impl std::fmt::Display) -> Self {
         HttpError::Decode {
             api,
             path: path.to_string(),
-            message: err.to_string(),
+            message: clean_text(&err.to_string()),
         }
     }
 }
@@ -430,6 +473,12 @@ struct Inner {
     daily_limit: AtomicU64,
     sink: AuditSink,
     stats: Mutex<Stats>,
+    /// Whether out-of-bounds `X-RateLimit-*` values were already warned about (once per process
+    /// and API: a server that sends them sends them on every answer).
+    warned_rate_headers: AtomicBool,
+    /// End of the last limiter wait that was logged, so that the requests queued behind one
+    /// full window log it once.
+    logged_wait_until: Mutex<Option<Instant>>,
 }
 
 /// The policy: cheap to clone (shared state), one per API.
@@ -468,6 +517,8 @@ impl HttpPolicy {
                 daily_limit: AtomicU64::new(NONE),
                 sink,
                 stats: Mutex::new(Stats::default()),
+                warned_rate_headers: AtomicBool::new(false),
+                logged_wait_until: Mutex::new(None),
             }),
         })
     }
@@ -544,13 +595,40 @@ impl HttpPolicy {
 
     async fn acquire(&self) {
         loop {
-            let wait = {
+            let now = Instant::now();
+            let (wait, reason) = {
                 let mut b = self.inner.bucket.lock().unwrap_or_else(|p| p.into_inner());
-                match b.try_take(Instant::now()) {
+                let server_said_none = b.blocked_until.is_some_and(|u| u > now);
+                let (capacity, window) = (b.capacity, b.window);
+                match b.try_take(now) {
                     Ok(()) => return,
-                    Err(w) => w,
+                    Err(w) if server_said_none => (w, WaitReason::ServerNoneRemaining { window }),
+                    Err(w) => (w, WaitReason::WindowFull { capacity, window }),
                 }
             };
+            if wait >= LONG_WAIT {
+                let mut logged = self
+                    .inner
+                    .logged_wait_until
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if logged.is_none_or(|until| now >= until) {
+                    *logged = Some(now + wait);
+                    match reason {
+                        // Our own limit filling up is the normal pace of a large sync.
+                        WaitReason::WindowFull { .. } => tracing::info!(
+                            api = self.inner.cfg.api,
+                            wait_secs = wait.as_secs(),
+                            "waiting before the next request: {reason}"
+                        ),
+                        WaitReason::ServerNoneRemaining { .. } => tracing::warn!(
+                            api = self.inner.cfg.api,
+                            wait_secs = wait.as_secs(),
+                            "waiting before the next request: {reason}"
+                        ),
+                    }
+                }
+            }
             tokio::time::sleep(wait).await;
         }
     }
@@ -573,6 +651,22 @@ impl HttpPolicy {
         let interval = num("x-ratelimit-interval-milliseconds");
         let remaining = num("x-ratelimit-remaining");
         if max.is_none() && interval.is_none() && remaining.is_none() {
+            return;
+        }
+        if let Some(why) = rate_headers_out_of_bounds(max, interval, remaining) {
+            // The three describe one window: when one is absurd the others are not to be
+            // trusted either. Our own configured limit still applies.
+            if !self.inner.warned_rate_headers.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    api = self.inner.cfg.api,
+                    "ignoring the X-RateLimit-Max/-Remaining/-Interval-Milliseconds of an answer: {why}; the configured rate limit applies (said once; later such answers are ignored the same way)"
+                );
+            } else {
+                tracing::debug!(
+                    api = self.inner.cfg.api,
+                    "ignoring X-RateLimit values: {why}"
+                );
+            }
             return;
         }
         let now = Instant::now();
@@ -668,20 +762,43 @@ impl HttpPolicy {
             let started = Instant::now();
             let outcome = self.build(req).send().await;
             let (err, retryable, retry_after) = match outcome {
-                Ok(resp) => {
+                Ok(mut resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
                     self.observe(&headers);
-                    match resp.bytes().await {
-                        Ok(body) if (200..300).contains(&status) => {
+                    let success = (200..300).contains(&status);
+                    // An error body is only read for its message: its first bytes will do.
+                    let read = if success {
+                        read_capped(&mut resp, cfg.max_response_bytes).await
+                    } else {
+                        read_prefix(&mut resp, ERROR_BODY_PREFIX).await.map(Ok)
+                    };
+                    match read {
+                        Ok(Err(size)) => {
+                            self.record(
+                                req,
+                                Some(status),
+                                attempt,
+                                started,
+                                Some(ErrorClass::Permanent),
+                            );
+                            return Err(HttpError::TooLarge {
+                                api: cfg.api,
+                                method: req.method.to_string(),
+                                path: req.path_template.clone(),
+                                size,
+                                limit: cfg.max_response_bytes,
+                            });
+                        }
+                        Ok(Ok(body)) if success => {
                             self.record(req, Some(status), attempt, started, None);
                             return Ok(Response {
                                 status,
                                 headers,
-                                body: body.to_vec(),
+                                body,
                             });
                         }
-                        Ok(body) => {
+                        Ok(Ok(body)) => {
                             let class = classify(status);
                             self.record(req, Some(status), attempt, started, Some(class));
                             if status == 429 {
@@ -739,13 +856,38 @@ impl HttpPolicy {
             if !retryable || attempt >= cfg.max_attempts {
                 return Err(HttpError::Api(Box::new(err)));
             }
-            let delay = retry_after
-                .or_else(|| backoff.next())
-                .unwrap_or(cfg.max_backoff);
+            let (delay, reason) = match retry_after {
+                Some(d) => (d, "the server's Retry-After"),
+                None => (
+                    backoff.next().unwrap_or(cfg.max_backoff),
+                    "backoff after a failed attempt",
+                ),
+            };
             if first.elapsed() + delay > cfg.max_elapsed {
+                if delay >= LONG_WAIT {
+                    tracing::warn!(
+                        api = cfg.api,
+                        method = %req.method,
+                        path = %req.path_template,
+                        wait_secs = delay.as_secs(),
+                        "not retrying: {reason} asks for a wait past http.max_elapsed_secs"
+                    );
+                }
                 return Err(HttpError::Api(Box::new(err)));
             }
-            tracing::debug!(api = cfg.api, path = %req.path_template, attempt, delay_ms = delay.as_millis() as u64, "retrying");
+            if delay >= LONG_WAIT {
+                tracing::warn!(
+                    api = cfg.api,
+                    method = %req.method,
+                    path = %req.path_template,
+                    attempt,
+                    wait_secs = delay.as_secs(),
+                    "waiting before retrying: {reason} ({})",
+                    err.status.map_or("no answer".to_string(), |s| format!("answered {s}"))
+                );
+            } else {
+                tracing::debug!(api = cfg.api, path = %req.path_template, attempt, delay_ms = delay.as_millis() as u64, "retrying");
+            }
             tokio::time::sleep(delay).await;
         }
     }
@@ -765,11 +907,133 @@ impl HttpPolicy {
             method: req.method.to_string(),
             path: req.path_template.clone(),
             status,
-            message,
+            message: clean_text(&message),
             meta,
             attempts,
         }
     }
+}
+
+/// A wait at least this long is logged (at warn) with its reason.
+pub const LONG_WAIT: Duration = Duration::from_secs(5);
+
+/// `X-RateLimit-Interval-Milliseconds` believed: real burst windows are seconds long (GHL: 10 s).
+/// A day-long window with `Remaining: 0` would stall a pass for a day.
+pub const RATE_WINDOW_MS: RangeInclusive<u64> = 100..=60_000;
+
+/// `X-RateLimit-Max` believed (it can only lower the configured limit).
+pub const RATE_MAX: RangeInclusive<u64> = 1..=1_000_000;
+
+/// Why `X-RateLimit-*` values of one answer are not believed, if they are not.
+fn rate_headers_out_of_bounds(
+    max: Option<u64>,
+    interval_ms: Option<u64>,
+    remaining: Option<u64>,
+) -> Option<String> {
+    if let Some(ms) = interval_ms.filter(|ms| !RATE_WINDOW_MS.contains(ms)) {
+        return Some(format!(
+            "X-RateLimit-Interval-Milliseconds = {ms} is outside {}..={} ms",
+            RATE_WINDOW_MS.start(),
+            RATE_WINDOW_MS.end()
+        ));
+    }
+    if let Some(m) = max.filter(|m| !RATE_MAX.contains(m)) {
+        return Some(format!(
+            "X-RateLimit-Max = {m} is outside {}..={}",
+            RATE_MAX.start(),
+            RATE_MAX.end()
+        ));
+    }
+    match (remaining, max) {
+        (Some(r), Some(m)) if r > m => Some(format!(
+            "X-RateLimit-Remaining = {r} is more than X-RateLimit-Max = {m}"
+        )),
+        _ => None,
+    }
+}
+
+/// Why the limiter holds a request back.
+#[derive(Debug, Clone, Copy)]
+enum WaitReason {
+    /// The server answered `X-RateLimit-Remaining: 0` while our own count was under the limit.
+    ServerNoneRemaining { window: Duration },
+    /// Our own count filled the window (the configured limit, or a lower `X-RateLimit-Max`).
+    WindowFull { capacity: usize, window: Duration },
+}
+
+impl std::fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitReason::ServerNoneRemaining { window } => write!(
+                f,
+                "the server answered X-RateLimit-Remaining: 0 (its quota is shared with another client), so one whole {} ms window (X-RateLimit-Interval-Milliseconds or the configured rate_window_secs) is left to pass",
+                window.as_millis()
+            ),
+            WaitReason::WindowFull { capacity, window } => write!(
+                f,
+                "{capacity} requests were sent in the last {} ms, the limit (configured rate_limit / rate_window_secs, or a lower X-RateLimit-Max)",
+                window.as_millis()
+            ),
+        }
+    }
+}
+
+/// Error bodies are read up to this many bytes: enough for any message.
+const ERROR_BODY_PREFIX: u64 = 64 * 1024;
+
+/// The body, or `Err` with how it was found longer than `limit` (then the rest is not read: the
+/// connection is dropped). A `Content-Length` over the limit is refused before reading.
+async fn read_capped(
+    resp: &mut reqwest::Response,
+    limit: u64,
+) -> Result<Result<Vec<u8>, BodySize>, reqwest::Error> {
+    if let Some(n) = resp.content_length().filter(|n| *n > limit) {
+        return Ok(Err(BodySize::Announced(n)));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Ok(Err(BodySize::Unannounced));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Ok(body))
+}
+
+/// At most the first `limit` bytes of the body.
+async fn read_prefix(resp: &mut reqwest::Response, limit: u64) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = (limit as usize).saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() as u64 >= limit {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// Server text made safe to log and report: control characters (a newline that would start a
+/// forged log line, the ESC of a terminal escape sequence, C1 codes) and the invisible
+/// direction overrides that reorder what a reader sees are shown escaped (`\n`, `\u{1b}`),
+/// never passed through. Applied once, where server text enters an error.
+pub fn clean_text(s: &str) -> String {
+    let suspect = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(suspect) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if suspect(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Status → class, per DESIGN.md §6.
@@ -956,6 +1220,39 @@ mod tests {
         // A limiter that has sent keeps its own count.
         b.seed(now, [Duration::ZERO; 3]);
         assert_eq!(b.sent.len(), 3);
+    }
+
+    #[test]
+    fn server_text_is_shown_with_its_control_characters_escaped() {
+        assert_eq!(clean_text("plain text, é ✓"), "plain text, é ✓");
+        assert_eq!(
+            clean_text("bad\n2026-01-01 INFO forged\u{1b}[2J\r\u{85}\u{202e}x"),
+            "bad\\n2026-01-01 INFO forged\\u{1b}[2J\\r\\u{85}\\u{202e}x"
+        );
+        let (m, _) = server_message(b"{\"message\":\"a\\nb\"}");
+        assert_eq!(
+            m, "a\nb",
+            "server_message keeps the text; api_error cleans it"
+        );
+        let e = HttpError::decode("ghl", "/x", "invalid type: string \"\u{1b}]0;t\u{7}\"");
+        assert!(!e.to_string().contains('\u{1b}'), "{e}");
+    }
+
+    #[test]
+    fn rate_limit_headers_are_believed_only_within_bounds() {
+        assert_eq!(
+            rate_headers_out_of_bounds(Some(100), Some(10_000), Some(0)),
+            None
+        );
+        assert_eq!(rate_headers_out_of_bounds(None, None, Some(5)), None);
+        assert!(
+            rate_headers_out_of_bounds(Some(1), Some(86_400_000), Some(0))
+                .unwrap()
+                .contains("Interval-Milliseconds = 86400000")
+        );
+        assert!(rate_headers_out_of_bounds(Some(100), Some(10), None).is_some());
+        assert!(rate_headers_out_of_bounds(Some(0), Some(10_000), None).is_some());
+        assert!(rate_headers_out_of_bounds(Some(10), Some(10_000), Some(11)).is_some());
     }
 
     #[test]

@@ -585,3 +585,71 @@ async fn a_failed_pass_is_recorded_and_the_daemon_keeps_going() {
     );
     assert!(env.ghl_contacts() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_out_of_its_time_budget_is_recorded_aborted_and_the_next_pass_runs_in_full() {
+    // 300 ms per GHL answer, 2 writes in flight, 40 guests: a first pass needs ~6 s of creates.
+    let env = Env::new(
+        "budget",
+        sandbox(40, Duration::from_millis(300), Duration::ZERO).await,
+        &[("contacts", "*/1 * * * * *")],
+    );
+    let mut text = std::fs::read_to_string(&env.config).unwrap();
+    text.push_str("\n[sync]\npass_budget_secs = 2\n");
+    std::fs::write(&env.config, text).unwrap();
+    let mut d = env.spawn_daemon();
+    let wait_for = |what: &'static str, ok: &dyn Fn(&[RunRecord]) -> bool, d: &Daemon| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let runs = if env.state_path().exists() {
+                env.runs()
+            } else {
+                Vec::new()
+            };
+            if ok(&runs) {
+                return runs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {runs:#?}\nlog:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let runs = wait_for(
+        "a run stopped by its budget",
+        &|runs| runs.iter().any(|r| r.status == RunStatus::Aborted),
+        &d,
+    );
+    let stopped = runs
+        .iter()
+        .find(|r| r.status == RunStatus::Aborted)
+        .unwrap();
+    let notes = stopped.summary["notes"].to_string();
+    assert!(notes.contains("time budget"), "{notes}");
+    let started_with = env.ghl_contacts();
+
+    // The API is quick again: the next pass is not held back by the last one's stop.
+    env.sandbox.ghl.set_faults(FaultKnobs::default());
+    wait_for(
+        "a later run that succeeded",
+        &|runs| {
+            runs.iter()
+                .any(|r| r.id > stopped.id && r.status == RunStatus::Succeeded)
+        },
+        &d,
+    );
+    assert!(env.ghl_contacts() > started_with);
+    d.terminate();
+    let status = d.wait_exit(Duration::from_secs(10)).await;
+    let log = d.log();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{log}");
+    // The scheduler counts the stopped pass as failed, saying why.
+    assert!(
+        log.contains("stopped: time budget (sync.pass_budget_secs) spent"),
+        "{log}"
+    );
+    let (ids, _) = ids_in_ghl(&env.sandbox);
+    assert!(ids.values().all(|n| *n == 1), "no duplicate: {ids:?}");
+}

@@ -43,6 +43,7 @@ fn cfg() -> PolicyConfig {
         min_backoff: Duration::from_millis(1),
         max_backoff: Duration::from_millis(5),
         daily_reserve: 0,
+        max_response_bytes: 32 << 20,
     }
 }
 

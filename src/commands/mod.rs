@@ -48,7 +48,16 @@ pub async fn dispatch(cli: Cli) -> u8 {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", render_error(&err));
+            if refused_hotspot_key(&err) {
+                // Named plainly: the server's own words ("Invalid API key", "Authorization
+                // Required") do not say which of the two APIs refused, nor what to fix.
+                eprintln!(
+                    "error: the HotspotSystem API key was refused (check hotspot.api_key_env or hotspot.api_key_file): {}",
+                    render_error(&err)
+                );
+            } else {
+                eprintln!("error: {}", render_error(&err));
+            }
             exit_code_for(&err)
         }
     }
@@ -107,5 +116,19 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
             return EXIT_CONFIG;
         }
     }
+    if refused_hotspot_key(err) {
+        return EXIT_CONFIG;
+    }
     EXIT_FAILURE
+}
+
+/// True when HotspotSystem answered 401/403: its key is wrong or lacks a permission.
+fn refused_hotspot_key(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<crate::http::HttpError>(),
+            Some(crate::http::HttpError::Api(e))
+                if e.api == "hotspot" && e.class == crate::http::ErrorClass::Auth
+        )
+    })
 }

@@ -11,9 +11,11 @@
 //!   scheduler's stats and log) and the next tick runs as usual.
 //! - **SIGTERM / SIGINT.** No new pass starts; the running pass gets the stop flag, so it finishes
 //!   the writes in flight, commits their state, defers the rest and records its run. A pass
-//!   still reading a slow API after [`ABANDON_AFTER`] is dropped (equivalent to a crash, which
-//!   the create journal makes safe) and its run is recorded as aborted, so the process exits 0
-//!   within [`SHUTDOWN_GRACE`] plus a moment.
+//!   still reading a slow API after [`STOP_GRACE`] is dropped by [`run_pass`] (equivalent to a
+//!   crash, which the create journal makes safe) and its run is recorded as aborted, so the
+//!   process exits 0 within [`SHUTDOWN_GRACE`] plus a moment.
+//! - **Bounded passes.** A pass that runs out of `[sync] pass_budget_secs` stops the same way,
+//!   and the scheduler counts it as failed; the next tick runs as usual.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +31,7 @@ use crate::connect;
 use crate::ghl::GhlClient;
 use crate::hotspot::HotspotClient;
 use crate::model::Kind;
-use crate::reconcile::pass::{PassOptions, PassResult, run_pass};
+use crate::reconcile::pass::{Interruption, PassOptions, PassResult, STOP_GRACE, run_pass};
 use crate::report::RunSummary;
 use crate::schedule::{
     JobContext, JobOutcome, ScheduleError, ScheduledJob, Scheduler, SchedulerOptions, job_fn,
@@ -40,12 +42,10 @@ use super::sync::{IMPLEMENTED, open_locked_state};
 use super::{EXIT_CONFIG, EXIT_OK};
 
 /// How long shutdown waits for the running pass. Kept under 10 s so that the default stop
-/// timeouts of service managers (systemd: 90 s, Docker: 10 s) never escalate to SIGKILL.
+/// timeouts of service managers (systemd: 90 s, Docker: 10 s) never escalate to SIGKILL, and
+/// over [`STOP_GRACE`], so that a pass dropped by it still records its run first.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
-
-/// How long after the stop signal a pass may keep going before it is dropped. Shorter than
-/// [`SHUTDOWN_GRACE`], so that the dropped pass's run is still recorded before the daemon exits.
-pub const ABANDON_AFTER: Duration = Duration::from_secs(6);
+const _: () = assert!(STOP_GRACE.as_secs() < SHUTDOWN_GRACE.as_secs());
 
 /// What every job shares: the configuration, the one open state connection and the clients
 /// (one rate limiter and one token source per API for the daemon's whole life).
@@ -171,8 +171,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-/// One run of a job: one pass. A pass that outlives [`ABANDON_AFTER`] after the stop signal is
-/// dropped and its run recorded as aborted.
+/// One run of a job: one pass (which stops itself on the stop flag or its time budget).
 ///
 /// The pass runs on a blocking-pool thread that drives it with the runtime's handle: the
 /// compiler cannot prove [`run_pass`]'s future `Send` (a higher-ranked lifetime in the
@@ -188,9 +187,13 @@ async fn pass_job(
         return Ok(JobOutcome::stopped_early("not started: shutting down"));
     }
     let handle = Handle::current();
-    let joined =
-        tokio::task::spawn_blocking(move || handle.block_on(pass_until_overdue(&d, &opts, &ctx)))
-            .await;
+    let joined = tokio::task::spawn_blocking(move || {
+        handle.block_on(async {
+            let result = run_pass(&d.cfg, &d.store, &d.hs, &d.ghl, &opts, &d.stop).await;
+            describe(&d, ctx.job_name(), result)
+        })
+    })
+    .await;
     match joined {
         Ok(outcome) => outcome,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -198,48 +201,8 @@ async fn pass_job(
     }
 }
 
-async fn pass_until_overdue(
-    d: &Daemon,
-    opts: &PassOptions,
-    ctx: &JobContext,
-) -> Result<JobOutcome, String> {
-    let overdue = async {
-        ctx.shutdown_requested().await;
-        tokio::time::sleep(ABANDON_AFTER).await;
-    };
-    let result = tokio::select! {
-        r = run_pass(&d.cfg, &d.store, &d.hs, &d.ghl, opts, &d.stop) => r,
-        _ = overdue => return abandon(d).map_err(|e| format!("{e:#}")),
-    };
-    describe(d, ctx.job_name(), result)
-}
-
-/// Records the run a dropped pass left `running` as aborted, with a note saying why.
-fn abandon(d: &Daemon) -> anyhow::Result<JobOutcome> {
-    let store = d.store.lock().unwrap_or_else(|p| p.into_inner());
-    let note = format!(
-        "Stopped: the daemon was asked to stop and this pass was still running {}s later; it was interrupted and the rest is left to the next run.",
-        ABANDON_AFTER.as_secs()
-    );
-    let mut run_id = None;
-    if let Some(run) = store.latest_run()?
-        && run.status == RunStatus::Running
-    {
-        let mut summary: RunSummary =
-            serde_json::from_value(run.summary.clone()).unwrap_or_default();
-        summary.notes.push(note);
-        store.finish_run(run.id, RunStatus::Aborted, &serde_json::to_value(&summary)?)?;
-        run_id = Some(run.id);
-    }
-    tracing::warn!(run = ?run_id, "pass interrupted after the stop grace; run recorded as aborted");
-    Ok(JobOutcome::stopped_early(match run_id {
-        Some(id) => format!("run {id} interrupted"),
-        None => "interrupted before its run was recorded".to_string(),
-    }))
-}
-
 /// The scheduler's view of a finished pass: a one-line summary, stopped early when the run
-/// was aborted, an error when it failed or some records failed.
+/// was aborted, an error when it failed, some records failed or it ran out of time.
 fn describe(
     d: &Daemon,
     job: &str,
@@ -271,6 +234,11 @@ fn describe(
         r.status.as_str(),
         counts.join("; ")
     );
+    if r.interrupted == Some(Interruption::BudgetSpent) {
+        return Err(format!(
+            "{line}; stopped: time budget (sync.pass_budget_secs) spent"
+        ));
+    }
     match r.status {
         RunStatus::Partial | RunStatus::Failed => Err(line),
         RunStatus::Aborted => Ok(JobOutcome::stopped_early(line)),

@@ -4,7 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::cli::{SandboxArgs, SeedArgs};
-use crate::sandbox::faults::FaultKnobs;
+use crate::sandbox::faults::{BodyPadding, ErrorAnswer, FaultKnobs};
 use crate::sandbox::ghl::{GhlOptions, ScopeDenialBody};
 use crate::sandbox::hotspot::{HotspotOptions, OddValues};
 use crate::sandbox::seed::SeedSpec;
@@ -32,6 +32,23 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
         p_drop_after_write: args.p_drop_after_write,
         p429_retry_after: args.p429_retry_after,
         p429_no_retry_after: args.p429_no_retry_after,
+        headers: args
+            .ghl_headers
+            .iter()
+            .map(|h| match h.split_once(':') {
+                Some((name, value)) => Ok((name.trim().to_string(), value.trim().to_string())),
+                None => Err(anyhow::anyhow!("--ghl-header `{h}`: expected NAME:VALUE")),
+            })
+            .collect::<anyhow::Result<_>>()?,
+        pad_body: (args.pad_body_bytes > 0).then_some(BodyPadding {
+            bytes: args.pad_body_bytes,
+            announce_length: !args.pad_body_unannounced,
+        }),
+        error_answer: args.write_error_message.clone().map(|message| ErrorAnswer {
+            status: 422,
+            message,
+            only_writes: true,
+        }),
         ..FaultKnobs::default()
     };
     let ghl = GhlOptions {

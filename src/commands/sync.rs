@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::connect;
 use crate::model::Kind;
 use crate::progress::Progress;
-use crate::reconcile::pass::{PassOptions, PassResult, run_pass};
+use crate::reconcile::pass::{Interruption, PassOptions, PassResult, run_pass};
 use crate::report;
 use crate::store::{RunStatus, Store};
 
@@ -115,6 +115,13 @@ pub async fn run(cfg: &Config, args: &SyncArgs) -> anyhow::Result<u8> {
     }
     if let Some(r) = report::load(&store, result.run_id)? {
         print!("{}", r.to_text());
+    }
+    if result.interrupted == Some(Interruption::BudgetSpent) {
+        eprintln!(
+            "error: the pass ran out of its time budget (sync.pass_budget_secs = {}s) and stopped; the next run goes on from here",
+            cfg.sync.pass_budget_secs
+        );
+        return Ok(EXIT_FAILURE);
     }
     Ok(match result.status {
         RunStatus::Partial | RunStatus::Failed => EXIT_FAILURE,

@@ -3,10 +3,16 @@
 //! This is where configuration meets the pure planner. The caller holds the state lock and the
 //! open store; the pass records a run row from start to finish so that even a pass that fails
 //! half-way leaves a report saying how far it got.
+//!
+//! Every pass is bounded in time. When the caller's stop flag is set (SIGTERM, SIGINT) or the
+//! pass has run for `[sync] pass_budget_secs`, no new write starts, the writes in flight finish
+//! and commit, and the rest is deferred to the next run; a pass still going [`STOP_GRACE`] later
+//! (a slow or endless read) is dropped, which the create journal makes as safe as a crash. Either
+//! way the run is recorded as aborted, with a note saying why.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -45,7 +51,26 @@ pub struct PassResult {
     pub status: RunStatus,
     /// The plan in words, for `--dry-run`.
     pub plan_text: Option<String>,
+    /// Why the pass was told to stop before its end, if it was.
+    pub interrupted: Option<Interruption>,
 }
+
+/// Why a pass was told to stop before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interruption {
+    /// The caller's stop flag: SIGTERM or SIGINT.
+    StopRequested,
+    /// The pass ran for `[sync] pass_budget_secs`.
+    BudgetSpent,
+}
+
+/// How long a pass told to stop may go on: the writes in flight finish well within it. A pass
+/// still going after it is dropped. Kept under the daemon's shutdown grace, so that the run is
+/// recorded before the daemon exits.
+pub const STOP_GRACE: Duration = Duration::from_secs(6);
+
+/// How often the caller's stop flag is looked at (it is a plain flag a signal task sets).
+const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// A create journaled this long ago and not yet visible in the GHL listing is presumed never
 /// made: GHL's search lags writes by seconds, so a younger one may simply not show yet.
@@ -67,8 +92,16 @@ pub async fn run_pass(
     let mut items: Vec<RunItem> = Vec::new();
     let mut plan_text = None;
     seed_rate_windows(store, hs, ghl);
+    let budget = Duration::from_secs(cfg.sync.pass_budget_secs);
+    let deadline = tokio::time::Instant::now() + budget;
+    // What the writers of this pass watch. Set when the caller's flag is set or the budget is
+    // spent, and by a writer that reaches the daily-quota reserve; local to the pass, so that a
+    // daemon's next pass starts with it clear.
+    let pass_stop = AtomicBool::new(false);
+    let told_to_stop = || stop.load(Ordering::SeqCst) || tokio::time::Instant::now() >= deadline;
 
     let work = async {
+        let stop = &pass_stop;
         let mut any_failed = false;
         let cx = KindContext::new(cfg, store, hs, ghl, opts, run_id, stop);
         if opts.kinds.contains(&Kind::Contact) {
@@ -94,6 +127,10 @@ pub async fn run_pass(
             };
             if !opts.kinds.contains(&kind) || !enabled {
                 continue;
+            }
+            if told_to_stop() {
+                // Its reads would only lead to deferred writes.
+                break;
             }
             let r = match kind {
                 Kind::Note => super::notes::reconcile(&cx).await?,
@@ -122,11 +159,11 @@ pub async fn run_pass(
             }
             items.extend(r.items);
         }
-        Ok::<bool, anyhow::Error>(any_failed)
+        anyhow::Ok(any_failed)
     };
     // The rate windows are saved as the pass goes, not only at its end: a process killed
     // mid-burst must not leave the next one believing the window empty.
-    let outcome = {
+    let work = async {
         tokio::pin!(work);
         let mut tick = tokio::time::interval(RATE_WINDOW_SAVE_EVERY);
         loop {
@@ -136,24 +173,83 @@ pub async fn run_pass(
             }
         }
     };
+    // `None`: the pass was dropped, still going `STOP_GRACE` after it was told to stop.
+    let (outcome, interrupted): (Option<anyhow::Result<bool>>, Option<Interruption>) = {
+        tokio::pin!(work);
+        let told = tokio::select! {
+            r = &mut work => Ok(r),
+            why = stop_or_budget(stop, deadline) => Err(why),
+        };
+        match told {
+            Ok(r) => (Some(r), None),
+            Err(why) => {
+                pass_stop.store(true, Ordering::SeqCst);
+                match why {
+                    Interruption::BudgetSpent => tracing::warn!(
+                        budget_secs = budget.as_secs(),
+                        "the pass's time budget (sync.pass_budget_secs) is spent: no new write starts, writes in flight finish, the rest is left to the next run"
+                    ),
+                    Interruption::StopRequested => tracing::info!(
+                        "stop requested: no new write starts, writes in flight finish"
+                    ),
+                }
+                tokio::select! {
+                    r = &mut work => (Some(r), Some(why)),
+                    _ = tokio::time::sleep(STOP_GRACE) => (None, Some(why)),
+                }
+            }
+        }
+    };
+
     save_rate_windows(store, hs, ghl);
 
     summary.ghl_daily_remaining = ghl.policy().quota().map(|q| q.daily_remaining);
+    let dropped = outcome.is_none();
+    match interrupted {
+        Some(Interruption::BudgetSpent) => summary.notes.push(format!(
+            "Stopped: the pass ran out of its time budget ({}s, sync.pass_budget_secs){}; the rest is left to the next run.",
+            budget.as_secs(),
+            if dropped {
+                format!(
+                    " and was still running {}s later, so it was interrupted",
+                    STOP_GRACE.as_secs()
+                )
+            } else {
+                "; writes in flight finished".to_string()
+            }
+        )),
+        Some(Interruption::StopRequested) if dropped => summary.notes.push(format!(
+            "Stopped: asked to stop, and the pass was still running {}s later; it was interrupted and the rest is left to the next run.",
+            STOP_GRACE.as_secs()
+        )),
+        _ => {}
+    }
+    if dropped {
+        tracing::warn!(
+            run = run_id,
+            "pass interrupted {}s after it was told to stop; run recorded as aborted",
+            STOP_GRACE.as_secs()
+        );
+    }
     let unusable = account_decoding(hs, ghl, &mut summary, &mut items);
     summary.unsynced.sort();
     summary.unsynced.dedup();
     let status = match &outcome {
-        // An eligible record left unsynced for any reason but the quota reserve or a stop
-        // request is not success, whatever else the run did.
-        Ok(_) if !summary.unsynced.is_empty() => RunStatus::Partial,
-        Ok(false) if unusable => RunStatus::Partial,
-        Ok(false) if summary.notes.iter().any(|n| n.starts_with("Stopped")) => RunStatus::Aborted,
-        Ok(false) => RunStatus::Succeeded,
-        Ok(true) => RunStatus::Partial,
-        Err(e) => {
+        None => RunStatus::Aborted,
+        Some(Err(e)) => {
             summary.notes.push(format!("The run failed: {e:#}"));
             RunStatus::Failed
         }
+        Some(Ok(_)) if interrupted == Some(Interruption::BudgetSpent) => RunStatus::Aborted,
+        // An eligible record left unsynced for any reason but the quota reserve or a stop
+        // request is not success, whatever else the run did.
+        Some(Ok(_)) if !summary.unsynced.is_empty() => RunStatus::Partial,
+        Some(Ok(false)) if unusable => RunStatus::Partial,
+        Some(Ok(false)) if summary.notes.iter().any(|n| n.starts_with("Stopped")) => {
+            RunStatus::Aborted
+        }
+        Some(Ok(false)) => RunStatus::Succeeded,
+        Some(Ok(true)) => RunStatus::Partial,
     };
     {
         let s = lock(store);
@@ -164,11 +260,14 @@ pub async fn run_pass(
         s.finish_run(run_id, status, &serde_json::to_value(&summary)?)?;
         s.prune_runs(cfg.report.keep_runs)?;
     }
-    outcome?;
+    if let Some(r) = outcome {
+        r?;
+    }
     Ok(PassResult {
         run_id,
         status,
         plan_text,
+        interrupted,
     })
 }
 
@@ -232,6 +331,19 @@ fn save_rate_windows(store: &Mutex<Store>, hs: &HotspotClient, ghl: &GhlClient) 
     for p in [hs.policy(), ghl.policy()] {
         if let Err(e) = s.set_rate_window(p.api(), &p.window_sends()) {
             tracing::warn!(api = p.api(), error = %e, "could not store the rate window");
+        }
+    }
+}
+
+/// Resolves when the caller's stop flag is set or the budget's deadline passes, saying which.
+async fn stop_or_budget(stop: &AtomicBool, deadline: tokio::time::Instant) -> Interruption {
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Interruption::StopRequested;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return Interruption::BudgetSpent,
+            _ = tokio::time::sleep(STOP_POLL) => {}
         }
     }
 }

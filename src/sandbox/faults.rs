@@ -3,7 +3,9 @@
 //! The knobs exist so tests (and `sandbox`) can make an emulator misbehave the way a real API on
 //! the internet does: slow answers, 5xx from the service or its gateway, 429 with or without
 //! `Retry-After`, and — the nasty one — a connection that dies *after* the write was applied, so a
-//! client that retries blindly creates duplicates.
+//! client that retries blindly creates duplicates. And hostile answers: headers that lie (an
+//! `X-RateLimit-Interval-Milliseconds` of a day), bodies far larger than any page, error
+//! messages carrying newlines and terminal escapes.
 //!
 //! Use: keep one [`FaultState`] per emulator and install it with
 //! `axum::middleware::from_fn_with_state(fault_state.clone(), faults::inject)`. Change the knobs at
@@ -46,6 +48,31 @@ pub struct FaultKnobs {
     pub p429_no_retry_after: f64,
     /// Seconds announced in `Retry-After` by `p429_retry_after`.
     pub retry_after_secs: u64,
+    /// Set on every answer, over the emulator's own values (e.g. `X-RateLimit-*`).
+    pub headers: Vec<(String, String)>,
+    /// Every 2xx answer's body is preceded by this much JSON whitespace (it still parses), made
+    /// on the fly, never held in memory.
+    pub pad_body: Option<BodyPadding>,
+    /// Answer with this error instead of running the handler.
+    pub error_answer: Option<ErrorAnswer>,
+}
+
+/// See [`FaultKnobs::pad_body`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BodyPadding {
+    pub bytes: u64,
+    /// Send `Content-Length` (else the body is chunked and its length known only at its end).
+    pub announce_length: bool,
+}
+
+/// See [`FaultKnobs::error_answer`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorAnswer {
+    pub status: u16,
+    /// The `message` of the JSON body (GHL's shape; HotspotSystem's client reads it too).
+    pub message: String,
+    /// Only writes get it (the listings work, each record's write fails); else every request.
+    pub only_writes: bool,
 }
 
 /// Marker put in the extensions of a response whose fate a fault decided.
@@ -190,22 +217,68 @@ async fn cut_off(resp: Response) -> Response {
     Response::from_parts(parts, Body::from_stream(stream))
 }
 
+/// `pad` bytes of spaces, then the body, streamed: the padding is never in memory at once.
+async fn padded(resp: Response, pad: BodyPadding) -> Response {
+    static SPACES: [u8; 64 * 1024] = [b' '; 64 * 1024];
+    let (mut parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let total = pad.bytes + bytes.len() as u64;
+    let chunk = SPACES.len() as u64;
+    let spaces = (0..pad.bytes.div_ceil(chunk)).map(move |i| {
+        let len = chunk.min(pad.bytes - i * chunk) as usize;
+        Ok::<Bytes, io::Error>(Bytes::from_static(&SPACES[..len]))
+    });
+    let stream = futures_util::stream::iter(spaces.chain(std::iter::once(Ok(bytes))));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if pad.announce_length {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+    }
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
 /// The middleware: latency, then maybe a status fault (handler not run), else the handler and,
-/// for writes, maybe a dropped connection.
+/// for writes, maybe a dropped connection; then the hostile shapes (headers, padding).
 pub async fn inject(State(faults): State<FaultState>, req: Request, next: Next) -> Response {
     let knobs = faults.get();
     if !knobs.latency.is_zero() {
         tokio::time::sleep(knobs.latency).await;
     }
-    if let Some(mut resp) = pick_status_fault(&knobs, faults.roll()) {
-        let code = resp.status().as_u16();
-        resp.extensions_mut().insert(InjectedFault::Status(code));
-        return resp;
-    }
     let write = is_write(req.method(), req.uri().path());
-    let resp = next.run(req).await;
-    if write && knobs.p_drop_after_write > 0.0 && faults.roll() < knobs.p_drop_after_write {
-        return cut_off(resp).await;
+    let injected = pick_status_fault(&knobs, faults.roll()).or_else(|| {
+        let e = knobs.error_answer.as_ref()?;
+        (write || !e.only_writes).then(|| {
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+            json_status(status, &e.message)
+        })
+    });
+    let mut resp = match injected {
+        Some(mut resp) => {
+            let code = resp.status().as_u16();
+            resp.extensions_mut().insert(InjectedFault::Status(code));
+            resp
+        }
+        None => {
+            let resp = next.run(req).await;
+            if write && knobs.p_drop_after_write > 0.0 && faults.roll() < knobs.p_drop_after_write {
+                return cut_off(resp).await;
+            }
+            match knobs.pad_body {
+                Some(pad) if resp.status().is_success() => padded(resp, pad).await,
+                _ => resp,
+            }
+        }
+    };
+    for (name, value) in &knobs.headers {
+        if let (Ok(n), Ok(v)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            resp.headers_mut().insert(n, v);
+        }
     }
     resp
 }

@@ -353,7 +353,8 @@ impl Limiter {
         (left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1)
     }
 
-    /// The `X-RateLimit-*` headers, put on every answer.
+    /// The `X-RateLimit-*` headers, put on every answer; a value already there (set by a fault
+    /// knob) is left as it is.
     pub fn headers(&mut self, h: &mut HeaderMap) {
         self.roll_window();
         let now = chrono::Utc::now();
@@ -375,7 +376,7 @@ impl Limiter {
             ("x-ratelimit-daily-reset", reset),
         ];
         for (k, v) in pairs {
-            h.insert(k, HeaderValue::from(v));
+            h.entry(k).or_insert(HeaderValue::from(v));
         }
     }
 }
