@@ -13,6 +13,7 @@ pub mod dashboard;
 pub mod ghl;
 pub mod hotspot;
 pub mod http;
+pub mod listing;
 pub mod mapping;
 pub mod model;
 pub mod progress;
