@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::cli::{SandboxArgs, SeedArgs};
 use crate::sandbox::faults::FaultKnobs;
-use crate::sandbox::ghl::GhlOptions;
-use crate::sandbox::hotspot::HotspotOptions;
+use crate::sandbox::ghl::{GhlOptions, SearchPaging};
+use crate::sandbox::hotspot::{HotspotOptions, Paging};
 use crate::sandbox::seed::SeedSpec;
 use crate::sandbox::{Sandbox, SandboxOptions};
 
@@ -42,12 +42,21 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
         allow_duplicates: args.allow_duplicates,
         search_lag: Duration::from_millis(args.search_lag_ms),
         dedup_lags: args.dedup_lags,
+        search_paging: SearchPaging {
+            total_cap: args.search_total_cap,
+            unstable_default_order: args.search_unstable_order,
+            stuck: args.search_stuck,
+        },
         faults,
         ..GhlOptions::default()
     };
     let hotspot = HotspotOptions {
         lenient_types: args.lenient_types,
         latency: Duration::from_millis(args.latency_ms),
+        paging: Paging {
+            offset: args.hotspot_offset,
+            link: args.hotspot_link,
+        },
         ..HotspotOptions::default()
     };
     let sandbox = Sandbox::start(SandboxOptions {

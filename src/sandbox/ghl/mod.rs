@@ -6,7 +6,8 @@
 //!   faults, custom fields.
 //! - [`GhlEmulator::start`] / [`GhlEmulator::start_on`] (async; need a tokio runtime), then
 //!   [`GhlEmulator::base_url`], the request log ([`GhlEmulator::requests`]), run-time knobs
-//!   (`set_faults`, `set_rate_limit`, `set_daily_remaining`, `set_search_lag`), OAuth helpers
+//!   (`set_faults`, `set_rate_limit`, `set_daily_remaining`, `set_search_lag`,
+//!   `set_search_paging`), OAuth helpers
 //!   (`issue_auth_code`, `token_refreshes`, `expire_access_tokens`) and direct state access
 //!   ([`GhlEmulator::with_state`]) for tests that play a CRM user.
 //!
@@ -39,7 +40,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 pub use self::state::{
-    Appointment, Business, Contact, CustomField, GhlState, Note, Task, normalize_phone,
+    Appointment, Business, Contact, CustomField, GhlState, Note, SearchPaging, Task,
+    normalize_phone,
 };
 use self::validate::{ApiError, ApiResult};
 use crate::sandbox::faults::{self, FaultKnobs, FaultState, InjectedFault};
@@ -84,6 +86,8 @@ pub struct GhlOptions {
     /// only what search sees, lagging writes by `search_lag`. Unknown for the real API; off
     /// means it sees every write at once, as GET-by-id does.
     pub dedup_lags: bool,
+    /// How contact search pages: `total` capped, order without a sort, a hostile search.
+    pub search_paging: SearchPaging,
     /// Added to every answer (same as `faults.latency`, kept apart for readability).
     pub latency: Duration,
     pub faults: FaultKnobs,
@@ -112,6 +116,7 @@ impl std::fmt::Debug for GhlOptions {
             .field("allow_duplicates", &self.allow_duplicates)
             .field("search_lag", &self.search_lag)
             .field("dedup_lags", &self.dedup_lags)
+            .field("search_paging", &self.search_paging)
             .field("latency", &self.latency)
             .field("faults", &self.faults)
             .field("custom_fields", &self.custom_fields)
@@ -138,6 +143,7 @@ impl Default for GhlOptions {
             allow_duplicates: false,
             search_lag: Duration::ZERO,
             dedup_lags: false,
+            search_paging: SearchPaging::default(),
             latency: Duration::ZERO,
             faults: FaultKnobs::default(),
             custom_fields: vec![(
@@ -211,6 +217,7 @@ impl GhlEmulator {
         let mut st = GhlState::new(opts.location_id.clone(), opts.allow_duplicates, opts.seed);
         st.search_lag = opts.search_lag;
         st.dedup_lags = opts.dedup_lags;
+        st.search_paging = opts.search_paging.clone();
         for (key, name, ty) in &opts.custom_fields {
             st.add_custom_field(key, name, ty);
         }
@@ -293,6 +300,11 @@ impl GhlEmulator {
     /// Change the search lag for later writes.
     pub fn set_search_lag(&self, lag: Duration) {
         lock(&self.shared.state).search_lag = lag;
+    }
+
+    /// Change how contact search pages, from the next search on.
+    pub fn set_search_paging(&self, paging: SearchPaging) {
+        lock(&self.shared.state).search_paging = paging;
     }
 
     /// Let search catch up now, as if the lag had elapsed, and lag no later write: what a run
