@@ -805,6 +805,73 @@ async fn hotspot_pager_reads_offset_as_records_or_page_index() {
     assert_eq!(drain_offsets(|o, _| o, 3).await, (all, true, 5));
 }
 
+/// A record-offset server where a record arrives at the front right after the first page (a
+/// new transaction under `sort=-id`): the probe then looks like pages counted from 1. Read by
+/// index, the next page overlaps the first; that ends the listing at once instead of
+/// bringing one new record per request.
+#[tokio::test]
+async fn hotspot_pager_misled_probe_stops_at_the_first_overlap() {
+    let hits = Arc::new(AtomicU32::new(0));
+    let h = hits.clone();
+    let app = Router::new().route(
+        "/v2.0/customers",
+        get(
+            move |axum::extract::Query(q): axum::extract::Query<
+                std::collections::HashMap<String, String>,
+            >| {
+                let h = h.clone();
+                async move {
+                    let n = h.fetch_add(1, Ordering::SeqCst);
+                    let mut ids: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+                    if n > 0 {
+                        ids.insert(0, "new".into());
+                    }
+                    let limit: usize = q.get("limit").and_then(|s| s.parse().ok()).unwrap_or(100);
+                    let offset: usize = q.get("offset").and_then(|s| s.parse().ok()).unwrap_or(0);
+                    let items: Vec<Value> = ids
+                        .iter()
+                        .skip(offset)
+                        .take(limit)
+                        .map(|id| json!({"id": id}))
+                        .collect();
+                    axum::Json(json!({"metadata": {"total_count": ids.len()}, "items": items}))
+                }
+            },
+        ),
+    );
+    let base = serve(app).await;
+    let (p, _) = policy(PolicyConfig {
+        api: "hotspot",
+        ..cfg()
+    });
+    let client = HotspotClient::new(&format!("{base}/v2.0"), "k".into(), p)
+        .unwrap()
+        .with_page_size(4);
+    let mut pager = client.customers(None);
+    let mut err = None;
+    for _ in 0..20 {
+        match pager.next_page().await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => {
+                err = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let err = err.expect("the overlap is an error");
+    assert!(
+        err.contains("hotspot /customers") && err.contains("no progress"),
+        "{err}"
+    );
+    assert!(!pager.complete());
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        3,
+        "first page, probe, one page by index"
+    );
+}
+
 #[tokio::test]
 async fn hotspot_pager_stops_with_an_error_when_offset_is_ignored() {
     let hits = Arc::new(AtomicU32::new(0));

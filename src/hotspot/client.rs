@@ -407,6 +407,19 @@ impl<T: DeserializeOwned + Listed> Pager<T> {
                 ),
             }));
         }
+        if let Next::PageIndex(p) = next
+            && progress.repeated > 0
+        {
+            // Pages by index never overlap; an overlap means the probe was misled (records
+            // moved between the first page and the probe), and going on would bring one new
+            // record per request.
+            return Err(self.no_progress(format!(
+                "offset={p} read as a page index repeated {} record(s) already read: `offset` \
+                 reads as neither a record offset nor a page index, or the records moved while \
+                 they were read",
+                progress.repeated
+            )));
+        }
         if progress.repeated > 0 {
             tracing::warn!(
                 api = self.client.policy.api(),
