@@ -38,7 +38,7 @@ use hotspot_ghl_sync::commands;
 use hotspot_ghl_sync::model::Kind;
 use hotspot_ghl_sync::report::RunSummary;
 use hotspot_ghl_sync::sandbox::ghl::{GhlEmulator, GhlOptions};
-use hotspot_ghl_sync::sandbox::hotspot::HotspotOptions;
+use hotspot_ghl_sync::sandbox::hotspot::{HotspotOptions, LinkHeader, Paging};
 use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
 use hotspot_ghl_sync::store::Store;
@@ -82,6 +82,9 @@ struct Args {
     /// `hotspot.page_size` of the sync (the API's largest is 1000).
     #[arg(long, default_value_t = 1000)]
     hotspot_page: u32,
+    /// HotspotSystem answers without a `Link` header (the client pages by offset).
+    #[arg(long)]
+    hotspot_no_link: bool,
     /// HotspotSystem locations the customers are spread over.
     #[arg(long, default_value_t = 3)]
     locations: usize,
@@ -168,6 +171,7 @@ struct ScenarioSpec {
     latency: Duration,
     concurrency: usize,
     hotspot_page: u32,
+    hotspot_no_link: bool,
     tag: &'static str,
 }
 
@@ -190,6 +194,14 @@ impl Scenario {
         };
         let hotspot = HotspotOptions {
             max_limit: 1000,
+            paging: Paging {
+                link: if s.hotspot_no_link {
+                    LinkHeader::Absent
+                } else {
+                    LinkHeader::Standard
+                },
+                ..Paging::default()
+            },
             ..HotspotOptions::default()
         };
         let sandbox = Sandbox::start(SandboxOptions {
@@ -498,6 +510,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
             latency: Duration::from_millis(args.latency_ms),
             concurrency: args.concurrency,
             hotspot_page: args.hotspot_page,
+            hotspot_no_link: args.hotspot_no_link,
             tag: "rows123",
         })
         .await?;
@@ -547,6 +560,7 @@ async fn parent(args: Args) -> anyhow::Result<()> {
             latency: Duration::ZERO,
             concurrency: args.concurrency,
             hotspot_page: args.hotspot_page,
+            hotspot_no_link: args.hotspot_no_link,
             tag: "row4",
         })
         .await?;

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::sandbox::hotspot::{LinkHeader, OffsetReading};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "hotspot-ghl-sync",
@@ -249,6 +251,24 @@ pub struct SandboxArgs {
     /// Answer every GHL write with 422 and this message (e.g. one carrying a newline).
     #[arg(long)]
     pub write_error_message: Option<String>,
+    /// How HotspotSystem reads `offset`: a record offset, a zero-based page index (the
+    /// reference's wording), or not at all (hostile).
+    #[arg(long, value_enum, default_value_t = OffsetReading::Records)]
+    pub hotspot_offset: OffsetReading,
+    /// HotspotSystem's `Link` header: standard, absent, or a `next` alternating between two
+    /// pages (hostile).
+    #[arg(long, value_enum, default_value_t = LinkHeader::Standard)]
+    pub hotspot_link: LinkHeader,
+    /// GHL contact search reports `total` as at most this many while the pages go on.
+    #[arg(long)]
+    pub search_total_cap: Option<u64>,
+    /// GHL contact search orders each answer anew when the request has no `sort`.
+    #[arg(long)]
+    pub search_unstable_order: bool,
+    /// Hostile GHL contact search: the same full page, the same `searchAfter` and a total of a
+    /// billion, whatever is asked.
+    #[arg(long)]
+    pub search_stuck: bool,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@ pub mod decode;
 pub mod ghl;
 pub mod hotspot;
 pub mod http;
+pub mod listing;
 pub mod mapping;
 pub mod model;
 pub mod progress;

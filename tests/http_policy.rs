@@ -727,7 +727,8 @@ async fn hotspot_pager_falls_back_to_offsets_and_detects_short_listing() {
         .unwrap()
         .with_page_size(3);
     assert_eq!(drain(&client).await, (7, true, Some(7)));
-    assert_eq!(keys.lock().unwrap().len(), 3);
+    // 3 pages, and before the first at a non-zero offset one probe of how `offset` is read.
+    assert_eq!(keys.lock().unwrap().len(), 4);
 
     // The server claims 9 but lists 7: never complete, so no deletion is inferred.
     let base = serve(customers_app(true, 9, 7, Arc::default())).await;
@@ -736,6 +737,179 @@ async fn hotspot_pager_falls_back_to_offsets_and_detects_short_listing() {
         .unwrap()
         .with_page_size(3);
     assert_eq!(drain(&client).await, (7, false, Some(9)));
+}
+
+/// 10 records, no `Link` header, `offset` read by `start(offset, limit)`, `limit` capped at
+/// `max_limit`; counts its requests.
+fn offset_app(start: fn(u64, u64) -> u64, max_limit: u64, hits: Arc<AtomicU32>) -> Router {
+    Router::new().route(
+        "/v2.0/customers",
+        get(
+            move |axum::extract::Query(q): axum::extract::Query<
+                std::collections::HashMap<String, String>,
+            >| {
+                let hits = hits.clone();
+                async move {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    let limit: u64 = q
+                        .get("limit")
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(100)
+                        .min(max_limit);
+                    let offset: u64 = q.get("offset").and_then(|s| s.parse().ok()).unwrap_or(0);
+                    let from = start(offset, limit).min(10);
+                    let items: Vec<Value> = (from..(from + limit).min(10))
+                        .map(|i| json!({"id": i.to_string()}))
+                        .collect();
+                    axum::Json(json!({"metadata": {"total_count": 10}, "items": items}))
+                }
+            },
+        ),
+    )
+}
+
+/// Drains the customers of a server built by `offset_app`: (ids in order, complete, requests).
+async fn drain_offsets(start: fn(u64, u64) -> u64, max_limit: u64) -> (Vec<String>, bool, u32) {
+    let hits = Arc::new(AtomicU32::new(0));
+    let base = serve(offset_app(start, max_limit, hits.clone())).await;
+    let (p, _) = policy(PolicyConfig {
+        api: "hotspot",
+        ..cfg()
+    });
+    let client = HotspotClient::new(&format!("{base}/v2.0"), "k".into(), p)
+        .unwrap()
+        .with_page_size(4);
+    let mut pager = client.customers(None);
+    let mut ids = Vec::new();
+    while let Some(page) = pager.next_page().await.unwrap() {
+        ids.extend(page.into_iter().filter_map(|c| c.id));
+    }
+    (ids, pager.complete(), hits.load(Ordering::SeqCst))
+}
+
+/// Every reading of `offset` the reference allows lists every record once; only the documented
+/// one (a record offset) gives a complete listing.
+#[tokio::test]
+async fn hotspot_pager_reads_offset_as_records_or_page_index() {
+    let all: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    // A record offset: 3 pages of 4 + the probe.
+    assert_eq!(drain_offsets(|o, _| o, 100).await, (all.clone(), true, 4));
+    // A zero-based page index (the reference's wording).
+    assert_eq!(
+        drain_offsets(|o, l| o * l, 100).await,
+        (all.clone(), false, 4)
+    );
+    // Pages counted from 1, 0 read as 1.
+    assert_eq!(
+        drain_offsets(|o, l| o.saturating_sub(1) * l, 100).await,
+        (all.clone(), false, 4)
+    );
+    // A server that caps `limit` at 3 below our 4: the short pages do not end the listing
+    // while `total_count` says more.
+    assert_eq!(drain_offsets(|o, _| o, 3).await, (all, true, 5));
+}
+
+/// A record-offset server where a record arrives at the front right after the first page (a
+/// new transaction under `sort=-id`): the probe then looks like pages counted from 1. Read by
+/// index, the next page overlaps the first; that ends the listing at once instead of
+/// bringing one new record per request.
+#[tokio::test]
+async fn hotspot_pager_misled_probe_stops_at_the_first_overlap() {
+    let hits = Arc::new(AtomicU32::new(0));
+    let h = hits.clone();
+    let app = Router::new().route(
+        "/v2.0/customers",
+        get(
+            move |axum::extract::Query(q): axum::extract::Query<
+                std::collections::HashMap<String, String>,
+            >| {
+                let h = h.clone();
+                async move {
+                    let n = h.fetch_add(1, Ordering::SeqCst);
+                    let mut ids: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+                    if n > 0 {
+                        ids.insert(0, "new".into());
+                    }
+                    let limit: usize = q.get("limit").and_then(|s| s.parse().ok()).unwrap_or(100);
+                    let offset: usize = q.get("offset").and_then(|s| s.parse().ok()).unwrap_or(0);
+                    let items: Vec<Value> = ids
+                        .iter()
+                        .skip(offset)
+                        .take(limit)
+                        .map(|id| json!({"id": id}))
+                        .collect();
+                    axum::Json(json!({"metadata": {"total_count": ids.len()}, "items": items}))
+                }
+            },
+        ),
+    );
+    let base = serve(app).await;
+    let (p, _) = policy(PolicyConfig {
+        api: "hotspot",
+        ..cfg()
+    });
+    let client = HotspotClient::new(&format!("{base}/v2.0"), "k".into(), p)
+        .unwrap()
+        .with_page_size(4);
+    let mut pager = client.customers(None);
+    let mut err = None;
+    for _ in 0..20 {
+        match pager.next_page().await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => {
+                err = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let err = err.expect("the overlap is an error");
+    assert!(
+        err.contains("hotspot /customers") && err.contains("no progress"),
+        "{err}"
+    );
+    assert!(!pager.complete());
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        3,
+        "first page, probe, one page by index"
+    );
+}
+
+#[tokio::test]
+async fn hotspot_pager_stops_with_an_error_when_offset_is_ignored() {
+    let hits = Arc::new(AtomicU32::new(0));
+    let base = serve(offset_app(|_, _| 0, 100, hits.clone())).await;
+    let (p, _) = policy(PolicyConfig {
+        api: "hotspot",
+        ..cfg()
+    });
+    let client = HotspotClient::new(&format!("{base}/v2.0"), "k".into(), p)
+        .unwrap()
+        .with_page_size(4);
+    let mut pager = client.customers(None);
+    let mut err = None;
+    for _ in 0..10 {
+        match pager.next_page().await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => {
+                err = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let err = err.expect("an ignored offset is an error");
+    assert!(
+        err.contains("hotspot /customers") && err.contains("ignores `offset`"),
+        "{err}"
+    );
+    assert!(!pager.complete());
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        3,
+        "first page, probe, first page again"
+    );
 }
 
 #[tokio::test]

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::cli::{SandboxArgs, SeedArgs};
 use crate::sandbox::faults::{BodyPadding, ErrorAnswer, FaultKnobs};
-use crate::sandbox::ghl::{GhlOptions, ScopeDenialBody};
-use crate::sandbox::hotspot::{HotspotOptions, OddValues};
+use crate::sandbox::ghl::{GhlOptions, ScopeDenialBody, SearchPaging};
+use crate::sandbox::hotspot::{HotspotOptions, OddValues, Paging};
 use crate::sandbox::seed::SeedSpec;
 use crate::sandbox::{Sandbox, SandboxOptions};
 
@@ -70,6 +70,11 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
         deleted_task_rows: args.deleted_task_rows,
         bulk_business_limit: args.bulk_business_limit,
         custom_fields_by_id_only: args.custom_fields_by_id_only,
+        search_paging: SearchPaging {
+            total_cap: args.search_total_cap,
+            unstable_default_order: args.search_unstable_order,
+            stuck: args.search_stuck,
+        },
         faults,
         ..GhlOptions::default()
     };
@@ -82,6 +87,10 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
             nulls: args.unexpected_nulls,
         },
         latency: Duration::from_millis(args.latency_ms),
+        paging: Paging {
+            offset: args.hotspot_offset,
+            link: args.hotspot_link,
+        },
         ..HotspotOptions::default()
     };
     let sandbox = Sandbox::start(SandboxOptions {

@@ -10,6 +10,7 @@ use super::auth::{AuthError, TokenSource};
 use super::wire::*;
 use crate::decode::{DecodeLog, Listing};
 use crate::http::{ErrorClass, HttpError, HttpPolicy, Method, Request, check_base_url};
+use crate::listing::{Incomplete, SeenIds, verdict};
 
 pub const API_VERSION: &str = "2021-07-28";
 /// Search `pageLimit` ceiling.
@@ -317,7 +318,8 @@ impl GhlClient {
         self.call(c).await
     }
 
-    /// Streams `POST /contacts/search` results page by page.
+    /// Streams `POST /contacts/search` results page by page; an empty `sort` means oldest
+    /// first (see [`ContactSearch`]).
     pub fn search_contacts(
         &self,
         filters: Vec<Filter>,
@@ -327,12 +329,13 @@ impl GhlClient {
         ContactSearch {
             client: self.clone(),
             filters,
-            sort,
+            sort: if sort.is_empty() { stable_sort() } else { sort },
             page_limit: page_limit.clamp(1, MAX_PAGE_LIMIT),
             page: 0,
             search_after: None,
             received: 0,
             total: None,
+            seen: SeenIds::default(),
             done: false,
             failed: false,
         }
@@ -701,6 +704,11 @@ fn with_location(fields: &impl Serialize, location_id: &str) -> Result<Value> {
 
 /// Streams `POST /contacts/search`: `page` while `page × pageLimit ≤ 10,000`, then `searchAfter`
 /// from the last contact of the previous page.
+///
+/// The listing ends on a short or empty page: `total` is a hint (an index can cap it at its
+/// window while the pages go on). A contact seen twice makes the listing incomplete; a page of
+/// contacts all seen before, or the same cursor twice, is a search that makes no progress and
+/// ends the listing with an error.
 #[derive(Debug)]
 pub struct ContactSearch {
     client: GhlClient,
@@ -709,18 +717,34 @@ pub struct ContactSearch {
     page_limit: u32,
     /// Last page fetched by number (0 before the first).
     page: u32,
+    /// The `searchAfter` of the last contact of the previous page.
     search_after: Option<Vec<Value>>,
     received: u64,
     total: Option<u64>,
+    seen: SeenIds,
     done: bool,
     failed: bool,
 }
 
+/// The order of a listing when the caller asks for none. GHL does not document its default
+/// order, and pages read in an order that changes between requests skip and repeat contacts;
+/// oldest first also puts contacts created while the listing is read after it.
+fn stable_sort() -> Vec<SortSpec> {
+    vec![SortSpec::asc("dateAdded")]
+}
+
+const SEARCH_PATH: &str = "/contacts/search";
+
 impl ContactSearch {
-    /// True only when every page arrived and the count equals the server's `total`: the
-    /// condition for inferring deletions in GHL from a listing.
+    /// True only when every page arrived and nothing in them says a contact may be missing:
+    /// the condition for inferring deletions in GHL from a listing.
     pub fn complete(&self) -> bool {
-        self.done && !self.failed && self.total == Some(self.received)
+        self.done && self.incomplete().is_empty()
+    }
+
+    /// Why the listing is not complete (empty while it is, or while it is still being read).
+    pub fn incomplete(&self) -> Vec<Incomplete> {
+        verdict(self.failed, &self.seen, self.total)
     }
 
     pub fn total(&self) -> Option<u64> {
@@ -731,6 +755,25 @@ impl ContactSearch {
         self.received
     }
 
+    fn fail(&mut self, e: GhlError) -> GhlError {
+        self.done = true;
+        self.failed = true;
+        e
+    }
+
+    fn no_progress(&mut self, why: String) -> GhlError {
+        let api = self.client.policy.api();
+        tracing::warn!(api, path = SEARCH_PATH, "{why}");
+        self.fail(
+            HttpError::decode(
+                api,
+                SEARCH_PATH,
+                format!("the listing makes no progress: {why}; it is incomplete"),
+            )
+            .into(),
+        )
+    }
+
     /// The next page, `Ok(None)` when exhausted.
     pub async fn next_page(&mut self) -> Result<Option<Vec<SearchContact>>> {
         if self.done {
@@ -738,41 +781,38 @@ impl ContactSearch {
         }
         let next_page = self.page + 1;
         let by_page = next_page as u64 * self.page_limit as u64 <= PAGE_WINDOW;
+        let search_after = if by_page {
+            None
+        } else {
+            match &self.search_after {
+                Some(sa) => Some(sa.clone()),
+                None => {
+                    return Err(self.fail(
+                        HttpError::decode(
+                            self.client.policy.api(),
+                            SEARCH_PATH,
+                            "the last contact carried no searchAfter cursor",
+                        )
+                        .into(),
+                    ));
+                }
+            }
+        };
         let req = SearchRequest {
             location_id: self.client.location_id.clone(),
             page_limit: self.page_limit,
             page: by_page.then_some(next_page),
-            search_after: if by_page {
-                None
-            } else {
-                match &self.search_after {
-                    Some(sa) => Some(sa.clone()),
-                    None => {
-                        self.done = true;
-                        self.failed = true;
-                        return Err(HttpError::decode(
-                            "ghl",
-                            "/contacts/search",
-                            "the last contact carried no searchAfter cursor",
-                        )
-                        .into());
-                    }
-                }
-            },
+            search_after,
             filters: self.filters.clone(),
             sort: self.sort.clone(),
             query: None,
         };
-        let c = Call::new(Method::POST, "/contacts/search".into(), "/contacts/search")
+        let c = Call::new(Method::POST, SEARCH_PATH.into(), SEARCH_PATH)
             .json(&req)?
             .retry_unsafe(true);
         let r: SearchResponse = match self.client.call(c).await {
             Ok(r) => r,
-            Err(e) => {
-                self.done = true;
-                self.failed = true;
-                return Err(e);
-            }
+            Err(e) => return Err(self.fail(e)),
         };
         if by_page {
             self.page = next_page;
@@ -783,11 +823,38 @@ impl ContactSearch {
         let n = r.contacts.len() as u64;
         self.received += n;
         let contacts = self.client.decode.keep(Listing::Contacts, r.contacts);
-        self.search_after = contacts
+        let progress = self
+            .seen
+            .add(contacts.iter().filter_map(|c| c.id.as_deref()));
+        let cursor = contacts
             .last()
             .map(|c| c.search_after.clone())
             .filter(|sa| !sa.is_empty());
-        if n < self.page_limit as u64 || self.total.is_some_and(|t| self.received >= t) {
+        let at = match &req.page {
+            Some(p) => format!("page {p}"),
+            None => "the next searchAfter page".to_string(),
+        };
+        if progress.stalled() {
+            return Err(self.no_progress(format!(
+                "{at} held only contacts already listed ({n} of them, total said {})",
+                self.total.map_or("nothing".to_string(), |t| t.to_string())
+            )));
+        }
+        if cursor.is_some() && cursor == self.search_after {
+            return Err(self.no_progress(format!(
+                "{at} ended on the same searchAfter cursor as the page before"
+            )));
+        }
+        if progress.repeated > 0 {
+            tracing::warn!(
+                api = self.client.policy.api(),
+                path = SEARCH_PATH,
+                repeated = progress.repeated,
+                "{at} repeated contacts of earlier pages: the listing is incomplete"
+            );
+        }
+        self.search_after = cursor;
+        if n < self.page_limit as u64 {
             self.done = true;
         }
         if n == 0 {

@@ -1,5 +1,6 @@
 //! HotspotSystem v2.0 client: read-only, paging streamed page by page.
 
+use std::collections::HashSet;
 use std::marker::PhantomData;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -11,6 +12,7 @@ use super::wire::{
 };
 use crate::decode::{DecodeLog, Item, Listing, Record};
 use crate::http::{HttpError, HttpPolicy, Method, Request, Response, check_base_url};
+use crate::listing::{Incomplete, SeenIds, verdict};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 
@@ -111,7 +113,12 @@ impl HotspotClient {
             fields: None,
             next: Some(Next::Offset(0)),
             received: 0,
+            pages: 0,
             total_count: None,
+            seen: SeenIds::default(),
+            first_ids: Vec::new(),
+            reading: OffsetReading::Unknown,
+            visited: HashSet::new(),
             finished: false,
             failed: false,
             _t: PhantomData,
@@ -167,14 +174,33 @@ fn encode_segment(s: &str) -> String {
 enum Next {
     /// Build the URL ourselves with this record offset.
     Offset(u64),
+    /// Build the URL ourselves with `offset` as this page index (a server found to read it so).
+    PageIndex(u64),
     /// Follow the server's `Link: rel="next"` URL as given.
     Url(String),
 }
 
+/// How the server reads `offset`. The reference's wording says a page index, its Link example
+/// and every known client a record offset; without a `Link` header to follow, the pager asks
+/// once, before its first request at a non-zero offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OffsetReading {
+    Unknown,
+    Records,
+    /// Pages by index; `first` is the index of the first page (0, or 1 for a server that
+    /// reads 0 as 1).
+    PageIndex {
+        first: u64,
+    },
+}
+
 /// Streams one list endpoint page by page; memory holds one page at a time.
 ///
-/// `complete()` is what deletion inference relies on: it is true only when every page arrived
-/// without error and the number of records received equals the server's `total_count`.
+/// The listing ends on a short or empty page, or where `Link` has no `rel="next"`;
+/// `total_count` is a hint. `complete()` is what deletion inference relies on: true only when
+/// every page arrived, no record came twice, `offset` was read as documented and no fewer
+/// records arrived than `total_count` says. A listing that makes no progress (a `Link` cycle,
+/// an ignored `offset`) ends with an error.
 pub struct Pager<T> {
     client: HotspotClient,
     first_url: String,
@@ -184,7 +210,14 @@ pub struct Pager<T> {
     fields: Option<String>,
     next: Option<Next>,
     received: u64,
+    pages: u64,
     total_count: Option<u64>,
+    seen: SeenIds,
+    /// The first two ids of the first page, to tell how the server reads `offset`.
+    first_ids: Vec<String>,
+    reading: OffsetReading,
+    /// `Link` URLs followed so far: one coming back is a cycle.
+    visited: HashSet<String>,
     finished: bool,
     failed: bool,
     _t: PhantomData<fn() -> T>,
@@ -223,7 +256,16 @@ impl<T: DeserializeOwned + Record + Default> Pager<T> {
     }
 
     pub fn complete(&self) -> bool {
-        self.finished && !self.failed && self.total_count == Some(self.received)
+        self.finished && self.incomplete().is_empty()
+    }
+
+    /// Why the listing is not complete (empty while it is, or while it is still being read).
+    pub fn incomplete(&self) -> Vec<Incomplete> {
+        let mut out = verdict(self.failed, &self.seen, self.total_count);
+        if matches!(self.reading, OffsetReading::PageIndex { .. }) {
+            out.push(Incomplete::OffsetIsPageIndex);
+        }
+        out
     }
 
     /// The next page, `Ok(None)` once the listing is exhausted. After an error the pager is
@@ -252,35 +294,133 @@ impl<T: DeserializeOwned + Record + Default> Pager<T> {
         Ok(all)
     }
 
+    fn no_progress(&self, why: impl std::fmt::Display) -> HttpError {
+        let api = self.client.policy.api();
+        tracing::warn!(api, path = %self.template, "the listing makes no progress: {why}");
+        HttpError::decode(
+            api,
+            &self.template,
+            format!("the listing makes no progress: {why}; it is incomplete"),
+        )
+    }
+
+    /// A request we build ourselves: `offset` with `limit`, the sort and the projection.
+    fn built(&self, limit: u64, offset: u64) -> Result<Request, HttpError> {
+        let mut r = self
+            .client
+            .request(self.first_url.clone(), &self.template)?
+            .query("limit", limit)
+            .query("offset", offset);
+        if let Some(s) = &self.sort {
+            r = r.query("sort", s);
+        }
+        if let Some(f) = &self.fields {
+            r = r.query("fields", f);
+        }
+        Ok(r)
+    }
+
+    async fn get(&self, req: &Request) -> Result<(Response, ListEnvelope<Item<T>>), HttpError> {
+        let resp = self.client.policy.send(req).await?;
+        // Items are decoded one by one: a value that cannot be read never fails the page.
+        let env: ListEnvelope<Item<T>> = resp.json(self.client.policy.api(), &self.template)?;
+        Ok((resp, env))
+    }
+
+    /// Asks for 2 records at `offset=1`. Read as a record offset that is the first page's
+    /// second and third record; read as a page index, the second page of 2 (the first page's
+    /// third and fourth) or, counting pages from 1 (or ignoring `offset`), the first page again.
+    async fn probe_reading(&mut self) -> Result<OffsetReading, HttpError> {
+        let (_, env) = self.get(&self.built(2, 1)?).await?;
+        let first = env.items.first().and_then(Item::record).and_then(Record::record_id);
+        let reading = match first {
+            Some(id) if id == self.first_ids[1] => OffsetReading::Records,
+            Some(id) if id == self.first_ids[0] => OffsetReading::PageIndex { first: 1 },
+            _ => OffsetReading::PageIndex { first: 0 },
+        };
+        if let OffsetReading::PageIndex { first } = reading {
+            tracing::warn!(
+                api = self.client.policy.api(),
+                path = %self.template,
+                first_page = first,
+                "HotspotSystem reads `offset` as a page index here, not as a record offset: \
+                 reading the pages by index; the listing is marked incomplete"
+            );
+        }
+        Ok(reading)
+    }
+
     async fn fetch(&mut self, next: Next) -> Result<Option<Vec<T>>, HttpError> {
         let limit = self.client.page_size as u64;
-        let (req, offset) = match &next {
-            Next::Offset(off) => {
-                let mut r = self
-                    .client
-                    .request(self.first_url.clone(), &self.template)?
-                    .query("limit", limit)
-                    .query("offset", off);
-                if let Some(s) = &self.sort {
-                    r = r.query("sort", s);
-                }
-                if let Some(f) = &self.fields {
-                    r = r.query("fields", f);
-                }
-                (r, Some(*off))
+        let mut next = next;
+        if let Next::Offset(off) = next
+            && off > 0
+            && self.reading == OffsetReading::Unknown
+        {
+            // With a page size of 1 both readings ask for the same records.
+            self.reading = if limit >= 2 && self.first_ids.len() == 2 {
+                self.probe_reading().await?
+            } else {
+                OffsetReading::Records
+            };
+            if let OffsetReading::PageIndex { first } = self.reading {
+                next = Next::PageIndex(first + self.pages);
             }
-            Next::Url(u) => (self.client.request(u.clone(), &self.template)?, None),
+        }
+        let req = match &next {
+            Next::Offset(off) => self.built(limit, *off)?,
+            Next::PageIndex(page) => self.built(limit, *page)?,
+            Next::Url(u) => self.client.request(u.clone(), &self.template)?,
         };
-        let resp = self.client.policy.send(&req).await?;
-        let api = self.client.policy.api();
-        // Items are decoded one by one: a value that cannot be read never fails the page.
-        let env: ListEnvelope<Item<T>> = resp.json(api, &self.template)?;
+        let (resp, env) = self.get(&req).await?;
         if let Some(tc) = env.metadata.as_ref().and_then(|m| m.total_count) {
             self.total_count = Some(tc.max(0) as u64);
         }
         let n = env.items.len() as u64;
+        let ids: Vec<Option<String>> = env
+            .items
+            .iter()
+            .map(|i| i.record().and_then(Record::record_id))
+            .collect();
+        if self.pages == 0 {
+            self.first_ids = ids.iter().take(2).flatten().cloned().collect();
+        }
+        let progress = self.seen.add(ids.iter().flatten().map(String::as_str));
         self.received += n;
-        self.next = self.next_from(&resp, &next, offset, n, limit)?;
+        self.pages += 1;
+        if progress.stalled() {
+            return Err(self.no_progress(match &next {
+                Next::Url(_) => "Link rel=\"next\" led to a page of records already read".into(),
+                Next::Offset(o) => format!(
+                    "offset={o} returned only records already read: the server ignores `offset`"
+                ),
+                Next::PageIndex(p) => format!(
+                    "offset={p} (read as a page index) returned only records already read: the server ignores `offset`"
+                ),
+            }));
+        }
+        if let Next::PageIndex(p) = next
+            && progress.repeated > 0
+        {
+            // Pages by index never overlap; an overlap means the probe was misled (records
+            // moved between the first page and the probe), and going on would bring one new
+            // record per request.
+            return Err(self.no_progress(format!(
+                "offset={p} read as a page index repeated {} record(s) already read: `offset` \
+                 reads as neither a record offset nor a page index, or the records moved while \
+                 they were read",
+                progress.repeated
+            )));
+        }
+        if progress.repeated > 0 {
+            tracing::warn!(
+                api = self.client.policy.api(),
+                path = %self.template,
+                repeated = progress.repeated,
+                "records came back twice: the listing is incomplete"
+            );
+        }
+        self.next = self.next_from(&resp, &next, n, limit)?;
         if self.next.is_none() {
             self.finished = true;
         }
@@ -291,10 +431,9 @@ impl<T: DeserializeOwned + Record + Default> Pager<T> {
     }
 
     fn next_from(
-        &self,
+        &mut self,
         resp: &Response,
         current: &Next,
-        offset: Option<u64>,
         n: u64,
         limit: u64,
     ) -> Result<Option<Next>, HttpError> {
@@ -312,11 +451,11 @@ impl<T: DeserializeOwned + Record + Default> Pager<T> {
                             "Link rel=\"next\" points outside the configured base URL",
                         ));
                     }
-                    if matches!(current, Next::Url(u) if *u == url) {
-                        return Err(HttpError::decode(
-                            self.client.policy.api(),
-                            &self.template,
-                            "Link rel=\"next\" repeats the current page",
+                    if matches!(current, Next::Url(u) if *u == url)
+                        || !self.visited.insert(url.clone())
+                    {
+                        return Err(self.no_progress(
+                            "Link rel=\"next\" leads back to a page already read (a cycle of next links)",
                         ));
                     }
                     Ok(Some(Next::Url(url)))
@@ -324,18 +463,19 @@ impl<T: DeserializeOwned + Record + Default> Pager<T> {
                 None => Ok(None),
             };
         }
-        // No Link header: step the record offset while pages come back full.
-        let base = match offset {
-            Some(o) => o,
-            // We followed a link before but this answer has none: count what we have.
-            None => self.received - n,
-        };
-        let next_off = base + n;
-        let more = match self.total_count {
-            Some(tc) => next_off < tc,
-            None => n >= limit,
-        };
-        Ok(more.then_some(Next::Offset(next_off)))
+        // No Link header: the listing goes on while pages come back full. A short page while
+        // the server counts more records is asked past once: a server may cap `limit` below
+        // ours; an empty answer then ends the listing (incomplete, below its count).
+        let more_counted = self.total_count.is_some_and(|tc| self.seen.distinct() < tc);
+        if n < limit && !more_counted {
+            return Ok(None);
+        }
+        Ok(Some(match current {
+            Next::Offset(o) => Next::Offset(o + n),
+            Next::PageIndex(p) => Next::PageIndex(p + 1),
+            // We followed links before but this answer has none: count what we have.
+            Next::Url(_) => Next::Offset(self.received),
+        }))
     }
 }
 

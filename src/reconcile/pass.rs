@@ -571,11 +571,17 @@ async fn contacts(
             "The HotspotSystem listing was incomplete: no deletion was inferred this run."
                 .to_string(),
         );
+        for (listing, why) in &source.incomplete {
+            notes.push(format!("{listing}: {why}."));
+        }
     }
     if !target.complete {
         notes.push(
             "The GHL listing was incomplete: no create and no deletion this run.".to_string(),
         );
+        for why in &target.incomplete {
+            notes.push(format!("GHL contact search: {why}."));
+        }
     }
 
     // Where each guest registered, for the dashboard and the business association.

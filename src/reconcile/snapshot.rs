@@ -3,8 +3,8 @@
 //! HotspotSystem customers carry no location, so they are listed per location: that costs at
 //! most one extra page per location and tells each guest's registration location (for tags and
 //! businesses). GHL contacts are listed once per run through the search endpoint, 500 a page.
-//! A listing is `complete` only when every page arrived and the counts match the reported
-//! totals: deletion is never inferred from anything less.
+//! A listing is `complete` only when every page arrived and nothing in them says a record may
+//! be missing (see `crate::listing`): deletion is never inferred from anything less.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,6 +13,7 @@ use crate::ghl::{GhlClient, GhlError};
 use crate::hotspot::HotspotClient;
 use crate::hotspot::wire::Customer;
 use crate::http::HttpError;
+use crate::listing::Incomplete;
 use crate::model::{SourceContact, SourceKind, TargetContact};
 
 /// A HotspotSystem location.
@@ -27,8 +28,10 @@ pub struct Location {
 pub struct SourceListing {
     pub records: Vec<SourceContact>,
     pub locations: Vec<Location>,
-    /// Every page of every listing arrived and matched its `total_count`.
+    /// Every page of every listing arrived and none of them may have missed a record.
     pub complete: bool,
+    /// Which listing was incomplete, and why (for the report).
+    pub incomplete: Vec<(String, Incomplete)>,
     /// Records dropped because they had no id, or it could not be read (reported by the
     /// client's decode log, never synced).
     pub without_id: usize,
@@ -78,6 +81,20 @@ pub async fn read_source(
                 }
             }
             out.complete &= pager.complete();
+            out.incomplete
+                .extend(pager.incomplete().into_iter().map(|why| {
+                    (
+                        format!(
+                            "HotspotSystem {} of location {}",
+                            match kind {
+                                SourceKind::Customer => "customers",
+                                SourceKind::Subscriber => "subscribers",
+                            },
+                            loc.id
+                        ),
+                        why,
+                    )
+                }));
         }
     }
     // A record whose id could not be read may be a linked guest: taking that guest for
@@ -186,6 +203,8 @@ impl CustomFields {
 pub struct TargetListing {
     pub contacts: Vec<TargetContact>,
     pub complete: bool,
+    /// Why the listing is not complete (for the report).
+    pub incomplete: Vec<Incomplete>,
 }
 
 /// Every contact of the location, 500 per request.
@@ -209,6 +228,7 @@ pub async fn read_target(
     Ok(TargetListing {
         contacts,
         complete: search.complete() && without_id == 0,
+        incomplete: search.incomplete(),
     })
 }
 

@@ -16,6 +16,8 @@
 //!
 //! [`OddValues`] serves what a real account's database can hold and no documented type admits
 //! (MySQL zero dates, malformed dates, digits-only text as numbers, nulls), each on a few records.
+//! How `offset` is read and whether `Link` is sent are knobs ([`Paging`]): the reference's
+//! wording reads `offset` as a page index, its Link example as a record offset.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,7 +56,41 @@ pub struct HotspotOptions {
     pub max_limit: usize,
     /// Values no documented type admits, served on some records (off by default).
     pub odd_values: OddValues,
+    /// How lists page: `offset` reading and `Link` header.
+    pub paging: Paging,
 }
+
+/// How the list routes read `offset` and which `Link` header they send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Paging {
+    pub offset: OffsetReading,
+    pub link: LinkHeader,
+}
+
+/// What `offset` means to the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OffsetReading {
+    /// A record offset (the reference's Link example and every known client).
+    #[default]
+    Records,
+    /// A zero-based page index of `limit` records (the reference's wording).
+    PageIndex,
+    /// Hostile: ignored, every answer starts at the first record.
+    Ignored,
+}
+
+/// The `Link` header of list answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LinkHeader {
+    /// `self`, `next` while more records follow, and `prev`.
+    #[default]
+    Standard,
+    /// No `Link` header at all.
+    Absent,
+    /// Hostile: `next` always present, alternating between the first and the second page.
+    Alternating,
+}
+
 
 /// Values a real HotspotSystem account can send that the reference's types do not admit. The
 /// reference is silent on them; a MySQL-backed API sends them as the database holds them.
@@ -173,6 +209,7 @@ impl Default for HotspotOptions {
             default_limit: 100,
             max_limit: 1000,
             odd_values: OddValues::default(),
+            paging: Paging::default(),
         }
     }
 }
@@ -187,6 +224,7 @@ impl std::fmt::Debug for HotspotOptions {
             .field("default_limit", &self.default_limit)
             .field("max_limit", &self.max_limit)
             .field("odd_values", &self.odd_values)
+            .field("paging", &self.paging)
             .finish()
     }
 }
@@ -210,6 +248,7 @@ struct Shared {
     latency_nanos: AtomicU64,
     default_limit: usize,
     max_limit: usize,
+    paging: Mutex<Paging>,
     requests: Mutex<Vec<HotspotRequest>>,
     addr: SocketAddr,
 }
@@ -256,6 +295,7 @@ impl HotspotEmulator {
             latency_nanos: AtomicU64::new(opts.latency.as_nanos() as u64),
             default_limit: opts.default_limit.max(1),
             max_limit: opts.max_limit.max(1),
+            paging: Mutex::new(opts.paging),
             requests: Mutex::new(Vec::new()),
             addr,
         });
@@ -316,6 +356,11 @@ impl HotspotEmulator {
         self.shared
             .latency_nanos
             .store(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Changes how lists page, from the next request on.
+    pub fn set_paging(&self, paging: Paging) {
+        *lock(&self.shared.paging) = paging;
     }
 
     pub fn set_lenient_types(&self, on: bool) {
@@ -510,7 +555,8 @@ fn answer(
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_string)
                 .unwrap_or_else(|| shared.addr.to_string());
-            list_response(records, &fields, &params, lenient, odd, uri, &host)
+            let paging = *lock(&shared.paging);
+            list_response(records, &fields, &params, lenient, odd, paging, uri, &host)
         }
     }
 }
@@ -695,6 +741,7 @@ fn list_response(
     params: &ListParams,
     lenient: bool,
     odd: OddValues,
+    paging: Paging,
     uri: &Uri,
     host: &str,
 ) -> Result<Response, ApiError> {
@@ -723,9 +770,14 @@ fn list_response(
         });
     }
     let total = records.len();
+    let start = match paging.offset {
+        OffsetReading::Records => params.offset,
+        OffsetReading::PageIndex => params.offset.saturating_mul(params.limit),
+        OffsetReading::Ignored => 0,
+    };
     let items: Vec<Value> = records
         .into_iter()
-        .skip(params.offset)
+        .skip(start)
         .take(params.limit)
         .map(|r| {
             let r = if lenient {
@@ -776,17 +828,30 @@ fn list_response(
         query.push(format!("offset={offset}"));
         format!("<http://{host}{}?{}>", uri.path(), query.join("&"))
     };
+    // The offsets of the next and previous pages, in the server's own reading.
+    let step = match paging.offset {
+        OffsetReading::PageIndex => 1,
+        OffsetReading::Records | OffsetReading::Ignored => params.limit,
+    };
     let mut links = vec![format!("{}; rel=\"self\"", link(params.offset))];
-    if params.offset.saturating_add(params.limit) < total {
-        links.push(format!(
-            "{}; rel=\"next\"",
-            link(params.offset + params.limit)
-        ));
+    match paging.link {
+        LinkHeader::Alternating => {
+            let other = if params.offset == 0 { step } else { 0 };
+            links.push(format!("{}; rel=\"next\"", link(other)));
+        }
+        LinkHeader::Standard | LinkHeader::Absent => {
+            if start.saturating_add(params.limit) < total {
+                links.push(format!(
+                    "{}; rel=\"next\"",
+                    link(params.offset.saturating_add(step))
+                ));
+            }
+        }
     }
     if params.offset > 0 {
         links.push(format!(
             "{}; rel=\"prev\"",
-            link(params.offset.saturating_sub(params.limit))
+            link(params.offset.saturating_sub(step))
         ));
     }
     let mut response = axum::Json(json!({
@@ -794,7 +859,9 @@ fn list_response(
         "items": items,
     }))
     .into_response();
-    if let Ok(value) = HeaderValue::from_str(&links.join(", ")) {
+    if paging.link != LinkHeader::Absent
+        && let Ok(value) = HeaderValue::from_str(&links.join(", "))
+    {
         response.headers_mut().insert(header::LINK, value);
     }
     Ok(response)

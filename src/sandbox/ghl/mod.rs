@@ -6,7 +6,8 @@
 //!   faults, custom fields.
 //! - [`GhlEmulator::start`] / [`GhlEmulator::start_on`] (async; need a tokio runtime), then
 //!   [`GhlEmulator::base_url`], the request log ([`GhlEmulator::requests`]), run-time knobs
-//!   (`set_faults`, `set_rate_limit`, `set_daily_remaining`, `set_search_lag`), OAuth helpers
+//!   (`set_faults`, `set_rate_limit`, `set_daily_remaining`, `set_search_lag`,
+//!   `set_search_paging`), OAuth helpers
 //!   (`issue_auth_code`, `token_refreshes`, `expire_access_tokens`) and direct state access
 //!   ([`GhlEmulator::with_state`]) for tests that play a CRM user.
 //!
@@ -40,7 +41,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 pub use self::state::{
-    Appointment, Business, Contact, CustomField, GhlState, Note, Task, normalize_phone,
+    Appointment, Business, Contact, CustomField, GhlState, Note, SearchPaging, Task,
+    normalize_phone,
 };
 use self::validate::{ApiError, ApiResult};
 use crate::sandbox::faults::{self, FaultKnobs, FaultState, InjectedFault};
@@ -121,6 +123,8 @@ pub struct GhlOptions {
     /// `id`, its `customFieldsInputStringSchema` says "Pass either `id` or `key`". Off accepts
     /// either.
     pub custom_fields_by_id_only: bool,
+    /// How contact search pages: `total` capped, order without a sort, a hostile search.
+    pub search_paging: SearchPaging,
     /// Added to every answer (same as `faults.latency`, kept apart for readability).
     pub latency: Duration,
     pub faults: FaultKnobs,
@@ -158,6 +162,7 @@ impl std::fmt::Debug for GhlOptions {
             .field("deleted_task_rows", &self.deleted_task_rows)
             .field("bulk_business_limit", &self.bulk_business_limit)
             .field("custom_fields_by_id_only", &self.custom_fields_by_id_only)
+            .field("search_paging", &self.search_paging)
             .field("latency", &self.latency)
             .field("faults", &self.faults)
             .field("custom_fields", &self.custom_fields)
@@ -191,6 +196,7 @@ impl Default for GhlOptions {
             deleted_task_rows: false,
             bulk_business_limit: None,
             custom_fields_by_id_only: false,
+            search_paging: SearchPaging::default(),
             latency: Duration::ZERO,
             faults: FaultKnobs::default(),
             custom_fields: vec![(
@@ -269,6 +275,7 @@ impl GhlEmulator {
         st.deleted_task_rows = opts.deleted_task_rows;
         st.bulk_business_limit = opts.bulk_business_limit;
         st.custom_fields_by_id_only = opts.custom_fields_by_id_only;
+        st.search_paging = opts.search_paging.clone();
         for (key, name, ty) in &opts.custom_fields {
             st.add_custom_field(key, name, ty);
         }
@@ -360,6 +367,11 @@ impl GhlEmulator {
     /// Change the search lag for later writes.
     pub fn set_search_lag(&self, lag: Duration) {
         lock(&self.shared.state).search_lag = lag;
+    }
+
+    /// Change how contact search pages, from the next search on.
+    pub fn set_search_paging(&self, paging: SearchPaging) {
+        lock(&self.shared.state).search_paging = paging;
     }
 
     /// Let search catch up now, as if the lag had elapsed, and lag no later write: what a run

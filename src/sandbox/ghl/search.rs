@@ -3,7 +3,8 @@
 //! Emulator choices where the doc is silent: default order `dateAdded desc` then `id asc`;
 //! `page × pageLimit > 10,000` → 422 (use `searchAfter`); `page` together with `searchAfter` → 422;
 //! text comparisons (`eq`, `contains`) are case-insensitive; `tags eq` with a string means "has
-//! this tag", with an array "has any of them"; `total` is the exact number of matches.
+//! this tag", with an array "has any of them"; `total` is the exact number of matches. The other
+//! readings of `total` and of the default order are knobs (`SearchPaging`).
 
 use std::cmp::Ordering;
 
@@ -441,6 +442,7 @@ pub(crate) fn search(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
     };
     // Sort: [(field, desc)]
     let mut sort: Vec<(String, bool)> = Vec::new();
+    let explicit_sort = obj.get("sort").is_some();
     match obj.get("sort") {
         None => sort.push(("dateAdded".into(), true)),
         Some(Value::Array(items)) => {
@@ -501,6 +503,8 @@ pub(crate) fn search(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
     }
 
     let dirs: Vec<bool> = sort.iter().map(|(_, d)| *d).collect();
+    let paging = st.search_paging.clone();
+    let shuffle = (paging.unstable_default_order && !explicit_sort).then(|| st.roll());
     st.expire_lag();
     let mut hits: Vec<(Vec<Key>, &Contact)> = st
         .searchable()
@@ -526,8 +530,28 @@ pub(crate) fn search(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
         })
         .collect();
     hits.sort_by(|a, b| cmp_keys(&a.0, &b.0, &dirs));
-    let total = hits.len();
+    if let Some(seed) = shuffle {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        hits.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    }
+    let mut total = hits.len() as u64;
+    if let Some(cap) = paging.total_cap {
+        total = total.min(cap);
+    }
+    if paging.stuck {
+        // The first page again, filled up to `pageLimit` by repeating it if need be.
+        let first: Vec<(Vec<Key>, &Contact)> =
+            hits.iter().take(page_limit as usize).cloned().collect();
+        let mut page = Vec::new();
+        while !first.is_empty() && page.len() < page_limit as usize {
+            page.extend(first.iter().take(page_limit as usize - page.len()).cloned());
+        }
+        hits = page;
+        total = 1_000_000_000;
+    }
     let start = match (&cursor, page) {
+        _ if paging.stuck => 0,
         (Some(cur), _) => {
             hits.partition_point(|(k, _)| cmp_keys(k, cur, &dirs) != Ordering::Greater)
         }

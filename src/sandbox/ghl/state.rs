@@ -183,12 +183,34 @@ pub struct GhlState {
     /// Contacts whose latest HTTP write is not yet visible to search: id → (visible from,
     /// version search still shows — `None` when search must not see the contact at all).
     pub(crate) lagging: HashMap<String, (Instant, Option<Contact>)>,
+    /// How `POST /contacts/search` pages (see `SearchPaging`).
+    pub(crate) search_paging: SearchPaging,
     rng: StdRng,
+}
+
+/// Readings of `POST /contacts/search` paging that the reference leaves open, and one hostile
+/// answer. The default is the emulator's own reading: an exact `total` and a stable default order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchPaging {
+    /// `total` reported as min(real count, cap) while the pages go on (an Elasticsearch-backed
+    /// search can cap its count at its window).
+    pub total_cap: Option<u64>,
+    /// Without an explicit `sort`, each answer orders the matches anew (no stable default
+    /// order), so pages read one after the other skip and repeat contacts.
+    pub unstable_default_order: bool,
+    /// Hostile: every answer is the same full first page, ending on the same `searchAfter`,
+    /// with a `total` of a billion, whatever `page` or `searchAfter` asks for.
+    pub stuck: bool,
 }
 
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 impl GhlState {
+    /// A random number from the emulator's seeded generator.
+    pub(crate) fn roll(&mut self) -> u64 {
+        self.rng.random()
+    }
+
     pub(crate) fn new(location_id: String, allow_duplicates: bool, seed: u64) -> Self {
         Self {
             location_id,
@@ -209,6 +231,7 @@ impl GhlState {
             bulk_business_limit: None,
             custom_fields_by_id_only: false,
             lagging: HashMap::new(),
+            search_paging: SearchPaging::default(),
             rng: StdRng::seed_from_u64(seed),
         }
     }
