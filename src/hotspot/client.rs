@@ -332,7 +332,11 @@ impl<T: DeserializeOwned + Record + Default> Pager<T> {
     /// third and fourth) or, counting pages from 1 (or ignoring `offset`), the first page again.
     async fn probe_reading(&mut self) -> Result<OffsetReading, HttpError> {
         let (_, env) = self.get(&self.built(2, 1)?).await?;
-        let first = env.items.first().and_then(Item::record).and_then(Record::record_id);
+        let first = env
+            .items
+            .first()
+            .and_then(Item::record)
+            .and_then(Record::record_id);
         let reading = match first {
             Some(id) if id == self.first_ids[1] => OffsetReading::Records,
             Some(id) if id == self.first_ids[0] => OffsetReading::PageIndex { first: 1 },

@@ -91,7 +91,6 @@ pub enum LinkHeader {
     Alternating,
 }
 
-
 /// Values a real HotspotSystem account can send that the reference's types do not admit. The
 /// reference is silent on them; a MySQL-backed API sends them as the database holds them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -556,7 +555,18 @@ fn answer(
                 .map(str::to_string)
                 .unwrap_or_else(|| shared.addr.to_string());
             let paging = *lock(&shared.paging);
-            list_response(records, &fields, &params, lenient, odd, paging, uri, &host)
+            list_response(
+                records,
+                &fields,
+                &params,
+                AnswerShape {
+                    lenient,
+                    odd,
+                    paging,
+                },
+                uri,
+                &host,
+            )
         }
     }
 }
@@ -735,16 +745,27 @@ fn compare(a: &Value, b: &Value) -> std::cmp::Ordering {
     }
 }
 
+/// How the knobs shape a list answer: value types, odd values, paging.
+#[derive(Debug, Clone, Copy)]
+struct AnswerShape {
+    lenient: bool,
+    odd: OddValues,
+    paging: Paging,
+}
+
 fn list_response(
     mut records: Vec<Value>,
     field_names: &[String],
     params: &ListParams,
-    lenient: bool,
-    odd: OddValues,
-    paging: Paging,
+    shape: AnswerShape,
     uri: &Uri,
     host: &str,
 ) -> Result<Response, ApiError> {
+    let AnswerShape {
+        lenient,
+        odd,
+        paging,
+    } = shape;
     let known = |name: &str| field_names.iter().any(|f| f == name);
     if let Some(fields) = &params.fields
         && let Some(bad) = fields.iter().find(|f| !known(f))
