@@ -471,9 +471,11 @@ impl ContactApplier<'_> {
                     .insert(sid.to_string(), contact_id);
                 Ok(())
             }
-            // Stopped at the quota reserve before it was sent (a create is never re-sent
-            // after an unknown outcome, so no earlier attempt went out either): nothing made.
-            Err(e) if e.is_quota_reserve() => {
+            // Refused outright (4xx other than auth and rate limit), or stopped at the quota
+            // reserve before it was sent (a create is never re-sent after an unknown outcome,
+            // so no earlier attempt went out either): nothing made, so the intent is closed
+            // instead of holding the record under `lost_create_recovery = "wait"`.
+            Err(e) if e.is_quota_reserve() || e.class() == Some(ErrorClass::Permanent) => {
                 self.store(|s| s.journal_abandon(intent))?;
                 Err(e.into())
             }
