@@ -104,6 +104,13 @@ async fn a_run_that_leaves_eligible_guests_unsynced_exits_1_naming_each() {
         .count();
     assert_eq!(not_listed, gone.len(), "{left:?}");
     assert_eq!(left.len(), new.len() + gone.len(), "{left:?}");
+    let html = env.run(&["report", "latest", "--format", "html"]).await;
+    assert!(
+        html.stdout
+            .contains(&format!("<h2>Left unsynced ({})</h2>", left.len()))
+            && html.stdout.contains(&new[0]),
+        "the HTML report names them too"
+    );
 }
 
 /// A burst of creates, then a run straight after, still inside GHL's search lag (what a run

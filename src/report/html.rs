@@ -449,6 +449,30 @@ pub fn run_body(r: &RunReport, max_items: usize) -> String {
         out.push_str("</ul>");
     }
 
+    if !r.unsynced.is_empty() {
+        let _ = write!(
+            out,
+            "<h2>Left unsynced ({})</h2><ul class=\"notes\">",
+            r.unsynced.len()
+        );
+        for u in r.unsynced.iter().take(max_items) {
+            let _ = write!(
+                out,
+                "<li>{} {}: {}</li>",
+                escape(u.kind.as_str()),
+                escape(&u.source_id),
+                escape(u.why.describe())
+            );
+        }
+        out.push_str("</ul>");
+        if r.unsynced.len() > max_items {
+            out.push_str(&empty(&format!(
+                "… and {} more (see `report --format json`).",
+                r.unsynced.len() - max_items
+            )));
+        }
+    }
+
     for (title, outcome) in [
         ("Failures", "failed"),
         ("Conflicts", "conflict"),
