@@ -238,6 +238,9 @@ pub struct SandboxArgs {
     /// HotspotSystem sends nulls for every field of some records, and some records as `null`.
     #[arg(long)]
     pub unexpected_nulls: bool,
+    /// HotspotSystem sends `city` as a JSON object on every 100th customer or subscriber.
+    #[arg(long)]
+    pub object_cities: bool,
     /// A header set on every GHL answer over the emulator's own, `NAME:VALUE` (repeatable), e.g.
     /// `x-ratelimit-interval-milliseconds:86400000`.
     #[arg(long = "ghl-header", value_name = "NAME:VALUE")]

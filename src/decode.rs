@@ -12,7 +12,7 @@
 //! so the page keeps its length (paging counts what the server sent) and every consumer already
 //! drops a record without an id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
@@ -234,12 +234,15 @@ pub struct SkippedRecord {
 pub struct DecodeReport {
     /// Keyed `list.field`, e.g. `customers.registered_at`.
     pub unreadable: BTreeMap<String, FieldTally>,
+    /// The wire fields taken as empty, per list and record id: every record, not the first
+    /// few, because a step must know which of its records carry a value it could not read.
+    pub by_record: BTreeMap<Listing, BTreeMap<String, BTreeSet<String>>>,
     pub skipped: Vec<SkippedRecord>,
 }
 
 impl DecodeReport {
     pub fn is_empty(&self) -> bool {
-        self.unreadable.is_empty() && self.skipped.is_empty()
+        self.unreadable.is_empty() && self.by_record.is_empty() && self.skipped.is_empty()
     }
 
     pub fn merge(&mut self, other: DecodeReport) {
@@ -253,6 +256,12 @@ impl DecodeReport {
                 if mine.ids.len() < IDS_KEPT {
                     mine.ids.push(id);
                 }
+            }
+        }
+        for (listing, records) in other.by_record {
+            let mine = self.by_record.entry(listing).or_default();
+            for (id, fields) in records {
+                mine.entry(id).or_default().extend(fields);
             }
         }
         self.skipped.extend(other.skipped);
@@ -286,10 +295,17 @@ impl DecodeLog {
                             t.sample = u.sample.clone();
                         }
                         t.count += 1;
-                        if let Some(id) = &id
-                            && t.ids.len() < IDS_KEPT
-                        {
-                            t.ids.push(id.clone());
+                        if let Some(id) = &id {
+                            if t.ids.len() < IDS_KEPT {
+                                t.ids.push(id.clone());
+                            }
+                            found
+                                .by_record
+                                .entry(listing)
+                                .or_default()
+                                .entry(id.clone())
+                                .or_default()
+                                .insert(u.field.clone());
                         }
                     }
                     if id.is_none() {
@@ -325,6 +341,16 @@ impl DecodeLog {
             self.lock().merge(found);
         }
         records
+    }
+
+    /// The records of `listing` logged since the last drain that had a value taken as empty,
+    /// by id, with the wire names of those fields. Left in the log for the run's report.
+    pub fn unreadable_records(&self, listing: Listing) -> BTreeMap<String, BTreeSet<String>> {
+        self.lock()
+            .by_record
+            .get(&listing)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Everything logged since the last call.
@@ -381,6 +407,21 @@ mod tests {
         assert_eq!(
             r.unreadable["customers.social_followers_count"].sample,
             "text of 4 characters"
+        );
+        assert_eq!(
+            r.by_record[&Listing::Customers],
+            BTreeMap::from([
+                (
+                    "1".to_string(),
+                    BTreeSet::from(["registered_at".to_string()])
+                ),
+                ("2".to_string(), BTreeSet::from(["name".to_string()])),
+                (
+                    "5".to_string(),
+                    BTreeSet::from(["social_followers_count".to_string()])
+                ),
+            ]),
+            "every record with a value taken as empty, by id"
         );
         assert_eq!(r.skipped.len(), 2, "{r:?}");
         assert!(r.skipped[0].reason.contains("not a record (null)"));

@@ -196,6 +196,19 @@ impl Default for MappingConfig {
 }
 
 impl MappingConfig {
+    /// Whether the contact of a record depends on its wire field `field`: a mapped field, the
+    /// email and phone (they merge records and decide which may sync), and the social network
+    /// while the social tag rule is on.
+    pub fn reads(&self, field: &str) -> bool {
+        let Ok(source) = serde_json::from_value::<SourceField>(serde_json::Value::from(field))
+        else {
+            return false;
+        };
+        matches!(source, SourceField::Email | SourceField::Phone)
+            || (source == SourceField::SocialNetwork && self.tags.social.is_some())
+            || self.fields.entries.iter().any(|(s, _)| *s == source)
+    }
+
     /// A digest of the configuration, mixed into raw hashes so a config change defeats the cache.
     pub fn fingerprint(&self) -> Digest {
         let mut locs: Vec<_> = self.tags.location_names.iter().collect();
@@ -221,12 +234,16 @@ impl MappingConfig {
 #[serde(rename_all = "snake_case")]
 pub enum SkipReason {
     NoEmailOrPhone,
+    /// Linked, and a value the mapping reads could not be read this run: held, so that an
+    /// empty value never clears what GHL holds.
+    UnreadableValue,
 }
 
 impl SkipReason {
     pub fn as_str(self) -> &'static str {
         match self {
             SkipReason::NoEmailOrPhone => "no_email_or_phone",
+            SkipReason::UnreadableValue => "unreadable_value",
         }
     }
 }
@@ -651,6 +668,32 @@ mod tests {
             ..MappingConfig::default()
         };
         assert_eq!(map_sources(&[r], &cfg, None).contacts.len(), 1);
+    }
+
+    #[test]
+    fn the_fields_a_contact_depends_on() {
+        let mut cfg = MappingConfig::default();
+        for f in ["city", "email", "phone", "name", "social_network"] {
+            assert!(cfg.reads(f), "{f}");
+        }
+        for f in [
+            "registered_at",
+            "user_name",
+            "id",
+            "social_id",
+            "no_such_field",
+        ] {
+            assert!(!cfg.reads(f), "{f}");
+        }
+        cfg.fields.entries.clear();
+        cfg.tags.social = None;
+        assert!(cfg.reads("email") && cfg.reads("phone"), "identity keys");
+        assert!(!cfg.reads("city") && !cfg.reads("social_network"));
+        cfg.fields = cfg
+            .fields
+            .clone()
+            .with_custom(SourceField::UserName, "hs_user");
+        assert!(cfg.reads("user_name"));
     }
 
     #[test]

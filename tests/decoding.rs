@@ -320,3 +320,121 @@ async fn an_unreadable_ghl_value_does_not_fail_the_contacts_listing() {
         "an object"
     );
 }
+
+/// The guest at position 13 of the customers (the one [`Oddity::ObjectCity`] names), given a
+/// city and an email to find its contact by; returns its HotspotSystem id.
+fn city_guest(env: &Env) -> String {
+    assert_eq!(Oddity::at(13), Some(Oddity::ObjectCity));
+    env.sandbox.hotspot.with_data(|d| {
+        let c = &mut d.customers[13];
+        c.city = Some("Springfield".into());
+        c.email = Some("object-city@example.org".into());
+        c.id.clone()
+    })
+}
+
+/// The city of the GHL contact of [`city_guest`]: `None` when there is no such contact.
+fn ghl_city(env: &Env) -> Option<Option<String>> {
+    env.sandbox.ghl.with_state(|s| {
+        s.contacts
+            .values()
+            .find(|c| c.email.as_deref() == Some("object-city@example.org"))
+            .map(|c| c.city.clone())
+    })
+}
+
+/// A linked guest whose `city` arrives as an object for one run used to have its city cleared
+/// in GHL (the empty value taken for a change made in HotspotSystem). Now the guest is held
+/// for that run: no write reaches GHL, the run exits 1 naming the guest and the field. An
+/// unreadable value no mapped field reads (a zero `registered_at`) holds nothing. Once the
+/// value reads again, the guest is in step and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_value_never_changes_a_linked_contact() {
+    let env = Env::start(
+        "object-city-linked",
+        account(30, 0, OddValues::default(), false),
+        Setup::default(),
+    )
+    .await;
+    let id = city_guest(&env);
+    env.sync_ok().await;
+    assert_eq!(ghl_city(&env), Some(Some("Springfield".into())));
+
+    env.sandbox.hotspot.set_odd_values(OddValues {
+        object_cities: true,
+        zero_dates: true,
+        ..OddValues::default()
+    });
+    env.sandbox.ghl.clear_requests();
+    let out = env.run(&["sync"]).await;
+    assert_eq!(
+        ghl_city(&env),
+        Some(Some("Springfield".into())),
+        "the city in GHL is kept\n{}",
+        out.show()
+    );
+    assert_eq!(env.ghl_writes(), 0, "nothing written\n{}", out.show());
+    assert_eq!(out.code, 1, "a held guest is not a success\n{}", out.show());
+    let report = env.report_json().await;
+    assert_eq!(
+        report["unsynced"],
+        serde_json::json!([{
+            "kind": "contact",
+            "source_id": id,
+            "why": {"unreadable_value": {"fields": ["city"]}},
+        }]),
+        "only the guest with the unreadable city is held: {report:#}"
+    );
+    assert_eq!(
+        unreadable(&report),
+        vec![
+            ("customers.city".to_string(), 1),
+            ("customers.registered_at".to_string(), 1)
+        ],
+        "{report:#}"
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "contact {id}: held, its GHL contact left as it is: city could not be read"
+        )),
+        "the text report names the guest and the field\n{}",
+        out.show()
+    );
+
+    env.sandbox.hotspot.set_odd_values(OddValues::default());
+    env.sandbox.ghl.clear_requests();
+    let out = env.sync_ok().await;
+    assert_eq!(env.ghl_writes(), 0, "in step again\n{}", out.show());
+    assert_eq!(ghl_city(&env), Some(Some("Springfield".into())));
+    env.assert_exact("object-city-linked");
+}
+
+/// A guest not linked yet syncs with the unreadable value left empty: a create writes nothing
+/// over an existing value, and the next run with the value readable fills it in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_guest_with_an_unreadable_value_syncs_without_it() {
+    let odd = OddValues {
+        object_cities: true,
+        ..OddValues::default()
+    };
+    let env = Env::start(
+        "object-city-new",
+        account(30, 0, odd, false),
+        Setup::default(),
+    )
+    .await;
+    city_guest(&env);
+    let out = env.sync_ok().await;
+    env.assert_exact("object-city-new");
+    assert_eq!(ghl_city(&env), Some(None), "{}", out.show());
+    let report = env.report_json().await;
+    assert_eq!(
+        report["unreadable"]["customers.city"]["sample"],
+        "an object"
+    );
+    assert!(report["unsynced"].as_array().is_none_or(Vec::is_empty));
+
+    env.sandbox.hotspot.set_odd_values(OddValues::default());
+    env.sync_ok().await;
+    assert_eq!(ghl_city(&env), Some(Some("Springfield".into())));
+}

@@ -85,6 +85,7 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
             malformed_dates: args.malformed_dates,
             text_as_numbers: args.text_as_numbers,
             nulls: args.unexpected_nulls,
+            object_cities: args.object_cities,
         },
         latency: Duration::from_millis(args.latency_ms),
         paging: Paging {

@@ -29,7 +29,9 @@ use super::snapshot::{
 use crate::config::{Config, FieldTarget, LostCreateRecovery};
 use crate::ghl::GhlClient;
 use crate::hotspot::HotspotClient;
-use crate::mapping::{FieldMap, MappingConfig, SourceField, TagRules, map_sources};
+use crate::mapping::{
+    FieldMap, MappingConfig, SkipReason, SkippedSource, SourceField, TagRules, map_sources,
+};
 use crate::model::{Field, Kind, PhoneNormalizer, StdField};
 use crate::report::{KindCounts, RunSummary, Unsynced, UnsyncedRecord};
 use crate::store::{IntentState, ItemOutcome, RunItem, RunStatus, Store};
@@ -619,6 +621,7 @@ async fn contacts(
         base_links,
         parked,
     );
+    let unreadable = hold_unreadable(&mut input, &source.unreadable, &mapping);
     // Field-level bases only where a hash moved: the only records the planner merges by field.
     let moved: Vec<String> = input
         .base
@@ -700,6 +703,13 @@ async fn contacts(
             detail: Value::Null,
         });
     }
+    for (sid, fields) in unreadable {
+        unsynced.push(UnsyncedRecord {
+            kind: Kind::Contact,
+            source_id: sid,
+            why: Unsynced::UnreadableValue { fields },
+        });
+    }
     let mut counts = counts;
     counts.deferred = items
         .iter()
@@ -714,6 +724,55 @@ async fn contacts(
         source: Some(source),
         target: Some(target),
     })
+}
+
+/// Holds the linked records that carry a value the mapping reads and that could not be read
+/// (taken as empty): planned, that empty value could clear the field in GHL. They are moved to
+/// `input.skipped` (present, so never taken for deleted) and returned with those fields, to be
+/// reported unsynced. A record not linked yet is left to sync: a create or a first match
+/// never blanks a GHL field.
+fn hold_unreadable(
+    input: &mut ContactsInput,
+    unreadable: &BTreeMap<String, BTreeSet<String>>,
+    mapping: &MappingConfig,
+) -> Vec<(String, Vec<String>)> {
+    if unreadable.is_empty() {
+        return Vec::new();
+    }
+    let mut held = Vec::new();
+    for (sid, s) in &input.source {
+        let members = || std::iter::once(sid).chain(&s.merged_ids);
+        let linked = |m: &String| {
+            input
+                .base
+                .get(m)
+                .is_some_and(|b| b.status == super::plan::LinkStatus::Active)
+        };
+        if !members().any(linked) {
+            continue;
+        }
+        let fields: BTreeSet<&String> = members()
+            .filter_map(|m| unreadable.get(m))
+            .flatten()
+            .filter(|f| mapping.reads(f))
+            .collect();
+        if !fields.is_empty() {
+            held.push((sid.clone(), fields.into_iter().cloned().collect::<Vec<_>>()));
+        }
+    }
+    for (sid, fields) in &held {
+        let Some(s) = input.source.remove(sid) else {
+            continue;
+        };
+        tracing::warn!(source_id = %sid, fields = %fields.join(", "), "a linked guest has a value that could not be read; left as it is in GHL this run");
+        for m in std::iter::once(sid.clone()).chain(s.merged_ids) {
+            input.skipped.push(SkippedSource {
+                source_id: m,
+                reason: SkipReason::UnreadableValue,
+            });
+        }
+    }
+    held
 }
 
 /// GHL ids of contacts linked within [`INTENT_SETTLE`]: the only ones search may not show yet.
@@ -1026,4 +1085,77 @@ pub fn describe_plan(plan: &Plan) -> String {
         out.push_str("  nothing to write\n");
     }
     format!("Plan ({} writes):\n{out}", plan.remote_writes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::plan::{BaseLink, LinkStatus, SourceEntry};
+    use super::*;
+    use crate::model::{CanonicalContact, ContactProjection, Digest};
+
+    fn base(status: LinkStatus) -> BaseLink {
+        BaseLink {
+            target_id: "t".into(),
+            source_hash: Digest::of(b"s"),
+            target_hash: Digest::of(b"t"),
+            source_fields: None,
+            target_fields: None,
+            owned_tags: BTreeSet::new(),
+            status,
+        }
+    }
+
+    #[test]
+    fn only_linked_records_with_an_unreadable_mapped_value_are_held() {
+        let mut input = ContactsInput::default();
+        let entry = || {
+            SourceEntry::new(ContactProjection::new(
+                CanonicalContact::new(),
+                BTreeSet::new(),
+            ))
+        };
+        for sid in ["linked", "unmapped", "new", "tombstoned", "merged"] {
+            input.source.insert(sid.into(), entry());
+        }
+        input.source.get_mut("merged").unwrap().merged_ids = vec!["sub:9".into()];
+        for sid in ["linked", "unmapped", "merged"] {
+            input.base.insert(sid.into(), base(LinkStatus::Active));
+        }
+        input
+            .base
+            .insert("tombstoned".into(), base(LinkStatus::Tombstoned));
+        let fields = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let unreadable = BTreeMap::from([
+            ("linked".to_string(), fields(&["city", "registered_at"])),
+            ("unmapped".to_string(), fields(&["registered_at"])),
+            ("new".to_string(), fields(&["email"])),
+            ("tombstoned".to_string(), fields(&["email"])),
+            // The subscriber merged into a linked customer: its email could split them.
+            ("sub:9".to_string(), fields(&["email"])),
+        ]);
+        let held = hold_unreadable(&mut input, &unreadable, &MappingConfig::default());
+        assert_eq!(
+            held,
+            vec![
+                ("linked".to_string(), vec!["city".to_string()]),
+                ("merged".to_string(), vec!["email".to_string()]),
+            ]
+        );
+        let left: Vec<&str> = input.source.keys().map(String::as_str).collect();
+        assert_eq!(left, ["new", "tombstoned", "unmapped"]);
+        let skipped: Vec<(&str, SkipReason)> = input
+            .skipped
+            .iter()
+            .map(|s| (s.source_id.as_str(), s.reason))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                ("linked", SkipReason::UnreadableValue),
+                ("merged", SkipReason::UnreadableValue),
+                ("sub:9", SkipReason::UnreadableValue),
+            ],
+            "present, so never taken for deleted"
+        );
+    }
 }

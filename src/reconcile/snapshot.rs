@@ -6,8 +6,9 @@
 //! A listing is `complete` only when every page arrived and nothing in them says a record may
 //! be missing (see `crate::listing`): deletion is never inferred from anything less.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::decode::Listing;
 use crate::ghl::wire::{Contact, CustomField, SearchContact};
 use crate::ghl::{GhlClient, GhlError};
 use crate::hotspot::HotspotClient;
@@ -35,6 +36,9 @@ pub struct SourceListing {
     /// Records dropped because they had no id, or it could not be read (reported by the
     /// client's decode log, never synced).
     pub without_id: usize,
+    /// Records listed with a value that could not be read (taken as empty), by source id, with
+    /// the wire names of those fields.
+    pub unreadable: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Lists the locations to sync (all, or the configured ones), then their customers and, when
@@ -100,18 +104,30 @@ pub async fn read_source(
     // A record whose id could not be read may be a linked guest: taking that guest for
     // deleted would be wrong, so nothing is inferred from this listing.
     out.complete &= out.without_id == 0;
+    for (listing, kind) in [
+        (Listing::Customers, SourceKind::Customer),
+        (Listing::Subscribers, SourceKind::Subscriber),
+    ] {
+        for (id, fields) in hs.decode_log().unreadable_records(listing) {
+            out.unreadable.insert(source_id(id, kind), fields);
+        }
+    }
     Ok(out)
 }
 
+/// The id a record is synced (and linked) by: subscribers have ids of their own, prefixed so a
+/// subscriber can never collide with a customer that happens to share the number.
+fn source_id(id: String, kind: SourceKind) -> String {
+    match kind {
+        SourceKind::Customer => id,
+        SourceKind::Subscriber => format!("sub:{id}"),
+    }
+}
+
 fn source_contact(c: Customer, kind: SourceKind, location_id: &str) -> Option<SourceContact> {
-    let source_id = c.id.filter(|s| !s.trim().is_empty())?;
+    let id = c.id.filter(|s| !s.trim().is_empty())?;
     Some(SourceContact {
-        // Subscribers have ids of their own; prefix them so a subscriber can never collide
-        // with a customer that happens to share the number.
-        source_id: match kind {
-            SourceKind::Customer => source_id,
-            SourceKind::Subscriber => format!("sub:{source_id}"),
-        },
+        source_id: source_id(id, kind),
         kind: Some(kind),
         name: c.name,
         email: c.email,

@@ -83,7 +83,7 @@ pub struct ReportItem {
 /// phone, contacts a CRM user deleted (`on_target_delete = "respect"`), conflicts parked for a
 /// person (`conflict = "report"`, ambiguous identities), records gone from HotspotSystem, and
 /// work deferred at the daily-quota reserve or on a stop request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unsynced {
     /// A mass-deletion guard tripped: no new link or create this run.
@@ -96,11 +96,14 @@ pub enum Unsynced {
     CreatePending,
     /// Its write failed (the report's failures say how).
     WriteFailed,
+    /// Linked, and these wire fields, which its contact is mapped from, could not be read: held
+    /// rather than let an empty value clear what GHL holds.
+    UnreadableValue { fields: Vec<String> },
 }
 
 impl Unsynced {
-    pub fn describe(self) -> &'static str {
-        match self {
+    pub fn describe(&self) -> std::borrow::Cow<'static, str> {
+        let text = match self {
             Unsynced::DeletionGuard => {
                 "held: a mass-deletion guard tripped this run (no new link or create)"
             }
@@ -112,7 +115,15 @@ impl Unsynced {
                 "an earlier create may still be on its way to GHL's search index"
             }
             Unsynced::WriteFailed => "its write failed",
-        }
+            Unsynced::UnreadableValue { fields } => {
+                return format!(
+                    "held, its GHL contact left as it is: {} could not be read this run",
+                    fields.join(", ")
+                )
+                .into();
+            }
+        };
+        text.into()
     }
 }
 

@@ -15,7 +15,8 @@
 //! - `/me`, `/ping` and `/locations/options` ignore the query.
 //!
 //! [`OddValues`] serves what a real account's database can hold and no documented type admits
-//! (MySQL zero dates, malformed dates, digits-only text as numbers, nulls), each on a few records.
+//! (MySQL zero dates, malformed dates, digits-only text as numbers, nulls, an object where text
+//! belongs), each on a few records.
 //! How `offset` is read and whether `Link` is sent are knobs ([`Paging`]): the reference's
 //! wording reads `offset` as a page index, its Link example as a record offset.
 
@@ -107,6 +108,9 @@ pub struct OddValues {
     /// `null` where a value is expected: every field but the id of some records, and some
     /// records as a whole (a `null` item in the list).
     pub nulls: bool,
+    /// `city` sent as a JSON object (`{"name": …}`) on the records [`Oddity::at`] names, as a
+    /// serializer that nests a value would send it.
+    pub object_cities: bool,
 }
 
 /// What the emulator does to one record when the matching [`OddValues`] knob is on.
@@ -118,6 +122,8 @@ pub enum Oddity {
     NullFields,
     /// The record is sent as `null`.
     NullRecord,
+    /// `city` is an object holding the city.
+    ObjectCity,
 }
 
 /// The dates [`Oddity::ZeroDate`] and [`Oddity::MalformedDate`] replace.
@@ -127,13 +133,15 @@ impl Oddity {
     /// The oddity of the record at `position` of its list in the account's data (customers,
     /// subscribers and each transaction type counted apart, from 0): every 100th record from
     /// the 4th gets a zero date, from the 6th a malformed date, from the 8th null fields, and
-    /// from the 12th is sent as `null` (seeded guests 3 to 11 all have an email or a phone).
+    /// from the 12th is sent as `null` (seeded guests 3 to 11 all have an email or a phone),
+    /// and from the 14th has its `city` as an object.
     pub fn at(position: usize) -> Option<Oddity> {
         match position % 100 {
             3 => Some(Oddity::ZeroDate),
             5 => Some(Oddity::MalformedDate),
             7 => Some(Oddity::NullFields),
             11 => Some(Oddity::NullRecord),
+            13 => Some(Oddity::ObjectCity),
             _ => None,
         }
     }
@@ -160,6 +168,11 @@ impl Oddity {
                 }
             }
             Oddity::NullRecord => return Value::Null,
+            Oddity::ObjectCity => {
+                if let Some(c) = map.get_mut("city") {
+                    *c = json!({ "name": c.take() });
+                }
+            }
         }
         Value::Object(map)
     }
@@ -172,6 +185,7 @@ impl OddValues {
             Oddity::ZeroDate => self.zero_dates,
             Oddity::MalformedDate => self.malformed_dates,
             Oddity::NullFields | Oddity::NullRecord => self.nulls,
+            Oddity::ObjectCity => self.object_cities,
         })
     }
 }
