@@ -461,7 +461,7 @@ pub fn run_body(r: &RunReport, max_items: usize) -> String {
                 "<li>{} {}: {}</li>",
                 escape(u.kind.as_str()),
                 escape(&u.source_id),
-                escape(u.why.describe())
+                escape(&u.why.describe())
             );
         }
         out.push_str("</ul>");
