@@ -844,31 +844,13 @@ async fn hotspot_pager_misled_probe_stops_at_the_first_overlap() {
         ),
     );
     let base = serve(app).await;
-    let (p, _) = policy(PolicyConfig {
-        api: "hotspot",
-        ..cfg()
-    });
-    let client = HotspotClient::new(&format!("{base}/v2.0"), "k".into(), p)
-        .unwrap()
-        .with_page_size(4);
-    let mut pager = client.customers(None);
-    let mut err = None;
-    for _ in 0..20 {
-        match pager.next_page().await {
-            Ok(Some(_)) => {}
-            Ok(None) => break,
-            Err(e) => {
-                err = Some(e.to_string());
-                break;
-            }
-        }
-    }
+    let (err, complete) = customers_until_error(&base, 20).await;
     let err = err.expect("the overlap is an error");
     assert!(
         err.contains("hotspot /customers") && err.contains("no progress"),
         "{err}"
     );
-    assert!(!pager.complete());
+    assert!(!complete);
     assert_eq!(
         hits.load(Ordering::SeqCst),
         3,
@@ -876,10 +858,9 @@ async fn hotspot_pager_misled_probe_stops_at_the_first_overlap() {
     );
 }
 
-#[tokio::test]
-async fn hotspot_pager_stops_with_an_error_when_offset_is_ignored() {
-    let hits = Arc::new(AtomicU32::new(0));
-    let base = serve(offset_app(|_, _| 0, 100, hits.clone())).await;
+/// Pages HotspotSystem customers 4 at a time, at most `pages` pages, until the end or an error:
+/// the error's text, and whether the listing counts as complete.
+async fn customers_until_error(base: &str, pages: usize) -> (Option<String>, bool) {
     let (p, _) = policy(PolicyConfig {
         api: "hotspot",
         ..cfg()
@@ -889,7 +870,7 @@ async fn hotspot_pager_stops_with_an_error_when_offset_is_ignored() {
         .with_page_size(4);
     let mut pager = client.customers(None);
     let mut err = None;
-    for _ in 0..10 {
+    for _ in 0..pages {
         match pager.next_page().await {
             Ok(Some(_)) => {}
             Ok(None) => break,
@@ -899,12 +880,20 @@ async fn hotspot_pager_stops_with_an_error_when_offset_is_ignored() {
             }
         }
     }
+    (err, pager.complete())
+}
+
+#[tokio::test]
+async fn hotspot_pager_stops_with_an_error_when_offset_is_ignored() {
+    let hits = Arc::new(AtomicU32::new(0));
+    let base = serve(offset_app(|_, _| 0, 100, hits.clone())).await;
+    let (err, complete) = customers_until_error(&base, 10).await;
     let err = err.expect("an ignored offset is an error");
     assert!(
         err.contains("hotspot /customers") && err.contains("ignores `offset`"),
         "{err}"
     );
-    assert!(!pager.complete());
+    assert!(!complete);
     assert_eq!(
         hits.load(Ordering::SeqCst),
         3,

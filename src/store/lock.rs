@@ -29,8 +29,13 @@ impl Drop for StateLock {
 
 /// `<db>.lock` beside the database.
 pub fn lock_path(db_path: &Path) -> PathBuf {
+    beside(db_path, ".lock")
+}
+
+/// `<db><suffix>` in the database's folder.
+fn beside(db_path: &Path, suffix: &str) -> PathBuf {
     let mut name = db_path.file_name().unwrap_or_default().to_os_string();
-    name.push(".lock");
+    name.push(suffix);
     db_path.with_file_name(name)
 }
 
@@ -89,9 +94,7 @@ impl Drop for RefreshLock {
 
 /// `<db>.refresh.lock` beside the database.
 pub fn refresh_lock_path(db_path: &Path) -> PathBuf {
-    let mut name = db_path.file_name().unwrap_or_default().to_os_string();
-    name.push(".refresh.lock");
-    db_path.with_file_name(name)
+    beside(db_path, ".refresh.lock")
 }
 
 /// The refresh lock of `db_path`, or `None` while another process (or another source in this
