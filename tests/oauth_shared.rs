@@ -105,15 +105,25 @@ impl Env {
     }
 
     async fn start_with(name: &str, ghl: GhlOptions) -> Env {
+        Env::start_seeded(name, ghl, 4, 0).await
+    }
+
+    /// `customers` guests and `transactions` of theirs at HotspotSystem.
+    async fn start_seeded(
+        name: &str,
+        ghl: GhlOptions,
+        customers: usize,
+        transactions: usize,
+    ) -> Env {
         static N: AtomicU32 = AtomicU32::new(0);
         let sandbox = Sandbox::start(SandboxOptions {
             seed: SeedSpec {
                 seed: 23,
                 locations: 1,
-                customers: 4,
+                customers,
                 subscribers: 0,
                 subscribers_also_customers: 0,
-                transactions: 0,
+                transactions,
             },
             ghl: GhlOptions {
                 rate_limit: 100_000,
@@ -179,6 +189,13 @@ full = "off"
             ghl = self.sandbox.ghl.base_url(),
             loc = self.sandbox.ghl.location_id(),
         );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// Sets `ghl.max_concurrency` in the config file.
+    fn set_max_concurrency(&self, n: usize) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = text.replacen("[ghl]\n", &format!("[ghl]\nmax_concurrency = {n}\n"), 1);
         std::fs::write(&self.config, text).unwrap();
     }
 
@@ -541,21 +558,35 @@ async fn invalid_grant_with_an_unchanged_stored_pair_is_a_lost_connection_exit_2
 
 /// A token granted every scope but `missing`, under each shape of GHL's scope denial.
 async fn env_without_scope(name: &str, missing: &str, body: ScopeDenialBody) -> Env {
-    let env = Env::start_with(
+    let env = env_with_scope_denials(name, body, 4, 0).await;
+    env.connect(&scopes_but(missing)).await;
+    env
+}
+
+async fn env_with_scope_denials(
+    name: &str,
+    body: ScopeDenialBody,
+    customers: usize,
+    transactions: usize,
+) -> Env {
+    Env::start_seeded(
         name,
         GhlOptions {
             scope_denial_body: body,
             ..GhlOptions::default()
         },
+        customers,
+        transactions,
     )
-    .await;
-    let granted: Vec<&str> = PRODUCT_SCOPES
+    .await
+}
+
+fn scopes_but(missing: &str) -> Vec<&'static str> {
+    PRODUCT_SCOPES
         .iter()
         .copied()
         .filter(|s| *s != missing)
-        .collect();
-    env.connect(&granted).await;
-    env
+        .collect()
 }
 
 /// A 401 "not authorized for this scope" is a configuration error naming the scope; a refresh
@@ -584,32 +615,83 @@ async fn a_scope_denial_with_a_message_only_body_names_the_scope_and_never_refre
     a_missing_read_scope_stops_the_run(ScopeDenialBody::MessageOnly).await;
 }
 
-/// Without the write scope every create is refused: each guest fails naming the scope, and
-/// no refresh is spent on it (one per refused call before).
+/// Writes of a test with a missing write scope: few enough in flight that a run which goes on
+/// writing after the first refusal is told from one that stops.
+const WRITES_AT_ONCE: usize = 2;
+const GUESTS: usize = 16;
+
+/// Writes the binary sent to GHL: every call but reads, searches and token grants.
+fn writes_sent(env: &Env) -> usize {
+    env.sandbox
+        .ghl
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method != "GET" && !r.path.ends_with("/search") && !r.path.starts_with("/oauth")
+        })
+        .count()
+}
+
+/// What every pass refused for a missing write scope must show: exit 2 naming the scope, no
+/// more writes than were in flight at the first refusal, no refresh spent on it, the run
+/// recorded as failed with the reason, and no create journaled as possibly made.
+fn assert_stopped_at_the_first_refusal(env: &Env, o: &Out, writes: usize, what: &str) {
+    let scope = "not authorized for scope contacts.write";
+    assert_eq!(o.code, 2, "{what}: {}", show(o));
+    assert!(o.stderr.contains(scope), "{what}: {}", show(o));
+    assert!(
+        (1..=WRITES_AT_ONCE).contains(&writes),
+        "{what}: {writes} writes sent, at most {WRITES_AT_ONCE} (those in flight at the first refusal): {}",
+        show(o)
+    );
+    assert_eq!(env.sandbox.ghl.token_refreshes(), 0, "{what}: {}", show(o));
+    let store = Store::open(env.state_path()).unwrap();
+    let run = store.runs(1).unwrap().into_iter().next().expect("a run");
+    assert_eq!(run.status, RunStatus::Failed, "{what}: {run:#?}");
+    assert!(
+        run.summary["notes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|n| n.as_str().is_some_and(|n| n.contains(scope))),
+        "{what}: the run's notes name the scope: {run:#?}"
+    );
+    let pending = store.pending_intents().unwrap();
+    assert!(
+        pending.is_empty(),
+        "{what}: a refused create made nothing: {pending:#?}"
+    );
+}
+
+/// Without the write scope the first refused contact write stops the pass like a
+/// configuration error: the writes in flight finish, no new one starts, and no refresh is spent
+/// on it (one per refused call before).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_write_scope_fails_each_write_naming_the_scope_without_refreshing() {
+async fn a_missing_write_scope_stops_the_pass_at_the_first_refusal_naming_the_scope() {
     for body in [ScopeDenialBody::Nest, ScopeDenialBody::MessageOnly] {
-        let env = env_without_scope("write-scope", "contacts.write", body).await;
+        let env = env_with_scope_denials("write-scope", body, GUESTS, 0).await;
+        env.set_max_concurrency(WRITES_AT_ONCE);
+        env.connect(&scopes_but("contacts.write")).await;
         let o = env.run(&["sync"]).await;
-        assert_ne!(o.code, 0, "{}", show(&o));
-        let named = o
-            .stdout
-            .lines()
-            .filter(|l| l.contains("not authorized for scope contacts.write"))
-            .count();
-        assert_eq!(
-            named,
-            4,
-            "{body:?}: every guest's failure names the scope: {}",
-            show(&o)
-        );
-        assert_eq!(
-            env.sandbox.ghl.token_refreshes(),
-            0,
-            "{body:?}: {}",
-            show(&o)
-        );
+        assert_stopped_at_the_first_refusal(&env, &o, writes_sent(&env), &format!("{body:?}"));
     }
+}
+
+/// The same for notes, written by the runner notes and tasks share: contacts synced while the
+/// scope was granted, then a token without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_write_scope_stops_the_notes_at_the_first_refusal_naming_the_scope() {
+    let env = env_with_scope_denials("write-scope-notes", ScopeDenialBody::Nest, GUESTS, 40).await;
+    env.set_max_concurrency(WRITES_AT_ONCE);
+    env.connect(PRODUCT_SCOPES).await;
+    let o = env.run(&["sync", "--only", "contacts"]).await;
+    assert_eq!(o.code, 0, "{}", show(&o));
+    env.connect(&scopes_but("contacts.write")).await;
+    env.sandbox.ghl.clear_requests();
+    let refreshes = env.sandbox.ghl.token_refreshes();
+    let o = env.run(&["sync", "--only", "notes"]).await;
+    assert_eq!(env.sandbox.ghl.token_refreshes(), refreshes, "{}", show(&o));
+    assert_stopped_at_the_first_refusal(&env, &o, writes_sent(&env), "notes");
 }
 
 /// Short-lived tokens: one `sync` after another for a while refreshes about once per lifetime,

@@ -59,6 +59,21 @@ impl GhlError {
     pub fn is_quota_reserve(&self) -> bool {
         matches!(self, GhlError::Http(HttpError::QuotaReserveReached { .. }))
     }
+
+    /// The token lacks a scope: no later write can do better until it is granted, so the pass
+    /// stops starting writes and ends with this error, a configuration error.
+    pub fn is_scope_denial(&self) -> bool {
+        matches!(self, GhlError::ScopeDenied { .. })
+    }
+
+    /// The request made nothing in GHL: refused outright (a 4xx other than an expired token
+    /// and the rate limit, or a scope the token lacks), or stopped at the quota reserve before
+    /// it was sent. A create that ends so has nothing to look for later.
+    pub fn made_nothing(&self) -> bool {
+        self.is_quota_reserve()
+            || self.is_scope_denial()
+            || self.class() == Some(ErrorClass::Permanent)
+    }
 }
 
 pub type Result<T> = std::result::Result<T, GhlError>;

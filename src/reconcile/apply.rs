@@ -45,8 +45,11 @@ pub struct ApplyResult {
     pub not_writable: HashMap<String, Vec<String>>,
     /// Source id → GHL id adopted because a create was answered "duplicate".
     pub adopted_duplicates: HashMap<String, String>,
-    /// Why writing stopped early, if it did.
+    /// Why writing stopped early and the rest was deferred, if it did.
     pub stopped: Option<String>,
+    /// The error that ends the pass once the writes in flight are done: GHL refused a call for
+    /// a scope the token lacks, which no other record can get past either.
+    pub fatal: Option<GhlError>,
 }
 
 /// Everything apply needs besides the plan.
@@ -72,6 +75,11 @@ enum GroupOutcome {
     Done,
     Failed(String),
     Deferred,
+    /// Stopped at the daily-quota reserve: deferred, and no record after it starts.
+    QuotaReserve(String),
+    /// Refused for a scope the token lacks: failed, no record after it starts, and the pass
+    /// ends with the error.
+    ScopeDenied(GhlError),
 }
 
 impl ContactApplier<'_> {
@@ -89,13 +97,11 @@ impl ContactApplier<'_> {
                 .push(a);
         }
         let result = Mutex::new(ApplyResult::default());
-        let stopped_reason: Mutex<Option<String>> = Mutex::new(None);
         let bar = crate::progress::Bar::new(self.progress, "contacts", order.len() as u64);
         let bar = &bar;
         let runs = futures_util::stream::iter(order.into_iter().map(|sid| {
             let actions = groups.remove(sid).unwrap_or_default();
             let result = &result;
-            let stopped_reason = &stopped_reason;
             async move {
                 let outcome = self.run_group(sid, &actions, result).await;
                 bar.inc();
@@ -106,12 +112,15 @@ impl ContactApplier<'_> {
                         r.deferred.insert(sid.to_string());
                     }
                     GroupOutcome::Failed(msg) => {
-                        if msg.starts_with("quota:") {
-                            r.deferred.insert(sid.to_string());
-                            stopped_reason.lock().expect("lock").get_or_insert(msg);
-                        } else {
-                            r.failed.insert(sid.to_string(), msg);
-                        }
+                        r.failed.insert(sid.to_string(), msg);
+                    }
+                    GroupOutcome::QuotaReserve(why) => {
+                        r.deferred.insert(sid.to_string());
+                        r.stopped.get_or_insert(why);
+                    }
+                    GroupOutcome::ScopeDenied(e) => {
+                        r.failed.insert(sid.to_string(), e.to_string());
+                        r.fatal.get_or_insert(e);
                     }
                 }
             }
@@ -119,8 +128,8 @@ impl ContactApplier<'_> {
         .buffer_unordered(self.max_concurrency.max(1));
         runs.collect::<Vec<()>>().await;
         let mut r = result.into_inner().expect("apply result lock");
-        r.stopped = stopped_reason.into_inner().expect("lock");
-        if r.stopped.is_none() && !r.deferred.is_empty() {
+        // Deferred behind a scope denial: the pass ends with that error, which says why.
+        if r.stopped.is_none() && r.fatal.is_none() && !r.deferred.is_empty() {
             r.stopped =
                 Some("stop requested: in-flight records finished, the rest deferred".into());
         }
@@ -137,15 +146,21 @@ impl ContactApplier<'_> {
             return GroupOutcome::Deferred;
         }
         for action in actions {
-            if let Err(e) = self.execute(action, result).await {
-                if let ApplyError::Ghl(g) = &e
-                    && g.is_quota_reserve()
-                {
+            match self.execute(action, result).await {
+                Ok(()) => {}
+                Err(ApplyError::Ghl(g)) if g.is_quota_reserve() => {
                     self.stop.store(true, Ordering::SeqCst);
-                    return GroupOutcome::Failed(format!("quota: {g}"));
+                    return GroupOutcome::QuotaReserve(g.to_string());
                 }
-                tracing::warn!(source_id = sid, error = %e, "contact action failed");
-                return GroupOutcome::Failed(e.to_string());
+                Err(ApplyError::Ghl(g)) if g.is_scope_denial() => {
+                    self.stop.store(true, Ordering::SeqCst);
+                    tracing::warn!(source_id = sid, error = %g, "GHL refused a call for a missing scope; no new write starts");
+                    return GroupOutcome::ScopeDenied(g);
+                }
+                Err(e) => {
+                    tracing::warn!(source_id = sid, error = %e, "contact action failed");
+                    return GroupOutcome::Failed(e.to_string());
+                }
             }
         }
         GroupOutcome::Done
@@ -471,11 +486,12 @@ impl ContactApplier<'_> {
                     .insert(sid.to_string(), contact_id);
                 Ok(())
             }
-            // Refused outright (4xx other than auth and rate limit), or stopped at the quota
-            // reserve before it was sent (a create is never re-sent after an unknown outcome,
-            // so no earlier attempt went out either): nothing made, so the intent is closed
-            // instead of holding the record under `lost_create_recovery = "wait"`.
-            Err(e) if e.is_quota_reserve() || e.class() == Some(ErrorClass::Permanent) => {
+            // Refused outright (4xx other than an expired token and rate limit, or a scope the
+            // token lacks), or stopped at the quota reserve before it was sent (a create is
+            // never re-sent after an unknown outcome, so no earlier attempt went out either):
+            // nothing made, so the intent is closed instead of holding the record under
+            // `lost_create_recovery = "wait"`.
+            Err(e) if e.made_nothing() => {
                 self.store(|s| s.journal_abandon(intent))?;
                 Err(e.into())
             }

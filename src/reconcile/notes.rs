@@ -392,13 +392,18 @@ pub struct KindOutcome {
     pub items: Vec<RunItem>,
     /// Source ids whose write failed or was deferred (cursors stay put for their stream).
     pub unfinished: BTreeSet<String>,
+    /// Why writing stopped early and the rest was deferred (the daily-quota reserve).
     pub stopped: Option<String>,
+    /// The error that ends the pass once the writes in flight are done: GHL refused a call for
+    /// a scope the token lacks, which no other record can get past either.
+    pub fatal: Option<GhlError>,
 }
 
 impl KindOutcome {
     /// Books the result of one journaled create (a note or a task): counted when it worked;
     /// otherwise left unfinished, and either deferred (the daily-quota reserve stops every
-    /// writer through `stop`) or listed as failed with its reason.
+    /// writer through `stop`) or listed as failed with its reason (a scope denial also stops
+    /// every writer, and is kept to end the pass with).
     pub fn record_create(
         &mut self,
         kind: Kind,
@@ -433,6 +438,13 @@ impl KindOutcome {
             reason: Some(e.to_string()),
             detail: json!({ "contact_id": contact_id }),
         });
+        if let CreateError::Ghl(g) = e
+            && g.is_scope_denial()
+        {
+            stop.store(true, Ordering::SeqCst);
+            tracing::warn!(kind = kind.as_str(), error = %g, "GHL refused a call for a missing scope; no new write starts");
+            self.fatal.get_or_insert(g);
+        }
     }
 
     /// Takes in what the creates of this kind did, then moves each incremental stream's
@@ -450,6 +462,7 @@ impl KindOutcome {
         self.counts.deferred = applied.counts.deferred;
         self.items.extend(applied.items);
         self.stopped = applied.stopped;
+        self.fatal = applied.fatal;
         for (scope, max, sids) in streams {
             if let Some(max) = max
                 && !sids.iter().any(|sid| applied.unfinished.contains(sid))
@@ -650,11 +663,12 @@ async fn create_one(
     Ok(())
 }
 
-/// A create GHL refused outright (4xx other than auth and rate limit), or that the quota
-/// reserve stopped before it was sent, made nothing, so its intent is closed at once instead of
-/// costing a look-up on the next start (or, under `lost_create_recovery = "wait"`, a hold).
+/// A create GHL refused outright (4xx other than an expired token and rate limit, or a scope
+/// the token lacks), or that the quota reserve stopped before it was sent, made nothing, so its
+/// intent is closed at once instead of costing a look-up on the next start (or, under
+/// `lost_create_recovery = "wait"`, a hold).
 pub(crate) fn abandon_if_refused(store: &Mutex<Store>, intent: i64, e: GhlError) -> CreateError {
-    if (e.class() == Some(crate::http::ErrorClass::Permanent) || e.is_quota_reserve())
+    if e.made_nothing()
         && let Err(se) = lock(store).journal_abandon(intent)
     {
         tracing::warn!(error = %se, "could not close a refused create's intent");
@@ -925,9 +939,23 @@ mod tests {
             unknown,
             GhlError::Http(HttpError::Config("connection reset".into())),
         );
+        let denied = intent("3");
+        abandon_if_refused(
+            &store,
+            denied,
+            GhlError::ScopeDenied {
+                scope: "contacts.write",
+                method: "POST".into(),
+                path: "/contacts/{id}/notes",
+            },
+        );
         let s = lock(&store);
         assert_eq!(
             s.intent(refused).unwrap().unwrap().state,
+            IntentState::Abandoned
+        );
+        assert_eq!(
+            s.intent(denied).unwrap().unwrap().state,
             IntentState::Abandoned
         );
         assert_eq!(

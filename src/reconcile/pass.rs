@@ -97,8 +97,9 @@ pub async fn run_pass(
     let budget = Duration::from_secs(cfg.sync.pass_budget_secs);
     let deadline = tokio::time::Instant::now() + budget;
     // What the writers of this pass watch. Set when the caller's flag is set or the budget is
-    // spent, and by a writer that reaches the daily-quota reserve; local to the pass, so that a
-    // daemon's next pass starts with it clear.
+    // spent, and by a writer that reaches the daily-quota reserve or is refused for a scope the
+    // token lacks (the pass then ends with that error); local to the pass, so that a daemon's
+    // next pass starts with it clear.
     let pass_stop = AtomicBool::new(false);
     let told_to_stop = || stop.load(Ordering::SeqCst) || tokio::time::Instant::now() >= deadline;
 
@@ -116,6 +117,9 @@ pub async fn run_pass(
             summary.notes.extend(r.notes);
             items.extend(r.items);
             plan_text = r.plan_text;
+            if let Some(e) = r.fatal {
+                return Err(e.into());
+            }
             cx.keep_listings(r.source, r.target);
         }
         // The kinds that hang off contact links run after contacts, in this order: tasks and
@@ -160,6 +164,9 @@ pub async fn run_pass(
                 ));
             }
             items.extend(r.items);
+            if let Some(e) = r.fatal {
+                return Err(e.into());
+            }
         }
         anyhow::Ok(any_failed)
     };
@@ -364,6 +371,8 @@ struct KindResult {
     plan_text: Option<String>,
     source: Option<SourceListing>,
     target: Option<TargetListing>,
+    /// The error that ends the pass (see [`ApplyResult::fatal`]).
+    fatal: Option<crate::ghl::GhlError>,
 }
 
 /// What the kinds after contacts share: clients, state, options, and the listings of both sides
@@ -646,7 +655,7 @@ async fn contacts(
         notes.push(g.message.clone());
     }
 
-    let (result, plan_text) = if opts.dry_run {
+    let (mut result, plan_text) = if opts.dry_run {
         (ApplyResult::default(), Some(describe_plan(&plan)))
     } else {
         let stop_flag = stop;
@@ -686,6 +695,7 @@ async fn contacts(
             sids.iter().take(3).copied().collect::<Vec<_>>().join(", ")
         ));
     }
+    let fatal = result.fatal.take();
     let (counts, mut items, mut unsynced) = account(&plan, &result, opts.dry_run);
     for sid in held {
         unsynced.push(UnsyncedRecord {
@@ -723,6 +733,7 @@ async fn contacts(
         plan_text,
         source: Some(source),
         target: Some(target),
+        fatal,
     })
 }
 
