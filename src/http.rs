@@ -592,8 +592,9 @@ impl HttpPolicy {
     /// Fails fast while the daily quota is at the reserve. A figure at the reserve is believed
     /// only until it expires (see [`daily_trust`]): a long-lived process would otherwise never
     /// send the request whose answer tells it the day has turned. The first call after the
-    /// expiry goes out (whatever it is: the passes begin with reads) and its answer sets the
-    /// figure again; the calls meanwhile still fail fast.
+    /// expiry goes out, whatever it is (the reserve leaves room for other users of the quota;
+    /// one request per expiry spends little of it), and its answer sets the figure again; the
+    /// calls meanwhile still fail fast.
     fn check_reserve(&self) -> Result<(), HttpError> {
         let rem = self.inner.daily_remaining.load(Ordering::Relaxed);
         let reserve = self.inner.cfg.daily_reserve;
