@@ -172,6 +172,13 @@ pub struct SandboxArgs {
     /// GHL daily quota.
     #[arg(long, default_value_t = 200_000)]
     pub daily_quota: u64,
+    /// Length of GHL's day in seconds, after which the daily quota is back (default: the UTC
+    /// day, which only sets the reset header).
+    #[arg(long)]
+    pub daily_period_secs: Option<u64>,
+    /// GHL answers without the undocumented `X-RateLimit-Daily-Reset` header.
+    #[arg(long)]
+    pub no_daily_reset_header: bool,
     /// Added latency of every answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,

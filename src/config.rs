@@ -155,6 +155,9 @@ pub struct GhlConfig {
     pub rate_window_secs: u64,
     /// Requests of the daily quota kept unused; writing stops when only this many remain.
     pub daily_reserve: u32,
+    /// How long a daily-remaining figure at the reserve is believed when GHL gives no usable
+    /// reset time; then one request checks it again.
+    pub daily_quota_recheck_secs: u64,
     pub max_concurrency: usize,
     pub lost_create_recovery: LostCreateRecovery,
 }
@@ -537,6 +540,7 @@ struct RawGhl {
     rate_limit: Option<u32>,
     rate_window_secs: Option<u64>,
     daily_reserve: Option<u32>,
+    daily_quota_recheck_secs: Option<u64>,
     max_concurrency: Option<usize>,
     lost_create_recovery: Option<LostCreateRecovery>,
 }
@@ -1136,11 +1140,21 @@ impl<'a> Ctx<'a> {
             rate_limit: g.rate_limit.unwrap_or(100),
             rate_window_secs: g.rate_window_secs.unwrap_or(10),
             daily_reserve: g.daily_reserve.unwrap_or(1000),
+            daily_quota_recheck_secs: g
+                .daily_quota_recheck_secs
+                .unwrap_or(crate::http::DAILY_RECHECK.as_secs()),
             max_concurrency: g.max_concurrency.unwrap_or(8),
             lost_create_recovery: g.lost_create_recovery.unwrap_or_default(),
         };
         positive("ghl.rate_limit", ghl.rate_limit.into())?;
         positive("ghl.rate_window_secs", ghl.rate_window_secs)?;
+        if !(1..=86_400).contains(&ghl.daily_quota_recheck_secs) {
+            return Err(self.at(
+                "ghl.daily_quota_recheck_secs",
+                K::Range,
+                format!("{} is outside 1..=86400", ghl.daily_quota_recheck_secs),
+            ));
+        }
         positive("ghl.max_concurrency", ghl.max_concurrency as u64)?;
 
         // [http]

@@ -22,6 +22,7 @@ pub fn ghl_policy(cfg: &Config) -> anyhow::Result<HttpPolicy> {
         timeout: Duration::from_secs(cfg.http.timeout_secs),
         max_response_bytes: cfg.http.max_response_bytes,
         daily_reserve: cfg.ghl.daily_reserve.into(),
+        daily_recheck: Duration::from_secs(cfg.ghl.daily_quota_recheck_secs),
         ..PolicyConfig::ghl()
     };
     HttpPolicy::new(pc, AuditSink::new()).context("cannot set up the GHL HTTP client")

@@ -74,6 +74,10 @@ pub struct PolicyConfig {
     /// Calls fail fast with [`HttpError::QuotaReserveReached`] once the daily remaining quota
     /// reported by the server is at or below this.
     pub daily_reserve: u64,
+    /// How long a daily-remaining figure is believed when the answer carried no sane
+    /// `X-RateLimit-Daily-Reset` (see [`daily_trust`]); once it has passed, one request is let
+    /// through to learn the current figure.
+    pub daily_recheck: Duration,
     /// A 2xx answer with a longer body is refused with [`HttpError::TooLarge`].
     pub max_response_bytes: u64,
 }
@@ -91,6 +95,7 @@ impl PolicyConfig {
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             daily_reserve: 1_000,
+            daily_recheck: DAILY_RECHECK,
             max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
@@ -471,6 +476,8 @@ struct Inner {
     /// u64::MAX until the server reported one.
     daily_remaining: AtomicU64,
     daily_limit: AtomicU64,
+    /// Until when `daily_remaining` is believed; past it, the reserve lets one request through.
+    daily_trusted_until: Mutex<Option<Instant>>,
     sink: AuditSink,
     stats: Mutex<Stats>,
     /// Whether out-of-bounds `X-RateLimit-*` values were already warned about (once per process
@@ -515,6 +522,7 @@ impl HttpPolicy {
                 bucket: Mutex::new(bucket),
                 daily_remaining: AtomicU64::new(NONE),
                 daily_limit: AtomicU64::new(NONE),
+                daily_trusted_until: Mutex::new(None),
                 sink,
                 stats: Mutex::new(Stats::default()),
                 warned_rate_headers: AtomicBool::new(false),
@@ -581,16 +589,78 @@ impl HttpPolicy {
         b.seed(Instant::now(), ages);
     }
 
+    /// Fails fast while the daily quota is at the reserve. A figure at the reserve is believed
+    /// only until it expires (see [`daily_trust`]): a long-lived process would otherwise never
+    /// send the request whose answer tells it the day has turned. The first call after the
+    /// expiry goes out, whatever it is (the reserve leaves room for other users of the quota;
+    /// one request per expiry spends little of it), and its answer sets the figure again; the
+    /// calls meanwhile still fail fast.
     fn check_reserve(&self) -> Result<(), HttpError> {
         let rem = self.inner.daily_remaining.load(Ordering::Relaxed);
-        if rem != NONE && rem <= self.inner.cfg.daily_reserve {
-            return Err(HttpError::QuotaReserveReached {
-                api: self.inner.cfg.api,
-                daily_remaining: rem,
-                reserve: self.inner.cfg.daily_reserve,
-            });
+        let reserve = self.inner.cfg.daily_reserve;
+        if rem == NONE || rem > reserve {
+            return Ok(());
         }
-        Ok(())
+        let now = Instant::now();
+        let mut until = self
+            .inner
+            .daily_trusted_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if until.is_some_and(|u| now >= u) {
+            // Claim the one request: if it gets no answer, the next one waits a full recheck.
+            *until = Some(now + self.inner.cfg.daily_recheck);
+            tracing::info!(
+                api = self.inner.cfg.api,
+                daily_remaining = rem,
+                reserve,
+                "the daily quota figure has expired: sending one request to learn the current one"
+            );
+            return Ok(());
+        }
+        Err(HttpError::QuotaReserveReached {
+            api: self.inner.cfg.api,
+            daily_remaining: rem,
+            reserve,
+        })
+    }
+
+    /// Stores a daily-remaining figure with how long it is believed, logging when it takes
+    /// the quota to the reserve or back above it.
+    fn observe_daily(&self, remaining: u64, reset: Option<&str>) {
+        let now = Instant::now();
+        let trust = daily_trust(reset, self.inner.cfg.daily_recheck);
+        let mut until = self
+            .inner
+            .daily_trusted_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *until = Some(now + trust.duration());
+        let before = self
+            .inner
+            .daily_remaining
+            .swap(remaining, Ordering::Relaxed);
+        let reserve = self.inner.cfg.daily_reserve;
+        let held_before = before != NONE && before <= reserve;
+        let held_now = remaining <= reserve;
+        if held_now && !held_before {
+            tracing::info!(
+                api = self.inner.cfg.api,
+                daily_remaining = remaining,
+                reserve,
+                check_in_secs = trust.duration().as_secs(),
+                "daily quota reserve reached: requests held until the figure is checked again \
+                 ({})",
+                trust
+            );
+        } else if held_before && !held_now {
+            tracing::info!(
+                api = self.inner.cfg.api,
+                daily_remaining = remaining,
+                reserve,
+                "daily quota reserve lifted: the server reports requests left again"
+            );
+        }
     }
 
     async fn acquire(&self) {
@@ -642,7 +712,10 @@ impl HttpPolicy {
                 .and_then(|s| s.trim().parse().ok())
         };
         if let Some(d) = num("x-ratelimit-daily-remaining") {
-            self.inner.daily_remaining.store(d, Ordering::Relaxed);
+            let reset = headers
+                .get("x-ratelimit-daily-reset")
+                .and_then(|v| v.to_str().ok());
+            self.observe_daily(d, reset);
         }
         if let Some(l) = num("x-ratelimit-limit-daily") {
             self.inner.daily_limit.store(l, Ordering::Relaxed);
@@ -923,6 +996,61 @@ pub const RATE_WINDOW_MS: RangeInclusive<u64> = 100..=60_000;
 
 /// `X-RateLimit-Max` believed (it can only lower the configured limit).
 pub const RATE_MAX: RangeInclusive<u64> = 1..=1_000_000;
+
+/// `X-RateLimit-Daily-Reset` believed, in milliseconds: GHL does not document the header; one
+/// observed value (49013000) reads as the time left in a daily window, so anything that is not
+/// within one day is not a time until the reset.
+pub const DAILY_RESET_MS: RangeInclusive<u64> = 1..=86_400_000;
+
+/// How long a daily-remaining figure is believed without a sane reset time. GHL documents a
+/// per-day quota but not when its day turns (UTC midnight, the location's midnight, or a
+/// rolling 24 hours all fit what is published), so waiting for any one midnight could hold a
+/// run for most of a day after the quota came back. Checking hourly spends at most 24 requests
+/// a day of the reserve and resumes at most an hour late under every reading.
+pub const DAILY_RECHECK: Duration = Duration::from_secs(3600);
+
+/// How long one daily-remaining figure is believed, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DailyTrust {
+    /// The answer said when the day resets (`X-RateLimit-Daily-Reset`, milliseconds).
+    UntilServerReset(Duration),
+    /// No reset time, or one out of [`DAILY_RESET_MS`]: the configured recheck interval.
+    Recheck(Duration),
+}
+
+impl DailyTrust {
+    pub fn duration(self) -> Duration {
+        match self {
+            DailyTrust::UntilServerReset(d) | DailyTrust::Recheck(d) => d,
+        }
+    }
+}
+
+impl std::fmt::Display for DailyTrust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DailyTrust::UntilServerReset(d) => {
+                write!(f, "the server says its day resets in {} s", d.as_secs())
+            }
+            DailyTrust::Recheck(d) => write!(
+                f,
+                "no usable reset time from the server; checking again in {} s",
+                d.as_secs()
+            ),
+        }
+    }
+}
+
+/// How long to believe a daily-remaining figure that came with `reset` (the raw
+/// `X-RateLimit-Daily-Reset` value, if any).
+pub fn daily_trust(reset: Option<&str>, recheck: Duration) -> DailyTrust {
+    match reset.and_then(|r| r.trim().parse::<u64>().ok()) {
+        Some(ms) if DAILY_RESET_MS.contains(&ms) => {
+            DailyTrust::UntilServerReset(Duration::from_millis(ms))
+        }
+        _ => DailyTrust::Recheck(recheck),
+    }
+}
 
 /// Why `X-RateLimit-*` values of one answer are not believed, if they are not.
 fn rate_headers_out_of_bounds(
@@ -1253,6 +1381,35 @@ mod tests {
         assert!(rate_headers_out_of_bounds(Some(100), Some(10), None).is_some());
         assert!(rate_headers_out_of_bounds(Some(0), Some(10_000), None).is_some());
         assert!(rate_headers_out_of_bounds(Some(10), Some(10_000), Some(11)).is_some());
+    }
+
+    #[test]
+    fn a_daily_figure_is_believed_until_a_sane_reset_else_for_the_recheck() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            daily_trust(Some("49013000"), hour),
+            DailyTrust::UntilServerReset(Duration::from_millis(49_013_000))
+        );
+        assert_eq!(
+            daily_trust(Some(" 86400000 "), hour),
+            DailyTrust::UntilServerReset(Duration::from_secs(86_400))
+        );
+        // Absent, unparsable, zero, negative or beyond a day: not a time until the reset.
+        for reset in [
+            None,
+            Some(""),
+            Some("soon"),
+            Some("0"),
+            Some("-5"),
+            Some("86400001"),
+            Some("1764633600000"),
+        ] {
+            assert_eq!(
+                daily_trust(reset, hour),
+                DailyTrust::Recheck(hour),
+                "{reset:?}"
+            );
+        }
     }
 
     #[test]

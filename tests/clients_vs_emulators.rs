@@ -39,6 +39,7 @@ fn fast(api: &'static str) -> PolicyConfig {
         min_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(40),
         daily_reserve: 0,
+        daily_recheck: Duration::from_secs(3600),
         max_response_bytes: 32 << 20,
     }
 }

@@ -49,6 +49,7 @@ fn fast() -> PolicyConfig {
         min_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(20),
         daily_reserve: 0,
+        daily_recheck: Duration::from_secs(3600),
         max_response_bytes: 32 << 20,
     }
 }

@@ -653,3 +653,116 @@ async fn a_pass_out_of_its_time_budget_is_recorded_aborted_and_the_next_pass_run
     let (ids, _) = ids_in_ghl(&env.sandbox);
     assert!(ids.values().all(|n| *n == 1), "no duplicate: {ids:?}");
 }
+
+/// Which reading of GHL's undocumented `X-RateLimit-Daily-Reset` the emulator plays.
+#[derive(Debug, Clone, Copy)]
+enum ResetHeader {
+    /// Sent, as milliseconds until the emulator's (short) day ends and the quota comes back.
+    UntilDayEnds,
+    /// Not sent: the client must check the figure again on its own.
+    Absent,
+}
+
+/// Waits (12 s at most) until a run recorded in the state database is `done`.
+async fn wait_run(env: &Env, d: &Daemon, what: &str, done: impl Fn(&RunRecord) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(12);
+    while !env.runs().iter().any(&done) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {:#?}\nlog:\n{}",
+            env.runs(),
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A long-running daemon reaches the daily-quota reserve part-way through its first pass. Once
+/// GHL's day turns, its later passes finish the deferred writes without a restart: the figure
+/// at the reserve expires (at the reset the header names, or after the configured recheck when
+/// there is none) and one request learns the new one.
+async fn daemon_resumes_after_the_daily_quota_comes_back(reading: ResetHeader) {
+    const CUSTOMERS: usize = 24;
+    let day = Duration::from_secs(4);
+    let sb = Sandbox::start(SandboxOptions {
+        seed: SeedSpec {
+            seed: 13,
+            locations: 1,
+            customers: CUSTOMERS,
+            subscribers: 2,
+            subscribers_also_customers: 1,
+            transactions: 2,
+        },
+        ghl: GhlOptions {
+            rate_limit: 2_000,
+            daily_quota: 100_000,
+            daily_period: matches!(reading, ResetHeader::UntilDayEnds).then_some(day),
+            daily_reset_header: matches!(reading, ResetHeader::UntilDayEnds),
+            ..GhlOptions::default()
+        },
+        ..SandboxOptions::default()
+    })
+    .await
+    .expect("sandbox");
+    // Fewer requests left today than the first pass needs.
+    sb.ghl.set_daily_remaining(18);
+    let env = Env::new("quota", sb, &[("contacts", "*/1 * * * * *")]);
+    let mut text = std::fs::read_to_string(&env.config).unwrap();
+    // With the header, only its reset time may lift the reserve within this test: the recheck
+    // stays at an hour. Without it, a 1 s recheck stands in for the hour.
+    let recheck = match reading {
+        ResetHeader::UntilDayEnds => 3600,
+        ResetHeader::Absent => 1,
+    };
+    text = text.replace(
+        "max_concurrency = 2\n",
+        &format!("max_concurrency = 2\ndaily_reserve = 5\ndaily_quota_recheck_secs = {recheck}\n"),
+    );
+    std::fs::write(&env.config, text).unwrap();
+
+    let mut d = env.spawn_daemon();
+    wait_run(&env, &d, "no pass stopped at the reserve", |r| {
+        r.status == RunStatus::Aborted
+    })
+    .await;
+    let at_reserve = env.ghl_contacts();
+    if let ResetHeader::Absent = reading {
+        // The figure is rechecked every second but stays at the reserve until the day turns.
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        env.sandbox.ghl.reset_daily_quota();
+    }
+    // A pass that starts after the one that stopped completes every deferred write.
+    let stopped = chrono::Utc::now();
+    wait_run(
+        &env,
+        &d,
+        "no pass completed after the quota came back",
+        |r| r.started_at > stopped && r.status == RunStatus::Succeeded,
+    )
+    .await;
+    d.terminate();
+    let status = d.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", d.log());
+
+    let log = d.log();
+    assert!(log.contains("daily quota reserve reached"), "{log}");
+    assert!(log.contains("daily quota reserve lifted"), "{log}");
+    let written = env.ghl_contacts();
+    assert!(written > at_reserve, "{written} > {at_reserve}");
+    let (ids, _) = ids_in_ghl(&env.sandbox);
+    assert!(ids.values().all(|n| *n == 1), "duplicates: {ids:?}");
+    // Nothing was left for a fresh process.
+    let o = env.run(&["sync"]).await;
+    assert_eq!(o.code, 0, "{}", show(&o));
+    assert_eq!(env.ghl_contacts(), written, "{}", show(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_resumes_at_the_daily_reset_the_server_names() {
+    daemon_resumes_after_the_daily_quota_comes_back(ResetHeader::UntilDayEnds).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_rechecks_the_daily_quota_when_no_reset_is_named() {
+    daemon_resumes_after_the_daily_quota_comes_back(ResetHeader::Absent).await;
+}

@@ -43,6 +43,7 @@ fn cfg() -> PolicyConfig {
         min_backoff: Duration::from_millis(1),
         max_backoff: Duration::from_millis(5),
         daily_reserve: 0,
+        daily_recheck: Duration::from_secs(3600),
         max_response_bytes: 32 << 20,
     }
 }
@@ -311,6 +312,36 @@ async fn daily_reserve_fails_fast_without_sending() {
         "{err}"
     );
     assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+/// A figure at the reserve expires: at the reset the server names, or after the recheck when
+/// the reset is absent or absurd. Then one request goes out and its answer lifts the reserve.
+#[tokio::test]
+async fn a_daily_figure_at_the_reserve_expires_and_one_request_learns_the_new_one() {
+    for reset in [Some("150"), None, Some("0"), Some("999999999999")] {
+        let mut low = vec![("x-ratelimit-daily-remaining", "5".to_string())];
+        if let Some(r) = reset {
+            low.push(("x-ratelimit-daily-reset", r.to_string()));
+        }
+        let back = vec![("x-ratelimit-daily-remaining", "199000".to_string())];
+        let (app, hits) = scripted(vec![(200, low, json!({})), (200, back, json!({}))]);
+        let base = serve(app).await;
+        let mut c = cfg();
+        c.daily_reserve = 5;
+        c.daily_recheck = Duration::from_millis(150);
+        let (p, _) = policy(c);
+        p.send(&get_req(&base)).await.unwrap();
+        let err = p.send(&get_req(&base)).await.unwrap_err();
+        assert!(
+            matches!(err, HttpError::QuotaReserveReached { .. }),
+            "{reset:?}: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        p.send(&get_req(&base)).await.unwrap();
+        assert_eq!(p.quota().unwrap().daily_remaining, 199000, "{reset:?}");
+        p.send(&get_req(&base)).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 3, "{reset:?}");
+    }
 }
 
 #[tokio::test]

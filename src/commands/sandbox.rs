@@ -55,6 +55,8 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
         rate_limit: args.rate_limit,
         rate_window: Duration::from_millis(args.rate_window_ms),
         daily_quota: args.daily_quota,
+        daily_period: args.daily_period_secs.map(Duration::from_secs),
+        daily_reset_header: !args.no_daily_reset_header,
         access_token_lifetime: Duration::from_secs(args.token_ttl_secs),
         revoke_access_on_refresh: args.revoke_access_on_refresh,
         scope_denial_body: if args.scope_denial_message_only {

@@ -301,6 +301,12 @@ pub(crate) struct Limiter {
     pub retry_after: bool,
     /// Put the `X-RateLimit-*` headers on answers.
     pub send_headers: bool,
+    /// Put `X-RateLimit-Daily-Reset` among them (observed, undocumented).
+    pub send_daily_reset: bool,
+    /// Length of the emulated day, from start; `None` is the UTC day, whose end only sets the
+    /// reset header (the quota comes back through [`Limiter::reset_day`]).
+    pub day: Option<Duration>,
+    day_start: Instant,
     window_start: Instant,
     used: u32,
 }
@@ -321,6 +327,9 @@ impl Limiter {
             daily_remaining: daily,
             retry_after,
             send_headers: true,
+            send_daily_reset: true,
+            day: None,
+            day_start: Instant::now(),
             window_start: Instant::now(),
             used: 0,
         }
@@ -333,9 +342,36 @@ impl Limiter {
         }
     }
 
+    /// A new day: the whole daily quota is back.
+    pub fn reset_day(&mut self) {
+        self.day_start = Instant::now();
+        self.daily_remaining = self.daily_limit;
+    }
+
+    fn roll_day(&mut self) {
+        if self.day.is_some_and(|d| self.day_start.elapsed() >= d) {
+            self.reset_day();
+        }
+    }
+
+    /// Milliseconds until the day resets (at least 1).
+    fn daily_reset_ms(&self) -> u64 {
+        let ms = match self.day {
+            Some(d) => d.saturating_sub(self.day_start.elapsed()).as_millis() as u64,
+            None => {
+                let now = chrono::Utc::now();
+                let since_midnight_ms = u64::from(now.num_seconds_from_midnight()) * 1000
+                    + u64::from(now.timestamp_subsec_millis());
+                86_400_000u64.saturating_sub(since_midnight_ms)
+            }
+        };
+        ms.max(1)
+    }
+
     /// Count one request, or say which limit refuses it (refused requests are not counted).
     pub fn take(&mut self) -> Result<(), Limited> {
         self.roll_window();
+        self.roll_day();
         if self.daily_remaining == 0 {
             return Err(Limited::Daily);
         }
@@ -357,10 +393,8 @@ impl Limiter {
     /// knob) is left as it is.
     pub fn headers(&mut self, h: &mut HeaderMap) {
         self.roll_window();
-        let now = chrono::Utc::now();
-        let since_midnight_ms = u64::from(now.num_seconds_from_midnight()) * 1000
-            + u64::from(now.timestamp_subsec_millis());
-        let reset = 86_400_000u64.saturating_sub(since_midnight_ms);
+        self.roll_day();
+        let reset = self.daily_reset_ms();
         let pairs: [(&str, u64); 6] = [
             ("x-ratelimit-max", u64::from(self.max)),
             (
@@ -376,6 +410,9 @@ impl Limiter {
             ("x-ratelimit-daily-reset", reset),
         ];
         for (k, v) in pairs {
+            if k == "x-ratelimit-daily-reset" && !self.send_daily_reset {
+                continue;
+            }
             h.entry(k).or_insert(HeaderValue::from(v));
         }
     }
@@ -394,5 +431,30 @@ mod tests {
         assert!(l.retry_after_secs() >= 59);
         l.daily_remaining = 0;
         assert_eq!(l.take(), Err(Limited::Daily));
+        l.reset_day();
+        assert_eq!(l.daily_remaining, 3);
+    }
+
+    #[test]
+    fn a_short_day_refills_the_quota_and_counts_its_reset_down() {
+        let mut l = Limiter::new(100, Duration::from_secs(60), 2, true);
+        l.day = Some(Duration::from_millis(200));
+        l.daily_remaining = 0;
+        let mut h = HeaderMap::new();
+        l.headers(&mut h);
+        let reset: u64 = h["x-ratelimit-daily-reset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=200).contains(&reset), "{reset}");
+        assert_eq!(l.take(), Err(Limited::Daily));
+        std::thread::sleep(Duration::from_millis(220));
+        assert!(l.take().is_ok());
+        l.send_daily_reset = false;
+        let mut h = HeaderMap::new();
+        l.headers(&mut h);
+        assert!(h.get("x-ratelimit-daily-reset").is_none());
+        assert!(h.get("x-ratelimit-daily-remaining").is_some());
     }
 }

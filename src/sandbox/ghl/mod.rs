@@ -6,7 +6,7 @@
 //!   faults, custom fields.
 //! - [`GhlEmulator::start`] / [`GhlEmulator::start_on`] (async; need a tokio runtime), then
 //!   [`GhlEmulator::base_url`], the request log ([`GhlEmulator::requests`]), run-time knobs
-//!   (`set_faults`, `set_rate_limit`, `set_daily_remaining`, `set_search_lag`,
+//!   (`set_faults`, `set_rate_limit`, `set_daily_remaining`, `reset_daily_quota`, `set_search_lag`,
 //!   `set_search_paging`), OAuth helpers
 //!   (`issue_auth_code`, `token_refreshes`, `expire_access_tokens`) and direct state access
 //!   ([`GhlEmulator::with_state`]) for tests that play a CRM user.
@@ -93,6 +93,13 @@ pub struct GhlOptions {
     pub rate_limit: u32,
     pub rate_window: Duration,
     pub daily_quota: u64,
+    /// Length of the emulated day, after which the daily quota is back; `None` (the default)
+    /// is the UTC day, which only sets `X-RateLimit-Daily-Reset`: the quota comes back through
+    /// [`GhlEmulator::reset_daily_quota`]. GHL does not say when its day turns.
+    pub daily_period: Option<Duration>,
+    /// Whether answers carry `X-RateLimit-Daily-Reset` (observed on every answer, undocumented:
+    /// read as milliseconds until the day resets, which is UNCONFIRMED).
+    pub daily_reset_header: bool,
     /// Whether a burst-limit 429 carries `Retry-After` (the reference marks it UNCONFIRMED).
     pub retry_after_on_429: bool,
     /// Whether answers carry the `X-RateLimit-*` headers. Observed on every answer, but not
@@ -151,6 +158,8 @@ impl std::fmt::Debug for GhlOptions {
             .field("rate_limit", &self.rate_limit)
             .field("rate_window", &self.rate_window)
             .field("daily_quota", &self.daily_quota)
+            .field("daily_period", &self.daily_period)
+            .field("daily_reset_header", &self.daily_reset_header)
             .field("retry_after_on_429", &self.retry_after_on_429)
             .field("allow_duplicates", &self.allow_duplicates)
             .field("search_lag", &self.search_lag)
@@ -187,6 +196,8 @@ impl Default for GhlOptions {
             rate_limit: 100,
             rate_window: Duration::from_secs(10),
             daily_quota: 200_000,
+            daily_period: None,
+            daily_reset_header: true,
             retry_after_on_429: true,
             rate_limit_headers: true,
             allow_duplicates: false,
@@ -298,6 +309,8 @@ impl GhlEmulator {
                     opts.retry_after_on_429,
                 );
                 l.send_headers = opts.rate_limit_headers;
+                l.send_daily_reset = opts.daily_reset_header;
+                l.day = opts.daily_period;
                 l
             }),
             log: Mutex::new(Vec::new()),
@@ -354,10 +367,17 @@ impl GhlEmulator {
     pub fn set_rate_limit(&self, max: u32, window: Duration) {
         let mut l = lock(&self.shared.limiter);
         let (daily, remaining, ra) = (l.daily_limit, l.daily_remaining, l.retry_after);
-        let send_headers = l.send_headers;
+        let (send_headers, send_daily_reset, day) = (l.send_headers, l.send_daily_reset, l.day);
         *l = auth::Limiter::new(max, window, daily, ra);
         l.daily_remaining = remaining;
         l.send_headers = send_headers;
+        l.send_daily_reset = send_daily_reset;
+        l.day = day;
+    }
+
+    /// A new day: the whole daily quota is back and the day's reset counts from now.
+    pub fn reset_daily_quota(&self) {
+        lock(&self.shared.limiter).reset_day();
     }
 
     pub fn set_daily_remaining(&self, n: u64) {
