@@ -339,6 +339,10 @@ async fn daily_quota_reserve_defers_the_rest() {
     let deferred = counts["deferred"].as_u64().unwrap_or(0);
     let created = counts["created"].as_u64().unwrap_or(0);
     assert!(deferred > 0, "the rest is deferred: {report:#}");
+    assert_eq!(
+        report["status"], "aborted",
+        "a run stopped at the reserve is recorded aborted: {report:#}"
+    );
     // The reserve is checked before each request; the 8 in flight may each spend one more.
     assert!(
         created > 0 && created <= 40 + 8,

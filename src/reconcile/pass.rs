@@ -103,6 +103,8 @@ pub async fn run_pass(
     let pass_stop = AtomicBool::new(false);
     let told_to_stop = || stop.load(Ordering::SeqCst) || tokio::time::Instant::now() >= deadline;
 
+    // Whether a kind stopped writing early (quota reserve, stop request) and deferred the rest.
+    let mut writing_stopped = false;
     let work = async {
         let stop = &pass_stop;
         let mut any_failed = false;
@@ -110,6 +112,7 @@ pub async fn run_pass(
         if opts.kinds.contains(&Kind::Contact) {
             let r = contacts(cfg, store, hs, ghl, opts, run_id, stop).await?;
             any_failed |= r.counts.failed > 0;
+            writing_stopped |= r.writing_stopped;
             summary.unsynced.extend(r.unsynced);
             summary
                 .kinds
@@ -158,6 +161,7 @@ pub async fn run_pass(
             summary.kinds.insert(kind.as_str().to_string(), r.counts);
             summary.notes.extend(r.notes);
             if let Some(why) = r.stopped {
+                writing_stopped = true;
                 summary.notes.push(format!(
                     "Stopped writing {}s: {why}. The rest is deferred to the next run.",
                     kind.as_str()
@@ -254,9 +258,7 @@ pub async fn run_pass(
         // request is not success, whatever else the run did.
         Some(Ok(_)) if !summary.unsynced.is_empty() => RunStatus::Partial,
         Some(Ok(false)) if unusable => RunStatus::Partial,
-        Some(Ok(false)) if summary.notes.iter().any(|n| n.starts_with("Stopped")) => {
-            RunStatus::Aborted
-        }
+        Some(Ok(false)) if writing_stopped => RunStatus::Aborted,
         Some(Ok(false)) => RunStatus::Succeeded,
         Some(Ok(true)) => RunStatus::Partial,
     };
@@ -373,6 +375,8 @@ struct KindResult {
     target: Option<TargetListing>,
     /// The error that ends the pass (see [`ApplyResult::fatal`]).
     fatal: Option<crate::ghl::GhlError>,
+    /// Writing stopped early and the rest was deferred (see [`ApplyResult::stopped`]).
+    writing_stopped: bool,
 }
 
 /// What the kinds after contacts share: clients, state, options, and the listings of both sides
@@ -674,6 +678,7 @@ async fn contacts(
         };
         (applier.apply(&plan).await, None)
     };
+    let writing_stopped = result.stopped.is_some();
     if let Some(why) = &result.stopped {
         notes.push(format!(
             "Stopped writing: {why}. The rest is deferred to the next run."
@@ -734,6 +739,7 @@ async fn contacts(
         source: Some(source),
         target: Some(target),
         fatal,
+        writing_stopped,
     })
 }
 
