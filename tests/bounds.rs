@@ -81,13 +81,6 @@ async fn run_within(
     )
 }
 
-fn show(o: &Out) -> String {
-    format!(
-        "exit {}\n--- stdout\n{}--- stderr\n{}",
-        o.code, o.stdout, o.stderr
-    )
-}
-
 /// HotspotSystem id → how many GHL contacts carry it in the anchor field.
 fn anchor_counts(env: &TestEnv) -> BTreeMap<String, usize> {
     env.sandbox.ghl.with_state(|s| {
@@ -115,7 +108,7 @@ async fn nothing_lost_nothing_twice(env: &TestEnv) {
     env.sandbox.ghl.set_faults(FaultKnobs::default());
     env.sandbox.hotspot.set_faults(FaultKnobs::default());
     let (o, _) = run_within(env, &["sync"], None, Duration::from_secs(60)).await;
-    assert_eq!(o.code, 0, "{}", show(&o));
+    assert_eq!(o.code, 0, "{}", o.show());
     let anchors = anchor_counts(env);
     let twice: Vec<_> = anchors.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "duplicates: {twice:?}");
@@ -139,12 +132,12 @@ async fn a_pass_that_runs_out_of_its_budget_stops_cleanly_records_aborted_and_ex
     // Budget, then at most the stop grace (6 s) for the writes in flight, plus start-up.
     let limit = budget + Duration::from_secs(6 + 4);
     let (out, took) = run_within(&env, &["sync"], None, limit).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    assert_eq!(out.code, 1, "{}", out.show());
     assert!(
         out.stderr
             .contains("time budget (sync.pass_budget_secs = 2s)"),
         "{}",
-        show(&out)
+        out.show()
     );
     let written = anchor_counts(&env).len();
     let eligible = support::census::eligible_people(&env.sandbox.hotspot);
@@ -173,7 +166,7 @@ async fn a_pass_stuck_reading_a_slow_api_is_dropped_when_its_budget_is_spent() {
     tune(&env, "", Some(2));
     let limit = Duration::from_secs(2 + 6 + 4);
     let (out, took) = run_within(&env, &["sync"], None, limit).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    assert_eq!(out.code, 1, "{}", out.show());
     assert!(
         took >= Duration::from_secs(2 + 6),
         "given its budget and grace: {took:?}"
@@ -206,18 +199,18 @@ async fn rate_limit_headers_out_of_bounds_are_ignored_with_a_warning() {
         ..FaultKnobs::default()
     });
     let (out, _) = run_within(&env, &["sync"], None, Duration::from_secs(20)).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    assert_eq!(out.code, 0, "{}", out.show());
     assert!(
         out.stderr
             .contains("X-RateLimit-Interval-Milliseconds = 86400000 is outside"),
         "{}",
-        show(&out)
+        out.show()
     );
     assert_eq!(
         out.stderr.matches("ignoring the X-RateLimit").count(),
         1,
         "warned once: {}",
-        show(&out)
+        out.show()
     );
     nothing_lost_nothing_twice(&env).await;
 }
@@ -229,7 +222,7 @@ async fn a_sane_rate_limit_is_obeyed_and_its_long_waits_are_logged_with_the_reas
     // pass makes 8 GHL requests: the 5th waits for the window.
     env.sandbox.ghl.set_rate_limit(4, Duration::from_secs(9));
     let (out, took) = run_within(&env, &["sync"], None, Duration::from_secs(60)).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    assert_eq!(out.code, 0, "{}", out.show());
     assert!(
         took >= Duration::from_secs(7),
         "the limit was obeyed: {took:?}"
@@ -239,7 +232,7 @@ async fn a_sane_rate_limit_is_obeyed_and_its_long_waits_are_logged_with_the_reas
         .lines()
         .filter(|l| l.contains("waiting before the next request"))
         .collect();
-    assert!(!waits.is_empty(), "{}", show(&out));
+    assert!(!waits.is_empty(), "{}", out.show());
     assert!(
         waits.iter().all(|l| l.contains("\"ghl\"")
             && l.contains("wait_secs")
@@ -274,27 +267,27 @@ async fn retry_after_waits_are_logged_and_one_past_max_elapsed_is_not_waited_for
     // An hour: more than http.max_elapsed_secs (20 s) allows, so not waited for at all.
     env.sandbox.ghl.set_faults(always_429(3_600));
     let (out, took) = run_within(&env, &["sync"], None, Duration::from_secs(10)).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    assert_eq!(out.code, 1, "{}", out.show());
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(
         out.stderr.contains(
             "not retrying: the server's Retry-After asks for a wait past http.max_elapsed_secs"
         ),
         "{}",
-        show(&out)
+        out.show()
     );
 
     // 6 s: waited for once (2 attempts), and said so with the API, path and status.
     env.sandbox.ghl.set_faults(always_429(6));
     let (out, took) = run_within(&env, &["sync"], None, Duration::from_secs(20)).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    assert_eq!(out.code, 1, "{}", out.show());
     assert!(took >= Duration::from_secs(6), "{took:?}");
     let waits: Vec<&str> = out
         .stderr
         .lines()
         .filter(|l| l.contains("waiting before retrying: the server's Retry-After (answered 429)"))
         .collect();
-    assert_eq!(waits.len(), 1, "{}", show(&out));
+    assert_eq!(waits.len(), 1, "{}", out.show());
     assert!(
         waits[0].contains("\"ghl\"") && waits[0].contains("wait_secs"),
         "{waits:?}"
@@ -320,7 +313,7 @@ async fn an_answer_over_the_size_cap_is_refused_naming_api_and_path_announced_or
         // HotspotSystem first (its listing comes first), then GHL.
         env.sandbox.hotspot.set_faults(pad.clone());
         let (out, _) = run_within(&env, &["sync"], None, Duration::from_secs(15)).await;
-        assert_eq!(out.code, 1, "{}", show(&out));
+        assert_eq!(out.code, 1, "{}", out.show());
         let size = if announce_length {
             "its Content-Length of 52"
         } else {
@@ -336,13 +329,13 @@ async fn an_answer_over_the_size_cap_is_refused_naming_api_and_path_announced_or
                 && error.contains(size)
                 && error.contains("cap of 1048576 bytes (http.max_response_bytes)"),
             "{announce_length}: {}",
-            show(&out)
+            out.show()
         );
 
         env.sandbox.hotspot.set_faults(FaultKnobs::default());
         env.sandbox.ghl.set_faults(pad.clone());
         let (out, _) = run_within(&env, &["sync"], None, Duration::from_secs(15)).await;
-        assert_eq!(out.code, 1, "{}", show(&out));
+        assert_eq!(out.code, 1, "{}", out.show());
         let error = out
             .stderr
             .lines()
@@ -351,7 +344,7 @@ async fn an_answer_over_the_size_cap_is_refused_naming_api_and_path_announced_or
         assert!(
             error.contains("ghl GET /locations/{id}/customFields") && error.contains(size),
             "{announce_length}: {}",
-            show(&out)
+            out.show()
         );
         assert!(anchor_counts(&env).is_empty(), "nothing written");
 
@@ -363,7 +356,7 @@ async fn an_answer_over_the_size_cap_is_refused_naming_api_and_path_announced_or
         )
         .unwrap();
         let (out, _) = run_within(&env, &["sync"], None, Duration::from_secs(30)).await;
-        assert_eq!(out.code, 0, "{announce_length}: {}", show(&out));
+        assert_eq!(out.code, 0, "{announce_length}: {}", out.show());
         nothing_lost_nothing_twice(&env).await;
     }
 }
@@ -401,7 +394,7 @@ async fn control_characters_in_an_api_error_message_never_reach_the_log_or_repor
         ..FaultKnobs::default()
     });
     let (out, _) = run_within(&env, &["sync"], None, Duration::from_secs(20)).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    assert_eq!(out.code, 1, "{}", out.show());
     assert_no_raw_forgery("sync stderr (log)", &out.stderr);
     assert_no_raw_forgery("sync stdout (report)", &out.stdout);
     let (report, _) = run_within(&env, &["report", "latest"], None, Duration::from_secs(10)).await;
@@ -418,7 +411,7 @@ async fn control_characters_in_an_api_error_message_never_reach_the_log_or_repor
         ..FaultKnobs::default()
     });
     let (out, _) = run_within(&env, &["sync"], None, Duration::from_secs(20)).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    assert_eq!(out.code, 1, "{}", out.show());
     assert_no_raw_forgery("failed sync stderr", &out.stderr);
     let (report, _) = run_within(&env, &["report", "latest"], None, Duration::from_secs(10)).await;
     assert_no_raw_forgery("failed run's report", &report.stdout);
@@ -433,21 +426,21 @@ async fn a_wrong_hotspot_key_exits_2_saying_so_without_printing_the_key() {
     let env = TestEnv::start("hs-key", opts(3), CONTACTS).await;
     let wrong = "wrong-key-7f3a9c";
     let (out, _) = run_within(&env, &["sync"], Some(wrong), Duration::from_secs(15)).await;
-    assert_eq!(out.code, 2, "{}", show(&out));
+    assert_eq!(out.code, 2, "{}", out.show());
     assert!(
         out.stderr.contains("the HotspotSystem API key was refused"),
         "{}",
-        show(&out)
+        out.show()
     );
     assert!(!out.stderr.contains(wrong) && !out.stdout.contains(wrong));
     assert!(anchor_counts(&env).is_empty(), "nothing written");
 
     let (out, _) = run_within(&env, &["check"], Some(wrong), Duration::from_secs(15)).await;
-    assert_eq!(out.code, 2, "{}", show(&out));
+    assert_eq!(out.code, 2, "{}", out.show());
     assert!(
         out.stdout.contains("HotspotSystem rejected the API key"),
         "{}",
-        show(&out)
+        out.show()
     );
     assert!(!out.stderr.contains(wrong) && !out.stdout.contains(wrong));
 }

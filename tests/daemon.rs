@@ -3,10 +3,12 @@
 //! SIGTERM mid-sync (exit 0 quickly, then a `sync` finishes the job with no duplicate and
 //! nothing missing), and one process per state file (exit 3 naming the state file).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,8 @@ use hotspot_ghl_sync::sandbox::hotspot::HotspotOptions;
 use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
 use hotspot_ghl_sync::store::{RunRecord, RunStatus, Store};
+use support::daemon::Daemon;
+use support::harness::Out;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hotspot-ghl-sync");
 const ID_FIELD: &str = "contact.hotspot_customer_id";
@@ -46,70 +50,6 @@ struct Env {
     sandbox: Sandbox,
     dir: TempDir,
     config: PathBuf,
-}
-
-/// A daemon child whose stderr goes to a file; killed (SIGKILL) if a test fails before it exits.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Daemon {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn terminate(&self) {
-        self.signal("TERM");
-    }
-
-    /// `kill -<name> <pid>`, e.g. `TERM` or `INT`.
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
-    }
-
-    /// Waits for the exit; `None` if it has not exited within `limit`.
-    async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
-    }
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn show(o: &Out) -> String {
-    format!(
-        "exit {}\n--- stdout\n{}--- stderr\n{}",
-        o.code, o.stdout, o.stderr
-    )
 }
 
 async fn sandbox(customers: usize, ghl_latency: Duration, hotspot_latency: Duration) -> Sandbox {
@@ -389,7 +329,7 @@ async fn sigterm_mid_sync_exits_zero_and_the_next_sync_finishes_without_duplicat
         &[],
     );
     let o = reference.run(&["sync"]).await;
-    assert_eq!(o.code, 0, "{}", show(&o));
+    assert_eq!(o.code, 0, "{}", o.show());
     let (want_ids, want_without) = ids_in_ghl(&reference.sandbox);
     assert!(want_ids.len() > 10, "{want_ids:?}");
     assert!(want_ids.values().all(|n| *n == 1));
@@ -437,7 +377,7 @@ async fn sigterm_mid_sync_exits_zero_and_the_next_sync_finishes_without_duplicat
 
     env.sandbox.ghl.set_faults(FaultKnobs::default());
     let o = env.run(&["sync"]).await;
-    assert_eq!(o.code, 0, "{}", show(&o));
+    assert_eq!(o.code, 0, "{}", o.show());
     let (ids, without) = ids_in_ghl(&env.sandbox);
     let dup: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
     assert!(dup.is_empty(), "duplicates: {dup:?}");
@@ -459,12 +399,12 @@ async fn a_second_process_on_the_daemons_state_exits_3_naming_the_state_file() {
     for args in [&["sync"][..], &["run"][..]] {
         let started = Instant::now();
         let o = env.run(args).await;
-        assert_eq!(o.code, 3, "{args:?}: {}", show(&o));
-        assert!(o.stderr.contains(&state), "{args:?}: {}", show(&o));
+        assert_eq!(o.code, 3, "{args:?}: {}", o.show());
+        assert!(o.stderr.contains(&state), "{args:?}: {}", o.show());
         assert!(
             o.stderr.contains(&format!("pid {}", d.pid())),
             "{}",
-            show(&o)
+            o.show()
         );
         assert!(
             started.elapsed() < Duration::from_secs(5),
@@ -479,7 +419,7 @@ async fn a_second_process_on_the_daemons_state_exits_3_naming_the_state_file() {
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", d.log());
     // The lock went with the daemon: a sync now runs.
     let o = env.run(&["sync"]).await;
-    assert_eq!(o.code, 0, "{}", show(&o));
+    assert_eq!(o.code, 0, "{}", o.show());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,8 +430,8 @@ async fn an_invalid_cron_expression_is_a_configuration_error_naming_the_key() {
         &[("contacts", "*/5 * * * *"), ("full", "61 * * * *")],
     );
     let o = env.run(&["run"]).await;
-    assert_eq!(o.code, 2, "{}", show(&o));
-    assert!(o.stderr.contains("schedule.full"), "{}", show(&o));
+    assert_eq!(o.code, 2, "{}", o.show());
+    assert!(o.stderr.contains("schedule.full"), "{}", o.show());
     assert!(!env.state_path().exists(), "nothing started");
 }
 
@@ -753,8 +693,8 @@ async fn daemon_resumes_after_the_daily_quota_comes_back(reading: ResetHeader) {
     assert!(ids.values().all(|n| *n == 1), "duplicates: {ids:?}");
     // Nothing was left for a fresh process.
     let o = env.run(&["sync"]).await;
-    assert_eq!(o.code, 0, "{}", show(&o));
-    assert_eq!(env.ghl_contacts(), written, "{}", show(&o));
+    assert_eq!(o.code, 0, "{}", o.show());
+    assert_eq!(env.ghl_contacts(), written, "{}", o.show());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

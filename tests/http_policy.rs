@@ -799,17 +799,22 @@ fn offset_app(start: fn(u64, u64) -> u64, max_limit: u64, hits: Arc<AtomicU32>) 
     )
 }
 
-/// Drains the customers of a server built by `offset_app`: (ids in order, complete, requests).
-async fn drain_offsets(start: fn(u64, u64) -> u64, max_limit: u64) -> (Vec<String>, bool, u32) {
-    let hits = Arc::new(AtomicU32::new(0));
-    let base = serve(offset_app(start, max_limit, hits.clone())).await;
+/// A HotspotSystem client of the test server at `base`, paging 4 records at a time.
+fn hotspot_by_4(base: &str) -> HotspotClient {
     let (p, _) = policy(PolicyConfig {
         api: "hotspot",
         ..cfg()
     });
-    let client = HotspotClient::new(&format!("{base}/v2.0"), "k".into(), p)
+    HotspotClient::new(&format!("{base}/v2.0"), "k".into(), p)
         .unwrap()
-        .with_page_size(4);
+        .with_page_size(4)
+}
+
+/// Drains the customers of a server built by `offset_app`: (ids in order, complete, requests).
+async fn drain_offsets(start: fn(u64, u64) -> u64, max_limit: u64) -> (Vec<String>, bool, u32) {
+    let hits = Arc::new(AtomicU32::new(0));
+    let base = serve(offset_app(start, max_limit, hits.clone())).await;
+    let client = hotspot_by_4(&base);
     let mut pager = client.customers(None);
     let mut ids = Vec::new();
     while let Some(page) = pager.next_page().await.unwrap() {
@@ -892,13 +897,7 @@ async fn hotspot_pager_misled_probe_stops_at_the_first_overlap() {
 /// Pages HotspotSystem customers 4 at a time, at most `pages` pages, until the end or an error:
 /// the error's text, and whether the listing counts as complete.
 async fn customers_until_error(base: &str, pages: usize) -> (Option<String>, bool) {
-    let (p, _) = policy(PolicyConfig {
-        api: "hotspot",
-        ..cfg()
-    });
-    let client = HotspotClient::new(&format!("{base}/v2.0"), "k".into(), p)
-        .unwrap()
-        .with_page_size(4);
+    let client = hotspot_by_4(base);
     let mut pager = client.customers(None);
     let mut err = None;
     for _ in 0..pages {

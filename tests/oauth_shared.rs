@@ -8,7 +8,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,8 @@ use hotspot_ghl_sync::sandbox::ghl::{GhlOptions, PRODUCT_SCOPES, RotatedPair, Sc
 use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
 use hotspot_ghl_sync::store::{RunStatus, Store, StoredToken};
+use support::daemon::Daemon;
+use support::harness::Out;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hotspot-ghl-sync");
 const ID_FIELD: &str = "contact.hotspot_customer_id";
@@ -34,58 +36,6 @@ impl Drop for Env {
         if std::env::var_os("HGS_KEEP_TEST_DIR").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
-    }
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn show(o: &Out) -> String {
-    format!(
-        "exit {}\n--- stdout\n{}--- stderr\n{}",
-        o.code, o.stdout, o.stderr
-    )
-}
-
-/// A daemon child whose stderr goes to a file; killed if a test fails before it exits.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Daemon {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then the exit code (None if it did not exit within 15 s).
-    async fn stop(&mut self) -> Option<i32> {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(15) {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
     }
 }
 
@@ -234,7 +184,7 @@ full = "off"
         let o = self
             .run(&["auth", "ghl", "exchange", "--code", &code])
             .await;
-        assert_eq!(o.code, 0, "{}", show(&o));
+        assert_eq!(o.code, 0, "{}", o.show());
     }
 
     fn spawn_daemon(&self) -> Daemon {
@@ -336,7 +286,7 @@ async fn daemon_and_check_share_one_pair(revoke_access_on_refresh: bool) {
     let mut checks = 0;
     while started.elapsed() < Duration::from_secs(9) {
         let o = env.run(&["check"]).await;
-        assert_eq!(o.code, 0, "check beside the daemon:\n{}", show(&o));
+        assert_eq!(o.code, 0, "check beside the daemon:\n{}", o.show());
         checks += 1;
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
@@ -404,7 +354,7 @@ async fn a_daemon_rejected_after_check_renewed_the_pair_adopts_the_stored_pair()
     for round in 1..=ROUNDS {
         env.sandbox.ghl.expire_access_tokens();
         let o = env.run(&["check"]).await;
-        assert_eq!(o.code, 0, "round {round}:\n{}", show(&o));
+        assert_eq!(o.code, 0, "round {round}:\n{}", o.show());
         let before = env.finished_runs();
         env.wait_for_runs(&d, before + 2).await;
         assert_eq!(
@@ -514,13 +464,13 @@ async fn invalid_grant_after_a_rotation_elsewhere_reads_the_stored_pair_again() 
         .ghl
         .race_next_refresh(store_rotated(env.state_path()));
     let o = env.run(&["sync"]).await;
-    assert_eq!(o.code, 0, "{}", show(&o));
-    assert_eq!(env.sandbox.ghl.refused_refreshes(), 1, "{}", show(&o));
+    assert_eq!(o.code, 0, "{}", o.show());
+    assert_eq!(env.sandbox.ghl.refused_refreshes(), 1, "{}", o.show());
     assert_eq!(
         env.sandbox.ghl.token_refreshes(),
         1,
         "only the other process refreshed: {}",
-        show(&o)
+        o.show()
     );
     let eligible: BTreeSet<String> = env.sandbox.hotspot.with_data(|d| {
         d.customers
@@ -530,10 +480,10 @@ async fn invalid_grant_after_a_rotation_elsewhere_reads_the_stored_pair_again() 
             .collect()
     });
     assert!(!eligible.is_empty());
-    assert_eq!(env.ids_in_ghl(), eligible, "{}", show(&o));
+    assert_eq!(env.ids_in_ghl(), eligible, "{}", o.show());
     // And the next process goes on with that pair.
     let o = env.run(&["check"]).await;
-    assert_eq!(o.code, 0, "{}", show(&o));
+    assert_eq!(o.code, 0, "{}", o.show());
 }
 
 /// The refresh token was redeemed by a process that never stored what it got (it crashed): the
@@ -546,14 +496,14 @@ async fn invalid_grant_with_an_unchanged_stored_pair_is_a_lost_connection_exit_2
     env.sandbox.ghl.expire_access_tokens();
     env.sandbox.ghl.race_next_refresh(|_lost: RotatedPair| {});
     let o = env.run(&["sync"]).await;
-    assert_eq!(o.code, 2, "{}", show(&o));
+    assert_eq!(o.code, 2, "{}", o.show());
     assert!(
         o.stderr.contains("refused the stored refresh token")
             && o.stderr.contains("auth ghl exchange"),
         "{}",
-        show(&o)
+        o.show()
     );
-    assert_eq!(env.sandbox.ghl.refused_refreshes(), 1, "{}", show(&o));
+    assert_eq!(env.sandbox.ghl.refused_refreshes(), 1, "{}", o.show());
 }
 
 /// A token granted every scope but `missing`, under each shape of GHL's scope denial.
@@ -594,15 +544,15 @@ fn scopes_but(missing: &str) -> Vec<&'static str> {
 async fn a_missing_read_scope_stops_the_run(body: ScopeDenialBody) {
     let env = env_without_scope("read-scope", "contacts.readonly", body).await;
     let o = env.run(&["sync"]).await;
-    assert_eq!(o.code, 2, "{}", show(&o));
+    assert_eq!(o.code, 2, "{}", o.show());
     assert!(
         o.stderr
             .contains("not authorized for scope contacts.readonly"),
         "{}",
-        show(&o)
+        o.show()
     );
-    assert_eq!(env.sandbox.ghl.token_refreshes(), 0, "{}", show(&o));
-    assert_eq!(env.sandbox.ghl.refused_refreshes(), 0, "{}", show(&o));
+    assert_eq!(env.sandbox.ghl.token_refreshes(), 0, "{}", o.show());
+    assert_eq!(env.sandbox.ghl.refused_refreshes(), 0, "{}", o.show());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -637,14 +587,14 @@ fn writes_sent(env: &Env) -> usize {
 /// recorded as failed with the reason, and no create journaled as possibly made.
 fn assert_stopped_at_the_first_refusal(env: &Env, o: &Out, writes: usize, what: &str) {
     let scope = "not authorized for scope contacts.write";
-    assert_eq!(o.code, 2, "{what}: {}", show(o));
-    assert!(o.stderr.contains(scope), "{what}: {}", show(o));
+    assert_eq!(o.code, 2, "{what}: {}", o.show());
+    assert!(o.stderr.contains(scope), "{what}: {}", o.show());
     assert!(
         (1..=WRITES_AT_ONCE).contains(&writes),
         "{what}: {writes} writes sent, at most {WRITES_AT_ONCE} (those in flight at the first refusal): {}",
-        show(o)
+        o.show()
     );
-    assert_eq!(env.sandbox.ghl.token_refreshes(), 0, "{what}: {}", show(o));
+    assert_eq!(env.sandbox.ghl.token_refreshes(), 0, "{what}: {}", o.show());
     let store = Store::open(env.state_path()).unwrap();
     let run = store.runs(1).unwrap().into_iter().next().expect("a run");
     assert_eq!(run.status, RunStatus::Failed, "{what}: {run:#?}");
@@ -685,12 +635,12 @@ async fn a_missing_write_scope_stops_the_notes_at_the_first_refusal_naming_the_s
     env.set_max_concurrency(WRITES_AT_ONCE);
     env.connect(PRODUCT_SCOPES).await;
     let o = env.run(&["sync", "--only", "contacts"]).await;
-    assert_eq!(o.code, 0, "{}", show(&o));
+    assert_eq!(o.code, 0, "{}", o.show());
     env.connect(&scopes_but("contacts.write")).await;
     env.sandbox.ghl.clear_requests();
     let refreshes = env.sandbox.ghl.token_refreshes();
     let o = env.run(&["sync", "--only", "notes"]).await;
-    assert_eq!(env.sandbox.ghl.token_refreshes(), refreshes, "{}", show(&o));
+    assert_eq!(env.sandbox.ghl.token_refreshes(), refreshes, "{}", o.show());
     assert_stopped_at_the_first_refusal(&env, &o, writes_sent(&env), "notes");
 }
 

@@ -96,11 +96,6 @@ fn ghl_problem(e: &GhlError) -> Problem {
     }
 }
 
-/// GHL's answer for a valid token that lacks the endpoint's scope.
-fn is_scope_denial(e: &GhlError) -> bool {
-    matches!(e, GhlError::ScopeDenied { .. })
-}
-
 /// A 401 that is not a scope denial: the token itself is refused (or could not be refreshed).
 fn is_token_rejection(e: &GhlError) -> bool {
     matches!(e, GhlError::Auth(_))
@@ -184,7 +179,7 @@ impl GhlCheck<'_> {
                 }
                 Some(v)
             }
-            Err(e) if is_scope_denial(&e) => {
+            Err(e) if e.is_scope_denial() => {
                 self.token_confirmed = true;
                 let why = self
                     .needed

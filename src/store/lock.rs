@@ -50,24 +50,14 @@ pub(super) fn acquire(db_path: &Path) -> Result<StateLock> {
     {
         super::create_state_dir(parent)?;
     }
-    let mut file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(lock_err)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            return Err(StoreError::Locked {
-                path: db_path.to_path_buf(),
-                holder: text.trim().parse().ok(),
-            });
-        }
-        Err(TryLockError::Error(e)) => return Err(lock_err(e)),
+    let (mut file, held) = open_and_try_lock(&path)?;
+    if !held {
+        let mut text = String::new();
+        let _ = file.read_to_string(&mut text);
+        return Err(StoreError::Locked {
+            path: db_path.to_path_buf(),
+            holder: text.trim().parse().ok(),
+        });
     }
     // Record our pid for the message a second process prints.
     file.set_len(0).map_err(lock_err)?;
@@ -100,9 +90,15 @@ pub fn refresh_lock_path(db_path: &Path) -> PathBuf {
 /// The refresh lock of `db_path`, or `None` while another process (or another source in this
 /// one) holds it.
 pub fn try_lock_refresh(db_path: &Path) -> Result<Option<RefreshLock>> {
-    let path = refresh_lock_path(db_path);
+    let (file, held) = open_and_try_lock(&refresh_lock_path(db_path))?;
+    Ok(held.then_some(RefreshLock { file }))
+}
+
+/// Opens (or creates) the lock file at `path` and tries to lock it without waiting: the file,
+/// and whether this process now holds it.
+fn open_and_try_lock(path: &Path) -> Result<(File, bool)> {
     let lock_err = |source| StoreError::Lock {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     };
     let file = File::options()
@@ -110,11 +106,11 @@ pub fn try_lock_refresh(db_path: &Path) -> Result<Option<RefreshLock>> {
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)
+        .open(path)
         .map_err(lock_err)?;
     match file.try_lock() {
-        Ok(()) => Ok(Some(RefreshLock { file })),
-        Err(TryLockError::WouldBlock) => Ok(None),
+        Ok(()) => Ok((file, true)),
+        Err(TryLockError::WouldBlock) => Ok((file, false)),
         Err(TryLockError::Error(e)) => Err(lock_err(e)),
     }
 }

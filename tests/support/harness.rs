@@ -21,6 +21,16 @@ pub struct Out {
     pub stderr: String,
 }
 
+impl Out {
+    /// Exit code, stdout and stderr, for an assertion message.
+    pub fn show(&self) -> String {
+        format!(
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
 impl Drop for TestEnv {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);

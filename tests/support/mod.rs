@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod census;
+pub mod daemon;
 pub mod openapi;
 
 /// A reqwest client for talking to the loopback emulators (installs the rustls provider first).
