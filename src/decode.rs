@@ -224,8 +224,6 @@ pub struct FieldTally {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkippedRecord {
     pub listing: Listing,
-    /// Its id, when it could be read.
-    pub id: Option<String>,
     pub reason: String,
 }
 
@@ -315,7 +313,6 @@ impl DecodeLog {
                         };
                         found.skipped.push(SkippedRecord {
                             listing,
-                            id: None,
                             reason: why,
                         });
                     }
@@ -324,7 +321,6 @@ impl DecodeLog {
                 Item::NotARecord { sample } => {
                     found.skipped.push(SkippedRecord {
                         listing,
-                        id: None,
                         reason: format!("the item is not a record ({sample})"),
                     });
                     T::default()

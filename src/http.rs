@@ -744,10 +744,10 @@ impl HttpPolicy {
         }
         let now = Instant::now();
         let mut b = self.inner.bucket.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(ms) = interval.filter(|ms| *ms > 0) {
+        if let Some(ms) = interval {
             b.window = Duration::from_millis(ms);
         }
-        if let Some(m) = max.filter(|m| *m > 0) {
+        if let Some(m) = max {
             // The server may lower our ceiling, never raise it above the configured one.
             b.capacity = (m as usize).min(self.inner.cfg.rate_max.max(1) as usize);
         }
@@ -988,19 +988,19 @@ impl HttpPolicy {
 }
 
 /// A wait at least this long is logged (at warn) with its reason.
-pub const LONG_WAIT: Duration = Duration::from_secs(5);
+const LONG_WAIT: Duration = Duration::from_secs(5);
 
 /// `X-RateLimit-Interval-Milliseconds` believed: real burst windows are seconds long (GHL: 10 s).
 /// A day-long window with `Remaining: 0` would stall a pass for a day.
-pub const RATE_WINDOW_MS: RangeInclusive<u64> = 100..=60_000;
+const RATE_WINDOW_MS: RangeInclusive<u64> = 100..=60_000;
 
 /// `X-RateLimit-Max` believed (it can only lower the configured limit).
-pub const RATE_MAX: RangeInclusive<u64> = 1..=1_000_000;
+const RATE_MAX: RangeInclusive<u64> = 1..=1_000_000;
 
 /// `X-RateLimit-Daily-Reset` believed, in milliseconds: GHL does not document the header; one
 /// observed value (49013000) reads as the time left in a daily window, so anything that is not
 /// within one day is not a time until the reset.
-pub const DAILY_RESET_MS: RangeInclusive<u64> = 1..=86_400_000;
+const DAILY_RESET_MS: RangeInclusive<u64> = 1..=86_400_000;
 
 /// How long a daily-remaining figure is believed without a sane reset time. GHL documents a
 /// per-day quota but not when its day turns (UTC midnight, the location's midnight, or a
@@ -1011,7 +1011,7 @@ pub const DAILY_RECHECK: Duration = Duration::from_secs(3600);
 
 /// How long one daily-remaining figure is believed, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DailyTrust {
+enum DailyTrust {
     /// The answer said when the day resets (`X-RateLimit-Daily-Reset`, milliseconds).
     UntilServerReset(Duration),
     /// No reset time, or one out of [`DAILY_RESET_MS`]: the configured recheck interval.
@@ -1043,7 +1043,7 @@ impl std::fmt::Display for DailyTrust {
 
 /// How long to believe a daily-remaining figure that came with `reset` (the raw
 /// `X-RateLimit-Daily-Reset` value, if any).
-pub fn daily_trust(reset: Option<&str>, recheck: Duration) -> DailyTrust {
+fn daily_trust(reset: Option<&str>, recheck: Duration) -> DailyTrust {
     match reset.and_then(|r| r.trim().parse::<u64>().ok()) {
         Some(ms) if DAILY_RESET_MS.contains(&ms) => {
             DailyTrust::UntilServerReset(Duration::from_millis(ms))

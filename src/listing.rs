@@ -83,10 +83,6 @@ impl SeenIds {
         p
     }
 
-    pub fn contains(&self, id: &str) -> bool {
-        self.seen.contains(&id_hash(id))
-    }
-
     /// Distinct ids listed.
     pub fn distinct(&self) -> u64 {
         self.seen.len() as u64
@@ -127,6 +123,21 @@ pub fn verdict(failed: bool, seen: &SeenIds, count: Option<u64>) -> Vec<Incomple
         });
     }
     out
+}
+
+/// The error of a listing that makes no progress (the same page again, a cursor or a next link
+/// that leads back): logged, and named by API and path. The listing is incomplete.
+pub fn no_progress(
+    api: &'static str,
+    path: &str,
+    why: impl std::fmt::Display,
+) -> crate::http::HttpError {
+    tracing::warn!(api, path, "the listing makes no progress: {why}");
+    crate::http::HttpError::decode(
+        api,
+        path,
+        format!("the listing makes no progress: {why}; it is incomplete"),
+    )
 }
 
 #[cfg(test)]

@@ -777,16 +777,8 @@ impl ContactSearch {
     }
 
     fn no_progress(&mut self, why: String) -> GhlError {
-        let api = self.client.policy.api();
-        tracing::warn!(api, path = SEARCH_PATH, "{why}");
-        self.fail(
-            HttpError::decode(
-                api,
-                SEARCH_PATH,
-                format!("the listing makes no progress: {why}; it is incomplete"),
-            )
-            .into(),
-        )
+        let e = crate::listing::no_progress(self.client.policy.api(), SEARCH_PATH, why);
+        self.fail(e.into())
     }
 
     /// The next page, `Ok(None)` when exhausted.

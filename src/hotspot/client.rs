@@ -295,13 +295,7 @@ impl<T: DeserializeOwned + Record + Default> Pager<T> {
     }
 
     fn no_progress(&self, why: impl std::fmt::Display) -> HttpError {
-        let api = self.client.policy.api();
-        tracing::warn!(api, path = %self.template, "the listing makes no progress: {why}");
-        HttpError::decode(
-            api,
-            &self.template,
-            format!("the listing makes no progress: {why}; it is incomplete"),
-        )
+        crate::listing::no_progress(self.client.policy.api(), &self.template, why)
     }
 
     /// A request we build ourselves: `offset` with `limit`, the sort and the projection.
@@ -455,9 +449,8 @@ impl<T: DeserializeOwned + Record + Default> Pager<T> {
                             "Link rel=\"next\" points outside the configured base URL",
                         ));
                     }
-                    if matches!(current, Next::Url(u) if *u == url)
-                        || !self.visited.insert(url.clone())
-                    {
+                    // Every followed URL is in `visited`, the current one included.
+                    if !self.visited.insert(url.clone()) {
                         return Err(self.no_progress(
                             "Link rel=\"next\" leads back to a page already read (a cycle of next links)",
                         ));

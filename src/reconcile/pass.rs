@@ -305,7 +305,8 @@ fn account_decoding(
             .failed += 1;
         items.push(RunItem {
             kind,
-            source_id: s.id.unwrap_or_default(),
+            // The record could not be used because its id could not be read.
+            source_id: String::new(),
             target_id: None,
             action: "read".into(),
             outcome: ItemOutcome::Failed,
@@ -905,6 +906,19 @@ fn resolve_pending_creates(
     Ok(held)
 }
 
+/// Why a record the planner deferred is left unsynced, if it is eligible.
+fn unsynced_for(reason: DeferReason) -> Option<Unsynced> {
+    match reason {
+        DeferReason::DeletionGuard => Some(Unsynced::DeletionGuard),
+        DeferReason::TargetNotListed => Some(Unsynced::ContactNotListed),
+        DeferReason::TargetIncomplete | DeferReason::SourceIncomplete => {
+            Some(Unsynced::ListingIncomplete)
+        }
+        // Gone from HotspotSystem: nothing left to sync, only a tag to add later.
+        DeferReason::SourceGoneTargetNotListed => None,
+    }
+}
+
 /// Counts, the run items worth keeping (unchanged records are counted, not listed), and the
 /// eligible records left unsynced.
 fn account(
@@ -916,19 +930,11 @@ fn account(
     let mut items = Vec::new();
     let mut unsynced = Vec::new();
     for it in &plan.items {
-        let why = if result.failed.contains_key(&it.source_id) {
-            Some(Unsynced::WriteFailed)
-        } else {
-            match it.outcome {
-                Outcome::Deferred(DeferReason::DeletionGuard) => Some(Unsynced::DeletionGuard),
-                Outcome::Deferred(DeferReason::TargetNotListed) => Some(Unsynced::ContactNotListed),
-                Outcome::Deferred(
-                    DeferReason::TargetIncomplete | DeferReason::SourceIncomplete,
-                ) => Some(Unsynced::ListingIncomplete),
-                // Gone from HotspotSystem: nothing left to sync, only a tag to add later.
-                Outcome::Deferred(DeferReason::SourceGoneTargetNotListed) => None,
-                _ => None,
-            }
+        let failed = result.failed.get(&it.source_id);
+        let why = match (failed, it.outcome) {
+            (Some(_), _) => Some(Unsynced::WriteFailed),
+            (None, Outcome::Deferred(reason)) => unsynced_for(reason),
+            (None, _) => None,
         };
         if let Some(why) = why {
             unsynced.push(UnsyncedRecord {
@@ -937,7 +943,6 @@ fn account(
                 why,
             });
         }
-        let failed = result.failed.get(&it.source_id);
         let deferred = result.deferred.contains(&it.source_id);
         if !it.drift.is_empty() {
             c.drift += 1;

@@ -456,13 +456,7 @@ pub fn run_body(r: &RunReport, max_items: usize) -> String {
             r.unsynced.len()
         );
         for u in r.unsynced.iter().take(max_items) {
-            let _ = write!(
-                out,
-                "<li>{} {}: {}</li>",
-                escape(u.kind.as_str()),
-                escape(&u.source_id),
-                escape(&u.why.describe())
-            );
+            let _ = write!(out, "<li>{}</li>", escape(&u.line()));
         }
         out.push_str("</ul>");
         if r.unsynced.len() > max_items {

@@ -136,6 +136,18 @@ pub struct UnsyncedRecord {
     pub why: Unsynced,
 }
 
+impl UnsyncedRecord {
+    /// `contact 123: its write failed`, as the text and HTML reports list it.
+    pub fn line(&self) -> String {
+        format!(
+            "{} {}: {}",
+            self.kind.as_str(),
+            self.source_id,
+            self.why.describe()
+        )
+    }
+}
+
 /// Everything one run did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
@@ -283,14 +295,8 @@ impl RunReport {
         }
         if !self.unsynced.is_empty() {
             let _ = writeln!(out, "\nLeft unsynced ({}):", self.unsynced.len());
-            for u in self.unsynced.iter().take(50) {
-                let _ = writeln!(
-                    out,
-                    "  - {} {}: {}",
-                    u.kind.as_str(),
-                    u.source_id,
-                    u.why.describe()
-                );
+            for line in self.unsynced.iter().take(50).map(UnsyncedRecord::line) {
+                let _ = writeln!(out, "  - {line}");
             }
             if self.unsynced.len() > 50 {
                 let _ = writeln!(

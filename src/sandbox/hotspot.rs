@@ -102,8 +102,9 @@ pub struct OddValues {
     /// A date that is no date (`2023-02-30 25:61:00`) on the records [`Oddity::at`] names.
     pub malformed_dates: bool,
     /// Every text value made only of digits (customer ids, zip codes, package ids) sent as a
-    /// JSON number, as a numeric column would send it. Applied after `lenient_types`, so both
-    /// together send numbers as text and digit-only text as numbers.
+    /// JSON number, as a numeric column would send it. Applied after `lenient_types`, so with
+    /// both on, the integers that `lenient_types` turned into text are numbers again; only
+    /// non-integer numbers and dates keep its form.
     pub text_as_numbers: bool,
     /// `null` where a value is expected: every field but the id of some records, and some
     /// records as a whole (a `null` item in the list).

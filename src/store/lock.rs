@@ -83,7 +83,7 @@ impl Drop for RefreshLock {
 }
 
 /// `<db>.refresh.lock` beside the database.
-pub fn refresh_lock_path(db_path: &Path) -> PathBuf {
+fn refresh_lock_path(db_path: &Path) -> PathBuf {
     beside(db_path, ".refresh.lock")
 }
 

@@ -30,7 +30,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 pub use appointments::Appointment;
 pub use journal::{Intent, IntentState, NewIntent};
 pub use links::{Link, LinkStatus, MatchMethod};
-pub use lock::{RefreshLock, StateLock, lock_path, refresh_lock_path, try_lock_refresh};
+pub use lock::{RefreshLock, StateLock, lock_path, try_lock_refresh};
 pub use runs::{ApiCall, ApiCallStats, ItemOutcome, MethodCount, RunItem, RunRecord, RunStatus};
 pub use tokens::StoredToken;
 
