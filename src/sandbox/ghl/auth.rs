@@ -342,6 +342,14 @@ impl Limiter {
         }
     }
 
+    /// A new burst limit, starting a fresh window; the day and its quota go on as they were.
+    pub fn set_burst(&mut self, max: u32, window: Duration) {
+        self.max = max;
+        self.window = window;
+        self.window_start = Instant::now();
+        self.used = 0;
+    }
+
     /// A new day: the whole daily quota is back.
     pub fn reset_day(&mut self) {
         self.day_start = Instant::now();

@@ -365,14 +365,7 @@ impl GhlEmulator {
 
     /// Change the burst limit; restarts the current window.
     pub fn set_rate_limit(&self, max: u32, window: Duration) {
-        let mut l = lock(&self.shared.limiter);
-        let (daily, remaining, ra) = (l.daily_limit, l.daily_remaining, l.retry_after);
-        let (send_headers, send_daily_reset, day) = (l.send_headers, l.send_daily_reset, l.day);
-        *l = auth::Limiter::new(max, window, daily, ra);
-        l.daily_remaining = remaining;
-        l.send_headers = send_headers;
-        l.send_daily_reset = send_daily_reset;
-        l.day = day;
+        lock(&self.shared.limiter).set_burst(max, window);
     }
 
     /// A new day: the whole daily quota is back and the day's reset counts from now.
