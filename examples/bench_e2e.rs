@@ -131,6 +131,7 @@ async fn child(config: &Path) -> anyhow::Result<()> {
         "exit_code": code,
         "wall_s": wall.as_secs_f64(),
         "vmhwm_kb": proc_status_kb("VmHWM"),
+        "cpu_s": process_cpu_s(),
     });
     println!("{MARK}{line}");
     Ok(())
@@ -142,6 +143,18 @@ fn proc_status_kb(key: &str) -> Option<u64> {
     s.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// User plus system CPU time of this process so far (`/proc/self/stat` fields 14 and 15, in
+/// clock ticks of 1/100 s on Linux): the sync's local work, which waiting on the emulators does
+/// not count and other processes on the machine do not inflate.
+fn process_cpu_s() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -375,6 +388,7 @@ dir = "{reports}"
             wall_s: m["wall_s"].as_f64().unwrap_or(f64::NAN),
             process_wall_s: process_wall.as_secs_f64(),
             vmhwm_kb: m["vmhwm_kb"].as_u64(),
+            cpu_s: m["cpu_s"].as_f64(),
             ghl_requests,
             ghl_writes,
             hs_requests,
@@ -467,6 +481,8 @@ struct Row {
     /// Child process start to exit, measured here.
     process_wall_s: f64,
     vmhwm_kb: Option<u64>,
+    /// The child's CPU time (user + system): the sync's local work.
+    cpu_s: Option<f64>,
     ghl_requests: u64,
     ghl_writes: u64,
     hs_requests: u64,
@@ -655,12 +671,13 @@ fn print_table(rows: &[Row]) {
     println!();
     for r in rows {
         println!(
-            "Row {} ({}): status {}, kinds [{}], child process {:.1} s, GHL now holds {} contacts and {} notes; deferred {}; audit rows {}",
+            "Row {} ({}): status {}, kinds [{}], child process {:.1} s, CPU {:.2} s, GHL now holds {} contacts and {} notes; deferred {}; audit rows {}",
             r.row,
             r.what,
             r.status,
             r.kinds.join(", "),
             r.process_wall_s,
+            r.cpu_s.unwrap_or(f64::NAN),
             r.contacts_in_ghl,
             r.notes_in_ghl,
             r.deferred,
