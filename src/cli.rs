@@ -153,6 +153,21 @@ pub struct SeedArgs {
     pub transactions: usize,
 }
 
+/// `sandbox --search-date-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DateRangeArg {
+    /// ISO-8601 strings only.
+    Iso,
+    /// Epoch milliseconds only.
+    Millis,
+    /// Either form.
+    Both,
+    /// Neither form: no range filter on dates.
+    Neither,
+    /// Either form, then ignored: every contact is answered.
+    Ignored,
+}
+
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
     #[command(flatten)]
@@ -230,6 +245,13 @@ pub struct SandboxArgs {
     /// GHL contact writes take custom field values by `id` only (refuse `key`).
     #[arg(long)]
     pub custom_fields_by_id_only: bool,
+    /// The date form GHL's contact search takes in a `dateUpdated`/`dateAdded` range filter;
+    /// the other form is refused with 422.
+    #[arg(long, value_enum, default_value_t = DateRangeArg::Both)]
+    pub search_date_format: DateRangeArg,
+    /// A CRM user's edit in GHL leaves the contact's `dateUpdated` alone.
+    #[arg(long)]
+    pub edits_keep_date_updated: bool,
     /// HotspotSystem numbers as strings and `YYYY-MM-DD HH:MM:SS` dates.
     #[arg(long)]
     pub lenient_types: bool,

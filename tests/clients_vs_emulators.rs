@@ -800,3 +800,126 @@ async fn oauth_20_concurrent_calls_over_an_expired_token_refresh_once() {
     assert_eq!(s.tokens.refresh_count(), 1);
     assert_eq!(s.store.saves(), 2);
 }
+
+// ---- GHL: contacts updated since a bound ---------------------------------------------------
+
+/// 600 contacts last updated ten days ago, 7 of them edited an hour ago; returns the 7 ids and
+/// the newest `dateUpdated`.
+fn seed_with_recent_edits(emu: &GhlEmulator) -> (BTreeSet<String>, chrono::DateTime<Utc>) {
+    let old = Utc::now() - chrono::Duration::days(10);
+    // GHL dates carry milliseconds.
+    let recent = (Utc::now() - chrono::Duration::hours(1)).timestamp_millis();
+    let recent = chrono::DateTime::from_timestamp_millis(recent).unwrap();
+    emu.with_state(|s| {
+        let mut edited = BTreeSet::new();
+        let mut newest = old;
+        for i in 0..600i64 {
+            let id = s.new_id();
+            let mut c = Contact::new(id, old + chrono::Duration::seconds(i));
+            if i % 90 == 3 {
+                c.date_updated = recent + chrono::Duration::seconds(i);
+                newest = c.date_updated;
+                edited.insert(c.id.clone());
+            }
+            s.insert_contact(c);
+        }
+        (edited, newest)
+    })
+}
+
+async fn read_all(search: &mut hotspot_ghl_sync::ghl::client::ContactSearch) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    while let Some(page) = search.next_page().await.unwrap() {
+        ids.extend(page.into_iter().filter_map(|c| c.id));
+    }
+    ids
+}
+
+#[tokio::test]
+async fn ghl_updated_since_reads_only_recent_edits_whichever_date_form_ghl_takes() {
+    use hotspot_ghl_sync::ghl::client::SinceFilter;
+    use hotspot_ghl_sync::ghl::wire::DateForm;
+    use hotspot_ghl_sync::sandbox::ghl::DateRangeFormat;
+    let emu = ghl_emulator().await;
+    let (edited, newest) = seed_with_recent_edits(&emu);
+    let (client, _) = ghl_client(&emu);
+    let since = Utc::now() - chrono::Duration::days(1);
+    for (format, remembered, works, refusals) in [
+        (DateRangeFormat::Both, None, DateForm::Iso, 0),
+        (DateRangeFormat::Iso, None, DateForm::Iso, 0),
+        (
+            DateRangeFormat::Iso,
+            Some(DateForm::Millis),
+            DateForm::Iso,
+            1,
+        ),
+        (DateRangeFormat::Millis, None, DateForm::Millis, 1),
+        (
+            DateRangeFormat::Millis,
+            Some(DateForm::Millis),
+            DateForm::Millis,
+            0,
+        ),
+    ] {
+        emu.set_date_range_format(format);
+        emu.clear_requests();
+        let mut search = client.search_contacts_updated_since(since, remembered, 500);
+        assert_eq!(search.since_filter(), SinceFilter::Pending);
+        assert_eq!(
+            read_all(&mut search).await,
+            edited,
+            "{format:?} {remembered:?}"
+        );
+        assert_eq!(search.since_filter(), SinceFilter::Applied(works));
+        assert_eq!(search.since_filter().form(), Some(works));
+        assert!(search.complete());
+        assert!(!search.lists_every_contact(), "no deletion may be inferred");
+        assert_eq!(search.latest_update(), Some(newest));
+        let statuses: Vec<u16> = emu.requests().iter().map(|r| r.status).collect();
+        let mut want = vec![422; refusals];
+        want.push(200);
+        assert_eq!(statuses, want, "{format:?} {remembered:?}");
+        let sent = emu.requests().last().unwrap().body.clone().unwrap();
+        let bound = &sent["filters"][0]["value"]["gte"];
+        assert_eq!(bound.is_number(), works == DateForm::Millis, "{sent}");
+    }
+}
+
+#[tokio::test]
+async fn ghl_updated_since_lists_every_contact_when_the_bound_is_refused_or_ignored() {
+    use hotspot_ghl_sync::ghl::client::SinceFilter;
+    use hotspot_ghl_sync::ghl::wire::DateForm;
+    use hotspot_ghl_sync::sandbox::ghl::DateRangeFormat;
+    let emu = ghl_emulator().await;
+    seed_with_recent_edits(&emu);
+    let every: BTreeSet<String> = emu.with_state(|s| s.contacts.keys().cloned().collect());
+    let (client, _) = ghl_client(&emu);
+    let since = Utc::now() - chrono::Duration::days(1);
+
+    // No range filter on dates at all: both forms are refused, then the plain listing runs.
+    emu.set_date_range_format(DateRangeFormat::Neither);
+    emu.clear_requests();
+    let mut search = client.search_contacts_updated_since(since, None, 500);
+    assert_eq!(read_all(&mut search).await, every);
+    assert_eq!(search.since_filter(), SinceFilter::Refused);
+    assert_eq!(search.since_filter().form(), None);
+    assert!(search.complete() && search.lists_every_contact());
+    let reqs = emu.requests();
+    let statuses: Vec<u16> = reqs.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![422, 422, 200, 200]);
+    assert!(reqs[2].body.as_ref().unwrap().get("filters").is_none());
+
+    // A filter accepted and ignored: every contact comes, and the listing says so.
+    emu.set_date_range_format(DateRangeFormat::Ignored);
+    let mut search = client.search_contacts_updated_since(since, Some(DateForm::Iso), 500);
+    assert_eq!(read_all(&mut search).await, every);
+    assert_eq!(search.since_filter(), SinceFilter::Ignored(DateForm::Iso));
+    assert!(search.complete() && search.lists_every_contact());
+
+    // A plain listing asks for no bound.
+    emu.set_date_range_format(DateRangeFormat::Both);
+    let mut plain = client.search_contacts(vec![], vec![], 500);
+    assert_eq!(plain.since_filter(), SinceFilter::NotAsked);
+    assert!(plain.lists_every_contact());
+    assert_eq!(read_all(&mut plain).await, every);
+}

@@ -924,3 +924,129 @@ async fn gateway_and_throttle_faults_do_not_touch_state() {
     assert_eq!(r.status(), 429);
     assert!(!r.headers().contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn date_range_filters_take_the_configured_date_form() {
+    use hotspot_ghl_sync::sandbox::ghl::DateRangeFormat;
+    let api = Api::start(GhlOptions::default()).await;
+    api.create(json!({"email": "a@example.com"})).await;
+    let iso = json!([{"field": "dateUpdated", "operator": "range",
+                      "value": {"gte": "2020-01-01T00:00:00.000Z"}}]);
+    let millis = json!([{"field": "dateUpdated", "operator": "range",
+                         "value": {"gte": 1_577_836_800_000i64}}]);
+    let future = json!([{"field": "dateUpdated", "operator": "range",
+                         "value": {"gte": "2999-01-01T00:00:00.000Z"}}]);
+    for (format, iso_ok, millis_ok) in [
+        (DateRangeFormat::Both, true, true),
+        (DateRangeFormat::Iso, true, false),
+        (DateRangeFormat::Millis, false, true),
+        (DateRangeFormat::Neither, false, false),
+        (DateRangeFormat::Ignored, true, true),
+    ] {
+        api.emu.set_date_range_format(format);
+        for (filters, ok) in [(&iso, iso_ok), (&millis, millis_ok)] {
+            let (st, v) = api
+                .search(json!({"pageLimit": 10, "filters": filters}))
+                .await;
+            if ok {
+                assert_eq!((st, v["total"].as_u64()), (200, Some(1)), "{format:?} {v}");
+            } else {
+                assert_eq!(st, 422, "{format:?} {filters}");
+                assert!(v["message"].to_string().contains("filters.0.value"), "{v}");
+            }
+        }
+        // `dateOfBirth` is a day in either form, whatever the timestamps take.
+        let dob =
+            json!([{"field": "dateOfBirth", "operator": "range", "value": {"gte": "1990-01-01"}}]);
+        let (st, _) = api.search(json!({"pageLimit": 10, "filters": dob})).await;
+        assert_eq!(st, 200, "{format:?}");
+    }
+    // Applied, a bound in the future matches nothing; ignored, it matches everything.
+    api.emu.set_date_range_format(DateRangeFormat::Both);
+    let (_, v) = api
+        .search(json!({"pageLimit": 10, "filters": future}))
+        .await;
+    assert_eq!(v["total"], 0);
+    api.emu.set_date_range_format(DateRangeFormat::Ignored);
+    let (_, v) = api
+        .search(json!({"pageLimit": 10, "filters": future}))
+        .await;
+    assert_eq!(v["total"], 1);
+}
+
+#[tokio::test]
+async fn crm_edits_advance_date_updated_unless_the_knob_keeps_it() {
+    for keep in [false, true] {
+        let api = Api::start(GhlOptions {
+            edits_keep_date_updated: keep,
+            ..GhlOptions::default()
+        })
+        .await;
+        let id = api.create(json!({"email": "a@example.com"})).await;
+        let before = api.emu.with_state(|s| s.contacts[&id].date_updated);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let edited = api
+            .emu
+            .with_state(|s| s.crm_edit(&id, |c| c.city = Some("Typed By Sales".into())));
+        assert_eq!(edited, Some(()));
+        let (after, city) = api
+            .emu
+            .with_state(|s| (s.contacts[&id].date_updated, s.contacts[&id].city.clone()));
+        assert_eq!(city.as_deref(), Some("Typed By Sales"));
+        assert_eq!(after == before, keep, "keep = {keep}");
+        // An API write advances it either way.
+        let (st, _) = api
+            .call(
+                Method::PUT,
+                &format!("/contacts/{id}"),
+                Some(json!({"city": "Api"})),
+            )
+            .await;
+        assert_eq!(st, 200);
+        assert!(api.emu.with_state(|s| s.contacts[&id].date_updated) > after);
+        assert_eq!(api.emu.with_state(|s| s.crm_edit("missing", |_| ())), None);
+    }
+}
+
+#[tokio::test]
+async fn search_pages_see_every_change_between_them() {
+    let api = Api::start(GhlOptions::default()).await;
+    for i in 0..30 {
+        api.create(json!({"email": format!("p{i}@example.com")}))
+            .await;
+    }
+    let sort = json!([{"field": "email", "direction": "asc"}]);
+    let page = |n: u64| json!({"pageLimit": 10, "page": n, "sort": sort});
+    let emails = |v: &Value| -> Vec<String> {
+        v["contacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["email"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let (_, first) = api.search(page(1)).await;
+    assert_eq!(emails(&first)[0], "p0@example.com");
+    // The same search again, after an API write: the write shows.
+    let (_, _) = api
+        .call(
+            Method::POST,
+            "/contacts/",
+            Some(json!({"locationId": api.loc, "email": "a0@example.com"})),
+        )
+        .await;
+    let (_, again) = api.search(page(1)).await;
+    assert_eq!(emails(&again)[0], "a0@example.com");
+    assert_eq!(again["total"], 31);
+    // … and after a CRM edit made directly in the state.
+    let id = again["contacts"][1]["id"].as_str().unwrap().to_string();
+    api.emu
+        .with_state(|s| s.crm_edit(&id, |c| c.email = Some("zz@example.com".into())));
+    let (_, last) = api.search(page(4)).await;
+    assert_eq!(emails(&last), vec!["zz@example.com"]);
+    // A removed contact is gone from the next page read.
+    api.emu.with_state(|s| s.delete_contact(&id));
+    let (_, last) = api.search(page(4)).await;
+    assert_eq!(last["total"], 30);
+    assert!(emails(&last).is_empty());
+}

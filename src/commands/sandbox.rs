@@ -3,9 +3,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::cli::{SandboxArgs, SeedArgs};
+use crate::cli::{DateRangeArg, SandboxArgs, SeedArgs};
 use crate::sandbox::faults::{BodyPadding, ErrorAnswer, FaultKnobs};
-use crate::sandbox::ghl::{GhlOptions, ScopeDenialBody, SearchPaging};
+use crate::sandbox::ghl::{DateRangeFormat, GhlOptions, ScopeDenialBody, SearchPaging};
 use crate::sandbox::hotspot::{HotspotOptions, OddValues, Paging};
 use crate::sandbox::seed::SeedSpec;
 use crate::sandbox::{Sandbox, SandboxOptions};
@@ -77,6 +77,14 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
             unstable_default_order: args.search_unstable_order,
             stuck: args.search_stuck,
         },
+        date_range_format: match args.search_date_format {
+            DateRangeArg::Iso => DateRangeFormat::Iso,
+            DateRangeArg::Millis => DateRangeFormat::Millis,
+            DateRangeArg::Both => DateRangeFormat::Both,
+            DateRangeArg::Neither => DateRangeFormat::Neither,
+            DateRangeArg::Ignored => DateRangeFormat::Ignored,
+        },
+        edits_keep_date_updated: args.edits_keep_date_updated,
         faults,
         ..GhlOptions::default()
     };

@@ -1,6 +1,7 @@
 //! GHL client over the shared HTTP policy: `Authorization: Bearer`, `Version: 2021-07-28`, one
 //! token refresh and one retry on a 401.
 
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -351,9 +352,32 @@ impl GhlClient {
             received: 0,
             total: None,
             seen: SeenIds::default(),
+            since: None,
+            latest_update: None,
             done: false,
             failed: false,
         }
+    }
+
+    /// Streams the contacts updated at or after `since` (a `dateUpdated` range filter), oldest
+    /// first by `dateAdded`. `form` is the date form that worked before, tried first (ISO when
+    /// none is known). GHL does not say which form it takes: a first page refused with 400 or
+    /// 422 is asked again in the other form, and if that is refused too, without the bound (every
+    /// contact). [`ContactSearch::since_filter`] tells what happened; remember its form.
+    pub fn search_contacts_updated_since(
+        &self,
+        since: DateTime<Utc>,
+        form: Option<DateForm>,
+        page_limit: u32,
+    ) -> ContactSearch {
+        let first = form.unwrap_or(DateForm::Iso);
+        let mut search = self.search_contacts(Vec::new(), Vec::new(), page_limit);
+        search.since = Some(Since {
+            at: since,
+            forms: vec![first, first.other()],
+            outcome: SinceFilter::Pending,
+        });
+        search
     }
 
     /// The `tags` of the API's answer. Whether GHL answers the contact's full tag set or echoes
@@ -737,8 +761,46 @@ pub struct ContactSearch {
     received: u64,
     total: Option<u64>,
     seen: SeenIds,
+    /// The `dateUpdated` lower bound and the forms still to try, for an incremental listing.
+    since: Option<Since>,
+    /// The latest `dateUpdated` among the contacts received.
+    latest_update: Option<DateTime<Utc>>,
     done: bool,
     failed: bool,
+}
+
+#[derive(Debug)]
+struct Since {
+    at: DateTime<Utc>,
+    /// The form sent now first, then the one to try if it is refused.
+    forms: Vec<DateForm>,
+    outcome: SinceFilter,
+}
+
+/// What became of the `dateUpdated` bound of [`GhlClient::search_contacts_updated_since`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinceFilter {
+    /// No bound was asked for: a listing of every contact.
+    NotAsked,
+    /// Asked, no page answered yet.
+    Pending,
+    /// GHL took the bound written in this form and answered only contacts updated since.
+    Applied(DateForm),
+    /// GHL took the bound written in this form but answered contacts updated before it: it
+    /// ignores the filter, and the listing holds every contact (only costlier).
+    Ignored(DateForm),
+    /// GHL refused the bound in both forms; the listing ran without it, over every contact.
+    Refused,
+}
+
+impl SinceFilter {
+    /// The form GHL took, to try first next time.
+    pub fn form(self) -> Option<DateForm> {
+        match self {
+            SinceFilter::Applied(f) | SinceFilter::Ignored(f) => Some(f),
+            _ => None,
+        }
+    }
 }
 
 /// The order of a listing when the caller asks for none. GHL does not document its default
@@ -768,6 +830,66 @@ impl ContactSearch {
 
     pub fn received(&self) -> u64 {
         self.received
+    }
+
+    /// What became of the `dateUpdated` bound ([`SinceFilter::NotAsked`] for a plain listing).
+    pub fn since_filter(&self) -> SinceFilter {
+        self.since
+            .as_ref()
+            .map_or(SinceFilter::NotAsked, |s| s.outcome)
+    }
+
+    /// Whether the listing, read to its end, holds every contact of the location: no bound was
+    /// asked, or GHL refused or ignored it. Only such a listing, when [`Self::complete`], may
+    /// tell that a contact it lacks was deleted.
+    pub fn lists_every_contact(&self) -> bool {
+        !matches!(
+            self.since_filter(),
+            SinceFilter::Pending | SinceFilter::Applied(_)
+        )
+    }
+
+    /// The latest `dateUpdated` among the contacts received so far: the high-water mark from
+    /// which the next incremental listing starts (less a margin).
+    pub fn latest_update(&self) -> Option<DateTime<Utc>> {
+        self.latest_update
+    }
+
+    /// The filters of the next request: the caller's, and the bound in the form tried now.
+    fn request_filters(&self) -> Vec<Filter> {
+        let mut filters = self.filters.clone();
+        if let Some(s) = &self.since
+            && let Some(form) = s.forms.first()
+        {
+            filters.push(Filter::date_updated_since(s.at, *form));
+        }
+        filters
+    }
+
+    /// A first page refused with 400 or 422 while a bound is sent: the bound's form is the
+    /// likely cause. Drops that form; true when the page should be asked again.
+    fn refused_bound(&mut self, e: &GhlError) -> bool {
+        let refused =
+            matches!(e, GhlError::Http(HttpError::Api(a)) if matches!(a.status, Some(400 | 422)));
+        let first_page = self.page == 0 && self.search_after.is_none() && self.received == 0;
+        let Some(since) = self.since.as_mut() else {
+            return false;
+        };
+        if !refused || !first_page || since.forms.is_empty() {
+            return false;
+        }
+        let form = since.forms.remove(0);
+        tracing::warn!(
+            api = self.client.policy.api(),
+            path = SEARCH_PATH,
+            form = form.as_str(),
+            "the contact search refused a dateUpdated bound written as {}: {e}",
+            form.as_str()
+        );
+        if since.forms.is_empty() {
+            since.outcome = SinceFilter::Refused;
+        }
+        true
     }
 
     fn fail(&mut self, e: GhlError) -> GhlError {
@@ -805,21 +927,24 @@ impl ContactSearch {
                 }
             }
         };
-        let req = SearchRequest {
-            location_id: self.client.location_id.clone(),
-            page_limit: self.page_limit,
-            page: by_page.then_some(next_page),
-            search_after,
-            filters: self.filters.clone(),
-            sort: self.sort.clone(),
-            query: None,
-        };
-        let c = Call::new(Method::POST, SEARCH_PATH.into(), SEARCH_PATH)
-            .json(&req)?
-            .retry_unsafe(true);
-        let r: SearchResponse = match self.client.call(c).await {
-            Ok(r) => r,
-            Err(e) => return Err(self.fail(e)),
+        let (req, r) = loop {
+            let req = SearchRequest {
+                location_id: self.client.location_id.clone(),
+                page_limit: self.page_limit,
+                page: by_page.then_some(next_page),
+                search_after: search_after.clone(),
+                filters: self.request_filters(),
+                sort: self.sort.clone(),
+                query: None,
+            };
+            let c = Call::new(Method::POST, SEARCH_PATH.into(), SEARCH_PATH)
+                .json(&req)?
+                .retry_unsafe(true);
+            match self.client.call::<SearchResponse>(c).await {
+                Ok(r) => break (req, r),
+                Err(e) if self.refused_bound(&e) => continue,
+                Err(e) => return Err(self.fail(e)),
+            }
         };
         if by_page {
             self.page = next_page;
@@ -830,6 +955,18 @@ impl ContactSearch {
         let n = r.contacts.len() as u64;
         self.received += n;
         let contacts = self.client.decode.keep(Listing::Contacts, r.contacts);
+        let dates = contacts.iter().filter_map(|c| c.date_updated);
+        self.latest_update = dates.clone().max().max(self.latest_update);
+        if let Some(since) = self.since.as_mut()
+            && let Some(&form) = since.forms.first()
+        {
+            let older = dates.clone().any(|d| d < since.at);
+            since.outcome = match since.outcome {
+                SinceFilter::Ignored(f) => SinceFilter::Ignored(f),
+                _ if older => SinceFilter::Ignored(form),
+                _ => SinceFilter::Applied(form),
+            };
+        }
         let progress = self
             .seen
             .add(contacts.iter().filter_map(|c| c.id.as_deref()));

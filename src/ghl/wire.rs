@@ -381,10 +381,57 @@ impl Filter {
         }
     }
 
+    /// `dateUpdated ≥ since`, the bound written in `form`.
+    pub fn date_updated_since(since: DateTime<Utc>, form: DateForm) -> Self {
+        let bound = match form {
+            DateForm::Iso => {
+                Value::String(since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            }
+            DateForm::Millis => Value::from(since.timestamp_millis()),
+        };
+        Filter::Condition {
+            field: "dateUpdated".into(),
+            operator: "range".into(),
+            value: Some(serde_json::json!({ "gte": bound })),
+        }
+    }
+
     pub fn any_of(filters: Vec<Filter>) -> Self {
         Filter::Group {
             group: "OR".into(),
             filters,
+        }
+    }
+}
+
+/// How a date bound is written in a search `range` filter. The reference does not say; GHL
+/// prints dates as ISO-8601 and its `searchAfter` cursors carry epoch milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DateForm {
+    Iso,
+    Millis,
+}
+
+impl DateForm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DateForm::Iso => "iso",
+            DateForm::Millis => "millis",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "iso" => Some(DateForm::Iso),
+            "millis" => Some(DateForm::Millis),
+            _ => None,
+        }
+    }
+
+    pub fn other(self) -> Self {
+        match self {
+            DateForm::Iso => DateForm::Millis,
+            DateForm::Millis => DateForm::Iso,
         }
     }
 }

@@ -11,6 +11,7 @@
 
 mod appointments;
 pub mod dashboard;
+mod ghl_contacts;
 mod journal;
 mod links;
 mod lock;
@@ -28,6 +29,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use appointments::Appointment;
+pub use ghl_contacts::{ContactCursor, ContactIdentity, ContactListing, DateFilter, IdentityKey};
 pub use journal::{Intent, IntentState, NewIntent};
 pub use links::{Link, LinkStatus, MatchMethod};
 pub use lock::{RefreshLock, StateLock, lock_path, try_lock_refresh};

@@ -127,6 +127,37 @@ CREATE TABLE IF NOT EXISTS appointments (
     PRIMARY KEY (contact_target_id, event_id)
 );
 "#,
+    // 2: incremental reads of GHL contacts.
+    r#"
+-- Per location: the `dateUpdated` high-water mark of the last listing of GHL contacts (full or
+-- incremental), when the last full listing ran, and the date form GHL's range filter took.
+CREATE TABLE IF NOT EXISTS ghl_contact_cursor (
+    location_id   TEXT PRIMARY KEY,
+    high_water    TEXT,
+    last_full_at  TEXT,
+    date_filter   TEXT CHECK (date_filter IN ('iso', 'millis', 'refused')),
+    updated_at    TEXT NOT NULL
+);
+
+-- The identity of every GHL contact seen: what a new guest is matched on without listing them
+-- all. A full listing replaces a location's rows; an incremental one upserts.
+CREATE TABLE IF NOT EXISTS ghl_contact_identity (
+    location_id  TEXT NOT NULL,
+    target_id    TEXT NOT NULL,
+    email        TEXT,
+    phone        TEXT,
+    anchor       TEXT,
+    date_updated TEXT,
+    raw_hash     TEXT,
+    PRIMARY KEY (location_id, target_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ghl_identity_by_email
+    ON ghl_contact_identity (location_id, email) WHERE email IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ghl_identity_by_phone
+    ON ghl_contact_identity (location_id, phone) WHERE phone IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ghl_identity_by_anchor
+    ON ghl_contact_identity (location_id, anchor) WHERE anchor IS NOT NULL;
+"#,
 ];
 
 /// The schema version this binary writes and understands.

@@ -41,8 +41,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 pub use self::state::{
-    Appointment, Business, Contact, CustomField, GhlState, Note, SearchPaging, Task,
-    normalize_phone,
+    Appointment, Business, Contact, CustomField, DateRangeFormat, GhlState, Note, SearchPaging,
+    Task, normalize_phone,
 };
 use self::validate::{ApiError, ApiResult};
 use crate::sandbox::faults::{self, FaultKnobs, FaultState, InjectedFault};
@@ -132,6 +132,13 @@ pub struct GhlOptions {
     pub custom_fields_by_id_only: bool,
     /// How contact search pages: `total` capped, order without a sort, a hostile search.
     pub search_paging: SearchPaging,
+    /// The date form a `range` filter on `dateAdded`/`dateUpdated` takes (unconfirmed: ISO
+    /// string or epoch milliseconds); the other form is refused with 422. Default: both. Two
+    /// more readings: no such filter at all (`Neither`, 422), or one silently ignored.
+    pub date_range_format: DateRangeFormat,
+    /// Whether a CRM user's edit ([`GhlState::crm_edit`]) leaves `dateUpdated` alone
+    /// (unconfirmed; off advances it, as API writes always do).
+    pub edits_keep_date_updated: bool,
     /// Added to every answer (same as `faults.latency`, kept apart for readability).
     pub latency: Duration,
     pub faults: FaultKnobs,
@@ -172,6 +179,8 @@ impl std::fmt::Debug for GhlOptions {
             .field("bulk_business_limit", &self.bulk_business_limit)
             .field("custom_fields_by_id_only", &self.custom_fields_by_id_only)
             .field("search_paging", &self.search_paging)
+            .field("date_range_format", &self.date_range_format)
+            .field("edits_keep_date_updated", &self.edits_keep_date_updated)
             .field("latency", &self.latency)
             .field("faults", &self.faults)
             .field("custom_fields", &self.custom_fields)
@@ -208,6 +217,8 @@ impl Default for GhlOptions {
             bulk_business_limit: None,
             custom_fields_by_id_only: false,
             search_paging: SearchPaging::default(),
+            date_range_format: DateRangeFormat::default(),
+            edits_keep_date_updated: false,
             latency: Duration::ZERO,
             faults: FaultKnobs::default(),
             custom_fields: vec![(
@@ -287,6 +298,8 @@ impl GhlEmulator {
         st.bulk_business_limit = opts.bulk_business_limit;
         st.custom_fields_by_id_only = opts.custom_fields_by_id_only;
         st.search_paging = opts.search_paging.clone();
+        st.date_range_format = opts.date_range_format;
+        st.edits_keep_date_updated = opts.edits_keep_date_updated;
         for (key, name, ty) in &opts.custom_fields {
             st.add_custom_field(key, name, ty);
         }
@@ -384,13 +397,23 @@ impl GhlEmulator {
 
     /// Change how contact search pages, from the next search on.
     pub fn set_search_paging(&self, paging: SearchPaging) {
-        lock(&self.shared.state).search_paging = paging;
+        let mut st = lock(&self.shared.state);
+        st.search_paging = paging;
+        st.contacts_changed();
+    }
+
+    /// Change the date form `range` filters take, from the next search on.
+    pub fn set_date_range_format(&self, format: DateRangeFormat) {
+        let mut st = lock(&self.shared.state);
+        st.date_range_format = format;
+        st.contacts_changed();
     }
 
     /// Let search catch up now, as if the lag had elapsed, and lag no later write: what a run
     /// started minutes after the last one sees.
     pub fn settle_search(&self) {
         let mut st = lock(&self.shared.state);
+        st.contacts_changed();
         st.search_lag = Duration::ZERO;
         st.lagging.clear();
     }
@@ -424,7 +447,9 @@ impl GhlEmulator {
 
     /// Read or edit the stored records directly, bypassing HTTP, validation and search lag.
     pub fn with_state<R>(&self, f: impl FnOnce(&mut GhlState) -> R) -> R {
-        f(&mut lock(&self.shared.state))
+        let mut st = lock(&self.shared.state);
+        st.contacts_changed();
+        f(&mut st)
     }
 }
 
@@ -649,6 +674,9 @@ fn route(shared: &Shared, method: &Method, path: &str, ctx: &Ctx) -> ApiResult {
     let mut st = lock(&shared.state);
     let st = &mut *st;
     let m = method.as_str();
+    if m != "GET" && segs.last() != Some(&"search") {
+        st.contacts_changed();
+    }
     match (m, segs.as_slice()) {
         ("POST", ["contacts"]) => contacts::create(st, ctx),
         ("POST", ["contacts", "upsert"]) => contacts::upsert(st, ctx),

@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate};
 use serde_json::{Value, json};
 
 use super::contacts::search_shape;
-use super::state::{Contact, GhlState, normalize_phone};
+use super::state::{Contact, DateRangeFormat, GhlState, normalize_phone};
 use super::validate::{ApiError, ApiResult, Dto, Ty, check, s};
 use super::{Ctx, same_location};
 
@@ -96,7 +96,12 @@ fn ops_for(field: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-fn parse_filters(v: &Value, path: &str, errs: &mut Vec<String>) -> Vec<Filter> {
+fn parse_filters(
+    v: &Value,
+    path: &str,
+    dates: DateRangeFormat,
+    errs: &mut Vec<String>,
+) -> Vec<Filter> {
     let Some(items) = v.as_array() else {
         errs.push(format!("{path} must be an array"));
         return Vec::new();
@@ -125,7 +130,7 @@ fn parse_filters(v: &Value, path: &str, errs: &mut Vec<String>) -> Vec<Filter> {
                 }
             }
             let inner = obj.get("filters").cloned().unwrap_or(Value::Null);
-            let items = parse_filters(&inner, &format!("{p}.filters"), errs);
+            let items = parse_filters(&inner, &format!("{p}.filters"), dates, errs);
             out.push(Filter::Group { any, items });
             continue;
         }
@@ -159,16 +164,19 @@ fn parse_filters(v: &Value, path: &str, errs: &mut Vec<String>) -> Vec<Filter> {
             ("exists" | "not_exists", None) => {}
             (_, None) => errs.push(format!("{p}.value should not be empty")),
             ("range", Some(v)) => {
+                let form = form_of(field, dates);
                 let ok = v.as_object().is_some_and(|o| {
                     !o.is_empty()
                         && o.iter().all(|(k, x)| {
                             matches!(k.as_str(), "gt" | "gte" | "lt" | "lte")
+                                && form.accepts(x)
                                 && to_ms(field, x).is_some()
                         })
                 });
                 if !ok {
                     errs.push(format!(
-                        "{p}.value must be an object of gt/gte/lt/lte with ISO dates or epoch milliseconds"
+                        "{p}.value must be an object of gt/gte/lt/lte with {}",
+                        form.described()
                     ));
                 }
             }
@@ -198,6 +206,9 @@ fn parse_filters(v: &Value, path: &str, errs: &mut Vec<String>) -> Vec<Filter> {
                 }
             }
         }
+        if op == "range" && form_of(field, dates) == DateRangeFormat::Ignored {
+            continue;
+        }
         out.push(Filter::Cond {
             field: field.to_string(),
             op: op.to_string(),
@@ -205,6 +216,16 @@ fn parse_filters(v: &Value, path: &str, errs: &mut Vec<String>) -> Vec<Filter> {
         });
     }
     out
+}
+
+/// The date form a range on `field` takes: `dateOfBirth` is a day, whatever form the
+/// timestamps take.
+fn form_of(field: &str, dates: DateRangeFormat) -> DateRangeFormat {
+    if field == "dateOfBirth" {
+        DateRangeFormat::Both
+    } else {
+        dates
+    }
 }
 
 /// A range bound as epoch milliseconds (ISO string, `YYYY-MM-DD`, or a number).
@@ -400,6 +421,49 @@ fn cmp_keys(a: &[Key], b: &[Key], dirs: &[bool]) -> Ordering {
     a[dirs.len()].cmp(&b[dirs.len()])
 }
 
+/// The ordered matches of one search (filters, sort, query), by contact id, kept while the
+/// location does not change (see [`GhlState::contacts_changed`]).
+#[derive(Debug)]
+pub(crate) struct SearchCache {
+    key: String,
+    hits: Vec<(Vec<Key>, String)>,
+}
+
+/// Every searchable contact that matches, with its sort keys, in the order of `sort`.
+fn matching<'a>(
+    st: &'a GhlState,
+    filters: &[Filter],
+    query: Option<&str>,
+    sort: &[(String, bool)],
+    dirs: &[bool],
+) -> Vec<(Vec<Key>, &'a Contact)> {
+    let mut hits: Vec<(Vec<Key>, &Contact)> = st
+        .searchable()
+        .into_iter()
+        .filter(|c| filters.iter().all(|f| matches(c, f)))
+        .filter(|c| match query {
+            None => true,
+            Some(q) => [
+                &c.first_name,
+                &c.last_name,
+                &c.email,
+                &c.phone,
+                &c.company_name,
+            ]
+            .into_iter()
+            .flatten()
+            .any(|f| f.to_lowercase().contains(q)),
+        })
+        .map(|c| {
+            let mut k: Vec<Key> = sort.iter().map(|(f, _)| key_of(c, f)).collect();
+            k.push(Key::Str(c.id.clone()));
+            (k, c)
+        })
+        .collect();
+    hits.sort_by(|a, b| cmp_keys(&a.0, &b.0, dirs));
+    hits
+}
+
 pub(crate) fn search(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
     ctx.need("contacts.readonly")?;
     let obj = check(&ctx.body, &DTO)?;
@@ -437,7 +501,7 @@ pub(crate) fn search(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
         errs.push("query must be shorter than or equal to 75 characters".into());
     }
     let filters = match obj.get("filters") {
-        Some(v) => parse_filters(v, "filters", &mut errs),
+        Some(v) => parse_filters(v, "filters", st.date_range_format, &mut errs),
         None => Vec::new(),
     };
     // Sort: [(field, desc)]
@@ -506,35 +570,41 @@ pub(crate) fn search(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
     let paging = st.search_paging.clone();
     let shuffle = (paging.unstable_default_order && !explicit_sort).then(|| st.roll());
     st.expire_lag();
-    let mut hits: Vec<(Vec<Key>, &Contact)> = st
-        .searchable()
-        .into_iter()
-        .filter(|c| filters.iter().all(|f| matches(c, f)))
-        .filter(|c| match &query {
-            None => true,
-            Some(q) => [
-                &c.first_name,
-                &c.last_name,
-                &c.email,
-                &c.phone,
-                &c.company_name,
-            ]
+    // The matches of a plain search, in order, are kept until the location changes: reading
+    // 100,000 contacts 500 at a time then filters and sorts once, not 200 times. A lagging
+    // write, an unstable order or a hostile search answer differently each time: never kept.
+    let cacheable = st.lagging.is_empty() && shuffle.is_none() && !paging.stuck;
+    let cache_key = cacheable.then(|| json!([obj.get("filters"), sort, query]).to_string());
+    if let Some(key) = &cache_key
+        && st.search_cache.as_ref().is_none_or(|c| &c.key != key)
+    {
+        let hits = matching(st, &filters, query.as_deref(), &sort, &dirs)
             .into_iter()
-            .flatten()
-            .any(|f| f.to_lowercase().contains(q.as_str())),
-        })
-        .map(|c| {
-            let mut k: Vec<Key> = sort.iter().map(|(f, _)| key_of(c, f)).collect();
-            k.push(Key::Str(c.id.clone()));
-            (k, c)
-        })
-        .collect();
-    hits.sort_by(|a, b| cmp_keys(&a.0, &b.0, &dirs));
+            .map(|(k, c)| (k, c.id.clone()))
+            .collect();
+        st.search_cache = Some(SearchCache {
+            key: key.clone(),
+            hits,
+        });
+    }
+    let owned;
+    let mut hits: Vec<(Vec<Key>, &Contact)> = match (&cache_key, &st.search_cache) {
+        (Some(_), Some(cache)) => cache
+            .hits
+            .iter()
+            .filter_map(|(k, id)| st.contacts.get(id).map(|c| (k.clone(), c)))
+            .collect(),
+        _ => {
+            owned = matching(st, &filters, query.as_deref(), &sort, &dirs);
+            owned
+        }
+    };
     if let Some(seed) = shuffle {
         use rand::SeedableRng;
         use rand::seq::SliceRandom;
         hits.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
     }
+
     let mut total = hits.len() as u64;
     if let Some(cap) = paging.total_cap {
         total = total.min(cap);

@@ -185,6 +185,12 @@ pub struct GhlState {
     pub(crate) lagging: HashMap<String, (Instant, Option<Contact>)>,
     /// How `POST /contacts/search` pages (see `SearchPaging`).
     pub(crate) search_paging: SearchPaging,
+    /// The date form a `range` filter takes (see `GhlOptions::date_range_format`).
+    pub(crate) date_range_format: DateRangeFormat,
+    /// A CRM user's edit ([`GhlState::crm_edit`]) leaves `dateUpdated` alone.
+    pub(crate) edits_keep_date_updated: bool,
+    /// The last search's ordered matches; dropped whenever contacts may have changed.
+    pub(crate) search_cache: Option<super::search::SearchCache>,
     rng: StdRng,
 }
 
@@ -201,6 +207,43 @@ pub struct SearchPaging {
     /// Hostile: every answer is the same full first page, ending on the same `searchAfter`,
     /// with a `total` of a billion, whatever `page` or `searchAfter` asks for.
     pub stuck: bool,
+}
+
+/// The form of a date bound that a `range` filter on `dateAdded`/`dateUpdated` accepts. The
+/// reference gives none: an ISO-8601 string (the form GHL prints its dates in) or epoch
+/// milliseconds (the form its `searchAfter` cursors carry). The other form is refused with the
+/// 422 of a bad filter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DateRangeFormat {
+    Iso,
+    Millis,
+    /// Either form (the emulator's own reading).
+    #[default]
+    Both,
+    /// Neither: no `range` filter on these dates is supported (422 whatever the form).
+    Neither,
+    /// Either form is accepted and then ignored: the answer holds every contact.
+    Ignored,
+}
+
+impl DateRangeFormat {
+    pub(crate) fn accepts(self, v: &Value) -> bool {
+        match self {
+            DateRangeFormat::Iso => v.is_string(),
+            DateRangeFormat::Millis => v.is_number(),
+            DateRangeFormat::Both | DateRangeFormat::Ignored => true,
+            DateRangeFormat::Neither => false,
+        }
+    }
+
+    pub(crate) fn described(self) -> &'static str {
+        match self {
+            DateRangeFormat::Iso => "ISO-8601 dates",
+            DateRangeFormat::Millis => "epoch milliseconds",
+            DateRangeFormat::Both | DateRangeFormat::Ignored => "ISO dates or epoch milliseconds",
+            DateRangeFormat::Neither => "no dates: the range operator is not supported here",
+        }
+    }
 }
 
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -232,6 +275,9 @@ impl GhlState {
             custom_fields_by_id_only: false,
             lagging: HashMap::new(),
             search_paging: SearchPaging::default(),
+            date_range_format: DateRangeFormat::default(),
+            edits_keep_date_updated: false,
+            search_cache: None,
             rng: StdRng::seed_from_u64(seed),
         }
     }
@@ -261,6 +307,25 @@ impl GhlState {
         let id = c.id.clone();
         self.contacts.insert(id.clone(), c);
         id
+    }
+
+    /// Edit contact `id` as a CRM user does in GHL's UI: `dateUpdated` advances, unless the
+    /// location keeps it on such edits (`GhlOptions::edits_keep_date_updated`, an unconfirmed
+    /// reading). `None` when there is no such contact.
+    pub fn crm_edit<R>(&mut self, id: &str, f: impl FnOnce(&mut Contact) -> R) -> Option<R> {
+        let keep = self.edits_keep_date_updated;
+        let c = self.contacts.get_mut(id)?;
+        let r = f(c);
+        if !keep {
+            c.touch(Utc::now());
+        }
+        self.contacts_changed();
+        Some(r)
+    }
+
+    /// Contacts or how search reads them may have changed: searches match afresh.
+    pub(crate) fn contacts_changed(&mut self) {
+        self.search_cache = None;
     }
 
     /// Delete a task as a CRM user does (kept apart for a soft-deleting backend).
