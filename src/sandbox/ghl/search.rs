@@ -587,18 +587,24 @@ pub(crate) fn search(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
             hits,
         });
     }
-    let owned;
-    let mut hits: Vec<(Vec<Key>, &Contact)> = match (&cache_key, &st.search_cache) {
-        (Some(_), Some(cache)) => cache
-            .hits
-            .iter()
-            .filter_map(|(k, id)| st.contacts.get(id).map(|c| (k.clone(), c)))
-            .collect(),
-        _ => {
-            owned = matching(st, &filters, query.as_deref(), &sort, &dirs);
-            owned
-        }
-    };
+    if let (Some(_), Some(cache)) = (&cache_key, &st.search_cache) {
+        // Seek into the kept order: only the page's contacts are looked at.
+        let start = start_of(
+            &cache.hits,
+            |h| &h.0,
+            cursor.as_deref(),
+            page,
+            page_limit,
+            &dirs,
+        );
+        let total = paging.total_cap.map_or(cache.hits.len() as u64, |cap| {
+            (cache.hits.len() as u64).min(cap)
+        });
+        let page_hits = cache.hits.iter().skip(start).take(page_limit as usize);
+        let hits = page_hits.filter_map(|(k, id)| st.contacts.get(id).map(|c| (k.as_slice(), c)));
+        return Ok(answer(&st.location_id, hits, total));
+    }
+    let mut hits = matching(st, &filters, query.as_deref(), &sort, &dirs);
     if let Some(seed) = shuffle {
         use rand::SeedableRng;
         use rand::seq::SliceRandom;
@@ -620,19 +626,44 @@ pub(crate) fn search(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
         hits = page;
         total = 1_000_000_000;
     }
-    let start = match (&cursor, page) {
-        _ if paging.stuck => 0,
+    let start = if paging.stuck {
+        0
+    } else {
+        start_of(&hits, |h| &h.0, cursor.as_deref(), page, page_limit, &dirs)
+    };
+    let page_hits = hits.iter().skip(start).take(page_limit as usize);
+    Ok(answer(
+        &st.location_id,
+        page_hits.map(|(k, c)| (k.as_slice(), *c)),
+        total,
+    ))
+}
+
+/// Where the requested page starts in `hits`, ordered by the keys `key` gives.
+fn start_of<T>(
+    hits: &[T],
+    key: impl Fn(&T) -> &Vec<Key>,
+    cursor: Option<&[Key]>,
+    page: Option<u64>,
+    page_limit: u64,
+    dirs: &[bool],
+) -> usize {
+    match (cursor, page) {
         (Some(cur), _) => {
-            hits.partition_point(|(k, _)| cmp_keys(k, cur, &dirs) != Ordering::Greater)
+            hits.partition_point(|h| cmp_keys(key(h), cur, dirs) != Ordering::Greater)
         }
         (None, Some(p)) => ((p - 1) * page_limit) as usize,
         (None, None) => 0,
-    };
-    let loc = &st.location_id;
+    }
+}
+
+/// One page of the search answer: each contact in its search shape with its cursor.
+fn answer<'a>(
+    loc: &str,
+    hits: impl Iterator<Item = (&'a [Key], &'a Contact)>,
+    total: u64,
+) -> (StatusCode, Value) {
     let contacts: Vec<Value> = hits
-        .iter()
-        .skip(start)
-        .take(page_limit as usize)
         .map(|(k, c)| {
             let mut m = search_shape(c, loc);
             m.insert(
@@ -642,8 +673,8 @@ pub(crate) fn search(st: &mut GhlState, ctx: &Ctx) -> ApiResult {
             Value::Object(m)
         })
         .collect();
-    Ok((
+    (
         StatusCode::OK,
         json!({"contacts": contacts, "total": total}),
-    ))
+    )
 }
