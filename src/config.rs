@@ -9,13 +9,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::model::{ConflictPolicy, DriftPolicy, SourceDeletePolicy, TargetDeletePolicy};
+use chrono::{DateTime, Utc};
+
+use crate::http::PolicyConfig;
+use crate::mapping::{FieldMap, MappingConfig, SourceField, TagRules};
+use crate::model::{
+    ConflictPolicy, DriftPolicy, Field, PhoneNormalizer, SourceDeletePolicy, StdField,
+    TargetDeletePolicy,
+};
+use crate::reconcile::ContactPolicy;
 
 /// What went wrong, so that callers and tests can tell error classes apart without parsing text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +100,8 @@ impl ConfigError {
 
 /// The validated configuration. Fields are public so that the demo can point the base URLs and
 /// the state path at its temporary sandbox (prefer [`Config::with_overrides`], which re-checks).
+/// The mapping, the contact policy and the HTTP policies are built from them at load: changing
+/// one of their keys afterwards changes nothing a pass does.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file this was loaded from (for messages).
@@ -107,6 +118,20 @@ pub struct Config {
     pub businesses: BusinessesConfig,
     pub appointments: AppointmentsConfig,
     pub report: ReportConfig,
+    /// Built from the keys above when the file loads: a pass only reads these.
+    decided: Decided,
+}
+
+/// What a pass runs on, decided once from the validated keys, so that no configuration string
+/// is read again during a pass and a mistake can only surface when the file loads.
+#[derive(Debug, Clone)]
+struct Decided {
+    /// Without location names: those are run data ([`MappingConfig::with_location_names`]).
+    mapping: MappingConfig,
+    /// Its `now` is set per pass by [`Config::contact_policy`].
+    contact_policy: ContactPolicy,
+    ghl_http: PolicyConfig,
+    hotspot_http: PolicyConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +185,9 @@ pub struct GhlConfig {
     pub daily_quota_recheck_secs: u64,
     pub max_concurrency: usize,
     pub lost_create_recovery: LostCreateRecovery,
+    /// `ghl.scopes` as the file writes it (`None` when absent): replaces the list `check` and
+    /// `auth` compute from the enabled features.
+    pub listed_scopes: Option<Vec<String>>,
 }
 
 /// How a contact create whose answer was lost (5xx, timeout, dropped connection) is recovered.
@@ -179,9 +207,7 @@ pub enum LostCreateRecovery {
     Wait,
 }
 
-/// 32 MiB: a GHL page of 100 contacts is well under 1 MB, a HotspotSystem page of 1,000 records
-/// a few hundred KB; the cap only has to stop a runaway answer before it fills memory.
-pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 32 * 1024 * 1024;
+pub use crate::http::DEFAULT_MAX_RESPONSE_BYTES;
 
 /// 30 minutes: a no-change pass over 100,000 guests took under 3 minutes (BENCHMARKS.md), so this
 /// stops only a pass that is stuck (a server that answers slowly for ever, a listing that never
@@ -321,7 +347,8 @@ pub const HOTSPOT_FIELDS: &[&str] = &[
     "social_followers_count",
 ];
 
-/// Standard GHL contact fields the field map may target.
+/// Standard GHL contact fields the field map may target: those the sync writes (`name` is split
+/// into `firstName` and `lastName`).
 pub const GHL_CONTACT_FIELDS: &[&str] = &[
     "name",
     "firstName",
@@ -334,12 +361,19 @@ pub const GHL_CONTACT_FIELDS: &[&str] = &[
     "state",
     "postalCode",
     "country",
-    "website",
-    "timezone",
-    "source",
-    "dateOfBirth",
-    "gender",
 ];
+
+/// The GHL field a standard target in `[contacts.fields]` names; `None` for one the sync cannot
+/// write.
+fn standard_target(name: &str) -> Option<Field> {
+    if name == "name" {
+        return Some(Field::Std(StdField::FirstName));
+    }
+    StdField::ALL
+        .into_iter()
+        .find(|f| f.as_str() == name)
+        .map(Field::Std)
+}
 
 const DEFAULT_FIELD_MAP: &[(&str, &str)] = &[
     ("name", "name"),
@@ -683,6 +717,30 @@ pub const DEFAULT_GHL_SCOPES: &[&str] = &[
 // ---------------------------------------------------------------------------------------------
 
 impl Config {
+    /// The contact mapping (field map, tag rules, phone reading) as configured, without location
+    /// names: a pass adds those with [`MappingConfig::with_location_names`].
+    pub fn mapping(&self) -> &MappingConfig {
+        &self.decided.mapping
+    }
+
+    /// The contact policy as configured, for a pass that starts at `now`.
+    pub fn contact_policy(&self, now: DateTime<Utc>) -> ContactPolicy {
+        ContactPolicy {
+            now,
+            ..self.decided.contact_policy.clone()
+        }
+    }
+
+    /// The GHL HTTP policy settings from `[ghl]` and `[http]`.
+    pub fn ghl_http(&self) -> &PolicyConfig {
+        &self.decided.ghl_http
+    }
+
+    /// The HotspotSystem HTTP policy settings from `[hotspot]` and `[http]`.
+    pub fn hotspot_http(&self) -> &PolicyConfig {
+        &self.decided.hotspot_http
+    }
+
     /// The GHL custom field keys the sync writes, each with the config key naming it
     /// (`ghl.hotspot_id_field`, `contacts.fields.<field>`): resolved to ids before a pass writes.
     pub fn custom_field_keys(&self) -> Vec<(String, String)> {
@@ -1071,6 +1129,12 @@ impl<'a> Ctx<'a> {
         if g.location_id.trim().is_empty() {
             return Err(self.at("ghl.location_id", K::Invalid, "must not be empty"));
         }
+        let listed_scopes = g.scopes.as_ref().map(|list| {
+            list.iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        });
         let auth = match g.auth.unwrap_or(RawAuthMode::PrivateToken) {
             RawAuthMode::PrivateToken => GhlAuth::PrivateToken {
                 token: self.secret(
@@ -1145,6 +1209,7 @@ impl<'a> Ctx<'a> {
                 .unwrap_or(crate::http::DAILY_RECHECK.as_secs()),
             max_concurrency: g.max_concurrency.unwrap_or(8),
             lost_create_recovery: g.lost_create_recovery.unwrap_or_default(),
+            listed_scopes,
         };
         positive("ghl.rate_limit", ghl.rate_limit.into())?;
         positive("ghl.rate_window_secs", ghl.rate_window_secs)?;
@@ -1171,6 +1236,26 @@ impl<'a> Ctx<'a> {
         positive("http.max_attempts", http.max_attempts.into())?;
         positive("http.max_elapsed_secs", http.max_elapsed_secs)?;
         positive("http.max_response_bytes", http.max_response_bytes)?;
+        let ghl_http = PolicyConfig {
+            rate_max: ghl.rate_limit,
+            rate_window: Duration::from_secs(ghl.rate_window_secs),
+            max_attempts: http.max_attempts,
+            max_elapsed: Duration::from_secs(http.max_elapsed_secs),
+            timeout: Duration::from_secs(http.timeout_secs),
+            max_response_bytes: http.max_response_bytes,
+            daily_reserve: ghl.daily_reserve.into(),
+            daily_recheck: Duration::from_secs(ghl.daily_quota_recheck_secs),
+            ..PolicyConfig::ghl()
+        };
+        let hotspot_http = PolicyConfig {
+            rate_max: hotspot.rate_limit,
+            rate_window: Duration::from_secs(hotspot.rate_window_secs),
+            max_attempts: http.max_attempts,
+            max_elapsed: Duration::from_secs(http.max_elapsed_secs),
+            timeout: Duration::from_secs(http.timeout_secs),
+            max_response_bytes: http.max_response_bytes,
+            ..PolicyConfig::hotspot()
+        };
 
         // [sync]
         let sync = SyncConfig {
@@ -1222,6 +1307,13 @@ impl<'a> Ctx<'a> {
                 format!("{default_country:?} is not a two-letter ISO 3166 country code"),
             ));
         }
+        let phone = PhoneNormalizer::new(&default_country).ok_or_else(|| {
+            self.at(
+                "contacts.default_country",
+                K::Invalid,
+                format!("{default_country:?} is not a known ISO 3166 country code"),
+            )
+        })?;
         let mut fields: BTreeMap<String, FieldTarget> = DEFAULT_FIELD_MAP
             .iter()
             .map(|(h, g)| (h.to_string(), FieldTarget::Standard(g.to_string())))
@@ -1246,7 +1338,7 @@ impl<'a> Ctx<'a> {
                     return Err(self.at(&key, K::Invalid, "customField: needs a custom field key"));
                 }
                 fields.insert(hs, FieldTarget::Custom(custom.trim().to_string()));
-            } else if GHL_CONTACT_FIELDS.contains(&target) {
+            } else if standard_target(target).is_some() {
                 fields.insert(hs, FieldTarget::Standard(target.to_string()));
             } else {
                 return Err(self.at(
@@ -1292,6 +1384,34 @@ impl<'a> Ctx<'a> {
                 "\"tag\" needs contacts.tags.source_deleted (it is disabled)",
             ));
         }
+        let mapping = MappingConfig {
+            fields: FieldMap {
+                entries: fields
+                    .iter()
+                    .map(|(hs, target)| {
+                        // Both sides were checked above: neither lookup can miss.
+                        let source = SourceField::from_wire(hs)
+                            .expect("a field in HOTSPOT_FIELDS is a SourceField");
+                        let target = match target {
+                            FieldTarget::Custom(key) => Field::Custom(key.clone()),
+                            FieldTarget::Standard(name) => standard_target(name)
+                                .expect("a standard target was checked by standard_target"),
+                        };
+                        (source, target)
+                    })
+                    .collect(),
+                hotspot_id_field: ghl.hotspot_id_field.clone(),
+            },
+            tags: TagRules {
+                base: tags.base.clone(),
+                location: tags.location.clone(),
+                location_names: Default::default(),
+                newsletter: tags.newsletter.clone(),
+                social: tags.social.clone(),
+            },
+            phone,
+            skip_without_email_or_phone: c.skip_without_email_or_phone.unwrap_or(true),
+        };
         let contacts = ContactsConfig {
             conflict: c.conflict.unwrap_or_default(),
             drift: c.drift.unwrap_or_default(),
@@ -1300,9 +1420,23 @@ impl<'a> Ctx<'a> {
             max_delete_ratio,
             default_country: default_country.to_ascii_uppercase(),
             sync_subscribers: c.sync_subscribers.unwrap_or(true),
-            skip_without_email_or_phone: c.skip_without_email_or_phone.unwrap_or(true),
+            skip_without_email_or_phone: mapping.skip_without_email_or_phone,
             fields,
             tags,
+        };
+        let contact_policy = ContactPolicy {
+            conflict: contacts.conflict,
+            drift: contacts.drift,
+            on_source_delete: contacts.on_source_delete,
+            on_target_delete: contacts.on_target_delete,
+            max_delete_ratio: contacts.max_delete_ratio,
+            deleted_tag: contacts
+                .tags
+                .source_deleted
+                .clone()
+                .unwrap_or_else(|| "hs-deleted".into()),
+            // Replaced per pass by `Config::contact_policy`.
+            ..ContactPolicy::new(DateTime::UNIX_EPOCH)
         };
 
         // [notes]
@@ -1450,6 +1584,12 @@ impl<'a> Ctx<'a> {
             businesses,
             appointments,
             report,
+            decided: Decided {
+                mapping,
+                contact_policy,
+                ghl_http,
+                hotspot_http,
+            },
         })
     }
 
@@ -1656,5 +1796,23 @@ token_env = "HGS_RO_TEST_TOKEN"
         assert_eq!(e.kind(), Some(ConfigErrorKind::UnknownKey));
         let text = MINIMAL.replace("location_id = \"loc\"", "location_id = \"\"");
         assert!(Config::from_str_read_only(&text, "c.toml", &no_env).is_err());
+    }
+}
+
+#[cfg(test)]
+mod field_tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_field_is_one_the_mapping_knows() {
+        for name in GHL_CONTACT_FIELDS {
+            assert!(standard_target(name).is_some(), "{name}");
+        }
+        for (_, name) in DEFAULT_FIELD_MAP {
+            assert!(GHL_CONTACT_FIELDS.contains(name), "{name}");
+        }
+        for name in HOTSPOT_FIELDS {
+            assert!(SourceField::from_wire(name).is_some(), "{name}");
+        }
     }
 }

@@ -1,8 +1,6 @@
 //! Building the two API clients from a validated [`Config`]: one HTTP policy per API (rate,
 //! retries, timeouts from `[hotspot]`, `[ghl]`, `[http]`) and the GHL token source.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
@@ -10,36 +8,18 @@ use crate::config::Config;
 use crate::ghl::GhlClient;
 use crate::ghl::token_store::token_source;
 use crate::hotspot::HotspotClient;
-use crate::http::{AuditSink, HttpPolicy, PolicyConfig};
+use crate::http::{AuditSink, HttpPolicy};
 
 /// The GHL HTTP policy from `[ghl]` and `[http]`.
 pub fn ghl_policy(cfg: &Config) -> anyhow::Result<HttpPolicy> {
-    let pc = PolicyConfig {
-        rate_max: cfg.ghl.rate_limit,
-        rate_window: Duration::from_secs(cfg.ghl.rate_window_secs),
-        max_attempts: cfg.http.max_attempts,
-        max_elapsed: Duration::from_secs(cfg.http.max_elapsed_secs),
-        timeout: Duration::from_secs(cfg.http.timeout_secs),
-        max_response_bytes: cfg.http.max_response_bytes,
-        daily_reserve: cfg.ghl.daily_reserve.into(),
-        daily_recheck: Duration::from_secs(cfg.ghl.daily_quota_recheck_secs),
-        ..PolicyConfig::ghl()
-    };
-    HttpPolicy::new(pc, AuditSink::new()).context("cannot set up the GHL HTTP client")
+    HttpPolicy::new(cfg.ghl_http().clone(), AuditSink::new())
+        .context("cannot set up the GHL HTTP client")
 }
 
 /// The HotspotSystem HTTP policy from `[hotspot]` and `[http]`.
 pub fn hotspot_policy(cfg: &Config) -> anyhow::Result<HttpPolicy> {
-    let pc = PolicyConfig {
-        rate_max: cfg.hotspot.rate_limit,
-        rate_window: Duration::from_secs(cfg.hotspot.rate_window_secs),
-        max_attempts: cfg.http.max_attempts,
-        max_elapsed: Duration::from_secs(cfg.http.max_elapsed_secs),
-        timeout: Duration::from_secs(cfg.http.timeout_secs),
-        max_response_bytes: cfg.http.max_response_bytes,
-        ..PolicyConfig::hotspot()
-    };
-    HttpPolicy::new(pc, AuditSink::new()).context("cannot set up the HotspotSystem HTTP client")
+    HttpPolicy::new(cfg.hotspot_http().clone(), AuditSink::new())
+        .context("cannot set up the HotspotSystem HTTP client")
 }
 
 pub fn hotspot_client(cfg: &Config) -> anyhow::Result<HotspotClient> {

@@ -56,6 +56,10 @@ pub struct AuditRecord {
     pub error_class: Option<ErrorClass>,
 }
 
+/// 32 MiB: a GHL page of 100 contacts is well under 1 MB, a HotspotSystem page of 1,000 records
+/// a few hundred KB; the cap only has to stop a runaway answer before it fills memory.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Tuning of one API's policy. Durations are plain so tests can use milliseconds.
 #[derive(Debug, Clone)]
 pub struct PolicyConfig {
@@ -96,7 +100,7 @@ impl PolicyConfig {
             max_backoff: Duration::from_secs(30),
             daily_reserve: 1_000,
             daily_recheck: DAILY_RECHECK,
-            max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_BYTES,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 

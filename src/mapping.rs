@@ -39,6 +39,54 @@ pub enum SourceField {
 }
 
 impl SourceField {
+    const ALL: [SourceField; 17] = [
+        SourceField::Name,
+        SourceField::Email,
+        SourceField::Phone,
+        SourceField::CompanyName,
+        SourceField::Address,
+        SourceField::City,
+        SourceField::State,
+        SourceField::Zip,
+        SourceField::CountryCode,
+        SourceField::SocialNetwork,
+        SourceField::SocialId,
+        SourceField::SocialUsername,
+        SourceField::SocialLink,
+        SourceField::SocialGender,
+        SourceField::SocialAgeRange,
+        SourceField::SocialFollowersCount,
+        SourceField::UserName,
+    ];
+
+    /// The HotspotSystem wire name (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceField::Name => "name",
+            SourceField::Email => "email",
+            SourceField::Phone => "phone",
+            SourceField::CompanyName => "company_name",
+            SourceField::Address => "address",
+            SourceField::City => "city",
+            SourceField::State => "state",
+            SourceField::Zip => "zip",
+            SourceField::CountryCode => "country_code",
+            SourceField::SocialNetwork => "social_network",
+            SourceField::SocialId => "social_id",
+            SourceField::SocialUsername => "social_username",
+            SourceField::SocialLink => "social_link",
+            SourceField::SocialGender => "social_gender",
+            SourceField::SocialAgeRange => "social_age_range",
+            SourceField::SocialFollowersCount => "social_followers_count",
+            SourceField::UserName => "user_name",
+        }
+    }
+
+    /// The field a wire name names; `None` for a name that is no mappable field.
+    pub fn from_wire(name: &str) -> Option<SourceField> {
+        Self::ALL.into_iter().find(|f| f.as_str() == name)
+    }
+
     fn read(self, r: &SourceContact) -> Option<&str> {
         match self {
             SourceField::Name => r.name.as_deref(),
@@ -200,13 +248,21 @@ impl MappingConfig {
     /// email and phone (they merge records and decide which may sync), and the social network
     /// while the social tag rule is on.
     pub fn reads(&self, field: &str) -> bool {
-        let Ok(source) = serde_json::from_value::<SourceField>(serde_json::Value::from(field))
-        else {
+        let Some(source) = SourceField::from_wire(field) else {
             return false;
         };
         matches!(source, SourceField::Email | SourceField::Phone)
             || (source == SourceField::SocialNetwork && self.tags.social.is_some())
             || self.fields.entries.iter().any(|(s, _)| *s == source)
+    }
+
+    /// This mapping with the location names of a run, for the `{name}` of the location tag.
+    pub fn with_location_names(
+        mut self,
+        names: impl IntoIterator<Item = (String, String)>,
+    ) -> Self {
+        self.tags.location_names = names.into_iter().collect();
+        self
     }
 
     /// A digest of the configuration, mixed into raw hashes so a config change defeats the cache.
@@ -694,6 +750,15 @@ mod tests {
             .clone()
             .with_custom(SourceField::UserName, "hs_user");
         assert!(cfg.reads("user_name"));
+    }
+
+    #[test]
+    fn wire_names_are_the_serialised_names() {
+        for f in SourceField::ALL {
+            assert_eq!(serde_json::to_value(f).unwrap(), f.as_str());
+            assert_eq!(SourceField::from_wire(f.as_str()), Some(f));
+        }
+        assert_eq!(SourceField::from_wire("no_such_field"), None);
     }
 
     #[test]

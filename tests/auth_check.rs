@@ -2,19 +2,17 @@
 //! started in this process, with a config file in a temporary directory and secrets passed as
 //! environment variables of the child process.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use hotspot_ghl_sync::sandbox::ghl::PRODUCT_SCOPES;
 use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
 use hotspot_ghl_sync::store::Store;
 use secrecy::ExposeSecret;
-
-const BIN: &str = env!("CARGO_BIN_EXE_hotspot-ghl-sync");
-const CLIENT_ID: &str = "emu-client-id";
-const CLIENT_SECRET: &str = "emu-client-secret";
+use support::{BIN, CLIENT_ID, CLIENT_SECRET, TempDir};
 
 /// Scopes `auth ghl url` must ask for with [`Setup::default`] (custom field set, tasks on,
 /// businesses off).
@@ -25,28 +23,6 @@ const NEEDED: &[&str] = &[
     "locations/customFields.readonly",
     "locations/tasks.readonly",
 ];
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "hgs-auth-check-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// What the config file says.
 struct Setup {

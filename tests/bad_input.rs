@@ -2,8 +2,9 @@
 //! naming the problem, a non-zero exit and an untouched state file (compared byte for byte);
 //! bad records from either API are synced or skipped with a reason — never a panic.
 
-#[path = "reliab_support/mod.rs"]
-mod reliab;
+mod support;
+
+use support::reliability as reliab;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -8,6 +8,8 @@
 //! Chromium is installed by `scripts/install-chromium.sh` when missing; the test is skipped,
 //! with a message on stderr, only when that install fails (no network, no root).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,29 +17,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-
-const BIN: &str = env!("CARGO_BIN_EXE_hotspot-ghl-sync");
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("hgs-browser-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::{BIN, TempDir};
 
 fn find_chromium() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;

@@ -7,7 +7,8 @@ use hotspot_ghl_sync::config::{
     Config, ConfigError, ConfigErrorKind, FieldTarget, GhlAuth, LostCreateRecovery, Overrides,
     ScheduleJob,
 };
-use hotspot_ghl_sync::model::{ConflictPolicy, DriftPolicy};
+use hotspot_ghl_sync::mapping::SourceField;
+use hotspot_ghl_sync::model::{ConflictPolicy, DriftPolicy, Field, StdField};
 use secrecy::ExposeSecret;
 
 const FILE: &str = "conf/test.toml";
@@ -364,6 +365,78 @@ fn field_map_and_tags_overrides() {
     );
     let text = format!("{MINIMAL}\n[contacts.tags]\nsocial = \"social:{{net}}\"\n");
     expect_err(&text, ConfigErrorKind::Invalid, "contacts.tags.social", 14);
+}
+
+/// A field the sync cannot write and a country the phone reader does not know were accepted
+/// here and failed every pass instead; both are now mistakes of the file, named at load.
+#[test]
+fn contact_mapping_mistakes_surface_at_load() {
+    let text = format!("{MINIMAL}\n[contacts.fields]\nzip = \"website\"\n");
+    let msg = expect_err(&text, ConfigErrorKind::EnumValue, "contacts.fields.zip", 14);
+    assert!(
+        msg.contains("\"website\" is not a GHL contact field"),
+        "{msg}"
+    );
+    let text = format!("{MINIMAL}\n[contacts]\ndefault_country = \"ZZ\"\n");
+    let msg = expect_err(
+        &text,
+        ConfigErrorKind::Invalid,
+        "contacts.default_country",
+        14,
+    );
+    assert!(
+        msg.contains("\"ZZ\" is not a known ISO 3166 country code"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn ghl_scopes_are_kept_as_listed() {
+    assert_eq!(load(MINIMAL).unwrap().ghl.listed_scopes, None);
+    let text = MINIMAL.replace("[ghl]\n", "[ghl]\nscopes = [\" contacts.write \", \"\"]\n");
+    assert_eq!(
+        load(&text).unwrap().ghl.listed_scopes,
+        Some(vec!["contacts.write".to_string()])
+    );
+}
+
+/// The mapping, the contact policy and the HTTP policies are built when the file loads.
+#[test]
+fn the_pass_values_are_built_at_load() {
+    let text = format!(
+        "{MINIMAL}\n[http]\nmax_attempts = 3\n\n[contacts]\ndefault_country = \"gb\"\nconflict = \"ghl_wins\"\n\n[contacts.fields]\nname = \"lastName\"\nsocial_id = \"customField:contact.social\"\ncity = \"\"\n\n[contacts.tags]\nsource_deleted = \"gone\"\n"
+    );
+    let c = load(&text).unwrap();
+    let m = c.mapping();
+    let lookup = |name: &str| SourceField::from_wire(name).unwrap();
+    let target = |name: &str| {
+        m.fields
+            .entries
+            .iter()
+            .find(|(s, _)| *s == lookup(name))
+            .map(|(_, t)| t.clone())
+    };
+    assert_eq!(target("name"), Some(Field::Std(StdField::LastName)));
+    assert_eq!(
+        target("social_id"),
+        Some(Field::Custom("contact.social".into()))
+    );
+    assert_eq!(target("city"), None);
+    assert_eq!(target("zip"), Some(Field::Std(StdField::PostalCode)));
+    assert!(
+        m.tags.location_names.is_empty(),
+        "location names are run data"
+    );
+    assert_eq!(
+        m.phone.normalize(Some("020 7946 0958")).0.as_deref(),
+        Some("+442079460958")
+    );
+    let now = chrono::Utc::now();
+    let p = c.contact_policy(now);
+    assert_eq!((p.now, p.deleted_tag.as_str()), (now, "gone"));
+    assert_eq!(p.conflict, ConflictPolicy::GhlWins);
+    assert_eq!((c.ghl_http().max_attempts, c.ghl_http().rate_max), (3, 100));
+    assert_eq!(c.hotspot_http().max_attempts, 3);
 }
 
 #[test]

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use hotspot_ghl_sync::sandbox::faults::FaultKnobs;
@@ -19,32 +18,7 @@ use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
 use hotspot_ghl_sync::store::{RunRecord, RunStatus, Store};
 use support::daemon::Daemon;
-use support::harness::Out;
-
-const BIN: &str = env!("CARGO_BIN_EXE_hotspot-ghl-sync");
-const ID_FIELD: &str = "contact.hotspot_customer_id";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "hgs-daemon-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::{ANCHOR as ID_FIELD, BIN, Out, TempDir};
 
 struct Env {
     sandbox: Sandbox,

@@ -1,15 +1,15 @@
 //! The read-only dashboard over HTTP on loopback: pages, JSON, Prometheus metrics, `/healthz`
 //! turning 503 when the last run is too old, escaping, read-only-ness and the listen guard.
 
-mod dashboard_fixture;
+mod support;
 
 use std::time::Duration;
 
 use chrono::Duration as ChronoDuration;
-use dashboard_fixture::{HOSTILE, TempDir, age_runs, populate, spawn};
 use hotspot_ghl_sync::config::{Config, ScheduleJob};
 use hotspot_ghl_sync::dashboard::{self, HealthPolicy};
 use serde_json::Value;
+use support::dashboard::{HOSTILE, TempDir, age_runs, populate, spawn};
 
 fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -3,8 +3,9 @@
 //! can; a record that cannot be used is named in the report and the run does not exit 0.
 //! Every test runs the REAL binary against the emulators, with each knob off and on.
 
-#[path = "reliab_support/mod.rs"]
-mod reliab;
+mod support;
+
+use support::reliability as reliab;
 
 use std::collections::BTreeSet;
 

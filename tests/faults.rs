@@ -5,8 +5,9 @@
 //! Each scenario prints one `RESULT` line (run with `--nocapture`) with the numbers that
 //! the README's Reliability section quotes.
 
-#[path = "reliab_support/mod.rs"]
-mod reliab;
+mod support;
+
+use support::reliability as reliab;
 
 use std::time::{Duration, Instant};
 

@@ -10,8 +10,9 @@
 //! CI size: 300 customers and 600 transactions. Full size (1,000 and 2,000; see the README):
 //! `HGS_KILL_CUSTOMERS=1000 cargo test --test kill -- --nocapture`
 
-#[path = "reliab_support/mod.rs"]
-mod reliab;
+mod support;
+
+use support::reliability as reliab;
 
 use std::time::{Duration, Instant};
 

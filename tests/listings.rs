@@ -6,8 +6,9 @@
 //! deletion inferred from what a listing missed; every hostile answer ends within its budget
 //! with an error naming the API and the path, and nothing lost.
 
-#[path = "reliab_support/mod.rs"]
-mod reliab;
+mod support;
+
+use support::reliability as reliab;
 
 use std::time::{Duration, Instant};
 

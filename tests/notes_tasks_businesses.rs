@@ -1,9 +1,10 @@
 //! Notes, tasks, businesses and appointments through the real binary against the emulators
 //! started in this process (config in a temporary directory, secrets in the child's environment).
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use hotspot_ghl_sync::mapping::note_reference;
@@ -16,7 +17,7 @@ use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
 use hotspot_ghl_sync::store::{LinkStatus, NewIntent, Store};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_hotspot-ghl-sync");
+use support::{BIN, Out};
 
 struct Env {
     sandbox: Sandbox,
@@ -28,19 +29,6 @@ impl Drop for Env {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn show(o: &Out) -> String {
-    format!(
-        "exit {}\n--- stdout\n{}--- stderr\n{}",
-        o.code, o.stdout, o.stderr
-    )
 }
 
 impl Env {
@@ -59,14 +47,7 @@ impl Env {
         })
         .await
         .expect("sandbox");
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "hgs-ntb-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = support::temp_dir(&format!("ntb-{name}"));
         let config = dir.join("config.toml");
         let text = format!(
             r#"[state]
@@ -118,11 +99,7 @@ max_elapsed_secs = 10
             .output()
             .await
             .expect("run the binary");
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Out::from_output(out)
     }
 
     async fn sync(&self, args: &[&str]) -> Out {
@@ -131,14 +108,14 @@ max_elapsed_secs = 10
         let t = std::time::Instant::now();
         let o = self.run(&all).await;
         eprintln!("  sync {args:?}: {:.1}s", t.elapsed().as_secs_f64());
-        assert_eq!(o.code, 0, "{}", show(&o));
+        assert_eq!(o.code, 0, "{}", o.show());
         o
     }
 
     /// `report --format json` of the latest run.
     async fn report(&self) -> Value {
         let o = self.run(&["report", "--format", "json"]).await;
-        assert_eq!(o.code, 0, "{}", show(&o));
+        assert_eq!(o.code, 0, "{}", o.show());
         serde_json::from_str(&o.stdout).expect("json report")
     }
 

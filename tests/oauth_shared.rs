@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -18,12 +17,7 @@ use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
 use hotspot_ghl_sync::store::{RunStatus, Store, StoredToken};
 use support::daemon::Daemon;
-use support::harness::Out;
-
-const BIN: &str = env!("CARGO_BIN_EXE_hotspot-ghl-sync");
-const ID_FIELD: &str = "contact.hotspot_customer_id";
-const CLIENT_ID: &str = "emu-client-id";
-const CLIENT_SECRET: &str = "emu-client-secret";
+use support::{ANCHOR as ID_FIELD, BIN, CLIENT_ID, CLIENT_SECRET, Out};
 
 struct Env {
     sandbox: Sandbox,
@@ -65,7 +59,6 @@ impl Env {
         customers: usize,
         transactions: usize,
     ) -> Env {
-        static N: AtomicU32 = AtomicU32::new(0);
         let sandbox = Sandbox::start(SandboxOptions {
             seed: SeedSpec {
                 seed: 23,
@@ -83,13 +76,7 @@ impl Env {
         })
         .await
         .expect("sandbox");
-        let dir = std::env::temp_dir().join(format!(
-            "hgs-oauth-shared-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = support::temp_dir(&format!("oauth-shared-{name}"));
         let config = dir.join("config.toml");
         let env = Env {
             sandbox,
@@ -171,11 +158,7 @@ full = "off"
             .output()
             .await
             .expect("run the binary");
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Out::from_output(out)
     }
 
     /// `auth ghl exchange` with the code the consent screen gives for `scopes`.

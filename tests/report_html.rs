@@ -1,15 +1,15 @@
 //! The self-contained HTML report: hostile record values render as text, the page loads nothing
 //! from outside, and it shows counts, API usage, the runs chart and every item section.
 
-mod dashboard_fixture;
+mod support;
 
 use std::collections::BTreeMap;
 
-use dashboard_fixture::{HOSTILE, TempDir, populate};
 use hotspot_ghl_sync::report::html::{self, escape, render_run, render_runs};
 use hotspot_ghl_sync::report::{self, ApiUsage, KindCounts, ReportItem, RunReport};
 use hotspot_ghl_sync::store::Store;
 use serde_json::json;
+use support::dashboard::{HOSTILE, TempDir, populate};
 
 fn hostile_report(run_id: i64) -> RunReport {
     let mut kinds = BTreeMap::new();

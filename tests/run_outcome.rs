@@ -2,8 +2,9 @@
 //! after a burst of creates (a crash, a restart) that finishes the work instead of deferring it.
 //! The real binary against the emulators.
 
-#[path = "reliab_support/mod.rs"]
-mod reliab;
+mod support;
+
+use support::reliability as reliab;
 
 use std::time::Duration;
 

@@ -3,8 +3,9 @@
 //! authorization code may appear in stdout, stderr, any report (text, JSON, HTML), or the state
 //! database — except the OAuth pair in its own token table. The PIT is not stored at all.
 
-#[path = "reliab_support/mod.rs"]
-mod reliab;
+mod support;
+
+use support::reliability as reliab;
 
 use hotspot_ghl_sync::store::Store;
 use reliab::{CLIENT_SECRET, Env, Out, Setup, opts};

@@ -1,8 +1,10 @@
 //! State store: opening (migrations, refusals that leave files untouched, mode, lock) and the
 //! typed queries round trip.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{Duration, TimeZone, Utc};
 use hotspot_ghl_sync::http::{AuditRecord, ErrorClass};
@@ -12,28 +14,7 @@ use hotspot_ghl_sync::store::{
     RunStatus, Store, StoreError, StoredToken, schema,
 };
 use secrecy::{ExposeSecret, SecretString};
-
-/// A fresh directory per test, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("hgs-store-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::TempDir;
 
 fn tables(store_path: &Path) -> Vec<String> {
     let conn = rusqlite::Connection::open(store_path).unwrap();

@@ -8,7 +8,7 @@ use anyhow::{Context, anyhow};
 use chrono::Utc;
 
 use crate::cli::{AuthCommand, GhlAuthCommand};
-use crate::config::{Config, DEFAULT_GHL_SCOPES, GhlAuth};
+use crate::config::{Config, GhlAuth};
 use crate::ghl::auth::authorize_url_at;
 use crate::ghl::token_store::{SqliteTokenStore, oauth_config, oauth_tokens};
 use crate::ghl::{AuthError, GhlError};
@@ -26,11 +26,11 @@ pub(crate) struct NeededScope {
 /// file, replaces the computed list (least privilege is the default, the operator has the last
 /// word).
 pub(crate) fn needed_scopes(cfg: &Config) -> Vec<NeededScope> {
-    if let Some(explicit) = explicit_scopes(cfg) {
-        return explicit
-            .into_iter()
+    if let Some(listed) = &cfg.ghl.listed_scopes {
+        return listed
+            .iter()
             .map(|scope| NeededScope {
-                scope,
+                scope: scope.clone(),
                 why: "listed in ghl.scopes",
             })
             .collect();
@@ -59,35 +59,6 @@ pub(crate) fn needed_scopes(cfg: &Config) -> Vec<NeededScope> {
         add("locations/tasks.readonly", "[tasks] enabled");
     }
     out
-}
-
-/// `ghl.scopes` when the file sets it. The validated config fills a default list when the key is
-/// absent, so presence is read from the file itself; without a readable file, a list other than
-/// the default counts as explicit.
-fn explicit_scopes(cfg: &Config) -> Option<Vec<String>> {
-    if let Ok(text) = std::fs::read_to_string(&cfg.source_path)
-        && let Ok(table) = text.parse::<toml::Table>()
-    {
-        let list = table.get("ghl")?.get("scopes")?.as_array()?;
-        return Some(
-            list.iter()
-                .filter_map(|v| v.as_str())
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
-        );
-    }
-    match &cfg.ghl.auth {
-        GhlAuth::OAuth { scopes, .. }
-            if scopes
-                .iter()
-                .map(String::as_str)
-                .ne(DEFAULT_GHL_SCOPES.iter().copied()) =>
-        {
-            Some(scopes.clone())
-        }
-        _ => None,
-    }
 }
 
 pub(crate) use crate::connect::{ghl_policy, hotspot_policy};
@@ -278,5 +249,21 @@ fn warn_about_pair(cfg: &Config, location: Option<&str>, scope: Option<&str>) {
                 n.scope, n.why
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ghl.scopes` is taken as loaded: the file is not read again, so a path that no longer
+    /// exists (or a file edited since) changes nothing.
+    #[test]
+    fn listed_scopes_are_the_loaded_ones() {
+        let text = "[hotspot]\napi_key_env = \"K\"\n\n[ghl]\nlocation_id = \"loc\"\ntoken_env = \"T\"\nscopes = [\"contacts.readonly\", \" \"]\n";
+        let env = |_: &str| Some("secret".to_string());
+        let cfg = Config::from_str_with_env(text, "/nonexistent/hgs.toml", &env).unwrap();
+        let needed: Vec<String> = needed_scopes(&cfg).into_iter().map(|n| n.scope).collect();
+        assert_eq!(needed, ["contacts.readonly"]);
     }
 }

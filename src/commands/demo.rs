@@ -71,7 +71,6 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
             state_path: Some(state_path.clone()),
         })?;
     cfg.ghl.location_id = sandbox.ghl.location_id();
-    cfg.ghl.rate_limit = 1_800;
 
     let (customers, subscribers) = sandbox
         .hotspot

@@ -26,13 +26,11 @@ use super::plan::{
 use super::snapshot::{
     CustomFields, Location, SourceListing, TargetListing, read_source, read_target,
 };
-use crate::config::{Config, FieldTarget, LostCreateRecovery};
+use crate::config::{Config, LostCreateRecovery};
 use crate::ghl::GhlClient;
 use crate::hotspot::HotspotClient;
-use crate::mapping::{
-    FieldMap, MappingConfig, SkipReason, SkippedSource, SourceField, TagRules, map_sources,
-};
-use crate::model::{Field, Kind, PhoneNormalizer, StdField};
+use crate::mapping::{MappingConfig, SkipReason, SkippedSource, map_sources};
+use crate::model::{Field, Kind};
 use crate::report::{KindCounts, RunSummary, Unsynced, UnsyncedRecord};
 use crate::store::{IntentState, ItemOutcome, RunItem, RunStatus, Store};
 
@@ -485,8 +483,7 @@ impl<'a> KindContext<'a> {
                     })
                     .map(|l| (l.source_id, l.target_id))
                     .collect();
-                let phone =
-                    PhoneNormalizer::new(&self.cfg.contacts.default_country).unwrap_or_default();
+                let phone = self.cfg.mapping().phone;
                 Ok(super::notes::ContactIndex::build(
                     &source.records,
                     &linked,
@@ -499,65 +496,14 @@ impl<'a> KindContext<'a> {
 
 /// The mapping as configured, with the location names of this run for the location tags.
 pub fn mapping_config(cfg: &Config, locations: &[Location]) -> anyhow::Result<MappingConfig> {
-    let c = &cfg.contacts;
-    let mut entries = Vec::new();
-    for (from, to) in &c.fields {
-        let source: SourceField =
-            serde_json::from_value(Value::String(from.clone())).map_err(|_| {
-                anyhow::anyhow!("contacts.fields: `{from}` is not a HotspotSystem customer field")
-            })?;
-        let target = match to {
-            FieldTarget::Custom(key) => Field::Custom(key.clone()),
-            FieldTarget::Standard(name) if name == "name" => Field::Std(StdField::FirstName),
-            FieldTarget::Standard(name) => name.parse::<Field>().map_err(|_| {
-                anyhow::anyhow!(
-                    "contacts.fields.{from}: GHL field `{name}` is not one the sync can write"
-                )
-            })?,
-        };
-        entries.push((source, target));
-    }
-    let phone = PhoneNormalizer::new(&c.default_country).ok_or_else(|| {
-        anyhow::anyhow!(
-            "contacts.default_country: `{}` is not a known country code",
-            c.default_country
-        )
-    })?;
-    Ok(MappingConfig {
-        fields: FieldMap {
-            entries,
-            hotspot_id_field: cfg.ghl.hotspot_id_field.clone(),
-        },
-        tags: TagRules {
-            base: c.tags.base.clone(),
-            location: c.tags.location.clone(),
-            location_names: locations
-                .iter()
-                .map(|l| (l.id.clone(), l.name.clone()))
-                .collect(),
-            newsletter: c.tags.newsletter.clone(),
-            social: c.tags.social.clone(),
-        },
-        phone,
-        skip_without_email_or_phone: c.skip_without_email_or_phone,
-    })
+    Ok(cfg
+        .mapping()
+        .clone()
+        .with_location_names(locations.iter().map(|l| (l.id.clone(), l.name.clone()))))
 }
 
 fn contact_policy(cfg: &Config) -> ContactPolicy {
-    let c = &cfg.contacts;
-    ContactPolicy {
-        conflict: c.conflict,
-        drift: c.drift,
-        on_source_delete: c.on_source_delete,
-        on_target_delete: c.on_target_delete,
-        max_delete_ratio: c.max_delete_ratio,
-        deleted_tag: c
-            .tags
-            .source_deleted
-            .clone()
-            .unwrap_or_else(|| "hs-deleted".into()),
-        ..ContactPolicy::new(Utc::now())
-    }
+    cfg.contact_policy(Utc::now())
 }
 
 async fn contacts(

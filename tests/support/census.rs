@@ -1,5 +1,5 @@
 //! What GHL should end up holding, worked out from the emulators' data independently of the
-//! product's own mapping. Shared by `support` and `reliab_support`.
+//! product's own mapping. Shared by the end-to-end and reliability helpers.
 
 use std::collections::BTreeSet;
 

@@ -2,33 +2,16 @@
 //! config file in a temporary directory and the secrets in its environment.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use hotspot_ghl_sync::sandbox::ghl::GhlRequest;
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_hotspot-ghl-sync");
+pub use super::{BIN, Out};
 
 pub struct TestEnv {
     pub sandbox: Sandbox,
     pub dir: PathBuf,
     pub config: PathBuf,
-}
-
-pub struct Out {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Out {
-    /// Exit code, stdout and stderr, for an assertion message.
-    pub fn show(&self) -> String {
-        format!(
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
 }
 
 impl Drop for TestEnv {
@@ -41,16 +24,9 @@ impl TestEnv {
     /// Starts the emulators (rate limits raised: limits are not what these tests are about)
     /// and writes a config whose `[contacts]` section is `contacts_toml`.
     pub async fn start(name: &str, mut opts: SandboxOptions, contacts_toml: &str) -> TestEnv {
-        static N: AtomicU32 = AtomicU32::new(0);
         opts.ghl.rate_limit = opts.ghl.rate_limit.max(100_000);
         let sandbox = Sandbox::start(opts).await.expect("sandbox starts");
-        let dir = std::env::temp_dir().join(format!(
-            "hgs-e2e-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = super::temp_dir(name);
         let config = dir.join("config.toml");
         let env = TestEnv {
             sandbox,
@@ -113,11 +89,7 @@ max_elapsed_secs = 20
             .output()
             .await
             .expect("binary runs");
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Out::from_output(out)
     }
 
     /// `sync` that must succeed; returns its output.

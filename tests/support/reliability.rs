@@ -2,25 +2,17 @@
 //! process, the REAL binary as a child with a config in a temporary directory, and the one
 //! invariant every scenario ends with — GHL holds exactly one contact per eligible person.
 
-#![allow(dead_code)]
-
-#[path = "../support/census.rs"]
-mod census;
-
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use hotspot_ghl_sync::model::Kind;
 use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
 use hotspot_ghl_sync::store::{LinkStatus, Store};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_hotspot-ghl-sync");
-pub const CLIENT_ID: &str = "emu-client-id";
-pub const CLIENT_SECRET: &str = "emu-client-secret";
-pub const ANCHOR: &str = "contact.hotspot_customer_id";
+use super::census;
+pub use super::{ANCHOR, BIN, CLIENT_ID, CLIENT_SECRET, Out, temp_dir};
 
 /// `[tasks]` body with one onboarding task per new contact.
 pub const ONBOARDING: &str = "[[tasks.onboarding]]\nid = \"welcome\"\ntitle = \"Welcome {name}\"\nbody = \"First visit\"\ndue_in_days = 1\n";
@@ -58,21 +50,6 @@ pub struct Env {
     pub setup: Setup,
 }
 
-pub struct Out {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Out {
-    pub fn show(&self) -> String {
-        format!(
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
 impl Drop for Env {
     fn drop(&mut self) {
         // HGS_KEEP_TEST_DIR=1 keeps the state and the runs' output for a post-mortem.
@@ -98,18 +75,6 @@ pub fn opts(seed: u64, customers: usize) -> SandboxOptions {
     };
     o.ghl.rate_limit = 100_000;
     o
-}
-
-pub fn temp_dir(name: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "hgs-reliab-{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 impl Env {
@@ -194,11 +159,7 @@ max_concurrency = 8
 
     pub async fn run(&self, args: &[&str]) -> Out {
         let out = self.command(args).output().await.expect("binary runs");
-        let out = Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
+        let out = Out::from_output(out);
         if std::env::var_os("HGS_KEEP_TEST_DIR").is_some() {
             use std::io::Write;
             let mut log = std::fs::OpenOptions::new()

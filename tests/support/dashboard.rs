@@ -1,6 +1,5 @@
 //! A state database filled through the `Store` API with the reconciler's conventions, shared by
-//! `tests/dashboard.rs` and `tests/browser.rs` (and a server on loopback to drive).
-#![allow(dead_code)]
+//! `tests/dashboard.rs` and `tests/report_html.rs` (and a server on loopback to drive).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,27 +17,7 @@ use serde_json::json;
 /// The hostile contact name planted in conflicts, task titles and locations.
 pub const HOSTILE: &str = "<script>alert('pwned')</script>";
 
-/// A fresh directory per test, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("hgs-dash-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub fn path(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use super::TempDir;
 
 fn call(api: &str, method: &str, status: Option<u16>, attempt: u32) -> AuditRecord {
     AuditRecord {
