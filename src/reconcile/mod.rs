@@ -7,12 +7,17 @@ pub mod apply;
 pub mod appointments;
 pub mod base;
 pub mod businesses;
+pub mod contacts;
+pub mod context;
+pub mod journaled;
 pub mod notes;
+pub mod outcome;
 pub mod pass;
 pub mod plan;
 pub mod simulate;
 pub mod snapshot;
 pub mod tasks;
+pub mod transactions;
 
 pub use plan::{
     Action, BaseLink, ContactPolicy, ContactsInput, FieldChanges, FieldConflict, GuardKind,
