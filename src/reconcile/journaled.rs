@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::context::lock;
-use super::outcome::KindOutcome;
+use super::outcome::{Halt, KindOutcome, halt_writing};
 use super::plan::ContactsInput;
 use super::snapshot::TargetListing;
 use crate::config::LostCreateRecovery;
@@ -115,11 +115,12 @@ impl KindOutcome {
             Err(e) => e,
         };
         self.unfinished.insert(source_id.to_string());
-        if let CreateError::Ghl(g) = &e
-            && g.is_quota_reserve()
-        {
-            stop.store(true, Ordering::SeqCst);
-            self.stopped.get_or_insert_with(|| g.to_string());
+        let halt = match &e {
+            CreateError::Ghl(g) => halt_writing(g, stop),
+            _ => None,
+        };
+        if let Some(Halt::Deferred(why)) = halt {
+            self.stopped.get_or_insert(why);
             self.counts.deferred += 1;
             return;
         }
@@ -133,10 +134,7 @@ impl KindOutcome {
             reason: Some(e.to_string()),
             detail: json!({ "contact_id": contact_id }),
         });
-        if let CreateError::Ghl(g) = e
-            && g.is_scope_denial()
-        {
-            stop.store(true, Ordering::SeqCst);
+        if let (Some(Halt::ScopeDenied), CreateError::Ghl(g)) = (halt, e) {
             tracing::warn!(kind = kind.as_str(), error = %g, "GHL refused a call for a missing scope; no new write starts");
             self.fatal.get_or_insert(g);
         }
@@ -175,8 +173,9 @@ pub fn is_not_found(e: &GhlError) -> bool {
     matches!(e, GhlError::Http(h) if matches!(h.status(), Some(400 | 404)))
 }
 
-/// Resolves pending note intents by listing each contact's notes and looking for the marker:
-/// found → the link is recorded; not found → abandoned (the transaction is planned again).
+/// Resolves pending note or task intents (`kind`) by listing each contact's notes or tasks and
+/// looking for the marker: found → the link is recorded; not found → abandoned (the record is
+/// planned again).
 pub async fn resolve_pending_attached(
     ghl: &GhlClient,
     store: &Mutex<Store>,

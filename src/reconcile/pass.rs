@@ -20,7 +20,7 @@ use serde_json::Value;
 use futures_util::future::LocalBoxFuture;
 
 use super::context::{PassContext, lock};
-use super::outcome::KindOutcome;
+use super::outcome::{KindOutcome, WritingStopped};
 use super::{appointments, businesses, contacts, notes, tasks};
 use crate::config::Config;
 use crate::ghl::GhlClient;
@@ -99,7 +99,7 @@ const STEPS: [Step; 5] = [
 ];
 
 /// The note that tells the run a kind stopped writing early.
-fn stopped_note(kind: Kind, why: &str) -> String {
+fn stopped_note(kind: Kind, why: &WritingStopped) -> String {
     match kind {
         // Contacts were the only kind when this text was first written; reports and the
         // people who read them know it as it is.
