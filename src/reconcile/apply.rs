@@ -15,6 +15,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::base;
+use super::outcome::{Halt, WritingStopped, halt_writing};
 use super::plan::{Action, ContactsInput, FieldChanges, Plan};
 use super::snapshot::{CustomFields, target_from_contact};
 use crate::ghl::wire::{Contact, ContactCreate, ContactUpdate, CustomFieldInput};
@@ -46,7 +47,7 @@ pub struct ApplyResult {
     /// Source id → GHL id adopted because a create was answered "duplicate".
     pub adopted_duplicates: HashMap<String, String>,
     /// Why writing stopped early and the rest was deferred, if it did.
-    pub stopped: Option<String>,
+    pub stopped: Option<WritingStopped>,
     /// The error that ends the pass once the writes in flight are done: GHL refused a call for
     /// a scope the token lacks, which no other record can get past either.
     pub fatal: Option<GhlError>,
@@ -76,7 +77,7 @@ enum GroupOutcome {
     Failed(String),
     Deferred,
     /// Stopped at the daily-quota reserve: deferred, and no record after it starts.
-    QuotaReserve(String),
+    QuotaReserve(WritingStopped),
     /// Refused for a scope the token lacks: failed, no record after it starts, and the pass
     /// ends with the error.
     ScopeDenied(GhlError),
@@ -130,8 +131,7 @@ impl ContactApplier<'_> {
         let mut r = result.into_inner().expect("apply result lock");
         // Deferred behind a scope denial: the pass ends with that error, which says why.
         if r.stopped.is_none() && r.fatal.is_none() && !r.deferred.is_empty() {
-            r.stopped =
-                Some("stop requested: in-flight records finished, the rest deferred".into());
+            r.stopped = Some(WritingStopped::StopRequested);
         }
         r
     }
@@ -148,18 +148,22 @@ impl ContactApplier<'_> {
         for action in actions {
             match self.execute(action, result).await {
                 Ok(()) => {}
-                Err(ApplyError::Ghl(g)) if g.is_quota_reserve() => {
-                    self.stop.store(true, Ordering::SeqCst);
-                    return GroupOutcome::QuotaReserve(g.to_string());
-                }
-                Err(ApplyError::Ghl(g)) if g.is_scope_denial() => {
-                    self.stop.store(true, Ordering::SeqCst);
-                    tracing::warn!(source_id = sid, error = %g, "GHL refused a call for a missing scope; no new write starts");
-                    return GroupOutcome::ScopeDenied(g);
-                }
                 Err(e) => {
-                    tracing::warn!(source_id = sid, error = %e, "contact action failed");
-                    return GroupOutcome::Failed(e.to_string());
+                    let halt = match &e {
+                        ApplyError::Ghl(g) => halt_writing(g, self.stop),
+                        _ => None,
+                    };
+                    return match (halt, e) {
+                        (Some(Halt::Deferred(why)), _) => GroupOutcome::QuotaReserve(why),
+                        (Some(Halt::ScopeDenied), ApplyError::Ghl(g)) => {
+                            tracing::warn!(source_id = sid, error = %g, "GHL refused a call for a missing scope; no new write starts");
+                            GroupOutcome::ScopeDenied(g)
+                        }
+                        (_, e) => {
+                            tracing::warn!(source_id = sid, error = %e, "contact action failed");
+                            GroupOutcome::Failed(e.to_string())
+                        }
+                    };
                 }
             }
         }

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 
-use super::notes::{KindOutcome, lock};
+use super::context::{PassContext, lock};
+use super::outcome::KindOutcome;
 use crate::ghl::wire::Appointment as WireAppointment;
 use crate::model::{Kind, TargetContact};
 use crate::store::{Appointment, LinkStatus};
@@ -67,7 +68,7 @@ pub fn split_upcoming(list: &[Appointment], now: DateTime<Utc>) -> (u64, u64) {
 
 const CURSOR_SCOPE: &str = "contacts";
 
-pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<KindOutcome> {
+pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     let mut out = KindOutcome::default();
     let started = cx.started;
     let since = if cx.opts.full {

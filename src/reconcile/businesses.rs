@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Value, json};
 
-use super::notes::{KindOutcome, lock};
+use super::context::{PassContext, lock};
+use super::outcome::KindOutcome;
 use super::snapshot::Location;
 use crate::config::AssociateBy;
 use crate::ghl::wire::BusinessInput;
@@ -203,7 +204,7 @@ pub fn link_extra(name: &str) -> Value {
 }
 
 /// Runs the businesses step: the location map, then the associations.
-pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<KindOutcome> {
+pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     let cfg = &cx.cfg.businesses;
     let mut out = KindOutcome::default();
     let locations = cx.locations().await?;
@@ -417,7 +418,7 @@ fn describe(a: &BusinessAction) -> String {
 type Counter = fn(&mut KindCounts) -> &mut u64;
 
 async fn apply_action(
-    cx: &super::pass::KindContext<'_>,
+    cx: &PassContext<'_>,
     action: &BusinessAction,
 ) -> anyhow::Result<(String, String, Counter)> {
     match action {

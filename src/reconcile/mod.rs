@@ -1,18 +1,27 @@
-//! Reconcile: `plan` is pure (snapshots + base state + policy → actions as data, like pimsync's
-//! `plan.rs` and atuin's `operations()`); `simulate` applies a plan to the snapshots in memory so
-//! the planner's properties (idempotence above all) can be tested without I/O. `apply` (written
-//! separately) executes a plan against GHL and the store.
+//! Reconcile: `pass` runs one step per kind (contacts, notes, tasks, businesses,
+//! appointments) from one table, each `reconcile(&PassContext) -> KindOutcome`, and accounts
+//! them into the run. The steps share `context` (clients, state, listings), `outcome` (what a
+//! step returns, why writing stopped), `journaled` (creates journaled before they are sent, and
+//! their recovery) and `transactions` (the HotspotSystem transaction stream); nothing depends
+//! back on `pass`. `plan` is pure (snapshots + base state + policy → actions as data);
+//! `simulate` applies a plan to the snapshots in memory so the planner's properties
+//! (idempotence above all) can be tested without I/O; `apply` executes a contact plan.
 
 pub mod apply;
 pub mod appointments;
 pub mod base;
 pub mod businesses;
+pub mod contacts;
+pub mod context;
+pub mod journaled;
 pub mod notes;
+pub mod outcome;
 pub mod pass;
 pub mod plan;
 pub mod simulate;
 pub mod snapshot;
 pub mod tasks;
+pub mod transactions;
 
 pub use plan::{
     Action, BaseLink, ContactPolicy, ContactsInput, FieldChanges, FieldConflict, GuardKind,

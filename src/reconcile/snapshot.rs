@@ -310,6 +310,14 @@ fn custom_map<'a>(
         .collect()
 }
 
+/// Locations by id → name, as note and task templates name them.
+pub fn location_names(locations: &[Location]) -> HashMap<String, String> {
+    locations
+        .iter()
+        .map(|l| (l.id.clone(), l.name.clone()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

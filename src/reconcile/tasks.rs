@@ -11,7 +11,13 @@ use std::sync::atomic::AtomicBool;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
-use super::notes::{CreateError, KindOutcome, lock};
+use super::context::{PassContext, lock};
+use super::journaled::{
+    CreateError, abandon_if_refused, is_not_found, resolve_pending_attached, run_creates,
+};
+use super::outcome::KindOutcome;
+use super::snapshot::location_names;
+use super::transactions::read_stream;
 use crate::config::TaskRule;
 use crate::ghl::GhlClient;
 use crate::ghl::wire::{Task, TaskCreate, TaskSearch};
@@ -339,7 +345,7 @@ pub async fn read_back(
                         }
                     }
                     // The contact is gone; its tasks are confirmed one by one below.
-                    Err(e) if super::notes::is_not_found(&e) => {
+                    Err(e) if is_not_found(&e) => {
                         listed.insert(cid.clone());
                     }
                     Err(e) => {
@@ -463,7 +469,7 @@ async fn confirm(
                 found.insert(tid.to_string(), t);
             }
             // The task, or its contact, is gone.
-            Err(e) if super::notes::is_not_found(&e) => {
+            Err(e) if is_not_found(&e) => {
                 deleted.insert(tid.to_string());
             }
             Err(e) => {
@@ -545,7 +551,7 @@ pub async fn apply_tasks(
     stop: &AtomicBool,
     progress: Option<&crate::progress::Progress>,
 ) -> KindOutcome {
-    super::notes::run_creates(
+    run_creates(
         Kind::Task,
         items,
         |it| (it.link_source_id.as_str(), it.contact_id.as_str()),
@@ -584,7 +590,7 @@ async fn create_one(
             false,
         )
         .await
-        .map_err(|e| super::notes::abandon_if_refused(store, intent, e))?;
+        .map_err(|e| abandon_if_refused(store, intent, e))?;
     let id = task.id.clone().ok_or(CreateError::NoId)?;
     let mut link = Link::new(
         Kind::Task,
@@ -606,7 +612,7 @@ async fn create_one(
 }
 
 /// Runs the tasks step of a pass: read back, resolve interrupted creates, create what is new.
-pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<KindOutcome> {
+pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     let cfg = &cx.cfg.tasks;
     let mut out = KindOutcome::default();
     let task_links = lock(cx.store).links(Kind::Task)?;
@@ -635,8 +641,7 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
         }
     }
     if !cx.opts.dry_run {
-        let n =
-            super::notes::resolve_pending(cx.ghl, cx.store, Kind::Task, &HashMap::new()).await?;
+        let n = resolve_pending_attached(cx.ghl, cx.store, Kind::Task, &HashMap::new()).await?;
         if n > 0 {
             out.notes.push(format!(
                 "{n} task(s) of an interrupted run were found in GHL and linked."
@@ -653,7 +658,7 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
     let names = cx
         .locations()
         .await
-        .map(|l| super::notes::location_names(&l))
+        .map(|l| location_names(&l))
         .unwrap_or_default();
     let onboarding: Vec<&TaskRule> = cfg.onboarding.iter().collect();
     let mut plan = plan_tasks(
@@ -676,13 +681,8 @@ pub async fn reconcile(cx: &super::pass::KindContext<'_>) -> anyhow::Result<Kind
                     .cursor(Kind::Task, &scope)?
                     .and_then(|c| c.parse().ok())
             };
-            let r = super::notes::read_stream(
-                cx.hs,
-                crate::config::TransactionType::Paid,
-                &loc.id,
-                after,
-            )
-            .await?;
+            let r =
+                read_stream(cx.hs, crate::config::TransactionType::Paid, &loc.id, after).await?;
             let mut sids = Vec::new();
             for t in &r.txns {
                 match index.find(

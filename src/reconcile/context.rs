@@ -1,0 +1,144 @@
+//! What every kind's step of a pass shares: the configuration, both clients, the state, the
+//! options, the pass's stop flag, and the listings of both sides, read once and kept for the
+//! kinds after the one that read them.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+
+use chrono::Utc;
+
+use super::snapshot::{
+    CustomFields, Location, SourceListing, TargetListing, read_source, read_target,
+};
+use super::transactions::ContactIndex;
+use crate::config::Config;
+use crate::ghl::GhlClient;
+use crate::hotspot::HotspotClient;
+use crate::model::Kind;
+use crate::store::Store;
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct PassOptions {
+    pub kinds: BTreeSet<Kind>,
+    pub dry_run: bool,
+    pub full: bool,
+    /// Bars for a person at a terminal; `None` draws nothing (daemon, cron, pipes, tests).
+    pub progress: Option<crate::progress::Progress>,
+}
+
+pub(crate) fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    // A panic while holding the lock leaves a consistent SQLite connection (every change is
+    // its own transaction), so a poisoned lock is safe to take over.
+    store.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the steps of a pass share: clients, state, options, and the listings of both sides
+/// (taken from the contacts step when it ran, read on first use otherwise).
+pub struct PassContext<'a> {
+    pub cfg: &'a Config,
+    pub store: &'a Mutex<Store>,
+    pub hs: &'a HotspotClient,
+    pub ghl: &'a GhlClient,
+    pub opts: &'a PassOptions,
+    pub run_id: i64,
+    pub stop: &'a AtomicBool,
+    /// Taken before either side is listed: a change GHL records after it is seen next run.
+    pub started: chrono::DateTime<Utc>,
+    source: tokio::sync::OnceCell<SourceListing>,
+    target: tokio::sync::OnceCell<TargetListing>,
+    index: tokio::sync::OnceCell<ContactIndex>,
+}
+
+impl<'a> PassContext<'a> {
+    pub fn new(
+        cfg: &'a Config,
+        store: &'a Mutex<Store>,
+        hs: &'a HotspotClient,
+        ghl: &'a GhlClient,
+        opts: &'a PassOptions,
+        run_id: i64,
+        stop: &'a AtomicBool,
+    ) -> Self {
+        PassContext {
+            cfg,
+            store,
+            hs,
+            ghl,
+            opts,
+            run_id,
+            stop,
+            started: Utc::now(),
+            source: tokio::sync::OnceCell::new(),
+            target: tokio::sync::OnceCell::new(),
+            index: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Keeps the listings the contacts step read, for the kinds after it.
+    pub fn keep_listings(&self, source: SourceListing, target: TargetListing) {
+        let _ = self.source.set(source);
+        let _ = self.target.set(target);
+    }
+
+    /// The HotspotSystem customers and subscribers of this run.
+    pub async fn source(&self) -> anyhow::Result<&SourceListing> {
+        self.source
+            .get_or_try_init(|| async {
+                Ok(read_source(
+                    self.hs,
+                    &self.cfg.hotspot.locations,
+                    self.cfg.contacts.sync_subscribers,
+                )
+                .await?)
+            })
+            .await
+    }
+
+    /// The GHL contacts of this run (ids and update times are what the later kinds use).
+    pub async fn target(&self) -> anyhow::Result<&TargetListing> {
+        self.target
+            .get_or_try_init(|| async {
+                Ok(read_target(self.ghl, &CustomFields::default()).await?)
+            })
+            .await
+    }
+
+    /// The locations to sync; only the location listing when the customers are not needed.
+    pub async fn locations(&self) -> anyhow::Result<Vec<Location>> {
+        if let Some(s) = self.source.get() {
+            return Ok(s.locations.clone());
+        }
+        let mut out = Vec::new();
+        for l in self.hs.locations().collect_all().await? {
+            let Some(id) = l.id.filter(|s| !s.trim().is_empty()) else {
+                continue;
+            };
+            if self.cfg.hotspot.locations.is_empty() || self.cfg.hotspot.locations.contains(&id) {
+                let name = l.name.unwrap_or_else(|| id.clone());
+                out.push(Location { id, name });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Guest → GHL contact, through the contact links of this state.
+    pub async fn contact_index(&self) -> anyhow::Result<&ContactIndex> {
+        self.index
+            .get_or_try_init(|| async {
+                let source = self.source().await?;
+                let linked: HashMap<String, String> = lock(self.store)
+                    .links(Kind::Contact)?
+                    .into_iter()
+                    .filter(|l| {
+                        l.status == crate::store::LinkStatus::Active && !l.target_id.is_empty()
+                    })
+                    .map(|l| (l.source_id, l.target_id))
+                    .collect();
+                let phone = self.cfg.mapping().phone.clone();
+                Ok(ContactIndex::build(&source.records, &linked, phone))
+            })
+            .await
+    }
+}
