@@ -136,7 +136,7 @@ impl<'a> PassContext<'a> {
                     })
                     .map(|l| (l.source_id, l.target_id))
                     .collect();
-                let phone = self.cfg.mapping().phone.clone();
+                let phone = self.cfg.mapping().phone;
                 Ok(ContactIndex::build(&source.records, &linked, phone))
             })
             .await
