@@ -23,6 +23,7 @@ pub use self::auth::RotatedPair;
 mod contacts;
 mod records;
 mod search;
+mod search_cache;
 pub mod state;
 mod validate;
 

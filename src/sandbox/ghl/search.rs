@@ -13,6 +13,7 @@ use chrono::{DateTime, NaiveDate};
 use serde_json::{Value, json};
 
 use super::contacts::search_shape;
+use super::search_cache::{Key, SearchCache};
 use super::state::{Contact, DateRangeFormat, GhlState, normalize_phone};
 use super::validate::{ApiError, ApiResult, Dto, Ty, check, s};
 use super::{Ctx, same_location};
@@ -376,21 +377,6 @@ fn cond(c: &Contact, field: &str, op: &str, value: Option<&Value>) -> bool {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Key {
-    Num(i64),
-    Str(String),
-}
-
-impl Key {
-    fn json(&self) -> Value {
-        match self {
-            Key::Num(n) => json!(n),
-            Key::Str(s) => json!(s),
-        }
-    }
-}
-
 fn key_of(c: &Contact, field: &str) -> Key {
     match field {
         "dateAdded" => Key::Num(c.date_added.timestamp_millis()),
@@ -419,14 +405,6 @@ fn cmp_keys(a: &[Key], b: &[Key], dirs: &[bool]) -> Ordering {
     }
     // The id tiebreak is always ascending.
     a[dirs.len()].cmp(&b[dirs.len()])
-}
-
-/// The ordered matches of one search (filters, sort, query), by contact id, kept while the
-/// location does not change (see [`GhlState::contacts_changed`]).
-#[derive(Debug)]
-pub(crate) struct SearchCache {
-    key: String,
-    hits: Vec<(Vec<Key>, String)>,
 }
 
 /// Every searchable contact that matches, with its sort keys, in the order of `sort`.

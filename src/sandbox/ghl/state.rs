@@ -190,7 +190,7 @@ pub struct GhlState {
     /// A CRM user's edit ([`GhlState::crm_edit`]) leaves `dateUpdated` alone.
     pub(crate) edits_keep_date_updated: bool,
     /// The last search's ordered matches; dropped whenever contacts may have changed.
-    pub(crate) search_cache: Option<super::search::SearchCache>,
+    pub(crate) search_cache: Option<super::search_cache::SearchCache>,
     rng: StdRng,
 }
 
