@@ -131,6 +131,11 @@ async fn a_crm_edit_is_seen_by_a_plain_sync_when_it_moves_date_updated() {
         s.crm_edit(&id, |c| c.city = Some("Typed By Sales".into()));
     });
     env.sync(&[]).await;
+    let s = searches(&env);
+    assert!(
+        !s.is_empty() && s.iter().all(bounded),
+        "read through the dateUpdated bound alone: {s:?}"
+    );
     let report = env.report_json().await;
     assert_eq!(counts(&report)["drift"], 1, "{report:#}");
 }
@@ -179,10 +184,7 @@ async fn every_date_form_gives_one_update_and_no_duplicate() {
             "{format:?}: {report:#}"
         );
         assert_eq!(contact_count(&env), before, "{format:?}: no duplicate");
-        let city = env
-            .sandbox
-            .ghl
-            .with_state(|s| s.contacts[&id].city.clone());
+        let city = env.sandbox.ghl.with_state(|s| s.contacts[&id].city.clone());
         assert_eq!(city.as_deref(), Some("Moved City"), "{format:?}");
 
         let s = searches(&env);
@@ -234,7 +236,10 @@ async fn a_new_guest_matching_an_old_unchanged_contact_is_linked_not_duplicated(
     assert_eq!(contact_count(&env), before, "no duplicate");
     let report = env.report_json().await;
     assert_eq!(
-        (counts(&report)["adopted"].as_u64(), counts(&report)["created"].as_u64()),
+        (
+            counts(&report)["adopted"].as_u64(),
+            counts(&report)["created"].as_u64()
+        ),
         (Some(1), Some(0)),
         "{report:#}"
     );

@@ -96,7 +96,9 @@ pub async fn read(
         Reading::Full => return Ok(read_target(cx.ghl, fields).await?),
         Reading::Since(since, form) => (since, form),
     };
-    let search = cx.ghl.search_contacts_updated_since(since, form, PAGE as u32);
+    let search = cx
+        .ghl
+        .search_contacts_updated_since(since, form, PAGE as u32);
     let mut listing = read_search(search, fields).await?;
     if listing.coverage() != TargetCoverage::Incremental {
         return Ok(listing);
@@ -167,11 +169,7 @@ fn to_fetch(
         .iter()
         .map(|t| t.target_id.as_str())
         .collect();
-    let skipped: HashSet<&str> = input
-        .skipped
-        .iter()
-        .map(|s| s.source_id.as_str())
-        .collect();
+    let skipped: HashSet<&str> = input.skipped.iter().map(|s| s.source_id.as_str()).collect();
     let mut out = BTreeMap::new();
     for (sid, b) in &input.base {
         if b.status != LinkStatus::Active
@@ -274,7 +272,13 @@ pub fn remember(
             return Ok(());
         }
     };
-    s.record_contact_listing(location, kind, listing.latest_update, date_filter, cx.started)?;
+    s.record_contact_listing(
+        location,
+        kind,
+        listing.latest_update,
+        date_filter,
+        cx.started,
+    )?;
     for id in &listing.deleted {
         s.remove_contact_identity(location, id)?;
     }

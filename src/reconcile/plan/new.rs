@@ -127,7 +127,8 @@ impl<'a> Planner<'a> {
             }
         }
         if self.policy.create_requires_complete_target
-            && self.input.target_coverage == TargetCoverage::Incomplete {
+            && self.input.target_coverage == TargetCoverage::Incomplete
+        {
             self.plan.items.push(PlanItem::new(
                 sid,
                 None,
