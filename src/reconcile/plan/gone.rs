@@ -405,6 +405,27 @@ mod tests {
     }
 
     #[test]
+    fn an_incremental_listing_takes_absent_contacts_as_unchanged_and_infers_no_deletion() {
+        // Most linked contacts absent: not updated since the bound, not deleted.
+        let mut w = deletion_world(20, 0);
+        for i in 0..15 {
+            w.target.remove(&format!("g{i}"));
+        }
+        w.target_coverage = TargetCoverage::Incremental;
+        let p = plan_contacts(&w, &policy());
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        assert!(p.guards.is_empty(), "no guard weighs the absences");
+        assert_eq!(item(&p, "c0").outcome, Outcome::Unchanged);
+        // A changed source whose contact was not fetched is never planned blind.
+        w.source.insert("c1".into(), w.source["c19"].clone());
+        let p = plan_contacts(&w, &policy());
+        assert!(matches!(
+            item(&p, "c1").outcome,
+            Outcome::Deferred(DeferReason::TargetNotListed)
+        ));
+    }
+
+    #[test]
     fn deleted_tag_is_compared_lower_cased() {
         let mut pol = policy();
         pol.on_source_delete = SourceDeletePolicy::Tag;
