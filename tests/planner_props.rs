@@ -14,7 +14,7 @@ use hotspot_ghl_sync::model::{
 };
 use hotspot_ghl_sync::reconcile::{
     Action, BaseLink, ContactPolicy, ContactsInput, IdentityIndex, LinkStatus, SourceEntry,
-    TargetEntry, apply_to_snapshots, plan_contacts,
+    TargetCoverage, TargetEntry, apply_to_snapshots, plan_contacts,
 };
 
 const GENERATED: [&str; 4] = ["hotspotsystem", "newsletter", "location:a", "location:b"];
@@ -205,7 +205,7 @@ fn world() -> impl Strategy<Value = World> {
                 let hotspot_field = anchored.then(|| ANCHOR.to_owned());
                 let mut input = ContactsInput {
                     source_complete: s_complete,
-                    target_complete: t_complete,
+                    target_coverage: t_complete.into(),
                     ..ContactsInput::default()
                 };
                 for (j, t) in targets.iter().enumerate() {
@@ -360,7 +360,7 @@ proptest! {
         // Target deletions are inferred only from a complete listing or a known deletion.
         for a in &p.actions {
             if let Action::Tombstone { target_id, .. } = a {
-                prop_assert!(w.input.target_deleted.contains(target_id) || w.input.target_complete);
+                prop_assert!(w.input.target_deleted.contains(target_id) || w.input.target_coverage == TargetCoverage::Full);
             }
         }
     }

@@ -778,9 +778,10 @@ struct Since {
 }
 
 /// What became of the `dateUpdated` bound of [`GhlClient::search_contacts_updated_since`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SinceFilter {
     /// No bound was asked for: a listing of every contact.
+    #[default]
     NotAsked,
     /// Asked, no page answered yet.
     Pending,
@@ -847,6 +848,11 @@ impl ContactSearch {
             self.since_filter(),
             SinceFilter::Pending | SinceFilter::Applied(_)
         )
+    }
+
+    /// The `dateUpdated` lower bound asked for, if any.
+    pub fn since_bound(&self) -> Option<DateTime<Utc>> {
+        self.since.as_ref().map(|s| s.at)
     }
 
     /// The latest `dateUpdated` among the contacts received so far: the high-water mark from

@@ -87,6 +87,21 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         }
     }
     let target = cx.target().await?;
+    // An incremental listing holds only the contacts updated since its bound: enough when
+    // this kind's own cursor is no older; otherwise every contact is listed for it.
+    let full;
+    let target = match (target.since, since) {
+        (Some(bound), Some(s)) if s >= bound => target,
+        (None, _) => target,
+        _ => {
+            full = crate::reconcile::snapshot::read_target(
+                cx.ghl,
+                &crate::reconcile::snapshot::CustomFields::default(),
+            )
+            .await?;
+            &full
+        }
+    };
     let ids = contacts_to_read(&target.contacts, &linked, since);
     out.counts.unchanged = (linked.len() - ids.len().min(linked.len())) as u64;
     if cx.opts.dry_run {

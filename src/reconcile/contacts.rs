@@ -12,8 +12,11 @@ use super::base;
 use super::context::{PassContext, lock};
 use super::journaled::{INTENT_SETTLE, resolve_pending_contacts};
 use super::outcome::KindOutcome;
-use super::plan::{Action, ContactsInput, DeferReason, Outcome, Plan, PlanItem, plan_contacts};
-use super::snapshot::{CustomFields, TargetListing, read_source, read_target};
+use super::plan::{
+    Action, ContactsInput, DeferReason, Outcome, Plan, PlanItem, TargetCoverage, plan_contacts,
+};
+use super::snapshot::{CustomFields, TargetListing, read_source};
+use super::target_read;
 use crate::config::LostCreateRecovery;
 use crate::ghl::GhlClient;
 use crate::mapping::{MappingConfig, SkipReason, SkippedSource, map_sources};
@@ -48,8 +51,6 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     } else {
         CustomFields::resolve(&ghl.location_custom_fields().await?, &wanted)?
     };
-    let mut target: TargetListing = read_target(ghl, &custom_fields).await?;
-
     let mut notes = Vec::new();
     if !source.complete {
         notes.push(
@@ -60,15 +61,6 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
             notes.push(format!("{listing}: {why}."));
         }
     }
-    if !target.complete {
-        notes.push(
-            "The GHL listing was incomplete: no create and no deletion this run.".to_string(),
-        );
-        for why in &target.incomplete {
-            notes.push(format!("GHL contact search: {why}."));
-        }
-    }
-
     // Where each guest registered, for the dashboard and the business association.
     let location_names: HashMap<&str, &str> = source
         .locations
@@ -86,24 +78,36 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
 
     let mapped = map_sources(&source.records, &mapping, None);
     let (base_links, parked) = base::load_contacts(&lock(store))?;
-    let recently_linked = recently_linked_targets(store)?;
-    confirm_missing_targets(
-        ghl,
-        &custom_fields,
-        &base_links,
-        &recently_linked,
-        &mut target,
-    )
-    .await;
     let mut input = ContactsInput::from_listings(
         mapped,
         source.complete,
-        &target.contacts,
-        target.complete,
+        &[],
+        TargetCoverage::Incomplete,
         &mapping,
         base_links,
         parked,
     );
+    let mut target = target_read::read(cx, &custom_fields, &input).await?;
+    if !target.complete {
+        notes.push(
+            "The GHL listing was incomplete: no create and no deletion this run.".to_string(),
+        );
+        for why in &target.incomplete {
+            notes.push(format!("GHL contact search: {why}."));
+        }
+    }
+    let recently_linked = recently_linked_targets(store)?;
+    confirm_missing_targets(
+        ghl,
+        &custom_fields,
+        &input.base,
+        &recently_linked,
+        &mut target,
+    )
+    .await;
+    input.set_targets(&target.contacts, target.coverage(), &mapping);
+    input.target_deleted.extend(target.deleted.iter().cloned());
+    target_read::remember(cx, &input, &target)?;
     let unreadable = hold_unreadable(&mut input, &source.unreadable, &mapping);
     // Field-level bases only where a hash moved: the only records the planner merges by field.
     let moved: Vec<String> = input
@@ -277,7 +281,8 @@ async fn confirm_missing_targets(
     recently_linked: &BTreeSet<String>,
     target: &mut TargetListing,
 ) {
-    if !target.complete {
+    // Only a full listing's absences may be taken for deletions.
+    if target.coverage() != TargetCoverage::Full {
         return;
     }
     let listed: BTreeSet<&str> = target

@@ -20,12 +20,13 @@ pub mod pass;
 pub mod plan;
 pub mod simulate;
 pub mod snapshot;
+pub mod target_read;
 pub mod tasks;
 pub mod transactions;
 
 pub use plan::{
     Action, BaseLink, ContactPolicy, ContactsInput, FieldChanges, FieldConflict, GuardKind,
     GuardNote, IdentityIndex, LinkStatus, MatchMethod, Outcome, ParkReason, ParkedMark, Plan,
-    PlanItem, SourceEntry, TargetEntry, Winner, plan_contacts,
+    PlanItem, SourceEntry, TargetCoverage, TargetEntry, Winner, plan_contacts,
 };
 pub use simulate::apply_to_snapshots;

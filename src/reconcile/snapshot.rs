@@ -10,6 +10,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::decode::Listing;
 use crate::ghl::wire::{Contact, CustomField, SearchContact};
+use chrono::{DateTime, Utc};
+
+use super::plan::TargetCoverage;
+use crate::ghl::client::{ContactSearch, SinceFilter};
 use crate::ghl::{GhlClient, GhlError};
 use crate::hotspot::HotspotClient;
 use crate::hotspot::wire::Customer;
@@ -221,6 +225,26 @@ pub struct TargetListing {
     pub complete: bool,
     /// Why the listing is not complete (for the report).
     pub incomplete: Vec<Incomplete>,
+    /// The `dateUpdated` bound GHL applied: the listing holds only the contacts updated since
+    /// (and those fetched by id). `None`: every contact.
+    pub since: Option<DateTime<Utc>>,
+    /// What became of the bound asked for (the date form to remember).
+    pub since_filter: SinceFilter,
+    /// The latest `dateUpdated` the search answered.
+    pub latest_update: Option<DateTime<Utc>>,
+    /// Linked contacts a GET by id answered "not found" for: deleted in GHL.
+    pub deleted: BTreeSet<String>,
+}
+
+impl TargetListing {
+    /// What the planner may infer from a contact's absence.
+    pub fn coverage(&self) -> TargetCoverage {
+        match (self.complete, self.since) {
+            (false, _) => TargetCoverage::Incomplete,
+            (true, Some(_)) => TargetCoverage::Incremental,
+            (true, None) => TargetCoverage::Full,
+        }
+    }
 }
 
 /// Every contact of the location, 500 per request.
@@ -228,7 +252,15 @@ pub async fn read_target(
     ghl: &GhlClient,
     fields: &CustomFields,
 ) -> Result<TargetListing, GhlError> {
-    let mut search = ghl.search_contacts(Vec::new(), Vec::new(), 500);
+    read_search(ghl.search_contacts(Vec::new(), Vec::new(), 500), fields).await
+}
+
+/// Reads a contact search to its end. The listing is incremental only when GHL applied a
+/// `dateUpdated` bound; a bound refused or ignored leaves a listing of every contact.
+pub async fn read_search(
+    mut search: ContactSearch,
+    fields: &CustomFields,
+) -> Result<TargetListing, GhlError> {
     let mut contacts = Vec::new();
     let mut without_id = 0;
     while let Some(page) = search.next_page().await? {
@@ -245,6 +277,14 @@ pub async fn read_target(
         contacts,
         complete: search.complete() && without_id == 0,
         incomplete: search.incomplete(),
+        since: if search.lists_every_contact() {
+            None
+        } else {
+            search.since_bound()
+        },
+        since_filter: search.since_filter(),
+        latest_update: search.latest_update(),
+        deleted: BTreeSet::new(),
     })
 }
 

@@ -5,7 +5,9 @@ use super::*;
 impl<'a> Planner<'a> {
     pub(super) fn target_guard(&mut self) {
         let input = self.input;
-        if !input.target_complete {
+        // Only a listing of every contact tells a deletion by an absence; an incremental one
+        // lacks every contact not updated since its bound, so no guard weighs its absences.
+        if input.target_coverage != TargetCoverage::Full {
             self.infer_target_gone = false;
             return;
         }
@@ -382,7 +384,7 @@ mod tests {
     fn target_missing_from_incomplete_or_empty_listing_is_not_deleted() {
         let mut w = deletion_world(20, 0);
         w.target.remove("g0");
-        w.target_complete = false;
+        w.target_coverage = TargetCoverage::Incomplete;
         let p = plan_contacts(&w, &policy());
         assert!(p.actions.is_empty());
         assert!(matches!(item(&p, "c0").outcome, Outcome::Deferred(_)));
@@ -396,10 +398,31 @@ mod tests {
         // A known deletion (GET said "Contact not found") needs no listing.
         let mut w = deletion_world(20, 0);
         w.target.remove("g0");
-        w.target_complete = false;
+        w.target_coverage = TargetCoverage::Incomplete;
         w.target_deleted.insert("g0".into());
         let p = plan_contacts(&w, &policy());
         assert!(matches!(&p.actions[..], [Action::Tombstone { .. }]));
+    }
+
+    #[test]
+    fn an_incremental_listing_takes_absent_contacts_as_unchanged_and_infers_no_deletion() {
+        // Most linked contacts absent: not updated since the bound, not deleted.
+        let mut w = deletion_world(20, 0);
+        for i in 0..15 {
+            w.target.remove(&format!("g{i}"));
+        }
+        w.target_coverage = TargetCoverage::Incremental;
+        let p = plan_contacts(&w, &policy());
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        assert!(p.guards.is_empty(), "no guard weighs the absences");
+        assert_eq!(item(&p, "c0").outcome, Outcome::Unchanged);
+        // A changed source whose contact was not fetched is never planned blind.
+        w.source.insert("c1".into(), w.source["c19"].clone());
+        let p = plan_contacts(&w, &policy());
+        assert!(matches!(
+            item(&p, "c1").outcome,
+            Outcome::Deferred(DeferReason::TargetNotListed)
+        ));
     }
 
     #[test]

@@ -43,6 +43,19 @@ impl<'a> Planner<'a> {
                         self.new_records.push((sid, s, Outcome::Recreate))
                     }
                 },
+                // Not updated in GHL since the incremental listing's bound, and nothing to
+                // write from HotspotSystem: unchanged on both sides. (A record whose source
+                // changed has its contact fetched by id before planning.)
+                None if self.input.target_coverage == TargetCoverage::Incremental
+                    && s.projection.hash == b.source_hash =>
+                {
+                    self.plan.items.push(PlanItem::new(
+                        sid,
+                        Some(&b.target_id),
+                        Outcome::Unchanged,
+                        "unchanged (not updated in GHL since the last pass)",
+                    ))
+                }
                 None => self.plan.items.push(PlanItem::new(
                     sid,
                     Some(&b.target_id),

@@ -126,7 +126,9 @@ impl<'a> Planner<'a> {
                 return;
             }
         }
-        if self.policy.create_requires_complete_target && !self.input.target_complete {
+        if self.policy.create_requires_complete_target
+            && self.input.target_coverage == TargetCoverage::Incomplete
+        {
             self.plan.items.push(PlanItem::new(
                 sid,
                 None,
@@ -453,7 +455,7 @@ mod tests {
         );
         settles(&w, &policy());
 
-        w.target_complete = false;
+        w.target_coverage = TargetCoverage::Incomplete;
         let p = plan_contacts(&w, &policy());
         assert!(p.actions.is_empty());
         assert_eq!(

@@ -33,7 +33,7 @@ pub(super) fn proj(pairs: &[(StdField, &str)], tags: &[&str]) -> ContactProjecti
 pub(super) fn world() -> ContactsInput {
     ContactsInput {
         source_complete: true,
-        target_complete: true,
+        target_coverage: TargetCoverage::Full,
         ..ContactsInput::default()
     }
 }

@@ -155,6 +155,33 @@ pub enum MatchMethod {
     MergedRecord,
 }
 
+/// How much of GHL a target listing covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TargetCoverage {
+    /// Every contact, read to its end without a gap: a linked contact it lacks was deleted
+    /// (behind the mass-deletion guard).
+    Full,
+    /// The contacts GHL updated since a bound, read to its end, plus those fetched by id: a
+    /// linked contact it lacks was not updated since and is taken as unchanged; nothing is
+    /// inferred from an absence.
+    Incremental,
+    /// A page failed or may have missed a contact: nothing is inferred, and no create is
+    /// made where the policy asks for a complete listing.
+    #[default]
+    Incomplete,
+}
+
+impl From<bool> for TargetCoverage {
+    /// A listing of every contact, complete or not.
+    fn from(complete: bool) -> Self {
+        if complete {
+            TargetCoverage::Full
+        } else {
+            TargetCoverage::Incomplete
+        }
+    }
+}
+
 /// Everything the planner looks at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContactsInput {
@@ -164,7 +191,8 @@ pub struct ContactsInput {
     /// Records listed but not synced (e.g. no email or phone); they are present, not deleted.
     pub skipped: Vec<SkippedSource>,
     pub target: HashMap<String, TargetEntry>,
-    pub target_complete: bool,
+    /// How much of GHL the target listing covers: what may be inferred from a contact's absence.
+    pub target_coverage: TargetCoverage,
     /// GHL contacts known to be deleted (a 400 "Contact not found" on GET, a delete webhook).
     pub target_deleted: BTreeSet<String>,
     pub base: BTreeMap<String, BaseLink>,
@@ -179,7 +207,7 @@ impl ContactsInput {
         mapped: crate::mapping::MappedSnapshot,
         source_complete: bool,
         targets: &[crate::model::TargetContact],
-        target_complete: bool,
+        target_coverage: impl Into<TargetCoverage>,
         cfg: &crate::mapping::MappingConfig,
         base: BTreeMap<String, BaseLink>,
         parked: BTreeMap<String, ParkedMark>,
@@ -189,8 +217,28 @@ impl ContactsInput {
             .into_iter()
             .map(|m| (m.source_id.clone(), SourceEntry::from(m)))
             .collect();
+        let mut input = Self {
+            source,
+            source_complete,
+            skipped: mapped.skipped,
+            base,
+            parked,
+            ..Self::default()
+        };
+        input.set_targets(targets, target_coverage.into(), cfg);
+        input
+    }
+
+    /// Replaces the GHL side: maps the contacts through the same field map as the source and
+    /// indexes them for first matches.
+    pub fn set_targets(
+        &mut self,
+        targets: &[crate::model::TargetContact],
+        coverage: TargetCoverage,
+        cfg: &crate::mapping::MappingConfig,
+    ) {
         let fields = cfg.fields.target_fields();
-        let target: HashMap<String, TargetEntry> = targets
+        self.target = targets
             .iter()
             .map(|t| {
                 (
@@ -202,18 +250,9 @@ impl ContactsInput {
                 )
             })
             .collect();
-        let identity = IdentityIndex::build(cfg.fields.hotspot_id_field.clone(), target.iter());
-        Self {
-            source,
-            source_complete,
-            skipped: mapped.skipped,
-            target,
-            target_complete,
-            target_deleted: BTreeSet::new(),
-            base,
-            parked,
-            identity,
-        }
+        self.identity =
+            IdentityIndex::build(cfg.fields.hotspot_id_field.clone(), self.target.iter());
+        self.target_coverage = coverage;
     }
 }
 
