@@ -508,7 +508,24 @@ pub fn map_sources(
     prior: Option<&HashMap<String, MappedSource>>,
 ) -> MappedSnapshot {
     let fp = cfg.fingerprint();
-    // Group: customers (and kind-less) first so their id and fields win.
+    let mut out = MappedSnapshot::default();
+    for g in group_sources(records) {
+        let rh = raw_hash(&g, &fp);
+        if let Some(p) = prior.and_then(|p| p.get(&g[0].source_id))
+            && p.raw_hash == rh
+        {
+            out.contacts.push(p.clone());
+            continue;
+        }
+        map_group(&g, cfg, rh, &mut out);
+    }
+    out
+}
+
+/// The merge groups of a listing, each led by the record whose id the link is keyed by:
+/// customers (and kind-less records) first so their id and fields win; records share a group
+/// by normalised email or by id. Members keep listing order, so a group's raw hash is stable.
+pub fn group_sources(records: &[SourceContact]) -> Vec<Vec<&SourceContact>> {
     let mut order: Vec<&SourceContact> = records.iter().collect();
     order.sort_by_key(|r| r.kind == Some(SourceKind::Subscriber));
     let mut groups: Vec<Vec<&SourceContact>> = Vec::new();
@@ -535,45 +552,39 @@ pub fn map_sources(
             by_email.entry(e).or_insert(gi);
         }
     }
+    groups
+}
 
-    let mut out = MappedSnapshot::default();
-    for g in groups {
-        let lead = g[0];
-        let rh = raw_hash(&g, &fp);
-        if let Some(p) = prior.and_then(|p| p.get(&lead.source_id))
-            && p.raw_hash == rh
-        {
-            out.contacts.push(p.clone());
-            continue;
-        }
-        let mut flags = BTreeSet::new();
-        let mut fields = canonical_from_source(lead, cfg, &mut flags);
-        let mut tags = BTreeSet::new();
-        cfg.tags.tags_for(lead, &mut tags);
-        for r in &g[1..] {
-            let other = canonical_from_source(r, cfg, &mut flags);
-            fields.fill_from(&other);
-            cfg.tags.tags_for(r, &mut tags);
-        }
-        if cfg.skip_without_email_or_phone && fields.email().is_none() && fields.phone().is_none() {
-            for r in &g {
-                out.skipped.push(SkippedSource {
-                    source_id: r.source_id.clone(),
-                    reason: SkipReason::NoEmailOrPhone,
-                });
-            }
-            continue;
-        }
-        out.contacts.push(MappedSource {
-            source_id: lead.source_id.clone(),
-            members: g.iter().map(|r| (r.kind, r.source_id.clone())).collect(),
-            projection: ContactProjection::new(fields, tags),
-            raw_hash: rh,
-            flags,
-            registered_at: lead.registered_at.clone(),
-        });
+/// Normalises one merge group (its raw hash `rh` already computed) into `out`: a contact, or
+/// its members as skipped when it has neither email nor phone.
+pub fn map_group(g: &[&SourceContact], cfg: &MappingConfig, rh: Digest, out: &mut MappedSnapshot) {
+    let lead = g[0];
+    let mut flags = BTreeSet::new();
+    let mut fields = canonical_from_source(lead, cfg, &mut flags);
+    let mut tags = BTreeSet::new();
+    cfg.tags.tags_for(lead, &mut tags);
+    for r in &g[1..] {
+        let other = canonical_from_source(r, cfg, &mut flags);
+        fields.fill_from(&other);
+        cfg.tags.tags_for(r, &mut tags);
     }
-    out
+    if cfg.skip_without_email_or_phone && fields.email().is_none() && fields.phone().is_none() {
+        for r in g {
+            out.skipped.push(SkippedSource {
+                source_id: r.source_id.clone(),
+                reason: SkipReason::NoEmailOrPhone,
+            });
+        }
+        return;
+    }
+    out.contacts.push(MappedSource {
+        source_id: lead.source_id.clone(),
+        members: g.iter().map(|r| (r.kind, r.source_id.clone())).collect(),
+        projection: ContactProjection::new(fields, tags),
+        raw_hash: rh,
+        flags,
+        registered_at: lead.registered_at.clone(),
+    });
 }
 
 /// Target tags and mapped fields as a lookup from GHL field name, for reports.

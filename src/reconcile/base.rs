@@ -2,7 +2,7 @@
 //! contact, with the per-field base values, the registration location and any park mark in the
 //! row's `extra` JSON.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
@@ -17,12 +17,28 @@ pub type ContactBase = (BTreeMap<String, BaseLink>, BTreeMap<String, ParkedMark>
 /// marks. The per-field base values, most of a link row, are left out: the planner compares
 /// fields only for records whose hash moved, and [`load_fields`] reads those.
 pub fn load_contacts(store: &Store) -> Result<ContactBase, StoreError> {
+    load_contacts_marked(store).map(|(base, _)| base)
+}
+
+/// [`load_contacts`], with the settled marks of the links that carry one (`reconcile::settled`).
+pub fn load_contacts_marked(
+    store: &Store,
+) -> Result<(ContactBase, HashMap<String, Digest>), StoreError> {
     let mut base = BTreeMap::new();
     let mut parked = BTreeMap::new();
+    let mut marks = HashMap::new();
     // One link decoded at a time: the base is a fraction of a link row's JSON.
     store.each_link(Kind::Contact, |link| {
         if let Some(mark) = link.extra.get("park").and_then(park_from_json) {
             parked.insert(link.source_id.clone(), mark);
+        }
+        if let Some(mark) = link
+            .extra
+            .get(SETTLED)
+            .and_then(Value::as_str)
+            .and_then(Digest::from_hex)
+        {
+            marks.insert(link.source_id.clone(), mark);
         }
         let status = match link.status {
             store::LinkStatus::Active => LinkStatus::Active,
@@ -47,7 +63,26 @@ pub fn load_contacts(store: &Store) -> Result<ContactBase, StoreError> {
         );
         Ok(())
     })?;
-    Ok((base, parked))
+    Ok(((base, parked), marks))
+}
+
+/// Where a link keeps its settled mark.
+const SETTLED: &str = "settled";
+
+/// Stores the settled marks of `marks`' links, in one transaction.
+pub fn record_settled(store: &Store, marks: &[(String, Digest)]) -> Result<(), StoreError> {
+    if marks.is_empty() {
+        return Ok(());
+    }
+    store.transaction(|s| {
+        for (sid, mark) in marks {
+            if let Some(mut link) = s.link(Kind::Contact, sid)? {
+                as_object(&mut link.extra).insert(SETTLED.into(), Value::from(mark.to_hex()));
+                s.upsert_link(&link)?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Fills in the per-field base values of the links of `source_ids`.

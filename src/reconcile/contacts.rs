@@ -13,10 +13,11 @@ use super::context::{PassContext, lock};
 use super::journaled::{INTENT_SETTLE, resolve_pending_contacts};
 use super::outcome::KindOutcome;
 use super::plan::{Action, ContactsInput, DeferReason, Outcome, Plan, PlanItem, plan_contacts};
+use super::settled;
 use super::snapshot::{CustomFields, TargetListing, read_source, read_target};
 use crate::config::LostCreateRecovery;
 use crate::ghl::GhlClient;
-use crate::mapping::{MappingConfig, SkipReason, SkippedSource, map_sources};
+use crate::mapping::{MappingConfig, SkipReason, SkippedSource};
 use crate::model::{Field, Kind};
 use crate::report::{KindCounts, Unsynced, UnsyncedRecord};
 use crate::store::{ItemOutcome, RunItem, Store};
@@ -84,8 +85,16 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         }
     }
 
-    let mapped = map_sources(&source.records, &mapping, None);
-    let (base_links, parked) = base::load_contacts(&lock(store))?;
+    let ((base_links, parked), marks) = base::load_contacts_marked(&lock(store))?;
+    // Records whose link is marked settled are mapped only if the mark no longer matches.
+    let split = settled::split(
+        &source.records,
+        &mapping,
+        &marks,
+        &parked,
+        &source.unreadable,
+    );
+    let mapped_now = split.mapped.contacts.len() + split.mapped.skipped.len();
     let recently_linked = recently_linked_targets(store)?;
     confirm_missing_targets(
         ghl,
@@ -96,7 +105,7 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     )
     .await;
     let mut input = ContactsInput::from_listings(
-        mapped,
+        split.mapped,
         source.complete,
         &target.contacts,
         target.complete,
@@ -104,6 +113,8 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         base_links,
         parked,
     );
+    let mapped = settled::settle(&mut input, split.candidates, &marks, &mapping, mapped_now);
+    tracing::info!("mapped {mapped} of {} records", split.groups);
     let unreadable = hold_unreadable(&mut input, &source.unreadable, &mapping);
     // Field-level bases only where a hash moved: the only records the planner merges by field.
     let moved: Vec<String> = input
@@ -148,6 +159,11 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         };
         (applier.apply(&plan).await, None)
     };
+    if !opts.dry_run {
+        let failed = |sid: &str| result.failed.contains_key(sid);
+        let new = settled::new_marks(&plan, &failed, &input, &split.raw, &marks);
+        base::record_settled(&lock(store), &new)?;
+    }
     let mut not_writable: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (sid, fields) in &result.not_writable {
         for f in fields {
