@@ -821,6 +821,70 @@ mod tests {
         assert_eq!(target_projection(&t2, &cfg).hash, tp.hash);
     }
 
+    /// Every part of the configuration the mapping reads changes the fingerprint, so a raw
+    /// hash (and a settled mark) from before a config change never matches after it.
+    #[test]
+    fn the_fingerprint_covers_every_part_of_the_mapping_configuration() {
+        let base = MappingConfig::default();
+        let mut variants = Vec::new();
+        let mut c = base.clone();
+        c.fields = c
+            .fields
+            .with_custom(SourceField::SocialNetwork, "contact.social");
+        variants.push(("field map", c));
+        let mut c = base.clone();
+        c.fields.hotspot_id_field = Some("contact.hotspot_id".into());
+        variants.push(("anchor field", c));
+        let mut c = base.clone();
+        c.tags.base = None;
+        variants.push(("base tag", c));
+        let mut c = base.clone();
+        c.tags.newsletter = Some("news".into());
+        variants.push(("newsletter tag", c));
+        variants.push((
+            "location names",
+            base.clone()
+                .with_location_names([("7".to_string(), "Lobby".to_string())]),
+        ));
+        let mut c = base.clone();
+        c.phone = PhoneNormalizer::new("GB").unwrap();
+        variants.push(("default country", c));
+        let mut c = base.clone();
+        c.skip_without_email_or_phone = false;
+        variants.push(("skip rule", c));
+        let mut r = rec("c1", SourceKind::Customer);
+        r.email = Some("a@b.co".into());
+        let h = raw_hash(&[&r], &base.fingerprint());
+        for (what, c) in variants {
+            assert_ne!(c.fingerprint(), base.fingerprint(), "{what}");
+            assert_ne!(raw_hash(&[&r], &c.fingerprint()), h, "{what}");
+        }
+        assert_eq!(base.clone().fingerprint(), base.fingerprint(), "stable");
+    }
+
+    /// A merged person (a subscriber merged into a customer) is one group whose raw hash covers
+    /// every member, in the order the mapping reads them: a change to the subscriber alone
+    /// changes it, and the same listing gives the same hash.
+    #[test]
+    fn a_merged_persons_raw_hash_covers_every_member() {
+        let mut cust = rec("c1", SourceKind::Customer);
+        cust.email = Some("ann@example.com".into());
+        let mut sub = rec("s9", SourceKind::Subscriber);
+        sub.email = Some("ANN@example.com".into());
+        let fp = MappingConfig::default().fingerprint();
+        let listing = vec![sub.clone(), cust.clone()];
+        let groups = group_sources(&listing);
+        assert_eq!(groups.len(), 1);
+        let ids: Vec<&str> = groups[0].iter().map(|r| r.source_id.as_str()).collect();
+        assert_eq!(ids, vec!["c1", "s9"], "the customer leads");
+        let h = raw_hash(&groups[0], &fp);
+        assert_eq!(raw_hash(&group_sources(&listing)[0], &fp), h);
+        assert_ne!(raw_hash(&[&cust], &fp), h, "the subscriber is covered");
+        sub.city = Some("Paris".into());
+        let changed = vec![sub, cust];
+        assert_ne!(raw_hash(&group_sources(&changed)[0], &fp), h);
+    }
+
     #[test]
     fn raw_hash_fast_path_reuses_the_prior_projection() {
         let mut r = rec("c4", SourceKind::Customer);
