@@ -1,7 +1,7 @@
 //! HotspotSystem customers (and subscribers) → GHL contacts: read both sides, map, plan with
 //! the pure planner, apply, and account every record into the run.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
 use chrono::Utc;
@@ -70,21 +70,6 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         }
     }
 
-    // Where each guest registered, for the dashboard and the business association.
-    let location_names: HashMap<&str, &str> = source
-        .locations
-        .iter()
-        .map(|l| (l.id.as_str(), l.name.as_str()))
-        .collect();
-    let mut extras: HashMap<String, Value> = HashMap::new();
-    for r in &source.records {
-        if let Some(loc) = r.location_id.as_deref() {
-            extras.entry(r.source_id.clone()).or_insert_with(|| {
-                json!({"location_id": loc, "location_name": location_names.get(loc).copied().unwrap_or(loc)})
-            });
-        }
-    }
-
     let ((base_links, parked), marks) = base::load_contacts_marked(&lock(store))?;
     // Records whose link is marked settled are mapped only if the mark no longer matches.
     let split = settled::split(
@@ -138,6 +123,27 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     let plan = plan_contacts(&input, &cfg.contact_policy(Utc::now()));
     for g in &plan.guards {
         notes.push(g.message.clone());
+    }
+
+    // Where each guest registered, for the dashboard and the business association: only for
+    // the records this plan writes, the only links it is stored on.
+    let written: HashSet<&str> = plan.actions.iter().map(|a| a.source_id()).collect();
+    let location_names: HashMap<&str, &str> = source
+        .locations
+        .iter()
+        .map(|l| (l.id.as_str(), l.name.as_str()))
+        .collect();
+    let mut extras: HashMap<String, Value> = HashMap::new();
+    for r in source
+        .records
+        .iter()
+        .filter(|r| written.contains(r.source_id.as_str()))
+    {
+        if let Some(loc) = r.location_id.as_deref() {
+            extras.entry(r.source_id.clone()).or_insert_with(|| {
+                json!({"location_id": loc, "location_name": location_names.get(loc).copied().unwrap_or(loc)})
+            });
+        }
     }
 
     let (mut result, plan_text) = if opts.dry_run {
