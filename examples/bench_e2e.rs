@@ -589,7 +589,9 @@ async fn parent(args: Args) -> anyhow::Result<()> {
         rows.push(r);
         // The first no-change pass marks every record settled; from the second on, settled
         // records are not mapped.
-        let r = sc.sync("4c", "nothing changed again, unthrottled", false).await?;
+        let r = sc
+            .sync("4c", "nothing changed again, unthrottled", false)
+            .await?;
         progress(&r);
         rows.push(r);
     }
