@@ -12,7 +12,7 @@
 //! 2. the same state, nothing changed;
 //! 3. 1% of the customers changed in HotspotSystem;
 //! 4. `--big` customers with no rate limit and no latency: (a) the initial sync, (b) a second
-//!    pass with nothing changed.
+//!    pass with nothing changed, (c) a third (records left settled by (b) are not mapped).
 //!
 //! The emulators run in this process; each sync runs in a child process (this same executable,
 //! started with `--child CONFIG`) that calls the library's `sync_once` exactly as the
@@ -585,6 +585,13 @@ async fn parent(args: Args) -> anyhow::Result<()> {
         progress(&r);
         rows.push(r);
         let r = sc.sync("4b", "nothing changed, unthrottled", false).await?;
+        progress(&r);
+        rows.push(r);
+        // The first no-change pass marks every record settled; from the second on, settled
+        // records are not mapped.
+        let r = sc
+            .sync("4c", "nothing changed again, unthrottled", false)
+            .await?;
         progress(&r);
         rows.push(r);
     }

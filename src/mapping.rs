@@ -508,7 +508,24 @@ pub fn map_sources(
     prior: Option<&HashMap<String, MappedSource>>,
 ) -> MappedSnapshot {
     let fp = cfg.fingerprint();
-    // Group: customers (and kind-less) first so their id and fields win.
+    let mut out = MappedSnapshot::default();
+    for g in group_sources(records) {
+        let rh = raw_hash(&g, &fp);
+        if let Some(p) = prior.and_then(|p| p.get(&g[0].source_id))
+            && p.raw_hash == rh
+        {
+            out.contacts.push(p.clone());
+            continue;
+        }
+        map_group(&g, cfg, rh, &mut out);
+    }
+    out
+}
+
+/// The merge groups of a listing, each led by the record whose id the link is keyed by:
+/// customers (and kind-less records) first so their id and fields win; records share a group
+/// by normalised email or by id. Members keep listing order, so a group's raw hash is stable.
+pub fn group_sources(records: &[SourceContact]) -> Vec<Vec<&SourceContact>> {
     let mut order: Vec<&SourceContact> = records.iter().collect();
     order.sort_by_key(|r| r.kind == Some(SourceKind::Subscriber));
     let mut groups: Vec<Vec<&SourceContact>> = Vec::new();
@@ -535,45 +552,39 @@ pub fn map_sources(
             by_email.entry(e).or_insert(gi);
         }
     }
+    groups
+}
 
-    let mut out = MappedSnapshot::default();
-    for g in groups {
-        let lead = g[0];
-        let rh = raw_hash(&g, &fp);
-        if let Some(p) = prior.and_then(|p| p.get(&lead.source_id))
-            && p.raw_hash == rh
-        {
-            out.contacts.push(p.clone());
-            continue;
-        }
-        let mut flags = BTreeSet::new();
-        let mut fields = canonical_from_source(lead, cfg, &mut flags);
-        let mut tags = BTreeSet::new();
-        cfg.tags.tags_for(lead, &mut tags);
-        for r in &g[1..] {
-            let other = canonical_from_source(r, cfg, &mut flags);
-            fields.fill_from(&other);
-            cfg.tags.tags_for(r, &mut tags);
-        }
-        if cfg.skip_without_email_or_phone && fields.email().is_none() && fields.phone().is_none() {
-            for r in &g {
-                out.skipped.push(SkippedSource {
-                    source_id: r.source_id.clone(),
-                    reason: SkipReason::NoEmailOrPhone,
-                });
-            }
-            continue;
-        }
-        out.contacts.push(MappedSource {
-            source_id: lead.source_id.clone(),
-            members: g.iter().map(|r| (r.kind, r.source_id.clone())).collect(),
-            projection: ContactProjection::new(fields, tags),
-            raw_hash: rh,
-            flags,
-            registered_at: lead.registered_at.clone(),
-        });
+/// Normalises one merge group (its raw hash `rh` already computed) into `out`: a contact, or
+/// its members as skipped when it has neither email nor phone.
+pub fn map_group(g: &[&SourceContact], cfg: &MappingConfig, rh: Digest, out: &mut MappedSnapshot) {
+    let lead = g[0];
+    let mut flags = BTreeSet::new();
+    let mut fields = canonical_from_source(lead, cfg, &mut flags);
+    let mut tags = BTreeSet::new();
+    cfg.tags.tags_for(lead, &mut tags);
+    for r in &g[1..] {
+        let other = canonical_from_source(r, cfg, &mut flags);
+        fields.fill_from(&other);
+        cfg.tags.tags_for(r, &mut tags);
     }
-    out
+    if cfg.skip_without_email_or_phone && fields.email().is_none() && fields.phone().is_none() {
+        for r in g {
+            out.skipped.push(SkippedSource {
+                source_id: r.source_id.clone(),
+                reason: SkipReason::NoEmailOrPhone,
+            });
+        }
+        return;
+    }
+    out.contacts.push(MappedSource {
+        source_id: lead.source_id.clone(),
+        members: g.iter().map(|r| (r.kind, r.source_id.clone())).collect(),
+        projection: ContactProjection::new(fields, tags),
+        raw_hash: rh,
+        flags,
+        registered_at: lead.registered_at.clone(),
+    });
 }
 
 /// Target tags and mapped fields as a lookup from GHL field name, for reports.
@@ -808,6 +819,70 @@ mod tests {
         t2.target_id = "other".into();
         t2.date_updated = None;
         assert_eq!(target_projection(&t2, &cfg).hash, tp.hash);
+    }
+
+    /// Every part of the configuration the mapping reads changes the fingerprint, so a raw
+    /// hash (and a settled mark) from before a config change never matches after it.
+    #[test]
+    fn the_fingerprint_covers_every_part_of_the_mapping_configuration() {
+        let base = MappingConfig::default();
+        let mut variants = Vec::new();
+        let mut c = base.clone();
+        c.fields = c
+            .fields
+            .with_custom(SourceField::SocialNetwork, "contact.social");
+        variants.push(("field map", c));
+        let mut c = base.clone();
+        c.fields.hotspot_id_field = Some("contact.hotspot_id".into());
+        variants.push(("anchor field", c));
+        let mut c = base.clone();
+        c.tags.base = None;
+        variants.push(("base tag", c));
+        let mut c = base.clone();
+        c.tags.newsletter = Some("news".into());
+        variants.push(("newsletter tag", c));
+        variants.push((
+            "location names",
+            base.clone()
+                .with_location_names([("7".to_string(), "Lobby".to_string())]),
+        ));
+        let mut c = base.clone();
+        c.phone = PhoneNormalizer::new("GB").unwrap();
+        variants.push(("default country", c));
+        let mut c = base.clone();
+        c.skip_without_email_or_phone = false;
+        variants.push(("skip rule", c));
+        let mut r = rec("c1", SourceKind::Customer);
+        r.email = Some("a@b.co".into());
+        let h = raw_hash(&[&r], &base.fingerprint());
+        for (what, c) in variants {
+            assert_ne!(c.fingerprint(), base.fingerprint(), "{what}");
+            assert_ne!(raw_hash(&[&r], &c.fingerprint()), h, "{what}");
+        }
+        assert_eq!(base.clone().fingerprint(), base.fingerprint(), "stable");
+    }
+
+    /// A merged person (a subscriber merged into a customer) is one group whose raw hash covers
+    /// every member, in the order the mapping reads them: a change to the subscriber alone
+    /// changes it, and the same listing gives the same hash.
+    #[test]
+    fn a_merged_persons_raw_hash_covers_every_member() {
+        let mut cust = rec("c1", SourceKind::Customer);
+        cust.email = Some("ann@example.com".into());
+        let mut sub = rec("s9", SourceKind::Subscriber);
+        sub.email = Some("ANN@example.com".into());
+        let fp = MappingConfig::default().fingerprint();
+        let listing = vec![sub.clone(), cust.clone()];
+        let groups = group_sources(&listing);
+        assert_eq!(groups.len(), 1);
+        let ids: Vec<&str> = groups[0].iter().map(|r| r.source_id.as_str()).collect();
+        assert_eq!(ids, vec!["c1", "s9"], "the customer leads");
+        let h = raw_hash(&groups[0], &fp);
+        assert_eq!(raw_hash(&group_sources(&listing)[0], &fp), h);
+        assert_ne!(raw_hash(&[&cust], &fp), h, "the subscriber is covered");
+        sub.city = Some("Paris".into());
+        let changed = vec![sub, cust];
+        assert_ne!(raw_hash(&group_sources(&changed)[0], &fp), h);
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! contact, with the per-field base values, the registration location and any park mark in the
 //! row's `extra` JSON.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
 use super::plan::{BaseLink, LinkStatus, ParkReason, ParkedMark};
+use super::settled::Settled;
 use crate::model::{CanonicalContact, Digest, Kind};
 use crate::store::{self, Link, Store, StoreError};
 
@@ -17,12 +18,29 @@ pub type ContactBase = (BTreeMap<String, BaseLink>, BTreeMap<String, ParkedMark>
 /// marks. The per-field base values, most of a link row, are left out: the planner compares
 /// fields only for records whose hash moved, and [`load_fields`] reads those.
 pub fn load_contacts(store: &Store) -> Result<ContactBase, StoreError> {
+    load_contacts_marked(store).map(|(base, _)| base)
+}
+
+/// [`load_contacts`], with the settled marks of the links that carry one (`reconcile::settled`).
+pub fn load_contacts_marked(
+    store: &Store,
+) -> Result<(ContactBase, HashMap<String, Settled>), StoreError> {
     let mut base = BTreeMap::new();
     let mut parked = BTreeMap::new();
+    let mut marks = HashMap::new();
     // One link decoded at a time: the base is a fraction of a link row's JSON.
     store.each_link(Kind::Contact, |link| {
         if let Some(mark) = link.extra.get("park").and_then(park_from_json) {
             parked.insert(link.source_id.clone(), mark);
+        }
+        let digest = |key: &str| {
+            link.extra
+                .get(key)
+                .and_then(Value::as_str)
+                .and_then(Digest::from_hex)
+        };
+        if let (Some(mark), Some(target_tags)) = (digest(SETTLED), digest(SETTLED_TAGS)) {
+            marks.insert(link.source_id.clone(), Settled { mark, target_tags });
         }
         let status = match link.status {
             store::LinkStatus::Active => LinkStatus::Active,
@@ -47,7 +65,29 @@ pub fn load_contacts(store: &Store) -> Result<ContactBase, StoreError> {
         );
         Ok(())
     })?;
-    Ok((base, parked))
+    Ok(((base, parked), marks))
+}
+
+/// Where a link keeps its settled mark, and the digest of the GHL tags the mark covers.
+const SETTLED: &str = "settled";
+const SETTLED_TAGS: &str = "settled_tags";
+
+/// Stores the settled marks of `marks`' links, in one transaction.
+pub fn record_settled(store: &Store, marks: &[(String, Settled)]) -> Result<(), StoreError> {
+    if marks.is_empty() {
+        return Ok(());
+    }
+    store.transaction(|s| {
+        for (sid, mark) in marks {
+            if let Some(mut link) = s.link(Kind::Contact, sid)? {
+                let extra = as_object(&mut link.extra);
+                extra.insert(SETTLED.into(), Value::from(mark.mark.to_hex()));
+                extra.insert(SETTLED_TAGS.into(), Value::from(mark.target_tags.to_hex()));
+                s.upsert_link(&link)?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Fills in the per-field base values of the links of `source_ids`.

@@ -1,7 +1,7 @@
 //! HotspotSystem customers (and subscribers) → GHL contacts: read both sides, map, plan with
 //! the pure planner, apply, and account every record into the run.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
 use chrono::Utc;
@@ -15,11 +15,12 @@ use super::outcome::KindOutcome;
 use super::plan::{
     Action, ContactsInput, DeferReason, Outcome, Plan, PlanItem, TargetCoverage, plan_contacts,
 };
+use super::settled;
 use super::snapshot::{CustomFields, TargetListing, read_source};
 use super::target_read;
 use crate::config::LostCreateRecovery;
 use crate::ghl::GhlClient;
-use crate::mapping::{MappingConfig, SkipReason, SkippedSource, map_sources};
+use crate::mapping::{MappingConfig, SkipReason, SkippedSource};
 use crate::model::{Field, Kind};
 use crate::report::{KindCounts, Unsynced, UnsyncedRecord};
 use crate::store::{ItemOutcome, RunItem, Store};
@@ -61,25 +62,18 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
             notes.push(format!("{listing}: {why}."));
         }
     }
-    // Where each guest registered, for the dashboard and the business association.
-    let location_names: HashMap<&str, &str> = source
-        .locations
-        .iter()
-        .map(|l| (l.id.as_str(), l.name.as_str()))
-        .collect();
-    let mut extras: HashMap<String, Value> = HashMap::new();
-    for r in &source.records {
-        if let Some(loc) = r.location_id.as_deref() {
-            extras.entry(r.source_id.clone()).or_insert_with(|| {
-                json!({"location_id": loc, "location_name": location_names.get(loc).copied().unwrap_or(loc)})
-            });
-        }
-    }
-
-    let mapped = map_sources(&source.records, &mapping, None);
-    let (base_links, parked) = base::load_contacts(&lock(store))?;
+    let ((base_links, parked), marks) = base::load_contacts_marked(&lock(store))?;
+    // Records whose link is marked settled are mapped only if the mark no longer matches.
+    let split = settled::split(
+        &source.records,
+        &mapping,
+        &marks,
+        &parked,
+        &source.unreadable,
+    );
+    let mut mapped = split.mapped.contacts.len() + split.mapped.skipped.len();
     let mut input = ContactsInput::from_listings(
-        mapped,
+        split.mapped,
         source.complete,
         &[],
         TargetCoverage::Incomplete,
@@ -87,6 +81,8 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         base_links,
         parked,
     );
+    let (kept, n) = settled::presettle(&mut input, split.candidates, &marks, &mapping);
+    mapped += n;
     let mut target = target_read::read(cx, &custom_fields, &input).await?;
     if !target.complete {
         notes.push(
@@ -108,6 +104,8 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     input.set_targets(&target.contacts, target.coverage(), &mapping);
     input.target_deleted.extend(target.deleted.iter().cloned());
     target_read::remember(cx, &input, &target)?;
+    mapped += settled::settle(&mut input, kept, &marks, &mapping);
+    tracing::info!("mapped {mapped} of {} records", split.groups);
     let unreadable = hold_unreadable(&mut input, &source.unreadable, &mapping);
     // Field-level bases only where a hash moved: the only records the planner merges by field.
     let moved: Vec<String> = input
@@ -133,6 +131,27 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         notes.push(g.message.clone());
     }
 
+    // Where each guest registered, for the dashboard and the business association: only for
+    // the records this plan writes, the only links it is stored on.
+    let written: HashSet<&str> = plan.actions.iter().map(|a| a.source_id()).collect();
+    let location_names: HashMap<&str, &str> = source
+        .locations
+        .iter()
+        .map(|l| (l.id.as_str(), l.name.as_str()))
+        .collect();
+    let mut extras: HashMap<String, Value> = HashMap::new();
+    for r in source
+        .records
+        .iter()
+        .filter(|r| written.contains(r.source_id.as_str()))
+    {
+        if let Some(loc) = r.location_id.as_deref() {
+            extras.entry(r.source_id.clone()).or_insert_with(|| {
+                json!({"location_id": loc, "location_name": location_names.get(loc).copied().unwrap_or(loc)})
+            });
+        }
+    }
+
     let (mut result, plan_text) = if opts.dry_run {
         (ApplyResult::default(), Some(describe_plan(&plan)))
     } else {
@@ -152,6 +171,11 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         };
         (applier.apply(&plan).await, None)
     };
+    if !opts.dry_run {
+        let failed = |sid: &str| result.failed.contains_key(sid);
+        let new = settled::new_marks(&plan, &failed, &input, &split.raw, &marks);
+        base::record_settled(&lock(store), &new)?;
+    }
     let mut not_writable: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (sid, fields) in &result.not_writable {
         for f in fields {

@@ -18,6 +18,7 @@ pub mod notes;
 pub mod outcome;
 pub mod pass;
 pub mod plan;
+pub mod settled;
 pub mod simulate;
 pub mod snapshot;
 pub mod target_read;

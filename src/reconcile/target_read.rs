@@ -178,10 +178,12 @@ fn to_fetch(
         {
             continue;
         }
-        let unchanged = input
-            .source
-            .get(sid)
-            .is_some_and(|s| s.projection.hash == b.source_hash);
+        // A settled summary is unchanged on both sides as of its mark (`reconcile::settled`).
+        let unchanged = input.unchanged.contains_key(sid)
+            || input
+                .source
+                .get(sid)
+                .is_some_and(|s| s.projection.hash == b.source_hash);
         if !unchanged {
             out.insert(b.target_id.clone(), Fetch::Linked);
         }

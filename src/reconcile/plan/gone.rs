@@ -57,7 +57,10 @@ impl<'a> Planner<'a> {
         let mut gone: Vec<(&'a String, &'a BaseLink)> = Vec::new();
         for &(sid, s, b) in joined {
             let Some(b) = b else { continue };
-            if s.is_some() || (!skipped.is_empty() && skipped.contains(sid.as_str())) {
+            if s.is_some()
+                || input.unchanged.contains_key(sid)
+                || (!skipped.is_empty() && skipped.contains(sid.as_str()))
+            {
                 continue;
             }
             if self.merged_into.contains(sid.as_str()) {
@@ -92,6 +95,7 @@ impl<'a> Planner<'a> {
         // Parks of records no longer listed.
         for sid in input.parked.keys() {
             if !input.source.contains_key(sid)
+                && !input.unchanged.contains_key(sid)
                 && !skipped.contains(sid.as_str())
                 && input.source_complete
             {
@@ -172,7 +176,8 @@ impl<'a> Planner<'a> {
                 GuardKind::TargetMassMissing,
                 "the GHL listing is missing many linked contacts: deletions withheld".to_owned(),
             ))
-        } else if input.source.is_empty() && input.skipped.is_empty() {
+        } else if input.source.is_empty() && input.unchanged.is_empty() && input.skipped.is_empty()
+        {
             Some((
                 GuardKind::SourceEmpty,
                 "HotspotSystem listed no records while links exist: deletions withheld".to_owned(),

@@ -213,6 +213,29 @@ impl<'a> Planner<'a> {
         self.plan.items.push(item);
     }
 
+    /// A record summarised as unchanged: the item `plan_linked` gives a record whose source and
+    /// GHL hashes both equal the base and whose tags need nothing.
+    pub(super) fn plan_unchanged(&mut self, sid: &'a str, b: &'a BaseLink) {
+        debug_assert!(
+            b.status == LinkStatus::Active
+                && (self.input.target.contains_key(&b.target_id)
+                    || self.input.target_coverage == super::TargetCoverage::Incremental),
+            "an unchanged summary needs an active link to a listed contact, or one an incremental listing left out"
+        );
+        // Both sides equal their base, so they differ from each other exactly when the bases do.
+        let reason = if b.source_hash != b.target_hash {
+            "unchanged since the base; differences kept from earlier drift"
+        } else {
+            "unchanged"
+        };
+        self.plan.items.push(PlanItem::new(
+            sid,
+            Some(&b.target_id),
+            Outcome::Unchanged,
+            reason,
+        ));
+    }
+
     /// Owned-set tag semantics: add generated tags the contact lacks; remove only owned tags no
     /// longer generated; forget ownership of owned tags already gone. Others are never touched.
     pub(super) fn plan_tags(

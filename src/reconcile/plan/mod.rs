@@ -138,9 +138,14 @@ pub fn plan_contacts(input: &ContactsInput, policy: &ContactPolicy) -> Plan {
     };
     p.target_guard();
     // Links of records merged into another record are handed over to it.
-    for (sid, s) in &input.source {
-        for m in &s.merged_ids {
-            if input.source.contains_key(m) {
+    let merges = input
+        .source
+        .iter()
+        .map(|(sid, s)| (sid, &s.merged_ids))
+        .chain(&input.unchanged);
+    for (sid, merged_ids) in merges {
+        for m in merged_ids {
+            if input.source.contains_key(m) || input.unchanged.contains_key(m) {
                 continue;
             }
             p.merged_into.insert(m.as_str());
@@ -160,6 +165,10 @@ pub fn plan_contacts(input: &ContactsInput, policy: &ContactPolicy) -> Plan {
     for &(sid, s, b) in &joined {
         if let Some(s) = s {
             p.plan_present(sid, s, b);
+        } else if let Some(b) = b
+            && input.unchanged.contains_key(sid)
+        {
+            p.plan_unchanged(sid, b);
         }
     }
     p.index_after_updates();

@@ -186,6 +186,12 @@ impl From<bool> for TargetCoverage {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContactsInput {
     pub source: BTreeMap<String, SourceEntry>,
+    /// Listed records known unchanged without being mapped, by source id with the ids merged
+    /// into them. The caller vouches that each has an active base link whose GHL contact is
+    /// listed and that planning its full entry would give an `Unchanged` item and no action
+    /// (its last plan did, and neither side nor the base moved since: see `reconcile::settled`).
+    /// Present like any listed record: never taken for deleted, counted unchanged.
+    pub unchanged: BTreeMap<String, Vec<String>>,
     /// Every page fetched without error: only then may a missing record mean "deleted".
     pub source_complete: bool,
     /// Records listed but not synced (e.g. no email or phone); they are present, not deleted.
