@@ -197,3 +197,66 @@ async fn a_changed_field_map_maps_everything_again() {
     );
     assert!(write_count(&env) >= social, "{:?}", env.ghl_writes());
 }
+
+/// Moves every GHL contact an hour into the past: the next plain sync's incremental read
+/// (which re-reads the last minutes, its overlap) returns none of them.
+fn an_hour_passes(env: &TestEnv) {
+    env.sandbox.ghl.with_state(|s| {
+        for c in s.contacts.values_mut() {
+            c.date_updated -= chrono::Duration::hours(1);
+            c.date_added -= chrono::Duration::hours(1);
+        }
+    });
+}
+
+/// The steady state of a daemon: the incremental GHL read returns no contact, so a settled
+/// record's mark is checked against the GHL tags it recorded; it is not mapped, nothing is
+/// fetched by id, and one guest changed in HotspotSystem is still mapped alone and written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settled_records_stay_unmapped_when_the_incremental_read_leaves_their_contacts_out() {
+    let env = TestEnv::start("settled-incremental", opts(), CONTACTS).await;
+    let (_, records) = mapped(&env.sync(&[]).await.stderr);
+    env.sync(&[]).await;
+    let before = env.report_json().await["kinds"]["contact"].clone();
+    let linkless = skipped(&env).await;
+    an_hour_passes(&env);
+    env.sandbox.ghl.clear_requests();
+    let out = env.sync(&[]).await;
+    assert_eq!(mapped(&out.stderr), (linkless, records), "{}", out.stderr);
+    let reads: Vec<String> = env
+        .sandbox
+        .ghl
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/contacts/"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        reads.iter().filter(|r| r.starts_with("GET")).count(),
+        0,
+        "no contact fetched by id: {reads:?}"
+    );
+    assert_eq!(write_count(&env), 0, "{:?}", env.ghl_writes());
+    assert_eq!(env.report_json().await["kinds"]["contact"], before);
+
+    env.sandbox.hotspot.with_data(|d| {
+        let c = d
+            .customers
+            .iter_mut()
+            .find(|c| c.email.is_some())
+            .expect("a customer with an email");
+        c.city = Some("Quietville".into());
+    });
+    an_hour_passes(&env);
+    env.sandbox.ghl.clear_requests();
+    let out = env.sync(&[]).await;
+    assert_eq!(
+        mapped(&out.stderr),
+        (linkless + 1, records),
+        "{}",
+        out.stderr
+    );
+    let writes = env.ghl_writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].body.as_ref().unwrap()["city"], "Quietville");
+}
