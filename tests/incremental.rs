@@ -41,12 +41,7 @@ async fn synced_an_hour_ago(name: &str, format: DateRangeFormat, keep_date: bool
     let env = TestEnv::start(name, opts(format, keep_date), CONTACTS).await;
     env.sync(&[]).await;
     env.sync(&[]).await;
-    env.sandbox.ghl.with_state(|s| {
-        for c in s.contacts.values_mut() {
-            c.date_updated -= Duration::hours(1);
-            c.date_added -= Duration::hours(1);
-        }
-    });
+    env.an_hour_passes();
     env.sandbox.ghl.clear_requests();
     env
 }

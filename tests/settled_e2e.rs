@@ -63,6 +63,19 @@ fn mapped(stderr: &str) -> (usize, usize) {
     (words[0].parse().unwrap(), words[2].parse().unwrap())
 }
 
+/// Moves the first customer with an email to `city` in HotspotSystem; returns its id.
+fn change_a_city(env: &TestEnv, city: &str) -> String {
+    env.sandbox.hotspot.with_data(|d| {
+        let c = d
+            .customers
+            .iter_mut()
+            .find(|c| c.email.is_some())
+            .expect("a customer with an email");
+        c.city = Some(city.into());
+        c.id.clone()
+    })
+}
+
 fn write_count(env: &TestEnv) -> usize {
     env.ghl_writes().len()
 }
@@ -90,15 +103,7 @@ async fn an_unchanged_record_is_not_mapped_again_and_a_changed_one_is_written() 
     assert_eq!(report["kinds"]["contact"], before, "{report:#}");
 
     // One guest changes in HotspotSystem: that record alone is mapped, and written.
-    let id = env.sandbox.hotspot.with_data(|d| {
-        let c = d
-            .customers
-            .iter_mut()
-            .find(|c| c.email.is_some())
-            .expect("a customer with an email");
-        c.city = Some("Settletown".into());
-        c.id.clone()
-    });
+    let id = change_a_city(&env, "Settletown");
     env.sandbox.ghl.clear_requests();
     let out = env.sync(&[]).await;
     assert_eq!(
@@ -198,17 +203,6 @@ async fn a_changed_field_map_maps_everything_again() {
     assert!(write_count(&env) >= social, "{:?}", env.ghl_writes());
 }
 
-/// Moves every GHL contact an hour into the past: the next plain sync's incremental read
-/// (which re-reads the last minutes, its overlap) returns none of them.
-fn an_hour_passes(env: &TestEnv) {
-    env.sandbox.ghl.with_state(|s| {
-        for c in s.contacts.values_mut() {
-            c.date_updated -= chrono::Duration::hours(1);
-            c.date_added -= chrono::Duration::hours(1);
-        }
-    });
-}
-
 /// The steady state of a daemon: the incremental GHL read returns no contact, so a settled
 /// record's mark is checked against the GHL tags it recorded; it is not mapped, nothing is
 /// fetched by id, and one guest changed in HotspotSystem is still mapped alone and written.
@@ -219,7 +213,7 @@ async fn settled_records_stay_unmapped_when_the_incremental_read_leaves_their_co
     env.sync(&[]).await;
     let before = env.report_json().await["kinds"]["contact"].clone();
     let linkless = skipped(&env).await;
-    an_hour_passes(&env);
+    env.an_hour_passes();
     env.sandbox.ghl.clear_requests();
     let out = env.sync(&[]).await;
     assert_eq!(mapped(&out.stderr), (linkless, records), "{}", out.stderr);
@@ -239,15 +233,8 @@ async fn settled_records_stay_unmapped_when_the_incremental_read_leaves_their_co
     assert_eq!(write_count(&env), 0, "{:?}", env.ghl_writes());
     assert_eq!(env.report_json().await["kinds"]["contact"], before);
 
-    env.sandbox.hotspot.with_data(|d| {
-        let c = d
-            .customers
-            .iter_mut()
-            .find(|c| c.email.is_some())
-            .expect("a customer with an email");
-        c.city = Some("Quietville".into());
-    });
-    an_hour_passes(&env);
+    change_a_city(&env, "Quietville");
+    env.an_hour_passes();
     env.sandbox.ghl.clear_requests();
     let out = env.sync(&[]).await;
     assert_eq!(

@@ -21,6 +21,18 @@ impl Drop for TestEnv {
 }
 
 impl TestEnv {
+    /// Moves every GHL contact's `dateAdded` and `dateUpdated` an hour into the past: as if
+    /// the next pass ran an hour later with nothing touched in between, so a plain sync's
+    /// incremental read (which re-reads the last minutes, its overlap) returns none of them.
+    pub fn an_hour_passes(&self) {
+        self.sandbox.ghl.with_state(|s| {
+            for c in s.contacts.values_mut() {
+                c.date_updated -= chrono::Duration::hours(1);
+                c.date_added -= chrono::Duration::hours(1);
+            }
+        });
+    }
+
     /// Starts the emulators (rate limits raised: limits are not what these tests are about)
     /// and writes a config whose `[contacts]` section is `contacts_toml`.
     pub async fn start(name: &str, mut opts: SandboxOptions, contacts_toml: &str) -> TestEnv {
