@@ -63,8 +63,8 @@ fn mapped(stderr: &str) -> (usize, usize) {
     (words[0].parse().unwrap(), words[2].parse().unwrap())
 }
 
-/// Moves the first customer with an email to `city` in HotspotSystem; returns its id.
-fn change_a_city(env: &TestEnv, city: &str) -> String {
+/// Moves the first customer with an email to `city` in HotspotSystem.
+fn change_a_city(env: &TestEnv, city: &str) {
     env.sandbox.hotspot.with_data(|d| {
         let c = d
             .customers
@@ -72,8 +72,18 @@ fn change_a_city(env: &TestEnv, city: &str) -> String {
             .find(|c| c.email.is_some())
             .expect("a customer with an email");
         c.city = Some(city.into());
-        c.id.clone()
     })
+}
+
+/// Syncs, and checks that `mapped` records were mapped and the one write was a PUT of `city`.
+async fn sync_writes_one_city(env: &TestEnv, mapped_records: (usize, usize), city: &str) {
+    env.sandbox.ghl.clear_requests();
+    let out = env.sync(&[]).await;
+    assert_eq!(mapped(&out.stderr), mapped_records, "{}", out.stderr);
+    let writes = env.ghl_writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].method, "PUT");
+    assert_eq!(writes[0].body.as_ref().unwrap()["city"], city, "{writes:?}");
 }
 
 fn write_count(env: &TestEnv) -> usize {
@@ -103,23 +113,8 @@ async fn an_unchanged_record_is_not_mapped_again_and_a_changed_one_is_written() 
     assert_eq!(report["kinds"]["contact"], before, "{report:#}");
 
     // One guest changes in HotspotSystem: that record alone is mapped, and written.
-    let id = change_a_city(&env, "Settletown");
-    env.sandbox.ghl.clear_requests();
-    let out = env.sync(&[]).await;
-    assert_eq!(
-        mapped(&out.stderr),
-        (linkless + 1, records),
-        "{}",
-        out.stderr
-    );
-    let writes = env.ghl_writes();
-    assert_eq!(writes.len(), 1, "{writes:?}");
-    assert_eq!(writes[0].method, "PUT");
-    assert_eq!(
-        writes[0].body.as_ref().unwrap()["city"],
-        "Settletown",
-        "{id}: {writes:?}"
-    );
+    change_a_city(&env, "Settletown");
+    sync_writes_one_city(&env, (linkless + 1, records), "Settletown").await;
     let cities: BTreeSet<String> = env
         .sandbox
         .ghl
@@ -235,15 +230,5 @@ async fn settled_records_stay_unmapped_when_the_incremental_read_leaves_their_co
 
     change_a_city(&env, "Quietville");
     env.an_hour_passes();
-    env.sandbox.ghl.clear_requests();
-    let out = env.sync(&[]).await;
-    assert_eq!(
-        mapped(&out.stderr),
-        (linkless + 1, records),
-        "{}",
-        out.stderr
-    );
-    let writes = env.ghl_writes();
-    assert_eq!(writes.len(), 1, "{writes:?}");
-    assert_eq!(writes[0].body.as_ref().unwrap()["city"], "Quietville");
+    sync_writes_one_city(&env, (linkless + 1, records), "Quietville").await;
 }
