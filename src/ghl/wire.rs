@@ -367,12 +367,11 @@ impl Filter {
     /// `dateUpdated` within `[gte, lte]` (either side open).
     pub fn date_updated_range(gte: Option<DateTime<Utc>>, lte: Option<DateTime<Utc>>) -> Self {
         let mut range = serde_json::Map::new();
-        let fmt = |d: DateTime<Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         if let Some(g) = gte {
-            range.insert("gte".into(), Value::String(fmt(g)));
+            range.insert("gte".into(), DateForm::Iso.write(g));
         }
         if let Some(l) = lte {
-            range.insert("lte".into(), Value::String(fmt(l)));
+            range.insert("lte".into(), DateForm::Iso.write(l));
         }
         Filter::Condition {
             field: "dateUpdated".into(),
@@ -383,16 +382,10 @@ impl Filter {
 
     /// `dateUpdated ≥ since`, the bound written in `form`.
     pub fn date_updated_since(since: DateTime<Utc>, form: DateForm) -> Self {
-        let bound = match form {
-            DateForm::Iso => {
-                Value::String(since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-            }
-            DateForm::Millis => Value::from(since.timestamp_millis()),
-        };
         Filter::Condition {
             field: "dateUpdated".into(),
             operator: "range".into(),
-            value: Some(serde_json::json!({ "gte": bound })),
+            value: Some(serde_json::json!({ "gte": form.write(since) })),
         }
     }
 
@@ -413,6 +406,14 @@ pub enum DateForm {
 }
 
 impl DateForm {
+    /// A date range bound in this form.
+    pub fn write(self, d: DateTime<Utc>) -> Value {
+        match self {
+            DateForm::Iso => Value::String(d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            DateForm::Millis => Value::from(d.timestamp_millis()),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DateForm::Iso => "iso",

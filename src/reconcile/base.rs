@@ -14,14 +14,10 @@ use crate::store::{self, Link, Store, StoreError};
 /// The base and the park marks of every contact, keyed by source id.
 pub type ContactBase = (BTreeMap<String, BaseLink>, BTreeMap<String, ParkedMark>);
 
-/// Loads every contact link as planner input: hashes, GHL id, owned tags, status and park
-/// marks. The per-field base values, most of a link row, are left out: the planner compares
-/// fields only for records whose hash moved, and [`load_fields`] reads those.
-pub fn load_contacts(store: &Store) -> Result<ContactBase, StoreError> {
-    load_contacts_marked(store).map(|(base, _)| base)
-}
-
-/// [`load_contacts`], with the settled marks of the links that carry one (`reconcile::settled`).
+/// Loads every contact link as planner input: hashes, GHL id, owned tags, status, park marks,
+/// and the settled marks of the links that carry one (`reconcile::settled`). The per-field base
+/// values, most of a link row, are left out: the planner compares fields only for records whose
+/// hash moved, and [`load_fields`] reads those.
 pub fn load_contacts_marked(
     store: &Store,
 ) -> Result<(ContactBase, HashMap<String, Settled>), StoreError> {
@@ -207,7 +203,7 @@ mod tests {
         };
         set_park(&mut link, &mark);
         store.upsert_link(&link).unwrap();
-        let (mut base, parked) = load_contacts(&store).unwrap();
+        let ((mut base, parked), _) = load_contacts_marked(&store).unwrap();
         assert_eq!(base["s1"].source_fields, None, "fields load on demand");
         load_fields(&store, &mut base, &["s1".to_string()]).unwrap();
         assert_eq!(base["s1"].source_fields.as_ref(), Some(&fields));
