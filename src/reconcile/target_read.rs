@@ -247,7 +247,6 @@ pub fn remember(
                     .and_then(|k| f.get_custom(k))
                     .map(str::to_owned),
                 date_updated: t.date_updated,
-                raw_hash: None,
             })
         })
         .collect();

@@ -7,8 +7,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row};
 
-use super::{Result, Store, StoreError, parse_digest, parse_ts, ts};
-use crate::model::Digest;
+use super::{Result, Store, StoreError, parse_ts, ts};
 
 /// How GHL's contact search took a `dateUpdated` range bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,8 +73,6 @@ pub struct ContactIdentity {
     /// The value of the custom field that holds the HotspotSystem id.
     pub anchor: Option<String>,
     pub date_updated: Option<DateTime<Utc>>,
-    /// Hash of what the listing answered for the contact, when the caller has one.
-    pub raw_hash: Option<Digest>,
 }
 
 /// A key a new guest is matched on.
@@ -96,7 +93,6 @@ fn identity_from_row(row: &Row<'_>) -> Result<ContactIdentity> {
         date_updated: date
             .map(|d| parse_ts("ghl_contact_identity.date_updated", &d))
             .transpose()?,
-        raw_hash: parse_digest("ghl_contact_identity.raw_hash", row.get(5)?)?,
     })
 }
 
@@ -182,11 +178,11 @@ impl Store {
         self.transaction(|s| {
             let mut stmt = s.conn.prepare_cached(
                 "INSERT INTO ghl_contact_identity
-                    (location_id, target_id, email, phone, anchor, date_updated, raw_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                    (location_id, target_id, email, phone, anchor, date_updated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (location_id, target_id) DO UPDATE SET
                     email = excluded.email, phone = excluded.phone, anchor = excluded.anchor,
-                    date_updated = excluded.date_updated, raw_hash = excluded.raw_hash",
+                    date_updated = excluded.date_updated",
             )?;
             for r in rows {
                 stmt.execute((
@@ -196,7 +192,6 @@ impl Store {
                     &r.phone,
                     &r.anchor,
                     r.date_updated.map(ts),
-                    r.raw_hash.map(|d| d.to_hex()),
                 ))?;
             }
             Ok(())
@@ -265,7 +260,7 @@ impl Store {
         target_id: &str,
     ) -> Result<Option<ContactIdentity>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT target_id, email, phone, anchor, date_updated, raw_hash
+            "SELECT target_id, email, phone, anchor, date_updated
              FROM ghl_contact_identity WHERE location_id = ?1 AND target_id = ?2",
         )?;
         let mut rows = stmt.query((location_id, target_id))?;
@@ -332,7 +327,6 @@ mod tests {
             phone: phone.map(str::to_string),
             anchor: anchor.map(str::to_string),
             date_updated: Some(at(1)),
-            raw_hash: Some(Digest::of(id.as_bytes())),
         }
     }
 

@@ -148,7 +148,6 @@ CREATE TABLE IF NOT EXISTS ghl_contact_identity (
     phone        TEXT,
     anchor       TEXT,
     date_updated TEXT,
-    raw_hash     TEXT,
     PRIMARY KEY (location_id, target_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ghl_identity_by_email
