@@ -12,7 +12,7 @@ use crate::store::Store;
 use super::EXIT_OK;
 
 pub fn run(cfg: &Config, args: &ReportArgs) -> anyhow::Result<u8> {
-    let store = Store::open(&cfg.state.path)?;
+    let store = Store::open_read_only(&cfg.state.path)?;
     let text = match args.run.as_deref() {
         Some("list") => list(&store)?,
         _ if args.last.is_some() => last_n(&store, cfg, args.last.unwrap_or(1), args.format)?,

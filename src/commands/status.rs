@@ -23,7 +23,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<u8> {
         );
         return Ok(EXIT_OK);
     }
-    let store = Store::open(&cfg.state.path)?;
+    let store = Store::open_read_only(&cfg.state.path)?;
     print!("{}", render(&store, cfg, Utc::now())?);
     Ok(EXIT_OK)
 }

@@ -149,7 +149,7 @@ impl AppState {
             if !inner.state_path.is_file() {
                 return Err(Failure::NoState(inner.state_path.clone()));
             }
-            let store = Store::open(&inner.state_path)?;
+            let store = Store::open_read_only(&inner.state_path)?;
             f(&store, &inner.health)
         })
         .await
@@ -242,7 +242,7 @@ pub async fn serve(
     let path = cfg.state.path.clone();
     if path.is_file() {
         // Refuse a foreign or newer file now rather than on every request.
-        Store::open(&path)?;
+        Store::open_read_only(&path)?;
     } else {
         tracing::warn!(path = %path.display(), "no state database yet; pages will say so until the first sync");
     }

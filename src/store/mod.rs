@@ -15,18 +15,20 @@ mod ghl_contacts;
 mod journal;
 mod links;
 mod lock;
+mod open;
 mod rate_window;
 mod runs;
 pub mod schema;
 mod tokens;
 
 use std::cell::Cell;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use open::Contents;
 
 pub use appointments::Appointment;
 pub use ghl_contacts::{ContactCursor, ContactIdentity, ContactListing, DateFilter, IdentityKey};
@@ -46,6 +48,22 @@ pub enum StoreError {
     Foreign { path: PathBuf },
     #[error("state file {} was written by a newer version of hotspot-ghl-sync (schema {found}, this binary knows up to {supported}); upgrade the binary", path.display())]
     TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("state file {} does not exist (check [state] path; `sync` creates it)", path.display())]
+    Missing { path: PathBuf },
+    #[error("state file {} cannot be read: permission denied (this user needs read access to the file and search access to its folder)", path.display())]
+    PermissionDenied { path: PathBuf },
+    #[error("state file {} cannot be read: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state file {} has schema {found}, older than this binary's {supported}; read-only commands do not upgrade it: run `sync` once", path.display())]
+    Outdated {
         path: PathBuf,
         found: i64,
         supported: i64,
@@ -84,6 +102,11 @@ pub struct Store {
     path: PathBuf,
     /// Nesting depth of [`Store::transaction`], to name savepoints.
     depth: Cell<u32>,
+    /// The state lock, when this store was handed it ([`Store::keep_lock`]). Declared after
+    /// `conn` so that it is released only once the connection is closed: the lock holds a
+    /// descriptor of the database file, and closing it while SQLite still holds its own locks
+    /// on that file would drop them (POSIX locks belong to the process, not the descriptor).
+    lock: Option<StateLock>,
 }
 
 impl std::fmt::Debug for Store {
@@ -91,8 +114,6 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store").field("path", &self.path).finish()
     }
 }
-
-const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 impl Store {
     /// Opens (creating if missing) and migrates the state file at `path`.
@@ -102,23 +123,22 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let exists = match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() => m.len() > 0,
-            Ok(_) => {
-                return Err(unwritable(std::io::Error::other("not a regular file")));
+        match open::inspect(&path) {
+            // Refused files are left exactly as they were: the inspection writes nothing.
+            Ok((probe, _)) => {
+                drop(probe);
+                // Fail before SQLite does, with a message naming the path.
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(unwritable)?;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => return Err(unwritable(e)),
-        };
-        if exists {
-            inspect_existing(&path)?;
-            // Fail before SQLite does, with a message naming the path.
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(unwritable)?;
-        } else {
-            create_private_file(&path).map_err(unwritable)?;
+            Err(StoreError::Missing { .. }) => create_private_file(&path).map_err(unwritable)?,
+            Err(StoreError::PermissionDenied { .. }) => {
+                return Err(unwritable(std::io::ErrorKind::PermissionDenied.into()));
+            }
+            Err(StoreError::Unreadable { source, .. }) => return Err(unwritable(source)),
+            Err(e) => return Err(e),
         }
         let conn = Connection::open_with_flags(
             &path,
@@ -137,9 +157,45 @@ impl Store {
             conn,
             path,
             depth: Cell::new(0),
+            lock: None,
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Opens the existing state file at `path` for reading only: nothing is created, migrated
+    /// or written, on the file or beside it (see [`open`] for how a WAL file is read), so it
+    /// works on a read-only file, folder or mount. An empty file reads as an empty state.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        let (conn, contents) = open::inspect(&path)?;
+        let conn = match (conn, contents) {
+            (Some(conn), Contents::Ours { version }) => {
+                if version < schema::latest_version() {
+                    return Err(StoreError::Outdated {
+                        path,
+                        found: version,
+                        supported: schema::latest_version(),
+                    });
+                }
+                conn
+            }
+            // Nothing on disk to read: the same answers as a fresh state, from memory.
+            (_, Contents::Empty) => {
+                let mut store = Store::open_in_memory()?;
+                store.path = path;
+                return Ok(store);
+            }
+            (None, Contents::Ours { .. }) => {
+                unreachable!("a database is inspected through a connection")
+            }
+        };
+        Ok(Store {
+            conn,
+            path,
+            depth: Cell::new(0),
+            lock: None,
+        })
     }
 
     /// A private in-memory store with the full schema, for tests of the modules that use it.
@@ -150,6 +206,7 @@ impl Store {
             conn,
             path: PathBuf::from(":memory:"),
             depth: Cell::new(0),
+            lock: None,
         };
         store.migrate()?;
         Ok(store)
@@ -159,6 +216,11 @@ impl Store {
     /// Hold the returned guard for the whole run; dropping it releases the lock.
     pub fn lock(db_path: impl AsRef<Path>) -> Result<StateLock> {
         lock::acquire(db_path.as_ref())
+    }
+
+    /// Keeps `lock` for as long as this store is open, and releases it after the connection.
+    pub fn keep_lock(&mut self, lock: StateLock) {
+        self.lock = Some(lock);
     }
 
     pub fn path(&self) -> &Path {
@@ -321,95 +383,6 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
     #[cfg(not(unix))]
     {
         opts.open(path)?;
-    }
-    Ok(())
-}
-
-/// Checks, read-only, that an existing non-empty file is a database of ours that this binary
-/// can use. Writes nothing to the main file.
-/// Checks an existing file before it is opened for writing. A refused file is left as it was:
-/// the read-only probe of a WAL database creates its `-wal`/`-shm` companions and, being
-/// read-only, cannot remove them on close, so those it created are removed here.
-fn inspect_existing(path: &Path) -> Result<()> {
-    let companions: Vec<PathBuf> = ["-wal", "-shm"]
-        .iter()
-        .map(|suffix| PathBuf::from(format!("{}{suffix}", path.display())))
-        .filter(|p| !p.exists())
-        .collect();
-    let verdict = probe_existing(path);
-    if verdict.is_err() {
-        for p in companions {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-    verdict
-}
-
-fn probe_existing(path: &Path) -> Result<()> {
-    let not_db = || StoreError::NotADatabase {
-        path: path.to_path_buf(),
-    };
-    let mut header = [0u8; 16];
-    let mut file = std::fs::File::open(path).map_err(|source| StoreError::Unwritable {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if file.read_exact(&mut header).is_err() || &header != SQLITE_MAGIC {
-        return Err(not_db());
-    }
-    drop(file);
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|_| not_db())?;
-    let probe = || -> rusqlite::Result<(i32, i64, i64, bool)> {
-        let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
-        let has_meta: bool = conn.query_row(
-            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'hgs_meta'",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok((app_id, version, tables, has_meta))
-    };
-    let (app_id, version, tables, has_meta) = probe().map_err(|_| not_db())?;
-    if app_id == 0 && tables == 0 && version == 0 {
-        // An empty SQLite database (e.g. created, then interrupted before the first migration).
-        return Ok(());
-    }
-    if app_id != schema::APPLICATION_ID || !has_meta {
-        return Err(StoreError::Foreign {
-            path: path.to_path_buf(),
-        });
-    }
-    let marker: Option<String> = conn
-        .query_row(
-            "SELECT value FROM hgs_meta WHERE key = 'application'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(|_| not_db())?;
-    if marker.as_deref() != Some(schema::APPLICATION_NAME) {
-        return Err(StoreError::Foreign {
-            path: path.to_path_buf(),
-        });
-    }
-    if version > schema::latest_version() {
-        return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
-            found: version,
-            supported: schema::latest_version(),
-        });
-    }
-    // A quick structural check catches truncated or damaged files before we write.
-    let ok: String = conn
-        .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
-        .map_err(|_| not_db())?;
-    if ok != "ok" {
-        return Err(not_db());
     }
     Ok(())
 }

@@ -1,0 +1,317 @@
+//! The state file under a careless operator (issue 14): read-only commands (`report`, `status`,
+//! `serve`) that create and change nothing and say exactly why they cannot open a file, one lock
+//! per database whatever the path, and private files for what the program writes.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::daemon::Daemon;
+use support::reliability::{Env, Out, Setup, opts};
+
+/// The user the read-only commands run as when the tests run as root (root ignores file modes,
+/// so a permission test needs an ordinary user): `nobody`.
+const NOBODY: u32 = 65534;
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // A new file belongs to the effective user.
+    let dir = support::TempDir::new("whoami");
+    let probe = dir.path("me");
+    std::fs::write(&probe, b"").unwrap();
+    std::fs::metadata(&probe).unwrap().uid() == 0
+}
+
+/// Every file of `dir`: name, size, mode and content hash, to prove nothing was created or
+/// changed.
+fn snapshot(dir: &Path) -> BTreeMap<String, (u64, u32, u64)> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            let mut h = DefaultHasher::new();
+            std::fs::read(e.path()).unwrap_or_default().hash(&mut h);
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                (meta.len(), meta.permissions().mode() & 0o7777, h.finish()),
+            )
+        })
+        .collect()
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn chown(path: &Path, uid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+}
+
+/// `args` run as the reader: `nobody` when the tests run as root, else the current user.
+async fn as_reader(env: &Env, args: &[&str]) -> Out {
+    let mut cmd = env.command(args);
+    if is_root() {
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    Out::from_output(cmd.output().await.expect("binary runs"))
+}
+
+/// A state written by a real sync, then closed (no `-wal`/`-shm` beside it).
+async fn synced_env(name: &str) -> Env {
+    let env = Env::start(name, opts(14, 12), Setup::default()).await;
+    env.sync_ok().await;
+    // The folder and config are readable by the unprivileged reader.
+    chmod(&env.dir, 0o755);
+    chmod(&env.config, 0o644);
+    env
+}
+
+/// `serve` as the reader on a free port: the dashboard's answers to `paths`, then it is stopped.
+async fn served(env: &Env, paths: &[&str]) -> Vec<(u16, String)> {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let log = env.dir.parent().unwrap().join(format!(
+        "{}-serve.log",
+        env.dir.file_name().unwrap().to_string_lossy()
+    ));
+    let mut cmd = std::process::Command::new(support::BIN);
+    cmd.arg("--config")
+        .arg(&env.config)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    if is_root() {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    let daemon = Daemon {
+        child: cmd.spawn().expect("serve starts"),
+        log: log.clone(),
+    };
+    let client = support::http_client();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..200 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(up, "serve never answered; log:\n{}", daemon.log());
+    let mut out = Vec::new();
+    for p in paths {
+        let res = client.get(format!("{base}{p}")).send().await.unwrap();
+        out.push((res.status().as_u16(), res.text().await.unwrap()));
+    }
+    drop(daemon);
+    let _ = std::fs::remove_file(log);
+    out
+}
+
+/// The three read-only commands on a state the reader may read but not write (a 0400 file in
+/// a folder it cannot write): they answer, and nothing on disk changes.
+async fn assert_read_only_commands_answer(env: &Env, what: &str) {
+    let before = snapshot(&env.dir);
+    let report = as_reader(env, &["report", "latest", "--format", "json"]).await;
+    assert_eq!(report.code, 0, "{what}: report\n{}", report.show());
+    let json: serde_json::Value = serde_json::from_str(&report.stdout).expect("report is JSON");
+    assert!(
+        json["run"].is_object() || json.is_object(),
+        "{what}: {json}"
+    );
+    let list = as_reader(env, &["report", "list"]).await;
+    assert_eq!(list.code, 0, "{what}: report list\n{}", list.show());
+    assert!(list.stdout.contains("normal"), "{what}: {}", list.stdout);
+    let status = as_reader(env, &["status"]).await;
+    assert_eq!(status.code, 0, "{what}: status\n{}", status.show());
+    assert!(
+        status.stdout.contains("contact"),
+        "{what}: {}",
+        status.stdout
+    );
+    let pages = served(env, &["/api/runs", "/"]).await;
+    for (code, body) in &pages {
+        assert_eq!(*code, 200, "{what}: serve answered {code}: {body}");
+    }
+    assert_eq!(
+        snapshot(&env.dir),
+        before,
+        "{what}: nothing created or changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_commands_work_on_a_read_only_file_in_a_read_only_folder() {
+    let env = synced_env("ro-file").await;
+    let state = env.state_path();
+    if is_root() {
+        chown(&state, NOBODY);
+    }
+    chmod(&state, 0o400);
+    // Not writable by the reader: root's folder for `nobody`, or no write bit for its owner.
+    chmod(&env.dir, 0o555);
+    assert_read_only_commands_answer(&env, "0400 file, read-only folder").await;
+    chmod(&env.dir, 0o755);
+}
+
+/// A bind mount made read-only: the case where SQLite cannot create the shared index at all.
+/// Needs the right to mount (root with CAP_SYS_ADMIN); skipped with the reason otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_commands_read_a_healthy_file_on_a_read_only_mount() {
+    let env = synced_env("ro-mount").await;
+    let real = env.dir.join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::rename(env.state_path(), real.join("sync.db")).unwrap();
+    std::fs::create_dir(env.dir.join("mnt")).unwrap();
+    let mnt = env.dir.join("mnt");
+    let mount = |args: &[&str]| {
+        std::process::Command::new("mount")
+            .args(args)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !is_root() || !mount(&["--bind", real.to_str().unwrap(), mnt.to_str().unwrap()]) {
+        eprintln!("SKIPPED: cannot bind-mount here (needs root with CAP_SYS_ADMIN)");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    assert!(
+        mount(&["-o", "remount,ro,bind", mnt.to_str().unwrap()]),
+        "remount read-only"
+    );
+    assert!(
+        std::fs::write(mnt.join("probe"), b"x").is_err(),
+        "the mount is read-only"
+    );
+    // The state is read through the read-only mount, as root (the mount refuses writes to all).
+    let text = env.config_text().replace(
+        &env.state_path().display().to_string(),
+        &mnt.join("sync.db").display().to_string(),
+    );
+    std::fs::write(&env.config, text).unwrap();
+    let before = snapshot(&real);
+    for args in [&["report", "latest"][..], &["status"][..]] {
+        let out = env.run(args).await;
+        assert_eq!(
+            out.code,
+            0,
+            "{args:?} on a read-only mount:\n{}",
+            out.show()
+        );
+        assert!(!out.stderr.contains("corrupt"), "{}", out.show());
+    }
+    // A writer is told the truth too: the file is fine, the mount is read-only.
+    let sync = env.run(&["sync"]).await;
+    assert_eq!(sync.code, 4, "{}", sync.show());
+    assert!(sync.stderr.contains("Read-only file system"), "{}", sync.show());
+    assert!(!sync.stderr.contains("corrupt"), "{}", sync.show());
+    assert_eq!(snapshot(&real), before, "nothing changed behind the mount");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unopenable_state_is_named_for_what_it_is_and_left_as_it_was() {
+    let env = synced_env("ro-refused").await;
+    let state = env.state_path();
+
+    // Permission denied: another user's private file (root's, for `nobody`), or no read bit.
+    chmod(&state, if is_root() { 0o600 } else { 0o000 });
+    let before = snapshot(&env.dir);
+    for args in [&["report", "latest"][..], &["status"][..]] {
+        let out = as_reader(&env, args).await;
+        assert_eq!(out.code, 4, "{args:?}\n{}", out.show());
+        assert!(out.stderr.contains("permission denied"), "{}", out.show());
+        assert!(out.stderr.contains("sync.db"), "{}", out.show());
+        assert!(!out.stderr.contains("corrupt"), "{}", out.show());
+    }
+    assert_eq!(
+        snapshot(&env.dir),
+        before,
+        "a refused open leaves nothing behind"
+    );
+    chmod(&state, 0o600);
+
+    // Missing.
+    let saved = env.dir.join("saved.db");
+    std::fs::rename(&state, &saved).unwrap();
+    let out = env.run(&["report", "latest"]).await;
+    assert_eq!(out.code, 4, "{}", out.show());
+    assert!(out.stderr.contains("does not exist"), "{}", out.show());
+    assert!(!state.exists(), "report created no state");
+
+    // Empty: an empty state, and still empty afterwards (no schema written into it).
+    std::fs::write(&state, b"").unwrap();
+    let out = env.run(&["report", "latest"]).await;
+    assert!(out.stderr.contains("no run recorded yet"), "{}", out.show());
+    let out = env.run(&["status"]).await;
+    assert_eq!(out.code, 0, "{}", out.show());
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().len(),
+        0,
+        "the empty file stays empty"
+    );
+
+    // Corrupt or not SQLite.
+    std::fs::write(
+        &state,
+        b"this is not a database, just some text\n".repeat(200),
+    )
+    .unwrap();
+    let before = snapshot(&env.dir);
+    let out = env.run(&["report", "latest"]).await;
+    assert_eq!(out.code, 4, "{}", out.show());
+    assert!(
+        out.stderr.contains("not a hotspot-ghl-sync database"),
+        "{}",
+        out.show()
+    );
+    assert_eq!(snapshot(&env.dir), before);
+
+    // Newer schema.
+    std::fs::rename(&saved, &state).unwrap();
+    {
+        let c = rusqlite::Connection::open(&state).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        c.execute_batch(&format!("PRAGMA user_version = {}", v + 3))
+            .unwrap();
+    }
+    let before = snapshot(&env.dir);
+    let out = env.run(&["status"]).await;
+    assert_eq!(out.code, 4, "{}", out.show());
+    assert!(out.stderr.contains("newer version"), "{}", out.show());
+    assert_eq!(snapshot(&env.dir), before);
+
+    // Older schema: read-only commands do not migrate.
+    {
+        let c = rusqlite::Connection::open(&state).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        c.execute_batch(&format!("PRAGMA user_version = {}", v - 4))
+            .unwrap();
+    }
+    let before = snapshot(&env.dir);
+    let out = env.run(&["report", "list"]).await;
+    assert_eq!(out.code, 4, "{}", out.show());
+    assert!(out.stderr.contains("run `sync` once"), "{}", out.show());
+    assert_eq!(snapshot(&env.dir), before);
+}
