@@ -221,7 +221,11 @@ async fn read_only_commands_read_a_healthy_file_on_a_read_only_mount() {
     // A writer is told the truth too: the file is fine, the mount is read-only.
     let sync = env.run(&["sync"]).await;
     assert_eq!(sync.code, 4, "{}", sync.show());
-    assert!(sync.stderr.contains("Read-only file system"), "{}", sync.show());
+    assert!(
+        sync.stderr.contains("Read-only file system"),
+        "{}",
+        sync.show()
+    );
     assert!(!sync.stderr.contains("corrupt"), "{}", sync.show());
     assert_eq!(snapshot(&real), before, "nothing changed behind the mount");
 }
@@ -314,4 +318,101 @@ async fn an_unopenable_state_is_named_for_what_it_is_and_left_as_it_was() {
     assert_eq!(out.code, 4, "{}", out.show());
     assert!(out.stderr.contains("run `sync` once"), "{}", out.show());
     assert_eq!(snapshot(&env.dir), before);
+}
+
+/// `args` under `config` instead of the env's own, with the env's secrets.
+async fn run_with_config(env: &Env, config: &Path, args: &[&str]) -> Out {
+    let mut cmd = tokio::process::Command::new(support::BIN);
+    cmd.arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("HGS_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("HGS_R_HS_KEY", env.sandbox.hotspot_api_key())
+        .env("HGS_R_GHL_TOKEN", env.sandbox.ghl_token())
+        .stdin(Stdio::null());
+    Out::from_output(cmd.output().await.expect("binary runs"))
+}
+
+/// The config of `env` with the state reached through `path` instead.
+fn config_through(env: &Env, name: &str, path: &Path) -> PathBuf {
+    let text = env.config_text().replace(
+        &env.state_path().display().to_string(),
+        &path.display().to_string(),
+    );
+    let config = env.dir.join(name);
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_database_has_one_lock_whatever_path_reaches_it() {
+    let mut o = opts(14, 12);
+    // Slow enough that the first sync is still running while the others try.
+    o.hotspot.latency = Duration::from_millis(150);
+    let env = Env::start("lock-paths", o, Setup::default()).await;
+    env.sync_ok().await;
+    let state = env.state_path();
+    let other = env.dir.join("other");
+    std::fs::create_dir(&other).unwrap();
+    let symlink = other.join("via-symlink.db");
+    std::os::unix::fs::symlink(&state, &symlink).unwrap();
+    let hardlink = other.join("via-hardlink.db");
+    std::fs::hard_link(&state, &hardlink).unwrap();
+    let dotdot = other.join("..").join("sync.db");
+
+    let first = env
+        .command(&["sync", "--full"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("first sync starts");
+    let pid = first.id().expect("running");
+    let lock = hotspot_ghl_sync::store::lock_path(&state);
+    let mut held = false;
+    for _ in 0..400 {
+        if std::fs::read_to_string(&lock).is_ok_and(|t| t.trim() == pid.to_string()) {
+            held = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(held, "the first sync took the lock");
+
+    for (name, path, names_pid) in [
+        ("symlink", &symlink, true),
+        ("dotdot", &dotdot, true),
+        // Another name of the same file: the lock file beside it is another one, so the
+        // holder is not known, but the database is still refused.
+        ("hardlink", &hardlink, false),
+    ] {
+        let config = config_through(&env, &format!("{name}.toml"), path);
+        let out = run_with_config(&env, &config, &["sync"]).await;
+        assert_eq!(out.code, 3, "{name}: second sync refused\n{}", out.show());
+        assert!(
+            out.stderr.contains("in use by another"),
+            "{name}: {}",
+            out.show()
+        );
+        if names_pid {
+            assert!(
+                out.stderr.contains(&format!("pid {pid}")),
+                "{name}: {}",
+                out.show()
+            );
+        }
+    }
+
+    let first = first.wait_with_output().await.unwrap();
+    let first = Out::from_output(first);
+    assert_eq!(
+        first.code,
+        0,
+        "the first sync is unharmed\n{}",
+        first.show()
+    );
+    let report = env.report_json().await;
+    assert_eq!(report["status"], "succeeded", "{report}");
+    let list = env.run(&["report", "list"]).await;
+    assert!(!list.stdout.contains("aborted"), "{}", list.show());
 }

@@ -84,8 +84,10 @@ fn only_if_implemented(kind: Kind) -> BTreeSet<Kind> {
 
 pub async fn run(cfg: &Config) -> anyhow::Result<u8> {
     // First, before any network or state work: a second process must be refused at once.
-    let _lock = Store::lock(&cfg.state.path)?;
-    let store = open_locked_state(cfg)?;
+    let lock = Store::lock(&cfg.state.path)?;
+    let mut store = open_locked_state(cfg)?;
+    // Released with the store, whichever task drops it last.
+    store.keep_lock(lock);
     let daemon = Arc::new(Daemon {
         cfg: cfg.clone(),
         store: Mutex::new(store),

@@ -73,8 +73,10 @@ pub async fn sync_once(
     opts: &PassOptions,
     stop: &AtomicBool,
 ) -> anyhow::Result<(PassResult, Store)> {
-    let _lock = Store::lock(&cfg.state.path)?;
-    let store = open_locked_state(cfg)?;
+    let lock = Store::lock(&cfg.state.path)?;
+    let mut store = open_locked_state(cfg)?;
+    // Released with the store, after its connection: the caller still reads the run from it.
+    store.keep_lock(lock);
     let hs = connect::hotspot_client(cfg)?;
     let ghl = connect::ghl_client(cfg)?;
     let store = Mutex::new(store);

@@ -1,5 +1,11 @@
 //! One process per state file (DESIGN.md §5): an advisory lock on a sibling `<db>.lock` file.
 //! The OS drops the lock when the process dies, so a kill -9 never leaves a stale lock.
+//!
+//! One database has one lock whatever path reaches it: the lock file sits beside the canonical
+//! path (symlinks and `..` resolved), and the database file itself is locked too, which keys the
+//! lock on the file's identity (device and inode) for the paths canonicalisation cannot join:
+//! hard links and bind mounts. These are `flock` locks, separate from the POSIX locks SQLite
+//! takes on the same file.
 
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -11,6 +17,8 @@ use super::{Result, StoreError};
 #[derive(Debug)]
 pub struct StateLock {
     file: File,
+    /// The database file, locked for its identity.
+    database: File,
     path: PathBuf,
 }
 
@@ -23,13 +31,30 @@ impl StateLock {
 
 impl Drop for StateLock {
     fn drop(&mut self) {
+        let _ = self.database.unlock();
         let _ = self.file.unlock();
     }
 }
 
-/// `<db>.lock` beside the database.
+/// `<db>.lock` beside the database's canonical path.
 pub fn lock_path(db_path: &Path) -> PathBuf {
-    beside(db_path, ".lock")
+    beside(&canonical(db_path), ".lock")
+}
+
+/// The path with symlinks and `..` resolved, as far as it exists: the file's own when it does,
+/// else its folder's joined with its name; unchanged when not even the folder exists.
+fn canonical(db_path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(db_path) {
+        return p;
+    }
+    let parent = match db_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(parent), db_path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => db_path.to_path_buf(),
+    }
 }
 
 /// `<db><suffix>` in the database's folder.
@@ -40,31 +65,59 @@ fn beside(db_path: &Path, suffix: &str) -> PathBuf {
 }
 
 pub(super) fn acquire(db_path: &Path) -> Result<StateLock> {
+    if let Some(parent) = db_path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        super::create_state_dir(parent)?;
+    }
+    // The database must exist to have an identity (and for a dangling symlink to resolve):
+    // created empty and private here, as the open that follows would create it.
+    if std::fs::metadata(db_path).is_err() {
+        super::create_private_file(db_path).map_err(|source| StoreError::Unwritable {
+            path: db_path.to_path_buf(),
+            source,
+        })?;
+    }
     let path = lock_path(db_path);
     let lock_err = |source| StoreError::Lock {
         path: path.clone(),
         source,
     };
-    if let Some(parent) = path.parent()
-        && !parent.as_os_str().is_empty()
-    {
-        super::create_state_dir(parent)?;
-    }
     let (mut file, held) = open_and_try_lock(&path)?;
-    if !held {
+    let holder = |file: &mut File| {
         let mut text = String::new();
         let _ = file.read_to_string(&mut text);
+        text.trim().parse().ok()
+    };
+    if !held {
         return Err(StoreError::Locked {
             path: db_path.to_path_buf(),
-            holder: text.trim().parse().ok(),
+            holder: holder(&mut file),
         });
+    }
+    let database = File::open(canonical(db_path)).map_err(lock_err)?;
+    match database.try_lock() {
+        Ok(()) => {}
+        // Held through another path (a hard link, a bind mount): that path's lock file names
+        // the holder, not ours.
+        Err(TryLockError::WouldBlock) => {
+            return Err(StoreError::Locked {
+                path: db_path.to_path_buf(),
+                holder: None,
+            });
+        }
+        Err(TryLockError::Error(e)) => return Err(lock_err(e)),
     }
     // Record our pid for the message a second process prints.
     file.set_len(0).map_err(lock_err)?;
     file.seek(SeekFrom::Start(0)).map_err(lock_err)?;
     write!(file, "{}", std::process::id()).map_err(lock_err)?;
     file.flush().map_err(lock_err)?;
-    Ok(StateLock { file, path })
+    Ok(StateLock {
+        file,
+        database,
+        path,
+    })
 }
 
 /// The right to refresh the OAuth pair stored in one state file, across processes (a daemon and
@@ -90,7 +143,7 @@ fn refresh_lock_path(db_path: &Path) -> PathBuf {
 /// The refresh lock of `db_path`, or `None` while another process (or another source in this
 /// one) holds it.
 pub fn try_lock_refresh(db_path: &Path) -> Result<Option<RefreshLock>> {
-    let (file, held) = open_and_try_lock(&refresh_lock_path(db_path))?;
+    let (file, held) = open_and_try_lock(&refresh_lock_path(&canonical(db_path)))?;
     Ok(held.then_some(RefreshLock { file }))
 }
 

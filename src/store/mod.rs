@@ -365,7 +365,7 @@ pub(crate) fn create_state_dir(dir: &Path) -> Result<()> {
 
 /// Creates the parent directory and an empty file with mode 0600, before SQLite writes anything,
 /// so that tokens are never readable by others even for an instant.
-fn create_private_file(path: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_file(path: &Path) -> std::io::Result<()> {
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
     {
