@@ -33,11 +33,31 @@ pub fn run(cfg: &Config, args: &ReportArgs) -> anyhow::Result<u8> {
         }
     };
     match &args.output {
-        Some(path) => std::fs::write(path, text)
+        Some(path) => write_private(path, text.as_bytes())
             .with_context(|| format!("cannot write the report to {}", path.display()))?,
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
     Ok(EXIT_OK)
+}
+
+/// Writes `bytes` to `path` readable by its owner only: a report holds guests' names, emails
+/// and phones. An existing file is made private before anything is written into it.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        opts.mode(0o600);
+        let mut file = opts.open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        opts.open(path)?.write_all(bytes)
+    }
 }
 
 fn render(store: &Store, cfg: &Config, id: i64, format: ReportFormat) -> anyhow::Result<String> {
