@@ -34,6 +34,11 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// Use secret files that group or others may read, with a warning, instead of refusing
+    /// them (as ssh refuses such keys).
+    #[arg(long, global = true)]
+    pub allow_insecure_secret_files: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::SecretString;
+
+use crate::secret::{InsecureFiles, Secret};
 use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -144,7 +146,7 @@ pub struct StateConfig {
 pub struct HotspotConfig {
     /// Without trailing slash.
     pub base_url: String,
-    pub api_key: SecretString,
+    pub api_key: Secret,
     /// Location ids to sync; empty means all locations.
     pub locations: Vec<String>,
     pub page_size: u32,
@@ -156,11 +158,11 @@ pub struct HotspotConfig {
 #[derive(Debug, Clone)]
 pub enum GhlAuth {
     /// A Private Integration Token (static bearer).
-    PrivateToken { token: SecretString },
+    PrivateToken { token: Secret },
     /// OAuth 2.0 authorization code flow; tokens live in the state store.
     OAuth {
         client_id: String,
-        client_secret: SecretString,
+        client_secret: Secret,
         redirect_uri: String,
         authorize_url: String,
         scopes: Vec<String>,
@@ -756,14 +758,32 @@ impl Config {
         out
     }
 
-    /// Reads and validates the file; secrets are read from the process environment.
+    /// Reads and validates the file; secrets are read from the process environment or their
+    /// files, which must be private to their owner.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        Self::load_with(path, false, InsecureFiles::Refuse)
+    }
+
+    /// As [`Config::load`] (or [`Config::load_read_only`] when `read_only`), with a choice for
+    /// secret files readable by group or others (`--allow-insecure-secret-files`).
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        read_only: bool,
+        insecure_files: InsecureFiles,
+    ) -> Result<Config, ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_str(&text, path)
+        let mut ctx = Ctx::new(&text, path);
+        ctx.secrets_optional = read_only;
+        ctx.insecure_files = insecure_files;
+        let raw: RawConfig = match toml::from_str(&text) {
+            Ok(raw) => raw,
+            Err(e) => return Err(ctx.toml_error(&e)),
+        };
+        ctx.validate(raw, &|name| std::env::var(name).ok())
     }
 
     /// Reads and validates the file for commands that only read the state database (`report`,
@@ -773,12 +793,7 @@ impl Config {
     /// empty secret variable, or an unreadable or empty secret file, yields an empty
     /// placeholder instead of an error. The result must not be used to build API clients.
     pub fn load_read_only(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_str_read_only(&text, path, &|name| std::env::var(name).ok())
+        Self::load_with(path, true, InsecureFiles::Refuse)
     }
 
     /// As [`Config::load_read_only`], from text and with the environment as a lookup function.
@@ -880,6 +895,8 @@ struct Ctx<'a> {
     /// Set by [`Config::load_read_only`]: a secret whose variable is unset or whose file is
     /// missing becomes an empty placeholder instead of an error.
     secrets_optional: bool,
+    /// What a secret file readable by group or others gets.
+    insecure_files: InsecureFiles,
 }
 
 enum Seg<'a> {
@@ -895,6 +912,7 @@ impl<'a> Ctx<'a> {
             text,
             tree,
             secrets_optional: false,
+            insecure_files: InsecureFiles::Refuse,
         }
     }
 
@@ -1601,7 +1619,7 @@ impl<'a> Ctx<'a> {
         (env_key, env_name): (&str, Option<&str>),
         (file_key, file_path): (&str, Option<&Path>),
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<SecretString, ConfigError> {
+    ) -> Result<Secret, ConfigError> {
         use ConfigErrorKind as K;
         match (env_name, file_path) {
             (Some(_), Some(_)) => Err(self.at(
@@ -1616,19 +1634,16 @@ impl<'a> Ctx<'a> {
             )),
             (Some(var), None) => {
                 let key = format!("{table}.{env_key}");
-                self.env_value(&key, var, env).map(SecretString::from)
+                self.env_value(&key, var, env)
+                    .map(|v| Secret::from(SecretString::from(v)))
             }
             (None, Some(p)) => {
                 let key = format!("{table}.{file_key}");
-                let read = std::fs::read_to_string(p).map_err(|e| {
-                    self.at(&key, K::Secret, format!("cannot read secret file {}: {e}", p.display()))
-                });
-                let value = read.map(|t| t.trim_end_matches(['\n', '\r']).to_string());
-                match value {
-                    Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v)),
-                    _ if self.secrets_optional => Ok(SecretString::from(String::new())),
-                    Ok(_) => Err(self.at(&key, K::Secret, format!("secret file {} is empty", p.display()))),
-                    Err(e) => Err(e),
+                match Secret::from_file(&key, p, self.insecure_files) {
+                    Ok(secret) => Ok(secret),
+                    // Read-only commands never use the secrets.
+                    Err(_) if self.secrets_optional => Ok(Secret::from(SecretString::from(String::new()))),
+                    Err(e) => Err(self.at(&key, K::Secret, e.to_string())),
                 }
             }
         }

@@ -2,7 +2,6 @@
 //! retries, timeouts from `[hotspot]`, `[ghl]`, `[http]`) and the GHL token source.
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
 
 use crate::config::Config;
 use crate::ghl::GhlClient;
@@ -23,12 +22,13 @@ pub fn hotspot_policy(cfg: &Config) -> anyhow::Result<HttpPolicy> {
 }
 
 pub fn hotspot_client(cfg: &Config) -> anyhow::Result<HotspotClient> {
-    let key = secrecy::SecretString::from(cfg.hotspot.api_key.expose_secret().to_string());
-    Ok(
-        HotspotClient::new(&cfg.hotspot.base_url, key, hotspot_policy(cfg)?)
-            .context("cannot set up the HotspotSystem client")?
-            .with_page_size(cfg.hotspot.page_size),
+    Ok(HotspotClient::with_secret(
+        &cfg.hotspot.base_url,
+        cfg.hotspot.api_key.clone(),
+        hotspot_policy(cfg)?,
     )
+    .context("cannot set up the HotspotSystem client")?
+    .with_page_size(cfg.hotspot.page_size))
 }
 
 /// The GHL client over the configured token source (a Private Integration token, or the OAuth

@@ -22,4 +22,5 @@ pub mod reconcile;
 pub mod report;
 pub mod sandbox;
 pub mod schedule;
+pub mod secret;
 pub mod store;

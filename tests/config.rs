@@ -283,6 +283,9 @@ fn secret_from_file_is_trimmed() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("hs_key");
     std::fs::write(&file, "file-secret-value\n").unwrap();
+    // Private, as secret files must be.
+    let private: std::fs::Permissions = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+    std::fs::set_permissions(&file, private).unwrap();
     let text = MINIMAL.replace(
         "api_key_env = \"HS_KEY\"",
         &format!("api_key_file = {:?}", file.to_str().unwrap()),

@@ -416,3 +416,235 @@ async fn one_database_has_one_lock_whatever_path_reaches_it() {
     let list = env.run(&["report", "list"]).await;
     assert!(!list.stdout.contains("aborted"), "{}", list.show());
 }
+
+/// A private file holding `value`.
+fn write_secret(path: &Path, value: &str) {
+    std::fs::write(path, format!("{value}\n")).unwrap();
+    chmod(path, 0o600);
+}
+
+/// The config of `env` with both credentials in files (`hs.key`, `ghl.token`, written from the
+/// emulators' current values) and, when `schedule` is given, a `[schedule]` table of it.
+fn config_with_secret_files(env: &Env, schedule: Option<&str>) -> (PathBuf, PathBuf) {
+    let hs = env.dir.join("hs.key");
+    let ghl = env.dir.join("ghl.token");
+    write_secret(&hs, env.sandbox.hotspot_api_key());
+    write_secret(&ghl, env.sandbox.ghl_token());
+    let mut text = env
+        .config_text()
+        .replace(
+            "api_key_env = \"HGS_R_HS_KEY\"",
+            &format!("api_key_file = {:?}", hs.display().to_string()),
+        )
+        .replace(
+            "token_env = \"HGS_R_GHL_TOKEN\"",
+            &format!("token_file = {:?}", ghl.display().to_string()),
+        );
+    if let Some(s) = schedule {
+        text.push_str(&format!("\n[schedule]\n{s}"));
+    }
+    std::fs::write(&env.config, text).unwrap();
+    (hs, ghl)
+}
+
+/// `run` under `env`'s config, without the secrets in its environment.
+fn spawn_daemon(env: &Env) -> Daemon {
+    let log = env.dir.join("daemon.log");
+    let child = std::process::Command::new(support::BIN)
+        .arg("--config")
+        .arg(&env.config)
+        .arg("run")
+        .env_remove("HGS_CONFIG")
+        .env_remove("RUST_LOG")
+        .env_remove("HGS_R_HS_KEY")
+        .env_remove("HGS_R_GHL_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("the daemon starts");
+    Daemon { child, log }
+}
+
+/// Waits for a pass that started after `after` and succeeded; panics with the log after `limit`.
+async fn succeeded_pass_after(
+    env: &Env,
+    daemon: &Daemon,
+    after: chrono::DateTime<chrono::Utc>,
+    what: &str,
+) {
+    use hotspot_ghl_sync::store::{RunStatus, Store};
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if let Ok(store) = Store::open_read_only(env.state_path())
+            && let Ok(runs) = store.runs(50)
+            && runs
+                .iter()
+                .any(|r| r.started_at > after && r.status == RunStatus::Succeeded)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: no successful pass; daemon log:\n{}", daemon.log());
+}
+
+/// Passes that started after `after`, with their status.
+fn passes_after(env: &Env, after: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+    hotspot_ghl_sync::store::Store::open_read_only(env.state_path())
+        .unwrap()
+        .runs(100)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.started_at > after)
+        .map(|r| r.status.as_str().to_string())
+        .collect()
+}
+
+/// Credentials rotated under a running daemon, under both readings of what GHL does to the old
+/// token, are used at once, without a restart, and neither value is ever logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_secret_files_are_used_by_a_running_daemon_without_a_restart() {
+    use hotspot_ghl_sync::sandbox::ghl::PitRotation;
+    for reading in [PitRotation::ExpireOldNow, PitRotation::KeepOldForNow] {
+        let env = Env::start("rotate", opts(14, 12), Setup::default()).await;
+        let (hs_file, ghl_file) =
+            config_with_secret_files(&env, Some("contacts = \"*/1 * * * * *\"\n"));
+        let old_token = env.sandbox.ghl_token().to_string();
+        let old_key = env.sandbox.hotspot_api_key().to_string();
+        let mut daemon = spawn_daemon(&env);
+        let pid = daemon.pid();
+        succeeded_pass_after(&env, &daemon, chrono::Utc::now(), "before rotation").await;
+
+        // GHL first, as an operator who rotates in the UI and then updates the file.
+        let new_token = "pit-rotated-0123456789abcdef";
+        env.sandbox
+            .ghl
+            .rotate_private_token(&old_token, new_token, reading);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let rotated = chrono::Utc::now();
+        write_secret(&ghl_file, new_token);
+        succeeded_pass_after(
+            &env,
+            &daemon,
+            rotated,
+            &format!("{reading:?}: new GHL token"),
+        )
+        .await;
+        if reading == PitRotation::KeepOldForNow {
+            // The grace period ends: only the new token works from now on.
+            env.sandbox
+                .ghl
+                .rotate_private_token(&old_token, new_token, PitRotation::ExpireOldNow);
+        }
+
+        // HotspotSystem: the file first, then the regenerated key takes effect.
+        let new_key = "hs-rotated-key-9876543210";
+        write_secret(&hs_file, new_key);
+        env.sandbox.hotspot.rotate_api_key(new_key);
+        let both = chrono::Utc::now();
+        succeeded_pass_after(
+            &env,
+            &daemon,
+            both,
+            &format!("{reading:?}: new HotspotSystem key"),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let later = passes_after(&env, both + chrono::Duration::milliseconds(500));
+        assert!(
+            !later.is_empty() && later.iter().all(|s| s == "succeeded" || s == "running"),
+            "{reading:?}: every pass after both rotations succeeds: {later:?}\n{}",
+            daemon.log()
+        );
+
+        assert_eq!(daemon.pid(), pid);
+        assert_eq!(daemon.stop().await, Some(0), "{}", daemon.log());
+        let log = daemon.log();
+        for secret in [&old_token[..], new_token, &old_key[..], new_key] {
+            assert!(
+                !log.contains(secret),
+                "{reading:?}: a secret value is in the log"
+            );
+        }
+        assert!(log.contains("secret file changed"), "{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_files_readable_by_others_are_refused_unless_allowed() {
+    let env = Env::start("secret-modes", opts(14, 12), Setup::default()).await;
+    let (hs_file, ghl_file) = config_with_secret_files(&env, None);
+    chmod(&hs_file, 0o644);
+    chmod(&ghl_file, 0o666);
+    let sync = run_with_config(&env, &env.config, &["sync"]).await;
+    assert_eq!(sync.code, 2, "{}", sync.show());
+    assert!(
+        sync.stderr.contains(hs_file.to_str().unwrap()),
+        "{}",
+        sync.show()
+    );
+    assert!(sync.stderr.contains("0644"), "{}", sync.show());
+    assert!(
+        sync.stderr.contains("--allow-insecure-secret-files"),
+        "{}",
+        sync.show()
+    );
+    assert_eq!(env.ghl_writes(), 0, "nothing synced");
+
+    chmod(&hs_file, 0o600);
+    let sync = run_with_config(&env, &env.config, &["sync"]).await;
+    assert_eq!(sync.code, 2, "{}", sync.show());
+    assert!(
+        sync.stderr.contains(ghl_file.to_str().unwrap()),
+        "{}",
+        sync.show()
+    );
+    assert!(sync.stderr.contains("0666"), "{}", sync.show());
+
+    let sync = run_with_config(
+        &env,
+        &env.config,
+        &["--allow-insecure-secret-files", "sync"],
+    )
+    .await;
+    assert_eq!(sync.code, 0, "{}", sync.show());
+    assert!(
+        sync.stderr.contains("0666"),
+        "a warning names the mode: {}",
+        sync.show()
+    );
+    assert!(
+        sync.stderr.contains(ghl_file.to_str().unwrap()),
+        "{}",
+        sync.show()
+    );
+    assert!(
+        !sync.stderr.contains(env.sandbox.ghl_token()),
+        "{}",
+        sync.show()
+    );
+
+    // Reports hold guests' data: written for the owner only, an existing file included.
+    for (name, existing) in [("new.html", false), ("old.html", true)] {
+        let file = env.dir.join(name);
+        if existing {
+            std::fs::write(&file, b"old").unwrap();
+            chmod(&file, 0o644);
+        }
+        let out = env
+            .run(&[
+                "report",
+                "latest",
+                "--format",
+                "html",
+                "--output",
+                file.to_str().unwrap(),
+            ])
+            .await;
+        assert_eq!(out.code, 0, "{}", out.show());
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name}: report mode {mode:o}");
+        assert!(std::fs::read_to_string(&file).unwrap().contains("<html"));
+    }
+}

@@ -114,7 +114,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<u8> {
 }
 
 async fn check_hotspot(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {
-    let client = HotspotClient::new(
+    let client = HotspotClient::with_secret(
         &cfg.hotspot.base_url,
         cfg.hotspot.api_key.clone(),
         hotspot_policy(cfg)?,

@@ -13,6 +13,7 @@ mod sync;
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, ConfigError};
+use crate::secret::InsecureFiles;
 use crate::store::StoreError;
 
 /// Everything planned was done.
@@ -74,11 +75,12 @@ fn read_only(command: &Command) -> bool {
 }
 
 pub(crate) fn load_config(cli: &Cli, read_only: bool) -> anyhow::Result<Config> {
-    Ok(if read_only {
-        Config::load_read_only(&cli.config)?
+    let insecure = if cli.allow_insecure_secret_files {
+        InsecureFiles::Warn
     } else {
-        Config::load(&cli.config)?
-    })
+        InsecureFiles::Refuse
+    };
+    Ok(Config::load_with(&cli.config, read_only, insecure)?)
 }
 
 /// The error and its causes on one line, outermost first, without repeating a cause that the

@@ -23,6 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::wire::TokenResponse;
 use crate::http::{HttpError, HttpPolicy, Method, Request, check_base_url};
+use crate::secret::{Secret, SecretError};
 
 /// The marketplace page where a sub-account admin approves the app.
 pub const AUTHORIZE_BASE: &str = "https://marketplace.gohighlevel.com/v2/oauth/chooselocation";
@@ -59,6 +60,8 @@ pub enum AuthError {
     Store(String),
     #[error("invalid OAuth configuration: {0}")]
     Config(String),
+    #[error("{0}")]
+    Secret(#[from] SecretError),
 }
 
 impl AuthError {
@@ -147,7 +150,8 @@ pub struct OAuthConfig {
     /// GHL base URL; the token endpoint is `{base}/oauth/token`.
     pub base_url: String,
     pub client_id: String,
-    pub client_secret: SecretString,
+    /// Read again for each token call: a rotated client secret file takes effect at once.
+    pub client_secret: Secret,
     /// Refresh this long before expiry (the official SDK uses 30 s).
     pub refresh_margin: Duration,
     /// `Location` for a sub-account token.
@@ -170,10 +174,16 @@ impl OAuthConfig {
         OAuthConfig {
             base_url: base_url.trim_end_matches('/').to_string(),
             client_id: client_id.to_string(),
-            client_secret,
+            client_secret: Secret::from(client_secret),
             refresh_margin: Duration::from_secs(300),
             user_type: "Location".to_string(),
         }
+    }
+
+    /// The client secret as configured (possibly a file read again at each use).
+    pub fn with_client_secret(mut self, client_secret: Secret) -> Self {
+        self.client_secret = client_secret;
+        self
     }
 }
 
@@ -346,7 +356,11 @@ impl OAuthTokens {
             ("client_id".to_string(), self.cfg.client_id.clone()),
             (
                 "client_secret".to_string(),
-                self.cfg.client_secret.expose_secret().to_string(),
+                self.cfg
+                    .client_secret
+                    .current()?
+                    .expose_secret()
+                    .to_string(),
             ),
             ("grant_type".to_string(), "refresh_token".to_string()),
             (
@@ -371,7 +385,11 @@ impl OAuthTokens {
             ("client_id".to_string(), self.cfg.client_id.clone()),
             (
                 "client_secret".to_string(),
-                self.cfg.client_secret.expose_secret().to_string(),
+                self.cfg
+                    .client_secret
+                    .current()?
+                    .expose_secret()
+                    .to_string(),
             ),
             ("grant_type".to_string(), "authorization_code".to_string()),
             ("code".to_string(), code.to_string()),
@@ -429,6 +447,9 @@ impl OAuthTokens {
 pub enum TokenSource {
     /// Private Integration Token: never expires, never refreshed.
     Static(SecretString),
+    /// Private Integration Token kept in a file: read again for each request and after a 401,
+    /// so a token rotated in the file replaces the old one at once.
+    File(Secret),
     OAuth(Arc<OAuthTokens>),
 }
 
@@ -436,6 +457,7 @@ impl std::fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TokenSource::Static(_) => f.write_str("TokenSource::Static([REDACTED])"),
+            TokenSource::File(s) => write!(f, "TokenSource::File({s:?})"),
             TokenSource::OAuth(o) => write!(f, "TokenSource::OAuth({o:?})"),
         }
     }
@@ -445,6 +467,7 @@ impl TokenSource {
     pub async fn access_token(&self) -> Result<SecretString, AuthError> {
         match self {
             TokenSource::Static(t) => Ok(t.clone()),
+            TokenSource::File(s) => Ok(s.current()?),
             TokenSource::OAuth(o) => o.access_token().await,
         }
     }
@@ -456,6 +479,11 @@ impl TokenSource {
     ) -> Result<Option<SecretString>, AuthError> {
         match self {
             TokenSource::Static(_) => Ok(None),
+            // A new token only if the file changed since the rejected one was read.
+            TokenSource::File(s) => {
+                let fresh = s.current()?;
+                Ok((fresh.expose_secret() != rejected.expose_secret()).then_some(fresh))
+            }
             TokenSource::OAuth(o) => o.refresh_after_rejection(rejected).await.map(Some),
         }
     }

@@ -129,8 +129,9 @@ pub fn oauth_config(cfg: &Config) -> Result<OAuthConfig, AuthError> {
         } => Ok(OAuthConfig::new(
             &cfg.ghl.base_url,
             client_id,
-            client_secret.clone(),
-        )),
+            secrecy::SecretString::from(String::new()),
+        )
+        .with_client_secret(client_secret.clone())),
         GhlAuth::PrivateToken { .. } => Err(AuthError::Config(format!(
             "{}: ghl.auth is \"private_token\"; OAuth set-up needs auth = \"oauth\" with client_id_env and client_secret_env",
             cfg.source_path.display()
@@ -161,7 +162,10 @@ pub fn token_source(
     policy: HttpPolicy,
 ) -> Result<TokenSource, AuthError> {
     match &cfg.ghl.auth {
-        GhlAuth::PrivateToken { token } => Ok(TokenSource::Static(token.clone())),
+        GhlAuth::PrivateToken { token } if token.is_file() => Ok(TokenSource::File(token.clone())),
+        GhlAuth::PrivateToken { token } => Ok(TokenSource::Static(
+            token.current().map_err(AuthError::Secret)?,
+        )),
         GhlAuth::OAuth { .. } => {
             let (tokens, store) = oauth_tokens(cfg, store_path, policy)?;
             if store.load()?.is_none() {

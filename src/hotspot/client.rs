@@ -13,13 +13,17 @@ use super::wire::{
 use crate::decode::{DecodeLog, Item, Listing, Record};
 use crate::http::{HttpError, HttpPolicy, Method, Request, Response, check_base_url};
 use crate::listing::{Incomplete, SeenIds, verdict};
+use crate::secret::Secret;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
+
+/// HotspotSystem's API key header.
+const API_KEY_HEADER: &str = "sn-apikey";
 
 #[derive(Clone)]
 pub struct HotspotClient {
     base: String,
-    api_key: SecretString,
+    api_key: Secret,
     policy: HttpPolicy,
     page_size: u32,
     /// What list items could not be read, for the run report.
@@ -41,6 +45,16 @@ impl HotspotClient {
     pub fn new(
         base_url: &str,
         api_key: SecretString,
+        policy: HttpPolicy,
+    ) -> Result<Self, HttpError> {
+        Self::with_secret(base_url, Secret::from(api_key), policy)
+    }
+
+    /// As [`HotspotClient::new`] with the key as configured: one kept in a file is read again
+    /// for each request (see [`Secret::current`]).
+    pub fn with_secret(
+        base_url: &str,
+        api_key: Secret,
         policy: HttpPolicy,
     ) -> Result<Self, HttpError> {
         check_base_url(base_url)?;
@@ -68,15 +82,40 @@ impl HotspotClient {
         &self.decode
     }
 
+    fn key(&self) -> Result<SecretString, HttpError> {
+        self.api_key
+            .current()
+            .map_err(|e| HttpError::Config(e.to_string()))
+    }
+
     fn request(&self, url: String, template: &str) -> Result<Request, HttpError> {
         Request::new(Method::GET, url, template)
             .header("accept", "application/json")?
-            .secret_header("sn-apikey", self.api_key.expose_secret())
+            .secret_header(API_KEY_HEADER, self.key()?.expose_secret())
+    }
+
+    /// Sends `req`. After a 401, a key kept in a file is read again: when it changed (rotated
+    /// while the request was in flight) the request is sent once more with the new key.
+    async fn send(&self, req: &Request) -> Result<Response, HttpError> {
+        match self.policy.send(req).await {
+            Err(HttpError::Api(e)) if e.status == Some(401) && self.api_key.is_file() => {
+                let fresh = self.key()?;
+                let sent = req.headers.get(API_KEY_HEADER).map(|v| v.as_bytes());
+                if sent == Some(fresh.expose_secret().as_bytes()) {
+                    return Err(HttpError::Api(e));
+                }
+                let again = req
+                    .clone()
+                    .secret_header(API_KEY_HEADER, fresh.expose_secret())?;
+                self.policy.send(&again).await
+            }
+            other => other,
+        }
     }
 
     async fn get_one<T: DeserializeOwned>(&self, path: &str) -> Result<T, HttpError> {
         let req = self.request(format!("{}{}", self.base, path), path)?;
-        let resp = self.policy.send(&req).await?;
+        let resp = self.send(&req).await?;
         resp.json(self.policy.api(), path)
     }
 
@@ -315,7 +354,7 @@ impl<T: DeserializeOwned + Record + Default> Pager<T> {
     }
 
     async fn get(&self, req: &Request) -> Result<(Response, ListEnvelope<Item<T>>), HttpError> {
-        let resp = self.client.policy.send(req).await?;
+        let resp = self.client.send(req).await?;
         // Items are decoded one by one: a value that cannot be read never fails the page.
         let env: ListEnvelope<Item<T>> = resp.json(self.client.policy.api(), &self.template)?;
         Ok((resp, env))
@@ -537,8 +576,12 @@ mod tests {
             crate::http::AuditSink::new(),
         )
         .unwrap();
-        let err = HotspotClient::new("http://api.hotspotsystem.com/v2.0", "k".into(), policy)
-            .unwrap_err();
+        let err = HotspotClient::new(
+            "http://api.hotspotsystem.com/v2.0",
+            SecretString::from("k"),
+            policy,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("https"));
     }
 }

@@ -256,7 +256,8 @@ pub struct HotspotRequest {
 
 struct Shared {
     data: Mutex<HotspotData>,
-    api_key: String,
+    /// Changes when a test regenerates the key ([`HotspotEmulator::rotate_api_key`]).
+    api_key: Mutex<String>,
     lenient: AtomicBool,
     odd: Mutex<OddValues>,
     latency_nanos: AtomicU64,
@@ -303,7 +304,7 @@ impl HotspotEmulator {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             data: Mutex::new(data),
-            api_key: opts.api_key,
+            api_key: Mutex::new(opts.api_key),
             lenient: AtomicBool::new(opts.lenient_types),
             odd: Mutex::new(opts.odd_values),
             latency_nanos: AtomicU64::new(opts.latency.as_nanos() as u64),
@@ -375,6 +376,11 @@ impl HotspotEmulator {
     /// Changes how lists page, from the next request on.
     pub fn set_paging(&self, paging: Paging) {
         *lock(&self.shared.paging) = paging;
+    }
+
+    /// A new API key, as when the operator regenerates it: from now on only `new` is accepted.
+    pub fn rotate_api_key(&self, new: &str) {
+        *lock(&self.shared.api_key) = new.to_string();
     }
 
     pub fn set_lenient_types(&self, on: bool) {
@@ -520,7 +526,7 @@ fn answer(
 ) -> Result<Response, ApiError> {
     let key_ok = headers
         .get("sn-apikey")
-        .is_some_and(|k| k.as_bytes() == shared.api_key.as_bytes());
+        .is_some_and(|k| k.as_bytes() == lock(&shared.api_key).as_bytes());
     if !key_ok {
         let msg = if headers.contains_key("sn-apikey") {
             "Invalid API key"

@@ -57,6 +57,14 @@ pub(crate) struct Auth {
     rng: StdRng,
 }
 
+/// What rotating a Private Integration Token does to the old one: GHL's UI offers to expire it
+/// at once or after a grace period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PitRotation {
+    ExpireOldNow,
+    KeepOldForNow,
+}
+
 impl Auth {
     pub fn new(
         pits: &[(String, Vec<String>)],
@@ -114,6 +122,17 @@ impl Auth {
             Some(g) if g.expires_at.is_none_or(|t| t > Instant::now()) => Ok(g.scopes.clone()),
             _ => Err(ApiError::invalid_token()),
         }
+    }
+
+    /// Accept `new` with the scopes of the Private Integration Token `old`.
+    pub fn rotate_pit(&mut self, old: &str, new: &str, old_token: PitRotation) {
+        let Some(grant) = self.access.get(old).cloned() else {
+            return;
+        };
+        if old_token == PitRotation::ExpireOldNow {
+            self.access.remove(old);
+        }
+        self.access.insert(new.to_string(), grant);
     }
 
     /// Make every OAuth access token (not PITs) expired now.

@@ -19,7 +19,7 @@
 //! custom field id/key → 422; a location id other than the emulated one → 403.
 
 mod auth;
-pub use self::auth::RotatedPair;
+pub use self::auth::{PitRotation, RotatedPair};
 mod contacts;
 mod records;
 mod search;
@@ -439,6 +439,12 @@ impl GhlEmulator {
     /// process would store it), and the grant itself is answered `invalid_grant`.
     pub fn race_next_refresh(&self, sink: impl FnOnce(auth::RotatedPair) + Send + 'static) {
         lock(&self.shared.auth).race_next_refresh(Box::new(sink));
+    }
+
+    /// A Private Integration Token rotated in the GHL UI: `new` is accepted with the scopes of
+    /// `old`; what becomes of `old` is the reading `old_token` (GHL offers both).
+    pub fn rotate_private_token(&self, old: &str, new: &str, old_token: PitRotation) {
+        lock(&self.shared.auth).rotate_pit(old, new, old_token);
     }
 
     /// Expire every OAuth access token now (PITs are unaffected).
