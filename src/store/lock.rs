@@ -84,15 +84,12 @@ pub(super) fn acquire(db_path: &Path) -> Result<StateLock> {
         source,
     };
     let (mut file, held) = open_and_try_lock(&path)?;
-    let holder = |file: &mut File| {
+    if !held {
         let mut text = String::new();
         let _ = file.read_to_string(&mut text);
-        text.trim().parse().ok()
-    };
-    if !held {
         return Err(StoreError::Locked {
             path: db_path.to_path_buf(),
-            holder: holder(&mut file),
+            holder: text.trim().parse().ok(),
         });
     }
     let database = File::open(canonical(db_path)).map_err(lock_err)?;
