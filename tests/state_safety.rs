@@ -646,3 +646,55 @@ async fn secret_files_readable_by_others_are_refused_unless_allowed() {
         assert!(std::fs::read_to_string(&file).unwrap().contains("<html"));
     }
 }
+
+/// A request sent with the old HotspotSystem key while the key is rotated (in its file and at
+/// the API) gets a 401; the client reads the file again and sends it once more with the new key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_refused_mid_rotation_is_sent_again_with_the_new_key() {
+    use hotspot_ghl_sync::hotspot::HotspotClient;
+    use hotspot_ghl_sync::http::{HttpPolicy, PolicyConfig};
+    use hotspot_ghl_sync::sandbox::hotspot::{HotspotEmulator, HotspotOptions};
+    use hotspot_ghl_sync::secret::{InsecureFiles, Secret};
+
+    let emu = HotspotEmulator::start(
+        hotspot_ghl_sync::sandbox::seed::generate(&opts(14, 3).seed),
+        HotspotOptions {
+            api_key: "hs-old-key".into(),
+            // The key is checked after this delay: the rotation lands while the request waits.
+            latency: Duration::from_millis(400),
+            ..HotspotOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = support::TempDir::new("mid-rotation");
+    let file = dir.path("hs.key");
+    write_secret(&file, "hs-old-key");
+    let policy = HttpPolicy::new(
+        PolicyConfig {
+            api: "hotspot",
+            rate_max: 1_000,
+            rate_window: Duration::from_secs(1),
+            max_attempts: 1,
+            max_elapsed: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            min_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(40),
+            daily_reserve: 0,
+            daily_recheck: Duration::from_secs(3600),
+            max_response_bytes: 1 << 20,
+        },
+        hotspot_ghl_sync::http::AuditSink::new(),
+    )
+    .unwrap();
+    let key = Secret::from_file("hotspot.api_key_file", &file, InsecureFiles::Refuse).unwrap();
+    let client = HotspotClient::with_secret(&emu.base_url(), key, policy).unwrap();
+    let call = tokio::spawn(async move { client.me().await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    write_secret(&file, "hs-new-key");
+    emu.rotate_api_key("hs-new-key");
+    let answer = call.await.unwrap();
+    assert!(answer.is_ok(), "{answer:?}");
+    let statuses: Vec<u16> = emu.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [401, 200], "refused once, then accepted");
+}

@@ -537,6 +537,38 @@ mod tests {
         assert!(u.contains("scope=contacts.readonly+contacts.write"));
     }
 
+    #[tokio::test]
+    async fn a_token_file_gives_a_new_token_after_a_401_only_when_it_changed() {
+        use crate::secret::InsecureFiles;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("hgs-ghl-token-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        let write = |v: &str| {
+            std::fs::write(&path, v).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        };
+        write("pit-one");
+        let source = TokenSource::File(
+            Secret::from_file("ghl.token_file", &path, InsecureFiles::Refuse).unwrap(),
+        );
+        let sent = source.access_token().await.unwrap();
+        assert_eq!(sent.expose_secret(), "pit-one");
+        // Refused, and the file still holds the refused token: nothing new to try.
+        assert!(
+            source
+                .refresh_after_rejection(&sent)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        write("pit-two");
+        let fresh = source.refresh_after_rejection(&sent).await.unwrap();
+        assert_eq!(fresh.unwrap().expose_secret(), "pit-two");
+        assert!(!format!("{source:?}").contains("pit-"), "{source:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn debug_hides_secrets() {
         let pair = TokenPair {
