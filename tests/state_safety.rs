@@ -698,3 +698,59 @@ async fn a_request_refused_mid_rotation_is_sent_again_with_the_new_key() {
     let statuses: Vec<u16> = emu.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [401, 200], "refused once, then accepted");
 }
+
+/// The OAuth client secret regenerated in the marketplace and in `client_secret_file` under a
+/// running daemon: its next token refresh uses the new secret, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_client_secret_file_is_used_by_the_next_refresh() {
+    let setup = Setup {
+        oauth: true,
+        ..Setup::default()
+    };
+    let env = Env::start("rotate-oauth", opts(14, 12), setup).await;
+    env.oauth_connect().await;
+    let secret_file = env.dir.join("client.secret");
+    write_secret(&secret_file, support::CLIENT_SECRET);
+    let text = env.config_text().replace(
+        "client_secret_env = \"HGS_R_CLIENT_SECRET\"",
+        &format!(
+            "client_secret_file = {:?}",
+            secret_file.display().to_string()
+        ),
+    ) + "\n[schedule]\ncontacts = \"*/1 * * * * *\"\n";
+    std::fs::write(&env.config, text).unwrap();
+    let log = env.dir.join("daemon.log");
+    let child = std::process::Command::new(support::BIN)
+        .arg("--config")
+        .arg(&env.config)
+        .arg("run")
+        .env_remove("HGS_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("HGS_R_HS_KEY", env.sandbox.hotspot_api_key())
+        .env("HGS_R_CLIENT_ID", support::CLIENT_ID)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("the daemon starts");
+    let mut daemon = Daemon { child, log };
+    succeeded_pass_after(&env, &daemon, chrono::Utc::now(), "before rotation").await;
+
+    let new_secret = "emu-client-secret-rotated";
+    write_secret(&secret_file, new_secret);
+    env.sandbox.ghl.rotate_client_secret(new_secret);
+    let refreshes = env.sandbox.ghl.token_refreshes();
+    // The access token ends: the next pass must refresh, with the client secret.
+    env.sandbox.ghl.expire_access_tokens();
+    let rotated = chrono::Utc::now();
+    succeeded_pass_after(&env, &daemon, rotated, "after the client secret rotated").await;
+    assert!(
+        env.sandbox.ghl.token_refreshes() > refreshes,
+        "the pass refreshed its token"
+    );
+    assert_eq!(daemon.stop().await, Some(0), "{}", daemon.log());
+    assert!(
+        !daemon.log().contains(new_secret),
+        "the secret is not logged"
+    );
+}

@@ -124,6 +124,11 @@ impl Auth {
         }
     }
 
+    /// A new OAuth client secret (regenerated in the marketplace): the old one is refused.
+    pub fn rotate_client_secret(&mut self, new: &str) {
+        self.client_secret = new.to_string();
+    }
+
     /// Accept `new` with the scopes of the Private Integration Token `old`.
     pub fn rotate_pit(&mut self, old: &str, new: &str, old_token: PitRotation) {
         let Some(grant) = self.access.get(old).cloned() else {

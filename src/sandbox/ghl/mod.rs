@@ -447,6 +447,11 @@ impl GhlEmulator {
         lock(&self.shared.auth).rotate_pit(old, new, old_token);
     }
 
+    /// The OAuth app's client secret regenerated: only `new` is accepted from now on.
+    pub fn rotate_client_secret(&self, new: &str) {
+        lock(&self.shared.auth).rotate_client_secret(new);
+    }
+
     /// Expire every OAuth access token now (PITs are unaffected).
     pub fn expire_access_tokens(&self) {
         lock(&self.shared.auth).expire_all();
