@@ -108,11 +108,12 @@ pub fn load_fields(
     Ok(())
 }
 
-fn take_fields(extra: &mut Value, key: &str) -> Option<CanonicalContact> {
+fn take_fields(extra: &mut Value, key: &str) -> Option<Box<CanonicalContact>> {
     extra
         .as_object_mut()?
         .remove(key)
         .and_then(|v| serde_json::from_value(v).ok())
+        .map(Box::new)
 }
 
 /// Records the base of a link after a successful write or match.
@@ -212,8 +213,8 @@ mod tests {
         let ((mut base, parked), _) = load_contacts_marked(&store).unwrap();
         assert_eq!(base["s1"].source_fields, None, "fields load on demand");
         load_fields(&store, &mut base, &["s1".to_string()]).unwrap();
-        assert_eq!(base["s1"].source_fields.as_ref(), Some(&fields));
-        assert_eq!(base["s1"].target_fields.as_ref(), Some(&fields));
+        assert_eq!(base["s1"].source_fields.as_deref(), Some(&fields));
+        assert_eq!(base["s1"].target_fields.as_deref(), Some(&fields));
         assert_eq!(base["s1"].target_hash, fields.digest());
         assert_eq!(parked["s1"], mark);
     }
