@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hotspot_ghl_sync::mapping::note_reference;
 use hotspot_ghl_sync::model::Kind;
-use hotspot_ghl_sync::reconcile::tasks::onboarding_completion;
+use hotspot_ghl_sync::reconcile::tasks::{onboarding_completion, task_views};
 use hotspot_ghl_sync::sandbox::ghl::Appointment;
 use hotspot_ghl_sync::sandbox::ghl::{GhlOptions, GhlRequest, PRODUCT_SCOPES, normalize_phone};
 use hotspot_ghl_sync::sandbox::seed::SeedSpec;
@@ -563,7 +563,7 @@ enabled = true
     assert_eq!(by_target[edited_id.as_str()]["edited"], true);
     assert_eq!(by_target[edited_id.as_str()]["completed"], false);
     let rules: HashSet<&str> = ["welcome", "call", "survey"].into();
-    let (done, total) = onboarding_completion(&links, &rules);
+    let (done, total) = onboarding_completion(&task_views(&store).unwrap(), &rules);
     assert_eq!((done, total), (1, links.len() as u64));
     let report = env.report().await;
     let notes: Vec<&str> = report["notes"]

@@ -276,8 +276,8 @@ fn world() -> impl Strategy<Value = World> {
                             target_id: tid,
                             source_hash: bs.digest(),
                             target_hash: bt.digest(),
-                            source_fields: s.per_field.then(|| bs.clone()),
-                            target_fields: s.per_field.then(|| bt.clone()),
+                            source_fields: s.per_field.then(|| Box::new(bs.clone())),
+                            target_fields: s.per_field.then(|| Box::new(bt.clone())),
                             owned_tags: s.owned.clone(),
                             status: if s.tombstoned {
                                 LinkStatus::Tombstoned

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::config::Config;
 use crate::model::Kind;
 use crate::reconcile::appointments::split_upcoming;
-use crate::reconcile::tasks::{completion_line, onboarding_completion};
+use crate::reconcile::tasks::{completion_line, onboarding_completion, task_views};
 use crate::report::RunSummary;
 use crate::store::{LinkStatus, Store};
 
@@ -64,7 +64,7 @@ pub fn render(store: &Store, cfg: &Config, now: DateTime<Utc>) -> anyhow::Result
         ));
     }
     let rules: HashSet<&str> = cfg.tasks.onboarding.iter().map(|r| r.id.as_str()).collect();
-    let (done, total) = onboarding_completion(&store.links(Kind::Task)?, &rules);
+    let (done, total) = onboarding_completion(&task_views(store)?, &rules);
     if total > 0 {
         out.push('\n');
         out.push_str(&completion_line(done, total));

@@ -80,12 +80,13 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
             .map(|t| t.with_timezone(&Utc))
     };
     let mut linked: HashMap<String, DateTime<Utc>> = HashMap::new();
-    for l in lock(cx.store).links(Kind::Contact)? {
+    lock(cx.store).each_link_head(Kind::Contact, &[], |l, _| {
         if l.status == LinkStatus::Active && !l.target_id.is_empty() {
             let e = linked.entry(l.target_id).or_insert(l.updated_at);
             *e = (*e).max(l.updated_at);
         }
-    }
+        Ok(())
+    })?;
     let target = cx.target().await?;
     // An incremental listing holds only the contacts updated since its bound: enough when
     // this kind's own cursor is no older; otherwise every contact is listed for it.

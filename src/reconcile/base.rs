@@ -24,18 +24,24 @@ pub fn load_contacts_marked(
     let mut base = BTreeMap::new();
     let mut parked = BTreeMap::new();
     let mut marks = HashMap::new();
-    // One link decoded at a time: the base is a fraction of a link row's JSON.
-    store.each_link(Kind::Contact, |link| {
-        if let Some(mark) = link.extra.get("park").and_then(park_from_json) {
+    // SQLite reads the three keys; the per-field bases in the same JSON are never decoded.
+    let paths = [
+        "$.park",
+        &format!("$.{SETTLED}"),
+        &format!("$.{SETTLED_TAGS}"),
+    ];
+    store.each_link_head(Kind::Contact, &paths, |link, extra| {
+        let [park, settled, settled_tags] =
+            <[Option<String>; 3]>::try_from(extra).expect("one value per path asked for");
+        if let Some(mark) = park
+            .and_then(|p| serde_json::from_str::<Value>(&p).ok())
+            .as_ref()
+            .and_then(park_from_json)
+        {
             parked.insert(link.source_id.clone(), mark);
         }
-        let digest = |key: &str| {
-            link.extra
-                .get(key)
-                .and_then(Value::as_str)
-                .and_then(Digest::from_hex)
-        };
-        if let (Some(mark), Some(target_tags)) = (digest(SETTLED), digest(SETTLED_TAGS)) {
+        let digest = |v: Option<String>| v.as_deref().and_then(Digest::from_hex);
+        if let (Some(mark), Some(target_tags)) = (digest(settled), digest(settled_tags)) {
             marks.insert(link.source_id.clone(), Settled { mark, target_tags });
         }
         let status = match link.status {
@@ -102,11 +108,12 @@ pub fn load_fields(
     Ok(())
 }
 
-fn take_fields(extra: &mut Value, key: &str) -> Option<CanonicalContact> {
+fn take_fields(extra: &mut Value, key: &str) -> Option<Box<CanonicalContact>> {
     extra
         .as_object_mut()?
         .remove(key)
         .and_then(|v| serde_json::from_value(v).ok())
+        .map(Box::new)
 }
 
 /// Records the base of a link after a successful write or match.
@@ -206,8 +213,8 @@ mod tests {
         let ((mut base, parked), _) = load_contacts_marked(&store).unwrap();
         assert_eq!(base["s1"].source_fields, None, "fields load on demand");
         load_fields(&store, &mut base, &["s1".to_string()]).unwrap();
-        assert_eq!(base["s1"].source_fields.as_ref(), Some(&fields));
-        assert_eq!(base["s1"].target_fields.as_ref(), Some(&fields));
+        assert_eq!(base["s1"].source_fields.as_deref(), Some(&fields));
+        assert_eq!(base["s1"].target_fields.as_deref(), Some(&fields));
         assert_eq!(base["s1"].target_hash, fields.digest());
         assert_eq!(parked["s1"], mark);
     }

@@ -19,7 +19,9 @@ use crate::config::AssociateBy;
 use crate::ghl::wire::BusinessInput;
 use crate::model::Kind;
 use crate::report::KindCounts;
-use crate::store::{ItemOutcome, Link, LinkStatus, MatchMethod, NewIntent, RunItem};
+use crate::store::{
+    ItemOutcome, Link, LinkStatus, MatchMethod, NewIntent, RunItem, Store, StoreError,
+};
 
 /// What to do for one location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,47 +121,52 @@ pub struct Member {
 
 /// Contacts (one per GHL contact) with the location they belong to under `by`. The latest
 /// visit comes from the note links (`extra.contact_id`, `location_id`, `at`); a contact with no
-/// visit keeps its registration location.
-pub fn members(contact_links: &[Link], note_links: &[Link], by: AssociateBy) -> Vec<Member> {
-    let mut latest: HashMap<&str, (&str, &str)> = HashMap::new();
+/// visit keeps its registration location. Only those values are read of each link.
+pub fn members(store: &Store, by: AssociateBy) -> Result<Vec<Member>, StoreError> {
+    let mut latest: HashMap<String, (String, String)> = HashMap::new();
     if by == AssociateBy::LatestVisit {
-        for n in note_links.iter().filter(|l| l.status != LinkStatus::Parked) {
-            let (Some(cid), Some(loc), Some(at)) = (
-                n.extra.get("contact_id").and_then(Value::as_str),
-                n.extra.get("location_id").and_then(Value::as_str),
-                n.extra.get("at").and_then(Value::as_str),
-            ) else {
-                continue;
+        let paths = ["$.contact_id", "$.location_id", "$.at"];
+        store.each_link_head(Kind::Note, &paths, |n, extra| {
+            let [Some(cid), Some(loc), Some(at)] =
+                <[Option<String>; 3]>::try_from(extra).expect("one value per path asked for")
+            else {
+                return Ok(());
             };
-            let e = latest.entry(cid).or_insert((at, loc));
-            if at > e.0 {
-                *e = (at, loc);
+            if n.status == LinkStatus::Parked {
+                return Ok(());
             }
-        }
+            match latest.get_mut(&cid) {
+                Some(e) if at > e.0 => *e = (at, loc),
+                Some(_) => {}
+                None => {
+                    latest.insert(cid, (at, loc));
+                }
+            }
+            Ok(())
+        })?;
     }
-    let mut by_target: BTreeMap<&str, Member> = BTreeMap::new();
-    for l in contact_links {
+    let mut by_target: BTreeMap<String, Member> = BTreeMap::new();
+    let paths = ["$.location_id", "$.business_id"];
+    // Ordered by source id: a contact's first link speaks for it.
+    store.each_link_head(Kind::Contact, &paths, |l, extra| {
         if l.status != LinkStatus::Active || l.target_id.is_empty() {
-            continue;
+            return Ok(());
         }
-        by_target.entry(l.target_id.as_str()).or_insert_with(|| {
-            let registration = l.extra.get("location_id").and_then(Value::as_str);
-            Member {
-                contact_id: l.target_id.clone(),
+        let [registration, associated] =
+            <[Option<String>; 2]>::try_from(extra).expect("one value per path asked for");
+        by_target
+            .entry(l.target_id.clone())
+            .or_insert_with(|| Member {
                 location_id: latest
-                    .get(l.target_id.as_str())
-                    .map(|(_, loc)| *loc)
-                    .or(registration)
-                    .map(str::to_string),
-                associated: l
-                    .extra
-                    .get("business_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-            }
-        });
-    }
-    by_target.into_values().collect()
+                    .remove(&l.target_id)
+                    .map(|(_, loc)| loc)
+                    .or(registration),
+                contact_id: l.target_id,
+                associated,
+            });
+        Ok(())
+    })?;
+    Ok(by_target.into_values().collect())
 }
 
 /// Pure: the association calls to make, business id → batches of contact ids.
@@ -298,20 +305,25 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     out.counts.unchanged += (locations.len() - plan.len().min(locations.len())) as u64;
 
     // Associations.
-    let contact_links = lock(cx.store).links(Kind::Contact)?;
-    let note_links = if cfg.associate_by == AssociateBy::LatestVisit {
-        lock(cx.store).links(Kind::Note)?
-    } else {
-        Vec::new()
-    };
-    let members = members(&contact_links, &note_links, cfg.associate_by);
+    let members = members(&lock(cx.store), cfg.associate_by)?;
     let calls = plan_associations(&members, &business_of, cfg.batch_size);
-    let mut links_of_target: HashMap<&str, Vec<&Link>> = HashMap::new();
-    for l in &contact_links {
-        links_of_target
-            .entry(l.target_id.as_str())
-            .or_default()
-            .push(l);
+    drop(members);
+    // The links of the contacts to associate, to record the business on each.
+    let mut links_of_target: HashMap<String, Vec<String>> = HashMap::new();
+    if !calls.is_empty() {
+        let wanted: HashSet<&str> = calls
+            .iter()
+            .flat_map(|(_, ids)| ids.iter().map(String::as_str))
+            .collect();
+        lock(cx.store).each_link_head(Kind::Contact, &[], |l, _| {
+            if wanted.contains(l.target_id.as_str()) {
+                links_of_target
+                    .entry(l.target_id)
+                    .or_default()
+                    .push(l.source_id);
+            }
+            Ok(())
+        })?;
     }
     let mut associated = 0u64;
     for (bid, ids) in &calls {
@@ -332,13 +344,16 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
                 let s = lock(cx.store);
                 s.transaction(|s| {
                     for id in &done {
-                        for l in links_of_target.get(id.as_str()).into_iter().flatten() {
-                            let mut extra = l.extra.clone();
+                        for sid in links_of_target.get(id.as_str()).into_iter().flatten() {
+                            let Some(l) = s.link(Kind::Contact, sid)? else {
+                                continue;
+                            };
+                            let mut extra = l.extra;
                             if !extra.is_object() {
                                 extra = json!({});
                             }
                             extra["business_id"] = json!(bid);
-                            s.set_link_extra(Kind::Contact, &l.source_id, &extra)?;
+                            s.set_link_extra(Kind::Contact, sid, &extra)?;
                         }
                     }
                     Ok(())
@@ -607,16 +622,18 @@ mod tests {
         );
         n2.extra =
             json!({"contact_id": "G1", "location_id": "3", "at": "2025-01-01T00:00:00+00:00"});
-        let links = [c];
-        let notes = [n1, n2];
+        let store = Store::open_in_memory().unwrap();
+        for l in [c, n1, n2] {
+            store.upsert_link(&l).unwrap();
+        }
         assert_eq!(
-            members(&links, &notes, AssociateBy::Registration)[0]
+            members(&store, AssociateBy::Registration).unwrap()[0]
                 .location_id
                 .as_deref(),
             Some("1")
         );
         assert_eq!(
-            members(&links, &notes, AssociateBy::LatestVisit)[0]
+            members(&store, AssociateBy::LatestVisit).unwrap()[0]
                 .location_id
                 .as_deref(),
             Some("2")

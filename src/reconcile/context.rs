@@ -128,14 +128,13 @@ impl<'a> PassContext<'a> {
         self.index
             .get_or_try_init(|| async {
                 let source = self.source().await?;
-                let linked: HashMap<String, String> = lock(self.store)
-                    .links(Kind::Contact)?
-                    .into_iter()
-                    .filter(|l| {
-                        l.status == crate::store::LinkStatus::Active && !l.target_id.is_empty()
-                    })
-                    .map(|l| (l.source_id, l.target_id))
-                    .collect();
+                let mut linked: HashMap<String, String> = HashMap::new();
+                lock(self.store).each_link_head(Kind::Contact, &[], |l, _| {
+                    if l.status == crate::store::LinkStatus::Active && !l.target_id.is_empty() {
+                        linked.insert(l.source_id, l.target_id);
+                    }
+                    Ok(())
+                })?;
                 let phone = self.cfg.mapping().phone;
                 Ok(ContactIndex::build(&source.records, &linked, phone))
             })

@@ -22,7 +22,9 @@ use crate::ghl::GhlClient;
 use crate::ghl::wire::NoteInput;
 use crate::mapping::{note_reference, render_with_reference};
 use crate::model::Kind;
-use crate::store::{ItemOutcome, Link, LinkStatus, MatchMethod, NewIntent, RunItem, Store};
+use crate::store::{
+    ItemOutcome, Link, LinkStatus, MatchMethod, NewIntent, RunItem, Store, StoreError,
+};
 
 /// One note to write.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,12 +182,18 @@ pub fn park_unmatched(store: &Store, unmatched: &[Txn]) -> Result<u64, crate::st
 }
 
 /// Transactions parked by earlier runs, to try again.
-pub fn parked_txns(links: &[Link]) -> Vec<Txn> {
-    links
-        .iter()
-        .filter(|l| l.status == LinkStatus::Parked)
-        .filter_map(|l| serde_json::from_value(l.extra.get("txn")?.clone()).ok())
-        .collect()
+pub fn parked_txns(store: &Store) -> Result<Vec<Txn>, StoreError> {
+    let mut out = Vec::new();
+    store.each_link_head(Kind::Note, &["$.txn"], |l, mut extra| {
+        if l.status == LinkStatus::Parked
+            && let Some(t) = extra.pop().flatten()
+            && let Ok(t) = serde_json::from_str(&t)
+        {
+            out.push(t);
+        }
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// Runs the notes step of a pass.
@@ -211,8 +219,7 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         }
     }
     let read = txns.len();
-    let note_links = lock(cx.store).links(Kind::Note)?;
-    txns.extend(parked_txns(&note_links));
+    txns.extend(parked_txns(&lock(cx.store))?);
     let extras: HashMap<String, Value> = txns
         .iter()
         .map(|t| {
@@ -231,12 +238,13 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
             ));
         }
     }
-    let linked: HashSet<String> = lock(cx.store)
-        .links(Kind::Note)?
-        .into_iter()
-        .filter(|l| l.status != LinkStatus::Parked)
-        .map(|l| l.source_id)
-        .collect();
+    let mut linked: HashSet<String> = HashSet::new();
+    lock(cx.store).each_link_head(Kind::Note, &[], |l, _| {
+        if l.status != LinkStatus::Parked {
+            linked.insert(l.source_id);
+        }
+        Ok(())
+    })?;
     let plan = plan_notes(&txns, &linked, index, &cx.cfg.notes.template, &names);
     out.counts.unchanged = plan.existing;
     out.counts.skipped = plan.unmatched.len() as u64;
@@ -332,7 +340,6 @@ mod tests {
         let t = txn(12, None, None, "nobody");
         assert_eq!(park_unmatched(&store, std::slice::from_ref(&t)).unwrap(), 1);
         assert_eq!(park_unmatched(&store, std::slice::from_ref(&t)).unwrap(), 0);
-        let links = store.links(Kind::Note).unwrap();
-        assert_eq!(parked_txns(&links), vec![t]);
+        assert_eq!(parked_txns(&store).unwrap(), vec![t]);
     }
 }

@@ -44,8 +44,8 @@ pub fn apply_to_snapshots(plan: &Plan, input: &ContactsInput) -> ContactsInput {
                         target_id: tid.clone(),
                         source_hash: s.hash,
                         target_hash: t.hash,
-                        source_fields: Some(s.fields.clone()),
-                        target_fields: Some(t.fields.clone()),
+                        source_fields: Some(Box::new(s.fields.clone())),
+                        target_fields: Some(Box::new(t.fields.clone())),
                         owned_tags: tags.clone(),
                         status: LinkStatus::Active,
                     },
@@ -99,8 +99,8 @@ pub fn apply_to_snapshots(plan: &Plan, input: &ContactsInput) -> ContactsInput {
                         target_id: target_id.clone(),
                         source_hash: s.hash,
                         target_hash: tp.hash,
-                        source_fields: Some(s.fields.clone()),
-                        target_fields: Some(tp.fields),
+                        source_fields: Some(Box::new(s.fields.clone())),
+                        target_fields: Some(Box::new(tp.fields)),
                         owned_tags: owned,
                         status: LinkStatus::Active,
                     },
@@ -183,8 +183,8 @@ pub fn apply_to_snapshots(plan: &Plan, input: &ContactsInput) -> ContactsInput {
                 b.target_id.clone_from(target_id);
                 b.source_hash = *source_hash;
                 b.target_hash = *target_hash;
-                b.source_fields = Some((**source_fields).clone());
-                b.target_fields = Some((**target_fields).clone());
+                b.source_fields = Some(source_fields.clone());
+                b.target_fields = Some(target_fields.clone());
             }
             Action::ForgetLink { source_id, .. } => {
                 out.base.remove(source_id);

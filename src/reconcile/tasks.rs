@@ -23,7 +23,7 @@ use crate::ghl::GhlClient;
 use crate::ghl::wire::{Task, TaskCreate, TaskSearch};
 use crate::mapping::{render_template, render_with_reference, task_reference};
 use crate::model::Kind;
-use crate::store::{Link, LinkStatus, MatchMethod, NewIntent, Store};
+use crate::store::{Link, LinkHead, LinkStatus, MatchMethod, NewIntent, Store};
 
 /// The record a rule fires on: a new contact or a paid transaction.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +45,42 @@ pub struct TaskPlanItem {
     pub reference: String,
     pub due: DateTime<Utc>,
     pub assignee: Option<String>,
+}
+
+/// A task link as the read-back and the completion figure use it: its ids and the few values of
+/// its `extra` they look at, read by SQLite without decoding the rest (title, body, due).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskLinkView {
+    pub source_id: String,
+    pub target_id: String,
+    pub status: LinkStatus,
+    pub rule: String,
+    pub contact_id: Option<String>,
+    pub completed: bool,
+    /// RFC 3339 in UTC, when the task was last read back; `None` when never.
+    pub checked_at: Option<String>,
+}
+
+/// Every task link as a [`TaskLinkView`], ordered by source id.
+pub fn task_views(store: &Store) -> Result<Vec<TaskLinkView>, crate::store::StoreError> {
+    let mut out = Vec::new();
+    let paths = ["$.rule", "$.contact_id", "$.completed", "$.checked_at"];
+    store.each_link_head(Kind::Task, &paths, |head, extra| {
+        let [rule, contact_id, completed, checked_at] =
+            <[Option<String>; 4]>::try_from(extra).expect("one value per path asked for");
+        out.push(TaskLinkView {
+            source_id: head.source_id,
+            target_id: head.target_id,
+            status: head.status,
+            rule: rule.unwrap_or_default(),
+            contact_id,
+            // SQLite reads a JSON `true` as 1.
+            completed: completed.as_deref() == Some("1"),
+            checked_at,
+        });
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// Pure planning: each (rule, source) without a task link yields one task.
@@ -85,64 +121,73 @@ pub fn plan_tasks(
 }
 
 /// Onboarding sources: one per GHL contact (a customer and a subscriber merged into one contact
-/// get one set of tasks), keyed by the smallest source id of that contact.
+/// get one set of tasks), keyed by the smallest source id of that contact. A contact whose
+/// every rule already has its task is left out: it would plan nothing, and at 100,000 contacts
+/// its template values would be most of what this step holds.
 pub fn onboarding_sources(
-    contact_links: &[Link],
+    store: &Store,
+    rules: &[&TaskRule],
+    linked: &HashSet<String>,
     location_names: &HashMap<String, String>,
-) -> Vec<TaskSource> {
-    let mut by_target: BTreeMap<&str, &Link> = BTreeMap::new();
-    for l in contact_links {
-        if l.status != LinkStatus::Active || l.target_id.is_empty() {
-            continue;
+) -> Result<Vec<TaskSource>, crate::store::StoreError> {
+    let paths = [
+        "$.location_id",
+        "$.location_name",
+        "$.source_fields.firstName",
+        "$.source_fields.lastName",
+        "$.source_fields.email",
+        "$.source_fields.phone",
+    ];
+    let mut targets: HashSet<String> = HashSet::new();
+    let mut out = Vec::new();
+    // Ordered by source id: the first link of a contact is the one its tasks are keyed by.
+    store.each_link_head(Kind::Contact, &paths, |head, extra| {
+        if head.status != LinkStatus::Active
+            || head.target_id.is_empty()
+            || !targets.insert(head.target_id.clone())
+        {
+            return Ok(());
         }
-        let e = by_target.entry(l.target_id.as_str()).or_insert(l);
-        if l.source_id < e.source_id {
-            *e = l;
+        if rules
+            .iter()
+            .all(|r| linked.contains(&format!("{}:{}", r.id, head.source_id)))
+        {
+            return Ok(());
         }
+        let values = <[Option<String>; 6]>::try_from(extra).expect("one value per path asked for");
+        out.push(onboarding_source(head, values, location_names));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The template values of one contact's onboarding tasks.
+fn onboarding_source(
+    head: LinkHead,
+    [location_id, location_name, first, last, email, phone]: [Option<String>; 6],
+    location_names: &HashMap<String, String>,
+) -> TaskSource {
+    let loc = location_id.unwrap_or_default();
+    let location = location_name
+        .or_else(|| location_names.get(&loc).cloned())
+        .unwrap_or(loc);
+    let name = [first, last]
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut vars = BTreeMap::new();
+    vars.insert("name", name);
+    vars.insert("email", email.unwrap_or_default());
+    vars.insert("phone", phone.unwrap_or_default());
+    vars.insert("location", location);
+    vars.insert("date", head.first_linked_at.format("%Y-%m-%d").to_string());
+    TaskSource {
+        source_id: head.source_id,
+        contact_id: head.target_id,
+        vars,
     }
-    let mut out: Vec<TaskSource> = by_target
-        .into_values()
-        .map(|l| {
-            let field = |k: &str| {
-                l.extra
-                    .get("source_fields")
-                    .and_then(|f| f.get(k))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            let loc = l
-                .extra
-                .get("location_id")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let location = l
-                .extra
-                .get("location_name")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .or_else(|| location_names.get(loc).cloned())
-                .unwrap_or_else(|| loc.to_string());
-            let name = [field("firstName"), field("lastName")]
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ");
-            let mut vars = BTreeMap::new();
-            vars.insert("name", name);
-            vars.insert("email", field("email"));
-            vars.insert("phone", field("phone"));
-            vars.insert("location", location);
-            vars.insert("date", l.first_linked_at.format("%Y-%m-%d").to_string());
-            TaskSource {
-                source_id: l.source_id.clone(),
-                contact_id: l.target_id.clone(),
-                vars,
-            }
-        })
-        .collect();
-    out.sort_by(|a, b| a.source_id.cmp(&b.source_id));
-    out
 }
 
 /// What a read-back found for one task link.
@@ -194,24 +239,18 @@ pub fn observe(extra: &Value, state: &TaskState) -> Option<(Value, bool)> {
 }
 
 /// Completed and total onboarding tasks that still exist in GHL.
-pub fn onboarding_completion(links: &[Link], onboarding_rules: &HashSet<&str>) -> (u64, u64) {
+pub fn onboarding_completion(
+    links: &[TaskLinkView],
+    onboarding_rules: &HashSet<&str>,
+) -> (u64, u64) {
     let mut done = 0;
     let mut total = 0;
     for l in links {
-        let rule = l
-            .extra
-            .get("rule")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if l.status != LinkStatus::Active || !onboarding_rules.contains(rule) {
+        if l.status != LinkStatus::Active || !onboarding_rules.contains(l.rule.as_str()) {
             continue;
         }
         total += 1;
-        if l.extra
-            .get("completed")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-        {
+        if l.completed {
             done += 1;
         }
     }
@@ -221,27 +260,17 @@ pub fn onboarding_completion(links: &[Link], onboarding_rules: &HashSet<&str>) -
 /// Contacts whose tasks are worth reading back: those with a task of ours still open (a
 /// completed or deleted task needs no further look, so the reads shrink as work gets done),
 /// the ones checked longest ago first.
-pub fn contacts_to_watch(task_links: &[Link]) -> Vec<String> {
+pub fn contacts_to_watch(task_links: &[TaskLinkView]) -> Vec<String> {
     let mut oldest: HashMap<&str, &str> = HashMap::new();
     for l in task_links {
-        let open = l.status == LinkStatus::Active
-            && !l
-                .extra
-                .get("completed")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-        let Some(cid) = l.extra.get("contact_id").and_then(Value::as_str) else {
+        let Some(cid) = l.contact_id.as_deref() else {
             continue;
         };
-        if !open {
+        if l.status != LinkStatus::Active || l.completed {
             continue;
         }
         // RFC 3339 in UTC sorts as text; never checked ("") sorts first.
-        let checked = l
-            .extra
-            .get("checked_at")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let checked = l.checked_at.as_deref().unwrap_or("");
         oldest
             .entry(cid)
             .and_modify(|c| *c = (*c).min(checked))
@@ -482,14 +511,14 @@ async fn confirm(
 }
 
 /// Our open tasks by contact, as [`read_back`] takes them.
-pub fn open_tasks(task_links: &[Link]) -> HashMap<String, Vec<String>> {
+pub fn open_tasks(task_links: &[TaskLinkView]) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for l in task_links {
-        if l.status != LinkStatus::Active || is_completed(l) {
+        if l.status != LinkStatus::Active || l.completed {
             continue;
         }
-        if let Some(cid) = l.extra.get("contact_id").and_then(Value::as_str) {
-            out.entry(cid.to_string())
+        if let Some(cid) = &l.contact_id {
+            out.entry(cid.clone())
                 .or_default()
                 .push(l.target_id.clone());
         }
@@ -497,30 +526,27 @@ pub fn open_tasks(task_links: &[Link]) -> HashMap<String, Vec<String>> {
     out
 }
 
-fn is_completed(l: &Link) -> bool {
-    l.extra
-        .get("completed")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-}
-
 /// Records what the read-back saw, and when (`checked_at`, which orders the next passes'
 /// reads); returns (completed now, edited, deleted) counts of changes. A task is deleted only
 /// when the read-back confirmed it; one it neither found nor confirmed is left as it was.
 pub fn record_read_back(
     store: &Store,
-    task_links: &[Link],
+    task_links: &[TaskLinkView],
     seen: &ReadBack,
     now: DateTime<Utc>,
 ) -> Result<(u64, u64, u64), crate::store::StoreError> {
     let checked_at = json!(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     let (mut completed, mut edited, mut deleted) = (0, 0, 0);
     store.transaction(|s| {
-        for l in task_links.iter().filter(|l| l.status == LinkStatus::Active) {
-            let state = match seen.found.get(&l.target_id) {
+        for v in task_links.iter().filter(|l| l.status == LinkStatus::Active) {
+            let state = match seen.found.get(&v.target_id) {
                 Some(t) => TaskState::Present(t.clone()),
-                None if seen.deleted.contains(&l.target_id) => TaskState::Deleted,
+                None if seen.deleted.contains(&v.target_id) => TaskState::Deleted,
                 None => continue,
+            };
+            // Only the links read back are decoded whole.
+            let Some(l) = s.link(Kind::Task, &v.source_id)? else {
+                continue;
             };
             let (mut extra, gone) = observe(&l.extra, &state).unwrap_or((l.extra.clone(), false));
             extra["checked_at"] = checked_at.clone();
@@ -615,7 +641,7 @@ async fn create_one(
 pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     let cfg = &cx.cfg.tasks;
     let mut out = KindOutcome::default();
-    let task_links = lock(cx.store).links(Kind::Task)?;
+    let task_links = task_views(&lock(cx.store))?;
     if task_links.iter().any(|l| l.status == LinkStatus::Active) {
         let mut watch = contacts_to_watch(&task_links);
         let open = watch.len();
@@ -640,6 +666,7 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
             }
         }
     }
+    drop(task_links);
     if !cx.opts.dry_run {
         let n = resolve_pending_attached(cx.ghl, cx.store, Kind::Task, &HashMap::new()).await?;
         if n > 0 {
@@ -648,25 +675,20 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
             ));
         }
     }
-    let linked: HashSet<String> = lock(cx.store)
-        .links(Kind::Task)?
+    let linked: HashSet<String> = task_views(&lock(cx.store))?
         .into_iter()
         .map(|l| l.source_id)
         .collect();
     let now = Utc::now();
-    let contact_links = lock(cx.store).links(Kind::Contact)?;
     let names = cx
         .locations()
         .await
         .map(|l| location_names(&l))
         .unwrap_or_default();
     let onboarding: Vec<&TaskRule> = cfg.onboarding.iter().collect();
-    let mut plan = plan_tasks(
-        &onboarding,
-        &onboarding_sources(&contact_links, &names),
-        &linked,
-        now,
-    );
+    let sources = onboarding_sources(&lock(cx.store), &onboarding, &linked, &names)?;
+    let mut plan = plan_tasks(&onboarding, &sources, &linked, now);
+    drop(sources);
     let mut streams = Vec::new();
     if let Some(rule) = &cfg.paid_followup {
         let index = cx.contact_index().await?;
@@ -731,7 +753,7 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     let s = lock(cx.store);
     out.absorb_creates(applied, &s, Kind::Task, streams)?;
     let ids: HashSet<&str> = cfg.onboarding.iter().map(|r| r.id.as_str()).collect();
-    let (done, total) = onboarding_completion(&s.links(Kind::Task)?, &ids);
+    let (done, total) = onboarding_completion(&task_views(&s)?, &ids);
     if total > 0 {
         out.notes.push(completion_line(done, total));
     }
@@ -789,12 +811,25 @@ mod tests {
 
     #[test]
     fn merged_contacts_get_one_set_of_onboarding_tasks() {
-        let l1 = Link::new(Kind::Contact, "100", "G1", MatchMethod::Created);
-        let l2 = Link::new(Kind::Contact, "sub:7", "G1", MatchMethod::Email);
-        let l3 = Link::new(Kind::Contact, "200", "G2", MatchMethod::Created);
-        let s = onboarding_sources(&[l2, l1, l3], &HashMap::new());
+        let store = Store::open_in_memory().unwrap();
+        for (sid, cid) in [("sub:7", "G1"), ("100", "G1"), ("200", "G2")] {
+            let mut l = Link::new(Kind::Contact, sid, cid, MatchMethod::Created);
+            l.extra = json!({"location_id": "L1", "source_fields": {"firstName": "Ann", "email": "a@b.co"}});
+            store.upsert_link(&l).unwrap();
+        }
+        let a = rule("a");
+        let s = onboarding_sources(&store, &[&a], &HashSet::new(), &HashMap::new()).unwrap();
         let ids: Vec<&str> = s.iter().map(|x| x.source_id.as_str()).collect();
         assert_eq!(ids, ["100", "200"]);
+        assert_eq!(s[0].vars["name"], "Ann");
+        assert_eq!(s[0].vars["email"], "a@b.co");
+        assert_eq!(s[0].vars["location"], "L1");
+        // A contact whose task exists plans nothing and is not held; its merged twin is not
+        // taken in its place.
+        let linked: HashSet<String> = ["a:100".to_string()].into();
+        let s = onboarding_sources(&store, &[&a], &linked, &HashMap::new()).unwrap();
+        let ids: Vec<&str> = s.iter().map(|x| x.source_id.as_str()).collect();
+        assert_eq!(ids, ["200"]);
     }
 
     #[test]
@@ -826,6 +861,15 @@ mod tests {
         assert!(gone);
     }
 
+    /// The links as the store hands them to the read-back: through SQLite's JSON reading.
+    fn views(links: &[Link]) -> Vec<TaskLinkView> {
+        let store = Store::open_in_memory().unwrap();
+        for l in links {
+            store.upsert_link(l).unwrap();
+        }
+        task_views(&store).unwrap()
+    }
+
     fn task_link(i: usize, extra: Value) -> Link {
         let mut l = Link::new(
             Kind::Task,
@@ -853,7 +897,7 @@ mod tests {
             l.status = status;
             links.push(l);
         }
-        assert_eq!(contacts_to_watch(&links), ["G2"]);
+        assert_eq!(contacts_to_watch(&views(&links)), ["G2"]);
     }
 
     #[test]
@@ -876,7 +920,7 @@ mod tests {
             links.push(l);
         }
         // Never checked first; a contact counts from its least recently checked task.
-        assert_eq!(contacts_to_watch(&links), ["G2", "G3", "G4", "G1"]);
+        assert_eq!(contacts_to_watch(&views(&links)), ["G2", "G3", "G4", "G1"]);
     }
 
     #[test]
@@ -902,6 +946,6 @@ mod tests {
             links.push(l);
         }
         let rules: HashSet<&str> = ["a"].into();
-        assert_eq!(onboarding_completion(&links, &rules), (1, 2));
+        assert_eq!(onboarding_completion(&views(&links), &rules), (1, 2));
     }
 }

@@ -33,7 +33,7 @@ use open::Contents;
 pub use appointments::Appointment;
 pub use ghl_contacts::{ContactCursor, ContactIdentity, ContactListing, DateFilter, IdentityKey};
 pub use journal::{Intent, IntentState, NewIntent};
-pub use links::{Link, LinkStatus, MatchMethod};
+pub use links::{ExtraValues, Link, LinkHead, LinkStatus, MatchMethod};
 pub use lock::{RefreshLock, StateLock, lock_path, try_lock_refresh};
 pub use runs::{ApiCall, ApiCallStats, ItemOutcome, MethodCount, RunItem, RunRecord, RunStatus};
 pub use tokens::StoredToken;

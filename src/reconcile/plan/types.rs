@@ -95,8 +95,10 @@ pub struct BaseLink {
     pub target_hash: Digest,
     /// Per-field base values of both sides; with them, edits to different fields merge and
     /// clears propagate. Without them the planner decides per record and never clears a field.
-    pub source_fields: Option<CanonicalContact>,
-    pub target_fields: Option<CanonicalContact>,
+    /// Boxed: they are loaded only for records whose hash moved, and an empty `Option` of a
+    /// contact inline would be most of the size of each of 100,000 base entries.
+    pub source_fields: Option<Box<CanonicalContact>>,
+    pub target_fields: Option<Box<CanonicalContact>>,
     /// Tags the sync added and therefore may remove.
     pub owned_tags: BTreeSet<String>,
     pub status: LinkStatus,
