@@ -13,6 +13,9 @@
 //! - `plan`: `plan_contacts` on the assembled input.
 //! - `pipeline_warm` / `pipeline_cold`: the three together, what one pass spends locally between
 //!   the listings and the first write.
+//! - `pipeline_settled`: what a scheduled pass does since the settled marks (`reconcile::settled`):
+//!   every record raw-hashed and compared with its link's mark, only the changed and new ones
+//!   mapped, GHL read incrementally (the changed records' contacts only), then planned.
 //!
 //! Each size is its own group so only one data set (≈ 4 GB at 1M) is alive at a time.
 
@@ -26,12 +29,14 @@ use hotspot_ghl_sync::mapping::{
     FieldMap, MappedSnapshot, MappedSource, MappingConfig, SourceField, map_sources,
     target_projection,
 };
+use hotspot_ghl_sync::model::tags_digest;
 use hotspot_ghl_sync::model::{
     CanonicalContact, Field, SourceContact, SourceKind, StdField, TargetContact,
 };
 use hotspot_ghl_sync::reconcile::plan::{
-    BaseLink, ContactPolicy, ContactsInput, LinkStatus, plan_contacts,
+    BaseLink, ContactPolicy, ContactsInput, LinkStatus, TargetCoverage, plan_contacts,
 };
+use hotspot_ghl_sync::reconcile::settled::{self, Settled};
 use hotspot_ghl_sync::sandbox::seed::{self, Customer, SeedSpec};
 
 fn main() {
@@ -49,6 +54,8 @@ struct World {
     targets: Vec<TargetContact>,
     base: BTreeMap<String, BaseLink>,
     prior: HashMap<String, MappedSource>,
+    /// The settled mark the last run left on every link.
+    marks: HashMap<String, Settled>,
     now: DateTime<Utc>,
 }
 
@@ -178,6 +185,28 @@ fn build_world(n: usize) -> World {
         .map(|m| (m.source_id.clone(), m))
         .collect();
 
+    // The last run found every record unchanged and marked its link settled.
+    let last_split = settled::split(
+        &previous,
+        &cfg,
+        &HashMap::new(),
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+    );
+    let tags_of: HashMap<&str, &TargetContact> =
+        targets.iter().map(|t| (t.target_id.as_str(), t)).collect();
+    let marks = base
+        .iter()
+        .map(|(sid, b)| {
+            let t = tags_of[b.target_id.as_str()];
+            let target_tags = tags_digest(&target_projection(t, &cfg).tags);
+            let raw = last_split.raw[sid];
+            let mark = settled::mark(&raw, b, &b.target_hash, &target_tags);
+            (sid.clone(), Settled { mark, target_tags })
+        })
+        .collect();
+    drop(last_split);
+
     // This run: 1% of the records changed in HotspotSystem, 0.1% new.
     let mut records = previous;
     for (i, r) in records.iter_mut().enumerate() {
@@ -197,6 +226,7 @@ fn build_world(n: usize) -> World {
         targets,
         base,
         prior,
+        marks,
         now: Utc::now(),
     }
 }
@@ -285,6 +315,58 @@ fn pipeline(b: Bencher, n: usize, warm: bool) {
         });
 }
 
+fn pipeline_settled(b: Bencher, n: usize) {
+    let w = world(n);
+    let pol = policy(&w);
+    let by_id: HashMap<&str, &TargetContact> = w
+        .targets
+        .iter()
+        .map(|t| (t.target_id.as_str(), t))
+        .collect();
+    let run = |base: BTreeMap<String, BaseLink>| {
+        let split = settled::split(
+            &w.records,
+            &w.cfg,
+            &w.marks,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+        );
+        let mut inp = ContactsInput::from_listings(
+            split.mapped,
+            true,
+            &[],
+            TargetCoverage::Incomplete,
+            &w.cfg,
+            base,
+            BTreeMap::new(),
+        );
+        let (kept, _) = settled::presettle(&mut inp, split.candidates, &w.marks, &w.cfg);
+        // The incremental GHL read: nothing changed there; the contacts of the records that
+        // changed are fetched by id.
+        let fetched: Vec<TargetContact> = inp
+            .source
+            .keys()
+            .filter_map(|sid| inp.base.get(sid))
+            .filter_map(|b| by_id.get(b.target_id.as_str()).map(|t| (*t).clone()))
+            .collect();
+        inp.set_targets(&fetched, TargetCoverage::Incremental, &w.cfg);
+        settled::settle(&mut inp, kept, &w.marks, &w.cfg);
+        plan_contacts(&inp, &pol)
+    };
+    // The same decision as the other pipelines: 1% updates, 0.1% creates.
+    let p = run(w.base.clone());
+    let writes = p.remote_writes();
+    let expect = n / 100 + n / 1000;
+    assert!(
+        writes.abs_diff(expect) <= expect / 10 + 2,
+        "settled plan has {writes} writes, expected about {expect}: {:?}",
+        p.outcome_counts()
+    );
+    b.counter(ItemsCount::new(w.n))
+        .with_inputs(|| w.base.clone())
+        .bench_local_values(run);
+}
+
 fn pipeline_warm(b: Bencher, n: usize) {
     pipeline(b, n, true)
 }
@@ -324,6 +406,10 @@ macro_rules! size_group {
             #[divan::bench]
             fn f_pipeline_cold(b: Bencher) {
                 super::pipeline_cold(b, $n)
+            }
+            #[divan::bench]
+            fn g_pipeline_settled(b: Bencher) {
+                super::pipeline_settled(b, $n)
             }
         }
     };
