@@ -222,7 +222,7 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         .iter()
         .filter(|i| i.outcome == ItemOutcome::Deferred)
         .count() as u64;
-    cx.keep_listings(source, target);
+    cx.keep_listings(&source, target);
     Ok(KindOutcome {
         counts,
         notes,

@@ -11,7 +11,7 @@ use chrono::Utc;
 use super::snapshot::{
     CustomFields, Location, SourceListing, TargetListing, read_source, read_target,
 };
-use super::transactions::ContactIndex;
+use super::transactions::{ContactIndex, GuestKeys};
 use crate::config::Config;
 use crate::ghl::GhlClient;
 use crate::hotspot::HotspotClient;
@@ -34,6 +34,24 @@ pub(crate) fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
     store.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What the steps after contacts keep of the HotspotSystem listing: the locations, and what
+/// each guest's transactions are matched by. The records themselves are dropped with the
+/// contacts step.
+#[derive(Debug, Default)]
+pub struct SourceSummary {
+    pub locations: Vec<Location>,
+    pub guests: Vec<GuestKeys>,
+}
+
+impl From<&SourceListing> for SourceSummary {
+    fn from(s: &SourceListing) -> Self {
+        SourceSummary {
+            locations: s.locations.clone(),
+            guests: s.records.iter().map(GuestKeys::from).collect(),
+        }
+    }
+}
+
 /// What the steps of a pass share: clients, state, options, and the listings of both sides
 /// (taken from the contacts step when it ran, read on first use otherwise).
 pub struct PassContext<'a> {
@@ -46,7 +64,7 @@ pub struct PassContext<'a> {
     pub stop: &'a AtomicBool,
     /// Taken before either side is listed: a change GHL records after it is seen next run.
     pub started: chrono::DateTime<Utc>,
-    source: tokio::sync::OnceCell<SourceListing>,
+    source: tokio::sync::OnceCell<SourceSummary>,
     target: tokio::sync::OnceCell<TargetListing>,
     index: tokio::sync::OnceCell<ContactIndex>,
 }
@@ -76,22 +94,23 @@ impl<'a> PassContext<'a> {
         }
     }
 
-    /// Keeps the listings the contacts step read, for the kinds after it.
-    pub fn keep_listings(&self, source: SourceListing, target: TargetListing) {
-        let _ = self.source.set(source);
+    /// Keeps what the kinds after contacts need of the listings the contacts step read.
+    pub fn keep_listings(&self, source: &SourceListing, target: TargetListing) {
+        let _ = self.source.set(SourceSummary::from(source));
         let _ = self.target.set(target);
     }
 
-    /// The HotspotSystem customers and subscribers of this run.
-    pub async fn source(&self) -> anyhow::Result<&SourceListing> {
+    /// The locations and guests of this run's HotspotSystem listing.
+    pub async fn source(&self) -> anyhow::Result<&SourceSummary> {
         self.source
             .get_or_try_init(|| async {
-                Ok(read_source(
+                let listing = read_source(
                     self.hs,
                     &self.cfg.hotspot.locations,
                     self.cfg.contacts.sync_subscribers,
                 )
-                .await?)
+                .await?;
+                Ok(SourceSummary::from(&listing))
             })
             .await
     }
@@ -136,7 +155,7 @@ impl<'a> PassContext<'a> {
                     Ok(())
                 })?;
                 let phone = self.cfg.mapping().phone;
-                Ok(ContactIndex::build(&source.records, &linked, phone))
+                Ok(ContactIndex::build(&source.guests, &linked, phone))
             })
             .await
     }
