@@ -786,6 +786,12 @@ impl Config {
         }
     }
 
+    /// Personal data in `report` output: shown unless `[dashboard] show_personal_data = false`
+    /// (a report is written on this machine, like a loopback dashboard).
+    pub fn report_personal_data(&self) -> crate::privacy::PersonalData {
+        crate::privacy::PersonalData::decide(self.dashboard.show_personal_data, true)
+    }
+
     /// The GHL HTTP policy settings from `[ghl]` and `[http]`.
     pub fn ghl_http(&self) -> &PolicyConfig {
         &self.decided.ghl_http

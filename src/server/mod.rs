@@ -108,12 +108,9 @@ struct Slots {
 }
 
 impl Slots {
-    /// Makes room for one more connection under `cap`: evicts the oldest connection serving no
-    /// request. `false` when every connection is serving one.
-    fn make_room(&mut self, cap: usize) -> bool {
-        if self.open.len() < cap {
-            return true;
-        }
+    /// Evicts the oldest connection serving no request; `false` when every connection is
+    /// serving one.
+    fn evict_oldest_idle(&mut self) -> bool {
         let idle = self
             .open
             .iter()
@@ -140,6 +137,9 @@ pub async fn serve(
     let cap = limits.effective_max_connections();
     let app = guard::layer(app, &limits);
     let slots = Arc::new(Mutex::new(Slots::default()));
+    // One permit per open connection, released once its socket is closed: the accept loop
+    // never holds more than `cap` connections' descriptors, even while evicted ones close.
+    let permits = Arc::new(tokio::sync::Semaphore::new(cap));
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a sender; all dropped = all connections closed.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
@@ -163,20 +163,37 @@ pub async fn serve(
                 }
             },
         };
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let evicted = slots
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .evict_oldest_idle();
+                if evicted {
+                    tokio::time::timeout(Duration::from_secs(1), permits.clone().acquire_owned())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                } else {
+                    None
+                }
+            }
+        };
+        let Some(permit) = permit else {
+            shed += 1;
+            if shed.is_power_of_two() {
+                tracing::warn!(
+                    connections = cap,
+                    shed,
+                    "every connection is serving a request; closing new ones"
+                );
+            }
+            drop(stream);
+            continue;
+        };
         let (id, busy, evict) = {
             let mut s = slots.lock().unwrap_or_else(|p| p.into_inner());
-            if !s.make_room(cap) {
-                shed += 1;
-                if shed.is_power_of_two() {
-                    tracing::warn!(
-                        connections = cap,
-                        shed,
-                        "every connection is serving a request; closing new ones"
-                    );
-                }
-                drop(stream);
-                continue;
-            }
             let id = s.next;
             s.next += 1;
             let slot = Slot {
@@ -199,6 +216,7 @@ pub async fn serve(
         let alive = alive_tx.clone();
         tokio::spawn(async move {
             conn.run(stream).await;
+            drop(permit);
             slots
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -366,23 +384,21 @@ mod tests {
     }
 
     #[test]
-    fn at_the_cap_the_oldest_idle_connection_makes_room() {
+    fn the_oldest_idle_connection_is_evicted() {
         let mut s = Slots::default();
         s.open.insert(1, slot(1));
         s.open.insert(2, slot(0));
         s.open.insert(3, slot(0));
-        assert!(s.make_room(3));
+        assert!(s.evict_oldest_idle());
         assert_eq!(s.open.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
-        assert!(s.make_room(3), "under the cap nothing is evicted");
-        assert_eq!(s.open.len(), 2);
     }
 
     #[test]
-    fn when_every_connection_is_serving_the_new_one_is_shed() {
+    fn when_every_connection_is_serving_none_is_evicted() {
         let mut s = Slots::default();
         s.open.insert(1, slot(1));
         s.open.insert(2, slot(2));
-        assert!(!s.make_room(2));
+        assert!(!s.evict_oldest_idle());
         assert_eq!(s.open.len(), 2);
     }
 }
