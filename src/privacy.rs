@@ -154,11 +154,7 @@ fn mask_detail(detail: &mut Value) -> Vec<String> {
 
 fn mask_strings(v: &mut Value, hidden: &[String]) {
     match v {
-        Value::String(s) => {
-            if s != MASK {
-                *s = mask_text(s, hidden);
-            }
-        }
+        Value::String(s) if s != MASK => *s = mask_text(s, hidden),
         Value::Array(a) => a.iter_mut().for_each(|x| mask_strings(x, hidden)),
         Value::Object(o) => o.values_mut().for_each(|x| mask_strings(x, hidden)),
         _ => {}

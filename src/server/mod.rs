@@ -86,7 +86,7 @@ fn fd_soft_limit() -> Option<usize> {
     };
     // SAFETY: getrlimit only writes the struct it is given.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then(|| lim.rlim_cur as usize)
+    (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as usize)
 }
 
 #[cfg(not(unix))]
