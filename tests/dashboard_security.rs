@@ -433,3 +433,54 @@ async fn show_personal_data_false_masks_pages_json_and_html_reports() {
         "reports show it by default"
     );
 }
+
+#[tokio::test]
+async fn dashboard_keys_and_credentials_are_checked_before_listening() {
+    let dir = TempDir::new("sec-keys");
+    let db = dir.path("state.db");
+    populate(&db);
+    let not_a_hash = dir.path("not-a-hash");
+    std::fs::write(&not_a_hash, "hunter2-plain-password\n").unwrap();
+    let cases = [
+        ("alowed_hosts = []".to_string(), "unknown field"),
+        ("user = \"ops\"".to_string(), "password_hash_file"),
+        (
+            "allowed_hosts = [\"https://dash.example.com/\"]".to_string(),
+            "not a host name",
+        ),
+        ("header_read_timeout_secs = 0".to_string(), "greater than 0"),
+        ("healthz = \"sometimes\"".to_string(), "unknown variant"),
+        (
+            format!(
+                "user = \"ops\"\npassword_hash_file = {:?}",
+                dir.path("missing").display().to_string()
+            ),
+            "cannot read password hash file",
+        ),
+        (
+            format!(
+                "user = \"ops\"\npassword_hash_file = {:?}",
+                not_a_hash.display().to_string()
+            ),
+            "not an Argon2 PHC string",
+        ),
+        (
+            "token_env = \"HGS_TEST_UNSET_DASH_TOKEN\"".to_string(),
+            "HGS_TEST_UNSET_DASH_TOKEN",
+        ),
+    ];
+    for (lines, expected) in cases {
+        let config = serve_config(&dir, &db, &lines);
+        match serve_binary(&config, "127.0.0.1:0", &[], &[], None).await {
+            Ok(mut s) => {
+                let _ = s.child.start_kill();
+                panic!("serve started with {lines}:\n{}", s.log());
+            }
+            Err(r) => {
+                assert_eq!(r.code, 2, "{lines}: {}", r.stderr);
+                assert!(r.stderr.contains(expected), "{lines}: {}", r.stderr);
+                assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
+            }
+        }
+    }
+}
