@@ -108,6 +108,40 @@ async fn healthz_answers_while_half_open_connections_exceed_the_descriptor_limit
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_after_the_idle_timeout() {
+    let dir = TempDir::new("sec-idle");
+    let db = dir.path("state.db");
+    populate(&db);
+    // An answer larger than what the socket buffers absorb, to a client that reads none of it.
+    add_failure_of(&db, 12);
+    let d = serve(&dir, "idle_timeout_secs = 1\nheader_read_timeout_secs = 60").await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket
+        .connect(([127, 0, 0, 1], d.port).into())
+        .await
+        .unwrap();
+    s.write_all(b"GET /api/errors HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "the stalled connection is still open ({} bytes read)",
+        got.len()
+    );
+    assert!(
+        got.len() < 12 << 20,
+        "the whole answer was sent: {} bytes",
+        got.len()
+    );
+    let (status, _) = get_as(d.port, "localhost", "/healthz", "").await.unwrap();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn a_body_over_the_limit_is_refused_before_it_is_read() {
     let dir = TempDir::new("sec-body");
     let d = serve(&dir, "max_body_bytes = 1024").await;
@@ -135,6 +169,10 @@ fn vm_hwm_kb(pid: u32) -> u64 {
 
 /// Adds a failed run whose item carries a 1 MB value, as a hostile or broken API answer would.
 fn add_megabyte_failure(db: &std::path::Path) {
+    add_failure_of(db, 1);
+}
+
+fn add_failure_of(db: &std::path::Path, mb: usize) {
     let s = Store::open(db).unwrap();
     let run = s.start_run(&[Kind::Contact], false, false).unwrap();
     s.insert_run_items(
@@ -146,7 +184,7 @@ fn add_megabyte_failure(db: &std::path::Path) {
             action: "update".into(),
             outcome: ItemOutcome::Failed,
             reason: Some("GHL refused the update: 422".into()),
-            detail: json!({"status": 422, "body": "<".repeat(1 << 20)}),
+            detail: json!({"status": 422, "body": "<".repeat(mb << 20)}),
         }],
     )
     .unwrap();
