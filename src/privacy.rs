@@ -91,6 +91,14 @@ impl PersonalData {
             for n in &mut report.notes {
                 *n = mask_text(n, &[]);
             }
+            // Keyed `list.field`: an unreadable value of a personal field is hidden whole.
+            for (key, tally) in &mut report.unreadable {
+                tally.sample = if is_personal_field(key) {
+                    MASK.into()
+                } else {
+                    mask_text(&tally.sample, &[])
+                };
+            }
         }
     }
 
@@ -302,6 +310,41 @@ mod tests {
         let before = item.clone();
         PersonalData::Show.report_item(&mut item);
         assert_eq!(item, before);
+    }
+
+    #[test]
+    fn unreadable_samples_of_personal_fields_are_hidden() {
+        let mut r = RunReport {
+            run_id: 1,
+            started_at: String::new(),
+            finished_at: None,
+            status: "partial".into(),
+            dry_run: false,
+            full: false,
+            kinds: Default::default(),
+            api: Default::default(),
+            notes: vec!["write to bob@example.com failed".into()],
+            unreadable: Default::default(),
+            items: Vec::new(),
+            unsynced: Vec::new(),
+        };
+        for (key, sample) in [
+            ("customers.phone", "555-CALL-ME"),
+            ("customers.city", "Par1s"),
+        ] {
+            r.unreadable.insert(
+                key.into(),
+                crate::decode::FieldTally {
+                    count: 1,
+                    sample: sample.into(),
+                    ids: vec![],
+                },
+            );
+        }
+        PersonalData::Mask.report(&mut r);
+        assert_eq!(r.unreadable["customers.phone"].sample, MASK);
+        assert_eq!(r.unreadable["customers.city"].sample, "Par1s");
+        assert_eq!(r.notes[0], "write to ••• failed");
     }
 
     #[test]
