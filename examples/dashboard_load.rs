@@ -29,6 +29,8 @@ struct Args {
     parallel: usize,
     value_mb: usize,
     path: String,
+    /// `[dashboard] max_connections` (builds that know the key only).
+    max_connections: Option<usize>,
 }
 
 fn args() -> Args {
@@ -39,6 +41,7 @@ fn args() -> Args {
         parallel: 300,
         value_mb: 1,
         path: "/errors".into(),
+        max_connections: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,10 +53,11 @@ fn args() -> Args {
             "--parallel" => a.parallel = value().parse().unwrap(),
             "--value-mb" => a.value_mb = value().parse().unwrap(),
             "--path" => a.path = value(),
+            "--max-connections" => a.max_connections = Some(value().parse().unwrap()),
             _ => {
                 eprintln!(
                     "usage: dashboard_load [--bin PATH] [--nofile 1024] [--half-open 1100] \
-                     [--parallel 300] [--value-mb 1] [--path /errors]"
+                     [--parallel 300] [--value-mb 1] [--path /errors] [--max-connections N]"
                 );
                 std::process::exit(2);
             }
@@ -62,7 +66,7 @@ fn args() -> Args {
     a
 }
 
-fn state(dir: &Path, value_mb: usize) -> PathBuf {
+fn state(dir: &Path, value_mb: usize, max_connections: Option<usize>) -> PathBuf {
     let db = dir.join("state.db");
     let s = Store::open(&db).unwrap();
     let run = s.start_run(&[Kind::Contact], false, false).unwrap();
@@ -88,7 +92,9 @@ fn state(dir: &Path, value_mb: usize) -> PathBuf {
              location_id = \"loc\"\ntoken_env = \"UNSET_GHL\"\n\n[schedule]\n\
              contacts = \"*/5 * * * *\"\nnotes = \"off\"\ntasks = \"off\"\nfull = \"off\"\n",
             db.display().to_string()
-        ),
+        ) + &max_connections
+            .map(|n| format!("\n[dashboard]\nmax_connections = {n}\n"))
+            .unwrap_or_default(),
     )
     .unwrap();
     config
@@ -181,7 +187,7 @@ async fn main() {
     let a = args();
     let dir = std::env::temp_dir().join(format!("hgs-dashboard-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = state(&dir, a.value_mb);
+    let config = state(&dir, a.value_mb, a.max_connections);
     println!("binary: {}", a.bin.display());
 
     // 1. Half-open connections.
@@ -215,7 +221,7 @@ async fn main() {
     let t0 = Instant::now();
     let health = get(s.port, "/healthz", Duration::from_secs(10)).await;
     println!(
-        "half-open: ulimit -n {}; {} sent, {} connected, {} still held by the server; /healthz: {}",
+        "half-open: ulimit -n {}; {} sent, {} connected, {} still open (accepted or queued); /healthz: {}",
         a.nofile,
         a.half_open,
         held.len(),
