@@ -92,8 +92,8 @@ struct Inner {
     state_path: PathBuf,
     health: HealthPolicy,
     personal: PersonalData,
-    heavy: tokio::sync::Semaphore,
-    light: tokio::sync::Semaphore,
+    heavy: Arc<tokio::sync::Semaphore>,
+    light: Arc<tokio::sync::Semaphore>,
 }
 
 /// Which lane a request waits in.
@@ -208,11 +208,15 @@ impl AppState {
             Lane::Page => &self.0.heavy,
             Lane::Health => &self.0.light,
         };
-        let _permit = sem
-            .acquire()
+        let permit = sem
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| Failure::Internal(e.to_string()))?;
         tokio::task::spawn_blocking(move || {
+            // Held by the blocking work itself: a request that times out (or whose client
+            // leaves) frees its lane only when the work it started has finished.
+            let _permit = permit;
             if !inner.state_path.is_file() {
                 return Err(Failure::NoState(inner.state_path.clone()));
             }
@@ -249,8 +253,8 @@ pub fn app(state_path: impl Into<PathBuf>, health: HealthPolicy, exposure: Expos
         state_path: state_path.into(),
         health,
         personal: exposure.personal,
-        heavy: tokio::sync::Semaphore::new(HEAVY_LANE),
-        light: tokio::sync::Semaphore::new(HEALTH_LANE),
+        heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_LANE)),
+        light: Arc::new(tokio::sync::Semaphore::new(HEALTH_LANE)),
     }));
     let routes = Router::new()
         .route("/", get(overview))
