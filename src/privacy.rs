@@ -102,6 +102,32 @@ impl PersonalData {
         }
     }
 
+    /// A run's stored summary as `/api/runs` serves it: its notes and unreadable-value samples.
+    pub fn summary_json(self, summary: &mut Value) {
+        if !self.masks() {
+            return;
+        }
+        if let Some(notes) = summary.get_mut("notes").and_then(Value::as_array_mut) {
+            for n in notes {
+                if let Some(t) = n.as_str() {
+                    *n = Value::String(mask_text(t, &[]));
+                }
+            }
+        }
+        if let Some(u) = summary.get_mut("unreadable").and_then(Value::as_object_mut) {
+            for (key, tally) in u.iter_mut() {
+                if let Some(sample) = tally.get_mut("sample") {
+                    let masked = match sample.as_str() {
+                        _ if is_personal_field(key) => MASK.to_string(),
+                        Some(t) => mask_text(t, &[]),
+                        None => continue,
+                    };
+                    *sample = Value::String(masked);
+                }
+            }
+        }
+    }
+
     pub fn open_tasks(self, tasks: &mut [OpenTask]) {
         if self.masks() {
             for t in tasks {
@@ -341,10 +367,15 @@ mod tests {
                 },
             );
         }
+        let mut summary = json!({"notes": r.notes.clone(), "unreadable": r.unreadable.clone()});
         PersonalData::Mask.report(&mut r);
         assert_eq!(r.unreadable["customers.phone"].sample, MASK);
         assert_eq!(r.unreadable["customers.city"].sample, "Par1s");
         assert_eq!(r.notes[0], "write to ••• failed");
+        PersonalData::Mask.summary_json(&mut summary);
+        assert_eq!(summary["unreadable"]["customers.phone"]["sample"], MASK);
+        assert_eq!(summary["unreadable"]["customers.city"]["sample"], "Par1s");
+        assert_eq!(summary["notes"][0], "write to ••• failed");
     }
 
     #[test]

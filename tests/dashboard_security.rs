@@ -420,6 +420,20 @@ async fn healthz_and_metrics_can_be_protected_or_open() {
 #[tokio::test]
 async fn show_personal_data_false_masks_pages_json_and_html_reports() {
     let dir = TempDir::new("sec-mask");
+    let db = dir.path("state.db");
+    populate(&db);
+    // A run whose summary holds an email in a note and an unreadable phone.
+    {
+        let s = Store::open(&db).unwrap();
+        let run = s.start_run(&[Kind::Contact], false, false).unwrap();
+        s.finish_run(
+            run,
+            RunStatus::Succeeded,
+            &json!({"kinds": {}, "notes": ["mail to bob@example.com bounced"],
+                    "unreadable": {"customers.phone": {"count": 1, "sample": "555-CALL-ME"}}}),
+        )
+        .unwrap();
+    }
     let shown = serve(&dir, "").await;
     let (_, text) = get_as(shown.port, "localhost", "/api/tasks", "")
         .await
@@ -428,6 +442,13 @@ async fn show_personal_data_false_masks_pages_json_and_html_reports() {
         text.contains(TASK_TITLE),
         "shown on loopback by default: {text}"
     );
+    let (_, text) = get_as(shown.port, "localhost", "/api/runs", "")
+        .await
+        .unwrap();
+    assert!(
+        text.contains("bob@example.com") && text.contains("555-CALL-ME"),
+        "{text}"
+    );
     drop(shown);
 
     let d = serve(&dir, "show_personal_data = false").await;
@@ -435,9 +456,12 @@ async fn show_personal_data_false_masks_pages_json_and_html_reports() {
         "/tasks",
         "/errors",
         "/runs/2",
+        "/runs/4",
         "/api/tasks",
         "/api/errors",
+        "/api/runs",
         "/api/runs/2",
+        "/api/runs/4",
     ] {
         let (status, text) = get_as(d.port, "localhost", path, "").await.unwrap();
         assert_eq!(status, 200, "{path}: {text}");
@@ -446,6 +470,8 @@ async fn show_personal_data_false_masks_pages_json_and_html_reports() {
             CONFLICT_VALUE,
             "Alice &amp; Bob",
             "Alice \\u0026 Bob",
+            "bob@example.com",
+            "555-CALL-ME",
         ] {
             assert!(!text.contains(personal), "{path} shows {personal}");
         }

@@ -470,12 +470,14 @@ async fn not_found() -> PageError {
 type Json = axum::Json<serde_json::Value>;
 
 async fn api_runs(State(st): State<AppState>) -> Result<Json, ApiError> {
+    let personal = st.0.personal;
     let v = st
-        .with_store(|s, _| {
+        .with_store(move |s, _| {
             let runs: Vec<serde_json::Value> = s
                 .runs(100)?
                 .into_iter()
-                .map(|r| {
+                .map(|mut r| {
+                    personal.summary_json(&mut r.summary);
                     json!({
                         "id": r.id,
                         "kinds": r.kinds,
