@@ -111,7 +111,8 @@ pub struct ServeArgs {
     /// Address to listen on; loopback unless --allow-remote.
     #[arg(long, default_value = "127.0.0.1:8686")]
     pub listen: std::net::SocketAddr,
-    /// Allow listening on a non-loopback address (the dashboard has no authentication).
+    /// Allow listening on a non-loopback address. Credentials must also be configured
+    /// ([dashboard] user and password_hash_file, or token_file): without them `serve` refuses.
     #[arg(long)]
     pub allow_remote: bool,
     /// /healthz answers 503 when a scheduled kind's last successful run is older than this

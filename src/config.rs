@@ -27,6 +27,8 @@ use crate::model::{
     TargetDeletePolicy,
 };
 use crate::reconcile::ContactPolicy;
+use crate::server::Limits;
+use crate::server::auth::{Access, SecretSource};
 
 /// What went wrong, so that callers and tests can tell error classes apart without parsing text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +122,7 @@ pub struct Config {
     pub businesses: BusinessesConfig,
     pub appointments: AppointmentsConfig,
     pub report: ReportConfig,
+    pub dashboard: DashboardConfig,
     /// Built from the keys above when the file loads: a pass only reads these.
     decided: Decided,
 }
@@ -493,6 +496,37 @@ pub struct ReportConfig {
     pub max_items: usize,
 }
 
+/// `[dashboard]`: who may reach `serve`, what it shows, and what one client may hold.
+/// Credentials are named here (variable or file) and read when `serve` starts.
+#[derive(Debug, Clone)]
+pub struct DashboardConfig {
+    /// Host names served besides the loopback names and the listen address (lowercase).
+    pub allowed_hosts: Vec<String>,
+    /// HTTP Basic user and where its Argon2 password hash (PHC string) is.
+    pub basic: Option<(String, SecretSource)>,
+    /// Where the bearer token is.
+    pub token: Option<SecretSource>,
+    pub healthz: Access,
+    pub metrics: Access,
+    /// `None`: shown on a loopback listener, masked on any other.
+    pub show_personal_data: Option<bool>,
+    pub limits: Limits,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            allowed_hosts: Vec::new(),
+            basic: None,
+            token: None,
+            healthz: Access::Open,
+            metrics: Access::Protected,
+            show_personal_data: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
 /// Run-time replacements, used by the demo and tests to point at loopback emulators.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -530,6 +564,8 @@ struct RawConfig {
     appointments: RawAppointments,
     #[serde(default)]
     report: RawReport,
+    #[serde(default)]
+    dashboard: RawDashboard,
 }
 
 #[derive(Deserialize, Default)]
@@ -693,6 +729,25 @@ struct RawReport {
     max_items: Option<usize>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDashboard {
+    allowed_hosts: Option<Vec<String>>,
+    user: Option<String>,
+    password_hash_env: Option<String>,
+    password_hash_file: Option<PathBuf>,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    healthz: Option<Access>,
+    metrics: Option<Access>,
+    show_personal_data: Option<bool>,
+    max_connections: Option<usize>,
+    header_read_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    max_body_bytes: Option<u64>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Defaults
 // ---------------------------------------------------------------------------------------------
@@ -731,6 +786,12 @@ impl Config {
             now,
             ..self.decided.contact_policy.clone()
         }
+    }
+
+    /// Personal data in `report` output: shown unless `[dashboard] show_personal_data = false`
+    /// (a report is written on this machine, like a loopback dashboard).
+    pub fn report_personal_data(&self) -> crate::privacy::PersonalData {
+        crate::privacy::PersonalData::decide(self.dashboard.show_personal_data, true)
     }
 
     /// The GHL HTTP policy settings from `[ghl]` and `[http]`.
@@ -1588,6 +1649,8 @@ impl<'a> Ctx<'a> {
         };
         positive("report.keep_runs", report.keep_runs.into())?;
 
+        let dashboard = self.dashboard(raw.dashboard)?;
+
         Ok(Config {
             source_path: self.path.clone(),
             state,
@@ -1602,12 +1665,134 @@ impl<'a> Ctx<'a> {
             businesses,
             appointments,
             report,
+            dashboard,
             decided: Decided {
                 mapping,
                 contact_policy,
                 ghl_http,
                 hotspot_http,
             },
+        })
+    }
+
+    /// `[dashboard]`: the credential sources are checked for shape only (the secrets are read
+    /// by `serve`, which alone needs them).
+    fn dashboard(&self, d: RawDashboard) -> Result<DashboardConfig, ConfigError> {
+        use ConfigErrorKind as K;
+        let mut allowed_hosts = Vec::new();
+        for (i, h) in d.allowed_hosts.unwrap_or_default().into_iter().enumerate() {
+            let name = h.trim().trim_end_matches('.').to_ascii_lowercase();
+            let plain = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+                && !name.contains("://");
+            if !plain {
+                return Err(self.at(
+                    &format!("dashboard.allowed_hosts[{i}]"),
+                    K::Invalid,
+                    format!("{h:?} is not a host name (write the name only, e.g. \"dash.example.com\", without scheme, port or path)"),
+                ));
+            }
+            allowed_hosts.push(
+                name.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+            );
+        }
+        let source =
+            |env_key: &str, env: Option<String>, file_key: &str, file: Option<PathBuf>| match (
+                env, file,
+            ) {
+                (Some(_), Some(_)) => Err(self.at(
+                    &format!("dashboard.{file_key}"),
+                    K::Invalid,
+                    format!("set either {env_key} or {file_key}, not both"),
+                )),
+                (Some(v), None) if v.trim().is_empty() => Err(self.at(
+                    &format!("dashboard.{env_key}"),
+                    K::Invalid,
+                    "environment variable name must not be empty",
+                )),
+                (Some(v), None) => Ok(Some(SecretSource::Env(v.trim().to_string()))),
+                (None, Some(p)) => Ok(Some(SecretSource::File(p))),
+                (None, None) => Ok(None),
+            };
+        let hash = source(
+            "password_hash_env",
+            d.password_hash_env,
+            "password_hash_file",
+            d.password_hash_file,
+        )?;
+        let basic = match (d.user, hash) {
+            (Some(u), Some(h)) if !u.is_empty() && !u.contains(':') => Some((u, h)),
+            (Some(_), Some(_)) => {
+                return Err(self.at(
+                    "dashboard.user",
+                    K::Invalid,
+                    "must be non-empty and contain no `:`",
+                ));
+            }
+            (Some(_), None) => {
+                return Err(self.at(
+                    "dashboard.user",
+                    K::MissingKey,
+                    "needs password_hash_env or password_hash_file (an Argon2 PHC string)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(self.at(
+                    "dashboard.user",
+                    K::MissingKey,
+                    "a password hash is set: name the user it belongs to",
+                ));
+            }
+            (None, None) => None,
+        };
+        let token = source("token_env", d.token_env, "token_file", d.token_file)?;
+        let default = DashboardConfig::default();
+        let secs =
+            |key: &str, v: Option<u64>, default: Duration| -> Result<Duration, ConfigError> {
+                match v {
+                    Some(0) => Err(self.at(key, K::Range, "must be greater than 0")),
+                    Some(n) => Ok(Duration::from_secs(n)),
+                    None => Ok(default),
+                }
+            };
+        let limits = Limits {
+            header_read_timeout: secs(
+                "dashboard.header_read_timeout_secs",
+                d.header_read_timeout_secs,
+                default.limits.header_read_timeout,
+            )?,
+            idle_timeout: secs(
+                "dashboard.idle_timeout_secs",
+                d.idle_timeout_secs,
+                default.limits.idle_timeout,
+            )?,
+            request_timeout: secs(
+                "dashboard.request_timeout_secs",
+                d.request_timeout_secs,
+                default.limits.request_timeout,
+            )?,
+            max_connections: d.max_connections.unwrap_or(default.limits.max_connections),
+            max_body_bytes: d.max_body_bytes.unwrap_or(default.limits.max_body_bytes),
+        };
+        if !(8..=65_536).contains(&limits.max_connections) {
+            return Err(self.at(
+                "dashboard.max_connections",
+                K::Range,
+                format!("{} is outside 8..=65536", limits.max_connections),
+            ));
+        }
+        Ok(DashboardConfig {
+            allowed_hosts,
+            basic,
+            token,
+            healthz: d.healthz.unwrap_or(default.healthz),
+            metrics: d.metrics.unwrap_or(default.metrics),
+            show_personal_data: d.show_personal_data,
+            limits,
         })
     }
 

@@ -101,6 +101,12 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if cause.downcast_ref::<ConfigError>().is_some()
             || cause
+                .downcast_ref::<crate::dashboard::DashboardError>()
+                .is_some()
+            || cause
+                .downcast_ref::<crate::server::auth::AuthError>()
+                .is_some()
+            || cause
                 .downcast_ref::<crate::reconcile::snapshot::UnknownCustomFields>()
                 .is_some()
         {

@@ -61,9 +61,10 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 fn render(store: &Store, cfg: &Config, id: i64, format: ReportFormat) -> anyhow::Result<String> {
-    let Some(r) = report::load(store, id)? else {
+    let Some(mut r) = report::load(store, id)? else {
         bail!("run {id} is not in the state database (see `report list`)");
     };
+    cfg.report_personal_data().report(&mut r);
     Ok(match format {
         ReportFormat::Text => r.to_text(),
         ReportFormat::Json => r.to_json() + "\n",
@@ -74,7 +75,10 @@ fn render(store: &Store, cfg: &Config, id: i64, format: ReportFormat) -> anyhow:
 }
 
 fn last_n(store: &Store, cfg: &Config, n: usize, format: ReportFormat) -> anyhow::Result<String> {
-    let reports = html::load_recent(store, n.max(1))?;
+    let mut reports = html::load_recent(store, n.max(1))?;
+    for r in &mut reports {
+        cfg.report_personal_data().report(r);
+    }
     if reports.is_empty() {
         bail!(
             "no run recorded yet in {}; run `sync` first",

@@ -4,7 +4,12 @@
 //! `/errors`), JSON under `/api/...`, Prometheus text at `/metrics` and `/healthz` for alerting.
 //! Only GET routes exist, and each request opens the state file itself (WAL readers never block
 //! the running sync), so the dashboard can run next to the scheduler without coordination.
-//! It listens on loopback unless the operator explicitly allows another address.
+//! It listens on loopback unless the operator explicitly allows another address, and then only
+//! with credentials ([`crate::server::auth`]). It runs on the hardened server of
+//! [`crate::server`]; requests naming a host it does not serve get 421 ([`crate::server::host`]);
+//! `[dashboard] show_personal_data` masks guests' names, emails and phones ([`crate::privacy`]).
+//! At most [`HEAVY_LANE`] pages are built at once (plus [`HEALTH_LANE`] health checks, so
+//! `/healthz` never waits behind pages), which bounds the memory concurrent requests can take.
 
 pub mod health;
 pub mod metrics;
@@ -29,7 +34,11 @@ use serde_json::json;
 pub use health::{FALLBACK_MAX_AGE, HealthPolicy, HealthReport, default_max_age};
 
 use crate::config::Config;
+use crate::privacy::PersonalData;
 use crate::report;
+use crate::server::auth::{AuthPolicy, Credentials};
+use crate::server::host::AllowedHosts;
+use crate::server::{self, Limits};
 use crate::store::dashboard::{DailyCount, RunItemRow};
 use crate::store::{Store, StoreError};
 
@@ -39,17 +48,59 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8686";
 /// Days shown by the per-day pages unless `?days=` says otherwise (at most 366).
 pub const DEFAULT_DAYS: u32 = 30;
 
+/// Pages (and JSON answers) built at once; more requests wait their turn. Each holds its rows
+/// and its rendered text, so this, not the number of clients, bounds the memory they take.
+pub const HEAVY_LANE: usize = 4;
+/// `/healthz`, `/api/health` and `/metrics` have their own lane, never behind pages.
+pub const HEALTH_LANE: usize = 2;
+
+/// A value longer than this is cut on HTML pages (the JSON API has it whole).
+pub const PAGE_VALUE_CHARS: usize = 2_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DashboardError {
     #[error(
-        "the dashboard listens on loopback only unless --allow-remote is given (it shows customer data without authentication); refusing {0}"
+        "the dashboard listens on loopback only unless --allow-remote is given (it shows customer data); refusing {0}"
     )]
     RemoteNotAllowed(SocketAddr),
+    #[error(
+        "listening on {0} (beyond loopback) requires credentials: set [dashboard] user with password_hash_file (or password_hash_env), or token_file (or token_env); or keep the dashboard on loopback behind a reverse proxy that does TLS and authentication (README, \"Security\")"
+    )]
+    NoCredentials(SocketAddr),
+}
+
+/// What the outside sees of the dashboard: which host names it answers, who may call it, and
+/// whether personal data is shown.
+pub struct Exposure {
+    pub hosts: AllowedHosts,
+    pub auth: AuthPolicy,
+    pub personal: PersonalData,
+}
+
+impl Exposure {
+    /// Loopback names only, no credentials, personal data shown.
+    pub fn loopback() -> Self {
+        Exposure {
+            hosts: AllowedHosts::new(None, &[]),
+            auth: AuthPolicy::open(),
+            personal: PersonalData::Show,
+        }
+    }
 }
 
 struct Inner {
     state_path: PathBuf,
     health: HealthPolicy,
+    personal: PersonalData,
+    heavy: Arc<tokio::sync::Semaphore>,
+    light: Arc<tokio::sync::Semaphore>,
+}
+
+/// Which lane a request waits in.
+#[derive(Clone, Copy)]
+enum Lane {
+    Page,
+    Health,
 }
 
 #[derive(Clone)]
@@ -144,8 +195,28 @@ impl AppState {
         &self,
         f: impl FnOnce(&Store, &HealthPolicy) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, Failure> {
+        self.in_lane(Lane::Page, f).await
+    }
+
+    async fn in_lane<T: Send + 'static>(
+        &self,
+        lane: Lane,
+        f: impl FnOnce(&Store, &HealthPolicy) -> Result<T, Failure> + Send + 'static,
+    ) -> Result<T, Failure> {
         let inner = self.0.clone();
+        let sem = match lane {
+            Lane::Page => &self.0.heavy,
+            Lane::Health => &self.0.light,
+        };
+        let permit = sem
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Failure::Internal(e.to_string()))?;
         tokio::task::spawn_blocking(move || {
+            // Held by the blocking work itself: a request that times out (or whose client
+            // leaves) frees its lane only when the work it started has finished.
+            let _permit = permit;
             if !inner.state_path.is_file() {
                 return Err(Failure::NoState(inner.state_path.clone()));
             }
@@ -169,13 +240,23 @@ impl DaysQuery {
 }
 
 /// The dashboard's routes over the state file at `state_path` (opened per request, never
-/// created). `health` decides `/healthz`; see [`HealthPolicy::from_config`].
+/// created), as served on loopback ([`Exposure::loopback`]). `health` decides `/healthz`; see
+/// [`HealthPolicy::from_config`].
 pub fn router(state_path: impl Into<PathBuf>, health: HealthPolicy) -> Router {
+    app(state_path, health, Exposure::loopback())
+}
+
+/// [`router`] with the given exposure: host allow-list first (a foreign name learns nothing,
+/// not even whether credentials are needed), then authentication, then the routes.
+pub fn app(state_path: impl Into<PathBuf>, health: HealthPolicy, exposure: Exposure) -> Router {
     let state = AppState(Arc::new(Inner {
         state_path: state_path.into(),
         health,
+        personal: exposure.personal,
+        heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_LANE)),
+        light: Arc::new(tokio::sync::Semaphore::new(HEALTH_LANE)),
     }));
-    Router::new()
+    let routes = Router::new()
         .route("/", get(overview))
         .route("/runs", get(runs_page))
         .route("/runs/{id}", get(run_page))
@@ -195,8 +276,17 @@ pub fn router(state_path: impl Into<PathBuf>, health: HealthPolicy) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
         .fallback(not_found)
+        .with_state(state);
+    routes
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(exposure.auth),
+            server::auth::require,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(exposure.hosts),
+            server::host::check,
+        ))
         .layer(axum::middleware::map_response(security_headers))
-        .with_state(state)
 }
 
 /// Defence in depth behind the escaping: no script, no external load, no framing, no sniffing.
@@ -225,12 +315,36 @@ pub fn check_listen(listen: SocketAddr, allow_remote: bool) -> Result<(), Dashbo
     }
 }
 
+/// The exposure `cfg`'s `[dashboard]` gives a server on `listen`: credentials are read now
+/// (errors name the variable or file, never the value), and a non-loopback `listen` without
+/// any is refused.
+pub fn exposure(cfg: &Config, listen: SocketAddr) -> anyhow::Result<Exposure> {
+    let d = &cfg.dashboard;
+    let credentials = Credentials::load(
+        d.basic.as_ref().map(|(u, src)| (u.as_str(), src)),
+        d.token.as_ref(),
+    )?;
+    let loopback = listen.ip().is_loopback();
+    if !loopback && credentials.is_none() {
+        return Err(DashboardError::NoCredentials(listen).into());
+    }
+    Ok(Exposure {
+        hosts: AllowedHosts::new(Some(listen), &d.allowed_hosts),
+        auth: AuthPolicy {
+            credentials,
+            healthz: d.healthz,
+            metrics: d.metrics,
+        },
+        personal: PersonalData::decide(d.show_personal_data, loopback),
+    })
+}
+
 /// Serves the dashboard for `cfg`'s state file on `listen` until `shutdown` completes.
 ///
 /// `health_max_age` is the oldest acceptable age of each scheduled job's last successful run
 /// for `/healthz`; `None` means [`default_max_age`]: twice the longest schedule interval, or
-/// 26 h when nothing is scheduled. A non-loopback `listen` needs `allow_remote` (there is no
-/// authentication).
+/// 26 h when nothing is scheduled. A non-loopback `listen` needs `allow_remote` and
+/// credentials in `[dashboard]`.
 pub async fn serve(
     cfg: &Config,
     listen: SocketAddr,
@@ -239,6 +353,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     check_listen(listen, allow_remote)?;
+    let exposure = exposure(cfg, listen)?;
     let path = cfg.state.path.clone();
     if path.is_file() {
         // Refuse a foreign or newer file now rather than on every request.
@@ -251,12 +366,17 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, max_age_secs = policy.max_age.as_secs(), "dashboard listening");
+    let limits: Limits = cfg.dashboard.limits.clone();
+    tracing::info!(
+        %addr,
+        max_age_secs = policy.max_age.as_secs(),
+        max_connections = limits.effective_max_connections(),
+        authentication = exposure.auth.credentials.is_some(),
+        personal_data = ?exposure.personal,
+        "dashboard listening"
+    );
     eprintln!("Dashboard on http://{addr}/ (health: http://{addr}/healthz)");
-    if let Err(e) = axum::serve(listener, router(path, policy))
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
+    if let Err(e) = server::serve(listener, app(path, policy, exposure), limits, shutdown).await {
         bail!("dashboard server stopped: {e}");
     }
     Ok(())
@@ -280,9 +400,11 @@ async fn run_page(
     Path(id): Path<String>,
 ) -> Result<Html<String>, PageError> {
     let id = parse_id(&id)?;
+    let personal = st.0.personal;
     let html = st
         .with_store(move |s, _| {
-            pages::run_detail(s, id)?.ok_or_else(|| Failure::NotFound(format!("no run #{id}")))
+            pages::run_detail(s, id, personal)?
+                .ok_or_else(|| Failure::NotFound(format!("no run #{id}")))
         })
         .await?;
     Ok(Html(html))
@@ -316,18 +438,27 @@ async fn notes_page(
 }
 
 async fn tasks_page(State(st): State<AppState>) -> Result<Html<String>, PageError> {
-    Ok(Html(st.with_store(|s, _| Ok(pages::tasks(s)?)).await?))
+    let personal = st.0.personal;
+    Ok(Html(
+        st.with_store(move |s, _| Ok(pages::tasks(s, personal)?))
+            .await?,
+    ))
 }
 
 async fn appointments_page(State(st): State<AppState>) -> Result<Html<String>, PageError> {
+    let personal = st.0.personal;
     let html = st
-        .with_store(|s, _| Ok(pages::appointments(s, Utc::now())?))
+        .with_store(move |s, _| Ok(pages::appointments(s, Utc::now(), personal)?))
         .await?;
     Ok(Html(html))
 }
 
 async fn errors_page(State(st): State<AppState>) -> Result<Html<String>, PageError> {
-    Ok(Html(st.with_store(|s, _| Ok(pages::errors(s)?)).await?))
+    let personal = st.0.personal;
+    Ok(Html(
+        st.with_store(move |s, _| Ok(pages::errors(s, personal)?))
+            .await?,
+    ))
 }
 
 async fn not_found() -> PageError {
@@ -339,12 +470,14 @@ async fn not_found() -> PageError {
 type Json = axum::Json<serde_json::Value>;
 
 async fn api_runs(State(st): State<AppState>) -> Result<Json, ApiError> {
+    let personal = st.0.personal;
     let v = st
-        .with_store(|s, _| {
+        .with_store(move |s, _| {
             let runs: Vec<serde_json::Value> = s
                 .runs(100)?
                 .into_iter()
-                .map(|r| {
+                .map(|mut r| {
+                    personal.summary_json(&mut r.summary);
                     json!({
                         "id": r.id,
                         "kinds": r.kinds,
@@ -365,10 +498,12 @@ async fn api_runs(State(st): State<AppState>) -> Result<Json, ApiError> {
 
 async fn api_run(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json, ApiError> {
     let id = parse_id(&id)?;
+    let personal = st.0.personal;
     let v = st
         .with_store(move |s, _| {
-            let r =
+            let mut r =
                 report::load(s, id)?.ok_or_else(|| Failure::NotFound(format!("no run #{id}")))?;
+            personal.report(&mut r);
             Ok(serde_json::to_value(r).map_err(StoreError::from)?)
         })
         .await?;
@@ -400,17 +535,24 @@ async fn per_day(
 }
 
 async fn api_tasks(State(st): State<AppState>) -> Result<Json, ApiError> {
+    let personal = st.0.personal;
     let v = st
-        .with_store(|s, _| Ok(json!({ "rules": s.task_progress()?, "open": s.open_tasks(1000)? })))
+        .with_store(move |s, _| {
+            let mut open = s.open_tasks(1000)?;
+            personal.open_tasks(&mut open);
+            Ok(json!({ "rules": s.task_progress()?, "open": open }))
+        })
         .await?;
     Ok(axum::Json(v))
 }
 
 async fn api_appointments(State(st): State<AppState>) -> Result<Json, ApiError> {
+    let personal = st.0.personal;
     let v = st
-        .with_store(|s, _| {
-            let list: Vec<serde_json::Value> = s
-                .upcoming_appointments(Utc::now(), 1000)?
+        .with_store(move |s, _| {
+            let mut list = s.upcoming_appointments(Utc::now(), 1000)?;
+            personal.appointments(&mut list);
+            let list: Vec<serde_json::Value> = list
                 .into_iter()
                 .map(|a| {
                     json!({
@@ -444,10 +586,15 @@ fn item_json(r: &RunItemRow) -> serde_json::Value {
 }
 
 async fn api_errors(State(st): State<AppState>) -> Result<Json, ApiError> {
+    let personal = st.0.personal;
     let v = st
-        .with_store(|s, _| {
-            let parked: Vec<_> = s.parked_conflicts()?.iter().map(item_json).collect();
-            let failures: Vec<_> = s.recent_failures(20, 1000)?.iter().map(item_json).collect();
+        .with_store(move |s, _| {
+            let mut parked = s.parked_conflicts()?;
+            let mut failures = s.recent_failures(20, 1000)?;
+            personal.run_item_rows(&mut parked);
+            personal.run_item_rows(&mut failures);
+            let parked: Vec<_> = parked.iter().map(item_json).collect();
+            let failures: Vec<_> = failures.iter().map(item_json).collect();
             Ok(json!({ "parked_conflicts": parked, "failures": failures }))
         })
         .await?;
@@ -455,7 +602,7 @@ async fn api_errors(State(st): State<AppState>) -> Result<Json, ApiError> {
 }
 
 async fn health_report(st: &AppState) -> Result<HealthReport, Failure> {
-    st.with_store(|s, h| Ok(health::evaluate(s, h, Utc::now())?))
+    st.in_lane(Lane::Health, |s, h| Ok(health::evaluate(s, h, Utc::now())?))
         .await
 }
 
@@ -499,7 +646,7 @@ async fn healthz(State(st): State<AppState>) -> Response {
 
 async fn metrics_text(State(st): State<AppState>) -> Response {
     match st
-        .with_store(|s, h| Ok(metrics::render(s, h, Utc::now())?))
+        .in_lane(Lane::Health, |s, h| Ok(metrics::render(s, h, Utc::now())?))
         .await
     {
         Ok(body) => (

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::PAGE_VALUE_CHARS;
 use super::health::{self, HealthPolicy, human};
+use crate::privacy::PersonalData;
 use crate::report::html::{
     Series, badge, bar_chart, card, detail_html, empty, escape, load_recent, page, run_body,
     runs_chart, table, table_html,
@@ -241,10 +243,19 @@ pub fn runs(store: &Store) -> Result<String, StoreError> {
 }
 
 /// `/runs/{id}`: the run's report; `None` when there is no such run.
-pub fn run_detail(store: &Store, id: i64) -> Result<Option<String>, StoreError> {
-    let Some(r) = report::load(store, id)? else {
+pub fn run_detail(
+    store: &Store,
+    id: i64,
+    personal: PersonalData,
+) -> Result<Option<String>, StoreError> {
+    let Some(mut r) = report::load(store, id)? else {
         return Ok(None);
     };
+    personal.report(&mut r);
+    for i in &mut r.items {
+        clip_text(&mut i.reason);
+        clip_value(&mut i.detail);
+    }
     let body = format!(
         "<h2>Run #{id} <span class=\"muted\">(<a href=\"/api/runs/{id}\">JSON</a>)</span></h2>{}",
         run_body(&r, 500)
@@ -372,7 +383,7 @@ pub fn notes(store: &Store, now: DateTime<Utc>, n_days: u32) -> Result<String, S
 }
 
 /// `/tasks`: onboarding-task completion per rule and the open tasks.
-pub fn tasks(store: &Store) -> Result<String, StoreError> {
+pub fn tasks(store: &Store, personal: PersonalData) -> Result<String, StoreError> {
     let progress = store.task_progress()?;
     let mut body = String::from("<h2>Onboarding tasks per rule</h2>");
     if progress.is_empty() {
@@ -408,7 +419,8 @@ pub fn tasks(store: &Store) -> Result<String, StoreError> {
             &rows,
         ));
     }
-    let open = store.open_tasks(200)?;
+    let mut open = store.open_tasks(200)?;
+    personal.open_tasks(&mut open);
     let _ = write!(body, "<h2>Open tasks ({})</h2>", open.len());
     if open.is_empty() {
         body.push_str(&empty("No open task."));
@@ -434,8 +446,13 @@ pub fn tasks(store: &Store) -> Result<String, StoreError> {
 }
 
 /// `/appointments`: upcoming appointments of linked contacts.
-pub fn appointments(store: &Store, now: DateTime<Utc>) -> Result<String, StoreError> {
-    let list = store.upcoming_appointments(now, 200)?;
+pub fn appointments(
+    store: &Store,
+    now: DateTime<Utc>,
+    personal: PersonalData,
+) -> Result<String, StoreError> {
+    let mut list = store.upcoming_appointments(now, 200)?;
+    personal.appointments(&mut list);
     let mut body = format!("<h2>Upcoming appointments ({})</h2>", list.len());
     if list.is_empty() {
         body.push_str(&empty("No upcoming appointment."));
@@ -485,9 +502,18 @@ fn item_rows(rows: &[RunItemRow]) -> String {
 }
 
 /// `/errors`: parked conflicts (both values) and failures of the last 20 runs.
-pub fn errors(store: &Store) -> Result<String, StoreError> {
-    let parked = store.parked_conflicts()?;
-    let failures = store.recent_failures(20, 500)?;
+pub fn errors(store: &Store, personal: PersonalData) -> Result<String, StoreError> {
+    let mut parked = store.parked_conflicts()?;
+    let mut failures = store.recent_failures(20, 500)?;
+    for rows in [&mut parked, &mut failures] {
+        personal.run_item_rows(rows);
+        for r in rows.iter_mut() {
+            if let Some(reason) = &mut r.item.reason {
+                clip_text(reason);
+            }
+            clip_value(&mut r.item.detail);
+        }
+    }
     let mut body = format!("<h2>Parked conflicts ({})</h2>", parked.len());
     if parked.is_empty() {
         body.push_str(&empty("No conflict waiting for a decision."));
@@ -505,6 +531,28 @@ pub fn errors(store: &Store) -> Result<String, StoreError> {
         body.push_str(&item_rows(&failures));
     }
     Ok(dashboard_page("/errors", "Errors", &body))
+}
+
+/// Cuts `s` to [`PAGE_VALUE_CHARS`] characters, saying how much was left out: a page lists up
+/// to hundreds of values, and one huge value must not make every copy of it huge.
+fn clip_text(s: &mut String) {
+    if let Some((cut, _)) = s.char_indices().nth(PAGE_VALUE_CHARS) {
+        let more = s[cut..].chars().count();
+        s.truncate(cut);
+        let _ = write!(
+            s,
+            "… ({more} more characters; the JSON API has the whole value)"
+        );
+    }
+}
+
+fn clip_value(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => clip_text(s),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(clip_value),
+        serde_json::Value::Object(o) => o.values_mut().for_each(clip_value),
+        _ => {}
+    }
 }
 
 /// The 404 page.

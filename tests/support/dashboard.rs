@@ -378,3 +378,142 @@ pub async fn spawn(
     });
     (format!("http://{addr}"), tx)
 }
+
+/// A config over the state file `db` whose API secrets are left unset (`serve` needs none),
+/// followed by `dashboard` (TOML lines of the `[dashboard]` table, may be empty).
+pub fn serve_config(dir: &TempDir, db: &Path, dashboard: &str) -> PathBuf {
+    let text = format!(
+        "[state]\npath = {:?}\n\n[hotspot]\napi_key_env = \"HGS_TEST_UNSET_HS_KEY\"\n\n\
+         [ghl]\nlocation_id = \"loc123\"\ntoken_env = \"HGS_TEST_UNSET_GHL_TOKEN\"\n\n\
+         [dashboard]\n{dashboard}\n",
+        db.display().to_string()
+    );
+    let path = dir.path("serve.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `serve` run by the real binary, killed on drop; its stderr is collected in `log`.
+pub struct Served {
+    pub child: tokio::process::Child,
+    pub port: u16,
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Served {
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// How a `serve` start ended when it did not listen.
+pub struct Refused {
+    pub code: i32,
+    pub stderr: String,
+}
+
+/// Starts `serve --listen <listen>` with `config` (plus `args`, `env`), the child's descriptor
+/// limit set to `nofile` when given (as `ulimit -n` would), and waits for its "Dashboard on"
+/// line. `Err` when it exits first.
+pub async fn serve_binary(
+    config: &Path,
+    listen: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    nofile: Option<u64>,
+) -> Result<Served, Refused> {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut cmd = tokio::process::Command::new(super::BIN);
+    cmd.arg("--config")
+        .arg(config)
+        .args(["serve", "--listen", listen])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(n) = nofile {
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: n as libc::rlim_t,
+                    rlim_max: n as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().expect("serve starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let port = loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("serve printed its address within 20 s")
+            .unwrap();
+        let Some(line) = line else {
+            let status = child.wait().await.unwrap();
+            return Err(Refused {
+                code: status.code().unwrap_or(-1),
+                stderr: log.lock().unwrap().clone(),
+            });
+        };
+        log.lock().unwrap().push_str(&format!("{line}\n"));
+        if let Some(rest) = line.split("Dashboard on http://").nth(1) {
+            let addr = rest.split('/').next().unwrap();
+            break addr.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        }
+    };
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push_str(&format!("{line}\n"));
+        }
+    });
+    Ok(Served { child, port, log })
+}
+
+/// One HTTP/1.1 request written by hand (so the `Host` and `Authorization` headers are exactly
+/// these), answered with `(status, head and body)`. `None` when the server closed or did not
+/// answer within 10 s.
+pub async fn raw_request(port: u16, request: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        s.write_all(request.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let status = text.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, text))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), fut)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// `GET path` with `Host: host` and the extra header lines `headers` (each ending in `\r\n`).
+pub async fn get_as(port: u16, host: &str, path: &str, headers: &str) -> Option<(u16, String)> {
+    raw_request(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"),
+    )
+    .await
+}
