@@ -511,6 +511,8 @@ pub struct DashboardConfig {
     /// `None`: shown on a loopback listener, masked on any other.
     pub show_personal_data: Option<bool>,
     pub limits: Limits,
+    /// What a credential file readable by group or others gets (`--allow-insecure-secret-files`).
+    pub secret_files: InsecureFiles,
 }
 
 impl Default for DashboardConfig {
@@ -523,6 +525,7 @@ impl Default for DashboardConfig {
             metrics: Access::Protected,
             show_personal_data: None,
             limits: Limits::default(),
+            secret_files: InsecureFiles::Refuse,
         }
     }
 }
@@ -1793,6 +1796,7 @@ impl<'a> Ctx<'a> {
             metrics: d.metrics.unwrap_or(default.metrics),
             show_personal_data: d.show_personal_data,
             limits,
+            secret_files: self.insecure_files,
         })
     }
 

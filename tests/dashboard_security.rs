@@ -306,12 +306,19 @@ const WRONG_PASSWORD: &str = "wrong-pass-7f3a";
 const TOKEN: &str = "tok-4c1d9e0b7a";
 const WRONG_TOKEN: &str = "tok-bad-91aa";
 
+/// Writes a credential file private to its owner, as every secret file must be.
+fn write_private(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// `[dashboard]` lines naming the user `ops`, its password hash file and a token file.
 fn credentials(dir: &TempDir) -> String {
     let hash = dir.path("dashboard.hash");
-    std::fs::write(&hash, format!("{}\n", phc(PASSWORD))).unwrap();
+    write_private(&hash, &format!("{}\n", phc(PASSWORD)));
     let token = dir.path("dashboard.token");
-    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    write_private(&token, &format!("{TOKEN}\n"));
     format!(
         "user = \"ops\"\npassword_hash_file = {:?}\ntoken_file = {:?}\n",
         hash.display().to_string(),
@@ -504,7 +511,13 @@ async fn dashboard_keys_and_credentials_are_checked_before_listening() {
     let db = dir.path("state.db");
     populate(&db);
     let not_a_hash = dir.path("not-a-hash");
-    std::fs::write(&not_a_hash, "hunter2-plain-password\n").unwrap();
+    write_private(&not_a_hash, "hunter2-plain-password\n");
+    let open_token = dir.path("open-token");
+    std::fs::write(&open_token, "hunter2-token\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&open_token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     let cases = [
         ("alowed_hosts = []".to_string(), "unknown field"),
         ("user = \"ops\"".to_string(), "password_hash_file"),
@@ -519,7 +532,11 @@ async fn dashboard_keys_and_credentials_are_checked_before_listening() {
                 "user = \"ops\"\npassword_hash_file = {:?}",
                 dir.path("missing").display().to_string()
             ),
-            "cannot read password hash file",
+            "cannot read secret file",
+        ),
+        (
+            format!("token_file = {:?}", open_token.display().to_string()),
+            "has mode 0644",
         ),
         (
             format!(

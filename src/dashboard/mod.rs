@@ -323,6 +323,7 @@ pub fn exposure(cfg: &Config, listen: SocketAddr) -> anyhow::Result<Exposure> {
     let credentials = Credentials::load(
         d.basic.as_ref().map(|(u, src)| (u.as_str(), src)),
         d.token.as_ref(),
+        d.secret_files,
     )?;
     let loopback = listen.ip().is_loopback();
     if !loopback && credentials.is_none() {

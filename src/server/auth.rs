@@ -20,6 +20,8 @@ use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
+use crate::secret::{InsecureFiles, Secret};
+
 /// Where a secret is read from: an environment variable or a file (first line).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
@@ -31,14 +33,8 @@ pub enum SecretSource {
 pub enum AuthError {
     #[error("environment variable {0} ({1}) is not set or empty")]
     EnvMissing(String, &'static str),
-    #[error("cannot read {what} file {}: {source}", path.display())]
-    File {
-        path: PathBuf,
-        what: &'static str,
-        source: std::io::Error,
-    },
-    #[error("{what} file {} is empty", path.display())]
-    FileEmpty { path: PathBuf, what: &'static str },
+    #[error(transparent)]
+    SecretFile(#[from] crate::secret::SecretError),
     #[error(
         "the password hash from {0} is not an Argon2 PHC string ($argon2id$v=19$m=...,t=...,p=...$salt$hash)"
     )]
@@ -54,26 +50,27 @@ impl SecretSource {
     }
 
     /// The secret; `what` names it in errors (which never contain the value).
-    pub fn read(&self, what: &'static str) -> Result<SecretString, AuthError> {
+    pub fn read(
+        &self,
+        what: &'static str,
+        insecure: InsecureFiles,
+    ) -> Result<SecretString, AuthError> {
         let value = match self {
             SecretSource::Env(var) => std::env::var(var)
                 .ok()
                 .filter(|v| !v.trim().is_empty())
                 .ok_or_else(|| AuthError::EnvMissing(var.clone(), what))?,
             SecretSource::File(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| AuthError::File {
-                    path: p.clone(),
-                    what,
-                    source,
-                })?;
-                let line = text.lines().next().unwrap_or("").trim().to_string();
-                if line.is_empty() {
-                    return Err(AuthError::FileEmpty {
-                        path: p.clone(),
-                        what,
-                    });
-                }
-                line
+                // The same rule as every other secret file: private to its owner unless the
+                // operator allows otherwise.
+                let secret = Secret::from_file(what, p, insecure)?;
+                secret
+                    .current()?
+                    .expose_secret()
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
             }
         };
         Ok(SecretString::from(value.trim().to_string()))
@@ -110,11 +107,12 @@ impl Credentials {
     pub fn load(
         basic: Option<(&str, &SecretSource)>,
         token: Option<&SecretSource>,
+        insecure: InsecureFiles,
     ) -> Result<Option<Credentials>, AuthError> {
         let basic = match basic {
             None => None,
             Some((user, src)) => {
-                let phc = src.read("password hash")?;
+                let phc = src.read("password hash", insecure)?;
                 argon2::password_hash::phc::PasswordHash::new(phc.expose_secret())
                     .map_err(|_| AuthError::NotPhc(src.describe()))?;
                 Some(Basic {
@@ -125,7 +123,9 @@ impl Credentials {
         };
         let bearer = match token {
             None => None,
-            Some(src) => Some(blake3::hash(src.read("token")?.expose_secret().as_bytes())),
+            Some(src) => Some(blake3::hash(
+                src.read("token", insecure)?.expose_secret().as_bytes(),
+            )),
         };
         Ok((basic.is_some() || bearer.is_some()).then(|| Credentials {
             basic,
