@@ -124,8 +124,14 @@ async fn a_client_that_stops_reading_is_dropped_after_the_idle_timeout() {
     s.write_all(b"GET /api/errors HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
+    // Wait for the answer to start (building it may take seconds on a loaded machine), then
+    // stop reading for longer than the idle timeout.
+    let mut got = vec![0u8; 1];
+    tokio::time::timeout(Duration::from_secs(60), s.read_exact(&mut got))
+        .await
+        .expect("the answer never started")
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let mut got = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
     assert!(
         matches!(read, Ok(Ok(_)) | Ok(Err(_))),
