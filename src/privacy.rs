@@ -352,6 +352,7 @@ mod tests {
             notes: vec!["write to bob@example.com failed".into()],
             unreadable: Default::default(),
             items: Vec::new(),
+            items_total: 0,
             unsynced: Vec::new(),
         };
         for (key, sample) in [

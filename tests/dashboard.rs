@@ -154,6 +154,18 @@ async fn json_api_matches_the_store() {
     assert_eq!(run["api"]["ghl"]["rate_limited"], 1);
     assert_eq!(run["api"]["ghl"]["retries"], 1);
     assert_eq!(run["api"]["ghl"]["daily_remaining"], 180_500);
+    // The items come in pages; the total counts them all.
+    let listed = run["items_total"].as_u64().unwrap();
+    assert!(listed >= 2, "{run}");
+    assert_eq!(run["items"].as_array().unwrap().len() as u64, listed);
+    let page = json(
+        &base,
+        &format!("/api/runs/{}?offset=1&limit=1", f.partial_run),
+    )
+    .await;
+    assert_eq!(page["items_total"].as_u64(), Some(listed));
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["items"][0], run["items"][1]);
 
     let contacts = json(&base, "/api/contacts/daily?days=7").await;
     let total: u64 = contacts["counts"]

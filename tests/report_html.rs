@@ -78,6 +78,7 @@ fn hostile_report(run_id: i64) -> RunReport {
                 json!({"fields": [{"field": "phone", "source": "+1", "target": "+2", "winner": "target"}]}),
             ),
         ],
+        items_total: 5,
         unsynced: Vec::new(),
     }
 }

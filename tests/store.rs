@@ -451,6 +451,26 @@ fn runs_items_and_api_calls_round_trip() {
     store.insert_run_items(r1, &items).unwrap();
     assert_eq!(store.run_items(r1).unwrap(), items);
     assert!(store.run_items(r2).unwrap().is_empty());
+    // A report lists the skip, not the plain create; a page of the listed items counts them all.
+    let skips: Vec<RunItem> = (0..5)
+        .map(|i| RunItem {
+            source_id: format!("s{i}"),
+            ..items[1].clone()
+        })
+        .collect();
+    store.insert_run_items(r2, &items).unwrap();
+    store.insert_run_items(r2, &skips).unwrap();
+    let (page, total) = store.listed_run_items(r2, 2, Some(3)).unwrap();
+    assert_eq!(total, 6);
+    assert_eq!(
+        page.iter()
+            .map(|i| i.source_id.as_str())
+            .collect::<Vec<_>>(),
+        ["s1", "s2", "s3"]
+    );
+    let (all, total) = store.listed_run_items(r2, 0, None).unwrap();
+    assert_eq!((all.len(), total), (6, 6));
+    assert!(all.iter().all(|i| i.outcome == ItemOutcome::Skipped));
     let counts = store.run_item_counts(r1).unwrap();
     assert!(counts.contains(&(Kind::Contact, ItemOutcome::Applied, 1)));
     assert!(counts.contains(&(Kind::Contact, ItemOutcome::Skipped, 1)));

@@ -121,7 +121,7 @@ pub fn render(
             &[("status", last.status.as_str())],
             1.0,
         );
-        if let Some(r) = report::load(store, last.id)? {
+        if let Some(r) = report::load_window(store, last.id, report::ItemWindow::NONE)? {
             o.family(
                 "hgs_last_run_api_requests",
                 "API requests of the newest run, by API.",

@@ -497,13 +497,33 @@ async fn api_runs(State(st): State<AppState>) -> Result<Json, ApiError> {
     Ok(axum::Json(v))
 }
 
-async fn api_run(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json, ApiError> {
+/// `?offset=N&limit=M` of `/api/runs/{id}`: one page of the run's listed items.
+#[derive(Debug, serde::Deserialize)]
+struct ItemsQuery {
+    offset: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// Items in one `/api/runs/{id}` answer, by default and at most: an initial sync can list
+/// hundreds of thousands, and an answer is held whole while it is sent.
+const API_RUN_ITEMS: u64 = 1_000;
+const API_RUN_ITEMS_MAX: u64 = 5_000;
+
+async fn api_run(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ItemsQuery>,
+) -> Result<Json, ApiError> {
     let id = parse_id(&id)?;
     let personal = st.0.personal;
+    let window = report::ItemWindow {
+        offset: q.offset.unwrap_or(0),
+        limit: Some(q.limit.unwrap_or(API_RUN_ITEMS).min(API_RUN_ITEMS_MAX)),
+    };
     let v = st
         .with_store(move |s, _| {
-            let mut r =
-                report::load(s, id)?.ok_or_else(|| Failure::NotFound(format!("no run #{id}")))?;
+            let mut r = report::load_window(s, id, window)?
+                .ok_or_else(|| Failure::NotFound(format!("no run #{id}")))?;
             personal.report(&mut r);
             Ok(serde_json::to_value(r).map_err(StoreError::from)?)
         })

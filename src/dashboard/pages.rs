@@ -242,13 +242,21 @@ pub fn runs(store: &Store) -> Result<String, StoreError> {
     Ok(dashboard_page("/runs", "Runs", &body))
 }
 
+/// Items of a run listed on its page (the JSON API pages through the rest).
+pub const RUN_PAGE_ITEMS: u64 = 2_000;
+
 /// `/runs/{id}`: the run's report; `None` when there is no such run.
 pub fn run_detail(
     store: &Store,
     id: i64,
     personal: PersonalData,
 ) -> Result<Option<String>, StoreError> {
-    let Some(mut r) = report::load(store, id)? else {
+    // A page holds at most this many items whatever the size of the run.
+    let window = report::ItemWindow {
+        offset: 0,
+        limit: Some(RUN_PAGE_ITEMS),
+    };
+    let Some(mut r) = report::load_window(store, id, window)? else {
         return Ok(None);
     };
     personal.report(&mut r);

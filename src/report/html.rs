@@ -467,6 +467,16 @@ pub fn run_body(r: &RunReport, max_items: usize) -> String {
         }
     }
 
+    if (r.items.len() as u64) < r.items_total {
+        out.push_str(&empty(&format!(
+            "The first {} of the run's {} listed items are shown below; all of them: `report {} --format json`, or pages of /api/runs/{}?offset=N&limit=M.",
+            r.items.len(),
+            r.items_total,
+            r.run_id,
+            r.run_id
+        )));
+    }
+
     for (title, outcome) in [
         ("Failures", "failed"),
         ("Conflicts", "conflict"),

@@ -167,6 +167,9 @@ pub struct RunReport {
     #[serde(default)]
     pub unreadable: BTreeMap<String, FieldTally>,
     pub items: Vec<ReportItem>,
+    /// How many items the run lists in all; more than `items` when a page of them was asked for.
+    #[serde(default)]
+    pub items_total: u64,
     /// Eligible records this run left unsynced, and why (empty: nothing left but what the
     /// quota reserve or a stop request deferred).
     #[serde(default)]
@@ -432,14 +435,45 @@ pub struct RunSummary {
     pub unsynced: Vec<UnsyncedRecord>,
 }
 
-/// Builds the report of one run from the state database.
+/// Which of a run's listed items a report carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemWindow {
+    pub offset: u64,
+    /// `None`: all of them.
+    pub limit: Option<u64>,
+}
+
+impl ItemWindow {
+    /// Every item: the reports `sync` and `report` print or write.
+    pub const ALL: ItemWindow = ItemWindow {
+        offset: 0,
+        limit: None,
+    };
+    /// No item, the counts only (metrics).
+    pub const NONE: ItemWindow = ItemWindow {
+        offset: 0,
+        limit: Some(0),
+    };
+}
+
+/// Builds the report of one run from the state database, with every listed item.
 pub fn load(store: &Store, run_id: i64) -> Result<Option<RunReport>, StoreError> {
+    load_window(store, run_id, ItemWindow::ALL)
+}
+
+/// Builds the report of one run with the listed items in `window` only (the dashboard's pages,
+/// whose memory must not grow with the size of a run); `items_total` counts them all.
+pub fn load_window(
+    store: &Store,
+    run_id: i64,
+    window: ItemWindow,
+) -> Result<Option<RunReport>, StoreError> {
     let Some(run) = store.run(run_id)? else {
         return Ok(None);
     };
     let summary: RunSummary = serde_json::from_value(run.summary.clone()).unwrap_or_default();
     let mut api: BTreeMap<String, ApiUsage> = BTreeMap::new();
-    for call in store.api_calls(run_id)? {
+    store.each_api_call(run_id, |call| {
         let r = &call.record;
         let usage = api.entry(r.api.clone()).or_default();
         usage.requests += 1;
@@ -459,18 +493,15 @@ pub fn load(store: &Store, run_id: i64) -> Result<Option<RunReport>, StoreError>
         if r.error_class.is_some() {
             usage.failed += 1;
         }
-    }
+        Ok(())
+    })?;
     if let Some(ghl) = api.get_mut("ghl") {
         ghl.daily_remaining = summary.ghl_daily_remaining;
     }
-    let items = store
-        .run_items(run_id)?
+    // Plain creates, links and updates are counted, not listed; everything else is news.
+    let (items, items_total) = store.listed_run_items(run_id, window.offset, window.limit)?;
+    let items = items
         .into_iter()
-        // Plain creates, links and updates are counted, not listed; everything else is news.
-        .filter(|i| {
-            i.outcome != ItemOutcome::Applied
-                || !matches!(i.action.as_str(), "create" | "link" | "update")
-        })
         .map(|i| ReportItem {
             kind: i.kind.as_str().to_string(),
             outcome: item_outcome_label(&i),
@@ -496,6 +527,7 @@ pub fn load(store: &Store, run_id: i64) -> Result<Option<RunReport>, StoreError>
         notes: summary.notes,
         unreadable: summary.unreadable,
         items,
+        items_total,
         unsynced: summary.unsynced,
     }))
 }
@@ -548,6 +580,7 @@ mod tests {
             notes: Vec::new(),
             unreadable,
             items: Vec::new(),
+            items_total: 0,
             unsynced: Vec::new(),
         };
         let text = r.to_text();

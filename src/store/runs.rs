@@ -318,6 +318,35 @@ impl Store {
         })
     }
 
+    /// The items of a run a report lists (everything but plain applied creates, links and
+    /// updates, which it counts), in insertion order, from `offset`, at most `limit`; and how
+    /// many there are in all.
+    pub fn listed_run_items(
+        &self,
+        run_id: i64,
+        offset: u64,
+        limit: Option<u64>,
+    ) -> Result<(Vec<RunItem>, u64)> {
+        const LISTED: &str =
+            "run_id = ?1 AND NOT (outcome = 'applied' AND action IN ('create', 'link', 'update'))";
+        let total: i64 = self.conn.query_row(
+            &format!("SELECT count(*) FROM run_items WHERE {LISTED}"),
+            [run_id],
+            |r| r.get(0),
+        )?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT kind, source_id, target_id, action, outcome, reason, detail
+             FROM run_items WHERE {LISTED} ORDER BY id LIMIT ?2 OFFSET ?3"
+        ))?;
+        let limit = limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64);
+        let mut rows = stmt.query((run_id, limit, offset.min(i64::MAX as u64) as i64))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(item_from_row(row)?);
+        }
+        Ok((out, total as u64))
+    }
+
     /// Items of a run in insertion order.
     pub fn run_items(&self, run_id: i64) -> Result<Vec<RunItem>> {
         let mut stmt = self.conn.prepare_cached(
@@ -327,18 +356,7 @@ impl Store {
         let mut rows = stmt.query([run_id])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            let kind: String = row.get(0)?;
-            let outcome: String = row.get(4)?;
-            let detail: String = row.get(6)?;
-            out.push(RunItem {
-                kind: parse_kind(&kind)?,
-                source_id: row.get(1)?,
-                target_id: row.get(2)?,
-                action: row.get(3)?,
-                outcome: ItemOutcome::parse(&outcome)?,
-                reason: row.get(5)?,
-                detail: serde_json::from_str(&detail)?,
-            });
+            out.push(item_from_row(row)?);
         }
         Ok(out)
     }
@@ -392,17 +410,31 @@ impl Store {
     }
 
     pub fn api_calls(&self, run_id: i64) -> Result<Vec<ApiCall>> {
+        let mut out = Vec::new();
+        self.each_api_call(run_id, |c| {
+            out.push(c);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The API calls of a run in order, one at a time: an initial sync records hundreds of
+    /// thousands, which a report only counts.
+    pub fn each_api_call(
+        &self,
+        run_id: i64,
+        mut f: impl FnMut(ApiCall) -> Result<()>,
+    ) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT run_id, api, method, path, status, attempt, latency_ms, error_class, at
              FROM api_calls WHERE run_id = ?1 ORDER BY id",
         )?;
         let mut rows = stmt.query([run_id])?;
-        let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             let class: Option<String> = row.get(7)?;
             let at: String = row.get(8)?;
             let latency: i64 = row.get(6)?;
-            out.push(ApiCall {
+            f(ApiCall {
                 run_id: row.get(0)?,
                 record: AuditRecord {
                     api: row.get(1)?,
@@ -414,9 +446,9 @@ impl Store {
                     error_class: class.as_deref().map(parse_error_class).transpose()?,
                 },
                 at: parse_ts("api_calls.at", &at)?,
-            });
+            })?;
         }
-        Ok(out)
+        Ok(())
     }
 
     pub fn api_call_stats(&self, run_id: i64) -> Result<ApiCallStats> {
@@ -471,4 +503,20 @@ impl Store {
             avg_latency_ms: avg_lat.round() as u64,
         })
     }
+}
+
+/// A `run_items` row selected as `kind, source_id, target_id, action, outcome, reason, detail`.
+fn item_from_row(row: &rusqlite::Row<'_>) -> Result<RunItem> {
+    let kind: String = row.get(0)?;
+    let outcome: String = row.get(4)?;
+    let detail: String = row.get(6)?;
+    Ok(RunItem {
+        kind: parse_kind(&kind)?,
+        source_id: row.get(1)?,
+        target_id: row.get(2)?,
+        action: row.get(3)?,
+        outcome: ItemOutcome::parse(&outcome)?,
+        reason: row.get(5)?,
+        detail: serde_json::from_str(&detail)?,
+    })
 }
