@@ -59,6 +59,11 @@ pub enum Command {
     Report(ReportArgs),
     /// Links per kind, last run per kind, quota seen, parked conflicts and errors.
     Status,
+    /// What happened to one guest: its links, every recorded create, update, skip, conflict
+    /// and drift with its run, and its notes and tasks.
+    Explain(ExplainArgs),
+    /// The API calls of a run: attempt, latency, status and error class of each.
+    Calls(CallsArgs),
     /// Validates the configuration and reaches both APIs.
     Check,
     /// Authentication set-up.
@@ -104,6 +109,41 @@ pub struct ReportArgs {
     /// Report on the last N runs instead of one (HTML and JSON).
     #[arg(long)]
     pub last: Option<usize>,
+}
+
+/// Output of commands a script may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// A HotspotSystem id, an email, a phone number or a GHL contact id.
+    pub guest: String,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CallsArgs {
+    /// A run id or `latest` (default).
+    pub run: Option<String>,
+    /// Only attempts that failed (retried ones included).
+    #[arg(long)]
+    pub failed: bool,
+    /// Only answers with this HTTP status.
+    #[arg(long)]
+    pub status: Option<u16>,
+    /// Only paths containing this text (paths are stored with ids elided, e.g. `/contacts/{id}`).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// At most this many calls, oldest first.
+    #[arg(long, default_value_t = 200)]
+    pub limit: usize,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]

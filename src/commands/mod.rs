@@ -2,8 +2,10 @@
 //! into one clear message on stderr and the exit code the contract promises.
 
 mod auth;
+mod calls;
 mod check;
 mod demo;
+mod explain;
 mod report;
 mod run;
 mod sandbox;
@@ -26,6 +28,23 @@ pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_LOCKED: u8 = 3;
 /// The state database cannot be used (corrupt, foreign, newer version, unwritable).
 pub const EXIT_STATE: u8 = 4;
+/// The run asked for is not in the state database (or no run is recorded yet).
+pub const EXIT_UNKNOWN_RUN: u8 = 5;
+/// No synced guest matches what `explain` was given.
+pub const EXIT_UNKNOWN_GUEST: u8 = 6;
+
+/// A read-only command was asked about something the state does not hold.
+#[derive(Debug, thiserror::Error)]
+pub enum NotFound {
+    #[error(
+        "no synced guest matches `{0}` (give a HotspotSystem id, a GHL contact id, or the email or phone of a guest the sync has linked)"
+    )]
+    Guest(String),
+    #[error("run {0} is not in the state database (see `report list`)")]
+    Run(i64),
+    #[error("no run recorded yet in {}; run `sync` first", .0.display())]
+    NoRun(std::path::PathBuf),
+}
 
 pub async fn dispatch(cli: Cli) -> u8 {
     let result = match &cli.command {
@@ -38,6 +57,8 @@ pub async fn dispatch(cli: Cli) -> u8 {
                 Command::Run => run::run(&cfg).await,
                 Command::Report(args) => report::run(&cfg, args),
                 Command::Status => status::run(&cfg),
+                Command::Explain(args) => explain::run(&cfg, args),
+                Command::Calls(args) => calls::run(&cfg, args),
                 Command::Check => check::run(&cfg).await,
                 Command::Auth(cmd) => auth::run(&cfg, cmd).await,
                 Command::Serve(args) => serve::run(&cfg, args).await,
@@ -70,7 +91,11 @@ pub async fn dispatch(cli: Cli) -> u8 {
 fn read_only(command: &Command) -> bool {
     matches!(
         command,
-        Command::Report(_) | Command::Status | Command::Serve(_)
+        Command::Report(_)
+            | Command::Status
+            | Command::Serve(_)
+            | Command::Explain(_)
+            | Command::Calls(_)
     )
 }
 
@@ -99,6 +124,12 @@ fn render_error(err: &anyhow::Error) -> String {
 
 fn exit_code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
+        if let Some(n) = cause.downcast_ref::<NotFound>() {
+            return match n {
+                NotFound::Guest(_) => EXIT_UNKNOWN_GUEST,
+                NotFound::Run(_) | NotFound::NoRun(_) => EXIT_UNKNOWN_RUN,
+            };
+        }
         if cause.downcast_ref::<ConfigError>().is_some()
             || cause
                 .downcast_ref::<crate::dashboard::DashboardError>()

@@ -145,10 +145,10 @@ impl Link {
     }
 }
 
-const COLUMNS: &str = "kind, source_id, target_id, source_hash, target_hash, owned_tags, status, \
+pub(super) const COLUMNS: &str = "kind, source_id, target_id, source_hash, target_hash, owned_tags, status, \
                        match_method, created_by_us, first_linked_at, updated_at, extra";
 
-fn from_row(row: &Row<'_>) -> Result<Link> {
+pub(super) fn from_row(row: &Row<'_>) -> Result<Link> {
     let kind: String = row.get(0)?;
     let owned: String = row.get(5)?;
     let status: String = row.get(6)?;

@@ -12,6 +12,7 @@
 mod appointments;
 pub mod dashboard;
 mod ghl_contacts;
+mod history;
 mod journal;
 mod links;
 mod lock;
@@ -32,6 +33,7 @@ use open::Contents;
 
 pub use appointments::Appointment;
 pub use ghl_contacts::{ContactCursor, ContactIdentity, ContactListing, DateFilter, IdentityKey};
+pub use history::{CallFilter, CallPage, GuestEvent, GuestKey};
 pub use journal::{Intent, IntentState, NewIntent};
 pub use links::{ExtraValues, Link, LinkHead, LinkStatus, MatchMethod};
 pub use lock::{RefreshLock, StateLock, lock_path, try_lock_refresh};

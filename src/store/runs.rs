@@ -199,6 +199,47 @@ fn run_from_row(row: &Row<'_>) -> Result<RunRecord> {
     })
 }
 
+/// The columns [`item_from_row`] reads, in its order.
+pub(super) const ITEM_COLUMNS: &str = "kind, source_id, target_id, action, outcome, reason, detail";
+
+pub(super) fn item_from_row(row: &Row<'_>) -> Result<RunItem> {
+    let kind: String = row.get(0)?;
+    let outcome: String = row.get(4)?;
+    let detail: String = row.get(6)?;
+    Ok(RunItem {
+        kind: parse_kind(&kind)?,
+        source_id: row.get(1)?,
+        target_id: row.get(2)?,
+        action: row.get(3)?,
+        outcome: ItemOutcome::parse(&outcome)?,
+        reason: row.get(5)?,
+        detail: serde_json::from_str(&detail)?,
+    })
+}
+
+/// The columns [`call_from_row`] reads, in its order.
+pub(super) const CALL_COLUMNS: &str =
+    "run_id, api, method, path, status, attempt, latency_ms, error_class, at";
+
+pub(super) fn call_from_row(row: &Row<'_>) -> Result<ApiCall> {
+    let class: Option<String> = row.get(7)?;
+    let at: String = row.get(8)?;
+    let latency: i64 = row.get(6)?;
+    Ok(ApiCall {
+        run_id: row.get(0)?,
+        record: AuditRecord {
+            api: row.get(1)?,
+            method: row.get(2)?,
+            path: row.get(3)?,
+            status: row.get(4)?,
+            attempt: row.get(5)?,
+            latency_ms: latency as u64,
+            error_class: class.as_deref().map(parse_error_class).transpose()?,
+        },
+        at: parse_ts("api_calls.at", &at)?,
+    })
+}
+
 impl Store {
     fn query_runs(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<RunRecord>> {
         let mut stmt = self.conn.prepare_cached(sql)?;
@@ -335,8 +376,7 @@ impl Store {
             |r| r.get(0),
         )?;
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT kind, source_id, target_id, action, outcome, reason, detail
-             FROM run_items WHERE {LISTED} ORDER BY id LIMIT ?2 OFFSET ?3"
+            "SELECT {ITEM_COLUMNS} FROM run_items WHERE {LISTED} ORDER BY id LIMIT ?2 OFFSET ?3"
         ))?;
         let limit = limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64);
         let mut rows = stmt.query((run_id, limit, offset.min(i64::MAX as u64) as i64))?;
@@ -349,10 +389,9 @@ impl Store {
 
     /// Items of a run in insertion order.
     pub fn run_items(&self, run_id: i64) -> Result<Vec<RunItem>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT kind, source_id, target_id, action, outcome, reason, detail
-             FROM run_items WHERE run_id = ?1 ORDER BY id",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ITEM_COLUMNS} FROM run_items WHERE run_id = ?1 ORDER BY id"
+        ))?;
         let mut rows = stmt.query([run_id])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
@@ -425,28 +464,12 @@ impl Store {
         run_id: i64,
         mut f: impl FnMut(ApiCall) -> Result<()>,
     ) -> Result<()> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT run_id, api, method, path, status, attempt, latency_ms, error_class, at
-             FROM api_calls WHERE run_id = ?1 ORDER BY id",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {CALL_COLUMNS} FROM api_calls WHERE run_id = ?1 ORDER BY id"
+        ))?;
         let mut rows = stmt.query([run_id])?;
         while let Some(row) = rows.next()? {
-            let class: Option<String> = row.get(7)?;
-            let at: String = row.get(8)?;
-            let latency: i64 = row.get(6)?;
-            f(ApiCall {
-                run_id: row.get(0)?,
-                record: AuditRecord {
-                    api: row.get(1)?,
-                    method: row.get(2)?,
-                    path: row.get(3)?,
-                    status: row.get(4)?,
-                    attempt: row.get(5)?,
-                    latency_ms: latency as u64,
-                    error_class: class.as_deref().map(parse_error_class).transpose()?,
-                },
-                at: parse_ts("api_calls.at", &at)?,
-            })?;
+            f(call_from_row(row)?)?;
         }
         Ok(())
     }
@@ -503,20 +526,4 @@ impl Store {
             avg_latency_ms: avg_lat.round() as u64,
         })
     }
-}
-
-/// A `run_items` row selected as `kind, source_id, target_id, action, outcome, reason, detail`.
-fn item_from_row(row: &rusqlite::Row<'_>) -> Result<RunItem> {
-    let kind: String = row.get(0)?;
-    let outcome: String = row.get(4)?;
-    let detail: String = row.get(6)?;
-    Ok(RunItem {
-        kind: parse_kind(&kind)?,
-        source_id: row.get(1)?,
-        target_id: row.get(2)?,
-        action: row.get(3)?,
-        outcome: ItemOutcome::parse(&outcome)?,
-        reason: row.get(5)?,
-        detail: serde_json::from_str(&detail)?,
-    })
 }
