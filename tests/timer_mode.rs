@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hotspot_ghl_sync::sandbox::SandboxOptions;
 use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use support::harness::TestEnv;
-use support::{BIN, http_client};
+use support::{BIN, Out, http_client};
 
 fn opts() -> SandboxOptions {
     SandboxOptions {
@@ -85,7 +85,21 @@ async fn timer_mode_is_healthy_after_a_sync_and_a_full_sync() {
     assert_eq!((status, body.as_str()), (200, "ok\n"));
 
     // The daemon has nothing to run in this mode, and says so instead of half-running.
-    let out = env.run(&["run"]).await;
+    // Killed if it does not exit, so a regression fails here instead of leaving a daemon behind.
+    let run = tokio::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&env.config)
+        .arg("run")
+        .env("HGS_TEST_HS_KEY", env.sandbox.hotspot_api_key())
+        .env("HGS_TEST_GHL_TOKEN", env.sandbox.ghl_token())
+        .env_remove("RUST_LOG")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("`run` in timer mode exits at once instead of scheduling")
+        .unwrap();
+    let out = Out::from_output(out);
     assert_eq!(out.code, 2, "{}", out.show());
     assert!(out.stderr.contains("schedule.mode"), "{}", out.show());
 }
