@@ -295,9 +295,23 @@ impl ScheduleJob {
     }
 }
 
-/// Cron per job; `None` means the job is not scheduled (written as `"off"`).
+/// Who starts the passes: what `/healthz` may expect, and whether `run` has anything to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleMode {
+    /// `run` fires each `[schedule]` job itself.
+    #[default]
+    Daemon,
+    /// An outside timer or cron starts `sync` (every kind per pass) and, daily, `sync --full`;
+    /// `[schedule] full` says when the latter runs. Per-kind entries do not apply.
+    Timer,
+}
+
+/// Cron per job; `None` means the job is not scheduled (written as `"off"`). In
+/// [`ScheduleMode::Timer`] only `full` can be set: it describes the outside `--full` timer.
 #[derive(Debug, Clone, Default)]
 pub struct ScheduleConfig {
+    pub mode: ScheduleMode,
     pub contacts: Option<CronSchedule>,
     pub notes: Option<CronSchedule>,
     pub tasks: Option<CronSchedule>,
@@ -638,6 +652,7 @@ struct RawSync {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawSchedule {
+    mode: Option<ScheduleMode>,
     contacts: Option<String>,
     notes: Option<String>,
     tasks: Option<String>,
@@ -1362,13 +1377,43 @@ impl<'a> Ctx<'a> {
                     .map_err(|m| self.at(&format!("schedule.{key}"), K::Cron, m)),
             }
         };
-        let schedule = ScheduleConfig {
-            contacts: cron("contacts", s.contacts, Some("*/5 * * * *"))?,
-            notes: cron("notes", s.notes, Some("*/10 * * * *"))?,
-            tasks: cron("tasks", s.tasks, Some("*/15 * * * *"))?,
-            businesses: cron("businesses", s.businesses, None)?,
-            appointments: cron("appointments", s.appointments, None)?,
-            full: cron("full", s.full, Some("0 3 * * *"))?,
+        let mode = s.mode.unwrap_or_default();
+        let schedule = match mode {
+            ScheduleMode::Daemon => ScheduleConfig {
+                mode,
+                contacts: cron("contacts", s.contacts, Some("*/5 * * * *"))?,
+                notes: cron("notes", s.notes, Some("*/10 * * * *"))?,
+                tasks: cron("tasks", s.tasks, Some("*/15 * * * *"))?,
+                businesses: cron("businesses", s.businesses, None)?,
+                appointments: cron("appointments", s.appointments, None)?,
+                full: cron("full", s.full, Some("0 3 * * *"))?,
+            },
+            ScheduleMode::Timer => {
+                // Each timer pass covers every kind, so a per-kind entry would promise a
+                // schedule nothing runs; refused rather than silently ignored.
+                let per_kind = [
+                    ("contacts", &s.contacts),
+                    ("notes", &s.notes),
+                    ("tasks", &s.tasks),
+                    ("businesses", &s.businesses),
+                    ("appointments", &s.appointments),
+                ];
+                if let Some((key, _)) = per_kind.iter().find(|(_, v)| v.is_some()) {
+                    return Err(self.at(
+                        &format!("schedule.{key}"),
+                        K::Invalid,
+                        format!(
+                            "schedule.{key} applies to mode = \"daemon\" only: with mode = \"timer\" every \
+                             `sync` covers every kind; set the timer's schedule in its unit or crontab"
+                        ),
+                    ));
+                }
+                ScheduleConfig {
+                    mode,
+                    full: cron("full", s.full, Some("0 3 * * *"))?,
+                    ..Default::default()
+                }
+            }
         };
 
         // [contacts]

@@ -26,7 +26,7 @@ use anyhow::Context;
 use tokio::runtime::Handle;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::{Config, ScheduleJob};
+use crate::config::{Config, ScheduleJob, ScheduleMode};
 use crate::connect;
 use crate::ghl::GhlClient;
 use crate::hotspot::HotspotClient;
@@ -83,6 +83,15 @@ fn only_if_implemented(kind: Kind) -> BTreeSet<Kind> {
 }
 
 pub async fn run(cfg: &Config) -> anyhow::Result<u8> {
+    // A daemon beside the timer would double every pass, and alone it would run only the full.
+    if cfg.schedule.mode == ScheduleMode::Timer {
+        eprintln!(
+            "error: {}: key `schedule.mode`: \"timer\" means a timer or cron starts `sync`; \
+             `run` schedules nothing in that mode (set mode = \"daemon\" to use it)",
+            cfg.source_path.display()
+        );
+        return Ok(EXIT_CONFIG);
+    }
     // First, before any network or state work: a second process must be refused at once.
     let lock = Store::lock(&cfg.state.path)?;
     let mut store = open_locked_state(cfg)?;

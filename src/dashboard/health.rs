@@ -1,6 +1,11 @@
 //! `/healthz`: is every scheduled sync still running? A sync that fails silently under cron is
 //! the worst outcome, so health is the age of the last *completed* run of each scheduled job,
 //! not whether the process is up.
+//!
+//! What is expected follows `[schedule] mode`: the daemon's jobs each, or in timer mode (an
+//! outside timer or cron runs `sync` and a daily `sync --full`) the full only, as the jobs of
+//! [`ScheduleConfig::jobs`]: every completed run is at least as recent as the last full, so one
+//! allowance covers both passes.
 
 use std::time::Duration;
 
@@ -24,7 +29,8 @@ pub struct HealthPolicy {
 }
 
 impl HealthPolicy {
-    /// The policy for `cfg`'s schedule; `max_age` `None` means [`default_max_age`].
+    /// The policy for `cfg`'s schedule (in timer mode, the daily full only); `max_age` `None`
+    /// means [`default_max_age`].
     pub fn from_config(cfg: &Config, max_age: Option<Duration>) -> Self {
         HealthPolicy {
             max_age: max_age.unwrap_or_else(|| default_max_age(&cfg.schedule)),
