@@ -58,9 +58,9 @@ pub enum Command {
     /// Reconciliation reports: `report [RUN|latest]`, `report list`.
     Report(ReportArgs),
     /// Links per kind, last run per kind, quota seen, parked conflicts and errors.
-    Status,
+    Status(StatusArgs),
     /// Validates the configuration and reaches both APIs.
-    Check,
+    Check(CheckArgs),
     /// Authentication set-up.
     #[command(subcommand)]
     Auth(AuthCommand),
@@ -90,6 +90,25 @@ pub enum ReportFormat {
     Text,
     Json,
     Html,
+}
+
+/// Output of the commands a script may read: text for people, JSON for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,8 @@ pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_LOCKED: u8 = 3;
 /// The state database cannot be used (corrupt, foreign, newer version, unwritable).
 pub const EXIT_STATE: u8 = 4;
+/// `report RUN` names a run the state database does not hold.
+pub const EXIT_UNKNOWN_RUN: u8 = 5;
 
 pub async fn dispatch(cli: Cli) -> u8 {
     let result = match &cli.command {
@@ -37,8 +39,8 @@ pub async fn dispatch(cli: Cli) -> u8 {
                 Command::Sync(args) => sync::run(&cfg, args).await,
                 Command::Run => run::run(&cfg).await,
                 Command::Report(args) => report::run(&cfg, args),
-                Command::Status => status::run(&cfg),
-                Command::Check => check::run(&cfg).await,
+                Command::Status(args) => status::run(&cfg, args),
+                Command::Check(args) => check::run(&cfg, args).await,
                 Command::Auth(cmd) => auth::run(&cfg, cmd).await,
                 Command::Serve(args) => serve::run(&cfg, args).await,
                 Command::Sandbox(_) | Command::Demo(_) => unreachable!("handled above"),
@@ -70,7 +72,7 @@ pub async fn dispatch(cli: Cli) -> u8 {
 fn read_only(command: &Command) -> bool {
     matches!(
         command,
-        Command::Report(_) | Command::Status | Command::Serve(_)
+        Command::Report(_) | Command::Status(_) | Command::Serve(_)
     )
 }
 
@@ -111,6 +113,9 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
                 .is_some()
         {
             return EXIT_CONFIG;
+        }
+        if cause.downcast_ref::<report::UnknownRun>().is_some() {
+            return EXIT_UNKNOWN_RUN;
         }
         if let Some(s) = cause.downcast_ref::<StoreError>() {
             return match s {

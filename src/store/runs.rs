@@ -287,6 +287,18 @@ impl Store {
             .pop())
     }
 
+    /// How many items failed in the newest `runs` runs (all of them, not a listed page).
+    pub fn count_recent_failures(&self, runs: usize) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM run_items
+             WHERE outcome = ?1
+               AND run_id IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?2)",
+            rusqlite::params![ItemOutcome::Failed.as_str(), runs as i64],
+            |row| row.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
     /// Deletes all but the newest `keep` runs (items and audit rows go with them).
     pub fn prune_runs(&self, keep: u32) -> Result<usize> {
         Ok(self.conn.execute(
