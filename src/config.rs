@@ -488,8 +488,6 @@ pub struct AppointmentsConfig {
 
 #[derive(Debug, Clone)]
 pub struct ReportConfig {
-    /// Where `report --output` defaults go and HTML reports are written.
-    pub dir: PathBuf,
     /// Runs kept in the store (older runs' items and audit rows are pruned).
     pub keep_runs: u32,
     /// Most items listed per section in text/HTML reports.
@@ -727,6 +725,8 @@ struct RawAppointments {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawReport {
+    /// Never used; accepted with a warning for one release so that a config copied from an
+    /// older example does not stop the daemon after an upgrade.
     dir: Option<PathBuf>,
     keep_runs: Option<u32>,
     max_items: Option<usize>,
@@ -1642,11 +1642,13 @@ impl<'a> Ctx<'a> {
             enabled: raw.appointments.enabled.unwrap_or(false),
         };
 
+        if raw.report.dir.is_some() {
+            tracing::warn!(
+                "{}: report.dir is deprecated and ignored (reports go to stdout or `report --output FILE`); remove it, a later release will refuse it",
+                self.path.display()
+            );
+        }
         let report = ReportConfig {
-            dir: raw
-                .report
-                .dir
-                .unwrap_or_else(|| PathBuf::from("state/reports")),
             keep_runs: raw.report.keep_runs.unwrap_or(200),
             max_items: raw.report.max_items.unwrap_or(500),
         };

@@ -186,3 +186,71 @@ async fn check_prints_its_findings_as_json() {
         "{check:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_fast_on_an_unreachable_api_and_says_what_it_tried() {
+    let env = TestEnv::start("check-down", opts(1), CONTACTS).await;
+    // A port nobody listens on, and a name that never resolves (.invalid is reserved).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut cfg = std::fs::read_to_string(&env.config).unwrap();
+    cfg = cfg
+        .replace(
+            &env.sandbox.hotspot.base_url(),
+            &format!("http://127.0.0.1:{port}"),
+        )
+        .replace(
+            &env.sandbox.ghl.base_url(),
+            "https://user:pw@ghl.hgs-test.invalid:8702/?key=s3cret",
+        );
+    std::fs::write(&env.config, cfg).unwrap();
+
+    let started = std::time::Instant::now();
+    let out = env.run(&["check"]).await;
+    let took = started.elapsed();
+    assert_eq!(out.code, 1, "transient: try again later\n{}", out.show());
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "took {took:?}\n{}",
+        out.show()
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "HotspotSystem unreachable: tried http://127.0.0.1:{port}"
+        )),
+        "{}",
+        out.show()
+    );
+    assert!(
+        out.stdout
+            .contains("GHL unreachable: tried https://ghl.hgs-test.invalid:8702"),
+        "{}",
+        out.show()
+    );
+    for secret in ["s3cret", "user:pw", &env.sandbox.ghl_token()] {
+        assert!(!out.stdout.contains(secret), "{}", out.show());
+        assert!(!out.stderr.contains(secret), "{}", out.show());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retired_report_dir_key_is_accepted_with_a_warning_and_logs_have_no_colour() {
+    let env = TestEnv::start("report-dir", opts(2), CONTACTS).await;
+    let mut cfg = std::fs::read_to_string(&env.config).unwrap();
+    cfg.push_str("\n[report]\ndir = \"state/reports\"\n");
+    std::fs::write(&env.config, cfg).unwrap();
+    let out = env.sync(&[]).await;
+    assert!(
+        out.stderr.contains("report.dir is deprecated and ignored"),
+        "{}",
+        out.show()
+    );
+    // stderr is a pipe here: no colour codes, whatever the terminal would get.
+    assert!(!out.stderr.contains('\u{1b}'), "{}", out.show());
+    assert!(
+        out.stderr.contains("INFO"),
+        "the log is there: {}",
+        out.show()
+    );
+}

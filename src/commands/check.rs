@@ -164,9 +164,45 @@ pub async fn run(cfg: &Config, args: &CheckArgs) -> anyhow::Result<u8> {
         "configuration {} is valid",
         cfg.source_path.display()
     ));
-    check_hotspot(cfg, &mut r).await?;
-    check_ghl(cfg, &mut r).await?;
+    let timeout = cfg.hotspot_http().timeout;
+    match reachable(&cfg.hotspot.base_url, timeout).await {
+        Ok(()) => check_hotspot(cfg, &mut r).await?,
+        Err(why) => r.error(
+            Problem::Transient,
+            format!("HotspotSystem unreachable: {why}"),
+        ),
+    }
+    let timeout = cfg.ghl_http().timeout;
+    match reachable(&cfg.ghl.base_url, timeout).await {
+        Ok(()) => check_ghl(cfg, &mut r).await?,
+        Err(why) => r.error(Problem::Transient, format!("GHL unreachable: {why}")),
+    }
     r.finish()
+}
+
+/// One TCP connection to the API's host, before any request: a refused connection or a name
+/// that does not resolve fails at once and says what was tried, instead of being retried for
+/// the whole retry budget as a sync would (an outage during a run is worth waiting out; a
+/// check is someone waiting for an answer). The URL is shown without user, password or query.
+async fn reachable(base_url: &str, timeout: std::time::Duration) -> Result<(), String> {
+    let url = reqwest::Url::parse(base_url).map_err(|e| format!("{base_url}: {e}"))?;
+    let shown = format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default()
+    );
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return Err(format!("{shown}: no host or port in the URL"));
+    };
+    // `host_str` keeps an IPv6 address's brackets, which the resolver does not take.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let tried = format!("tried {shown} (TCP to {host}:{port})");
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("{tried}: {e}")),
+        Err(_) => Err(format!("{tried}: no connection within {timeout:?}")),
+    }
 }
 
 async fn check_hotspot(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {
