@@ -228,7 +228,7 @@ async fn check_fails_fast_on_an_unreachable_api_and_says_what_it_tried() {
         "{}",
         out.show()
     );
-    for secret in ["s3cret", "user:pw", &env.sandbox.ghl_token()] {
+    for secret in ["s3cret", "user:pw", env.sandbox.ghl_token()] {
         assert!(!out.stdout.contains(secret), "{}", out.show());
         assert!(!out.stderr.contains(secret), "{}", out.show());
     }
