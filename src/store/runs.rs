@@ -313,16 +313,19 @@ impl Store {
     /// the newest of each UTC hour per job (same kinds, same `full`): on a 5-minute schedule
     /// those are 12 identical rows an hour, and counting them against a run limit pushed the
     /// runs that mattered out within hours. The newest no-op run of each job is always the one
-    /// its hour keeps, so `status`, `/healthz` and the parked-conflict view see it. Runs still
-    /// running are never touched. Items and API calls go with their run. Returns how many runs
-    /// were deleted.
+    /// its hour keeps, so `status`, `/healthz` and the parked-conflict view see it. The last
+    /// day is kept whole: what happened today is what an operator looks at run by run. Runs
+    /// still running are never touched. Items and API calls go with their run. Returns how
+    /// many runs were deleted.
     pub fn prune_history(&self, keep_days: u32, now: DateTime<Utc>) -> Result<usize> {
         let cutoff = ts(now - chrono::Duration::days(i64::from(keep_days)));
+        let whole_since = ts(now - chrono::Duration::days(1));
         let expired = self.conn.execute(
             "DELETE FROM runs WHERE finished_at IS NOT NULL AND started_at < ?1",
             [&cutoff],
         )?;
-        const NO_OP: &str = "r.finished_at IS NOT NULL AND r.status = 'succeeded' AND r.dry_run = 0
+        const NO_OP: &str = "r.started_at < ?1
+             AND r.finished_at IS NOT NULL AND r.status = 'succeeded' AND r.dry_run = 0
              AND NOT EXISTS (SELECT 1 FROM run_items i
                              WHERE i.run_id = r.id AND i.outcome IN ('applied', 'failed'))";
         let thinned = self.conn.execute(
@@ -333,7 +336,7 @@ impl Store {
                    SELECT MAX(r.id) FROM runs r WHERE {NO_OP}
                    GROUP BY substr(r.started_at, 1, 13), r.kinds, r.full)"
             ),
-            [],
+            [&whole_since],
         )?;
         Ok(expired + thinned)
     }
@@ -687,6 +690,27 @@ mod tests {
             2,
             &none,
         );
+        // Within the last day every run is kept, no-op or not.
+        let today1 = record(
+            &store,
+            &c,
+            false,
+            at("2026-12-02T08:00:00Z"),
+            ok,
+            (0, 0, 0),
+            2,
+            &none,
+        );
+        let today2 = record(
+            &store,
+            &c,
+            false,
+            at("2026-12-02T08:05:00Z"),
+            ok,
+            (0, 0, 0),
+            2,
+            &none,
+        );
         // A run still going is never touched, however old it looks.
         let running = store.start_run(&c, false, false).unwrap();
         store
@@ -701,7 +725,7 @@ mod tests {
         let kept: Vec<i64> = store.runs(100).unwrap().iter().map(|r| r.id).collect();
         assert_eq!(
             kept,
-            vec![running, c4, n2, c3, wrote, failed],
+            vec![running, today2, today1, c4, n2, c3, wrote, failed],
             "deleted {deleted}"
         );
         assert_eq!(deleted, 4);
@@ -817,9 +841,9 @@ mod tests {
         assert_eq!(runs, 30 * 553, "the schedule's runs");
         // Eventful runs (2 an hour) and the daily full passes are all kept; no-op runs are one
         // per hour and job.
-        // Per hour: contacts and notes one eventful run and one no-op each, tasks and
-        // businesses one no-op each; plus the 30 full passes.
-        assert_eq!(kept, 30 * 24 * 6 + 30, "kept {kept} of {runs}");
+        // The last day whole (553 runs); before it, per hour: contacts and notes one eventful
+        // run and one no-op each, tasks and businesses one no-op each; plus the full passes.
+        assert_eq!(kept, 29 * 24 * 6 + 29 + 553, "kept {kept} of {runs}");
         assert!(bytes < 64 * 1024 * 1024, "{bytes} bytes");
     }
 }
