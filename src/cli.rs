@@ -58,14 +58,14 @@ pub enum Command {
     /// Reconciliation reports: `report [RUN|latest]`, `report list`.
     Report(ReportArgs),
     /// Links per kind, last run per kind, quota seen, parked conflicts and errors.
-    Status,
+    Status(StatusArgs),
     /// What happened to one guest: its links, every recorded create, update, skip, conflict
     /// and drift with its run, and its notes and tasks.
     Explain(ExplainArgs),
     /// The API calls of a run: attempt, latency, status and error class of each.
     Calls(CallsArgs),
     /// Validates the configuration and reaches both APIs.
-    Check,
+    Check(CheckArgs),
     /// Authentication set-up.
     #[command(subcommand)]
     Auth(AuthCommand),
@@ -97,6 +97,25 @@ pub enum ReportFormat {
     Html,
 }
 
+/// Output of the commands a script may read: text for people, JSON for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// A run id, `latest` (default), or `list`.
@@ -109,13 +128,6 @@ pub struct ReportArgs {
     /// Report on the last N runs instead of one (HTML and JSON).
     #[arg(long)]
     pub last: Option<usize>,
-}
-
-/// Output of commands a script may read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Args)]

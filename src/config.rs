@@ -502,10 +502,9 @@ pub struct AppointmentsConfig {
 
 #[derive(Debug, Clone)]
 pub struct ReportConfig {
-    /// Where `report --output` defaults go and HTML reports are written.
-    pub dir: PathBuf,
-    /// Runs kept in the store (older runs' items and audit rows are pruned).
-    pub keep_runs: u32,
+    /// Days a run is kept in the store (no-op runs thinned to one per hour and job); older
+    /// runs' items and audit rows are pruned with them.
+    pub keep_days: u32,
     /// Most items listed per section in text/HTML reports.
     pub max_items: usize,
 }
@@ -742,8 +741,12 @@ struct RawAppointments {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawReport {
+    /// Never used; accepted with a warning for one release so that a config copied from an
+    /// older example does not stop the daemon after an upgrade.
     dir: Option<PathBuf>,
+    /// Retired for `keep_days`; accepted with a warning for one release.
     keep_runs: Option<u32>,
+    keep_days: Option<u32>,
     max_items: Option<usize>,
 }
 
@@ -1687,15 +1690,23 @@ impl<'a> Ctx<'a> {
             enabled: raw.appointments.enabled.unwrap_or(false),
         };
 
+        if raw.report.dir.is_some() {
+            tracing::warn!(
+                "{}: report.dir is deprecated and ignored (reports go to stdout or `report --output FILE`); remove it, a later release will refuse it",
+                self.path.display()
+            );
+        }
+        if raw.report.keep_runs.is_some() {
+            tracing::warn!(
+                "{}: report.keep_runs is deprecated and ignored: runs are kept report.keep_days days (default 30), no-op runs one per hour; remove it, a later release will refuse it",
+                self.path.display()
+            );
+        }
         let report = ReportConfig {
-            dir: raw
-                .report
-                .dir
-                .unwrap_or_else(|| PathBuf::from("state/reports")),
-            keep_runs: raw.report.keep_runs.unwrap_or(200),
+            keep_days: raw.report.keep_days.unwrap_or(30),
             max_items: raw.report.max_items.unwrap_or(500),
         };
-        positive("report.keep_runs", report.keep_runs.into())?;
+        positive("report.keep_days", report.keep_days.into())?;
 
         let dashboard = self.dashboard(raw.dashboard)?;
 

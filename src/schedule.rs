@@ -304,6 +304,10 @@ impl Scheduler {
         engine.start().await?;
         self.engine = Some(engine);
         tracing::info!(jobs = self.shared.slots.len(), "scheduler started");
+        let now = Utc::now();
+        for slot in &self.shared.slots {
+            log_next_run(&slot.spec, now);
+        }
         Ok(())
     }
 
@@ -393,6 +397,31 @@ impl Drop for Scheduler {
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(async move { engine.shutdown().await });
+        }
+    }
+}
+
+/// When `cron` fires next after `after`, read as the cron engine reads it (seconds field
+/// optional, day-of-month and day-of-week both required to match); `None` if it never does.
+pub fn next_run_after(cron: &str, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .dom_and_dow(true)
+        .build()
+        .parse(cron)
+        .ok()?
+        .find_next_occurrence(&after, false)
+        .ok()
+}
+
+/// Says when `job` runs next, so an operator reading the log knows when to expect it.
+fn log_next_run(job: &JobSpec, now: DateTime<Utc>) {
+    match next_run_after(&job.cron, now) {
+        Some(at) => {
+            tracing::info!(job = %job.name, next_run_at = %at.to_rfc3339(), "next run at {}", at.format("%Y-%m-%d %H:%M:%S UTC"))
+        }
+        None => {
+            tracing::warn!(job = %job.name, cron = %job.cron, "no next run: the schedule never fires again")
         }
     }
 }
@@ -496,6 +525,9 @@ async fn run_slot(shared: Arc<Shared>, index: usize, _busy: OwnedMutexGuard<()>)
         s.last_end = Some(ended);
         s.last_result = Some(result);
     });
+    if !shared.shutting_down() {
+        log_next_run(&slot.spec, Utc::now());
+    }
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
@@ -692,6 +724,25 @@ mod tests {
             s.last_result,
             Some(RunResult::Succeeded(JobOutcome::stopped_early("3 pages")))
         );
+    }
+
+    #[test]
+    fn next_run_follows_the_cron_expression_with_or_without_seconds() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let now = at("2026-12-02T05:07:30Z");
+        assert_eq!(
+            next_run_after("0 */5 * * * *", now),
+            Some(at("2026-12-02T05:10:00Z"))
+        );
+        assert_eq!(
+            next_run_after("*/15 * * * *", now),
+            Some(at("2026-12-02T05:15:00Z"))
+        );
+        assert_eq!(
+            next_run_after("0 30 3 * * *", now),
+            Some(at("2026-12-03T03:30:00Z"))
+        );
+        assert_eq!(next_run_after("not cron", now), None);
     }
 
     #[test]

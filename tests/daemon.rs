@@ -251,6 +251,28 @@ async fn slow_runs_never_overlap_and_every_job_keeps_running() {
         log.contains("tick skipped"),
         "ticks that found the previous run going were skipped; log:\n{log}"
     );
+    // When each job runs next is said at start and after its runs, in plain text: the log
+    // goes to a file, so it carries no colour codes.
+    let next: Vec<&str> = log.lines().filter(|l| l.contains("next run at")).collect();
+    for job in ["contacts", "full"] {
+        assert!(
+            next.iter().any(|l| l.contains(&format!("job={job}"))),
+            "next run of {job} logged; log:\n{log}"
+        );
+    }
+    assert!(
+        next.len() > 2,
+        "next run logged after runs too; log:\n{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "no ANSI escape in a redirected log:\n{log}"
+    );
+    // The cron engine's own INFO lines stay below the default level.
+    assert!(
+        !log.contains("Job creator created") && !log.contains("tokio_cron_scheduler"),
+        "{log}"
+    );
 
     // Per kind (and, the runs sharing one state, across kinds too): no two runs overlap.
     let mut by_kind: BTreeMap<String, Vec<&RunRecord>> = BTreeMap::new();

@@ -17,6 +17,9 @@
 use std::collections::BTreeSet;
 
 use chrono::Utc;
+use serde::Serialize;
+
+use crate::cli::{CheckArgs, OutputFormat};
 
 use crate::config::{Config, GhlAuth};
 use crate::ghl::token_store::{SqliteTokenStore, token_source};
@@ -38,47 +41,100 @@ enum Problem {
     Transient,
 }
 
-/// Prints each finding as it is made and remembers the worst.
-#[derive(Debug, Default)]
+/// How sure a finding is, as printed (`ok`, `note`, `WARNING`, `ERROR`) and in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Level {
+    Ok,
+    Note,
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Serialize)]
+struct Finding {
+    level: Level,
+    message: String,
+}
+
+/// Prints each finding as it is made (text) or all of them at the end (JSON), and remembers
+/// the worst.
+#[derive(Debug)]
 struct Report {
+    format: OutputFormat,
+    findings: Vec<Finding>,
     config_errors: usize,
     transient_errors: usize,
     warnings: usize,
 }
 
 impl Report {
+    fn new(format: OutputFormat) -> Self {
+        Report {
+            format,
+            findings: Vec::new(),
+            config_errors: 0,
+            transient_errors: 0,
+            warnings: 0,
+        }
+    }
+    fn push(&mut self, level: Level, msg: impl AsRef<str>) {
+        let message = msg.as_ref().to_string();
+        if self.format == OutputFormat::Text {
+            let tag = match level {
+                Level::Ok => "ok      ",
+                Level::Note => "note    ",
+                Level::Warning => "WARNING ",
+                Level::Error => "ERROR   ",
+            };
+            println!("{tag} {message}");
+        }
+        self.findings.push(Finding { level, message });
+    }
     fn ok(&mut self, msg: impl AsRef<str>) {
-        println!("ok       {}", msg.as_ref());
+        self.push(Level::Ok, msg);
     }
     fn note(&mut self, msg: impl AsRef<str>) {
-        println!("note     {}", msg.as_ref());
+        self.push(Level::Note, msg);
     }
     fn warning(&mut self, msg: impl AsRef<str>) {
         self.warnings += 1;
-        println!("WARNING  {}", msg.as_ref());
+        self.push(Level::Warning, msg);
     }
     fn error(&mut self, kind: Problem, msg: impl AsRef<str>) {
         match kind {
             Problem::Config => self.config_errors += 1,
             Problem::Transient => self.transient_errors += 1,
         }
-        println!("ERROR    {}", msg.as_ref());
+        self.push(Level::Error, msg);
     }
-    fn finish(&self) -> u8 {
+    fn finish(&self) -> anyhow::Result<u8> {
         let errors = self.config_errors + self.transient_errors;
-        println!(
-            "check: {errors} error{}, {} warning{}",
-            if errors == 1 { "" } else { "s" },
-            self.warnings,
-            if self.warnings == 1 { "" } else { "s" }
-        );
-        if self.config_errors > 0 {
+        let code = if self.config_errors > 0 {
             EXIT_CONFIG
         } else if self.transient_errors > 0 {
             EXIT_FAILURE
         } else {
             EXIT_OK
+        };
+        match self.format {
+            OutputFormat::Text => println!(
+                "check: {errors} error{}, {} warning{}",
+                if errors == 1 { "" } else { "s" },
+                self.warnings,
+                if self.warnings == 1 { "" } else { "s" }
+            ),
+            OutputFormat::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "findings": self.findings,
+                    "errors": errors,
+                    "warnings": self.warnings,
+                    "exit_code": code,
+                }))?
+            ),
         }
+        Ok(code)
     }
 }
 
@@ -102,15 +158,51 @@ fn is_token_rejection(e: &GhlError) -> bool {
         || matches!(e, GhlError::Http(HttpError::Api(a)) if a.status == Some(401))
 }
 
-pub async fn run(cfg: &Config) -> anyhow::Result<u8> {
-    let mut r = Report::default();
+pub async fn run(cfg: &Config, args: &CheckArgs) -> anyhow::Result<u8> {
+    let mut r = Report::new(args.format);
     r.ok(format!(
         "configuration {} is valid",
         cfg.source_path.display()
     ));
-    check_hotspot(cfg, &mut r).await?;
-    check_ghl(cfg, &mut r).await?;
-    Ok(r.finish())
+    let timeout = cfg.hotspot_http().timeout;
+    match reachable(&cfg.hotspot.base_url, timeout).await {
+        Ok(()) => check_hotspot(cfg, &mut r).await?,
+        Err(why) => r.error(
+            Problem::Transient,
+            format!("HotspotSystem unreachable: {why}"),
+        ),
+    }
+    let timeout = cfg.ghl_http().timeout;
+    match reachable(&cfg.ghl.base_url, timeout).await {
+        Ok(()) => check_ghl(cfg, &mut r).await?,
+        Err(why) => r.error(Problem::Transient, format!("GHL unreachable: {why}")),
+    }
+    r.finish()
+}
+
+/// One TCP connection to the API's host, before any request: a refused connection or a name
+/// that does not resolve fails at once and says what was tried, instead of being retried for
+/// the whole retry budget as a sync would (an outage during a run is worth waiting out; a
+/// check is someone waiting for an answer). The URL is shown without user, password or query.
+async fn reachable(base_url: &str, timeout: std::time::Duration) -> Result<(), String> {
+    let url = reqwest::Url::parse(base_url).map_err(|e| format!("{base_url}: {e}"))?;
+    let shown = format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default()
+    );
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return Err(format!("{shown}: no host or port in the URL"));
+    };
+    // `host_str` keeps an IPv6 address's brackets, which the resolver does not take.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let tried = format!("tried {shown} (TCP to {host}:{port})");
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("{tried}: {e}")),
+        Err(_) => Err(format!("{tried}: no connection within {timeout:?}")),
+    }
 }
 
 async fn check_hotspot(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {

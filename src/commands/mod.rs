@@ -56,10 +56,10 @@ pub async fn dispatch(cli: Cli) -> u8 {
                 Command::Sync(args) => sync::run(&cfg, args).await,
                 Command::Run => run::run(&cfg).await,
                 Command::Report(args) => report::run(&cfg, args),
-                Command::Status => status::run(&cfg),
+                Command::Status(args) => status::run(&cfg, args),
                 Command::Explain(args) => explain::run(&cfg, args),
                 Command::Calls(args) => calls::run(&cfg, args),
-                Command::Check => check::run(&cfg).await,
+                Command::Check(args) => check::run(&cfg, args).await,
                 Command::Auth(cmd) => auth::run(&cfg, cmd).await,
                 Command::Serve(args) => serve::run(&cfg, args).await,
                 Command::Sandbox(_) | Command::Demo(_) => unreachable!("handled above"),
@@ -92,7 +92,7 @@ fn read_only(command: &Command) -> bool {
     matches!(
         command,
         Command::Report(_)
-            | Command::Status
+            | Command::Status(_)
             | Command::Serve(_)
             | Command::Explain(_)
             | Command::Calls(_)
@@ -142,6 +142,9 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
                 .is_some()
         {
             return EXIT_CONFIG;
+        }
+        if cause.downcast_ref::<report::UnknownRun>().is_some() {
+            return EXIT_UNKNOWN_RUN;
         }
         if let Some(s) = cause.downcast_ref::<StoreError>() {
             return match s {

@@ -11,10 +11,15 @@ use crate::store::Store;
 
 use super::EXIT_OK;
 
+/// A run id that is not in the state database: never run, or pruned since (exit 5).
+#[derive(Debug, thiserror::Error)]
+#[error("run {0} is not in the state database (`report list` shows the runs it keeps)")]
+pub struct UnknownRun(pub i64);
+
 pub fn run(cfg: &Config, args: &ReportArgs) -> anyhow::Result<u8> {
     let store = Store::open_read_only(&cfg.state.path)?;
     let text = match args.run.as_deref() {
-        Some("list") => list(&store)?,
+        Some("list") => list(&store, args.format)?,
         _ if args.last.is_some() => last_n(&store, cfg, args.last.unwrap_or(1), args.format)?,
         None | Some("latest") => {
             let Some(run) = store.latest_run()? else {
@@ -62,7 +67,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 
 fn render(store: &Store, cfg: &Config, id: i64, format: ReportFormat) -> anyhow::Result<String> {
     let Some(mut r) = report::load(store, id)? else {
-        bail!("run {id} is not in the state database (see `report list`)");
+        return Err(UnknownRun(id).into());
     };
     cfg.report_personal_data().report(&mut r);
     Ok(match format {
@@ -96,21 +101,50 @@ fn last_n(store: &Store, cfg: &Config, n: usize, format: ReportFormat) -> anyhow
     })
 }
 
-fn list(store: &Store) -> anyhow::Result<String> {
+/// One row of `report list`.
+#[derive(Debug, serde::Serialize)]
+struct ListedRun {
+    id: i64,
+    started_at: chrono::DateTime<chrono::Utc>,
+    finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    status: &'static str,
+    mode: &'static str,
+    kinds: Vec<crate::model::Kind>,
+}
+
+fn list(store: &Store, format: ReportFormat) -> anyhow::Result<String> {
+    let runs: Vec<ListedRun> = store
+        .runs(50)?
+        .into_iter()
+        .map(|run| ListedRun {
+            id: run.id,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            status: run.status.as_str(),
+            mode: match (run.dry_run, run.full) {
+                (true, _) => "dry-run",
+                (false, true) => "full",
+                (false, false) => "normal",
+            },
+            kinds: run.kinds,
+        })
+        .collect();
+    match format {
+        ReportFormat::Json => return Ok(serde_json::to_string_pretty(&runs)? + "\n"),
+        ReportFormat::Html => {
+            bail!("`report list` prints text or JSON (`--format json`), not HTML")
+        }
+        ReportFormat::Text => {}
+    }
     let mut out = String::from("  run  started               status     mode        kinds\n");
-    for run in store.runs(50)? {
-        let mode = match (run.dry_run, run.full) {
-            (true, _) => "dry-run",
-            (false, true) => "full",
-            (false, false) => "normal",
-        };
+    for run in &runs {
         let kinds: Vec<&str> = run.kinds.iter().map(|k| k.as_str()).collect();
         out.push_str(&format!(
             "{:>5}  {}  {:<9}  {:<10}  {}\n",
             run.id,
             run.started_at.format("%Y-%m-%d %H:%M:%S"),
-            run.status.as_str(),
-            mode,
+            run.status,
+            run.mode,
             kinds.join(",")
         ));
     }

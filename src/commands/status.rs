@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
+use crate::cli::{OutputFormat, StatusArgs};
 use crate::config::Config;
 use crate::model::Kind;
 use crate::reconcile::appointments::split_upcoming;
@@ -15,22 +17,111 @@ use crate::store::{LinkStatus, Store};
 
 use super::EXIT_OK;
 
-pub fn run(cfg: &Config) -> anyhow::Result<u8> {
+/// How many runs back `status` looks for failures, and how many of them it lists.
+const FAILURE_RUNS: usize = 5;
+const LISTED_ROWS: usize = 20;
+
+pub fn run(cfg: &Config, args: &StatusArgs) -> anyhow::Result<u8> {
     if !cfg.state.path.exists() {
-        println!(
-            "No state yet at {}: run `sync` first.",
-            cfg.state.path.display()
-        );
+        match args.format {
+            OutputFormat::Text => println!(
+                "No state yet at {}: run `sync` first.",
+                cfg.state.path.display()
+            ),
+            OutputFormat::Json => println!(
+                "{}",
+                serde_json::json!({ "state": "none", "path": cfg.state.path })
+            ),
+        }
         return Ok(EXIT_OK);
     }
     let store = Store::open_read_only(&cfg.state.path)?;
-    print!("{}", render(&store, cfg, Utc::now())?);
+    let view = gather(&store, cfg, Utc::now())?;
+    match args.format {
+        OutputFormat::Text => print!("{}", view.to_text()),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&view)?),
+    }
     Ok(EXIT_OK)
 }
 
-/// The status text (separate from `run` so it can be tested on an in-memory store).
-pub fn render(store: &Store, cfg: &Config, now: DateTime<Utc>) -> anyhow::Result<String> {
-    let mut out = String::new();
+/// What `status` knows, in the shape `status --format json` prints.
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    /// Always `"present"`: a missing state file prints `{"state": "none", ...}` instead.
+    pub state: &'static str,
+    pub kinds: Vec<KindStatus>,
+    pub pending_creates: usize,
+    pub onboarding_tasks: Option<Completion>,
+    pub appointments: Option<AppointmentCounts>,
+    pub ghl_daily_remaining: Option<QuotaSeen>,
+    pub parked: Listed<ItemRow>,
+    /// Failed items of the newest runs: `total` counts them all, `rows` lists the first ones.
+    pub failures: Listed<ItemRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KindStatus {
+    pub kind: Kind,
+    pub linked: u64,
+    pub tombstoned: u64,
+    pub parked: u64,
+    pub last_run: Option<LastRun>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LastRun {
+    pub id: i64,
+    pub started_at: DateTime<Utc>,
+    pub status: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Completion {
+    pub completed: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AppointmentCounts {
+    pub upcoming: u64,
+    pub past: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QuotaSeen {
+    pub run: i64,
+    pub remaining: u64,
+}
+
+/// A count and the first rows it counts (`rows.len() <= total`).
+#[derive(Debug, Serialize)]
+pub struct Listed<T> {
+    pub total: u64,
+    /// The newest runs looked at (failures only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<usize>,
+    pub rows: Vec<T>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ItemRow {
+    pub run: i64,
+    pub kind: Kind,
+    pub source_id: String,
+    pub reason: Option<String>,
+}
+
+fn item_row(row: &crate::store::dashboard::RunItemRow) -> ItemRow {
+    ItemRow {
+        run: row.run_id,
+        kind: row.item.kind,
+        source_id: row.item.source_id.clone(),
+        reason: row.item.reason.clone(),
+    }
+}
+
+/// Reads everything `status` shows (separate from `run` so it can be tested on an in-memory store).
+pub fn gather(store: &Store, cfg: &Config, now: DateTime<Utc>) -> anyhow::Result<StatusView> {
     let mut counts: BTreeMap<Kind, [u64; 3]> = BTreeMap::new();
     for (kind, status, n) in store.link_counts()? {
         let slot = match status {
@@ -40,79 +131,136 @@ pub fn render(store: &Store, cfg: &Config, now: DateTime<Utc>) -> anyhow::Result
         };
         counts.entry(kind).or_default()[slot] += n;
     }
-    out.push_str("  kind          linked  tombstoned  parked  last run\n");
+    let mut kinds = Vec::new();
     for kind in Kind::ALL {
-        let [active, tomb, parked] = counts.get(&kind).copied().unwrap_or_default();
-        let last = match store.latest_run_for(kind)? {
-            Some(r) => format!(
-                "#{} {} {}",
-                r.id,
-                r.started_at.format("%Y-%m-%d %H:%M:%S"),
-                r.status.as_str()
-            ),
-            None => "never".to_string(),
-        };
-        out.push_str(&format!(
-            "  {:<12} {active:>7} {tomb:>11} {parked:>7}  {last}\n",
-            kind.as_str()
-        ));
-    }
-    let pending = store.pending_intents()?.len();
-    if pending > 0 {
-        out.push_str(&format!(
-            "\n{pending} create(s) of an interrupted run are pending; the next run looks them up in GHL before retrying.\n"
-        ));
+        let [linked, tombstoned, parked] = counts.get(&kind).copied().unwrap_or_default();
+        let last_run = store.latest_run_for(kind)?.map(|r| LastRun {
+            id: r.id,
+            started_at: r.started_at,
+            status: r.status.as_str(),
+        });
+        kinds.push(KindStatus {
+            kind,
+            linked,
+            tombstoned,
+            parked,
+            last_run,
+        });
     }
     let rules: HashSet<&str> = cfg.tasks.onboarding.iter().map(|r| r.id.as_str()).collect();
-    let (done, total) = onboarding_completion(&task_views(store)?, &rules);
-    if total > 0 {
-        out.push('\n');
-        out.push_str(&completion_line(done, total));
-        out.push('\n');
-    }
+    let (completed, total) = onboarding_completion(&task_views(store)?, &rules);
     let appointments = store.appointments()?;
-    if !appointments.is_empty() {
-        let (up, past) = split_upcoming(&appointments, now);
-        out.push_str(&format!(
-            "\nAppointments on record: {up} upcoming, {past} past.\n"
-        ));
-    }
-    if let Some(run) = store.latest_run()? {
-        let summary: RunSummary = serde_json::from_value(run.summary).unwrap_or_default();
-        if let Some(left) = summary.ghl_daily_remaining {
+    let appointments = (!appointments.is_empty()).then(|| {
+        let (upcoming, past) = split_upcoming(&appointments, now);
+        AppointmentCounts { upcoming, past }
+    });
+    let ghl_daily_remaining = match store.latest_run()? {
+        Some(run) => serde_json::from_value::<RunSummary>(run.summary)
+            .unwrap_or_default()
+            .ghl_daily_remaining
+            .map(|remaining| QuotaSeen {
+                run: run.id,
+                remaining,
+            }),
+        None => None,
+    };
+    let parked = store.parked_conflicts()?;
+    let failures = store.recent_failures(FAILURE_RUNS, LISTED_ROWS)?;
+    Ok(StatusView {
+        state: "present",
+        kinds,
+        pending_creates: store.pending_intents()?.len(),
+        onboarding_tasks: (total > 0).then_some(Completion { completed, total }),
+        appointments,
+        ghl_daily_remaining,
+        parked: Listed {
+            total: parked.len() as u64,
+            runs: None,
+            rows: parked.iter().take(LISTED_ROWS).map(item_row).collect(),
+        },
+        failures: Listed {
+            total: store.count_recent_failures(FAILURE_RUNS)?,
+            runs: Some(FAILURE_RUNS),
+            rows: failures.iter().map(item_row).collect(),
+        },
+    })
+}
+
+impl StatusView {
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        out.push_str("  kind          linked  tombstoned  parked  last run\n");
+        for k in &self.kinds {
+            let last = match &k.last_run {
+                Some(r) => format!(
+                    "#{} {} {}",
+                    r.id,
+                    r.started_at.format("%Y-%m-%d %H:%M:%S"),
+                    r.status
+                ),
+                None => "never".to_string(),
+            };
             out.push_str(&format!(
-                "\nGHL daily quota left after run #{}: {left}\n",
-                run.id
+                "  {:<12} {:>7} {:>11} {:>7}  {last}\n",
+                k.kind.as_str(),
+                k.linked,
+                k.tombstoned,
+                k.parked
             ));
         }
-    }
-    let parked = store.parked_conflicts()?;
-    out.push_str(&format!("\nParked conflicts: {}\n", parked.len()));
-    for row in parked.iter().take(20) {
-        let i = &row.item;
+        if self.pending_creates > 0 {
+            out.push_str(&format!(
+                "\n{} create(s) of an interrupted run are pending; the next run looks them up in GHL before retrying.\n",
+                self.pending_creates
+            ));
+        }
+        if let Some(c) = &self.onboarding_tasks {
+            out.push('\n');
+            out.push_str(&completion_line(c.completed, c.total));
+            out.push('\n');
+        }
+        if let Some(a) = &self.appointments {
+            out.push_str(&format!(
+                "\nAppointments on record: {} upcoming, {} past.\n",
+                a.upcoming, a.past
+            ));
+        }
+        if let Some(q) = &self.ghl_daily_remaining {
+            out.push_str(&format!(
+                "\nGHL daily quota left after run #{}: {}\n",
+                q.run, q.remaining
+            ));
+        }
+        out.push_str(&format!("\nParked conflicts: {}\n", self.parked.total));
+        for row in &self.parked.rows {
+            out.push_str(&format!(
+                "  - {} {}: {}\n",
+                row.kind.as_str(),
+                row.source_id,
+                row.reason.as_deref().unwrap_or("-")
+            ));
+        }
         out.push_str(&format!(
-            "  - {} {}: {}\n",
-            i.kind.as_str(),
-            i.source_id,
-            i.reason.as_deref().unwrap_or("-")
+            "Failures in the last {} runs: {}\n",
+            FAILURE_RUNS, self.failures.total
         ));
+        for row in &self.failures.rows {
+            out.push_str(&format!(
+                "  - run #{} {} {}: {}\n",
+                row.run,
+                row.kind.as_str(),
+                row.source_id,
+                row.reason.as_deref().unwrap_or("-")
+            ));
+        }
+        let unlisted = self.failures.total - self.failures.rows.len() as u64;
+        if unlisted > 0 {
+            out.push_str(&format!(
+                "  ... and {unlisted} more (`report RUN` lists every one)\n"
+            ));
+        }
+        out
     }
-    let failures = store.recent_failures(5, 20)?;
-    out.push_str(&format!(
-        "Failures in the last 5 runs: {}\n",
-        failures.len()
-    ));
-    for row in &failures {
-        let i = &row.item;
-        out.push_str(&format!(
-            "  - run #{} {} {}: {}\n",
-            row.run_id,
-            i.kind.as_str(),
-            i.source_id,
-            i.reason.as_deref().unwrap_or("-")
-        ));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -152,7 +300,7 @@ mod tests {
                 title: None,
             })
             .unwrap();
-        let text = render(&store, &cfg, Utc::now()).unwrap();
+        let text = gather(&store, &cfg, Utc::now()).unwrap().to_text();
         assert!(
             text.contains("Onboarding tasks: 1 of 4 completed (25%)."),
             "{text}"

@@ -1,7 +1,7 @@
 //! `/metrics` in the Prometheus text exposition format (version 0.0.4).
 //!
 //! Everything is read from the state database, so the numbers cover the runs still recorded
-//! (`report.keep_runs`): they are gauges, not counters, because pruning can lower them.
+//! (`report.keep_days`): they are gauges, not counters, because pruning can lower them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -275,7 +275,7 @@ pub async fn run_pass(
         s.insert_api_calls(Some(run_id), &hs.policy().audit().drain(), now)?;
         s.insert_api_calls(Some(run_id), &ghl.policy().audit().drain(), now)?;
         s.finish_run(run_id, status, &serde_json::to_value(&summary)?)?;
-        s.prune_runs(cfg.report.keep_runs)?;
+        s.prune_history(cfg.report.keep_days, now)?;
     }
     if let Some(r) = outcome {
         r?;

@@ -328,12 +328,58 @@ impl Store {
             .pop())
     }
 
+    /// How many items failed in the newest `runs` runs (all of them, not a listed page).
+    pub fn count_recent_failures(&self, runs: usize) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM run_items
+             WHERE outcome = ?1
+               AND run_id IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?2)",
+            rusqlite::params![ItemOutcome::Failed.as_str(), runs as i64],
+            |row| row.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
     /// Deletes all but the newest `keep` runs (items and audit rows go with them).
     pub fn prune_runs(&self, keep: u32) -> Result<usize> {
         Ok(self.conn.execute(
             "DELETE FROM runs WHERE id NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?1)",
             [keep],
         )?)
+    }
+
+    /// Age-based retention, as of `now`. A run that wrote or failed something (an applied or
+    /// failed item, or a status other than `succeeded`) and every dry run is kept `keep_days`
+    /// days. A no-op run (succeeded, nothing applied, nothing failed) is kept as long, but only
+    /// the newest of each UTC hour per job (same kinds, same `full`): on a 5-minute schedule
+    /// those are 12 identical rows an hour, and counting them against a run limit pushed the
+    /// runs that mattered out within hours. The newest no-op run of each job is always the one
+    /// its hour keeps, so `status`, `/healthz` and the parked-conflict view see it. The last
+    /// day is kept whole: what happened today is what an operator looks at run by run. Runs
+    /// still running are never touched. Items and API calls go with their run. Returns how
+    /// many runs were deleted.
+    pub fn prune_history(&self, keep_days: u32, now: DateTime<Utc>) -> Result<usize> {
+        let cutoff = ts(now - chrono::Duration::days(i64::from(keep_days)));
+        let whole_since = ts(now - chrono::Duration::days(1));
+        let expired = self.conn.execute(
+            "DELETE FROM runs WHERE finished_at IS NOT NULL AND started_at < ?1",
+            [&cutoff],
+        )?;
+        const NO_OP: &str = "r.started_at < ?1
+             AND r.finished_at IS NOT NULL AND r.status = 'succeeded' AND r.dry_run = 0
+             AND NOT EXISTS (SELECT 1 FROM run_items i
+                             WHERE i.run_id = r.id AND i.outcome IN ('applied', 'failed'))";
+        let thinned = self.conn.execute(
+            &format!(
+                "DELETE FROM runs WHERE id IN (
+                   SELECT r.id FROM runs r WHERE {NO_OP}
+                   EXCEPT
+                   SELECT MAX(r.id) FROM runs r WHERE {NO_OP}
+                   GROUP BY substr(r.started_at, 1, 13), r.kinds, r.full)"
+            ),
+            [&whole_since],
+        )?;
+        Ok(expired + thinned)
     }
 
     /// Inserts items of run `run_id` in one transaction.
@@ -525,5 +571,334 @@ impl Store {
             max_latency_ms: max_lat as u64,
             avg_latency_ms: avg_lat.round() as u64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Link, MatchMethod};
+    use chrono::Duration;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// A finished run of `kinds` started at `start`, with `applied` and `failed` items and
+    /// `calls` API calls, as a pass records it.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        store: &Store,
+        kinds: &[Kind],
+        full: bool,
+        start: DateTime<Utc>,
+        status: RunStatus,
+        (applied, failed, skipped): (usize, usize, usize),
+        calls: usize,
+        summary: &serde_json::Value,
+    ) -> i64 {
+        let id = store.start_run(kinds, full, false).unwrap();
+        store
+            .conn
+            .execute(
+                "UPDATE runs SET started_at = ?2 WHERE id = ?1",
+                (id, ts(start)),
+            )
+            .unwrap();
+        let item = |n: usize, outcome: ItemOutcome| RunItem {
+            kind: kinds[0],
+            source_id: format!("{id}-{n}"),
+            target_id: Some(format!("ghl-contact-{id}-{n}")),
+            action: "create".into(),
+            outcome,
+            reason: (outcome != ItemOutcome::Applied).then(|| "no email or phone".into()),
+            detail: serde_json::json!({"fields": ["email", "phone", "firstName"]}),
+        };
+        let mut items = Vec::new();
+        items.extend((0..applied).map(|n| item(n, ItemOutcome::Applied)));
+        items.extend((0..failed).map(|n| item(applied + n, ItemOutcome::Failed)));
+        items.extend((0..skipped).map(|n| item(applied + failed + n, ItemOutcome::Skipped)));
+        store.insert_run_items(id, &items).unwrap();
+        let calls: Vec<AuditRecord> = (0..calls)
+            .map(|n| AuditRecord {
+                api: if n % 2 == 0 { "hotspot" } else { "ghl" }.into(),
+                method: "GET".into(),
+                path: "/contacts/{id}".into(),
+                status: Some(200),
+                attempt: 1,
+                latency_ms: 120,
+                error_class: None,
+            })
+            .collect();
+        store
+            .insert_api_calls(Some(id), &calls, start + Duration::seconds(5))
+            .unwrap();
+        store.finish_run(id, status, summary).unwrap();
+        store
+            .conn
+            .execute(
+                "UPDATE runs SET finished_at = ?2 WHERE id = ?1",
+                (id, ts(start + Duration::seconds(10))),
+            )
+            .unwrap();
+        id
+    }
+
+    #[test]
+    fn retention_keeps_eventful_runs_for_the_days_and_one_no_op_run_per_hour_and_job() {
+        let store = Store::open_in_memory().unwrap();
+        let none = serde_json::json!({});
+        let c = [Kind::Contact];
+        let n = [Kind::Note];
+        let ok = RunStatus::Succeeded;
+        // 40 days ago: a run with writes, past the 30 days.
+        let old = record(
+            &store,
+            &c,
+            false,
+            at("2026-10-23T10:00:00Z"),
+            ok,
+            (3, 0, 0),
+            2,
+            &none,
+        );
+        // 20 days ago: a failed run and a run with writes: kept.
+        let failed = record(
+            &store,
+            &c,
+            false,
+            at("2026-11-12T10:00:00Z"),
+            RunStatus::Failed,
+            (0, 0, 0),
+            1,
+            &none,
+        );
+        let wrote = record(
+            &store,
+            &c,
+            false,
+            at("2026-11-12T10:05:00Z"),
+            ok,
+            (2, 1, 0),
+            3,
+            &none,
+        );
+        // Within one hour: three no-op contacts runs, two no-op notes runs, one with skips only.
+        let c1 = record(
+            &store,
+            &c,
+            false,
+            at("2026-11-12T11:00:00Z"),
+            ok,
+            (0, 0, 0),
+            2,
+            &none,
+        );
+        let c2 = record(
+            &store,
+            &c,
+            false,
+            at("2026-11-12T11:05:00Z"),
+            ok,
+            (0, 0, 4),
+            2,
+            &none,
+        );
+        let c3 = record(
+            &store,
+            &c,
+            false,
+            at("2026-11-12T11:10:00Z"),
+            ok,
+            (0, 0, 0),
+            2,
+            &none,
+        );
+        let n1 = record(
+            &store,
+            &n,
+            false,
+            at("2026-11-12T11:00:00Z"),
+            ok,
+            (0, 0, 0),
+            2,
+            &none,
+        );
+        let n2 = record(
+            &store,
+            &n,
+            false,
+            at("2026-11-12T11:10:00Z"),
+            ok,
+            (0, 0, 0),
+            2,
+            &none,
+        );
+        // The next hour's single no-op run.
+        let c4 = record(
+            &store,
+            &c,
+            false,
+            at("2026-11-12T12:00:00Z"),
+            ok,
+            (0, 0, 0),
+            2,
+            &none,
+        );
+        // Within the last day every run is kept, no-op or not.
+        let today1 = record(
+            &store,
+            &c,
+            false,
+            at("2026-12-02T08:00:00Z"),
+            ok,
+            (0, 0, 0),
+            2,
+            &none,
+        );
+        let today2 = record(
+            &store,
+            &c,
+            false,
+            at("2026-12-02T08:05:00Z"),
+            ok,
+            (0, 0, 0),
+            2,
+            &none,
+        );
+        // A run still going is never touched, however old it looks.
+        let running = store.start_run(&c, false, false).unwrap();
+        store
+            .conn
+            .execute(
+                "UPDATE runs SET started_at = '2026-09-01T00:00:00.000Z' WHERE id = ?1",
+                [running],
+            )
+            .unwrap();
+
+        let deleted = store.prune_history(30, at("2026-12-02T10:00:00Z")).unwrap();
+        let kept: Vec<i64> = store.runs(100).unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(
+            kept,
+            vec![running, today2, today1, c4, n2, c3, wrote, failed],
+            "deleted {deleted}"
+        );
+        assert_eq!(deleted, 4);
+        for gone in [old, c1, c2, n1] {
+            assert!(store.run_items(gone).unwrap().is_empty());
+            assert!(store.api_calls(gone).unwrap().is_empty());
+        }
+        assert_eq!(store.run_items(wrote).unwrap().len(), 3);
+        assert_eq!(store.api_calls(wrote).unwrap().len(), 3);
+    }
+
+    /// The state after 30 days of the shipped schedule at 10,000 contacts, pruned as the daemon
+    /// prunes. Assumptions (README, "Performance"): contacts every 5 min, notes every 10, tasks
+    /// every 15, businesses hourly, a full pass daily; 10,000 contacts with a note and a task
+    /// each; 10 new guests an hour (one contacts and one notes run each hour write 10 records
+    /// with 12 calls); every other incremental run writes nothing and makes 2 calls; the full
+    /// pass reads 10,000 contacts (200 calls) and records 500 skipped guests. Prints the size.
+    #[test]
+    fn state_size_after_30_days_of_the_default_schedule_at_10000_contacts() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .transaction(|s| {
+                for i in 0..10_000 {
+                    for (kind, id) in [
+                        (Kind::Contact, format!("{i}")),
+                        (Kind::Note, format!("tx-{i}")),
+                        (Kind::Task, format!("welcome:{i}")),
+                    ] {
+                        let mut l = Link::new(
+                            kind,
+                            id,
+                            format!("ghl-{}-{i}", kind.as_str()),
+                            MatchMethod::Created,
+                        );
+                        l.source_hash = Some(crate::model::Digest::of(b"source"));
+                        l.target_hash = Some(crate::model::Digest::of(b"target"));
+                        s.upsert_link(&l)?;
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        // A run summary of the size a pass writes (counts per kind, quota, requests by method).
+        let summary = serde_json::json!({
+            "kinds": Kind::ALL.iter().map(|k| (k.as_str().to_string(), serde_json::json!({
+                "created": 0, "adopted": 0, "updated": 0, "unchanged": 10000, "skipped": 0,
+                "failed": 0, "deleted": 0, "conflicts": 0, "drift": 0, "deferred": 0}))).collect::<serde_json::Map<_, _>>(),
+            "requests": {"GET": 2, "POST": 0, "PUT": 0}, "retries": 0, "rate_limited": 0,
+            "ghl_daily_remaining": 199000
+        });
+        let start = at("2026-11-01T00:00:00Z");
+        let ok = RunStatus::Succeeded;
+        let mut runs = 0;
+        for minute in (0..30 * 24 * 60).step_by(5) {
+            let t = start + Duration::minutes(minute);
+            let busy_hour_slot = minute % 60 == 0;
+            let mut run =
+                |kinds: &[Kind], full: bool, items: (usize, usize, usize), calls: usize| {
+                    record(&store, kinds, full, t, ok, items, calls, &summary);
+                    runs += 1;
+                };
+            run(
+                &[Kind::Contact],
+                false,
+                if busy_hour_slot {
+                    (10, 0, 0)
+                } else {
+                    (0, 0, 0)
+                },
+                if busy_hour_slot { 12 } else { 2 },
+            );
+            if minute % 10 == 0 {
+                run(
+                    &[Kind::Note],
+                    false,
+                    if busy_hour_slot {
+                        (10, 0, 0)
+                    } else {
+                        (0, 0, 0)
+                    },
+                    if busy_hour_slot { 12 } else { 2 },
+                );
+            }
+            if minute % 15 == 0 {
+                run(&[Kind::Task], false, (0, 0, 0), 2);
+            }
+            if minute % 60 == 0 {
+                run(&[Kind::Business], false, (0, 0, 0), 2);
+            }
+            if minute % (24 * 60) == 3 * 60 {
+                run(&Kind::ALL, true, (0, 0, 500), 200);
+            }
+            if minute % 60 == 55 {
+                store.prune_history(30, t).unwrap();
+            }
+        }
+        let end = start + Duration::days(30);
+        store.prune_history(30, end).unwrap();
+        let pages: i64 = store
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        let page_size: i64 = store
+            .conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        let bytes = pages * page_size;
+        let kept = store.runs(100_000).unwrap().len();
+        println!(
+            "30 days, default schedule, 10,000 contacts: {runs} runs made, {kept} kept, state {bytes} bytes ({:.1} MiB)",
+            bytes as f64 / (1024.0 * 1024.0)
+        );
+        assert_eq!(runs, 30 * 553, "the schedule's runs");
+        // Eventful runs (2 an hour) and the daily full passes are all kept; no-op runs are one
+        // per hour and job.
+        // The last day whole (553 runs); before it, per hour: contacts and notes one eventful
+        // run and one no-op each, tasks and businesses one no-op each; plus the full passes.
+        assert_eq!(kept, 29 * 24 * 6 + 29 + 553, "kept {kept} of {runs}");
+        assert!(bytes < 64 * 1024 * 1024, "{bytes} bytes");
     }
 }
