@@ -403,6 +403,18 @@ async fn demo_runs_with_no_setup() {
     );
     assert!(stdout.contains("adopted"), "{stdout}");
     assert!(stdout.contains("Run 1 (full): succeeded"), "{stdout}");
+    // The commands it suggests name this binary as it was run, not a name that may not be on
+    // PATH (after `cargo run` it is not).
+    let cwd = std::env::current_dir().unwrap();
+    let bin = std::path::Path::new(support::harness::BIN);
+    let bin = bin.strip_prefix(&cwd).unwrap_or(bin);
+    assert!(
+        stdout.contains(&format!(
+            "  {} --config config/demo.toml serve",
+            bin.display()
+        )),
+        "{stdout}"
+    );
 }
 
 #[test]

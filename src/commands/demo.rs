@@ -117,12 +117,30 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
+/// This binary as a command the user can paste: as it was invoked, relative to the current
+/// directory when it lies under it. After `cargo run` that is `target/release/hotspot-ghl-sync`,
+/// which is not on PATH; installed, it is the bare name.
+fn invoked_as() -> String {
+    let Some(arg0) = std::env::args_os().next() else {
+        return "hotspot-ghl-sync".into();
+    };
+    let path = std::path::PathBuf::from(arg0);
+    if path.is_absolute()
+        && let Ok(cwd) = std::env::current_dir()
+        && let Ok(relative) = path.strip_prefix(&cwd)
+    {
+        return relative.display().to_string();
+    }
+    path.display().to_string()
+}
+
 /// The demo's last lines: how to look at the run in the dashboard. With `--state-dir state`
 /// these are the two commands a new user types from the clone; with another directory, what to
 /// change; without one (the state was removed), the `--state-dir` to use next time.
 fn next_steps(dir: &Path, temporary: bool) -> Vec<String> {
-    let demo = format!("hotspot-ghl-sync demo --state-dir {DEMO_STATE_DIR}");
-    let serve = "hotspot-ghl-sync --config config/demo.toml serve".to_string();
+    let bin = invoked_as();
+    let demo = format!("{bin} demo --state-dir {DEMO_STATE_DIR}");
+    let serve = format!("{bin} --config config/demo.toml serve");
     let db = dir.join("demo.db");
     if temporary {
         return vec![
@@ -152,6 +170,6 @@ fn next_steps(dir: &Path, temporary: bool) -> Vec<String> {
             "instead, or serve a copy of config/demo.toml whose [state] path is \"{}\":",
             db.display()
         ),
-        "  hotspot-ghl-sync --config <that copy> serve".to_string(),
+        format!("  {bin} --config <that copy> serve"),
     ]
 }
