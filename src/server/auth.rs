@@ -63,9 +63,9 @@ impl SecretSource {
             SecretSource::File(p) => {
                 // The same rule as every other secret file: private to its owner unless the
                 // operator allows otherwise.
+                // `from_file` has read it; `serve` reads its credentials once, at start.
                 let secret = Secret::from_file(what, p, insecure)?;
                 secret
-                    .current()?
                     .expose_secret()
                     .lines()
                     .next()

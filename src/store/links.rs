@@ -145,29 +145,29 @@ impl Link {
     }
 }
 
-pub(super) const COLUMNS: &str = "kind, source_id, target_id, source_hash, target_hash, owned_tags, status, \
-                       match_method, created_by_us, first_linked_at, updated_at, extra";
+/// A link row: the head's columns first, so that [`from_row`] reads the head as
+/// [`head_from_row`] does, then the rest.
+pub(super) const COLUMNS: &str = "source_id, target_id, source_hash, target_hash, owned_tags, \
+                                  status, first_linked_at, updated_at, kind, match_method, \
+                                  created_by_us, extra";
 
 pub(super) fn from_row(row: &Row<'_>) -> Result<Link> {
-    let kind: String = row.get(0)?;
-    let owned: String = row.get(5)?;
-    let status: String = row.get(6)?;
-    let method: String = row.get(7)?;
-    let first: String = row.get(9)?;
-    let updated: String = row.get(10)?;
+    let head = head_from_row(row)?;
+    let kind: String = row.get(8)?;
+    let method: String = row.get(9)?;
     let extra: String = row.get(11)?;
     Ok(Link {
         kind: parse_kind(&kind)?,
-        source_id: row.get(1)?,
-        target_id: row.get(2)?,
-        source_hash: parse_digest("links.source_hash", row.get(3)?)?,
-        target_hash: parse_digest("links.target_hash", row.get(4)?)?,
-        owned_tags: serde_json::from_str(&owned)?,
-        status: LinkStatus::parse(&status)?,
+        source_id: head.source_id,
+        target_id: head.target_id,
+        source_hash: head.source_hash,
+        target_hash: head.target_hash,
+        owned_tags: head.owned_tags,
+        status: head.status,
         match_method: MatchMethod::parse(&method)?,
-        created_by_us: row.get(8)?,
-        first_linked_at: parse_ts("links.first_linked_at", &first)?,
-        updated_at: parse_ts("links.updated_at", &updated)?,
+        created_by_us: row.get(10)?,
+        first_linked_at: head.first_linked_at,
+        updated_at: head.updated_at,
         extra: serde_json::from_str(&extra)?,
     })
 }
@@ -334,18 +334,19 @@ impl Store {
                     created_by_us = excluded.created_by_us, updated_at = excluded.updated_at,
                     extra = excluded.extra"
             ))?
+            // In the order of COLUMNS.
             .execute((
-                link.kind.as_str(),
                 &link.source_id,
                 &link.target_id,
                 link.source_hash.map(|d| d.to_hex()),
                 link.target_hash.map(|d| d.to_hex()),
                 serde_json::to_string(&link.owned_tags)?,
                 link.status.as_str(),
-                link.match_method.as_str(),
-                link.created_by_us,
                 ts(link.first_linked_at),
                 ts(link.updated_at),
+                link.kind.as_str(),
+                link.match_method.as_str(),
+                link.created_by_us,
                 serde_json::to_string(&link.extra)?,
             ))?;
         Ok(())
