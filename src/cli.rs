@@ -75,6 +75,28 @@ pub enum Command {
     Sandbox(SandboxArgs),
     /// Emulators + a temporary config + one sync + its report, with no account.
     Demo(DemoArgs),
+    /// Shell completions or the man pages, generated from these very arguments.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to generate: `man`, or the completions of a shell.
+    pub what: Generated,
+    /// Write every file into this directory (for `man`: one page per command) instead of
+    /// printing to standard output.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generated {
+    Man,
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
 }
 
 #[derive(Debug, Args)]

@@ -490,6 +490,8 @@ struct Inner {
     /// End of the last limiter wait that was logged, so that the requests queued behind one
     /// full window log it once.
     logged_wait_until: Mutex<Option<Instant>>,
+    /// Until when the rate limiter holds requests back, for whoever shows progress.
+    held_until: Mutex<Option<Instant>>,
 }
 
 /// The policy: cheap to clone (shared state), one per API.
@@ -531,6 +533,7 @@ impl HttpPolicy {
                 stats: Mutex::new(Stats::default()),
                 warned_rate_headers: AtomicBool::new(false),
                 logged_wait_until: Mutex::new(None),
+                held_until: Mutex::new(None),
             }),
         })
     }
@@ -680,6 +683,14 @@ impl HttpPolicy {
                     Err(w) => (w, WaitReason::WindowFull { capacity, window }),
                 }
             };
+            {
+                let mut held = self
+                    .inner
+                    .held_until
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                *held = (*held).max(Some(now + wait));
+            }
             if wait >= LONG_WAIT {
                 let mut logged = self
                     .inner
@@ -705,6 +716,18 @@ impl HttpPolicy {
             }
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// How much longer the rate limiter holds requests back, when it does now: a progress bar
+    /// that stops moving says why.
+    pub fn rate_limit_hold(&self) -> Option<Duration> {
+        let held = *self
+            .inner
+            .held_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        held.map(|until| until.saturating_duration_since(Instant::now()))
+            .filter(|left| !left.is_zero())
     }
 
     /// Learns from the `X-RateLimit-*` headers (GHL sends them on every answer).
@@ -1332,6 +1355,35 @@ mod tests {
         assert_eq!(
             b.try_take(Instant::now()).unwrap_err(),
             Duration::from_secs(3)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_window_is_shown_as_a_hold_until_it_frees() {
+        let mut cfg = PolicyConfig::ghl();
+        cfg.rate_max = 1;
+        cfg.rate_window = Duration::from_secs(10);
+        let policy = HttpPolicy::new(cfg, AuditSink::new()).unwrap();
+        policy.acquire().await;
+        assert_eq!(
+            policy.rate_limit_hold(),
+            None,
+            "the first request is not held"
+        );
+        let queued = tokio::spawn({
+            let policy = policy.clone();
+            async move { policy.acquire().await }
+        });
+        tokio::task::yield_now().await;
+        let held = policy
+            .rate_limit_hold()
+            .expect("the second request is held");
+        assert!(held > Duration::from_secs(9), "{held:?}");
+        queued.await.unwrap();
+        assert_eq!(
+            policy.rate_limit_hold(),
+            None,
+            "released once the window frees"
         );
     }
 

@@ -8,14 +8,20 @@
 
 use std::fmt;
 use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+use crate::http::HttpPolicy;
 
 /// The bars of one pass, one per kind that writes. Cloning shares the same bars.
 #[derive(Clone)]
 pub struct Progress {
     multi: MultiProgress,
+    /// The APIs whose rate limiter may hold writes back: while one does, every bar says so,
+    /// or a bar that stops moving with a growing ETA looks like a hang.
+    limited: Arc<Mutex<Vec<HttpPolicy>>>,
 }
 
 impl fmt::Debug for Progress {
@@ -37,6 +43,7 @@ impl Progress {
     pub fn when_terminal(is_terminal: bool) -> Option<Progress> {
         is_terminal.then(|| Progress {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            limited: Arc::default(),
         })
     }
 
@@ -44,7 +51,16 @@ impl Progress {
     pub fn hidden() -> Progress {
         Progress {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::hidden()),
+            limited: Arc::default(),
         }
+    }
+
+    /// Shows, on every bar, when `policy`'s rate limiter holds requests back.
+    pub fn watch_rate_limit(&self, policy: &HttpPolicy) {
+        self.limited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(policy.clone());
     }
 
     /// A bar for `total` writes of `label` (e.g. "contacts"), below the earlier ones.
@@ -52,9 +68,16 @@ impl Progress {
         let bar = self.multi.add(ProgressBar::new(total));
         bar.set_style(
             ProgressStyle::with_template(
-                "{prefix:>8} [{bar:40.cyan/blue}] {pos}/{len} ({elapsed}, eta {eta})",
+                "{prefix:>8} [{bar:40.cyan/blue}] {pos}/{len} ({elapsed}, eta {eta}){hold}",
             )
             .expect("the progress template is valid")
+            .with_key("hold", {
+                // The APIs only, not `self`: the bar must not own the bars that own it.
+                let limited = self.limited.clone();
+                move |_: &ProgressState, w: &mut dyn fmt::Write| {
+                    let _ = w.write_str(&hold_note(&limited));
+                }
+            })
             .progress_chars("=> "),
         );
         bar.set_prefix(label.to_string());
@@ -62,6 +85,29 @@ impl Progress {
         bar.enable_steady_tick(Duration::from_millis(250));
         Bar(Some(bar))
     }
+}
+
+/// What holds writes back now, in words; empty when nothing does.
+fn hold_note(limited: &Mutex<Vec<HttpPolicy>>) -> String {
+    let limited = limited.lock().unwrap_or_else(|p| p.into_inner());
+    let longest = limited
+        .iter()
+        .filter_map(|p| Some((p.api(), p.rate_limit_hold()?)))
+        .max_by_key(|(_, left)| *left);
+    longest.map_or_else(String::new, |(api, left)| hold_text(api, left))
+}
+
+/// The bar's suffix while `api`'s rate limiter holds requests for `left` more.
+fn hold_text(api: &str, left: Duration) -> String {
+    let api = match api {
+        "ghl" => "GHL",
+        "hotspot" => "HotspotSystem",
+        other => other,
+    };
+    format!(
+        " waiting {}s for the {api} rate limit",
+        left.as_secs_f64().ceil() as u64
+    )
 }
 
 /// One kind's bar; `Bar::none()` (no progress asked for) does nothing.
@@ -118,6 +164,19 @@ mod tests {
         let bar = Bar::new(None, "contacts", 10);
         bar.inc();
         assert_eq!(bar.position(), None);
+    }
+
+    #[test]
+    fn a_rate_limit_hold_is_said_in_words() {
+        assert_eq!(
+            hold_text("ghl", Duration::from_millis(6_200)),
+            " waiting 7s for the GHL rate limit"
+        );
+        assert_eq!(
+            hold_note(&Progress::hidden().limited),
+            "",
+            "nothing watched, nothing said"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod calls;
 mod check;
 mod demo;
 mod explain;
+mod generate;
 mod report;
 mod run;
 mod sandbox;
@@ -51,6 +52,7 @@ pub async fn dispatch(cli: Cli) -> u8 {
         // The sandbox and the demo need no configuration file.
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Generate(args) => generate::run(args),
         command => match load_config(&cli, read_only(command)) {
             Ok(cfg) => match command {
                 Command::Sync(args) => sync::run(&cfg, args).await,
@@ -62,7 +64,9 @@ pub async fn dispatch(cli: Cli) -> u8 {
                 Command::Check(args) => check::run(&cfg, args).await,
                 Command::Auth(cmd) => auth::run(&cfg, cmd).await,
                 Command::Serve(args) => serve::run(&cfg, args).await,
-                Command::Sandbox(_) | Command::Demo(_) => unreachable!("handled above"),
+                Command::Sandbox(_) | Command::Demo(_) | Command::Generate(_) => {
+                    unreachable!("handled above")
+                }
             },
             Err(e) => Err(e),
         },

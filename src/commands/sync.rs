@@ -79,6 +79,10 @@ pub async fn sync_once(
     store.keep_lock(lock);
     let hs = connect::hotspot_client(cfg)?;
     let ghl = connect::ghl_client(cfg)?;
+    if let Some(progress) = &opts.progress {
+        progress.watch_rate_limit(ghl.policy());
+        progress.watch_rate_limit(hs.policy());
+    }
     let store = Mutex::new(store);
     let result = run_pass(cfg, &store, &hs, &ghl, opts, stop).await?;
     Ok((
