@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::ghl::GhlClient;
 use crate::hotspot::HotspotClient;
 use crate::model::Kind;
+use crate::notify::{self, condition::PassEnd};
 use crate::report::{RunSummary, Unsynced, UnsyncedRecord};
 use crate::store::{ItemOutcome, RunItem, RunStatus, Store};
 
@@ -138,6 +139,8 @@ pub async fn run_pass(
 
     // Whether a kind stopped writing early (quota reserve, stop request) and deferred the rest.
     let mut writing_stopped = false;
+    // What the reserve stop said, for the alert about it.
+    let mut quota_reserve: Option<String> = None;
     let work = async {
         let stop = &pass_stop;
         let mut any_failed = false;
@@ -168,6 +171,9 @@ pub async fn run_pass(
             summary.notes.extend(r.notes);
             if let Some(why) = r.stopped {
                 writing_stopped = true;
+                if matches!(why, WritingStopped::QuotaReserve { .. }) {
+                    quota_reserve = Some(why.to_string());
+                }
                 summary.notes.push(stopped_note(kind, &why));
             }
             items.extend(r.items);
@@ -277,6 +283,21 @@ pub async fn run_pass(
         s.finish_run(run_id, status, &serde_json::to_value(&summary)?)?;
         s.prune_history(cfg.report.keep_days, now)?;
     }
+    if !opts.dry_run {
+        let end = PassEnd {
+            scope: scope_of(opts),
+            status,
+            error: match &outcome {
+                Some(Err(e)) => Some(notify::classify_error(e)),
+                _ => None,
+            },
+            quota_reserve,
+            stop_requested: interrupted == Some(Interruption::StopRequested),
+            budget_spent: interrupted == Some(Interruption::BudgetSpent),
+            unsynced: summary.unsynced.len(),
+        };
+        notify::pass_ended(cfg, store, run_id, &end).await;
+    }
     if let Some(r) = outcome {
         r?;
     }
@@ -286,6 +307,16 @@ pub async fn run_pass(
         plan_text,
         interrupted,
     })
+}
+
+/// What the alerts call the pass's share of the work: `full`, or its kinds (`contact`,
+/// `contact+note+task`): a daemon job's kinds, or all of them for a plain `sync`.
+fn scope_of(opts: &PassOptions) -> String {
+    if opts.full {
+        return "full".into();
+    }
+    let kinds: Vec<&str> = opts.kinds.iter().map(|k| k.as_str()).collect();
+    kinds.join("+")
 }
 
 /// Puts what the pages of both APIs could not read into the run: unreadable values counted per
