@@ -31,7 +31,7 @@ pub fn compose(run: &RunRef<'_>, alerts: &[(Condition, Alert)], now: DateTime<Ut
         "hotspot-ghl-sync, GHL location {}: run #{} ({}) {}",
         run.location_id,
         run.run_id,
-        run.scope,
+        scope_words(run.scope),
         run.status.as_str()
     );
     let mut list = Vec::new();
@@ -76,6 +76,15 @@ pub fn compose(run: &RunRef<'_>, alerts: &[(Condition, Alert)], now: DateTime<Ut
     Message { text, json, env }
 }
 
+/// A pass's scope in words: `all` and `full` are not kinds.
+fn scope_words(scope: &str) -> &str {
+    match scope {
+        "all" => "all kinds",
+        "full" => "full pass",
+        kinds => kinds,
+    }
+}
+
 fn sentence(condition: &Condition, alert: &Alert, run_id: i64) -> String {
     let since = |t: &DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
     match (condition, alert) {
@@ -87,16 +96,18 @@ fn sentence(condition: &Condition, alert: &Alert, run_id: i64) -> String {
                 repeat,
             },
         ) => format!(
-            "{} ({scope}): {why}; failing since {}. `hotspot-ghl-sync report {run_id}` has the details.",
+            "{} ({}): {why}; failing since {}. `hotspot-ghl-sync report {run_id}` has the details.",
             if *repeat {
                 "Runs still fail"
             } else {
                 "Run failed"
             },
+            scope_words(scope),
             since(s)
         ),
         (Condition::RunFailed { scope }, Alert::Resolved { since: s }) => format!(
-            "Resolved: runs ({scope}) succeed again (failing since {}).",
+            "Resolved: runs ({}) succeed again (failing since {}).",
+            scope_words(scope),
             since(s)
         ),
         (

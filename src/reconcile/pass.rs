@@ -309,11 +309,14 @@ pub async fn run_pass(
     })
 }
 
-/// What the alerts call the pass's share of the work: `full`, or its kinds (`contact`,
-/// `contact+note+task`): a daemon job's kinds, or all of them for a plain `sync`.
+/// What the alerts call the pass's share of the work: `full`, `all` (every kind: a plain
+/// `sync`), or its kinds (`contact`, `note+task`: a daemon job's, `sync --only`).
 fn scope_of(opts: &PassOptions) -> String {
     if opts.full {
         return "full".into();
+    }
+    if STEPS.iter().all(|s| opts.kinds.contains(&s.kind)) {
+        return "all".into();
     }
     let kinds: Vec<&str> = opts.kinds.iter().map(|k| k.as_str()).collect();
     kinds.join("+")
