@@ -408,3 +408,39 @@ async fn the_daemon_alerts_once_for_a_failing_job_and_once_when_it_recovers() {
     assert!(!log_text.contains("sEcReT"), "{log_text}");
     assert_eq!(rx.posts().len(), 2, "{:#?}", rx.texts());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_hangs_is_killed_at_the_timeout_and_the_run_goes_on() {
+    let env = Env::start("alerts-slow", opts(86, 6), Setup::default()).await;
+    let marker = env.dir.join("still-running");
+    with_notify(
+        &env,
+        &format!(
+            "command = [\"/bin/sh\", \"-c\", \"(sleep 3; touch \\\"$0\\\") & wait\", \"{}\"]\ntimeout_secs = 1\n",
+            marker.display()
+        ),
+        "",
+    );
+    env.sandbox.ghl.set_faults(every_write_refused());
+    let t = Instant::now();
+    let out = env.run(&["sync"]).await;
+    assert_eq!(out.code, 1, "the run's own exit code: {}", out.show());
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert!(
+        out.stderr.contains("alert not delivered") && out.stderr.contains("no answer within 1 s"),
+        "{}",
+        out.show()
+    );
+    // Undelivered, so due again at the next pass (the hour starts only once one is delivered).
+    let out = env.run(&["sync"]).await;
+    assert_eq!(out.code, 1, "{}", out.show());
+    assert!(
+        out.stderr.contains("no answer within 1 s"),
+        "{}",
+        out.show()
+    );
+    // What the command started went with it: its child, which would have touched the marker
+    // 3 s after it started, was killed too.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!marker.exists(), "the command's child outlived the timeout");
+}

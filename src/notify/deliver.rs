@@ -128,8 +128,15 @@ pub async fn command(
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    // Its own process group, so that a timeout ends what it started too (`sh -c` and its
+    // children), not only the program itself.
+    cmd.process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return (target, Err(DeliveryError::Spawn(e))),
+    };
+    let group = child.id();
     let run = async {
-        let mut child = cmd.spawn().map_err(DeliveryError::Spawn)?;
         if let Some(mut stdin) = child.stdin.take() {
             let body = serde_json::to_vec_pretty(&message.json).unwrap_or_default();
             // A command that does not read its input closes the pipe: that is its business.
@@ -158,7 +165,16 @@ pub async fn command(
     };
     let result = match tokio::time::timeout(timeout, run).await {
         Ok(r) => r,
-        Err(_) => Err(DeliveryError::Timeout(timeout.as_secs())),
+        Err(_) => {
+            if let Some(pid) = group.and_then(|p| i32::try_from(p).ok()) {
+                // SAFETY: kill(2) with a negative pid signals that process group; the group is
+                // the one made for this child, and a group already gone is a harmless ESRCH.
+                unsafe {
+                    libc::kill(-pid, libc::SIGKILL);
+                }
+            }
+            Err(DeliveryError::Timeout(timeout.as_secs()))
+        }
     };
     (target, result)
 }
