@@ -9,6 +9,9 @@
 //! and commit, and the rest is deferred to the next run; a pass still going [`STOP_GRACE`] later
 //! (a slow or endless read) is dropped, which the create journal makes as safe as a crash. Either
 //! way the run is recorded as aborted, with a note saying why.
+//!
+//! Once the run is recorded, a pass that was not a dry run is weighed for alerts ([`notify`]):
+//! here, so that every pass is, whether a `sync` process or a job of the daemon ran it.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
