@@ -444,3 +444,44 @@ async fn a_command_that_hangs_is_killed_at_the_timeout_and_the_run_goes_on() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(!marker.exists(), "the command's child outlived the timeout");
 }
+
+/// Services answer a webhook differently: Slack 200 `ok`, Teams workflows 202. Any 2xx is
+/// delivered; an error answer (a webhook revoked: 404) is a warning, and the alert is sent again
+/// by the next pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_2xx_is_delivered_and_an_error_answer_is_tried_again_next_pass() {
+    let env = Env::start("alerts-answers", opts(87, 6), Setup::default()).await;
+    let rx = Receiver::start().await;
+    let hook = rx.url(TOKEN_PATH);
+    with_notify(&env, "webhook_url_env = \"HGS_T_HOOK\"\n", "");
+    env.sandbox.ghl.set_faults(every_write_refused());
+
+    rx.answer(404);
+    let out = run_with_hook(&env, &hook, &["sync"]).await;
+    assert_eq!(out.code, 1, "{}", out.show());
+    assert!(
+        out.stderr.contains("alert not delivered")
+            && out.stderr.contains("answered HTTP 404")
+            && out.stderr.contains(&format!("webhook http://{}", rx.addr)),
+        "{}",
+        out.show()
+    );
+    assert_secret_kept(&out);
+    assert_eq!(rx.posts().len(), 1);
+
+    rx.answer(202);
+    let out = run_with_hook(&env, &hook, &["sync"]).await;
+    assert_eq!(out.code, 1, "{}", out.show());
+    let texts = rx.texts();
+    assert_eq!(
+        texts.len(),
+        2,
+        "the undelivered alert is sent again: {texts:#?}"
+    );
+    assert!(texts[1].contains("Run failed (all kinds)"), "{}", texts[1]);
+    assert!(out.stderr.contains("alert sent"), "{}", out.show());
+
+    let out = run_with_hook(&env, &hook, &["sync"]).await;
+    assert_eq!(out.code, 1, "{}", out.show());
+    assert_eq!(rx.posts().len(), 2, "202 was a delivery: {:#?}", rx.texts());
+}

@@ -1,6 +1,8 @@
 //! A webhook receiver on 127.0.0.1: records every POST (path and JSON body) and answers 200, as
-//! a chat service's incoming webhook does.
+//! Slack's incoming webhooks do, or the status a test sets (Teams workflows answer 202; a revoked
+//! webhook 404).
 
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -17,9 +19,16 @@ pub struct Post {
     pub body: serde_json::Value,
 }
 
+/// What the handler shares with the test.
+#[derive(Clone, Default)]
+struct Shared {
+    posts: Arc<Mutex<Vec<Post>>>,
+    status: Arc<AtomicU16>,
+}
+
 pub struct Receiver {
     pub addr: std::net::SocketAddr,
-    posts: Arc<Mutex<Vec<Post>>>,
+    shared: Shared,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -31,10 +40,9 @@ impl Drop for Receiver {
 
 impl Receiver {
     pub async fn start() -> Receiver {
-        let posts: Arc<Mutex<Vec<Post>>> = Arc::default();
-        let app = Router::new()
-            .fallback(record)
-            .with_state(Arc::clone(&posts));
+        let shared = Shared::default();
+        shared.status.store(200, Ordering::SeqCst);
+        let app = Router::new().fallback(record).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the receiver");
@@ -42,7 +50,12 @@ impl Receiver {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Receiver { addr, posts, task }
+        Receiver { addr, shared, task }
+    }
+
+    /// The status later posts are answered with (still recorded).
+    pub fn answer(&self, status: u16) {
+        self.shared.status.store(status, Ordering::SeqCst);
     }
 
     /// A URL on this receiver whose path looks like a webhook's secret token.
@@ -51,7 +64,7 @@ impl Receiver {
     }
 
     pub fn posts(&self) -> Vec<Post> {
-        self.posts.lock().unwrap().clone()
+        self.shared.posts.lock().unwrap().clone()
     }
 
     /// The `text` of every post so far.
@@ -63,7 +76,7 @@ impl Receiver {
     }
 }
 
-async fn record(State(posts): State<Arc<Mutex<Vec<Post>>>>, req: Request) -> StatusCode {
+async fn record(State(shared): State<Shared>, req: Request) -> StatusCode {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let content_type = req
@@ -76,11 +89,11 @@ async fn record(State(posts): State<Arc<Mutex<Vec<Post>>>>, req: Request) -> Sta
         .await
         .unwrap_or_default();
     let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-    posts.lock().unwrap().push(Post {
+    shared.posts.lock().unwrap().push(Post {
         method,
         path,
         content_type,
         body,
     });
-    StatusCode::OK
+    StatusCode::from_u16(shared.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK)
 }
