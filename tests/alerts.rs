@@ -485,3 +485,32 @@ async fn any_2xx_is_delivered_and_an_error_answer_is_tried_again_next_pass() {
     assert_eq!(out.code, 1, "{}", out.show());
     assert_eq!(rx.posts().len(), 2, "202 was a delivery: {:#?}", rx.texts());
 }
+
+/// OAuth: GHL refuses the stored refresh token (another process redeemed it and never stored
+/// what it got): the connection is lost, and someone must connect again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_oauth_refresh_alerts_as_authentication_lost() {
+    let setup = Setup {
+        oauth: true,
+        ..Setup::default()
+    };
+    let env = Env::start("alerts-oauth", opts(88, 6), setup).await;
+    env.oauth_connect().await;
+    let rx = Receiver::start().await;
+    let hook = rx.url(TOKEN_PATH);
+    with_notify(&env, "webhook_url_env = \"HGS_T_HOOK\"\n", "");
+    env.sandbox.ghl.expire_access_tokens();
+    env.sandbox
+        .ghl
+        .race_next_refresh(|_lost: hotspot_ghl_sync::sandbox::ghl::RotatedPair| {});
+    let out = run_with_hook(&env, &hook, &["sync"]).await;
+    assert_eq!(out.code, 2, "{}", out.show());
+    let texts = rx.texts();
+    assert_eq!(texts.len(), 1, "{texts:#?}\n{}", out.show());
+    assert!(
+        texts[0].contains("Authentication lost") && texts[0].contains("refresh token"),
+        "{}",
+        texts[0]
+    );
+    assert!(!texts[0].contains("Run failed"), "{}", texts[0]);
+}
