@@ -123,6 +123,8 @@ pub struct Config {
     pub appointments: AppointmentsConfig,
     pub report: ReportConfig,
     pub dashboard: DashboardConfig,
+    /// `[notify]`: where alerts go; `None` when neither a webhook nor a command is set.
+    pub notify: Option<NotifyConfig>,
     /// Built from the keys above when the file loads: a pass only reads these.
     decided: Decided,
 }
@@ -543,6 +545,40 @@ impl Default for DashboardConfig {
     }
 }
 
+/// `[notify]`: where alerts about failed runs, lost authentication and the quota reserve go.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// A Slack-compatible incoming webhook. The URL carries its token, so it is a secret: read
+    /// from a variable or a file, never logged (only its host is).
+    pub webhook_url: Option<Secret>,
+    /// A program and its arguments, run with the alert in its environment and on stdin.
+    pub command: Option<Vec<String>>,
+    /// How long one delivery (the webhook's POST, the command's run) may take.
+    pub timeout: Duration,
+}
+
+/// 10 seconds: an alert that takes longer than that to hand over must not hold up the pass.
+pub const DEFAULT_NOTIFY_TIMEOUT_SECS: u64 = 10;
+
+/// Why a webhook URL cannot be used, worded without the URL (it is a secret); `None` when it can.
+pub fn webhook_url_problem(url: &str) -> Option<&'static str> {
+    let Ok(parsed) = reqwest::Url::parse(url.trim()) else {
+        return Some("is not an absolute URL (expected https://host/...)");
+    };
+    let Some(host) = parsed.host_str() else {
+        return Some("has no host");
+    };
+    let loopback = matches!(host, "127.0.0.1" | "[::1]" | "localhost");
+    match parsed.scheme() {
+        "https" => None,
+        "http" if loopback => None,
+        "http" => {
+            Some("must use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)")
+        }
+        _ => Some("has an unsupported scheme; use https"),
+    }
+}
+
 /// Run-time replacements, used by the demo and tests to point at loopback emulators.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -582,6 +618,8 @@ struct RawConfig {
     report: RawReport,
     #[serde(default)]
     dashboard: RawDashboard,
+    #[serde(default)]
+    notify: RawNotify,
 }
 
 #[derive(Deserialize, Default)]
@@ -767,6 +805,15 @@ struct RawDashboard {
     idle_timeout_secs: Option<u64>,
     request_timeout_secs: Option<u64>,
     max_body_bytes: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    webhook_url_env: Option<String>,
+    webhook_url_file: Option<PathBuf>,
+    command: Option<Vec<String>>,
+    timeout_secs: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1709,6 +1756,7 @@ impl<'a> Ctx<'a> {
         positive("report.keep_days", report.keep_days.into())?;
 
         let dashboard = self.dashboard(raw.dashboard)?;
+        let notify = self.notify(raw.notify, env)?;
 
         Ok(Config {
             source_path: self.path.clone(),
@@ -1725,6 +1773,7 @@ impl<'a> Ctx<'a> {
             appointments,
             report,
             dashboard,
+            notify,
             decided: Decided {
                 mapping,
                 contact_policy,
@@ -1854,6 +1903,65 @@ impl<'a> Ctx<'a> {
             limits,
             secret_files: self.insecure_files,
         })
+    }
+
+    /// `[notify]`: `None` when it names no target. The webhook URL is read like the API secrets
+    /// and checked here, so a wrong one stops every command at load, never an alert later.
+    fn notify(
+        &self,
+        n: RawNotify,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<NotifyConfig>, ConfigError> {
+        use ConfigErrorKind as K;
+        let webhook_url = if n.webhook_url_env.is_some() || n.webhook_url_file.is_some() {
+            let secret = self.secret(
+                "notify",
+                ("webhook_url_env", n.webhook_url_env.as_deref()),
+                ("webhook_url_file", n.webhook_url_file.as_deref()),
+                env,
+            )?;
+            let value = secrecy::ExposeSecret::expose_secret(&secret);
+            // Read-only commands may load without the secret; they never send an alert.
+            if !(self.secrets_optional && value.is_empty())
+                && let Some(problem) = webhook_url_problem(value)
+            {
+                let key = if n.webhook_url_env.is_some() {
+                    "notify.webhook_url_env"
+                } else {
+                    "notify.webhook_url_file"
+                };
+                return Err(self.at(key, K::Url, format!("the webhook URL it holds {problem}")));
+            }
+            Some(secret)
+        } else {
+            None
+        };
+        let command = match n.command {
+            Some(argv) if argv.first().is_none_or(|p| p.trim().is_empty()) => {
+                return Err(self.at(
+                    "notify.command",
+                    K::Invalid,
+                    "must name a program first, then its arguments (e.g. [\"/usr/local/bin/page-me\", \"--team\", \"wifi\"])",
+                ));
+            }
+            other => other,
+        };
+        let timeout_secs = n.timeout_secs.unwrap_or(DEFAULT_NOTIFY_TIMEOUT_SECS);
+        if !(1..=300).contains(&timeout_secs) {
+            return Err(self.at(
+                "notify.timeout_secs",
+                K::Range,
+                format!("{timeout_secs} is outside 1..=300"),
+            ));
+        }
+        if webhook_url.is_none() && command.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(NotifyConfig {
+            webhook_url,
+            command,
+            timeout: Duration::from_secs(timeout_secs),
+        }))
     }
 
     /// Reads a secret named by exactly one of `<table>.<env_key>` (variable name) or

@@ -17,6 +17,7 @@ pub mod http;
 pub mod listing;
 pub mod mapping;
 pub mod model;
+pub mod notify;
 pub mod privacy;
 pub mod progress;
 pub mod reconcile;

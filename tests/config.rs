@@ -510,3 +510,51 @@ fn demo_toml_parses() {
     assert!(c.ghl.base_url.starts_with("http://127.0.0.1"));
     assert!(c.businesses.enabled);
 }
+
+#[test]
+fn notify_targets_are_checked_at_load_and_the_webhook_url_never_shown() {
+    let with_env = |text: &str, url: &str| {
+        let mut env = env();
+        env.insert("HOOK", url);
+        let env: HashMap<String, String> = env
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_str_with_env(text, FILE, &|k| env.get(k).cloned())
+    };
+    // No target: no alerts, whatever else the table says.
+    assert!(load(MINIMAL).unwrap().notify.is_none());
+    let text = format!("{MINIMAL}\n[notify]\ntimeout_secs = 5\n");
+    assert!(load(&text).unwrap().notify.is_none());
+
+    let text = format!(
+        "{MINIMAL}\n[notify]\nwebhook_url_env = \"HOOK\"\ncommand = [\"/usr/local/bin/page-me\", \"--team\", \"wifi\"]\n"
+    );
+    let c = with_env(&text, "https://hooks.slack.com/services/T0/B0/tOkEn").unwrap();
+    let n = c.notify.expect("alerts on");
+    assert_eq!(
+        n.webhook_url.as_ref().unwrap().expose_secret(),
+        "https://hooks.slack.com/services/T0/B0/tOkEn"
+    );
+    assert_eq!(n.command.unwrap()[0], "/usr/local/bin/page-me");
+    assert_eq!(n.timeout.as_secs(), 10);
+    assert!(!format!("{:?}", n.webhook_url).contains("tOkEn"));
+
+    // Plain http beyond loopback is refused, naming the key but not the URL.
+    let err = with_env(&text, "http://hooks.example.com/tOkEn").unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(err.kind(), Some(ConfigErrorKind::Url), "{msg}");
+    assert_eq!(err.key(), Some("notify.webhook_url_env"), "{msg}");
+    assert!(
+        msg.contains("must use https") && !msg.contains("tOkEn"),
+        "{msg}"
+    );
+    assert!(with_env(&text, "http://127.0.0.1:9/hook").is_ok());
+
+    let text = format!("{MINIMAL}\n[notify]\nwebhook_url = \"https://x\"\n");
+    expect_err(&text, ConfigErrorKind::UnknownKey, "notify.webhook_url", 14);
+    let text = format!("{MINIMAL}\n[notify]\ncommand = []\n");
+    expect_err(&text, ConfigErrorKind::Invalid, "notify.command", 14);
+    let text = format!("{MINIMAL}\n[notify]\ncommand = [\"/bin/true\"]\ntimeout_secs = 0\n");
+    expect_err(&text, ConfigErrorKind::Range, "notify.timeout_secs", 15);
+}

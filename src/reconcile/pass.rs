@@ -9,6 +9,9 @@
 //! and commit, and the rest is deferred to the next run; a pass still going [`STOP_GRACE`] later
 //! (a slow or endless read) is dropped, which the create journal makes as safe as a crash. Either
 //! way the run is recorded as aborted, with a note saying why.
+//!
+//! Once the run is recorded, a pass that was not a dry run is weighed for alerts ([`notify`]):
+//! here, so that every pass is, whether a `sync` process or a job of the daemon ran it.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +29,7 @@ use crate::config::Config;
 use crate::ghl::GhlClient;
 use crate::hotspot::HotspotClient;
 use crate::model::Kind;
+use crate::notify::{self, condition::PassEnd};
 use crate::report::{RunSummary, Unsynced, UnsyncedRecord};
 use crate::store::{ItemOutcome, RunItem, RunStatus, Store};
 
@@ -138,6 +142,8 @@ pub async fn run_pass(
 
     // Whether a kind stopped writing early (quota reserve, stop request) and deferred the rest.
     let mut writing_stopped = false;
+    // What the reserve stop said, for the alert about it.
+    let mut quota_reserve: Option<String> = None;
     let work = async {
         let stop = &pass_stop;
         let mut any_failed = false;
@@ -168,6 +174,9 @@ pub async fn run_pass(
             summary.notes.extend(r.notes);
             if let Some(why) = r.stopped {
                 writing_stopped = true;
+                if matches!(why, WritingStopped::QuotaReserve { .. }) {
+                    quota_reserve = Some(why.to_string());
+                }
                 summary.notes.push(stopped_note(kind, &why));
             }
             items.extend(r.items);
@@ -277,6 +286,21 @@ pub async fn run_pass(
         s.finish_run(run_id, status, &serde_json::to_value(&summary)?)?;
         s.prune_history(cfg.report.keep_days, now)?;
     }
+    if !opts.dry_run {
+        let end = PassEnd {
+            scope: scope_of(opts),
+            status,
+            error: match &outcome {
+                Some(Err(e)) => Some(notify::classify_error(e)),
+                _ => None,
+            },
+            quota_reserve,
+            stop_requested: interrupted == Some(Interruption::StopRequested),
+            budget_spent: interrupted == Some(Interruption::BudgetSpent),
+            unsynced: summary.unsynced.len(),
+        };
+        notify::pass_ended(cfg, store, run_id, &end).await;
+    }
     if let Some(r) = outcome {
         r?;
     }
@@ -286,6 +310,19 @@ pub async fn run_pass(
         plan_text,
         interrupted,
     })
+}
+
+/// What the alerts call the pass's share of the work: `full`, `all` (every kind: a plain
+/// `sync`), or its kinds (`contact`, `note+task`: a daemon job's, `sync --only`).
+fn scope_of(opts: &PassOptions) -> String {
+    if opts.full {
+        return "full".into();
+    }
+    if STEPS.iter().all(|s| opts.kinds.contains(&s.kind)) {
+        return "all".into();
+    }
+    let kinds: Vec<&str> = opts.kinds.iter().map(|k| k.as_str()).collect();
+    kinds.join("+")
 }
 
 /// Puts what the pages of both APIs could not read into the run: unreadable values counted per

@@ -9,6 +9,7 @@
 //! Queries are inherent methods of [`Store`], split by concern into submodules. Atomic groups of
 //! changes go through [`Store::transaction`], which nests (savepoints).
 
+mod alerts;
 mod appointments;
 pub mod dashboard;
 mod ghl_contacts;
@@ -31,6 +32,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use open::Contents;
 
+pub use alerts::AlertState;
 pub use appointments::Appointment;
 pub use ghl_contacts::{ContactCursor, ContactIdentity, ContactListing, DateFilter, IdentityKey};
 pub use history::{CallFilter, CallPage, GuestEvent, GuestKey};

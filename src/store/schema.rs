@@ -157,6 +157,18 @@ CREATE INDEX IF NOT EXISTS ghl_identity_by_phone
 CREATE INDEX IF NOT EXISTS ghl_identity_by_anchor
     ON ghl_contact_identity (location_id, anchor) WHERE anchor IS NOT NULL;
 "#,
+    // 3: alert conditions.
+    r#"
+-- One row per alert condition (`run_failed:<scope>`, `auth_lost`, `quota_reserve`): since when it
+-- holds (NULL: it does not) and when an alert about it was last delivered. Kept here, not in a
+-- process, so that passes run as separate processes (a timer, cron) alert at most once an hour.
+CREATE TABLE IF NOT EXISTS alert_conditions (
+    condition       TEXT PRIMARY KEY,
+    active_since    TEXT,
+    last_alerted_at TEXT,
+    updated_at      TEXT NOT NULL
+);
+"#,
 ];
 
 /// The schema version this binary writes and understands.

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod dashboard;
 pub mod harness;
 pub mod openapi;
+pub mod receiver;
 pub mod reliability;
 
 use std::path::PathBuf;
