@@ -1,4 +1,5 @@
-//! `sync [--only KINDS] [--dry-run] [--full]`: one reconcile pass, then its report.
+//! `sync [--only KINDS] [--dry-run] [--full] [--format json]`: one reconcile pass, then its
+//! report; a dry run adds the writes it would send and their estimated requests and time.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -7,13 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::bail;
 
-use crate::cli::SyncArgs;
+use crate::cli::{OutputFormat, SyncArgs};
 use crate::config::Config;
 use crate::connect;
 use crate::model::Kind;
 use crate::progress::Progress;
 use crate::reconcile::pass::{Interruption, PassOptions, PassResult, run_pass};
-use crate::report;
+use crate::report::dry_run::DryRunEstimate;
+use crate::report::{self, RunReport, RunSummary};
 use crate::store::{RunStatus, Store};
 
 use super::{EXIT_FAILURE, EXIT_OK};
@@ -112,11 +114,20 @@ pub async fn run(cfg: &Config, args: &SyncArgs) -> anyhow::Result<u8> {
     let outcome = sync_once(cfg, &opts, &stop).await;
     watcher.abort();
     let (result, store) = outcome?;
-    if let Some(plan) = &result.plan_text {
-        print!("{plan}");
-    }
     if let Some(r) = report::load(&store, result.run_id)? {
-        print!("{}", r.to_text());
+        let estimate = dry_run_estimate(&store, &r)?;
+        match args.format {
+            OutputFormat::Text => {
+                if let Some(plan) = &result.plan_text {
+                    print!("{plan}");
+                }
+                print!("{}", r.to_text());
+                if let Some(e) = &estimate {
+                    print!("{}", e.to_text());
+                }
+            }
+            OutputFormat::Json => println!("{}", sync_json(&r, estimate.as_ref())),
+        }
     }
     if result.interrupted == Some(Interruption::BudgetSpent) {
         eprintln!(
@@ -129,4 +140,33 @@ pub async fn run(cfg: &Config, args: &SyncArgs) -> anyhow::Result<u8> {
         RunStatus::Partial | RunStatus::Failed => EXIT_FAILURE,
         _ => EXIT_OK,
     })
+}
+
+/// What a dry run would send and how long it would take, from what it stored: the writes it
+/// planned and the GHL requests it made (all reads: it sends no write). `None` for a real run.
+fn dry_run_estimate(store: &Store, r: &RunReport) -> anyhow::Result<Option<DryRunEstimate>> {
+    let Some(run) = store.run(r.run_id)? else {
+        return Ok(None);
+    };
+    let summary: RunSummary = serde_json::from_value(run.summary).unwrap_or_default();
+    let reads = r.api.get("ghl").map(|u| u.requests).unwrap_or(0);
+    Ok(summary.planned.map(|p| p.estimate(reads)))
+}
+
+/// `sync --format json`: the GHL writes (a dry run's as planned, with the estimate's fields; a
+/// real run's as sent, counted from its API calls) and the run report.
+fn sync_json(r: &RunReport, estimate: Option<&DryRunEstimate>) -> String {
+    let mut doc = serde_json::json!({
+        "run_id": r.run_id,
+        "status": r.status,
+        "dry_run": r.dry_run,
+        "writes": r.ghl_writes(),
+    });
+    if let (Some(e), Some(obj)) = (estimate, doc.as_object_mut()) {
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(e) {
+            obj.extend(fields);
+        }
+    }
+    doc["report"] = serde_json::to_value(r).unwrap_or_default();
+    serde_json::to_string_pretty(&doc).expect("a JSON value always serializes")
 }

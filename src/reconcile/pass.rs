@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::ghl::GhlClient;
 use crate::hotspot::HotspotClient;
 use crate::model::Kind;
+use crate::report::dry_run::DryRunPlan;
 use crate::report::{RunSummary, Unsynced, UnsyncedRecord};
 use crate::store::{ItemOutcome, RunItem, RunStatus, Store};
 
@@ -169,6 +170,16 @@ pub async fn run_pass(
             if let Some(why) = r.stopped {
                 writing_stopped = true;
                 summary.notes.push(stopped_note(kind, &why));
+            }
+            if opts.dry_run {
+                summary
+                    .planned
+                    .get_or_insert_with(|| DryRunPlan {
+                        ghl_rate_limit: cfg.ghl.rate_limit,
+                        ghl_rate_window_secs: cfg.ghl.rate_window_secs,
+                        ..Default::default()
+                    })
+                    .add(kind.as_str(), &r.planned, r.skipped_reads);
             }
             items.extend(r.items);
             if r.plan_text.is_some() {
