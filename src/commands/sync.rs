@@ -162,10 +162,10 @@ fn sync_json(r: &RunReport, estimate: Option<&DryRunEstimate>) -> String {
         "dry_run": r.dry_run,
         "writes": r.ghl_writes(),
     });
-    if let (Some(e), Some(obj)) = (estimate, doc.as_object_mut()) {
-        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(e) {
-            obj.extend(fields);
-        }
+    if let (Some(e), Some(obj)) = (estimate, doc.as_object_mut())
+        && let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(e)
+    {
+        obj.extend(fields);
     }
     doc["report"] = serde_json::to_value(r).unwrap_or_default();
     serde_json::to_string_pretty(&doc).expect("a JSON value always serializes")

@@ -165,3 +165,113 @@ pub fn contact_writes(plan: &Plan, custom_fields: &CustomFields) -> KindWrites {
 pub fn writes_of(op: WriteOp, n: u64) -> KindWrites {
     [(op, n)].into()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::{ContactProjection, Field};
+    use crate::reconcile::plan::{BaseLink, FieldChanges, SourceEntry};
+
+    fn projection(first: &str, email: &str) -> ContactProjection {
+        let mut c = CanonicalContact::new();
+        c.set_std(StdField::FirstName, Some(first.into()));
+        c.set_std(StdField::Email, Some(email.into()));
+        ContactProjection::new(c, BTreeSet::new())
+    }
+
+    fn linked(input: &mut ContactsInput, sid: &str, tid: &str) {
+        let p = projection(sid, &format!("{sid}@example.com"));
+        input.base.insert(
+            sid.into(),
+            BaseLink {
+                target_id: tid.into(),
+                source_hash: p.hash,
+                target_hash: p.hash,
+                source_fields: None,
+                target_fields: None,
+                owned_tags: BTreeSet::new(),
+                status: LinkStatus::Active,
+            },
+        );
+        input.source.insert(sid.into(), SourceEntry::new(p));
+    }
+
+    /// A create, an update GHL's update API cannot take, a deletion and a deletion tag.
+    fn world() -> (Plan, ContactsInput) {
+        let mut input = ContactsInput::default();
+        input.source.insert(
+            "1".into(),
+            SourceEntry::new(projection("Ann", "ann@example.com")),
+        );
+        for (sid, tid) in [("2", "G2"), ("3", "G3"), ("4", "G4")] {
+            linked(&mut input, sid, tid);
+        }
+        let not_writable: FieldChanges =
+            [(Field::Std(StdField::CompanyName), Some("Acme".into()))].into();
+        let plan = Plan {
+            actions: vec![
+                Action::CreateContact {
+                    source_id: "1".into(),
+                    fields: Box::new(input.source["1"].projection.fields.clone()),
+                    tags: ["wifi".to_string()].into(),
+                },
+                Action::UpdateContact {
+                    source_id: "2".into(),
+                    target_id: "G2".into(),
+                    fields: not_writable,
+                },
+                Action::DeleteContact {
+                    source_id: "3".into(),
+                    target_id: "G3".into(),
+                },
+                Action::TagDeleted {
+                    source_id: "4".into(),
+                    target_id: "G4".into(),
+                    tag: "deleted".into(),
+                },
+            ],
+            ..Plan::default()
+        };
+        (plan, input)
+    }
+
+    #[test]
+    fn only_links_the_plan_adds_or_ends_stand_in_for_the_state() {
+        let (plan, input) = world();
+        let extras: HashMap<String, Value> = [(
+            "1".to_string(),
+            json!({"location_id": "L1", "location_name": "Cafe"}),
+        )]
+        .into();
+        let links = planned_links(&plan, &input, &extras);
+        let keys: Vec<&str> = links.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["1", "3"], "2 and 4 stay on the same contact");
+        let new = links["1"].as_ref().expect("a new link");
+        assert_eq!(new.target_id, "sim-1");
+        assert_eq!(new.location_id.as_deref(), Some("L1"));
+        assert_eq!(new.location_name.as_deref(), Some("Cafe"));
+        assert_eq!(new.first_name.as_deref(), Some("Ann"));
+        assert_eq!(new.email.as_deref(), Some("ann@example.com"));
+        assert_eq!(links["3"], None, "a deleted contact's link ends");
+    }
+
+    #[test]
+    fn contact_writes_count_the_requests_the_apply_sends() {
+        let (plan, _) = world();
+        let w = contact_writes(&plan, &CustomFields::default());
+        // No update: the company name is not sent (GHL's update API refuses it).
+        assert_eq!(
+            w,
+            [
+                (WriteOp::Create, 1),
+                (WriteOp::Delete, 1),
+                (WriteOp::AddTags, 1)
+            ]
+            .into()
+        );
+    }
+}
