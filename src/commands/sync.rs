@@ -149,8 +149,10 @@ fn dry_run_estimate(store: &Store, r: &RunReport) -> anyhow::Result<Option<DryRu
         return Ok(None);
     };
     let summary: RunSummary = serde_json::from_value(run.summary).unwrap_or_default();
-    let reads = r.api.get("ghl").map(|u| u.requests).unwrap_or(0);
-    Ok(summary.planned.map(|p| p.estimate(reads)))
+    let ghl = r.api.get("ghl");
+    let reads = ghl.map(|u| u.requests).unwrap_or(0);
+    let left = ghl.and_then(|u| u.daily_remaining);
+    Ok(summary.planned.map(|p| p.estimate(reads, left)))
 }
 
 /// `sync --format json`: the GHL writes (a dry run's as planned, with the estimate's fields; a

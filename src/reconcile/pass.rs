@@ -177,6 +177,7 @@ pub async fn run_pass(
                     .get_or_insert_with(|| DryRunPlan {
                         ghl_rate_limit: cfg.ghl.rate_limit,
                         ghl_rate_window_secs: cfg.ghl.rate_window_secs,
+                        ghl_daily_reserve: cfg.ghl.daily_reserve.into(),
                         ..Default::default()
                     })
                     .add(kind.as_str(), &r.planned, r.skipped_reads);

@@ -54,6 +54,9 @@ pub struct DryRunPlan {
     /// `ghl.rate_limit` and `ghl.rate_window_secs` when it ran.
     pub ghl_rate_limit: u32,
     pub ghl_rate_window_secs: u64,
+    /// `ghl.daily_reserve` when it ran.
+    #[serde(default)]
+    pub ghl_daily_reserve: u64,
 }
 
 impl DryRunPlan {
@@ -70,8 +73,9 @@ impl DryRunPlan {
         self.kinds.values().flat_map(|k| k.values()).sum()
     }
 
-    /// The estimate, given the GHL requests the dry run made (all reads: it sends no write).
-    pub fn estimate(&self, ghl_reads_made: u64) -> DryRunEstimate {
+    /// The estimate, given the GHL requests the dry run made (all reads: it sends no write) and
+    /// the daily quota GHL last said was left.
+    pub fn estimate(&self, ghl_reads_made: u64, daily_remaining: Option<u64>) -> DryRunEstimate {
         let writes = self.writes();
         let reads = ghl_reads_made + self.skipped_reads;
         let requests = writes + reads;
@@ -92,6 +96,8 @@ impl DryRunPlan {
             seconds,
             rate_limit: self.ghl_rate_limit,
             rate_window_secs: self.ghl_rate_window_secs,
+            daily_remaining,
+            daily_reserve: self.ghl_daily_reserve,
         }
     }
 }
@@ -115,9 +121,20 @@ pub struct DryRunEstimate {
     pub seconds: u64,
     pub rate_limit: u32,
     pub rate_window_secs: u64,
+    /// GHL's daily quota left, as it last said (`null` when it did not).
+    pub daily_remaining: Option<u64>,
+    /// `ghl.daily_reserve`: writing stops when only this many requests of the day are left.
+    pub daily_reserve: u64,
 }
 
 impl DryRunEstimate {
+    /// The requests the real run may send before the daily-quota reserve stops it, when GHL said
+    /// how many are left and that is fewer than it needs.
+    pub fn quota_short(&self) -> Option<u64> {
+        let usable = self.daily_remaining?.saturating_sub(self.daily_reserve);
+        (usable < self.requests).then_some(usable)
+    }
+
     /// A few lines for a terminal, after the run report.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
@@ -151,6 +168,23 @@ impl DryRunEstimate {
             self.rate_limit,
             self.rate_window_secs
         );
+        match (self.daily_remaining, self.quota_short()) {
+            (Some(left), Some(usable)) => {
+                let _ = writeln!(
+                    out,
+                    "GHL's daily quota: {left} left, ghl.daily_reserve = {}: the run would stop writing after about {usable} requests and leave the rest to the next day.",
+                    self.daily_reserve
+                );
+            }
+            (Some(left), None) => {
+                let _ = writeln!(
+                    out,
+                    "GHL's daily quota: {left} left, ghl.daily_reserve = {}: enough.",
+                    self.daily_reserve
+                );
+            }
+            (None, _) => {}
+        }
         out
     }
 }
@@ -182,7 +216,7 @@ mod tests {
             0,
         );
         p.add("appointment", &KindWrites::new(), 7);
-        let e = p.estimate(40);
+        let e = p.estimate(40, Some(250_000));
         assert_eq!(e.writes, 153);
         assert_eq!(e.kinds["business"], 3);
         assert_eq!(e.kinds["appointment"], 0);
@@ -190,11 +224,24 @@ mod tests {
         assert_eq!(e.requests, 200);
         // 200 requests at 100 per 10 s: the first 100 at once, the next 100 a window later.
         assert_eq!(e.seconds, 10);
-        assert_eq!(p.estimate(41).seconds, 20);
+        assert_eq!(p.estimate(41, None).seconds, 20);
+        assert_eq!(e.quota_short(), None);
+        p.ghl_daily_reserve = 1000;
+        let short = p.estimate(40, Some(1150));
+        assert_eq!(short.quota_short(), Some(150));
+        assert!(
+            short
+                .to_text()
+                .contains("stop writing after about 150 requests")
+        );
         let text = e.to_text();
         assert!(text.contains("Would send 153 write(s)"), "{text}");
         assert!(text.contains("create 1, associate 2"), "{text}");
         assert!(text.contains("nothing to send"), "{text}");
+        assert!(
+            text.contains("250000 left, ghl.daily_reserve = 0: enough"),
+            "{text}"
+        );
     }
 
     #[test]
