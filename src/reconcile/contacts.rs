@@ -552,7 +552,7 @@ pub fn describe_plan(plan: &Plan) -> String {
     if out.is_empty() {
         out.push_str("  nothing to write\n");
     }
-    format!("Plan ({} writes):\n{out}", plan.remote_writes())
+    format!("Contacts plan ({} writes):\n{out}", plan.remote_writes())
 }
 
 #[cfg(test)]
