@@ -5,7 +5,9 @@
 //! their recovery) and `transactions` (the HotspotSystem transaction stream); nothing depends
 //! back on `pass`. `plan` is pure (snapshots + base state + policy → actions as data);
 //! `simulate` applies a plan to the snapshots in memory so the planner's properties
-//! (idempotence above all) can be tested without I/O; `apply` executes a contact plan.
+//! (idempotence above all) can be tested without I/O, and a dry run can plan the kinds after
+//! contacts on the links its contacts plan would leave (`dry_run`); `apply` executes a contact
+//! plan.
 
 pub mod apply;
 pub mod appointments;
