@@ -8,7 +8,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use hotspot_ghl_sync::sandbox::SandboxOptions;
-use hotspot_ghl_sync::sandbox::ghl::GhlRequest;
+use hotspot_ghl_sync::sandbox::ghl::{DateRangeFormat, GhlOptions, GhlRequest};
 use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use serde_json::Value;
 use support::harness::TestEnv;
@@ -51,7 +51,13 @@ enabled = true
 "#;
 
 async fn start(name: &str) -> TestEnv {
+    start_with(name, GhlOptions::default()).await
+}
+
+/// Under one reading of what GHL leaves unsaid (an emulator knob).
+async fn start_with(name: &str, ghl: GhlOptions) -> TestEnv {
     let opts = SandboxOptions {
+        ghl,
         seed: SeedSpec {
             seed: 15,
             locations: 3,
@@ -168,13 +174,9 @@ async fn a_fresh_account_dry_run_counts_the_writes_the_real_run_sends() {
     assert!(dry["reads"].as_u64().unwrap() > 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_synced_account_dry_run_counts_the_writes_of_its_changes() {
-    let env = start("dry-synced").await;
-    env.sync(&[]).await;
-    env.an_hour_passes();
-    // Changes since: new guests, new visits (some at other locations), a guest edited in
-    // HotspotSystem and a contact edited in GHL.
+/// Changes on both sides after a first sync: new guests, new visits (some at other locations),
+/// a guest edited in HotspotSystem and a contact edited by a CRM user in GHL.
+fn change_both_sides(env: &TestEnv) {
     env.sandbox.hotspot.with_data(|d| {
         d.add_customers(7, 5);
         d.add_transactions(8, 30);
@@ -187,10 +189,17 @@ async fn a_synced_account_dry_run_counts_the_writes_of_its_changes() {
         c.city = Some("Renamedville".into());
     });
     env.sandbox.ghl.with_state(|s| {
-        let c = s.contacts.values_mut().next().expect("a contact");
-        c.city = Some("Elsewhere".into());
-        c.date_updated = chrono::Utc::now();
+        let id = s.contacts.keys().next().expect("a contact").clone();
+        s.crm_edit(&id, |c| c.city = Some("Elsewhere".into()));
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synced_account_dry_run_counts_the_writes_of_its_changes() {
+    let env = start("dry-synced").await;
+    env.sync(&[]).await;
+    env.an_hour_passes();
+    change_both_sides(&env);
     let dry = dry_then_real(&env).await;
     let plan = &dry["writes_by_kind"];
     assert!(plan["contact"]["create"].as_u64().unwrap() >= 5, "{dry:#}");
@@ -200,4 +209,36 @@ async fn a_synced_account_dry_run_counts_the_writes_of_its_changes() {
     env.an_hour_passes();
     let again = dry_then_real(&env).await;
     assert_eq!(again["writes"], 0, "{again:#}");
+}
+
+/// The same agreement whatever GHL does where its reference is silent: the incremental contact
+/// search's date filter (refused, or ignored), whether a CRM edit moves `dateUpdated`, and
+/// whether the location allows duplicate contacts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dry_run_agrees_with_the_real_run_under_every_reading_of_ghl() {
+    let readings = [
+        GhlOptions {
+            date_range_format: DateRangeFormat::Neither,
+            ..GhlOptions::default()
+        },
+        GhlOptions {
+            date_range_format: DateRangeFormat::Ignored,
+            allow_duplicates: true,
+            ..GhlOptions::default()
+        },
+        GhlOptions {
+            edits_keep_date_updated: true,
+            ..GhlOptions::default()
+        },
+    ];
+    for (i, ghl) in readings.into_iter().enumerate() {
+        let env = start_with(&format!("dry-reading-{i}"), ghl).await;
+        env.sandbox.seed_existing_contacts(4);
+        let fresh = dry_then_real(&env).await;
+        assert!(fresh["writes"].as_u64().unwrap() > 200, "{fresh:#}");
+        env.an_hour_passes();
+        change_both_sides(&env);
+        let synced = dry_then_real(&env).await;
+        assert!(synced["writes"].as_u64().unwrap() > 20, "{synced:#}");
+    }
 }
