@@ -7,9 +7,11 @@ mod support;
 
 use std::collections::BTreeMap;
 
+use hotspot_ghl_sync::model::Kind;
 use hotspot_ghl_sync::sandbox::SandboxOptions;
 use hotspot_ghl_sync::sandbox::ghl::{DateRangeFormat, GhlOptions, GhlRequest};
 use hotspot_ghl_sync::sandbox::seed::SeedSpec;
+use hotspot_ghl_sync::store::Store;
 use serde_json::Value;
 use support::harness::TestEnv;
 
@@ -94,11 +96,44 @@ fn logged_writes(env: &TestEnv) -> BTreeMap<String, u64> {
     out
 }
 
-/// `sync --dry-run --format json`, which must send no write.
+/// Every link of the state, with its status and `extra`, and the journal's pending creates.
+fn state_links(env: &TestEnv) -> Vec<String> {
+    if !env.state_path().exists() {
+        return Vec::new();
+    }
+    let store = Store::open(env.state_path()).unwrap();
+    let mut out: Vec<String> = [
+        Kind::Contact,
+        Kind::Note,
+        Kind::Task,
+        Kind::Business,
+        Kind::Appointment,
+    ]
+    .into_iter()
+    .flat_map(|k| store.links(k).unwrap())
+    .map(|l| format!("{l:?}"))
+    .collect();
+    out.extend(
+        store
+            .pending_intents()
+            .unwrap()
+            .into_iter()
+            .map(|i| format!("{i:?}")),
+    );
+    out
+}
+
+/// `sync --dry-run --format json`, which must send no write and change no link.
 async fn dry_run(env: &TestEnv) -> Value {
     env.sandbox.ghl.clear_requests();
+    let before = state_links(env);
     let out = env.sync(&["--dry-run", "--format", "json"]).await;
     assert_eq!(env.ghl_writes().len(), 0, "a dry run wrote");
+    assert_eq!(
+        state_links(env),
+        before,
+        "a dry run changed the state's links"
+    );
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
 }
 
