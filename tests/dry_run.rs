@@ -134,7 +134,13 @@ async fn dry_run(env: &TestEnv) -> Value {
         before,
         "a dry run changed the state's links"
     );
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+    let dry: Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    // Its report says the same later.
+    let text = env.run(&["report", "latest"]).await;
+    let would = format!("Would send {} write(s) to GHL:", dry["writes"]);
+    assert!(text.stdout.contains(&would), "{}", text.stdout);
+    dry
 }
 
 /// Per kind, the writes the dry run announced (kinds with none left out).

@@ -15,7 +15,7 @@ use crate::model::Kind;
 use crate::progress::Progress;
 use crate::reconcile::pass::{Interruption, PassOptions, PassResult, run_pass};
 use crate::report::dry_run::DryRunEstimate;
-use crate::report::{self, RunReport, RunSummary};
+use crate::report::{self, RunReport};
 use crate::store::{RunStatus, Store};
 
 use super::{EXIT_FAILURE, EXIT_OK};
@@ -115,7 +115,7 @@ pub async fn run(cfg: &Config, args: &SyncArgs) -> anyhow::Result<u8> {
     watcher.abort();
     let (result, store) = outcome?;
     if let Some(r) = report::load(&store, result.run_id)? {
-        let estimate = dry_run_estimate(&store, &r)?;
+        let estimate = report::dry_run::load_estimate(&store, &r)?;
         match args.format {
             OutputFormat::Text => {
                 if let Some(plan) = &result.plan_text {
@@ -140,19 +140,6 @@ pub async fn run(cfg: &Config, args: &SyncArgs) -> anyhow::Result<u8> {
         RunStatus::Partial | RunStatus::Failed => EXIT_FAILURE,
         _ => EXIT_OK,
     })
-}
-
-/// What a dry run would send and how long it would take, from what it stored: the writes it
-/// planned and the GHL requests it made (all reads: it sends no write). `None` for a real run.
-fn dry_run_estimate(store: &Store, r: &RunReport) -> anyhow::Result<Option<DryRunEstimate>> {
-    let Some(run) = store.run(r.run_id)? else {
-        return Ok(None);
-    };
-    let summary: RunSummary = serde_json::from_value(run.summary).unwrap_or_default();
-    let ghl = r.api.get("ghl");
-    let reads = ghl.map(|u| u.requests).unwrap_or(0);
-    let left = ghl.and_then(|u| u.daily_remaining);
-    Ok(summary.planned.map(|p| p.estimate(reads, left)))
 }
 
 /// `sync --format json`: the GHL writes (a dry run's as planned, with the estimate's fields; a

@@ -10,6 +10,9 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::{RunReport, RunSummary};
+use crate::store::{Store, StoreError};
+
 /// One kind of GHL write, as a request: what the real run would send once per count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -187,6 +190,19 @@ impl DryRunEstimate {
         }
         out
     }
+}
+
+/// What a dry run would send and how long it would take, from what it stored: the writes it
+/// planned and the GHL requests it made (all reads: it sends no write). `None` for a real run.
+pub fn load_estimate(store: &Store, r: &RunReport) -> Result<Option<DryRunEstimate>, StoreError> {
+    let Some(run) = store.run(r.run_id)? else {
+        return Ok(None);
+    };
+    let summary: RunSummary = serde_json::from_value(run.summary).unwrap_or_default();
+    let ghl = r.api.get("ghl");
+    let reads = ghl.map(|u| u.requests).unwrap_or(0);
+    let left = ghl.and_then(|u| u.daily_remaining);
+    Ok(summary.planned.map(|p| p.estimate(reads, left)))
 }
 
 /// `0 s`, `42 s`, `3 min 20 s`, `1 h 5 min`.
