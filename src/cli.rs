@@ -110,6 +110,10 @@ pub struct SyncArgs {
     /// Rescan everything (ignore incremental cursors).
     #[arg(long)]
     pub full: bool,
+    /// `json`: the run's writes (with `--dry-run`: per kind, and the estimated requests and
+    /// time) and its report, as one JSON document.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -71,7 +71,11 @@ fn render(store: &Store, cfg: &Config, id: i64, format: ReportFormat) -> anyhow:
     };
     cfg.report_personal_data().report(&mut r);
     Ok(match format {
-        ReportFormat::Text => r.to_text(),
+        // A dry run's: with what it would have sent.
+        ReportFormat::Text => match report::dry_run::load_estimate(store, &r)? {
+            Some(e) => r.to_text() + &e.to_text(),
+            None => r.to_text(),
+        },
         ReportFormat::Json => r.to_json() + "\n",
         ReportFormat::Html => {
             html::render_run_with(&r, &html::load_recent(store, 20)?, cfg.report.max_items)

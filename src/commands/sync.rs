@@ -1,4 +1,5 @@
-//! `sync [--only KINDS] [--dry-run] [--full]`: one reconcile pass, then its report.
+//! `sync [--only KINDS] [--dry-run] [--full] [--format json]`: one reconcile pass, then its
+//! report; a dry run adds the writes it would send and their estimated requests and time.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -7,13 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::bail;
 
-use crate::cli::SyncArgs;
+use crate::cli::{OutputFormat, SyncArgs};
 use crate::config::Config;
 use crate::connect;
 use crate::model::Kind;
 use crate::progress::Progress;
 use crate::reconcile::pass::{Interruption, PassOptions, PassResult, run_pass};
-use crate::report;
+use crate::report::dry_run::DryRunEstimate;
+use crate::report::{self, RunReport};
 use crate::store::{RunStatus, Store};
 
 use super::{EXIT_FAILURE, EXIT_OK};
@@ -116,11 +118,20 @@ pub async fn run(cfg: &Config, args: &SyncArgs) -> anyhow::Result<u8> {
     let outcome = sync_once(cfg, &opts, &stop).await;
     watcher.abort();
     let (result, store) = outcome?;
-    if let Some(plan) = &result.plan_text {
-        print!("{plan}");
-    }
     if let Some(r) = report::load(&store, result.run_id)? {
-        print!("{}", r.to_text());
+        let estimate = report::dry_run::load_estimate(&store, &r)?;
+        match args.format {
+            OutputFormat::Text => {
+                if let Some(plan) = &result.plan_text {
+                    print!("{plan}");
+                }
+                print!("{}", r.to_text());
+                if let Some(e) = &estimate {
+                    print!("{}", e.to_text());
+                }
+            }
+            OutputFormat::Json => println!("{}", sync_json(&r, estimate.as_ref())),
+        }
     }
     if result.interrupted == Some(Interruption::BudgetSpent) {
         eprintln!(
@@ -133,4 +144,22 @@ pub async fn run(cfg: &Config, args: &SyncArgs) -> anyhow::Result<u8> {
         RunStatus::Partial | RunStatus::Failed => EXIT_FAILURE,
         _ => EXIT_OK,
     })
+}
+
+/// `sync --format json`: the GHL writes (a dry run's as planned, with the estimate's fields; a
+/// real run's as sent, counted from its API calls) and the run report.
+fn sync_json(r: &RunReport, estimate: Option<&DryRunEstimate>) -> String {
+    let mut doc = serde_json::json!({
+        "run_id": r.run_id,
+        "status": r.status,
+        "dry_run": r.dry_run,
+        "writes": r.ghl_writes(),
+    });
+    if let (Some(e), Some(obj)) = (estimate, doc.as_object_mut())
+        && let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(e)
+    {
+        obj.extend(fields);
+    }
+    doc["report"] = serde_json::to_value(r).unwrap_or_default();
+    serde_json::to_string_pretty(&doc).expect("a JSON value always serializes")
 }

@@ -80,13 +80,24 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
             .map(|t| t.with_timezone(&Utc))
     };
     let mut linked: HashMap<String, DateTime<Utc>> = HashMap::new();
+    let mut link = |target: String, at: DateTime<Utc>| {
+        let e = linked.entry(target).or_insert(at);
+        *e = (*e).max(at);
+    };
+    // In a dry run, the links the contacts plan writes stand in for the state's, written now.
+    let planned = cx.dry.contacts();
     lock(cx.store).each_link_head(Kind::Contact, &[], |l, _| {
-        if l.status == LinkStatus::Active && !l.target_id.is_empty() {
-            let e = linked.entry(l.target_id).or_insert(l.updated_at);
-            *e = (*e).max(l.updated_at);
+        if l.status == LinkStatus::Active
+            && !l.target_id.is_empty()
+            && !planned.contains_key(&l.source_id)
+        {
+            link(l.target_id, l.updated_at);
         }
         Ok(())
     })?;
+    for p in planned.values().flatten() {
+        link(p.target_id.clone(), Utc::now());
+    }
     let target = cx.target().await?;
     // An incremental listing holds only the contacts updated since its bound: enough when
     // this kind's own cursor is no older; otherwise every contact is listed for it.
@@ -107,6 +118,7 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     out.counts.unchanged = (linked.len() - ids.len().min(linked.len())) as u64;
     if cx.opts.dry_run {
         out.counts.deferred = ids.len() as u64;
+        out.skipped_reads = ids.len() as u64;
         out.notes.push(format!(
             "Would read the appointments of {} contact(s).",
             ids.len()

@@ -13,12 +13,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{Value, json};
 
 use super::context::{PassContext, lock};
+use super::dry_run::{PlannedLinks, PlannedVisit};
 use super::outcome::KindOutcome;
 use super::snapshot::Location;
 use crate::config::AssociateBy;
 use crate::ghl::wire::BusinessInput;
 use crate::model::Kind;
 use crate::report::KindCounts;
+use crate::report::dry_run::WriteOp;
 use crate::store::{
     ItemOutcome, Link, LinkStatus, MatchMethod, NewIntent, RunItem, Store, StoreError,
 };
@@ -122,8 +124,24 @@ pub struct Member {
 /// Contacts (one per GHL contact) with the location they belong to under `by`. The latest
 /// visit comes from the note links (`extra.contact_id`, `location_id`, `at`); a contact with no
 /// visit keeps its registration location. Only those values are read of each link.
-pub fn members(store: &Store, by: AssociateBy) -> Result<Vec<Member>, StoreError> {
+///
+/// In a dry run, `planned` (the contact links the contacts plan adds, re-points or ends) stands
+/// in for the state's links of the same records, and `visits` (the notes it plans) join the
+/// note links.
+pub fn members(
+    store: &Store,
+    by: AssociateBy,
+    planned: &PlannedLinks,
+    visits: &[PlannedVisit],
+) -> Result<Vec<Member>, StoreError> {
     let mut latest: HashMap<String, (String, String)> = HashMap::new();
+    let mut visit = |cid: String, loc: String, at: String| match latest.get_mut(&cid) {
+        Some(e) if at > e.0 => *e = (at, loc),
+        Some(_) => {}
+        None => {
+            latest.insert(cid, (at, loc));
+        }
+    };
     if by == AssociateBy::LatestVisit {
         let paths = ["$.contact_id", "$.location_id", "$.at"];
         store.each_link_head(Kind::Note, &paths, |n, extra| {
@@ -132,40 +150,48 @@ pub fn members(store: &Store, by: AssociateBy) -> Result<Vec<Member>, StoreError
             else {
                 return Ok(());
             };
-            if n.status == LinkStatus::Parked {
-                return Ok(());
-            }
-            match latest.get_mut(&cid) {
-                Some(e) if at > e.0 => *e = (at, loc),
-                Some(_) => {}
-                None => {
-                    latest.insert(cid, (at, loc));
-                }
+            if n.status != LinkStatus::Parked {
+                visit(cid, loc, at);
             }
             Ok(())
         })?;
+        for v in visits {
+            visit(v.contact_id.clone(), v.location_id.clone(), v.at.clone());
+        }
     }
     let mut by_target: BTreeMap<String, Member> = BTreeMap::new();
+    let mut member = |target: String, registration: Option<String>, associated| {
+        by_target.entry(target.clone()).or_insert_with(|| Member {
+            location_id: latest.remove(&target).map(|(_, loc)| loc).or(registration),
+            contact_id: target,
+            associated,
+        });
+    };
     let paths = ["$.location_id", "$.business_id"];
+    let mut seen_planned = HashSet::new();
     // Ordered by source id: a contact's first link speaks for it.
     store.each_link_head(Kind::Contact, &paths, |l, extra| {
-        if l.status != LinkStatus::Active || l.target_id.is_empty() {
-            return Ok(());
-        }
         let [registration, associated] =
             <[Option<String>; 2]>::try_from(extra).expect("one value per path asked for");
-        by_target
-            .entry(l.target_id.clone())
-            .or_insert_with(|| Member {
-                location_id: latest
-                    .remove(&l.target_id)
-                    .map(|(_, loc)| loc)
-                    .or(registration),
-                contact_id: l.target_id,
-                associated,
-            });
+        match planned.get(&l.source_id) {
+            // A link the plan writes keeps what its row holds (the apply updates the row).
+            Some(p) => {
+                seen_planned.insert(l.source_id.clone());
+                if let Some(p) = p {
+                    let registration = registration.or_else(|| p.location_id.clone());
+                    member(p.target_id.clone(), registration, associated);
+                }
+            }
+            None if l.status != LinkStatus::Active || l.target_id.is_empty() => {}
+            None => member(l.target_id, registration, associated),
+        }
         Ok(())
     })?;
+    for (sid, p) in planned {
+        if let (false, Some(p)) = (seen_planned.contains(sid), p) {
+            member(p.target_id.clone(), p.location_id.clone(), None);
+        }
+    }
     Ok(by_target.into_values().collect())
 }
 
@@ -280,6 +306,28 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         if cx.opts.dry_run {
             out.counts.deferred += 1;
             out.notes.push(format!("Would {}", describe(action)));
+            // The associations below go to the business as if it were linked or made.
+            let (loc, bid, op) = match action {
+                BusinessAction::Link {
+                    location_id,
+                    business_id,
+                    ..
+                } => (location_id, business_id.clone(), None),
+                BusinessAction::Create { location_id, .. } => (
+                    location_id,
+                    format!("sim-business-{location_id}"),
+                    Some(WriteOp::Create),
+                ),
+                BusinessAction::Rename {
+                    location_id,
+                    business_id,
+                    ..
+                } => (location_id, business_id.clone(), Some(WriteOp::Update)),
+            };
+            business_of.insert(loc.clone(), bid);
+            if let Some(op) = op {
+                *out.planned.entry(op).or_default() += 1;
+            }
             continue;
         }
         let r = apply_action(cx, action).await;
@@ -305,7 +353,12 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     out.counts.unchanged += (locations.len() - plan.len().min(locations.len())) as u64;
 
     // Associations.
-    let members = members(&lock(cx.store), cfg.associate_by)?;
+    let members = members(
+        &lock(cx.store),
+        cfg.associate_by,
+        cx.dry.contacts(),
+        &cx.dry.visits(),
+    )?;
     let calls = plan_associations(&members, &business_of, cfg.batch_size);
     drop(members);
     // The links of the contacts to associate, to record the business on each.
@@ -329,6 +382,7 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     for (bid, ids) in &calls {
         if cx.opts.dry_run {
             associated += ids.len() as u64;
+            *out.planned.entry(WriteOp::Associate).or_default() += 1;
             continue;
         }
         if cx.stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -627,13 +681,13 @@ mod tests {
             store.upsert_link(&l).unwrap();
         }
         assert_eq!(
-            members(&store, AssociateBy::Registration).unwrap()[0]
+            members(&store, AssociateBy::Registration, &PlannedLinks::new(), &[]).unwrap()[0]
                 .location_id
                 .as_deref(),
             Some("1")
         );
         assert_eq!(
-            members(&store, AssociateBy::LatestVisit).unwrap()[0]
+            members(&store, AssociateBy::LatestVisit, &PlannedLinks::new(), &[]).unwrap()[0]
                 .location_id
                 .as_deref(),
             Some("2")

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::apply::{ApplyResult, ContactApplier};
 use super::base;
 use super::context::{PassContext, lock};
+use super::dry_run::{contact_writes, planned_links};
 use super::journaled::{INTENT_SETTLE, resolve_pending_contacts};
 use super::outcome::KindOutcome;
 use super::plan::{
@@ -152,7 +153,11 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         }
     }
 
+    let mut planned = Default::default();
     let (mut result, plan_text) = if opts.dry_run {
+        // The kinds after contacts plan on the links this plan would leave.
+        cx.dry.set_contacts(planned_links(&plan, &input, &extras));
+        planned = contact_writes(&plan, &custom_fields);
         (ApplyResult::default(), Some(describe_plan(&plan)))
     } else {
         let stop_flag = stop;
@@ -232,6 +237,8 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         stopped: result.stopped,
         fatal,
         plan_text,
+        planned,
+        skipped_reads: 0,
     })
 }
 
@@ -545,7 +552,7 @@ pub fn describe_plan(plan: &Plan) -> String {
     if out.is_empty() {
         out.push_str("  nothing to write\n");
     }
-    format!("Plan ({} writes):\n{out}", plan.remote_writes())
+    format!("Contacts plan ({} writes):\n{out}", plan.remote_writes())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use chrono::Utc;
 
+use super::dry_run::DryRunState;
 use super::snapshot::{
     CustomFields, Location, SourceListing, TargetListing, read_source, read_target,
 };
@@ -64,6 +65,8 @@ pub struct PassContext<'a> {
     pub stop: &'a AtomicBool,
     /// Taken before either side is listed: a change GHL records after it is seen next run.
     pub started: chrono::DateTime<Utc>,
+    /// What a dry run takes its planned writes to have done (empty in a real run).
+    pub dry: DryRunState,
     source: tokio::sync::OnceCell<SourceSummary>,
     target: tokio::sync::OnceCell<TargetListing>,
     index: tokio::sync::OnceCell<ContactIndex>,
@@ -88,6 +91,7 @@ impl<'a> PassContext<'a> {
             run_id,
             stop,
             started: Utc::now(),
+            dry: DryRunState::default(),
             source: tokio::sync::OnceCell::new(),
             target: tokio::sync::OnceCell::new(),
             index: tokio::sync::OnceCell::new(),
@@ -154,6 +158,12 @@ impl<'a> PassContext<'a> {
                     }
                     Ok(())
                 })?;
+                for (sid, planned) in self.dry.contacts() {
+                    match planned {
+                        Some(p) => linked.insert(sid.clone(), p.target_id.clone()),
+                        None => linked.remove(sid),
+                    };
+                }
                 let phone = self.cfg.mapping().phone;
                 Ok(ContactIndex::build(&source.guests, &linked, phone))
             })

@@ -5,7 +5,9 @@
 //! their recovery) and `transactions` (the HotspotSystem transaction stream); nothing depends
 //! back on `pass`. `plan` is pure (snapshots + base state + policy → actions as data);
 //! `simulate` applies a plan to the snapshots in memory so the planner's properties
-//! (idempotence above all) can be tested without I/O; `apply` executes a contact plan.
+//! (idempotence above all) can be tested without I/O, and a dry run can plan the kinds after
+//! contacts on the links its contacts plan would leave (`dry_run`); `apply` executes a contact
+//! plan.
 
 pub mod apply;
 pub mod appointments;
@@ -13,6 +15,7 @@ pub mod base;
 pub mod businesses;
 pub mod contacts;
 pub mod context;
+pub mod dry_run;
 pub mod journaled;
 pub mod notes;
 pub mod outcome;

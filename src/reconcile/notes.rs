@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicBool;
 use serde_json::{Value, json};
 
 use super::context::{PassContext, lock};
+use super::dry_run::{PlannedVisit, writes_of};
 use super::journaled::{CreateError, abandon_if_refused, resolve_pending_attached, run_creates};
 use super::outcome::KindOutcome;
 use super::snapshot::location_names;
@@ -22,6 +23,7 @@ use crate::ghl::GhlClient;
 use crate::ghl::wire::NoteInput;
 use crate::mapping::{note_reference, render_with_reference};
 use crate::model::Kind;
+use crate::report::dry_run::WriteOp;
 use crate::store::{
     ItemOutcome, Link, LinkStatus, MatchMethod, NewIntent, RunItem, Store, StoreError,
 };
@@ -267,6 +269,15 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     }
     if cx.opts.dry_run {
         out.counts.deferred = plan.creates.len() as u64;
+        out.planned = writes_of(WriteOp::Create, plan.creates.len() as u64);
+        // The latest visit of each contact, for the business association after it.
+        cx.dry.add_visits(plan.creates.iter().filter_map(|c| {
+            Some(PlannedVisit {
+                contact_id: c.contact_id.clone(),
+                location_id: c.extra.get("location_id")?.as_str()?.to_string(),
+                at: c.extra.get("at")?.as_str()?.to_string(),
+            })
+        }));
         out.notes.push(format!(
             "Would create {} note(s) from {read} new transaction(s).",
             plan.creates.len()

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::ghl::GhlError;
 use crate::http::HttpError;
+use crate::report::dry_run::KindWrites;
 use crate::report::{KindCounts, UnsyncedRecord};
 use crate::store::RunItem;
 
@@ -28,6 +29,10 @@ pub struct KindOutcome {
     pub fatal: Option<GhlError>,
     /// The plan in words, for `--dry-run` (only contacts plan writes ahead of them).
     pub plan_text: Option<String>,
+    /// In a dry run: the GHL writes the step would have sent, per operation.
+    pub planned: KindWrites,
+    /// In a dry run: the GHL reads the step left out that the real run makes.
+    pub skipped_reads: u64,
 }
 
 /// Why a kind stopped writing early and deferred the rest to the next run.

@@ -30,6 +30,7 @@ use crate::ghl::GhlClient;
 use crate::hotspot::HotspotClient;
 use crate::model::Kind;
 use crate::notify::{self, condition::PassEnd};
+use crate::report::dry_run::DryRunPlan;
 use crate::report::{RunSummary, Unsynced, UnsyncedRecord};
 use crate::store::{ItemOutcome, RunItem, RunStatus, Store};
 
@@ -178,6 +179,17 @@ pub async fn run_pass(
                     quota_reserve = Some(why.to_string());
                 }
                 summary.notes.push(stopped_note(kind, &why));
+            }
+            if opts.dry_run {
+                summary
+                    .planned
+                    .get_or_insert_with(|| DryRunPlan {
+                        ghl_rate_limit: cfg.ghl.rate_limit,
+                        ghl_rate_window_secs: cfg.ghl.rate_window_secs,
+                        ghl_daily_reserve: cfg.ghl.daily_reserve.into(),
+                        ..Default::default()
+                    })
+                    .add(kind.as_str(), &r.planned, r.skipped_reads);
             }
             items.extend(r.items);
             if r.plan_text.is_some() {

@@ -12,6 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
 use super::context::{PassContext, lock};
+use super::dry_run::{PlannedLinks, writes_of};
 use super::journaled::{
     CreateError, abandon_if_refused, is_not_found, resolve_pending_attached, run_creates,
 };
@@ -23,6 +24,7 @@ use crate::ghl::GhlClient;
 use crate::ghl::wire::{Task, TaskCreate, TaskSearch};
 use crate::mapping::{render_template, render_with_reference, task_reference};
 use crate::model::Kind;
+use crate::report::dry_run::WriteOp;
 use crate::store::{Link, LinkHead, LinkStatus, MatchMethod, NewIntent, Store};
 
 /// The record a rule fires on: a new contact or a paid transaction.
@@ -124,11 +126,15 @@ pub fn plan_tasks(
 /// get one set of tasks), keyed by the smallest source id of that contact. A contact whose
 /// every rule already has its task is left out: it would plan nothing, and at 100,000 contacts
 /// its template values would be most of what this step holds.
+///
+/// `planned`: in a dry run, the contact links the contacts plan adds, re-points or ends; they
+/// stand in for the state's links of the same records.
 pub fn onboarding_sources(
     store: &Store,
     rules: &[&TaskRule],
     linked: &HashSet<String>,
     location_names: &HashMap<String, String>,
+    planned: &PlannedLinks,
 ) -> Result<Vec<TaskSource>, crate::store::StoreError> {
     let paths = [
         "$.location_id",
@@ -142,7 +148,8 @@ pub fn onboarding_sources(
     let mut out = Vec::new();
     // Ordered by source id: the first link of a contact is the one its tasks are keyed by.
     store.each_link_head(Kind::Contact, &paths, |head, extra| {
-        if head.status != LinkStatus::Active
+        if planned.contains_key(&head.source_id)
+            || head.status != LinkStatus::Active
             || head.target_id.is_empty()
             || !targets.insert(head.target_id.clone())
         {
@@ -158,6 +165,36 @@ pub fn onboarding_sources(
         out.push(onboarding_source(head, values, location_names));
         Ok(())
     })?;
+    for (sid, link) in planned {
+        let Some(p) = link else { continue };
+        if !targets.insert(p.target_id.clone())
+            || rules
+                .iter()
+                .all(|r| linked.contains(&format!("{}:{sid}", r.id)))
+        {
+            continue;
+        }
+        let head = LinkHead {
+            source_id: sid.clone(),
+            target_id: p.target_id.clone(),
+            source_hash: None,
+            target_hash: None,
+            owned_tags: Default::default(),
+            status: LinkStatus::Active,
+            // Linked by the run the dry run stands for.
+            first_linked_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        let values = [
+            p.location_id.clone(),
+            p.location_name.clone(),
+            p.first_name.clone(),
+            p.last_name.clone(),
+            p.email.clone(),
+            p.phone.clone(),
+        ];
+        out.push(onboarding_source(head, values, location_names));
+    }
     Ok(out)
 }
 
@@ -686,7 +723,13 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         .map(|l| location_names(&l))
         .unwrap_or_default();
     let onboarding: Vec<&TaskRule> = cfg.onboarding.iter().collect();
-    let sources = onboarding_sources(&lock(cx.store), &onboarding, &linked, &names)?;
+    let sources = onboarding_sources(
+        &lock(cx.store),
+        &onboarding,
+        &linked,
+        &names,
+        cx.dry.contacts(),
+    )?;
     let mut plan = plan_tasks(&onboarding, &sources, &linked, now);
     drop(sources);
     let mut streams = Vec::new();
@@ -736,6 +779,7 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     out.counts.unchanged = linked.len() as u64;
     if cx.opts.dry_run {
         out.counts.deferred = plan.len() as u64;
+        out.planned = writes_of(WriteOp::Create, plan.len() as u64);
         out.notes
             .push(format!("Would create {} task(s).", plan.len()));
         return Ok(out);
@@ -818,7 +862,14 @@ mod tests {
             store.upsert_link(&l).unwrap();
         }
         let a = rule("a");
-        let s = onboarding_sources(&store, &[&a], &HashSet::new(), &HashMap::new()).unwrap();
+        let s = onboarding_sources(
+            &store,
+            &[&a],
+            &HashSet::new(),
+            &HashMap::new(),
+            &PlannedLinks::new(),
+        )
+        .unwrap();
         let ids: Vec<&str> = s.iter().map(|x| x.source_id.as_str()).collect();
         assert_eq!(ids, ["100", "200"]);
         assert_eq!(s[0].vars["name"], "Ann");
@@ -827,7 +878,14 @@ mod tests {
         // A contact whose task exists plans nothing and is not held; its merged twin is not
         // taken in its place.
         let linked: HashSet<String> = ["a:100".to_string()].into();
-        let s = onboarding_sources(&store, &[&a], &linked, &HashMap::new()).unwrap();
+        let s = onboarding_sources(
+            &store,
+            &[&a],
+            &linked,
+            &HashMap::new(),
+            &PlannedLinks::new(),
+        )
+        .unwrap();
         let ids: Vec<&str> = s.iter().map(|x| x.source_id.as_str()).collect();
         assert_eq!(ids, ["200"]);
     }

@@ -4,6 +4,7 @@
 //! layer; this module only renders it, so the same report can be printed after `sync`, by `report`,
 //! and served by the dashboard.
 
+pub mod dry_run;
 pub mod html;
 
 use std::collections::BTreeMap;
@@ -433,6 +434,9 @@ pub struct RunSummary {
     pub unreadable: BTreeMap<String, FieldTally>,
     #[serde(default)]
     pub unsynced: Vec<UnsyncedRecord>,
+    /// A dry run's writes as planned, per kind and operation (`None` for a real run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned: Option<dry_run::DryRunPlan>,
 }
 
 /// Which of a run's listed items a report carries.
