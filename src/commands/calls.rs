@@ -32,7 +32,7 @@ pub fn run(cfg: &Config, args: &CallsArgs) -> anyhow::Result<u8> {
         limit: args.limit,
         offset: 0,
     };
-    let page = store.api_call_page(run.id, &filter)?;
+    let page = store.api_call_page(Some(run.id), &filter)?;
     match args.format {
         OutputFormat::Json => {
             let calls: Vec<_> = page
