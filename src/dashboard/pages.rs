@@ -1,50 +1,69 @@
-//! The dashboard's HTML pages. Each takes the open store and returns a full document; every
-//! value from the database is escaped by `report::html` helpers.
+//! The dashboard's HTML pages. Each takes the open store and returns a full document, rendered
+//! through the templates under `templates/`, which escape every value they are given.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use askama::Template;
 use chrono::{DateTime, Duration, Utc};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::PAGE_VALUE_CHARS;
 use super::health::{self, HealthPolicy, human};
 use crate::privacy::PersonalData;
 use crate::report::html::{
-    Series, badge, bar_chart, card, detail_html, empty, escape, load_recent, page, run_body,
-    runs_chart, table, table_html,
+    Series, badge, bar_chart, card, detail_html, empty, escape, load_recent, run_body, runs_chart,
+    table, table_html,
 };
 use crate::report::{self, RunSummary};
 use crate::store::dashboard::{DailyCount, RunItemRow};
-use crate::store::{RunRecord, Store, StoreError};
+use crate::store::{CallFilter, CallPage, GuestHistory, GuestKey, RunRecord, Store, StoreError};
 
-const NAV: [(&str, &str); 7] = [
+/// The navigation: path and name of each page.
+pub const NAV: [(&str, &str); 9] = [
     ("/", "Overview"),
     ("/runs", "Runs"),
     ("/contacts", "Contacts"),
     ("/notes", "Notes"),
     ("/tasks", "Tasks"),
     ("/appointments", "Appointments"),
+    ("/guests", "Guests"),
+    ("/calls", "API calls"),
     ("/errors", "Errors"),
 ];
 
-fn nav(current: &str) -> String {
-    let mut out = String::new();
-    for (href, name) in NAV {
-        let on = if href == current { " class=\"on\"" } else { "" };
-        let _ = write!(out, "<a href=\"{href}\"{on}>{name}</a>");
-    }
-    out
+/// Shown in every page's footer.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How times are shown in tables.
+const TIME: &str = "%Y-%m-%d %H:%M:%S";
+
+/// Why a page could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot render the page: {0}")]
+    Render(#[from] askama::Error),
+}
+
+/// A page whose body is markup built by the `report::html` helpers.
+#[derive(Template)]
+#[template(path = "dashboard/raw.html")]
+struct RawPage<'a> {
+    current: &'a str,
+    title: &'a str,
+    body: &'a str,
 }
 
 /// A page with the dashboard's navigation, `current` highlighted.
-pub fn dashboard_page(current: &str, title: &str, body: &str) -> String {
-    let body = format!(
-        "{body}<footer>Read-only view of the state database · hotspot-ghl-sync {} · \
-         JSON under <a href=\"/api/runs\">/api/…</a> · <a href=\"/metrics\">/metrics</a> · \
-         <a href=\"/healthz\">/healthz</a></footer>",
-        env!("CARGO_PKG_VERSION")
-    );
-    page(title, &nav(current), &body)
+pub fn dashboard_page(current: &str, title: &str, body: &str) -> Result<String, Error> {
+    Ok(RawPage {
+        current,
+        title,
+        body,
+    }
+    .render()?)
 }
 
 fn run_mode(run: &RunRecord) -> &'static str {
@@ -110,11 +129,7 @@ fn runs_table(runs: &[RunRecord]) -> String {
 }
 
 /// `/`: health, summary cards, the runs chart and the latest runs.
-pub fn overview(
-    store: &Store,
-    policy: &HealthPolicy,
-    now: DateTime<Utc>,
-) -> Result<String, StoreError> {
+pub fn overview(store: &Store, policy: &HealthPolicy, now: DateTime<Utc>) -> Result<String, Error> {
     let mut body = String::new();
     let h = health::evaluate(store, policy, now)?;
     if h.healthy {
@@ -232,25 +247,21 @@ pub fn overview(
         &["Job", "State", "Last success", "Ended at", "Age"],
         &rows,
     ));
-    Ok(dashboard_page("/", "Overview", &body))
+    dashboard_page("/", "Overview", &body)
 }
 
 /// `/runs`: the newest 100 runs.
-pub fn runs(store: &Store) -> Result<String, StoreError> {
+pub fn runs(store: &Store) -> Result<String, Error> {
     let runs = store.runs(100)?;
     let body = format!("<h2>Runs</h2>{}", runs_table(&runs));
-    Ok(dashboard_page("/runs", "Runs", &body))
+    dashboard_page("/runs", "Runs", &body)
 }
 
 /// Items of a run listed on its page (the JSON API pages through the rest).
 pub const RUN_PAGE_ITEMS: u64 = 2_000;
 
 /// `/runs/{id}`: the run's report; `None` when there is no such run.
-pub fn run_detail(
-    store: &Store,
-    id: i64,
-    personal: PersonalData,
-) -> Result<Option<String>, StoreError> {
+pub fn run_detail(store: &Store, id: i64, personal: PersonalData) -> Result<Option<String>, Error> {
     // A page holds at most this many items whatever the size of the run.
     let window = report::ItemWindow {
         offset: 0,
@@ -265,10 +276,11 @@ pub fn run_detail(
         clip_value(&mut i.detail);
     }
     let body = format!(
-        "<h2>Run #{id} <span class=\"muted\">(<a href=\"/api/runs/{id}\">JSON</a>)</span></h2>{}",
+        "<h2>Run #{id} <span class=\"muted\">(<a href=\"/api/runs/{id}\">JSON</a> · \
+         <a href=\"/calls?run={id}\">API calls</a>)</span></h2>{}",
         run_body(&r, 500)
     );
-    Ok(Some(dashboard_page("/runs", &format!("Run {id}"), &body)))
+    Ok(Some(dashboard_page("/runs", &format!("Run {id}"), &body)?))
 }
 
 /// Every day from `since` to `now`, oldest first, so gaps show as empty bars.
@@ -360,7 +372,7 @@ fn daily_section(
 }
 
 /// `/contacts`: new contacts per day per location over the last `days` days.
-pub fn contacts(store: &Store, now: DateTime<Utc>, n_days: u32) -> Result<String, StoreError> {
+pub fn contacts(store: &Store, now: DateTime<Utc>, n_days: u32) -> Result<String, Error> {
     let since = now - Duration::days(i64::from(n_days.saturating_sub(1)));
     let counts = store.new_contacts_per_day(since)?;
     let total: u64 = counts.iter().map(|c| c.count).sum();
@@ -374,11 +386,11 @@ pub fn contacts(store: &Store, now: DateTime<Utc>, n_days: u32) -> Result<String
         "Location",
         "New contacts",
     ));
-    Ok(dashboard_page("/contacts", "Contacts", &body))
+    dashboard_page("/contacts", "Contacts", &body)
 }
 
 /// `/notes`: notes per day by transaction type over the last `days` days.
-pub fn notes(store: &Store, now: DateTime<Utc>, n_days: u32) -> Result<String, StoreError> {
+pub fn notes(store: &Store, now: DateTime<Utc>, n_days: u32) -> Result<String, Error> {
     let since = now - Duration::days(i64::from(n_days.saturating_sub(1)));
     let counts = store.notes_per_day(since)?;
     let total: u64 = counts.iter().map(|c| c.count).sum();
@@ -387,11 +399,11 @@ pub fn notes(store: &Store, now: DateTime<Utc>, n_days: u32) -> Result<String, S
         card("Notes", &total.to_string(), "one per transaction")
     );
     body.push_str(&daily_section(&counts, &days(since, now), "Type", "Notes"));
-    Ok(dashboard_page("/notes", "Notes", &body))
+    dashboard_page("/notes", "Notes", &body)
 }
 
 /// `/tasks`: onboarding-task completion per rule and the open tasks.
-pub fn tasks(store: &Store, personal: PersonalData) -> Result<String, StoreError> {
+pub fn tasks(store: &Store, personal: PersonalData) -> Result<String, Error> {
     let progress = store.task_progress()?;
     let mut body = String::from("<h2>Onboarding tasks per rule</h2>");
     if progress.is_empty() {
@@ -450,7 +462,7 @@ pub fn tasks(store: &Store, personal: PersonalData) -> Result<String, StoreError
             &rows,
         ));
     }
-    Ok(dashboard_page("/tasks", "Tasks", &body))
+    dashboard_page("/tasks", "Tasks", &body)
 }
 
 /// `/appointments`: upcoming appointments of linked contacts.
@@ -458,7 +470,7 @@ pub fn appointments(
     store: &Store,
     now: DateTime<Utc>,
     personal: PersonalData,
-) -> Result<String, StoreError> {
+) -> Result<String, Error> {
     let mut list = store.upcoming_appointments(now, 200)?;
     personal.appointments(&mut list);
     let mut body = format!("<h2>Upcoming appointments ({})</h2>", list.len());
@@ -482,7 +494,7 @@ pub fn appointments(
             &rows,
         ));
     }
-    Ok(dashboard_page("/appointments", "Appointments", &body))
+    dashboard_page("/appointments", "Appointments", &body)
 }
 
 fn item_rows(rows: &[RunItemRow]) -> String {
@@ -510,7 +522,7 @@ fn item_rows(rows: &[RunItemRow]) -> String {
 }
 
 /// `/errors`: parked conflicts (both values) and failures of the last 20 runs.
-pub fn errors(store: &Store, personal: PersonalData) -> Result<String, StoreError> {
+pub fn errors(store: &Store, personal: PersonalData) -> Result<String, Error> {
     let mut parked = store.parked_conflicts()?;
     let mut failures = store.recent_failures(20, 500)?;
     for rows in [&mut parked, &mut failures] {
@@ -538,7 +550,7 @@ pub fn errors(store: &Store, personal: PersonalData) -> Result<String, StoreErro
     } else {
         body.push_str(&item_rows(&failures));
     }
-    Ok(dashboard_page("/errors", "Errors", &body))
+    dashboard_page("/errors", "Errors", &body)
 }
 
 /// Cuts `s` to [`PAGE_VALUE_CHARS`] characters, saying how much was left out: a page lists up
@@ -564,10 +576,155 @@ fn clip_value(v: &mut serde_json::Value) {
 }
 
 /// The 404 page.
-pub fn not_found(what: &str) -> String {
+pub fn not_found(what: &str) -> Result<String, Error> {
     dashboard_page(
         "",
         "Not found",
         &format!("<h2>Not found</h2>{}", empty(what)),
     )
+}
+
+/// Entries per list on the guest page (the JSON twin has the same bound): a guest seen every
+/// day for years has thousands of notes, and a page is held whole while it is sent.
+pub const GUEST_LIST_LIMIT: usize = 500;
+
+/// The guest a typed value names, with each list cut at [`GUEST_LIST_LIMIT`]. With personal
+/// data masked, only ids are looked up: otherwise anyone able to reach the page could test
+/// whether an email address or a phone number belongs to a guest.
+pub fn find_guest(
+    store: &Store,
+    typed: &str,
+    personal: PersonalData,
+    default_country: &str,
+) -> Result<Option<GuestHistory>, StoreError> {
+    let mut key = GuestKey::parse(typed, default_country);
+    if personal == PersonalData::Mask {
+        key = GuestKey {
+            id: key.id,
+            ..GuestKey::default()
+        };
+    }
+    let Some(mut found) = store.guest_history(&key, Some(GUEST_LIST_LIMIT))? else {
+        return Ok(None);
+    };
+    for e in &mut found.events {
+        personal.run_item(&mut e.item);
+        if let Some(reason) = &mut e.item.reason {
+            clip_text(reason);
+        }
+        clip_value(&mut e.item.detail);
+    }
+    Ok(Some(found))
+}
+
+/// What the guest page answers.
+enum GuestAnswer {
+    /// Nothing typed yet.
+    Ask,
+    NotFound,
+    Found(GuestHistory),
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/guest.html")]
+struct GuestPage<'a> {
+    current: &'a str,
+    title: &'a str,
+    query: &'a str,
+    /// Whether emails and phones are looked up (personal data shown).
+    by_personal: bool,
+    answer: GuestAnswer,
+    limit: usize,
+}
+
+/// `/guests?q=…`: the search form and, once something is typed, what the store recorded
+/// about that guest (the answer of `explain`).
+pub fn guest(
+    store: &Store,
+    typed: Option<&str>,
+    personal: PersonalData,
+    default_country: &str,
+) -> Result<String, Error> {
+    let query = typed.map(str::trim).unwrap_or("");
+    let answer = if query.is_empty() {
+        GuestAnswer::Ask
+    } else {
+        match find_guest(store, query, personal, default_country)? {
+            Some(h) => GuestAnswer::Found(h),
+            None => GuestAnswer::NotFound,
+        }
+    };
+    Ok(GuestPage {
+        current: "/guests",
+        title: "Guests",
+        query,
+        by_personal: personal == PersonalData::Show,
+        answer,
+        limit: GUEST_LIST_LIMIT,
+    }
+    .render()?)
+}
+
+/// The query string that asks for `filter`'s page of `run`'s calls (all runs when `None`).
+pub fn calls_query(run: Option<i64>, filter: &CallFilter) -> String {
+    let mut q = String::new();
+    if let Some(id) = run {
+        let _ = write!(q, "run={id}&");
+    }
+    if filter.failed {
+        q.push_str("failed=1&");
+    }
+    if let Some(s) = filter.status {
+        let _ = write!(q, "status={s}&");
+    }
+    if let Some(p) = &filter.path {
+        let _ = write!(q, "path={}&", utf8_percent_encode(p, NON_ALPHANUMERIC));
+    }
+    let _ = write!(q, "offset={}&limit={}", filter.offset, filter.limit);
+    q
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/calls.html")]
+struct CallsPage<'a> {
+    current: &'a str,
+    title: &'a str,
+    run: Option<i64>,
+    filter: &'a CallFilter,
+    page: &'a CallPage,
+    /// 1-based positions of the first and last call shown.
+    first: u64,
+    last: u64,
+    this_query: String,
+    prev: Option<String>,
+    next: Option<String>,
+}
+
+/// `/calls`: one page of the API calls of `run` (every run when `None`) that pass `filter`,
+/// with links to the neighbouring pages. The caller bounds `filter.limit`.
+pub fn calls(store: &Store, run: Option<i64>, filter: &CallFilter) -> Result<String, Error> {
+    let page = store.api_call_page(run, filter)?;
+    let shown = page.calls.len() as u64;
+    let offset = filter.offset as u64;
+    let at = |offset: usize| CallFilter {
+        offset,
+        ..filter.clone()
+    };
+    let prev = (filter.offset > 0)
+        .then(|| calls_query(run, &at(filter.offset.saturating_sub(filter.limit))));
+    let next =
+        (offset + shown < page.total).then(|| calls_query(run, &at(filter.offset + filter.limit)));
+    Ok(CallsPage {
+        current: "/calls",
+        title: "API calls",
+        run,
+        filter,
+        page: &page,
+        first: if shown == 0 { 0 } else { offset + 1 },
+        last: offset + shown,
+        this_query: calls_query(run, filter),
+        prev,
+        next,
+    }
+    .render()?)
 }

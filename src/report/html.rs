@@ -76,13 +76,21 @@ pub fn page(title: &str, nav: &str, body: &str) -> String {
     )
 }
 
-/// A coloured status pill.
-pub fn badge(status: &str) -> String {
-    let class: String = status
+/// The CSS class suffix of a status pill: the status's letters and digits.
+pub fn badge_class(status: &str) -> String {
+    status
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
-        .collect();
-    format!("<span class=\"badge b-{class}\">{}</span>", escape(status))
+        .collect()
+}
+
+/// A coloured status pill.
+pub fn badge(status: &str) -> String {
+    format!(
+        "<span class=\"badge b-{}\">{}</span>",
+        badge_class(status),
+        escape(status)
+    )
 }
 
 /// One summary card.
@@ -526,27 +534,59 @@ pub fn items_table(items: &[&super::ReportItem]) -> String {
     table_html(&["Kind", "Source", "GHL", "Reason", "Detail"], &rows)
 }
 
+/// One field of a conflict or drift: both values and the one kept.
+pub struct FieldValues {
+    pub field: String,
+    pub source: String,
+    pub target: String,
+    pub winner: String,
+}
+
+/// What an item's detail shows as.
+pub enum Detail {
+    Nothing,
+    /// A `fields` list: a small table of both values.
+    Fields(Vec<FieldValues>),
+    /// Anything else: compact JSON text.
+    Json(String),
+}
+
+impl Detail {
+    pub fn of(detail: &serde_json::Value) -> Detail {
+        if detail.is_null() {
+            return Detail::Nothing;
+        }
+        match detail.get("fields").and_then(|f| f.as_array()) {
+            Some(fields) => Detail::Fields(
+                fields
+                    .iter()
+                    .map(|f| FieldValues {
+                        field: value_text(f.get("field")),
+                        source: value_text(f.get("source")),
+                        target: value_text(f.get("target")),
+                        winner: value_text(f.get("winner")),
+                    })
+                    .collect(),
+            ),
+            None => Detail::Json(detail.to_string()),
+        }
+    }
+}
+
 /// Field-level detail: a `fields` list becomes a small table of both values; anything else is
 /// shown as compact JSON text.
 pub fn detail_html(detail: &serde_json::Value) -> String {
-    if detail.is_null() {
-        return String::new();
+    match Detail::of(detail) {
+        Detail::Nothing => String::new(),
+        Detail::Fields(fields) => {
+            let rows: Vec<Vec<String>> = fields
+                .into_iter()
+                .map(|f| vec![f.field, f.source, f.target, f.winner])
+                .collect();
+            table(&["Field", "HotspotSystem", "GHL", "Kept"], &rows)
+        }
+        Detail::Json(text) => format!("<code>{}</code>", escape(&text)),
     }
-    if let Some(fields) = detail.get("fields").and_then(|f| f.as_array()) {
-        let rows: Vec<Vec<String>> = fields
-            .iter()
-            .map(|f| {
-                vec![
-                    value_text(f.get("field")),
-                    value_text(f.get("source")),
-                    value_text(f.get("target")),
-                    value_text(f.get("winner")),
-                ]
-            })
-            .collect();
-        return table(&["Field", "HotspotSystem", "GHL", "Kept"], &rows);
-    }
-    format!("<code>{}</code>", escape(&detail.to_string()))
 }
 
 fn value_text(v: Option<&serde_json::Value>) -> String {

@@ -287,6 +287,22 @@ fn sql_limit(limit: Option<usize>) -> i64 {
     limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX))
 }
 
+/// One API call attempt as `calls --format json` and `/api/calls` give it.
+pub fn call_json(c: &ApiCall) -> Value {
+    let r = &c.record;
+    json!({
+        "at": c.at.to_rfc3339(),
+        "run_id": c.run_id,
+        "api": r.api,
+        "method": r.method,
+        "path": r.path,
+        "status": r.status,
+        "attempt": r.attempt,
+        "latency_ms": r.latency_ms,
+        "error_class": r.error_class,
+    })
+}
+
 fn link_json(l: &Link) -> Value {
     json!({
         "source_id": l.source_id,
@@ -384,8 +400,19 @@ mod tests {
         assert_eq!(by("x", Some("ann@x.org"), None), ["c1"]);
         assert_eq!(by("x", None, Some("+14155550100")), ["c1"]);
         assert!(by("x", Some("nobody@x.org"), None).is_empty());
-        assert_eq!(store.links_of_contact(Kind::Note, "G1", None).unwrap().len(), 1);
-        assert!(store.links_of_contact(Kind::Note, "G2", None).unwrap().is_empty());
+        assert_eq!(
+            store
+                .links_of_contact(Kind::Note, "G1", None)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            store
+                .links_of_contact(Kind::Note, "G2", None)
+                .unwrap()
+                .is_empty()
+        );
 
         let run = store.start_run(&Kind::ALL, false, false).unwrap();
         store
