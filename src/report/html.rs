@@ -49,19 +49,36 @@ footer{color:var(--muted);font-size:12px;margin-top:32px}
 a{color:var(--acc)}
 "#;
 
-/// Escapes text for HTML element content and quoted attribute values.
+/// The escaper of every `.html` template (`askama.toml`): text safe in element content and in
+/// quoted attribute values, with the usual entity names.
+#[derive(Debug, Clone, Copy)]
+pub struct Html;
+
+impl askama::filters::Escaper for Html {
+    fn write_escaped_str<W: std::fmt::Write>(&self, mut dest: W, s: &str) -> std::fmt::Result {
+        let mut last = 0;
+        for (i, b) in s.bytes().enumerate() {
+            let entity = match b {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                b'\'' => "&#39;",
+                _ => continue,
+            };
+            dest.write_str(&s[last..i])?;
+            dest.write_str(entity)?;
+            last = i + 1;
+        }
+        dest.write_str(&s[last..])
+    }
+}
+
+/// Escapes text for HTML element content and quoted attribute values, as templates do.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
+    // Writing into a String cannot fail.
+    let _ = askama::filters::Escaper::write_escaped_str(&Html, &mut out, s);
     out
 }
 
