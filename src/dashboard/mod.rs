@@ -164,18 +164,14 @@ impl IntoResponse for PageError {
         let msg = self.0.message();
         let body = match &self.0 {
             Failure::NotFound(_) => pages::not_found(&msg),
-            Failure::BadRequest(_) => pages::dashboard_page(
-                "",
-                "Bad request",
-                &format!("<h2>Bad request</h2><p>{}</p>", report::html::escape(&msg)),
-            ),
-            _ => pages::dashboard_page(
-                "",
+            Failure::BadRequest(_) => {
+                pages::message("Bad request", "Bad request", &msg, pages::Tone::Plain)
+            }
+            _ => pages::message(
                 "Error",
-                &format!(
-                    "<h2>Cannot read the state database</h2><p>{}</p>",
-                    report::html::escape(&msg)
-                ),
+                "Cannot read the state database",
+                &msg,
+                pages::Tone::Plain,
             ),
         };
         match body {
