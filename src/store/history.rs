@@ -506,6 +506,22 @@ mod tests {
         assert_eq!(second.total, 4);
         assert_eq!(second.calls.len(), 2);
         assert_eq!(second.calls[1].record.status, Some(422));
+        // Every run: newest first.
+        let every = store
+            .api_call_page(
+                None,
+                &CallFilter {
+                    limit: 10,
+                    ..CallFilter::default()
+                },
+            )
+            .unwrap();
+        let statuses: Vec<_> = every
+            .calls
+            .iter()
+            .map(|c| c.record.status.unwrap())
+            .collect();
+        assert_eq!((every.total, statuses), (4, vec![422, 201, 500, 201]));
     }
 
     #[test]
@@ -518,5 +534,67 @@ mod tests {
         let k = GuestKey::parse("c0042", "US");
         assert_eq!((k.email, k.phone), (None, None));
         assert_eq!(k.id, "c0042");
+    }
+
+    #[test]
+    fn a_guest_history_is_cut_at_the_limit_keeping_the_newest_items() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .upsert_link(&Link::new(Kind::Contact, "c1", "G1", MatchMethod::Created))
+            .unwrap();
+        for n in 0..3 {
+            let mut note = Link::new(
+                Kind::Note,
+                format!("tx:{n}"),
+                format!("N{n}"),
+                MatchMethod::Created,
+            );
+            note.extra = json!({"contact_id": "G1"});
+            store.upsert_link(&note).unwrap();
+        }
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            let run = store.start_run(&Kind::ALL, false, false).unwrap();
+            store
+                .insert_run_items(
+                    run,
+                    &[item(
+                        Kind::Contact,
+                        "c1",
+                        Some("G1"),
+                        serde_json::Value::Null,
+                    )],
+                )
+                .unwrap();
+            runs.push(run);
+        }
+        let key = GuestKey {
+            id: "c1".into(),
+            ..GuestKey::default()
+        };
+        let all = store.guest_history(&key, None).unwrap().unwrap();
+        assert_eq!(
+            (all.events.len(), all.notes.len(), all.truncated),
+            (3, 3, false)
+        );
+        let cut = store.guest_history(&key, Some(2)).unwrap().unwrap();
+        let event_runs: Vec<i64> = cut.events.iter().map(|e| e.run_id).collect();
+        assert_eq!(event_runs, runs[1..], "the newest two, oldest first");
+        assert_eq!(cut.notes.len(), 2);
+        assert!(cut.truncated);
+        let exact = store.guest_history(&key, Some(3)).unwrap().unwrap();
+        assert!(!exact.truncated, "a list of exactly the limit is whole");
+        assert!(
+            store
+                .guest_history(
+                    &GuestKey {
+                        id: "nobody".into(),
+                        ..GuestKey::default()
+                    },
+                    Some(2)
+                )
+                .unwrap()
+                .is_none()
+        );
     }
 }
