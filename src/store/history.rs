@@ -249,19 +249,27 @@ impl Store {
     /// The API calls of run `run` that pass `filter`, in the order they were recorded; of all
     /// runs (`None`), newest first.
     pub fn api_call_page(&self, run: Option<i64>, filter: &CallFilter) -> Result<CallPage> {
-        const WHERE: &str = "(?1 IS NULL OR run_id = ?1)
+        // Two statements rather than `?1 IS NULL OR ...`, which would keep SQLite from using
+        // the run's index, or from walking the ids backwards for the newest page.
+        let (by_run, order) = match run {
+            Some(_) => ("run_id = ?1", "id"),
+            None => ("?1 IS NULL", "id DESC"),
+        };
+        let filters = format!(
+            "{by_run}
              AND (?2 = 0 OR error_class IS NOT NULL)
              AND (?3 IS NULL OR status = ?3)
-             AND (?4 IS NULL OR instr(path, ?4) > 0)";
+             AND (?4 IS NULL OR instr(path, ?4) > 0)"
+        );
         let params = (run, filter.failed, filter.status, filter.path.as_deref());
         let total: i64 = self.conn.query_row(
-            &format!("SELECT count(*) FROM api_calls WHERE {WHERE}"),
+            &format!("SELECT count(*) FROM api_calls WHERE {filters}"),
             params,
             |r| r.get(0),
         )?;
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {CALL_COLUMNS} FROM api_calls WHERE {WHERE}
-             ORDER BY CASE WHEN ?1 IS NULL THEN -id ELSE id END LIMIT ?5 OFFSET ?6"
+            "SELECT {CALL_COLUMNS} FROM api_calls WHERE {filters}
+             ORDER BY {order} LIMIT ?5 OFFSET ?6"
         ))?;
         let mut rows = stmt.query((
             run,
