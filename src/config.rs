@@ -31,6 +31,9 @@ use crate::server::Limits;
 use crate::server::auth::{Access, SecretSource};
 
 /// What went wrong, so that callers and tests can tell error classes apart without parsing text.
+/// `[contacts] default_country` when unset: the country of phone numbers written without one.
+pub const DEFAULT_COUNTRY: &str = "US";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigErrorKind {
     /// The file is not valid TOML.
@@ -1476,7 +1479,9 @@ impl<'a> Ctx<'a> {
                 format!("{max_delete_ratio} is outside 0..=1 (a fraction: 0.1 means 10 %)"),
             ));
         }
-        let default_country = c.default_country.unwrap_or_else(|| "US".to_string());
+        let default_country = c
+            .default_country
+            .unwrap_or_else(|| DEFAULT_COUNTRY.to_string());
         if default_country.len() != 2 || !default_country.bytes().all(|b| b.is_ascii_alphabetic()) {
             return Err(self.at(
                 "contacts.default_country",

@@ -40,6 +40,18 @@ pub enum ErrorClass {
     Permanent,
 }
 
+impl ErrorClass {
+    /// The name stored and shown (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::RateLimited => "rate_limited",
+            ErrorClass::Auth => "auth",
+            ErrorClass::Permanent => "permanent",
+        }
+    }
+}
+
 /// One audited API call attempt. Never carries a secret, a query string or a body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {

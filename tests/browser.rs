@@ -1,8 +1,10 @@
 //! What a new user sees, in a real headless browser (Debian's `chromium`): the REAL binary runs
 //! `demo --state-dir <tmp>`, then `serve` over the demo's database with a config that names no
 //! secret it can read (as right after the demo), and the main pages must load and show the
-//! numbers the demo printed. Screenshots are saved under the test target directory; set
-//! `HGS_UPDATE_DASHBOARD_PNG=1` to refresh `docs/dashboard.png` from the overview screenshot.
+//! numbers the demo printed; the guest page must show a synced guest found by email, and the
+//! API-call page the demo's calls. Screenshots are saved under the test target directory; set
+//! `HGS_UPDATE_DASHBOARD_PNG=1` to refresh `docs/dashboard.png` (overview),
+//! `docs/dashboard-guest.png` and `docs/dashboard-calls.png` from them.
 //! (Hostile values and every page's details are checked over a fixture in `tests/dashboard.rs`.)
 //!
 //! Chromium is installed by `scripts/install-chromium.sh` when missing; the test is skipped,
@@ -310,6 +312,64 @@ async fn dashboard_after_a_demo_sync_in_headless_chromium() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // The guest the guest page looks up: the one with the most notes among those with an
+    // email, and what the state holds about it; and run 1's API calls on contacts.
+    let (guest, ghl_id, email, links, notes_of_guest, tasks_of_guest, calls): (
+        String,
+        String,
+        String,
+        i64,
+        i64,
+        i64,
+        i64,
+    ) = {
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        let children = |kind: &str| {
+            format!(
+                "(SELECT count(*) FROM links c WHERE c.kind = '{kind}' \
+                 AND json_extract(c.extra, '$.contact_id') = l.target_id)"
+            )
+        };
+        let (guest, ghl_id, email, notes, tasks) = conn
+            .query_row(
+                &format!(
+                    "SELECT source_id, target_id, json_extract(extra, '$.source_fields.email'), \
+                     {}, {} FROM links l WHERE kind = 'contact' \
+                     AND json_extract(extra, '$.source_fields.email') IS NOT NULL \
+                     ORDER BY 4 DESC, source_id LIMIT 1",
+                    children("note"),
+                    children("task")
+                ),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        let links = conn
+            .query_row(
+                "SELECT count(*) FROM links WHERE kind = 'contact' \
+                 AND json_extract(extra, '$.source_fields.email') = ?1",
+                [&email],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let calls = conn
+            .query_row(
+                "SELECT count(*) FROM api_calls WHERE run_id = 1 AND instr(path, '/contacts') > 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (guest, ghl_id, email, links, notes, tasks, calls)
+    };
+    assert!(
+        notes_of_guest > 0 && calls > 100,
+        "the demo recorded too little"
+    );
+    let guest_path = format!("/guests?q={}", email.replace('@', "%40"));
+    let calls_path = "/calls?run=1&path=%2Fcontacts";
+
     // 3. The pages in the browser, with the demo's numbers.
     let browser = Browser {
         bin,
@@ -343,6 +403,26 @@ async fn dashboard_after_a_demo_sync_in_headless_chromium() {
         (
             "/tasks",
             vec!["Onboarding tasks per rule".into(), "welcome".into()],
+        ),
+        (
+            guest_path.as_str(),
+            vec![
+                format!("Contact links ({links})"),
+                guest.clone(),
+                ghl_id.clone(),
+                "History (".into(),
+                format!("Notes ({notes_of_guest})"),
+                format!("Tasks ({tasks_of_guest})"),
+            ],
+        ),
+        (
+            calls_path,
+            vec![
+                "API calls of run #1".into(),
+                format!("Calls 1–100 of {calls}."),
+                "ghl PUT /contacts/{id} 200".into(),
+                "ghl POST /contacts/ 201".into(),
+            ],
         ),
     ];
     let doms: Vec<String> = futures_util::stream::iter(
@@ -385,6 +465,8 @@ async fn dashboard_after_a_demo_sync_in_headless_chromium() {
         ("/contacts", "contacts.png"),
         ("/notes", "notes.png"),
         ("/tasks", "tasks.png"),
+        (guest_path.as_str(), "guest.png"),
+        (calls_path, "calls.png"),
     ];
     futures_util::stream::iter(
         targets
@@ -414,6 +496,12 @@ async fn dashboard_after_a_demo_sync_in_headless_chromium() {
     if std::env::var_os("HGS_UPDATE_DASHBOARD_PNG").is_some() {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
         std::fs::create_dir_all(&docs).unwrap();
-        std::fs::copy(shots.join("overview.png"), docs.join("dashboard.png")).unwrap();
+        for (shot, doc) in [
+            ("overview.png", "dashboard.png"),
+            ("guest.png", "dashboard-guest.png"),
+            ("calls.png", "dashboard-calls.png"),
+        ] {
+            std::fs::copy(shots.join(shot), docs.join(doc)).unwrap();
+        }
     }
 }

@@ -9,7 +9,7 @@ use chrono::Duration as ChronoDuration;
 use hotspot_ghl_sync::config::{Config, ScheduleJob};
 use hotspot_ghl_sync::dashboard::{self, HealthPolicy};
 use serde_json::Value;
-use support::dashboard::{HOSTILE, TempDir, age_runs, populate, spawn};
+use support::dashboard::{HOSTILE, TempDir, age_runs, populate, populate_guest, spawn};
 
 fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -462,4 +462,177 @@ async fn serve_listens_on_loopback_unless_remote_is_allowed() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn the_guest_page_answers_what_explain_answers() {
+    let dir = TempDir::new("guests");
+    let db = dir.path("state.db");
+    populate(&db);
+    let g = populate_guest(&db);
+    let (base, _stop) = spawn(&db, policy(vec![], 26)).await;
+
+    let (status, _, form) = get(&base, "/guests").await;
+    assert_eq!(status, 200);
+    assert!(
+        form.contains("<form") && form.contains("name=\"q\""),
+        "{form}"
+    );
+    assert!(
+        form.contains("href=\"/guests\" class=\"on\""),
+        "nav marks the page"
+    );
+    assert!(!form.contains("Contact links"), "nothing looked up yet");
+
+    // By HotspotSystem id, GHL id, email (any case) and phone (as typed, national format).
+    for q in [
+        "cust-20",
+        "ghl-cust-20",
+        "Zoe%40Example.ORG",
+        "%28415%29%20555-0100",
+    ] {
+        let (status, _, page) = get(&base, &format!("/guests?q={q}")).await;
+        assert_eq!(status, 200, "{q}");
+        assert!(page.contains("Contact links (1)"), "{q}: {page}");
+        assert!(
+            page.contains(">cust-20<") && page.contains(">ghl-cust-20<"),
+            "{q}"
+        );
+        assert!(
+            page.contains("History (2)"),
+            "{q}: the conflict and the note"
+        );
+        assert!(page.contains(&format!("href=\"/runs/{}\"", g.run)), "{q}");
+        assert!(
+            page.contains(">conflict<") && page.contains(">mac:tx-20<"),
+            "{q}"
+        );
+        assert!(
+            page.contains("Zoë &amp; Co"),
+            "{q}: both values of the conflict: {page}"
+        );
+        assert!(
+            page.contains("Notes (1)") && page.contains(">note-tx-20<"),
+            "{q}"
+        );
+        assert!(
+            page.contains("Tasks (1)") && page.contains(">task-20<"),
+            "{q}"
+        );
+        assert!(
+            page.contains("<td>open</td>"),
+            "{q}: the task is not completed"
+        );
+        assert_escaped(q, &page);
+    }
+    // A guest known only from run items (no link) and an unknown value.
+    for q in ["cust-9", "nobody%40example.org"] {
+        let (status, _, page) = get(&base, &format!("/guests?q={q}")).await;
+        assert_eq!(status, 200);
+        assert!(page.contains("No synced guest matches"), "{q}: {page}");
+    }
+    let (_, _, page) = get(&base, "/guests?q=%3Cscript%3Ealert(%27x%27)").await;
+    assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)"), "{page}");
+    assert_escaped("hostile query", &page);
+
+    let v = json(&base, "/api/guests?q=zoe%40example.org").await;
+    assert_eq!(v["contacts"][0]["source_id"], "cust-20");
+    assert_eq!(v["contacts"][0]["match_method"], "email");
+    assert_eq!(v["history"].as_array().unwrap().len(), 2);
+    assert_eq!(v["history"][0]["run_id"], g.run);
+    assert_eq!(v["notes"][0]["target_id"], "note-tx-20");
+    assert_eq!(v["tasks"][0]["completed"], false);
+    assert_eq!(v["truncated"], false);
+    let res = client()
+        .get(format!("{base}/api/guests?q=nobody"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
+
+#[tokio::test]
+async fn the_calls_page_filters_and_pages_every_runs_calls() {
+    let dir = TempDir::new("calls");
+    let db = dir.path("state.db");
+    let f = populate(&db);
+    let g = populate_guest(&db);
+    let (base, _stop) = spawn(&db, policy(vec![], 26)).await;
+
+    // 5 + 4 + 3 calls recorded in three runs; every run, newest first.
+    let (status, _, all) = get(&base, "/calls").await;
+    assert_eq!(status, 200);
+    assert!(all.contains("Calls 1–12 of 12, newest first."), "{all}");
+    assert!(all.contains("href=\"/calls\" class=\"on\""));
+    let newest = all.find("/contacts/{id}/notes").unwrap();
+    assert!(newest < all.find(">hotspot<").unwrap(), "newest first");
+
+    let (_, _, failed) = get(&base, &format!("/calls?run={}&failed=1", f.partial_run)).await;
+    assert!(failed.contains("Calls 1–2 of 2."), "{failed}");
+    assert!(
+        failed.contains(">429<") && failed.contains(">422<"),
+        "{failed}"
+    );
+    assert!(!failed.contains(">201<"), "{failed}");
+    assert!(failed.contains("name=\"failed\" value=\"1\" checked"));
+
+    // An empty form field is no filter (a browser sends every field).
+    let (_, _, blank) = get(&base, "/calls?run=&status=&path=&limit=100").await;
+    assert!(blank.contains("of 12"), "{blank}");
+
+    let v = json(
+        &base,
+        &format!("/api/calls?run={}&status=201", f.partial_run),
+    )
+    .await;
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["calls"][0]["attempt"], 2);
+    let v = json(&base, "/api/calls?path=%2Fnotes").await;
+    assert_eq!(v["total"], 2);
+    assert!(
+        v["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["run_id"] == g.run)
+    );
+    let v = json(&base, "/api/calls?failed=1&path=notes").await;
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["calls"][0]["error_class"], "transient");
+
+    // Pages of 2 over run 1's 5 calls.
+    let (_, _, first) = get(&base, &format!("/calls?run={}&limit=2", f.ok_run)).await;
+    assert!(first.contains("Calls 1–2 of 5."), "{first}");
+    assert!(first.contains(&format!(
+        "href=\"/calls?run={}&amp;offset=2&amp;limit=2\"",
+        f.ok_run
+    )));
+    assert!(!first.contains("previous"));
+    let (_, _, last) = get(&base, &format!("/calls?run={}&limit=2&offset=4", f.ok_run)).await;
+    assert!(last.contains("Calls 5–5 of 5."), "{last}");
+    assert!(
+        last.contains("previous") && !last.contains("next →"),
+        "{last}"
+    );
+
+    // Page sizes are bounded whatever is asked.
+    let (_, _, huge) = get(&base, "/calls?limit=99999999").await;
+    assert!(huge.contains("name=\"limit\" value=\"1000\""), "{huge}");
+    assert_eq!(
+        json(&base, "/api/calls?limit=99999999").await["limit"],
+        5000
+    );
+
+    for (path, code) in [
+        ("/calls?run=999", 404),
+        ("/api/calls?run=999", 404),
+        ("/calls?status=abc", 400),
+        ("/api/calls?run=x", 400),
+    ] {
+        let res = client().get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(res.status(), code, "{path}");
+    }
+    // Run pages link to their calls.
+    let (_, _, run) = get(&base, &format!("/runs/{}", f.ok_run)).await;
+    assert!(run.contains(&format!("href=\"/calls?run={}\"", f.ok_run)));
 }

@@ -13,7 +13,8 @@ use hotspot_ghl_sync::model::Kind;
 use hotspot_ghl_sync::store::{ItemOutcome, RunItem, RunStatus, Store};
 use serde_json::json;
 use support::dashboard::{
-    HOSTILE, Served, TempDir, get_as, populate, raw_request, serve_binary, serve_config,
+    HOSTILE, Served, TempDir, get_as, populate, populate_guest, raw_request, serve_binary,
+    serve_config,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -568,6 +569,61 @@ async fn dashboard_keys_and_credentials_are_checked_before_listening() {
                 assert!(r.stderr.contains(expected), "{lines}: {}", r.stderr);
                 assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
             }
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_personal_data_masked_the_guest_search_looks_up_ids_only() {
+    let dir = TempDir::new("sec-guest");
+    let db = dir.path("state.db");
+    populate(&db);
+    let g = populate_guest(&db);
+    let email = g.email.replace('@', "%40");
+    let phone = g.phone.replace('+', "%2B");
+    let conflict = g.conflict_value.replace('&', "&amp;");
+
+    let shown = serve(&dir, "").await;
+    for q in [email.as_str(), phone.as_str()] {
+        let (status, text) = get_as(shown.port, "localhost", &format!("/guests?q={q}"), "")
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        assert!(text.contains(&conflict), "shown on loopback: {text}");
+    }
+    drop(shown);
+
+    // Masked: an email or a phone finds nothing (the page is no oracle of who is a guest),
+    // an id still finds the guest, with its personal values hidden.
+    let d = serve(&dir, "show_personal_data = false").await;
+    for q in [email.as_str(), phone.as_str()] {
+        let (status, text) = get_as(d.port, "localhost", &format!("/guests?q={q}"), "")
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("No synced guest matches"), "{q}: {text}");
+        assert!(text.contains("looked up by id only"), "{text}");
+        let (status, _) = get_as(d.port, "localhost", &format!("/api/guests?q={q}"), "")
+            .await
+            .unwrap();
+        assert_eq!(status, 404, "{q}");
+    }
+    for path in ["/guests?q=cust-20", "/api/guests?q=ghl-cust-20"] {
+        let (status, text) = get_as(d.port, "localhost", path, "").await.unwrap();
+        assert_eq!(status, 200, "{path}: {text}");
+        assert!(
+            text.contains("cust-20") && text.contains("•••"),
+            "{path}: {text}"
+        );
+        for personal in [
+            conflict.as_str(),
+            g.conflict_value,
+            "Zo\\u00eb",
+            "&lt;script&gt;",
+            g.email,
+            g.phone,
+        ] {
+            assert!(!text.contains(personal), "{path} shows {personal}:\n{text}");
         }
     }
 }

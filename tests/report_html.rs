@@ -94,7 +94,7 @@ fn escape_covers_markup_and_quotes() {
 
 #[test]
 fn hostile_record_values_render_as_text() {
-    let page = render_run(&hostile_report(7), &[]);
+    let page = render_run(&hostile_report(7), &[]).unwrap();
     assert!(!page.contains("<script"), "a raw <script> element");
     assert!(!page.contains("<img"), "a raw <img> element");
     assert!(!page.contains("<b>ghl</b>"));
@@ -114,7 +114,7 @@ fn hostile_record_values_render_as_text() {
 
 #[test]
 fn the_page_is_self_contained() {
-    let page = render_run(&hostile_report(7), &[hostile_report(5), hostile_report(6)]);
+    let page = render_run(&hostile_report(7), &[hostile_report(5), hostile_report(6)]).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"));
     for forbidden in [
         "<script",
@@ -138,7 +138,7 @@ fn the_page_is_self_contained() {
 #[test]
 fn the_report_shows_counts_usage_chart_and_sections() {
     let r = hostile_report(7);
-    let page = render_run(&r, &[hostile_report(5), hostile_report(6)]);
+    let page = render_run(&r, &[hostile_report(5), hostile_report(6)]).unwrap();
     assert!(page.contains("<title>Run 7 report</title>"));
     assert!(page.contains("b-partial"));
     assert!(page.contains("123456"), "quota left");
@@ -177,7 +177,7 @@ fn item_lists_are_capped() {
             detail: serde_json::Value::Null,
         })
         .collect();
-    let page = html::render_run_with(&r, &[], 10);
+    let page = html::render_run_with(&r, &[], 10).unwrap();
     assert!(page.contains("Skipped records (30)"));
     assert!(page.contains("… and 20 more"));
     assert!(page.contains(">tx-9<"));
@@ -196,11 +196,11 @@ fn reports_load_from_the_store_and_render_several_runs() {
         [f.dry_run, f.partial_run, f.ok_run]
     );
     let one = report::load(&store, f.partial_run).unwrap().unwrap();
-    let page = render_run(&one, &recent);
+    let page = render_run(&one, &recent).unwrap();
     assert!(page.contains("Alice &amp; Bob"));
     assert!(!page.contains("<script"));
 
-    let page = render_runs(&recent, 50);
+    let page = render_runs(&recent, 50).unwrap();
     assert!(page.contains("Last 3 runs"));
     for id in [f.ok_run, f.partial_run, f.dry_run] {
         assert!(page.contains(&format!("id=\"run-{id}\"")));

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::cli::{CallsArgs, OutputFormat};
 use crate::config::Config;
 use crate::http::ErrorClass;
-use crate::store::{CallFilter, Store};
+use crate::store::{CallFilter, Store, call_json};
 
 use super::{EXIT_OK, NotFound};
 
@@ -32,26 +32,10 @@ pub fn run(cfg: &Config, args: &CallsArgs) -> anyhow::Result<u8> {
         limit: args.limit,
         offset: 0,
     };
-    let page = store.api_call_page(run.id, &filter)?;
+    let page = store.api_call_page(Some(run.id), &filter)?;
     match args.format {
         OutputFormat::Json => {
-            let calls: Vec<_> = page
-                .calls
-                .iter()
-                .map(|c| {
-                    let r = &c.record;
-                    json!({
-                        "at": c.at.to_rfc3339(),
-                        "api": r.api,
-                        "method": r.method,
-                        "path": r.path,
-                        "status": r.status,
-                        "attempt": r.attempt,
-                        "latency_ms": r.latency_ms,
-                        "error_class": r.error_class,
-                    })
-                })
-                .collect();
+            let calls: Vec<_> = page.calls.iter().map(call_json).collect();
             let out = json!({
                 "run_id": run.id,
                 "total": page.total,
@@ -88,7 +72,7 @@ pub fn run(cfg: &Config, args: &CallsArgs) -> anyhow::Result<u8> {
                         .unwrap_or_else(|| "-".into()),
                     r.attempt,
                     r.latency_ms,
-                    r.error_class.map(class_name).unwrap_or("-"),
+                    r.error_class.map(ErrorClass::as_str).unwrap_or("-"),
                     r.path,
                 ));
             }
@@ -96,13 +80,4 @@ pub fn run(cfg: &Config, args: &CallsArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(EXIT_OK)
-}
-
-fn class_name(c: ErrorClass) -> &'static str {
-    match c {
-        ErrorClass::Transient => "transient",
-        ErrorClass::RateLimited => "rate_limited",
-        ErrorClass::Auth => "auth",
-        ErrorClass::Permanent => "permanent",
-    }
 }

@@ -78,7 +78,7 @@ fn render(store: &Store, cfg: &Config, id: i64, format: ReportFormat) -> anyhow:
         },
         ReportFormat::Json => r.to_json() + "\n",
         ReportFormat::Html => {
-            html::render_run_with(&r, &html::load_recent(store, 20)?, cfg.report.max_items)
+            html::render_run_with(&r, &html::load_recent(store, 20)?, cfg.report.max_items)?
         }
     })
 }
@@ -95,7 +95,7 @@ fn last_n(store: &Store, cfg: &Config, n: usize, format: ReportFormat) -> anyhow
         );
     }
     Ok(match format {
-        ReportFormat::Html => html::render_runs(&reports, cfg.report.max_items),
+        ReportFormat::Html => html::render_runs(&reports, cfg.report.max_items)?,
         ReportFormat::Json => serde_json::to_string_pretty(&reports)? + "\n",
         ReportFormat::Text => reports
             .iter()

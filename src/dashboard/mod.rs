@@ -1,7 +1,7 @@
 //! `serve`: a read-only web dashboard over the state database.
 //!
 //! Pages (`/`, `/runs`, `/runs/{id}`, `/contacts`, `/notes`, `/tasks`, `/appointments`,
-//! `/errors`), JSON under `/api/...`, Prometheus text at `/metrics` and `/healthz` for alerting.
+//! `/guests`, `/calls`, `/errors`), rendered from `templates/`, JSON under `/api/...`, Prometheus text at `/metrics` and `/healthz` for alerting.
 //! Only GET routes exist, and each request opens the state file itself (WAL readers never block
 //! the running sync), so the dashboard can run next to the scheduler without coordination.
 //! It listens on loopback unless the operator explicitly allows another address, and then only
@@ -40,7 +40,7 @@ use crate::server::auth::{AuthPolicy, Credentials};
 use crate::server::host::AllowedHosts;
 use crate::server::{self, Limits};
 use crate::store::dashboard::{DailyCount, RunItemRow};
-use crate::store::{Store, StoreError};
+use crate::store::{CallFilter, Store, StoreError, call_json};
 
 /// Default `--listen` address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8686";
@@ -92,6 +92,8 @@ struct Inner {
     state_path: PathBuf,
     health: HealthPolicy,
     personal: PersonalData,
+    /// `[contacts] default_country`: how a phone number typed into the guest search is read.
+    default_country: String,
     heavy: Arc<tokio::sync::Semaphore>,
     light: Arc<tokio::sync::Semaphore>,
 }
@@ -111,7 +113,9 @@ enum Failure {
     NoState(PathBuf),
     Store(StoreError),
     NotFound(String),
-    /// The blocking task serving the request panicked.
+    /// A query parameter that cannot be read.
+    BadRequest(String),
+    /// The blocking task serving the request panicked, or a page could not be rendered.
     Internal(String),
 }
 
@@ -121,6 +125,7 @@ impl Failure {
             Failure::NoState(_) => StatusCode::SERVICE_UNAVAILABLE,
             Failure::Store(_) | Failure::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Failure::NotFound(_) => StatusCode::NOT_FOUND,
+            Failure::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -130,7 +135,7 @@ impl Failure {
                 format!("no state database at {} yet: run `sync` first", p.display())
             }
             Failure::Store(e) => e.to_string(),
-            Failure::NotFound(what) => what.clone(),
+            Failure::NotFound(what) | Failure::BadRequest(what) => what.clone(),
             Failure::Internal(what) => format!("internal error: {what}"),
         }
     }
@@ -142,6 +147,15 @@ impl From<StoreError> for Failure {
     }
 }
 
+impl From<pages::Error> for Failure {
+    fn from(e: pages::Error) -> Self {
+        match e {
+            pages::Error::Store(e) => Failure::Store(e),
+            pages::Error::Render(e) => Failure::Internal(e.to_string()),
+        }
+    }
+}
+
 /// HTML answer of a page handler.
 struct PageError(Failure);
 
@@ -150,16 +164,21 @@ impl IntoResponse for PageError {
         let msg = self.0.message();
         let body = match &self.0 {
             Failure::NotFound(_) => pages::not_found(&msg),
-            _ => pages::dashboard_page(
-                "",
+            Failure::BadRequest(_) => {
+                pages::message("Bad request", "Bad request", &msg, pages::Tone::Plain)
+            }
+            _ => pages::message(
                 "Error",
-                &format!(
-                    "<h2>Cannot read the state database</h2><p>{}</p>",
-                    report::html::escape(&msg)
-                ),
+                "Cannot read the state database",
+                &msg,
+                pages::Tone::Plain,
             ),
         };
-        (self.0.status(), Html(body)).into_response()
+        match body {
+            Ok(body) => (self.0.status(), Html(body)).into_response(),
+            // The page around the message could not be rendered: the message alone.
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{msg}\n{e}")).into_response(),
+        }
     }
 }
 
@@ -243,16 +262,28 @@ impl DaysQuery {
 /// created), as served on loopback ([`Exposure::loopback`]). `health` decides `/healthz`; see
 /// [`HealthPolicy::from_config`].
 pub fn router(state_path: impl Into<PathBuf>, health: HealthPolicy) -> Router {
-    app(state_path, health, Exposure::loopback())
+    app(
+        state_path,
+        health,
+        Exposure::loopback(),
+        crate::config::DEFAULT_COUNTRY,
+    )
 }
 
 /// [`router`] with the given exposure: host allow-list first (a foreign name learns nothing,
 /// not even whether credentials are needed), then authentication, then the routes.
-pub fn app(state_path: impl Into<PathBuf>, health: HealthPolicy, exposure: Exposure) -> Router {
+/// `default_country` reads phone numbers typed into the guest search (`[contacts]`).
+pub fn app(
+    state_path: impl Into<PathBuf>,
+    health: HealthPolicy,
+    exposure: Exposure,
+    default_country: &str,
+) -> Router {
     let state = AppState(Arc::new(Inner {
         state_path: state_path.into(),
         health,
         personal: exposure.personal,
+        default_country: default_country.to_string(),
         heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_LANE)),
         light: Arc::new(tokio::sync::Semaphore::new(HEALTH_LANE)),
     }));
@@ -264,6 +295,8 @@ pub fn app(state_path: impl Into<PathBuf>, health: HealthPolicy, exposure: Expos
         .route("/notes", get(notes_page))
         .route("/tasks", get(tasks_page))
         .route("/appointments", get(appointments_page))
+        .route("/guests", get(guest_page))
+        .route("/calls", get(calls_page))
         .route("/errors", get(errors_page))
         .route("/api/runs", get(api_runs))
         .route("/api/runs/{id}", get(api_run))
@@ -272,6 +305,8 @@ pub fn app(state_path: impl Into<PathBuf>, health: HealthPolicy, exposure: Expos
         .route("/api/tasks", get(api_tasks))
         .route("/api/appointments", get(api_appointments))
         .route("/api/errors", get(api_errors))
+        .route("/api/guests", get(api_guest))
+        .route("/api/calls", get(api_calls))
         .route("/api/health", get(api_health))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
@@ -377,7 +412,14 @@ pub async fn serve(
         "dashboard listening"
     );
     eprintln!("Dashboard on http://{addr}/ (health: http://{addr}/healthz)");
-    if let Err(e) = server::serve(listener, app(path, policy, exposure), limits, shutdown).await {
+    if let Err(e) = server::serve(
+        listener,
+        app(path, policy, exposure, &cfg.contacts.default_country),
+        limits,
+        shutdown,
+    )
+    .await
+    {
         bail!("dashboard server stopped: {e}");
     }
     Ok(())
@@ -460,6 +502,93 @@ async fn errors_page(State(st): State<AppState>) -> Result<Html<String>, PageErr
         st.with_store(move |s, _| Ok(pages::errors(s, personal)?))
             .await?,
     ))
+}
+
+/// `?q=` of the guest search.
+#[derive(Debug, Deserialize)]
+struct GuestQuery {
+    q: Option<String>,
+}
+
+async fn guest_page(
+    State(st): State<AppState>,
+    Query(q): Query<GuestQuery>,
+) -> Result<Html<String>, PageError> {
+    let personal = st.0.personal;
+    let country = st.0.default_country.clone();
+    let html = st
+        .with_store(move |s, _| Ok(pages::guest(s, q.q.as_deref(), personal, &country)?))
+        .await?;
+    Ok(Html(html))
+}
+
+/// `?run=&failed=&status=&path=&offset=&limit=` of the API-call page and its JSON twin, as a
+/// form sends them (empty fields are unset).
+#[derive(Debug, Deserialize)]
+struct CallsQuery {
+    run: Option<String>,
+    failed: Option<String>,
+    status: Option<String>,
+    path: Option<String>,
+    offset: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// Calls on one `/calls` page, by default and at most.
+const CALLS_PAGE: u64 = 100;
+const CALLS_PAGE_MAX: u64 = 1_000;
+
+impl CallsQuery {
+    /// The run asked for (`None`: every run) and the filter, its page size bounded by `max`.
+    fn read(self, default_limit: u64, max: u64) -> Result<(Option<i64>, CallFilter), Failure> {
+        let set = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let run = match set(self.run) {
+            None => None,
+            Some(id) => Some(
+                id.trim_start_matches('#')
+                    .parse()
+                    .map_err(|_| Failure::BadRequest(format!("`{id}` is not a run id")))?,
+            ),
+        };
+        let status =
+            match set(self.status) {
+                None => None,
+                Some(s) => Some(s.parse().map_err(|_| {
+                    Failure::BadRequest(format!("`{s}` is not an HTTP status code"))
+                })?),
+            };
+        let limit = self.limit.unwrap_or(default_limit).clamp(1, max);
+        let filter = CallFilter {
+            failed: set(self.failed).is_some_and(|f| f != "0" && f != "false"),
+            status,
+            path: set(self.path),
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            offset: usize::try_from(self.offset.unwrap_or(0)).unwrap_or(usize::MAX),
+        };
+        Ok((run, filter))
+    }
+}
+
+/// 404 unless `run` names a recorded run.
+fn check_run(store: &Store, run: Option<i64>) -> Result<(), Failure> {
+    match run {
+        Some(id) if store.run(id)?.is_none() => Err(Failure::NotFound(format!("no run #{id}"))),
+        _ => Ok(()),
+    }
+}
+
+async fn calls_page(
+    State(st): State<AppState>,
+    Query(q): Query<CallsQuery>,
+) -> Result<Html<String>, PageError> {
+    let (run, filter) = q.read(CALLS_PAGE, CALLS_PAGE_MAX)?;
+    let html = st
+        .with_store(move |s, _| {
+            check_run(s, run)?;
+            Ok(pages::calls(s, run, &filter)?)
+        })
+        .await?;
+    Ok(Html(html))
 }
 
 async fn not_found() -> PageError {
@@ -617,6 +746,47 @@ async fn api_errors(State(st): State<AppState>) -> Result<Json, ApiError> {
             let parked: Vec<_> = parked.iter().map(item_json).collect();
             let failures: Vec<_> = failures.iter().map(item_json).collect();
             Ok(json!({ "parked_conflicts": parked, "failures": failures }))
+        })
+        .await?;
+    Ok(axum::Json(v))
+}
+
+async fn api_guest(
+    State(st): State<AppState>,
+    Query(q): Query<GuestQuery>,
+) -> Result<Json, ApiError> {
+    let personal = st.0.personal;
+    let country = st.0.default_country.clone();
+    let typed = q.q.unwrap_or_default();
+    let v = st
+        .with_store(move |s, _| {
+            let found = pages::find_guest(s, &typed, personal, &country)?
+                .ok_or_else(|| Failure::NotFound(format!("no synced guest matches `{typed}`")))?;
+            let mut v = found.to_json();
+            v["truncated"] = json!(found.truncated);
+            Ok(v)
+        })
+        .await?;
+    Ok(axum::Json(v))
+}
+
+async fn api_calls(
+    State(st): State<AppState>,
+    Query(q): Query<CallsQuery>,
+) -> Result<Json, ApiError> {
+    // The same bounds as a run's items: an answer is held whole while it is sent.
+    let (run, filter) = q.read(API_RUN_ITEMS, API_RUN_ITEMS_MAX)?;
+    let v = st
+        .with_store(move |s, _| {
+            check_run(s, run)?;
+            let page = s.api_call_page(run, &filter)?;
+            Ok(json!({
+                "run_id": run,
+                "total": page.total,
+                "offset": filter.offset,
+                "limit": filter.limit,
+                "calls": page.calls.iter().map(call_json).collect::<Vec<_>>(),
+            }))
         })
         .await?;
     Ok(axum::Json(v))

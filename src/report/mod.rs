@@ -598,7 +598,7 @@ mod tests {
             !text.contains('\u{1b}'),
             "no control character reaches the report"
         );
-        let html = html::render_run(&r, &[]);
+        let html = html::render_run(&r, &[]).unwrap();
         assert!(html.contains("Values that could not be read"));
         assert!(html.contains("&lt;b&gt;[2J"), "escaped");
         let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();

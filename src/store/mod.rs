@@ -35,7 +35,7 @@ use open::Contents;
 pub use alerts::AlertState;
 pub use appointments::Appointment;
 pub use ghl_contacts::{ContactCursor, ContactIdentity, ContactListing, DateFilter, IdentityKey};
-pub use history::{CallFilter, CallPage, GuestEvent, GuestKey};
+pub use history::{CallFilter, CallPage, GuestEvent, GuestHistory, GuestKey, call_json};
 pub use journal::{Intent, IntentState, NewIntent};
 pub use links::{ExtraValues, Link, LinkHead, LinkStatus, MatchMethod};
 pub use lock::{RefreshLock, StateLock, lock_path, try_lock_refresh};

@@ -518,3 +518,95 @@ pub async fn get_as(port: u16, host: &str, path: &str, headers: &str) -> Option<
     )
     .await
 }
+
+/// The guest [`populate_guest`] adds, and the run that recorded its items.
+pub struct Guest {
+    pub run: i64,
+    pub source_id: &'static str,
+    pub target_id: &'static str,
+    pub email: &'static str,
+    pub phone: &'static str,
+    /// A personal value of its conflict (shown only with personal data on).
+    pub conflict_value: &'static str,
+}
+
+/// Adds to a [`populate`]d file one guest with everything `explain` reads: a contact link
+/// with its source email and phone, a note and a task attached to its GHL contact, and a run
+/// that recorded a conflict about it, its note's creation and API calls on several paths.
+pub fn populate_guest(path: &Path) -> Guest {
+    let g = Guest {
+        run: 0,
+        source_id: "cust-20",
+        target_id: "ghl-cust-20",
+        email: "zoe@example.org",
+        phone: "+14155550100",
+        conflict_value: "Zoë & Co",
+    };
+    let s = Store::open(path).unwrap();
+    let now = Utc::now();
+    let mut l = Link::new(Kind::Contact, g.source_id, g.target_id, MatchMethod::Email);
+    l.first_linked_at = day(now, 90);
+    l.extra = json!({"location_id": "loc-1",
+                     "source_fields": {"email": g.email, "phone": g.phone}});
+    s.upsert_link(&l).unwrap();
+    let mut note = Link::new(Kind::Note, "mac:tx-20", "note-tx-20", MatchMethod::Created);
+    note.extra = json!({"type": "mac", "contact_id": g.target_id, "at": day(now, 90).to_rfc3339()});
+    s.upsert_link(&note).unwrap();
+    let mut task = Link::new(
+        Kind::Task,
+        "welcome-call:cust-20",
+        "task-20",
+        MatchMethod::Created,
+    );
+    task.extra = json!({"rule": "welcome-call", "contact_id": g.target_id, "completed": false,
+                        "title": "Call Zoë"});
+    s.upsert_link(&task).unwrap();
+
+    let run = s
+        .start_run(&[Kind::Contact, Kind::Note], false, false)
+        .unwrap();
+    let at = |path: &str, status: u16, class: Option<ErrorClass>| AuditRecord {
+        path: path.into(),
+        error_class: class,
+        ..call("ghl", "POST", Some(status), 1)
+    };
+    s.insert_api_calls(
+        Some(run),
+        &[
+            at("/contacts/{id}", 200, None),
+            at("/contacts/{id}/notes", 500, Some(ErrorClass::Transient)),
+            at("/contacts/{id}/notes", 201, None),
+        ],
+        now,
+    )
+    .unwrap();
+    s.insert_run_items(
+        run,
+        &[
+            item(
+                Kind::Contact,
+                g.source_id,
+                "conflict",
+                ItemOutcome::Applied,
+                &format!("both sides changed firstName ({HOSTILE})"),
+                json!({"fields": [{"field": "firstName", "source": HOSTILE,
+                                   "target": g.conflict_value, "winner": "source"}]}),
+            ),
+            RunItem {
+                target_id: None,
+                ..item(
+                    Kind::Note,
+                    "mac:tx-20",
+                    "create",
+                    ItemOutcome::Applied,
+                    "new transaction",
+                    json!({"contact_id": g.target_id}),
+                )
+            },
+        ],
+    )
+    .unwrap();
+    s.finish_run(run, RunStatus::Succeeded, &summary(&[], None, &[]))
+        .unwrap();
+    Guest { run, ..g }
+}
