@@ -88,6 +88,10 @@ pub struct SyncArgs {
     /// Rescan everything (ignore incremental cursors).
     #[arg(long)]
     pub full: bool,
+    /// Pilot: sync only the first N guests that pass `[filter]` (by HotspotSystem id), with
+    /// their notes and tasks; the others are left as they are and the report names them.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -79,9 +79,13 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
             .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
             .map(|t| t.with_timezone(&Utc))
     };
+    let kept_out = cx.kept_out().await?;
     let mut linked: HashMap<String, DateTime<Utc>> = HashMap::new();
     lock(cx.store).each_link_head(Kind::Contact, &[], |l, _| {
-        if l.status == LinkStatus::Active && !l.target_id.is_empty() {
+        if l.status == LinkStatus::Active
+            && !l.target_id.is_empty()
+            && !kept_out.contains(&l.source_id)
+        {
             let e = linked.entry(l.target_id).or_insert(l.updated_at);
             *e = (*e).max(l.updated_at);
         }

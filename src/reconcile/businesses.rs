@@ -8,7 +8,7 @@
 //! its contact link's `extra.business_id`, so only changes are sent, through
 //! `POST /contacts/bulk/business` with up to `batch_size` ids per call.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde_json::{Value, json};
 
@@ -122,7 +122,12 @@ pub struct Member {
 /// Contacts (one per GHL contact) with the location they belong to under `by`. The latest
 /// visit comes from the note links (`extra.contact_id`, `location_id`, `at`); a contact with no
 /// visit keeps its registration location. Only those values are read of each link.
-pub fn members(store: &Store, by: AssociateBy) -> Result<Vec<Member>, StoreError> {
+/// Guests kept out of this pass (`kept_out`, by source id) are left out.
+pub fn members(
+    store: &Store,
+    by: AssociateBy,
+    kept_out: &BTreeSet<String>,
+) -> Result<Vec<Member>, StoreError> {
     let mut latest: HashMap<String, (String, String)> = HashMap::new();
     if by == AssociateBy::LatestVisit {
         let paths = ["$.contact_id", "$.location_id", "$.at"];
@@ -149,7 +154,10 @@ pub fn members(store: &Store, by: AssociateBy) -> Result<Vec<Member>, StoreError
     let paths = ["$.location_id", "$.business_id"];
     // Ordered by source id: a contact's first link speaks for it.
     store.each_link_head(Kind::Contact, &paths, |l, extra| {
-        if l.status != LinkStatus::Active || l.target_id.is_empty() {
+        if l.status != LinkStatus::Active
+            || l.target_id.is_empty()
+            || kept_out.contains(&l.source_id)
+        {
             return Ok(());
         }
         let [registration, associated] =
@@ -305,7 +313,8 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     out.counts.unchanged += (locations.len() - plan.len().min(locations.len())) as u64;
 
     // Associations.
-    let members = members(&lock(cx.store), cfg.associate_by)?;
+    let kept_out = cx.kept_out().await?;
+    let members = members(&lock(cx.store), cfg.associate_by, kept_out)?;
     let calls = plan_associations(&members, &business_of, cfg.batch_size);
     drop(members);
     // The links of the contacts to associate, to record the business on each.
@@ -627,13 +636,13 @@ mod tests {
             store.upsert_link(&l).unwrap();
         }
         assert_eq!(
-            members(&store, AssociateBy::Registration).unwrap()[0]
+            members(&store, AssociateBy::Registration, &BTreeSet::new()).unwrap()[0]
                 .location_id
                 .as_deref(),
             Some("1")
         );
         assert_eq!(
-            members(&store, AssociateBy::LatestVisit).unwrap()[0]
+            members(&store, AssociateBy::LatestVisit, &BTreeSet::new()).unwrap()[0]
                 .location_id
                 .as_deref(),
             Some("2")

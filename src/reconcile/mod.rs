@@ -13,6 +13,7 @@ pub mod base;
 pub mod businesses;
 pub mod contacts;
 pub mod context;
+pub mod filter;
 pub mod journaled;
 pub mod notes;
 pub mod outcome;

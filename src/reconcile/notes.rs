@@ -44,6 +44,9 @@ pub struct NotesPlan {
     pub unmatched: Vec<Txn>,
     /// Transactions that already have their note.
     pub existing: u64,
+    /// Transactions of guests kept out of this pass (`[filter]`, `--limit`): kept parked,
+    /// written once their guest is synced.
+    pub kept_out: Vec<Txn>,
 }
 
 /// Pure planning: one create per transaction with no note link whose contact is known.
@@ -86,6 +89,14 @@ pub fn plan_notes(
                         "contact_id": cid,
                     }),
                 });
+            }
+            None if index.kept_out(
+                t.email.as_deref(),
+                t.phone.as_deref(),
+                t.user_name.as_deref(),
+            ) =>
+            {
+                plan.kept_out.push(t.clone())
             }
             None => plan.unmatched.push(t.clone()),
         }
@@ -265,6 +276,12 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
             plan.unmatched.len()
         ));
     }
+    if !plan.kept_out.is_empty() {
+        out.notes.push(format!(
+            "{} transaction(s) belong to guests kept out by the filter or --limit: no note this pass; kept until their guest is synced.",
+            plan.kept_out.len()
+        ));
+    }
     if cx.opts.dry_run {
         out.counts.deferred = plan.creates.len() as u64;
         out.notes.push(format!(
@@ -284,6 +301,7 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     )
     .await;
     park_unmatched(&lock(cx.store), &plan.unmatched)?;
+    park_unmatched(&lock(cx.store), &plan.kept_out)?;
     out.absorb_creates(applied, &lock(cx.store), Kind::Note, streams)?;
     Ok(out)
 }

@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::ghl::GhlClient;
 use crate::hotspot::HotspotClient;
 use crate::model::Kind;
-use crate::report::{RunSummary, Unsynced, UnsyncedRecord};
+use crate::report::{KeptOutSummary, RunSummary, Unsynced, UnsyncedRecord};
 use crate::store::{ItemOutcome, RunItem, RunStatus, Store};
 
 pub use super::context::PassOptions;
@@ -177,6 +177,16 @@ pub async fn run_pass(
             if let Some(e) = r.fatal {
                 return Err(e.into());
             }
+        }
+        // The operator's choice, said plainly; never an unsynced record.
+        if let Some(k) = cx.kept_out_read().filter(|k| k.guests > 0) {
+            let k = KeptOutSummary {
+                guests: k.guests,
+                by_limit: k.by_limit,
+                sample: k.sample.clone(),
+            };
+            summary.notes.push(k.line());
+            summary.kept_out = Some(k);
         }
         anyhow::Ok(any_failed)
     };

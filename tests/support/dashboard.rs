@@ -46,6 +46,7 @@ fn summary(kinds: &[(&str, KindCounts)], quota: Option<u64>, notes: &[&str]) -> 
         ghl_daily_remaining: quota,
         unreadable: Default::default(),
         unsynced: Vec::new(),
+        kept_out: None,
     })
     .unwrap()
 }
