@@ -197,7 +197,7 @@ impl KeptOutSummary {
     pub fn line(&self) -> String {
         let why = match (self.by_limit, self.guests - self.by_limit) {
             (0, _) => "by [filter]".to_string(),
-            (l, 0) => format!("by --limit ({l})"),
+            (_, 0) => "by --limit".to_string(),
             (l, f) => format!("{f} by [filter], {l} by --limit"),
         };
         let more = self.guests.saturating_sub(self.sample.len() as u64);
