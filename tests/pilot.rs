@@ -386,3 +386,77 @@ async fn a_filter_that_could_never_match_is_refused_at_load() {
     }
     assert!(env.ghl_writes().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn business_associations_and_appointment_reads_only_for_guests_that_pass() {
+    let kinds = "\n[businesses]\nenabled = true\n\n[appointments]\nenabled = true\n";
+    let env = start("pilot-kinds", "").await;
+    env.write_config(&format!("{}{kinds}", with_filter("")));
+    // Every guest linked; no association and no appointment read yet.
+    env.sync(&["--only", "contacts"]).await;
+    let contact_of: BTreeMap<String, String> = contact_links(&env)
+        .into_iter()
+        .map(|(sid, (tid, _))| (sid, tid))
+        .collect();
+    let gs = guests(&env);
+    let chosen = gs.iter().find(|g| g.eligible).unwrap().id.clone();
+
+    // Only these kinds, so the listing is read for the filter alone.
+    env.write_config(&format!(
+        "{}{kinds}",
+        with_filter(&format!("ids = [\"{chosen}\"]"))
+    ));
+    let before = env.sandbox.ghl.requests().len();
+    env.sync(&["--only", "businesses,appointments"]).await;
+    let requests = env.sandbox.ghl.requests()[before..].to_vec();
+    let associated: BTreeSet<String> = requests
+        .iter()
+        .filter(|r| r.path.ends_with("/contacts/bulk/business"))
+        .flat_map(|r| r.body.as_ref().unwrap()["ids"].as_array().unwrap().clone())
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let read: BTreeSet<String> = requests
+        .iter()
+        .filter(|r| r.path.ends_with("/appointments"))
+        .map(|r| r.path.split('/').nth(2).unwrap().to_string())
+        .collect();
+    let only = BTreeSet::from([contact_of[&chosen].clone()]);
+    assert_eq!(associated, only, "associations");
+    assert_eq!(read, only, "appointment reads");
+    assert_eq!(
+        env.report_json().await["kept_out"]["guests"],
+        (gs.len() - 1) as u64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_pass_fetches_no_contact_of_a_guest_kept_out() {
+    let env = start("pilot-fetch", "").await;
+    // The first pass creates every contact, the second lists them and sets the cursor.
+    env.sync(&["--only", "contacts"]).await;
+    env.sync(&["--only", "contacts"]).await;
+    env.an_hour_passes();
+    let chosen = guests(&env).into_iter().find(|g| g.eligible).unwrap().id;
+    env.write_config(&with_filter(&format!("ids = [\"{chosen}\"]")));
+    let before = env.sandbox.ghl.requests().len();
+    env.sync(&["--only", "contacts"]).await;
+    // The guests kept out are not planned, so their contacts are not needed: the listing stays
+    // incremental, with no contact asked for by id and no fall-back to a listing of every one.
+    let requests = env.sandbox.ghl.requests()[before..].to_vec();
+    let by_id: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/contacts/"))
+        .map(|r| r.path.as_str())
+        .collect();
+    assert!(by_id.is_empty(), "{by_id:?}");
+    let searches: Vec<String> = requests
+        .iter()
+        .filter(|r| r.path.ends_with("/contacts/search"))
+        .map(|r| r.body.as_ref().map(|b| b.to_string()).unwrap_or_default())
+        .collect();
+    assert!(!searches.is_empty());
+    assert!(
+        searches.iter().all(|b| b.contains("dateUpdated")),
+        "a listing of every contact: {searches:?}"
+    );
+}
