@@ -2151,3 +2151,38 @@ mod field_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    fn load(hotspot_extra: &str, filter: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "[hotspot]\napi_key_env = \"K\"\n{hotspot_extra}\n\n[ghl]\nlocation_id = \"loc\"\ntoken_env = \"T\"\n\n[filter]\n{filter}\n"
+        );
+        Config::from_str_with_env(&text, "c.toml", &|_| Some("s".into()))
+    }
+
+    #[test]
+    fn filter_entries_are_normalised_as_they_are_compared() {
+        let cfg = load(
+            "",
+            "ids = [\" 42 \"]\nemails = [\" Ann@Example.COM \"]\nemail_domains = [\"@Pilot.Example\"]\nlocations = [\"7\"]",
+        )
+        .unwrap();
+        let f = &cfg.filter;
+        assert_eq!(f.ids, ["42".to_string()].into());
+        assert_eq!(f.emails, ["ann@example.com".to_string()].into());
+        assert_eq!(f.email_domains, ["pilot.example".to_string()].into());
+        assert_eq!(f.locations, ["7".to_string()].into());
+        assert!(load("", "").unwrap().filter.is_empty());
+    }
+
+    #[test]
+    fn a_filter_location_must_be_one_that_is_read() {
+        let e = load("locations = [\"1\", \"2\"]", "locations = [\"2\", \"3\"]").unwrap_err();
+        assert_eq!(e.key(), Some("filter.locations[1]"));
+        assert!(e.to_string().contains("hotspot.locations"), "{e}");
+        assert!(load("locations = [\"1\", \"2\"]", "locations = [\"2\"]").is_ok());
+    }
+}
