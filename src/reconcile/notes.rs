@@ -168,9 +168,18 @@ async fn create_one(
 /// Keeps unmatched transactions as parked note links (target empty) so a later run can write
 /// them once their guest has a contact; returns how many are newly parked.
 pub fn park_unmatched(store: &Store, unmatched: &[Txn]) -> Result<u64, crate::store::StoreError> {
+    park(
+        store,
+        unmatched,
+        "no GHL contact matches the guest's email, phone or user name",
+    )
+}
+
+/// Keeps transactions as parked note links, saying why they wait; returns how many are new.
+fn park(store: &Store, txns: &[Txn], reason: &str) -> Result<u64, crate::store::StoreError> {
     let mut n = 0;
     store.transaction(|s| {
-        for t in unmatched {
+        for t in txns {
             let sid = t.source_id();
             if s.link(Kind::Note, &sid)?.is_some() {
                 continue;
@@ -181,7 +190,7 @@ pub fn park_unmatched(store: &Store, unmatched: &[Txn]) -> Result<u64, crate::st
                 "type": t.kind,
                 "location_id": t.location_id,
                 "at": t.at.map(|a| a.to_rfc3339()),
-                "reason": "no GHL contact matches the guest's email, phone or user name",
+                "reason": reason,
                 "txn": t,
             });
             s.upsert_link(&link)?;
@@ -301,7 +310,11 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     )
     .await;
     park_unmatched(&lock(cx.store), &plan.unmatched)?;
-    park_unmatched(&lock(cx.store), &plan.kept_out)?;
+    park(
+        &lock(cx.store),
+        &plan.kept_out,
+        "the guest is kept out by the filter or --limit",
+    )?;
     out.absorb_creates(applied, &lock(cx.store), Kind::Note, streams)?;
     Ok(out)
 }
