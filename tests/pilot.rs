@@ -291,6 +291,20 @@ async fn limit_syncs_the_first_guests_by_id_with_their_notes_and_tasks_and_names
         out.stdout
     );
     assert!(report["unsynced"].as_array().unwrap().is_empty());
+    // Their transactions wait for them, counted apart from those of no known guest.
+    assert!(
+        out.stdout
+            .contains("transaction(s) belong to guests kept out by the filter or --limit"),
+        "{}",
+        out.stdout
+    );
+
+    let html = env.run(&["report", "latest", "--format", "html"]).await;
+    assert!(
+        html.stdout.contains("kept out by --limit"),
+        "{}",
+        html.stdout
+    );
 
     // The same limit again: the same guests, nothing to write.
     let before = env.ghl_writes().len();
