@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::ghl::GhlClient;
 use crate::hotspot::HotspotClient;
 use crate::model::Kind;
-use crate::report::{KeptOutSummary, RunSummary, Unsynced, UnsyncedRecord};
+use crate::report::{RunSummary, Unsynced, UnsyncedRecord};
 use crate::store::{ItemOutcome, RunItem, RunStatus, Store};
 
 pub use super::context::PassOptions;
@@ -180,7 +180,7 @@ pub async fn run_pass(
         }
         // The operator's choice, said plainly; never an unsynced record.
         if let Some(k) = cx.kept_out_read().filter(|k| k.guests > 0) {
-            let k = KeptOutSummary {
+            let k = crate::report::KeptOutSummary {
                 guests: k.guests,
                 by_limit: k.by_limit,
                 sample: k.sample.clone(),
