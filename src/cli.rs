@@ -114,6 +114,10 @@ pub struct SyncArgs {
     /// time) and its report, as one JSON document.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// Pilot: sync only the first N guests that pass `[filter]` (by HotspotSystem id), with
+    /// their notes and tasks; the others are left as they are and the report names them.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -27,6 +27,7 @@ use crate::model::{
     TargetDeletePolicy,
 };
 use crate::reconcile::ContactPolicy;
+use crate::reconcile::filter::GuestFilter;
 use crate::server::Limits;
 use crate::server::auth::{Access, SecretSource};
 
@@ -115,6 +116,8 @@ pub struct Config {
     pub source_path: PathBuf,
     pub state: StateConfig,
     pub hotspot: HotspotConfig,
+    /// `[filter]`: the guests a pass syncs (pilot mode); empty: every guest read.
+    pub filter: GuestFilter,
     pub ghl: GhlConfig,
     pub http: HttpConfig,
     pub sync: SyncConfig,
@@ -600,6 +603,8 @@ struct RawConfig {
     #[serde(default)]
     state: RawState,
     hotspot: RawHotspot,
+    #[serde(default)]
+    filter: RawFilter,
     ghl: RawGhl,
     #[serde(default)]
     http: RawHttp,
@@ -642,6 +647,19 @@ struct RawHotspot {
     page_size: Option<u32>,
     rate_limit: Option<u32>,
     rate_window_secs: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFilter {
+    #[serde(default)]
+    ids: Vec<String>,
+    #[serde(default)]
+    emails: Vec<String>,
+    #[serde(default)]
+    email_domains: Vec<String>,
+    #[serde(default)]
+    locations: Vec<String>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -1272,6 +1290,7 @@ impl<'a> Ctx<'a> {
         };
         positive("hotspot.rate_limit", hotspot.rate_limit.into())?;
         positive("hotspot.rate_window_secs", hotspot.rate_window_secs)?;
+        let filter = self.filter(raw.filter, &hotspot.locations)?;
 
         // [ghl]
         let g = raw.ghl;
@@ -1767,6 +1786,7 @@ impl<'a> Ctx<'a> {
             source_path: self.path.clone(),
             state,
             hotspot,
+            filter,
             ghl,
             http,
             sync,
@@ -1786,6 +1806,61 @@ impl<'a> Ctx<'a> {
                 hotspot_http,
             },
         })
+    }
+
+    /// `[filter]`: each entry normalised as it is compared (emails and domains lower-cased), and
+    /// refused when it could never match, so that a typo does not silently sync nobody.
+    fn filter(&self, f: RawFilter, read: &[String]) -> Result<GuestFilter, ConfigError> {
+        use ConfigErrorKind as K;
+        let mut out = GuestFilter::default();
+        for (i, id) in f.ids.iter().enumerate() {
+            let id = id.trim();
+            if id.is_empty() {
+                return Err(self.at(&format!("filter.ids[{i}]"), K::Invalid, "must not be empty"));
+            }
+            out.ids.insert(id.to_owned());
+        }
+        for (i, e) in f.emails.iter().enumerate() {
+            let Some(e) = crate::model::norm_email(Some(e)) else {
+                return Err(self.at(
+                    &format!("filter.emails[{i}]"),
+                    K::Invalid,
+                    format!("{e:?} is not an email address"),
+                ));
+            };
+            out.emails.insert(e);
+        }
+        for (i, d) in f.email_domains.iter().enumerate() {
+            let d = d.trim().trim_start_matches('@').to_lowercase();
+            if d.is_empty() || d.contains('@') || d.contains(char::is_whitespace) {
+                return Err(self.at(
+                    &format!("filter.email_domains[{i}]"),
+                    K::Invalid,
+                    "must be a domain such as \"example.com\"",
+                ));
+            }
+            out.email_domains.insert(d);
+        }
+        for (i, l) in f.locations.iter().enumerate() {
+            let l = l.trim();
+            if l.is_empty() {
+                return Err(self.at(
+                    &format!("filter.locations[{i}]"),
+                    K::Invalid,
+                    "must not be empty",
+                ));
+            }
+            // Only listed locations are read: a guest of any other one is never seen to pass.
+            if !read.is_empty() && !read.iter().any(|r| r == l) {
+                return Err(self.at(
+                    &format!("filter.locations[{i}]"),
+                    K::Invalid,
+                    format!("location {l:?} is not read (hotspot.locations); add it there or remove it here"),
+                ));
+            }
+            out.locations.insert(l.to_owned());
+        }
+        Ok(out)
     }
 
     /// `[dashboard]`: the credential sources are checked for shape only (the secrets are read
@@ -2187,5 +2262,40 @@ mod field_tests {
         for name in HOTSPOT_FIELDS {
             assert!(SourceField::from_wire(name).is_some(), "{name}");
         }
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    fn load(hotspot_extra: &str, filter: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "[hotspot]\napi_key_env = \"K\"\n{hotspot_extra}\n\n[ghl]\nlocation_id = \"loc\"\ntoken_env = \"T\"\n\n[filter]\n{filter}\n"
+        );
+        Config::from_str_with_env(&text, "c.toml", &|_| Some("s".into()))
+    }
+
+    #[test]
+    fn filter_entries_are_normalised_as_they_are_compared() {
+        let cfg = load(
+            "",
+            "ids = [\" 42 \"]\nemails = [\" Ann@Example.COM \"]\nemail_domains = [\"@Pilot.Example\"]\nlocations = [\"7\"]",
+        )
+        .unwrap();
+        let f = &cfg.filter;
+        assert_eq!(f.ids, ["42".to_string()].into());
+        assert_eq!(f.emails, ["ann@example.com".to_string()].into());
+        assert_eq!(f.email_domains, ["pilot.example".to_string()].into());
+        assert_eq!(f.locations, ["7".to_string()].into());
+        assert!(load("", "").unwrap().filter.is_empty());
+    }
+
+    #[test]
+    fn a_filter_location_must_be_one_that_is_read() {
+        let e = load("locations = [\"1\", \"2\"]", "locations = [\"2\", \"3\"]").unwrap_err();
+        assert_eq!(e.key(), Some("filter.locations[1]"));
+        assert!(e.to_string().contains("hotspot.locations"), "{e}");
+        assert!(load("locations = [\"1\", \"2\"]", "locations = [\"2\"]").is_ok());
     }
 }

@@ -354,6 +354,7 @@ mod tests {
             items: Vec::new(),
             items_total: 0,
             unsynced: Vec::new(),
+            kept_out: None,
         };
         for (key, sample) in [
             ("customers.phone", "555-CALL-ME"),

@@ -80,6 +80,7 @@ fn hostile_report(run_id: i64) -> RunReport {
         ],
         items_total: 5,
         unsynced: Vec::new(),
+        kept_out: None,
     }
 }
 

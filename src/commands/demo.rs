@@ -90,6 +90,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         // A first pass reads everything anyway; recording it as full also satisfies the
         // dashboard's health check for the demo config's `full` schedule.
         full: true,
+        limit: None,
         progress: None,
     };
     let stop = AtomicBool::new(false);

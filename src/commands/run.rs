@@ -73,6 +73,7 @@ pub fn job_pass_options(job: ScheduleJob) -> Option<PassOptions> {
         kinds,
         dry_run: false,
         full,
+        limit: None,
         // The daemon runs unattended: its output is a log, never a terminal to draw on.
         progress: None,
     })

@@ -98,6 +98,7 @@ pub async fn run(cfg: &Config, args: &SyncArgs) -> anyhow::Result<u8> {
         kinds: parse_only(&args.only)?,
         dry_run: args.dry_run,
         full: args.full,
+        limit: args.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         // Nothing to watch in a dry run: it writes nothing.
         progress: if args.dry_run {
             None

@@ -79,6 +79,7 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
             .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
             .map(|t| t.with_timezone(&Utc))
     };
+    let kept_out = cx.kept_out().await?;
     let mut linked: HashMap<String, DateTime<Utc>> = HashMap::new();
     let mut link = |target: String, at: DateTime<Utc>| {
         let e = linked.entry(target).or_insert(at);
@@ -90,6 +91,7 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         if l.status == LinkStatus::Active
             && !l.target_id.is_empty()
             && !planned.contains_key(&l.source_id)
+            && !kept_out.contains(&l.source_id)
         {
             link(l.target_id, l.updated_at);
         }

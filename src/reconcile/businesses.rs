@@ -8,7 +8,7 @@
 //! its contact link's `extra.business_id`, so only changes are sent, through
 //! `POST /contacts/bulk/business` with up to `batch_size` ids per call.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde_json::{Value, json};
 
@@ -124,6 +124,7 @@ pub struct Member {
 /// Contacts (one per GHL contact) with the location they belong to under `by`. The latest
 /// visit comes from the note links (`extra.contact_id`, `location_id`, `at`); a contact with no
 /// visit keeps its registration location. Only those values are read of each link.
+/// Guests kept out of this pass (`kept_out`, by source id) are left out.
 ///
 /// In a dry run, `planned` (the contact links the contacts plan adds, re-points or ends) stands
 /// in for the state's links of the same records, and `visits` (the notes it plans) join the
@@ -131,6 +132,7 @@ pub struct Member {
 pub fn members(
     store: &Store,
     by: AssociateBy,
+    kept_out: &BTreeSet<String>,
     planned: &PlannedLinks,
     visits: &[PlannedVisit],
 ) -> Result<Vec<Member>, StoreError> {
@@ -171,6 +173,9 @@ pub fn members(
     let mut seen_planned = HashSet::new();
     // Ordered by source id: a contact's first link speaks for it.
     store.each_link_head(Kind::Contact, &paths, |l, extra| {
+        if kept_out.contains(&l.source_id) {
+            return Ok(());
+        }
         let [registration, associated] =
             <[Option<String>; 2]>::try_from(extra).expect("one value per path asked for");
         match planned.get(&l.source_id) {
@@ -353,9 +358,11 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     out.counts.unchanged += (locations.len() - plan.len().min(locations.len())) as u64;
 
     // Associations.
+    let kept_out = cx.kept_out().await?;
     let members = members(
         &lock(cx.store),
         cfg.associate_by,
+        kept_out,
         cx.dry.contacts(),
         &cx.dry.visits(),
     )?;
@@ -681,13 +688,27 @@ mod tests {
             store.upsert_link(&l).unwrap();
         }
         assert_eq!(
-            members(&store, AssociateBy::Registration, &PlannedLinks::new(), &[]).unwrap()[0]
+            members(
+                &store,
+                AssociateBy::Registration,
+                &BTreeSet::new(),
+                &PlannedLinks::new(),
+                &[]
+            )
+            .unwrap()[0]
                 .location_id
                 .as_deref(),
             Some("1")
         );
         assert_eq!(
-            members(&store, AssociateBy::LatestVisit, &PlannedLinks::new(), &[]).unwrap()[0]
+            members(
+                &store,
+                AssociateBy::LatestVisit,
+                &BTreeSet::new(),
+                &PlannedLinks::new(),
+                &[]
+            )
+            .unwrap()[0]
                 .location_id
                 .as_deref(),
             Some("2")

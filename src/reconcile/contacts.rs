@@ -17,7 +17,7 @@ use super::plan::{
     Action, ContactsInput, DeferReason, Outcome, Plan, PlanItem, TargetCoverage, plan_contacts,
 };
 use super::settled;
-use super::snapshot::{CustomFields, TargetListing, read_source};
+use super::snapshot::{CustomFields, TargetListing};
 use super::target_read;
 use crate::config::LostCreateRecovery;
 use crate::ghl::GhlClient;
@@ -38,7 +38,7 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         stop,
         ..
     } = *cx;
-    let source = read_source(cx.hs, &cfg.hotspot.locations, cfg.contacts.sync_subscribers).await?;
+    let source = cx.read_source().await?;
     // The mapping Config built at load, with the location names of this run for the location tags.
     let mapping = cfg.mapping().clone().with_location_names(
         source
@@ -82,6 +82,7 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         base_links,
         parked,
     );
+    input.kept_out = source.kept_out.source_ids.clone();
     let (kept, n) = settled::presettle(&mut input, split.candidates, &marks, &mapping);
     mapped += n;
     let mut target = target_read::read(cx, &custom_fields, &input).await?;

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use chrono::Utc;
 
 use super::dry_run::DryRunState;
+use super::filter::{KeptOut, Selection};
 use super::snapshot::{
     CustomFields, Location, SourceListing, TargetListing, read_source, read_target,
 };
@@ -16,6 +17,7 @@ use super::transactions::{ContactIndex, GuestKeys};
 use crate::config::Config;
 use crate::ghl::GhlClient;
 use crate::hotspot::HotspotClient;
+use crate::http::HttpError;
 use crate::model::Kind;
 use crate::store::Store;
 
@@ -25,6 +27,8 @@ pub struct PassOptions {
     pub kinds: BTreeSet<Kind>,
     pub dry_run: bool,
     pub full: bool,
+    /// `sync --limit N`: at most N guests (see `reconcile::filter`).
+    pub limit: Option<usize>,
     /// Bars for a person at a terminal; `None` draws nothing (daemon, cron, pipes, tests).
     pub progress: Option<crate::progress::Progress>,
 }
@@ -35,13 +39,14 @@ pub(crate) fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
     store.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// What the steps after contacts keep of the HotspotSystem listing: the locations, and what
-/// each guest's transactions are matched by. The records themselves are dropped with the
-/// contacts step.
+/// What the steps after contacts keep of the HotspotSystem listing: the locations, what each
+/// synced guest's transactions are matched by, and the guests kept out of this pass. The
+/// records themselves are dropped with the contacts step.
 #[derive(Debug, Default)]
 pub struct SourceSummary {
     pub locations: Vec<Location>,
     pub guests: Vec<GuestKeys>,
+    pub kept_out: KeptOut,
 }
 
 impl From<&SourceListing> for SourceSummary {
@@ -49,6 +54,7 @@ impl From<&SourceListing> for SourceSummary {
         SourceSummary {
             locations: s.locations.clone(),
             guests: s.records.iter().map(GuestKeys::from).collect(),
+            kept_out: s.kept_out.clone(),
         }
     }
 }
@@ -104,19 +110,49 @@ impl<'a> PassContext<'a> {
         let _ = self.target.set(target);
     }
 
+    /// Reads this run's HotspotSystem listing and sets the guests the operator kept out
+    /// (`[filter]`, `--limit`) apart: the one place pilot mode narrows a pass.
+    pub async fn read_source(&self) -> Result<SourceListing, HttpError> {
+        let mut listing = read_source(
+            self.hs,
+            &self.cfg.hotspot.locations,
+            self.cfg.contacts.sync_subscribers,
+        )
+        .await?;
+        let (kept, kept_out) = self.selection().split(std::mem::take(&mut listing.records));
+        listing.records = kept;
+        listing.kept_out = kept_out;
+        Ok(listing)
+    }
+
+    fn selection(&self) -> Selection<'_> {
+        Selection {
+            filter: &self.cfg.filter,
+            limit: self.opts.limit,
+        }
+    }
+
     /// The locations and guests of this run's HotspotSystem listing.
     pub async fn source(&self) -> anyhow::Result<&SourceSummary> {
         self.source
-            .get_or_try_init(|| async {
-                let listing = read_source(
-                    self.hs,
-                    &self.cfg.hotspot.locations,
-                    self.cfg.contacts.sync_subscribers,
-                )
-                .await?;
-                Ok(SourceSummary::from(&listing))
-            })
+            .get_or_try_init(|| async { Ok(SourceSummary::from(&self.read_source().await?)) })
             .await
+    }
+
+    /// The source ids of the listed guests kept out of this pass: their links, contacts and
+    /// everything hanging off them are left as they are. Without a filter or a limit nothing
+    /// is kept out, and nothing is read to tell it.
+    pub async fn kept_out(&self) -> anyhow::Result<&BTreeSet<String>> {
+        static NONE: BTreeSet<String> = BTreeSet::new();
+        if self.selection().is_everything() {
+            return Ok(&NONE);
+        }
+        Ok(&self.source().await?.kept_out.source_ids)
+    }
+
+    /// What the report says was kept out, once the listing was read.
+    pub fn kept_out_read(&self) -> Option<&KeptOut> {
+        self.source.get().map(|s| &s.kept_out)
     }
 
     /// The GHL contacts of this run (ids and update times are what the later kinds use).
@@ -165,7 +201,8 @@ impl<'a> PassContext<'a> {
                     };
                 }
                 let phone = self.cfg.mapping().phone;
-                Ok(ContactIndex::build(&source.guests, &linked, phone))
+                Ok(ContactIndex::build(&source.guests, &linked, phone)
+                    .keeping_out(&source.kept_out.keys))
             })
             .await
     }

@@ -16,6 +16,7 @@ pub mod businesses;
 pub mod contacts;
 pub mod context;
 pub mod dry_run;
+pub mod filter;
 pub mod journaled;
 pub mod notes;
 pub mod outcome;

@@ -46,6 +46,9 @@ pub struct NotesPlan {
     pub unmatched: Vec<Txn>,
     /// Transactions that already have their note.
     pub existing: u64,
+    /// Transactions of guests kept out of this pass (`[filter]`, `--limit`): kept parked,
+    /// written once their guest is synced.
+    pub kept_out: Vec<Txn>,
 }
 
 /// Pure planning: one create per transaction with no note link whose contact is known.
@@ -88,6 +91,14 @@ pub fn plan_notes(
                         "contact_id": cid,
                     }),
                 });
+            }
+            None if index.kept_out(
+                t.email.as_deref(),
+                t.phone.as_deref(),
+                t.user_name.as_deref(),
+            ) =>
+            {
+                plan.kept_out.push(t.clone())
             }
             None => plan.unmatched.push(t.clone()),
         }
@@ -159,9 +170,18 @@ async fn create_one(
 /// Keeps unmatched transactions as parked note links (target empty) so a later run can write
 /// them once their guest has a contact; returns how many are newly parked.
 pub fn park_unmatched(store: &Store, unmatched: &[Txn]) -> Result<u64, crate::store::StoreError> {
+    park(
+        store,
+        unmatched,
+        "no GHL contact matches the guest's email, phone or user name",
+    )
+}
+
+/// Keeps transactions as parked note links, saying why they wait; returns how many are new.
+fn park(store: &Store, txns: &[Txn], reason: &str) -> Result<u64, crate::store::StoreError> {
     let mut n = 0;
     store.transaction(|s| {
-        for t in unmatched {
+        for t in txns {
             let sid = t.source_id();
             if s.link(Kind::Note, &sid)?.is_some() {
                 continue;
@@ -172,7 +192,7 @@ pub fn park_unmatched(store: &Store, unmatched: &[Txn]) -> Result<u64, crate::st
                 "type": t.kind,
                 "location_id": t.location_id,
                 "at": t.at.map(|a| a.to_rfc3339()),
-                "reason": "no GHL contact matches the guest's email, phone or user name",
+                "reason": reason,
                 "txn": t,
             });
             s.upsert_link(&link)?;
@@ -267,6 +287,12 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
             plan.unmatched.len()
         ));
     }
+    if !plan.kept_out.is_empty() {
+        out.notes.push(format!(
+            "{} transaction(s) belong to guests kept out by the filter or --limit: no note this pass; kept until their guest is synced.",
+            plan.kept_out.len()
+        ));
+    }
     if cx.opts.dry_run {
         out.counts.deferred = plan.creates.len() as u64;
         out.planned = writes_of(WriteOp::Create, plan.creates.len() as u64);
@@ -295,6 +321,11 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     )
     .await;
     park_unmatched(&lock(cx.store), &plan.unmatched)?;
+    park(
+        &lock(cx.store),
+        &plan.kept_out,
+        "the guest is kept out by the filter or --limit",
+    )?;
     out.absorb_creates(applied, &lock(cx.store), Kind::Note, streams)?;
     Ok(out)
 }

@@ -199,6 +199,16 @@ pub async fn run_pass(
                 return Err(e.into());
             }
         }
+        // The operator's choice, said plainly; never an unsynced record.
+        if let Some(k) = cx.kept_out_read().filter(|k| k.guests > 0) {
+            let k = crate::report::KeptOutSummary {
+                guests: k.guests,
+                by_limit: k.by_limit,
+                sample: k.sample.clone(),
+            };
+            summary.notes.push(k.line());
+            summary.kept_out = Some(k);
+        }
         anyhow::Ok(any_failed)
     };
     // The rate windows are saved as the pass goes, not only at its end: a process killed

@@ -12,6 +12,7 @@ use crate::decode::Listing;
 use crate::ghl::wire::{Contact, CustomField, SearchContact};
 use chrono::{DateTime, Utc};
 
+use super::filter::KeptOut;
 use super::plan::TargetCoverage;
 use crate::ghl::client::{ContactSearch, SinceFilter};
 use crate::ghl::{GhlClient, GhlError};
@@ -43,6 +44,9 @@ pub struct SourceListing {
     /// Records listed with a value that could not be read (taken as empty), by source id, with
     /// the wire names of those fields.
     pub unreadable: BTreeMap<String, BTreeSet<String>>,
+    /// Listed guests the operator's `[filter]` or `--limit` left out of this pass (not in
+    /// `records`, yet present).
+    pub kept_out: KeptOut,
 }
 
 /// Lists the locations to sync (all, or the configured ones), then their customers and, when

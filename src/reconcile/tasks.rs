@@ -723,20 +723,22 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         .map(|l| location_names(&l))
         .unwrap_or_default();
     let onboarding: Vec<&TaskRule> = cfg.onboarding.iter().collect();
-    let sources = onboarding_sources(
+    let mut sources = onboarding_sources(
         &lock(cx.store),
         &onboarding,
         &linked,
         &names,
         cx.dry.contacts(),
     )?;
+    let kept_out = cx.kept_out().await?;
+    sources.retain(|s| !kept_out.contains(&s.source_id));
     let mut plan = plan_tasks(&onboarding, &sources, &linked, now);
     drop(sources);
     let mut streams = Vec::new();
     if let Some(rule) = &cfg.paid_followup {
         let index = cx.contact_index().await?;
         let mut sources = Vec::new();
-        let mut unmatched = 0;
+        let (mut unmatched, mut held) = (0, 0);
         for loc in cx.locations().await? {
             let scope = format!("paid:{}", loc.id);
             let after = if cx.opts.full {
@@ -764,6 +766,14 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
                             vars: t.vars(&names),
                         });
                     }
+                    None if index.kept_out(
+                        t.email.as_deref(),
+                        t.phone.as_deref(),
+                        t.user_name.as_deref(),
+                    ) =>
+                    {
+                        held += 1
+                    }
                     None => unmatched += 1,
                 }
             }
@@ -772,6 +782,11 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         if unmatched > 0 {
             out.notes.push(format!(
                 "{unmatched} paid transaction(s) have no GHL contact: no follow-up task for them."
+            ));
+        }
+        if held > 0 {
+            out.notes.push(format!(
+                "{held} paid transaction(s) of guests kept out by the filter or --limit: no follow-up task for them this pass (a `--full` pass after the filter is removed reads them again)."
             ));
         }
         plan.extend(plan_tasks(&[rule], &sources, &linked, now));

@@ -2,7 +2,7 @@
 //! each location, newest first, stopped at the stored id cursor; and the guest → GHL contact
 //! lookup its records are matched through.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -223,6 +223,9 @@ pub struct ContactIndex {
     by_phone: HashMap<String, String>,
     by_user: HashMap<String, String>,
     phone: PhoneNormalizer,
+    /// The emails, phones and user names of guests kept out of this pass (`[filter]`,
+    /// `--limit`), each prefixed by what it is.
+    kept_out: HashSet<String>,
 }
 
 /// What the transaction stream matches a guest by: all the later kinds keep of a HotspotSystem
@@ -275,6 +278,44 @@ impl ContactIndex {
             }
         }
         ix
+    }
+
+    /// Makes the keys of guests kept out of this pass known as such: their transactions are
+    /// told apart from those of no known guest ([`ContactIndex::kept_out`]).
+    pub fn keeping_out(mut self, guests: &[GuestKeys]) -> ContactIndex {
+        for g in guests {
+            let keys = self.keys(
+                g.email.as_deref(),
+                g.phone.as_deref(),
+                g.user_name.as_deref(),
+            );
+            self.kept_out.extend(keys);
+        }
+        self
+    }
+
+    /// Whether a transaction whose contact [`ContactIndex::find`] did not find belongs to a
+    /// guest kept out of this pass.
+    pub fn kept_out(&self, email: Option<&str>, phone: Option<&str>, user: Option<&str>) -> bool {
+        !self.kept_out.is_empty()
+            && self
+                .keys(email, phone, user)
+                .iter()
+                .any(|k| self.kept_out.contains(k))
+    }
+
+    fn keys(&self, email: Option<&str>, phone: Option<&str>, user: Option<&str>) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(e) = norm_email(email) {
+            out.push(format!("e:{e}"));
+        }
+        if let (Some(p), _) = self.phone.normalize(phone) {
+            out.push(format!("p:{p}"));
+        }
+        if let Some(u) = user.map(str::trim).filter(|u| !u.is_empty()) {
+            out.push(format!("u:{u}"));
+        }
+        out
     }
 
     /// Makes the record's email, phone and user name lead to `tid`, unless they already lead to

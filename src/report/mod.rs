@@ -175,6 +175,49 @@ pub struct RunReport {
     /// quota reserve or a stop request deferred).
     #[serde(default)]
     pub unsynced: Vec<UnsyncedRecord>,
+    /// Listed guests the operator kept out of this run (`[filter]`, `sync --limit`): neither
+    /// synced nor counted as unsynced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_out: Option<KeptOutSummary>,
+}
+
+/// The listed guests a run left out by the operator's choice (`[filter]`, `sync --limit`).
+/// They are not failures: the run's status does not count them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptOutSummary {
+    /// Guests (one per GHL contact they would be) kept out.
+    pub guests: u64,
+    /// Of them, those that passed the filter but fell beyond `--limit`.
+    pub by_limit: u64,
+    /// The first of them by HotspotSystem id (at most 20).
+    pub sample: Vec<String>,
+}
+
+impl KeptOutSummary {
+    /// The report's line: how many, why, and which (bounded).
+    pub fn line(&self) -> String {
+        let why = match (self.by_limit, self.guests - self.by_limit) {
+            (0, _) => "by [filter]".to_string(),
+            (_, 0) => "by --limit".to_string(),
+            (l, f) => format!("{f} by [filter], {l} by --limit"),
+        };
+        let more = self.guests.saturating_sub(self.sample.len() as u64);
+        format!(
+            "Pilot: {} listed guest(s) kept out {why}: not synced, left as they are in GHL, and not counted as failures. {}{}.",
+            self.guests,
+            if self.sample.is_empty() {
+                ""
+            } else {
+                "HotspotSystem ids: "
+            },
+            self.sample.join(", ")
+                + &if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+        )
+    }
 }
 
 impl RunReport {
@@ -437,6 +480,8 @@ pub struct RunSummary {
     /// A dry run's writes as planned, per kind and operation (`None` for a real run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planned: Option<dry_run::DryRunPlan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_out: Option<KeptOutSummary>,
 }
 
 /// Which of a run's listed items a report carries.
@@ -533,6 +578,7 @@ pub fn load_window(
         items,
         items_total,
         unsynced: summary.unsynced,
+        kept_out: summary.kept_out,
     }))
 }
 
@@ -586,6 +632,7 @@ mod tests {
             items: Vec::new(),
             items_total: 0,
             unsynced: Vec::new(),
+            kept_out: None,
         };
         let text = r.to_text();
         assert!(text.contains(

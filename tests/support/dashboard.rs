@@ -47,6 +47,7 @@ fn summary(kinds: &[(&str, KindCounts)], quota: Option<u64>, notes: &[&str]) -> 
         unreadable: Default::default(),
         unsynced: Vec::new(),
         planned: None,
+        kept_out: None,
     })
     .unwrap()
 }

@@ -176,7 +176,10 @@ impl<'a> Planner<'a> {
                 GuardKind::TargetMassMissing,
                 "the GHL listing is missing many linked contacts: deletions withheld".to_owned(),
             ))
-        } else if input.source.is_empty() && input.unchanged.is_empty() && input.skipped.is_empty()
+        } else if input.source.is_empty()
+            && input.unchanged.is_empty()
+            && input.skipped.is_empty()
+            && input.kept_out.is_empty()
         {
             Some((
                 GuardKind::SourceEmpty,

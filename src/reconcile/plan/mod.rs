@@ -158,7 +158,13 @@ pub fn plan_contacts(input: &ContactsInput, policy: &ContactPolicy) -> Plan {
             }
         }
     }
-    let skipped: HashSet<&str> = input.skipped.iter().map(|s| s.source_id.as_str()).collect();
+    // Listed but not planned: never taken for deleted.
+    let skipped: HashSet<&str> = input
+        .skipped
+        .iter()
+        .map(|s| s.source_id.as_str())
+        .chain(input.kept_out.iter().map(String::as_str))
+        .collect();
     // Deletions first: the targets they remove are no candidates for matching new records.
     let joined = join_sorted(&input.source, &input.base);
     p.plan_gone(&joined, &skipped);
@@ -300,5 +306,30 @@ mod tests {
         assert!(p.actions.is_empty());
         assert_eq!(item(&p, "c0").outcome, Outcome::Skipped);
         assert!(item(&p, "mac-1").reason.contains("no_email_or_phone"));
+    }
+
+    #[test]
+    fn kept_out_records_are_neither_deletions_nor_planned() {
+        let mut pol = policy();
+        pol.on_source_delete = SourceDeletePolicy::Delete;
+        pol.max_delete_ratio = 1.0;
+        // Every record but one kept out by the operator: none may look deleted.
+        let mut w = deletion_world(4, 3);
+        w.kept_out = ["c0", "c1", "c2"].map(String::from).into();
+        let p = plan_contacts(&w, &pol);
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        assert!(p.guards.is_empty(), "{:?}", p.guards);
+        assert_eq!(
+            p.items
+                .iter()
+                .map(|i| i.source_id.as_str())
+                .collect::<Vec<_>>(),
+            ["c3"]
+        );
+        // All of them kept out: not "HotspotSystem listed no records" either.
+        let mut w = deletion_world(2, 2);
+        w.kept_out = ["c0", "c1"].map(String::from).into();
+        let p = plan_contacts(&w, &pol);
+        assert!(p.actions.is_empty() && p.items.is_empty() && p.guards.is_empty());
     }
 }

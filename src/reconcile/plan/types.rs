@@ -198,6 +198,9 @@ pub struct ContactsInput {
     pub source_complete: bool,
     /// Records listed but not synced (e.g. no email or phone); they are present, not deleted.
     pub skipped: Vec<SkippedSource>,
+    /// Records listed but kept out of this pass by the operator (`[filter]`, `--limit`):
+    /// present, so never taken for deleted, and not planned at all (no item, no action).
+    pub kept_out: BTreeSet<String>,
     pub target: HashMap<String, TargetEntry>,
     /// How much of GHL the target listing covers: what may be inferred from a contact's absence.
     pub target_coverage: TargetCoverage,
