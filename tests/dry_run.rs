@@ -283,3 +283,34 @@ async fn the_dry_run_agrees_with_the_real_run_under_every_reading_of_ghl() {
         assert!(synced["writes"].as_u64().unwrap() > 20, "{synced:#}");
     }
 }
+
+/// Pilot mode: the dry run counts only what `[filter]` lets through, and once the filter is
+/// gone, the rest; each time the real run agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pilot_dry_run_counts_only_what_the_filter_lets_through() {
+    let env = start("dry-pilot").await;
+    let domain = env.sandbox.hotspot.with_data(|d| {
+        let email = d.customers.iter().find_map(|c| c.email.clone());
+        let email = email.expect("a guest with an email");
+        email.rsplit('@').next().unwrap().to_lowercase()
+    });
+    env.write_config(&format!(
+        "{CONFIG}\n[filter]\nemail_domains = [\"{domain}\"]\n"
+    ));
+    let pilot = dry_then_real(&env).await;
+    assert!(pilot["writes"].as_u64().unwrap() > 0, "{pilot:#}");
+    let kept_out = pilot["report"]["kept_out"]["guests"].as_u64();
+    assert!(kept_out.is_some_and(|n| n > 0), "{pilot:#}");
+    let piloted = pilot["writes_by_kind"]["contact"]["create"]
+        .as_u64()
+        .unwrap();
+
+    env.write_config(CONFIG);
+    env.an_hour_passes();
+    let rest = dry_then_real(&env).await;
+    let created = rest["writes_by_kind"]["contact"]["create"]
+        .as_u64()
+        .unwrap();
+    assert!(created > piloted, "the rest: {rest:#}");
+    assert!(rest["report"]["kept_out"].is_null(), "{rest:#}");
+}
