@@ -66,6 +66,24 @@ pub struct AuditRecord {
     pub attempt: u32,
     pub latency_ms: u64,
     pub error_class: Option<ErrorClass>,
+    /// What went wrong, in the server's words (its `message`, control characters escaped, at most
+    /// [`CALL_MESSAGE_CHARS`]) or ours (timeout, connection refused); never a body or a secret.
+    /// Emails and phone numbers in it are masked before it is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// How much of an error message a call keeps: enough for "property locationId should not exist;
+/// email must be an email", not a page of HTML.
+pub const CALL_MESSAGE_CHARS: usize = 300;
+
+/// `text` as a call keeps it: escaped, on one line, cut at [`CALL_MESSAGE_CHARS`].
+fn call_message(text: &str) -> String {
+    let clean = clean_text(text.trim());
+    match clean.char_indices().nth(CALL_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}…", &clean[..cut]),
+        None => clean,
+    }
 }
 
 /// 32 MiB: a GHL page of 100 contacts is well under 1 MB, a HotspotSystem page of 1,000 records
@@ -804,7 +822,7 @@ impl HttpPolicy {
         status: Option<u16>,
         attempt: u32,
         started: Instant,
-        class: Option<ErrorClass>,
+        failure: Option<(ErrorClass, &str)>,
     ) {
         let latency_ms = started.elapsed().as_millis() as u64;
         tracing::debug!(
@@ -823,7 +841,10 @@ impl HttpPolicy {
             status,
             attempt,
             latency_ms,
-            error_class: class,
+            error_class: failure.map(|(class, _)| class),
+            message: failure
+                .map(|(_, text)| call_message(text))
+                .filter(|m| !m.is_empty()),
         });
     }
 
@@ -887,12 +908,16 @@ impl HttpPolicy {
                     };
                     match read {
                         Ok(Err(size)) => {
+                            let why = format!(
+                                "answer over http.max_response_bytes ({} bytes), not read",
+                                cfg.max_response_bytes
+                            );
                             self.record(
                                 req,
                                 Some(status),
                                 attempt,
                                 started,
-                                Some(ErrorClass::Permanent),
+                                Some((ErrorClass::Permanent, &why)),
                             );
                             return Err(HttpError::TooLarge {
                                 api: cfg.api,
@@ -912,13 +937,19 @@ impl HttpPolicy {
                         }
                         Ok(Ok(body)) => {
                             let class = classify(status);
-                            self.record(req, Some(status), attempt, started, Some(class));
+                            let (message, meta) = server_message(&body);
+                            self.record(
+                                req,
+                                Some(status),
+                                attempt,
+                                started,
+                                Some((class, &message)),
+                            );
                             if status == 429 {
                                 self.count(|s| s.rate_limited += 1);
                                 // A 429 on an exhausted day will not clear by waiting.
                                 self.check_reserve()?;
                             }
-                            let (message, meta) = server_message(&body);
                             let retryable = match class {
                                 // A refused request was not processed: always safe to resend.
                                 ErrorClass::RateLimited => true,
@@ -930,14 +961,14 @@ impl HttpPolicy {
                             (err, retryable, retry_after(&headers))
                         }
                         Err(e) => {
+                            let msg = format!("reading the body failed: {}", transport_message(&e));
                             self.record(
                                 req,
                                 Some(status),
                                 attempt,
                                 started,
-                                Some(ErrorClass::Transient),
+                                Some((ErrorClass::Transient, &msg)),
                             );
-                            let msg = format!("reading the body failed: {}", transport_message(&e));
                             let err = self.api_error(
                                 req,
                                 ErrorClass::Transient,
@@ -951,7 +982,13 @@ impl HttpPolicy {
                     }
                 }
                 Err(e) => {
-                    self.record(req, None, attempt, started, Some(ErrorClass::Transient));
+                    self.record(
+                        req,
+                        None,
+                        attempt,
+                        started,
+                        Some((ErrorClass::Transient, &transport_message(&e))),
+                    );
                     // A failed connect means nothing was sent: safe to resend even a create.
                     let safe = e.is_connect() || req.idempotent() || req.retry_unsafe;
                     let err = self.api_error(

@@ -5,7 +5,7 @@
 mod support;
 
 use hotspot_ghl_sync::sandbox::SandboxOptions;
-use hotspot_ghl_sync::sandbox::faults::FaultKnobs;
+use hotspot_ghl_sync::sandbox::faults::{ErrorAnswer, FaultKnobs};
 use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use serde_json::Value;
 use support::harness::TestEnv;
@@ -168,6 +168,14 @@ async fn calls_lists_each_attempt_and_filters_failures_status_and_path() {
         .filter(|c| c["api"] == "ghl" && c["status"] == 500)
         .count();
     assert_eq!(failed_500, ghl_500s, "{failed:#}");
+    // Each failed attempt keeps the server's message.
+    assert!(
+        failed_calls
+            .iter()
+            .filter(|c| c["api"] == "ghl" && c["status"] == 500)
+            .all(|c| c["message"] == "Internal Server Error"),
+        "{failed:#}"
+    );
     assert!(failed_calls.iter().any(|c| c["error_class"] == "transient"));
 
     let status = json(
@@ -214,5 +222,50 @@ async fn calls_lists_each_attempt_and_filters_failures_status_and_path() {
             .contains("run 999 is not in the state database"),
         "{}",
         unknown.show()
+    );
+}
+
+/// A failed call keeps the server's message, escaped and with the guest's email masked (a server
+/// may quote what it refused); `calls` shows it under the attempt, and the JSON has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_keep_the_error_message_masked() {
+    let env = TestEnv::start("calls-message", opts(), CONTACTS).await;
+    env.sandbox.ghl.set_faults(FaultKnobs {
+        error_answer: Some(ErrorAnswer {
+            status: 422,
+            message: "email anna.smith@example.com is not allowed\u{1b}[2J here".into(),
+            only_writes: true,
+        }),
+        ..FaultKnobs::default()
+    });
+    let out = env.run(&["sync"]).await;
+    assert_eq!(out.code, 1, "{}", out.show());
+    let failed = json(
+        &env.run(&["calls", "--failed", "--status", "422", "--format", "json"])
+            .await,
+    );
+    let calls = failed["calls"].as_array().unwrap();
+    assert!(!calls.is_empty(), "{failed:#}");
+    for c in calls {
+        let m = c["message"].as_str().unwrap_or_else(|| panic!("{c}"));
+        assert!(
+            m.starts_with("email ") && m.contains("is not allowed"),
+            "{m}"
+        );
+        assert!(!m.contains("anna.smith@example.com"), "email kept: {m}");
+        assert!(!m.contains('\u{1b}'), "escape code kept: {m:?}");
+    }
+    let text = env.run(&["calls", "--failed", "--limit", "2"]).await;
+    assert_eq!(text.code, 0, "{}", text.show());
+    assert_eq!(
+        text.stdout.matches("is not allowed").count(),
+        2,
+        "{}",
+        text.show()
+    );
+    assert!(
+        !text.stdout.contains("anna.smith@example.com"),
+        "{}",
+        text.show()
     );
 }

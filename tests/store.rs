@@ -487,6 +487,7 @@ fn runs_items_and_api_calls_round_trip() {
         attempt,
         latency_ms: latency,
         error_class: class,
+        message: None,
     };
     let records = vec![
         call("POST", Some(429), 1, 10, Some(ErrorClass::RateLimited)),

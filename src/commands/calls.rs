@@ -1,6 +1,7 @@
 //! `calls [RUN|latest] [--failed] [--status N] [--path SUBSTR] [--limit N]`: the API calls a run
-//! recorded, one line per attempt. Paths are stored with ids elided and never with a query
-//! string or body, so nothing here shows a secret or a guest's data.
+//! recorded, one line per attempt, and under a failed one the error message. Paths are stored
+//! with ids elided and never with a query string or body, and messages with emails and phone
+//! numbers masked, so nothing here shows a secret or a guest's data.
 
 use anyhow::Context;
 use serde_json::json;
@@ -75,6 +76,9 @@ pub fn run(cfg: &Config, args: &CallsArgs) -> anyhow::Result<u8> {
                     r.error_class.map(ErrorClass::as_str).unwrap_or("-"),
                     r.path,
                 ));
+                if let Some(m) = &r.message {
+                    out.push_str(&format!("            {m}\n"));
+                }
             }
             print!("{out}");
         }

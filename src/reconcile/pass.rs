@@ -303,8 +303,8 @@ pub async fn run_pass(
         let s = lock(store);
         s.insert_run_items(run_id, &items)?;
         let now = Utc::now();
-        s.insert_api_calls(Some(run_id), &hs.policy().audit().drain(), now)?;
-        s.insert_api_calls(Some(run_id), &ghl.policy().audit().drain(), now)?;
+        s.insert_api_calls(Some(run_id), &masked_calls(hs.policy()), now)?;
+        s.insert_api_calls(Some(run_id), &masked_calls(ghl.policy()), now)?;
         s.finish_run(run_id, status, &serde_json::to_value(&summary)?)?;
         s.prune_history(cfg.report.keep_days, now)?;
     }
@@ -332,6 +332,19 @@ pub async fn run_pass(
         plan_text,
         interrupted,
     })
+}
+
+/// The calls `policy` made since the last drain, their error messages with emails and phone
+/// numbers masked: a server that quotes what it refused ("email x@y.z is taken") must not put
+/// a guest's data into the call history.
+fn masked_calls(policy: &crate::http::HttpPolicy) -> Vec<crate::http::AuditRecord> {
+    let mut calls = policy.audit().drain();
+    for call in &mut calls {
+        if let Some(m) = &mut call.message {
+            *m = crate::privacy::mask_text(m, &[]);
+        }
+    }
+    calls
 }
 
 /// What the alerts call the pass's share of the work: `full`, `all` (every kind: a plain

@@ -308,6 +308,7 @@ pub fn call_json(c: &ApiCall) -> Value {
         "attempt": r.attempt,
         "latency_ms": r.latency_ms,
         "error_class": r.error_class,
+        "message": r.message,
     })
 }
 
@@ -452,6 +453,7 @@ mod tests {
             attempt: 1,
             latency_ms: 3,
             error_class: class,
+            message: None,
         };
         store
             .insert_api_calls(

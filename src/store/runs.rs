@@ -219,7 +219,7 @@ pub(super) fn item_from_row(row: &Row<'_>) -> Result<RunItem> {
 
 /// The columns [`call_from_row`] reads, in its order.
 pub(super) const CALL_COLUMNS: &str =
-    "run_id, api, method, path, status, attempt, latency_ms, error_class, at";
+    "run_id, api, method, path, status, attempt, latency_ms, error_class, at, message";
 
 pub(super) fn call_from_row(row: &Row<'_>) -> Result<ApiCall> {
     let class: Option<String> = row.get(7)?;
@@ -235,6 +235,7 @@ pub(super) fn call_from_row(row: &Row<'_>) -> Result<ApiCall> {
             attempt: row.get(5)?,
             latency_ms: latency as u64,
             error_class: class.as_deref().map(parse_error_class).transpose()?,
+            message: row.get(9)?,
         },
         at: parse_ts("api_calls.at", &at)?,
     })
@@ -474,8 +475,8 @@ impl Store {
         let at = ts(at);
         self.transaction(|s| {
             let mut stmt = s.conn.prepare_cached(
-                "INSERT INTO api_calls (run_id, api, method, path, status, attempt, latency_ms, error_class, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO api_calls (run_id, api, method, path, status, attempt, latency_ms, error_class, at, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
             for r in records {
                 stmt.execute((
@@ -488,6 +489,7 @@ impl Store {
                     r.latency_ms as i64,
                     r.error_class.map(error_class_str),
                     &at,
+                    &r.message,
                 ))?;
             }
             Ok(())
@@ -628,6 +630,7 @@ mod tests {
                 attempt: 1,
                 latency_ms: 120,
                 error_class: None,
+                message: None,
             })
             .collect();
         store

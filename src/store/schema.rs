@@ -169,6 +169,10 @@ CREATE TABLE IF NOT EXISTS alert_conditions (
     updated_at      TEXT NOT NULL
 );
 "#,
+    // 4: the error message of a failed call (the server's words, masked), for `calls`.
+    r#"
+ALTER TABLE api_calls ADD COLUMN message TEXT;
+"#,
 ];
 
 /// The schema version this binary writes and understands.

@@ -33,6 +33,9 @@ fn call(api: &str, method: &str, status: Option<u16>, attempt: u32) -> AuditReco
             Some(s) if s >= 400 => Some(ErrorClass::Permanent),
             _ => None,
         },
+        message: status
+            .filter(|s| *s >= 400)
+            .map(|s| format!("the server answered {s}")),
     }
 }
 
