@@ -9,8 +9,9 @@ use futures_util::StreamExt;
 
 use super::context::{PassContext, lock};
 use super::outcome::KindOutcome;
+use super::snapshot::TargetStamps;
 use crate::ghl::wire::Appointment as WireAppointment;
-use crate::model::{Kind, TargetContact};
+use crate::model::Kind;
 use crate::store::{Appointment, LinkStatus};
 
 /// Pure: the linked contacts to read — those updated after `since` (or with no update time),
@@ -18,18 +19,18 @@ use crate::store::{Appointment, LinkStatus};
 /// contact to the time the sync last recorded it: a contact whose latest update is the sync's
 /// own write is not "changed" (otherwise every run after a big first run would read them all).
 pub fn contacts_to_read(
-    targets: &[TargetContact],
+    targets: &[(String, Option<DateTime<Utc>>)],
     linked: &HashMap<String, DateTime<Utc>>,
     since: Option<DateTime<Utc>>,
 ) -> Vec<String> {
     let mut out: Vec<String> = targets
         .iter()
-        .filter(|t| linked.contains_key(&t.target_id))
-        .filter(|t| match (since, t.date_updated) {
-            (Some(s), Some(u)) => u >= s && linked.get(&t.target_id).is_none_or(|own| u > *own),
+        .filter(|(id, _)| linked.contains_key(id))
+        .filter(|(id, updated)| match (since, *updated) {
+            (Some(s), Some(u)) => u >= s && linked.get(id).is_none_or(|own| u > *own),
             _ => true,
         })
-        .map(|t| t.target_id.clone())
+        .map(|(id, _)| id.clone())
         .collect();
     out.sort();
     out.dedup();
@@ -108,11 +109,12 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         (Some(bound), Some(s)) if s >= bound => target,
         (None, _) => target,
         _ => {
-            full = crate::reconcile::snapshot::read_target(
+            let listing = crate::reconcile::snapshot::read_target(
                 cx.ghl,
                 &crate::reconcile::snapshot::CustomFields::default(),
             )
             .await?;
+            full = TargetStamps::from(&listing);
             &full
         }
     };
@@ -173,12 +175,8 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn t(id: &str, updated: Option<DateTime<Utc>>) -> TargetContact {
-        TargetContact {
-            target_id: id.into(),
-            date_updated: updated,
-            ..Default::default()
-        }
+    fn t(id: &str, updated: Option<DateTime<Utc>>) -> (String, Option<DateTime<Utc>>) {
+        (id.into(), updated)
     }
 
     #[test]

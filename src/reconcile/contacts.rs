@@ -17,7 +17,7 @@ use super::plan::{
     Action, ContactsInput, DeferReason, Outcome, Plan, PlanItem, TargetCoverage, plan_contacts,
 };
 use super::settled;
-use super::snapshot::{CustomFields, TargetListing};
+use super::snapshot::{CustomFields, TargetListing, TargetStamps};
 use super::target_read;
 use crate::config::LostCreateRecovery;
 use crate::ghl::GhlClient;
@@ -103,7 +103,8 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         &mut target,
     )
     .await;
-    input.set_targets(&target.contacts, target.coverage(), &mapping);
+    let coverage = target.coverage();
+    input.set_targets(std::mem::take(&mut target.contacts), coverage, &mapping);
     input.target_deleted.extend(target.deleted.iter().cloned());
     target_read::remember(cx, &input, &target)?;
     mapped += settled::settle(&mut input, kept, &marks, &mapping);
@@ -121,13 +122,7 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         .map(|(sid, _)| sid.clone())
         .collect();
     base::load_fields(&lock(store), &mut input.base, &moved)?;
-    let held = resolve_pending_contacts(
-        store,
-        &target,
-        &mapping,
-        &mut input,
-        cfg.ghl.lost_create_recovery,
-    )?;
+    let held = resolve_pending_contacts(store, &mapping, &mut input, cfg.ghl.lost_create_recovery)?;
     let plan = plan_contacts(&input, &cfg.contact_policy(Utc::now()));
     for g in &plan.guards {
         notes.push(g.message.clone());
@@ -228,7 +223,15 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         .iter()
         .filter(|i| i.outcome == ItemOutcome::Deferred)
         .count() as u64;
-    cx.keep_listings(&source, target);
+    let stamps = TargetStamps {
+        since: target.since,
+        contacts: input
+            .target
+            .iter()
+            .map(|(id, t)| (id.clone(), t.date_updated))
+            .collect(),
+    };
+    cx.keep_listings(&source, stamps);
     Ok(KindOutcome {
         counts,
         notes,

@@ -11,7 +11,7 @@ use chrono::Utc;
 use super::dry_run::DryRunState;
 use super::filter::{KeptOut, Selection};
 use super::snapshot::{
-    CustomFields, Location, SourceListing, TargetListing, read_source, read_target,
+    CustomFields, Location, SourceListing, TargetStamps, read_source, read_target,
 };
 use super::transactions::{ContactIndex, GuestKeys};
 use crate::config::Config;
@@ -74,7 +74,7 @@ pub struct PassContext<'a> {
     /// What a dry run takes its planned writes to have done (empty in a real run).
     pub dry: DryRunState,
     source: tokio::sync::OnceCell<SourceSummary>,
-    target: tokio::sync::OnceCell<TargetListing>,
+    target: tokio::sync::OnceCell<TargetStamps>,
     index: tokio::sync::OnceCell<ContactIndex>,
 }
 
@@ -105,7 +105,7 @@ impl<'a> PassContext<'a> {
     }
 
     /// Keeps what the kinds after contacts need of the listings the contacts step read.
-    pub fn keep_listings(&self, source: &SourceListing, target: TargetListing) {
+    pub fn keep_listings(&self, source: &SourceListing, target: TargetStamps) {
         let _ = self.source.set(SourceSummary::from(source));
         let _ = self.target.set(target);
     }
@@ -155,11 +155,12 @@ impl<'a> PassContext<'a> {
         self.source.get().map(|s| &s.kept_out)
     }
 
-    /// The GHL contacts of this run (ids and update times are what the later kinds use).
-    pub async fn target(&self) -> anyhow::Result<&TargetListing> {
+    /// The GHL contacts of this run: their ids and update times.
+    pub async fn target(&self) -> anyhow::Result<&TargetStamps> {
         self.target
             .get_or_try_init(|| async {
-                Ok(read_target(self.ghl, &CustomFields::default()).await?)
+                let listing = read_target(self.ghl, &CustomFields::default()).await?;
+                Ok(TargetStamps::from(&listing))
             })
             .await
     }

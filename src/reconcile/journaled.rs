@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 use super::context::lock;
 use super::outcome::{Halt, KindOutcome, halt_writing};
 use super::plan::ContactsInput;
-use super::snapshot::TargetListing;
 use crate::config::LostCreateRecovery;
 use crate::ghl::{GhlClient, GhlError};
 use crate::mapping::{MappingConfig, has_reference};
@@ -250,7 +249,6 @@ pub async fn resolve_pending_attached(
 /// second contact.
 pub fn resolve_pending_contacts(
     store: &Mutex<Store>,
-    target: &TargetListing,
     mapping: &MappingConfig,
     input: &mut ContactsInput,
     recovery: LostCreateRecovery,
@@ -266,8 +264,9 @@ pub fn resolve_pending_contacts(
         let email = marker.get("email").and_then(Value::as_str);
         let phone = marker.get("phone").and_then(Value::as_str);
         let young = Utc::now() - intent.created_at < chrono::Duration::from_std(INTENT_SETTLE)?;
-        let found = target.contacts.iter().find(|t| {
-            let p = crate::mapping::target_projection(t, mapping);
+        // `input.target`: this run's GHL listing, projected.
+        let found = input.target.iter().find(|(_, t)| {
+            let p = &t.projection;
             let anchor = mapping
                 .fields
                 .hotspot_id_field
@@ -278,10 +277,10 @@ pub fn resolve_pending_contacts(
                 || (email.is_some() && p.fields.email() == email)
                 || (phone.is_some() && p.fields.phone() == phone)
         });
-        match found {
-            Some(t) => {
-                tracing::info!(source_id = %intent.source_id, target_id = %t.target_id, "pending create found in GHL; adopting");
-                s.journal_done(intent.id, &t.target_id)?;
+        match found.map(|(id, _)| id.clone()) {
+            Some(target_id) => {
+                tracing::info!(source_id = %intent.source_id, target_id = %target_id, "pending create found in GHL; adopting");
+                s.journal_done(intent.id, &target_id)?;
             }
             // Keyed by email or phone: apply re-sends it as an upsert, which GHL matches
             // against a contact the lost answer created even before search shows it.

@@ -240,6 +240,30 @@ pub struct TargetListing {
     pub deleted: BTreeSet<String>,
 }
 
+/// What the kinds after contacts use of the GHL listing: which contacts it held and when each
+/// was last updated, and the bound it was read with. Kept for the whole pass instead of the
+/// listing, whose contacts are projected (and dropped) as the contacts step reads them.
+#[derive(Debug, Clone, Default)]
+pub struct TargetStamps {
+    /// See [`TargetListing::since`].
+    pub since: Option<DateTime<Utc>>,
+    /// GHL contact id → its `dateUpdated`.
+    pub contacts: Vec<(String, Option<DateTime<Utc>>)>,
+}
+
+impl From<&TargetListing> for TargetStamps {
+    fn from(listing: &TargetListing) -> Self {
+        TargetStamps {
+            since: listing.since,
+            contacts: listing
+                .contacts
+                .iter()
+                .map(|t| (t.target_id.clone(), t.date_updated))
+                .collect(),
+        }
+    }
+}
+
 impl TargetListing {
     /// What the planner may infer from a contact's absence.
     pub fn coverage(&self) -> TargetCoverage {

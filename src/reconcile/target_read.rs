@@ -238,22 +238,22 @@ pub fn remember(
     }
     let location = cx.ghl.location_id();
     let anchor_field = cx.cfg.mapping().fields.hotspot_id_field.clone();
-    let rows: Vec<ContactIdentity> = listing
-        .contacts
+    // `input.target` is what this listing answered, projected.
+    let rows: Vec<ContactIdentity> = input
+        .target
         .iter()
-        .filter_map(|t| {
-            let e = input.target.get(&t.target_id)?;
+        .map(|(id, e)| {
             let f = &e.projection.fields;
-            Some(ContactIdentity {
-                target_id: t.target_id.clone(),
+            ContactIdentity {
+                target_id: id.clone(),
                 email: f.email().map(str::to_owned),
                 phone: f.phone().map(str::to_owned),
                 anchor: anchor_field
                     .as_deref()
                     .and_then(|k| f.get_custom(k))
                     .map(str::to_owned),
-                date_updated: t.date_updated,
-            })
+                date_updated: e.date_updated,
+            }
         })
         .collect();
     let date_filter = match listing.since_filter {

@@ -242,16 +242,18 @@ impl ContactsInput {
 
     /// Replaces the GHL side: maps the contacts through the same field map as the source and
     /// indexes them for first matches.
-    pub fn set_targets(
+    pub fn set_targets<T: std::borrow::Borrow<crate::model::TargetContact>>(
         &mut self,
-        targets: &[crate::model::TargetContact],
+        // By value, each contact is dropped once projected: the listing is not held twice.
+        targets: impl IntoIterator<Item = T>,
         coverage: TargetCoverage,
         cfg: &crate::mapping::MappingConfig,
     ) {
         let fields = cfg.fields.target_fields();
         self.target = targets
-            .iter()
+            .into_iter()
             .map(|t| {
+                let t = t.borrow();
                 (
                     t.target_id.clone(),
                     TargetEntry {
