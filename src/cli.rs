@@ -197,8 +197,8 @@ pub struct ServeArgs {
     /// ([dashboard] user and password_hash_file, or token_file): without them `serve` refuses.
     #[arg(long)]
     pub allow_remote: bool,
-    /// /healthz answers 503 when a scheduled kind's last successful run is older than this
-    /// (default: twice the longest schedule interval, or 26 h).
+    /// /healthz answers 503 when a scheduled job's last successful run is older than this
+    /// (default: twice that job's own interval, or 26 h when nothing is scheduled).
     #[arg(long)]
     pub health_max_age_secs: Option<u64>,
 }

@@ -288,6 +288,8 @@ pub enum ScheduleJob {
     Businesses,
     Appointments,
     Full,
+    /// Timer mode's frequent `sync` (every kind): what the outside timer promises.
+    Pass,
 }
 
 impl ScheduleJob {
@@ -299,6 +301,7 @@ impl ScheduleJob {
             ScheduleJob::Businesses => "businesses",
             ScheduleJob::Appointments => "appointments",
             ScheduleJob::Full => "full",
+            ScheduleJob::Pass => "pass",
         }
     }
 }
@@ -316,10 +319,12 @@ pub enum ScheduleMode {
 }
 
 /// Cron per job; `None` means the job is not scheduled (written as `"off"`). In
-/// [`ScheduleMode::Timer`] only `full` can be set: it describes the outside `--full` timer.
+/// [`ScheduleMode::Timer`] only `pass` and `full` can be set: they describe the outside timers.
 #[derive(Debug, Clone, Default)]
 pub struct ScheduleConfig {
     pub mode: ScheduleMode,
+    /// Timer mode only: when the outside timer runs a plain `sync`.
+    pub pass: Option<CronSchedule>,
     pub contacts: Option<CronSchedule>,
     pub notes: Option<CronSchedule>,
     pub tasks: Option<CronSchedule>,
@@ -337,6 +342,7 @@ impl ScheduleConfig {
             (ScheduleJob::Tasks, &self.tasks),
             (ScheduleJob::Businesses, &self.businesses),
             (ScheduleJob::Appointments, &self.appointments),
+            (ScheduleJob::Pass, &self.pass),
             (ScheduleJob::Full, &self.full),
         ]
         .into_iter()
@@ -711,6 +717,7 @@ struct RawSync {
 #[serde(deny_unknown_fields)]
 struct RawSchedule {
     mode: Option<ScheduleMode>,
+    pass: Option<String>,
     contacts: Option<String>,
     notes: Option<String>,
     tasks: Option<String>,
@@ -1459,6 +1466,18 @@ impl<'a> Ctx<'a> {
                 businesses: cron("businesses", s.businesses, None)?,
                 appointments: cron("appointments", s.appointments, None)?,
                 full: cron("full", s.full, Some("0 3 * * *"))?,
+                pass: match s.pass {
+                    Some(_) => {
+                        return Err(self.at(
+                            "schedule.pass",
+                            K::Invalid,
+                            "schedule.pass applies to mode = \"timer\" only: it says when the outside \
+                             timer runs `sync`; the daemon's jobs are the per-kind entries"
+                                .to_string(),
+                        ));
+                    }
+                    None => None,
+                },
             },
             ScheduleMode::Timer => {
                 // Each timer pass covers every kind, so a per-kind entry would promise a
@@ -1482,6 +1501,7 @@ impl<'a> Ctx<'a> {
                 }
                 ScheduleConfig {
                     mode,
+                    pass: cron("pass", s.pass, Some("*/5 * * * *"))?,
                     full: cron("full", s.full, Some("0 3 * * *"))?,
                     ..Default::default()
                 }

@@ -37,10 +37,12 @@ async fn json(base: &str, path: &str) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// Every job allowed `hours`.
 fn policy(jobs: Vec<ScheduleJob>, hours: u64) -> HealthPolicy {
+    let max_age = Duration::from_secs(hours * 3600);
     HealthPolicy {
-        max_age: Duration::from_secs(hours * 3600),
-        jobs,
+        max_age,
+        jobs: jobs.into_iter().map(|j| (j, max_age)).collect(),
     }
 }
 

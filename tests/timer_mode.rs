@@ -134,3 +134,48 @@ async fn daemon_mode_after_a_plain_sync_still_expects_its_scheduled_full() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("full: no successful run recorded"), "{body}");
 }
+
+/// Moves every recorded run `hours` into the past, as if no pass had run since.
+fn runs_age(env: &TestEnv, hours: i64) {
+    let db = rusqlite::Connection::open(env.state_path()).unwrap();
+    let shift = format!("-{hours} hours");
+    db.execute(
+        "UPDATE runs SET started_at = strftime('%Y-%m-%dT%H:%M:%fZ', started_at, ?1),
+                         finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', finished_at, ?1)",
+        [&shift],
+    )
+    .unwrap();
+}
+
+/// Each check has its own allowance, twice its own interval: a frequent timer that stopped is
+/// flagged within the hour, while the daily full is still recent enough.
+#[tokio::test]
+async fn a_stopped_frequent_timer_is_flagged_before_the_full_is_overdue() {
+    let env = TestEnv::start(
+        "timer-pass-stale",
+        opts(),
+        &format!("{TIMER}pass = \"*/5 * * * *\"\n"),
+    )
+    .await;
+    env.sync(&["--full"]).await;
+    let (status, body) = healthz(&env).await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+
+    runs_age(&env, 1);
+    let (status, body) = healthz(&env).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("pass: last successful run") && body.contains("allowed 10m"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("full:"),
+        "the full is an hour old, well within 48 h: {body}"
+    );
+
+    // `pass` describes the outside timer: the daemon's jobs are the per-kind entries.
+    env.write_config("[schedule]\npass = \"*/5 * * * *\"\n");
+    let out = env.run(&["status"]).await;
+    assert_eq!(out.code, 2, "{}", out.show());
+    assert!(out.stderr.contains("schedule.pass"), "{}", out.show());
+}

@@ -63,6 +63,7 @@ struct Daemon {
 pub fn job_pass_options(job: ScheduleJob) -> Option<PassOptions> {
     let (kinds, full): (BTreeSet<Kind>, bool) = match job {
         ScheduleJob::Full => (IMPLEMENTED.iter().copied().collect(), true),
+        ScheduleJob::Pass => (IMPLEMENTED.iter().copied().collect(), false),
         ScheduleJob::Contacts => (only_if_implemented(Kind::Contact), false),
         ScheduleJob::Notes => (only_if_implemented(Kind::Note), false),
         ScheduleJob::Tasks => (only_if_implemented(Kind::Task), false),

@@ -3,9 +3,10 @@
 //! not whether the process is up.
 //!
 //! What is expected follows `[schedule] mode`: the daemon's jobs each, or in timer mode (an
-//! outside timer or cron runs `sync` and a daily `sync --full`) the full only, as the jobs of
-//! [`ScheduleConfig::jobs`]: every completed run is at least as recent as the last full, so one
-//! allowance covers both passes.
+//! outside timer or cron runs `sync` and a daily `sync --full`) the frequent pass and the full,
+//! as the jobs of [`ScheduleConfig::jobs`]. Each job has its own allowance, twice its own
+//! interval: a stopped five-minute job is flagged after ten minutes, not when the daily full is
+//! also overdue.
 
 use std::time::Duration;
 
@@ -22,19 +23,29 @@ pub const FALLBACK_MAX_AGE: Duration = Duration::from_secs(26 * 3600);
 /// What `/healthz` checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthPolicy {
-    /// Oldest acceptable age of the last successful run of each checked job.
+    /// The longest of the allowances (the figure `/metrics` and the overview show).
     pub max_age: Duration,
-    /// Scheduled jobs; when empty, the newest successful run of any kind is checked.
-    pub jobs: Vec<ScheduleJob>,
+    /// Scheduled jobs, each with the oldest acceptable age of its last successful run; when
+    /// empty, the newest successful run of any kind is checked against `max_age`.
+    pub jobs: Vec<(ScheduleJob, Duration)>,
 }
 
 impl HealthPolicy {
-    /// The policy for `cfg`'s schedule (in timer mode, the daily full only); `max_age` `None`
-    /// means [`default_max_age`].
+    /// The policy for `cfg`'s schedule. `max_age` `Some` (`serve --health-max-age-secs`) is
+    /// every job's allowance; `None` gives each job twice its own interval.
     pub fn from_config(cfg: &Config, max_age: Option<Duration>) -> Self {
+        let jobs: Vec<(ScheduleJob, Duration)> = cfg
+            .schedule
+            .jobs()
+            .into_iter()
+            .map(|(job, cron)| {
+                let own = cron_interval(cron).map_or(FALLBACK_MAX_AGE, |d| d * 2);
+                (job, max_age.unwrap_or(own))
+            })
+            .collect();
         HealthPolicy {
             max_age: max_age.unwrap_or_else(|| default_max_age(&cfg.schedule)),
-            jobs: cfg.schedule.jobs().into_iter().map(|(j, _)| j).collect(),
+            jobs,
         }
     }
 }
@@ -70,8 +81,10 @@ pub fn cron_interval(cron: &CronSchedule) -> Option<Duration> {
 /// One checked job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthCheck {
-    /// The job (`contacts`, `full`, ...) or `any` when nothing is scheduled.
+    /// The job (`contacts`, `full`, `pass`, ...) or `any` when nothing is scheduled.
     pub job: String,
+    /// The oldest acceptable age of its last successful run.
+    pub max_age_seconds: u64,
     pub last_success_run: Option<i64>,
     pub last_success_at: Option<String>,
     pub age_seconds: Option<i64>,
@@ -105,6 +118,8 @@ fn job_scope(job: ScheduleJob) -> (Option<Kind>, bool) {
         ScheduleJob::Businesses => (Some(Kind::Business), false),
         ScheduleJob::Appointments => (Some(Kind::Appointment), false),
         ScheduleJob::Full => (None, true),
+        // A plain `sync` covers every kind: any completed run is one.
+        ScheduleJob::Pass => (None, false),
     }
 }
 
@@ -116,25 +131,26 @@ pub fn evaluate(
     policy: &HealthPolicy,
     now: DateTime<Utc>,
 ) -> Result<HealthReport, StoreError> {
-    let scopes: Vec<(String, Option<Kind>, bool)> = if policy.jobs.is_empty() {
-        vec![("any".to_string(), None, false)]
+    let scopes: Vec<(String, Option<Kind>, bool, Duration)> = if policy.jobs.is_empty() {
+        vec![("any".to_string(), None, false, policy.max_age)]
     } else {
         policy
             .jobs
             .iter()
-            .map(|j| {
+            .map(|(j, allowed)| {
                 let (k, full) = job_scope(*j);
-                (j.as_str().to_string(), k, full)
+                (j.as_str().to_string(), k, full, *allowed)
             })
             .collect()
     };
-    let max_age = chrono::Duration::from_std(policy.max_age).unwrap_or(chrono::Duration::MAX);
     let mut checks = Vec::new();
-    for (job, kind, full) in scopes {
+    for (job, kind, full, allowed) in scopes {
+        let max_age = chrono::Duration::from_std(allowed).unwrap_or(chrono::Duration::MAX);
         let run = store.last_successful_run(kind, full)?;
         let check = match run {
             None => HealthCheck {
                 job,
+                max_age_seconds: allowed.as_secs(),
                 last_success_run: None,
                 last_success_at: None,
                 age_seconds: None,
@@ -147,6 +163,7 @@ pub fn evaluate(
                 let ok = age <= max_age;
                 HealthCheck {
                     job,
+                    max_age_seconds: allowed.as_secs(),
                     last_success_run: Some(run.id),
                     last_success_at: Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
                     age_seconds: Some(age.num_seconds()),
@@ -156,7 +173,7 @@ pub fn evaluate(
                             "last successful run #{} ended {} ago, more than the allowed {}",
                             run.id,
                             human(age.num_seconds()),
-                            human(policy.max_age.as_secs() as i64)
+                            human(allowed.as_secs() as i64)
                         )
                     }),
                 }

@@ -378,7 +378,7 @@ pub fn exposure(cfg: &Config, listen: SocketAddr) -> anyhow::Result<Exposure> {
 /// Serves the dashboard for `cfg`'s state file on `listen` until `shutdown` completes.
 ///
 /// `health_max_age` is the oldest acceptable age of each scheduled job's last successful run
-/// for `/healthz`; `None` means [`default_max_age`]: twice the longest schedule interval, or
+/// for `/healthz`; `None` gives each job twice its own interval (see [`HealthPolicy`]), or
 /// 26 h when nothing is scheduled. A non-loopback `listen` needs `allow_remote` and
 /// credentials in `[dashboard]`.
 pub async fn serve(
