@@ -254,3 +254,63 @@ async fn the_retired_report_dir_key_is_accepted_with_a_warning_and_logs_have_no_
         out.show()
     );
 }
+
+/// Retention by age through the binary: a day later, an hour's runs that changed nothing are
+/// thinned to the newest, which says how many it stands for; the run that wrote is kept whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_op_runs_older_than_a_day_are_kept_as_one_per_hour_that_says_so() {
+    let env = TestEnv::start("retention", opts(5), CONTACTS).await;
+    for _ in 0..4 {
+        env.sync(&[]).await;
+    }
+    // All four two days back, in one hour (the first wrote the contacts; three changed nothing).
+    let db = rusqlite::Connection::open(env.state_path()).unwrap();
+    db.execute(
+        "UPDATE runs SET started_at = printf('2020-01-01T10:00:%02d.000Z', id),
+                         finished_at = printf('2020-01-01T10:00:%02d.500Z', id)",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    // keep_days large enough for 2020: the point is the thinning, not the expiry.
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        format!("{config}\n[report]\nkeep_days = 36500\n"),
+    )
+    .unwrap();
+    env.sync(&[]).await; // prunes at its end
+
+    let list = json(
+        &env.run(&["report", "list", "--format", "json"])
+            .await
+            .stdout,
+    );
+    let runs = list.as_array().unwrap();
+    let ids: Vec<i64> = runs.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [5, 4, 1],
+        "run 1 wrote; 2 and 3 are thinned into 4: {list:#}"
+    );
+    let stands: Vec<u64> = runs
+        .iter()
+        .map(|r| r["stands_for"].as_u64().unwrap())
+        .collect();
+    assert_eq!(stands, [1, 3, 1], "{list:#}");
+
+    let text = env.run(&["report", "list"]).await;
+    assert!(
+        text.stdout
+            .contains("(stands for 3 no-op runs of its hour)"),
+        "{}",
+        text.show()
+    );
+    let kept = env.run(&["report", "4"]).await;
+    assert!(
+        kept.stdout
+            .contains("This run stands for 3 runs of this hour that changed nothing"),
+        "{}",
+        kept.show()
+    );
+}

@@ -114,6 +114,8 @@ struct ListedRun {
     status: &'static str,
     mode: &'static str,
     kinds: Vec<crate::model::Kind>,
+    /// How many runs this row stands for: 1, or more for an hour's no-op runs thinned to one.
+    stands_for: u64,
 }
 
 fn list(store: &Store, format: ReportFormat) -> anyhow::Result<String> {
@@ -131,6 +133,7 @@ fn list(store: &Store, format: ReportFormat) -> anyhow::Result<String> {
                 (false, false) => "normal",
             },
             kinds: run.kinds,
+            stands_for: crate::report::stands_for(&run.summary).unwrap_or(1),
         })
         .collect();
     match format {
@@ -143,8 +146,12 @@ fn list(store: &Store, format: ReportFormat) -> anyhow::Result<String> {
     let mut out = String::from("  run  started               status     mode        kinds\n");
     for run in &runs {
         let kinds: Vec<&str> = run.kinds.iter().map(|k| k.as_str()).collect();
+        let thinned = match run.stands_for {
+            1 => String::new(),
+            n => format!("  (stands for {n} no-op runs of its hour)"),
+        };
         out.push_str(&format!(
-            "{:>5}  {}  {:<9}  {:<10}  {}\n",
+            "{:>5}  {}  {:<9}  {:<10}  {}{thinned}\n",
             run.id,
             run.started_at.format("%Y-%m-%d %H:%M:%S"),
             run.status,

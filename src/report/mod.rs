@@ -520,7 +520,15 @@ pub fn load_window(
     let Some(run) = store.run(run_id)? else {
         return Ok(None);
     };
-    let summary: RunSummary = serde_json::from_value(run.summary.clone()).unwrap_or_default();
+    let mut summary: RunSummary = serde_json::from_value(run.summary.clone()).unwrap_or_default();
+    if let Some(n) = stands_for(&run.summary) {
+        summary.notes.insert(
+            0,
+            format!(
+                "This run stands for {n} runs of this hour that changed nothing; the others were thinned after a day (report.keep_days keeps runs with writes or failures whole)."
+            ),
+        );
+    }
     let mut api: BTreeMap<String, ApiUsage> = BTreeMap::new();
     store.each_api_call(run_id, |call| {
         let r = &call.record;
@@ -580,6 +588,12 @@ pub fn load_window(
         unsynced: summary.unsynced,
         kept_out: summary.kept_out,
     }))
+}
+
+/// How many no-op runs of its hour a kept run stands for, once the others were thinned
+/// (`Store::prune_history`); `None` for a run that stands for itself only.
+pub fn stands_for(summary: &serde_json::Value) -> Option<u64> {
+    summary["stands_for"].as_u64().filter(|n| *n > 1)
 }
 
 /// The report's word for a stored item: parked conflicts and drift are named by the planner's

@@ -370,16 +370,36 @@ impl Store {
              AND r.finished_at IS NOT NULL AND r.status = 'succeeded' AND r.dry_run = 0
              AND NOT EXISTS (SELECT 1 FROM run_items i
                              WHERE i.run_id = r.id AND i.outcome IN ('applied', 'failed'))";
-        let thinned = self.conn.execute(
-            &format!(
-                "DELETE FROM runs WHERE id IN (
-                   SELECT r.id FROM runs r WHERE {NO_OP}
-                   EXCEPT
-                   SELECT MAX(r.id) FROM runs r WHERE {NO_OP}
-                   GROUP BY substr(r.started_at, 1, 13), r.kinds, r.full)"
-            ),
-            [&whole_since],
-        )?;
+        // The run kept for an hour says how many it stands for (its own count included, and
+        // those of runs it replaces that already stood for others), before they go.
+        let thinned = self.transaction(|s| {
+            s.conn.execute(
+                &format!(
+                    "WITH noop AS (
+                       SELECT r.id, substr(r.started_at, 1, 13) AS hour, r.kinds, r.full,
+                              COALESCE(json_extract(r.summary, '$.stands_for'), 1) AS n
+                       FROM runs r WHERE {NO_OP}),
+                     kept AS (
+                       SELECT MAX(id) AS id, SUM(n) AS total FROM noop
+                       GROUP BY hour, kinds, full HAVING COUNT(*) > 1)
+                     UPDATE runs
+                     SET summary = json_set(summary, '$.stands_for',
+                                            (SELECT total FROM kept WHERE kept.id = runs.id))
+                     WHERE id IN (SELECT id FROM kept)"
+                ),
+                [&whole_since],
+            )?;
+            Ok(s.conn.execute(
+                &format!(
+                    "DELETE FROM runs WHERE id IN (
+                       SELECT r.id FROM runs r WHERE {NO_OP}
+                       EXCEPT
+                       SELECT MAX(r.id) FROM runs r WHERE {NO_OP}
+                       GROUP BY substr(r.started_at, 1, 13), r.kinds, r.full)"
+                ),
+                [&whole_since],
+            )?)
+        })?;
         Ok(expired + thinned)
     }
 
@@ -793,6 +813,18 @@ mod tests {
         }
         assert_eq!(store.run_items(wrote).unwrap().len(), 3);
         assert_eq!(store.api_calls(wrote).unwrap().len(), 3);
+        // The run kept for an hour is its summary: it says how many runs it stands for.
+        let stands_for = |id| store.run(id).unwrap().unwrap().summary["stands_for"].as_u64();
+        assert_eq!(stands_for(c3), Some(3));
+        assert_eq!(stands_for(n2), Some(2));
+        assert_eq!(stands_for(c4), None, "alone in its hour");
+        assert_eq!(stands_for(today2), None);
+        // Pruning again changes nothing: the count is not added twice.
+        assert_eq!(
+            store.prune_history(30, at("2026-12-02T10:05:00Z")).unwrap(),
+            0
+        );
+        assert_eq!(stands_for(c3), Some(3));
     }
 
     /// The state after 30 days of the shipped schedule at 10,000 contacts, pruned as the daemon
