@@ -34,21 +34,6 @@ fn kind_counts(report: &Value) -> &Value {
     &report["kinds"]["contact"]
 }
 
-/// The HotspotSystem id each GHL contact carries in the anchor custom field.
-fn anchors(env: &TestEnv) -> Vec<String> {
-    env.sandbox.ghl.with_state(|s| {
-        let field = s
-            .custom_field("contact.hotspot_customer_id")
-            .map(|f| f.id.clone())
-            .expect("field exists");
-        s.contacts
-            .values()
-            .filter_map(|c| c.custom_fields.iter().find(|(id, _)| *id == field))
-            .filter_map(|(_, v)| v.as_str().map(str::to_string))
-            .collect()
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_sync_adopts_then_nothing_then_only_what_changed() {
     let env = TestEnv::start("first", opts(500, 100, 60), DEFAULT_CONTACTS).await;
@@ -85,7 +70,7 @@ async fn first_sync_adopts_then_nothing_then_only_what_changed() {
     );
     let total = env.sandbox.ghl.with_state(|s| s.contacts.len());
     assert_eq!(total, eligible, "one GHL contact per eligible person");
-    let anchors = anchors(&env);
+    let anchors = env.anchors();
     let unique: BTreeSet<&String> = anchors.iter().collect();
     assert_eq!(
         anchors.len(),

@@ -98,26 +98,8 @@ fn guests(env: &TestEnv) -> Vec<Guest> {
     out
 }
 
-/// The HotspotSystem id each GHL contact carries, one entry per contact.
-fn anchors(env: &TestEnv) -> Vec<String> {
-    env.sandbox.ghl.with_state(|s| {
-        let field = s
-            .custom_field("contact.hotspot_customer_id")
-            .map(|f| f.id.clone())
-            .expect("field exists");
-        let mut v: Vec<String> = s
-            .contacts
-            .values()
-            .filter_map(|c| c.custom_fields.iter().find(|(id, _)| *id == field))
-            .filter_map(|(_, v)| v.as_str().map(str::to_string))
-            .collect();
-        v.sort();
-        v
-    })
-}
-
 fn anchor_set(env: &TestEnv) -> BTreeSet<String> {
-    let a = anchors(env);
+    let a = env.anchors();
     let set: BTreeSet<String> = a.iter().cloned().collect();
     assert_eq!(set.len(), a.len(), "a guest has two contacts: {a:?}");
     set

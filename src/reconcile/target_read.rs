@@ -170,12 +170,7 @@ fn to_fetch(
         .map(|t| t.target_id.as_str())
         .collect();
     // Held or kept out of this pass: nothing is planned for them, so nothing is needed.
-    let skipped: HashSet<&str> = input
-        .skipped
-        .iter()
-        .map(|s| s.source_id.as_str())
-        .chain(input.kept_out.iter().map(String::as_str))
-        .collect();
+    let skipped = input.not_planned();
     let mut out = BTreeMap::new();
     for (sid, b) in &input.base {
         if b.status != LinkStatus::Active

@@ -124,6 +124,25 @@ max_elapsed_secs = 20
         serde_json::from_str(&out.stdout).expect("report is JSON")
     }
 
+    /// The HotspotSystem id each GHL contact carries in the anchor custom field, one entry per
+    /// contact, sorted (a guest with two contacts shows twice).
+    pub fn anchors(&self) -> Vec<String> {
+        self.sandbox.ghl.with_state(|s| {
+            let field = s
+                .custom_field(super::ANCHOR)
+                .map(|f| f.id.clone())
+                .expect("field exists");
+            let mut v: Vec<String> = s
+                .contacts
+                .values()
+                .filter_map(|c| c.custom_fields.iter().find(|(id, _)| *id == field))
+                .filter_map(|(_, v)| v.as_str().map(str::to_string))
+                .collect();
+            v.sort();
+            v
+        })
+    }
+
     /// Requests that change something in GHL (search is a POST that reads).
     pub fn ghl_writes(&self) -> Vec<GhlRequest> {
         self.sandbox

@@ -159,12 +159,7 @@ pub fn plan_contacts(input: &ContactsInput, policy: &ContactPolicy) -> Plan {
         }
     }
     // Listed but not planned: never taken for deleted.
-    let skipped: HashSet<&str> = input
-        .skipped
-        .iter()
-        .map(|s| s.source_id.as_str())
-        .chain(input.kept_out.iter().map(String::as_str))
-        .collect();
+    let skipped = input.not_planned();
     // Deletions first: the targets they remove are no candidates for matching new records.
     let joined = join_sorted(&input.source, &input.base);
     p.plan_gone(&joined, &skipped);

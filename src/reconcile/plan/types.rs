@@ -240,6 +240,16 @@ impl ContactsInput {
         input
     }
 
+    /// Listed records nothing is planned for this pass: held (`skipped`) or kept out by the
+    /// operator. Never taken for deleted, and their contacts are not needed.
+    pub fn not_planned(&self) -> std::collections::HashSet<&str> {
+        self.skipped
+            .iter()
+            .map(|s| s.source_id.as_str())
+            .chain(self.kept_out.iter().map(String::as_str))
+            .collect()
+    }
+
     /// Replaces the GHL side: maps the contacts through the same field map as the source and
     /// indexes them for first matches.
     pub fn set_targets<T: std::borrow::Borrow<crate::model::TargetContact>>(
