@@ -53,6 +53,25 @@ pub struct ApplyResult {
     pub fatal: Option<GhlError>,
 }
 
+/// Where a guest registered, stored on its contact link for the dashboard and the business
+/// association. Borrowed from the listing: one `extra` object per written record would cost a
+/// JSON map each for the whole pass (≈ 900 bytes a record on an initial sync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registration<'a> {
+    pub location_id: &'a str,
+    pub location_name: &'a str,
+}
+
+impl Registration<'_> {
+    /// The keys merged into the link's `extra`.
+    pub fn extra(&self) -> Value {
+        serde_json::json!({"location_id": self.location_id, "location_name": self.location_name})
+    }
+}
+
+/// Registrations by source id.
+pub type Registrations<'a> = HashMap<&'a str, Registration<'a>>;
+
 /// Everything apply needs besides the plan.
 pub struct ContactApplier<'a> {
     pub ghl: &'a GhlClient,
@@ -60,8 +79,8 @@ pub struct ContactApplier<'a> {
     pub mapping: &'a MappingConfig,
     pub custom_fields: &'a CustomFields,
     pub input: &'a ContactsInput,
-    /// Descriptive keys merged into each link's `extra` (registration location), by source id.
-    pub extras: &'a HashMap<String, Value>,
+    /// Where each written record registered, merged into its link's `extra`.
+    pub registrations: &'a Registrations<'a>,
     pub run_id: i64,
     pub max_concurrency: usize,
     /// Re-send a create of unknown outcome as an upsert (else leave its intent pending).
@@ -186,8 +205,8 @@ impl ContactApplier<'_> {
             }
             None => Link::new(Kind::Contact, sid, tid, method),
         };
-        if let Some(extra) = self.extras.get(sid) {
-            base::merge_extra(&mut link, extra);
+        if let Some(r) = self.registrations.get(sid) {
+            base::merge_extra(&mut link, &r.extra());
         }
         Ok(link)
     }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use super::apply::{ApplyResult, ContactApplier};
+use super::apply::{ApplyResult, ContactApplier, Registration, Registrations};
 use super::base;
 use super::context::{PassContext, lock};
 use super::dry_run::{contact_writes, planned_links};
@@ -136,23 +136,26 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         .iter()
         .map(|l| (l.id.as_str(), l.name.as_str()))
         .collect();
-    let mut extras: HashMap<String, Value> = HashMap::new();
+    let mut registrations = Registrations::new();
     for r in source
         .records
         .iter()
         .filter(|r| written.contains(r.source_id.as_str()))
     {
         if let Some(loc) = r.location_id.as_deref() {
-            extras.entry(r.source_id.clone()).or_insert_with(|| {
-                json!({"location_id": loc, "location_name": location_names.get(loc).copied().unwrap_or(loc)})
-            });
+            registrations
+                .entry(r.source_id.as_str())
+                .or_insert_with(|| Registration {
+                    location_id: loc,
+                    location_name: location_names.get(loc).copied().unwrap_or(loc),
+                });
         }
     }
 
     let mut planned = Default::default();
     let (mut result, plan_text) = if opts.dry_run {
         // The kinds after contacts plan on the links this plan would leave.
-        cx.dry.set_contacts(planned_links(&plan, &input, &extras));
+        cx.dry.set_contacts(planned_links(&plan, &input, &registrations));
         planned = contact_writes(&plan, &custom_fields);
         (ApplyResult::default(), Some(describe_plan(&plan)))
     } else {
@@ -163,7 +166,7 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
             mapping: &mapping,
             custom_fields: &custom_fields,
             input: &input,
-            extras: &extras,
+            registrations: &registrations,
             run_id,
             max_concurrency: cfg.ghl.max_concurrency,
             upsert_lost_creates: cfg.ghl.lost_create_recovery == LostCreateRecovery::Upsert,

@@ -8,12 +8,11 @@
 //! here touches the state or GHL. The writes each step would send are counted per operation
 //! ([`crate::report::dry_run::KindWrites`]), one per request the real run sends for them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 
-use serde_json::Value;
 
-use super::apply::update_body;
+use super::apply::{Registrations, update_body};
 use super::plan::{Action, ContactsInput, LinkStatus, Plan};
 use super::simulate::apply_to_snapshots;
 use super::snapshot::CustomFields;
@@ -80,11 +79,11 @@ impl DryRunState {
 }
 
 /// Pure: the contact links `plan` adds, re-points or ends, as [`super::simulate`] applies it.
-/// `extras` are the descriptive keys the apply merges into each link (registration location).
+/// `registrations` are where the records registered, which the apply stores on each link.
 pub fn planned_links(
     plan: &Plan,
     input: &ContactsInput,
-    extras: &HashMap<String, Value>,
+    registrations: &Registrations<'_>,
 ) -> PlannedLinks {
     let after = apply_to_snapshots(plan, input);
     let active = |i: &ContactsInput, sid: &str| {
@@ -111,17 +110,11 @@ pub fn planned_links(
                 .map(|s| &s.projection.fields)
                 .unwrap_or(&empty);
             let get = |f: StdField| fields.get_std(f).map(str::to_string);
-            let extra = extras.get(sid);
-            let text = |k: &str| {
-                extra
-                    .and_then(|e| e.get(k))
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            };
+            let registered = registrations.get(sid);
             PlannedLink {
                 target_id,
-                location_id: text("location_id"),
-                location_name: text("location_name"),
+                location_id: registered.map(|r| r.location_id.to_string()),
+                location_name: registered.map(|r| r.location_name.to_string()),
                 first_name: get(StdField::FirstName),
                 last_name: get(StdField::LastName),
                 email: get(StdField::Email),
@@ -170,7 +163,7 @@ pub fn writes_of(op: WriteOp, n: u64) -> KindWrites {
 mod tests {
     use std::collections::BTreeSet;
 
-    use serde_json::json;
+    use crate::reconcile::apply::Registration;
 
     use super::*;
     use crate::model::{ContactProjection, Field};
@@ -242,12 +235,15 @@ mod tests {
     #[test]
     fn only_links_the_plan_adds_or_ends_stand_in_for_the_state() {
         let (plan, input) = world();
-        let extras: HashMap<String, Value> = [(
-            "1".to_string(),
-            json!({"location_id": "L1", "location_name": "Cafe"}),
+        let registrations: Registrations = [(
+            "1",
+            Registration {
+                location_id: "L1",
+                location_name: "Cafe",
+            },
         )]
         .into();
-        let links = planned_links(&plan, &input, &extras);
+        let links = planned_links(&plan, &input, &registrations);
         let keys: Vec<&str> = links.keys().map(String::as_str).collect();
         assert_eq!(keys, ["1", "3"], "2 and 4 stay on the same contact");
         let new = links["1"].as_ref().expect("a new link");

@@ -191,7 +191,10 @@ pub async fn run_pass(
                     })
                     .add(kind.as_str(), &r.planned, r.skipped_reads);
             }
-            items.extend(r.items);
+            // Stored as each kind ends rather than held to the end of the pass: an initial
+            // sync's items (one per record written) would otherwise pile up kind after kind.
+            lock(store).insert_run_items(run_id, &r.items)?;
+            drop(r.items);
             if r.plan_text.is_some() {
                 plan_text = r.plan_text;
             }
