@@ -123,6 +123,43 @@ fn newer_schema_is_refused_and_file_unchanged() {
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
 
+/// Processes that open an older state at the same moment (a daemon's second connection, a
+/// `sync` beside it) upgrade it once: a step such as `ALTER TABLE ... ADD COLUMN` applied twice
+/// would fail the second opener.
+#[test]
+fn an_older_schema_opened_by_many_at_once_is_upgraded_once() {
+    for round in 0..5 {
+        let dir = TempDir::new(&format!("upgrade-race-{round}"));
+        let path = dir.path("sync.db");
+        drop(Store::open(&path).unwrap());
+        {
+            // Back to version 3: before the call messages.
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "ALTER TABLE api_calls DROP COLUMN message; PRAGMA user_version = 3",
+            )
+            .unwrap();
+        }
+        let start = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let openers: Vec<_> = (0..6)
+            .map(|_| {
+                let (path, start) = (path.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    Store::open(&path).map(|s| s.schema_version().unwrap())
+                })
+            })
+            .collect();
+        for o in openers {
+            let version = o
+                .join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(version, schema::latest_version());
+        }
+    }
+}
+
 #[test]
 fn garbage_file_is_refused_and_unchanged() {
     let dir = TempDir::new("garbage");

@@ -155,7 +155,8 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     let mut planned = Default::default();
     let (mut result, plan_text) = if opts.dry_run {
         // The kinds after contacts plan on the links this plan would leave.
-        cx.dry.set_contacts(planned_links(&plan, &input, &registrations));
+        cx.dry
+            .set_contacts(planned_links(&plan, &input, &registrations));
         planned = contact_writes(&plan, &custom_fields);
         (ApplyResult::default(), Some(describe_plan(&plan)))
     } else {

@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 
-
 use super::apply::{Registrations, update_body};
 use super::plan::{Action, ContactsInput, LinkStatus, Plan};
 use super::simulate::apply_to_snapshots;

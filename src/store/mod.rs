@@ -239,32 +239,47 @@ impl Store {
     }
 
     fn migrate(&self) -> Result<()> {
-        let mut version = self.schema_version()?;
         let latest = schema::latest_version();
-        if version > latest {
-            return Err(StoreError::TooNew {
-                path: self.path.clone(),
-                found: version,
-                supported: latest,
-            });
+        let too_new = |found| StoreError::TooNew {
+            path: self.path.clone(),
+            found,
+            supported: latest,
+        };
+        match self.schema_version()? {
+            v if v > latest => return Err(too_new(v)),
+            v if v == latest => return Ok(()),
+            _ => {}
         }
-        while version < latest {
-            let step = schema::MIGRATIONS[version as usize];
-            self.transaction(|s| {
-                s.conn.execute_batch(step)?;
-                s.conn
+        // Under the write lock, and the version read again under it: two processes opening an
+        // old file at once must not both apply a step (an `ALTER TABLE` is not idempotent).
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let steps = (|| -> Result<()> {
+            let mut version = self.schema_version()?;
+            if version > latest {
+                return Err(too_new(version));
+            }
+            while version < latest {
+                self.conn
+                    .execute_batch(schema::MIGRATIONS[version as usize])?;
+                self.conn
                     .execute_batch(&format!("PRAGMA user_version = {}", version + 1))?;
                 if version == 0 {
-                    s.conn.execute_batch(&format!(
+                    self.conn.execute_batch(&format!(
                         "PRAGMA application_id = {}",
                         schema::APPLICATION_ID
                     ))?;
                 }
-                Ok(())
-            })?;
-            version += 1;
+                version += 1;
+            }
+            Ok(())
+        })();
+        match steps {
+            Ok(()) => Ok(self.conn.execute_batch("COMMIT")?),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     /// Runs `f` atomically: everything it does through the store commits together or not at all.
