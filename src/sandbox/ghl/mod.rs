@@ -781,7 +781,6 @@ async fn record(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> 
     resp
 }
 
-
 fn is_oauth_token_path(path: &str) -> bool {
     path.trim_end_matches('/') == "/oauth/token"
 }
@@ -922,11 +921,8 @@ async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let agency_path = path.trim_end_matches('/');
     let result = match (&method, agency_path, grant) {
         (&Method::POST, "/oauth/token", _) => oauth_token(&shared, &content_type, &bytes),
-        (&Method::POST, "/oauth/locationToken", Some(grant)) => {
-            form_fields(&content_type, &bytes).and_then(|form| {
-                lock(&shared.auth).location_token(&grant, &form, &shared.agency())
-            })
-        }
+        (&Method::POST, "/oauth/locationToken", Some(grant)) => form_fields(&content_type, &bytes)
+            .and_then(|form| lock(&shared.auth).location_token(&grant, &form, &shared.agency())),
         (&Method::GET, "/oauth/installedLocations", Some(grant)) => {
             lock(&shared.auth).installed_locations(&grant, &query, &shared.agency())
         }
