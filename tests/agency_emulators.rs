@@ -1,12 +1,17 @@
-//! The GHL emulator as an agency: several sub-accounts, each with its own records, tokens,
-//! burst window and daily quota; the agency's OAuth token, the location tokens it mints and
-//! the sub-accounts it lists. Plain HTTP, no product code.
+//! The emulators as an agency sees them. GHL: several sub-accounts, each with its own records,
+//! tokens, burst window and daily quota; the agency's OAuth token, the location tokens it mints
+//! and the sub-accounts it lists. HotspotSystem: many locations, seeded evenly and cheaply, with
+//! reads counted per location. Plain HTTP and the `sandbox` command, no product code.
 
 mod support;
 
-use std::time::Duration;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use hotspot_ghl_sync::sandbox::ghl::{ForbiddenBody, GhlEmulator, GhlOptions, PRODUCT_SCOPES};
+use hotspot_ghl_sync::sandbox::hotspot::{HotspotEmulator, HotspotOptions};
+use hotspot_ghl_sync::sandbox::seed::{self, SeedSpec, Spread};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -413,4 +418,144 @@ async fn a_revoked_location_answers_401_and_the_others_go_on() {
         .location(fresh["access_token"].as_str().unwrap(), &b)
         .await;
     assert_eq!(st, 200, "the agency can mint again");
+}
+
+fn agency_seed(locations: usize, customers: usize) -> SeedSpec {
+    SeedSpec {
+        seed: 5,
+        locations,
+        customers,
+        subscribers: 0,
+        subscribers_also_customers: 0,
+        transactions: 0,
+    }
+}
+
+#[test]
+fn an_even_spread_seeds_200_locations_of_200_guests_cheaply() {
+    let started = Instant::now();
+    let data = seed::generate_spread(&agency_seed(200, 40_000), Spread::Even);
+    let took = started.elapsed();
+    assert_eq!(data.locations.len(), 200);
+    for loc in &data.locations {
+        let guests = data
+            .customers
+            .iter()
+            .filter(|c| c.location_id == loc.id)
+            .count();
+        assert_eq!(guests, 200, "location {}", loc.id);
+    }
+    // Seconds would make every agency test slow; a debug build needs well under one.
+    assert!(took < Duration::from_secs(5), "seeding took {took:?}");
+
+    let random = seed::generate(&agency_seed(20, 400));
+    assert!(
+        random.locations.iter().any(|l| random
+            .customers
+            .iter()
+            .filter(|c| c.location_id == l.id)
+            .count()
+            != 20),
+        "the default spread stays random"
+    );
+}
+
+#[tokio::test]
+async fn hotspot_reads_are_counted_per_location() {
+    let data = seed::generate_spread(&agency_seed(3, 30), Spread::Even);
+    let ids: Vec<String> = data.locations.iter().map(|l| l.id.clone()).collect();
+    let opts = HotspotOptions::default();
+    let key = opts.api_key.clone();
+    let emu = HotspotEmulator::start(data, opts).await.unwrap();
+    let http = support::http_client();
+    let get = |path: String| {
+        http.get(format!("{}{path}", emu.base_url()))
+            .header("sn-apikey", &key)
+            .send()
+    };
+    for path in [
+        format!("/locations/{}/customers", ids[0]),
+        format!("/locations/{}/customers?offset=5", ids[0]),
+        format!("/locations/{}/transactions/mac", ids[1]),
+        "/customers".to_string(),
+        "/locations".to_string(),
+    ] {
+        let r = get(path.clone()).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let counts = emu.reads_per_location();
+    assert_eq!(
+        counts.into_iter().collect::<Vec<_>>(),
+        vec![(ids[0].clone(), 2), (ids[1].clone(), 1)]
+    );
+    emu.clear_requests();
+    assert!(emu.reads_per_location().is_empty());
+}
+
+/// `sandbox --ghl-locations 3` prints every sub-account with its token, and each works.
+#[tokio::test]
+async fn the_sandbox_command_prints_every_sub_account_and_its_token() {
+    let mut child = Command::new(support::BIN)
+        .args([
+            "sandbox",
+            "--hotspot-port",
+            "0",
+            "--ghl-port",
+            "0",
+            "--ghl-locations",
+            "3",
+            "--locations",
+            "4",
+            "--customers",
+            "40",
+            "--even-spread",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(out).lines() {
+        let line = line.unwrap();
+        let done = line.starts_with("Press Ctrl-C");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = lines.join("\n");
+    assert!(text.contains("3 sub-accounts"), "{text}");
+    let base = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("GHL emulator:"))
+        .map(|u| u.trim().to_string())
+        .unwrap_or_else(|| panic!("{text}"));
+    let pairs: Vec<(String, String)> = lines
+        .iter()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            match (w.next(), w.next(), w.next()) {
+                (Some(id), Some(pit), None) if id.len() == 20 && pit.starts_with("pit-") => {
+                    Some((id.to_string(), pit.to_string()))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let http = support::http_client();
+    let mut answers = Vec::new();
+    for (id, pit) in &pairs {
+        let r = http
+            .get(format!("{base}/locations/{id}"))
+            .bearer_auth(pit)
+            .header("Version", VERSION)
+            .send()
+            .await;
+        answers.push(r.map(|r| r.status().as_u16()).unwrap_or(0));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(pairs.len(), 3, "{text}");
+    assert_eq!(answers, vec![200, 200, 200], "{text}");
 }
