@@ -72,7 +72,7 @@ pub enum Command {
     /// Read-only web dashboard over the state database, with /metrics and /healthz.
     Serve(ServeArgs),
     /// Serves both emulators on loopback with seeded data and fault knobs.
-    Sandbox(SandboxArgs),
+    Sandbox(Box<SandboxArgs>),
     /// Emulators + a temporary config + one sync + its report, with no account.
     Demo(DemoArgs),
     /// Shell completions or the man pages, generated from these very arguments.
@@ -360,7 +360,7 @@ pub struct SandboxArgs {
     pub forbidden_body: ForbiddenBodyArg,
     /// GHL's `GET /oauth/installedLocations` lowers a larger `limit` to this.
     #[arg(long, default_value_t = 100)]
-    pub installed_locations_max_limit: usize,
+    pub installed_locations_max_limit: u16,
     /// Spread the HotspotSystem customers evenly over the locations (the same number each)
     /// instead of at random.
     #[arg(long)]

@@ -190,6 +190,11 @@ async fn each_location_has_its_own_burst_window_and_daily_quota() {
         (5, 2),
         "the log names each request's location"
     );
+    let minute = Duration::from_secs(60);
+    assert_eq!(api.emu.busiest_window(Some(&a), minute), 5);
+    assert_eq!(api.emu.busiest_window(Some(&b), minute), 2);
+    assert_eq!(api.emu.busiest_window(None, minute), 7);
+    assert_eq!(api.emu.busiest_window(Some(&a), Duration::ZERO), 0);
 }
 
 #[tokio::test]

@@ -92,7 +92,7 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
             ForbiddenBodyArg::MessageOnly => ForbiddenBody::MessageOnly,
             ForbiddenBodyArg::Empty => ForbiddenBody::Empty,
         },
-        installed_locations_max_limit: args.installed_locations_max_limit,
+        installed_locations_max_limit: usize::from(args.installed_locations_max_limit),
         faults,
         ..GhlOptions::default().with_locations(usize::from(args.ghl_locations))
     };

@@ -10,6 +10,11 @@
 //!   `set_search_paging`), OAuth helpers
 //!   (`issue_auth_code`, `token_refreshes`, `expire_access_tokens`) and direct state access
 //!   ([`GhlEmulator::with_state`]) for tests that play a CRM user.
+//! - An agency: [`GhlOptions::with_locations`] adds sub-accounts, each with its own records,
+//!   tokens and limits ([`GhlEmulator::location`], [`GhlEmulator::location_ids`],
+//!   [`GhlEmulator::token_for`]); the agency's token (`user_type=Company`) mints location tokens
+//!   (`POST /oauth/locationToken`) and lists them (`GET /oauth/installedLocations`). Every
+//!   request is logged with the location it counted against.
 //!
 //! Layers, outermost first: request log → gate (bearer token, rate limit and its headers on every
 //! answer, `Version` header) → fault injection → routing (scope check, DTO validation, handler).
@@ -542,6 +547,31 @@ impl GhlEmulator {
     /// Every request so far, in arrival order of completion.
     pub fn requests(&self) -> Vec<GhlRequest> {
         lock(&self.shared.log).clone()
+    }
+
+    /// The most requests that counted against `location` (every location: `None`) within any
+    /// span of `window` in the log so far. A client that keeps a location under its burst limit
+    /// shows at most `rate_limit` here for `rate_window`; several locations together may show
+    /// more.
+    pub fn busiest_window(&self, location: Option<&str>, window: Duration) -> usize {
+        let mut times: Vec<std::time::Instant> = lock(&self.shared.log)
+            .iter()
+            .filter(|r| match location {
+                Some(l) => r.location.as_deref() == Some(l),
+                None => r.location.is_some(),
+            })
+            .map(|r| r.at)
+            .collect();
+        times.sort();
+        let mut best = 0;
+        let mut start = 0;
+        for end in 0..times.len() {
+            while start <= end && times[end].duration_since(times[start]) >= window {
+                start += 1;
+            }
+            best = best.max(end + 1 - start);
+        }
+        best
     }
 
     pub fn clear_requests(&self) {
