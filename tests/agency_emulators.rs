@@ -564,3 +564,69 @@ async fn the_sandbox_command_prints_every_sub_account_and_its_token() {
     assert_eq!(pairs.len(), 3, "{text}");
     assert_eq!(answers, vec![200, 200, 200], "{text}");
 }
+
+#[tokio::test]
+async fn a_location_without_the_app_is_listed_uninstalled_and_mints_nothing() {
+    let api = Agency::start(GhlOptions::default().with_locations(3)).await;
+    let (a, b) = api.ids();
+    let (company, app) = (api.emu.company_id(), api.emu.app_id());
+    let grant = api.company_token(&agency_scopes()).await;
+    let agency = grant["access_token"].as_str().unwrap();
+    let (_, minted) = api
+        .location_token(agency, &[("companyId", &company), ("locationId", &b)])
+        .await;
+    let old_b = minted["access_token"].as_str().unwrap();
+
+    api.emu.location(&b).uninstall_app();
+    assert_eq!(
+        api.location(old_b, &b).await.0,
+        401,
+        "its location token is dead"
+    );
+    let pit_b = api.emu.token_for(&b).unwrap();
+    assert_eq!(
+        api.location(&pit_b, &b).await.0,
+        200,
+        "a PIT belongs to no app"
+    );
+    let (st, body) = api
+        .location_token(agency, &[("companyId", &company), ("locationId", &b)])
+        .await;
+    assert_eq!(st, 400, "{body}");
+    let (st, _) = api
+        .location_token(agency, &[("companyId", &company), ("locationId", &a)])
+        .await;
+    assert_eq!(st, 200, "the others still mint");
+
+    let listed = |body: &Value| -> Vec<(String, bool)> {
+        body["locations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["_id"].as_str().unwrap().to_string(),
+                    l["isInstalled"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let base = format!("companyId={company}&appId={app}");
+    let (_, all) = api.installed(agency, &base).await;
+    assert_eq!(all["count"], 3);
+    assert!(listed(&all).contains(&(b.clone(), false)), "{all}");
+    let (_, on) = api
+        .installed(agency, &format!("{base}&isInstalled=true"))
+        .await;
+    assert_eq!(on["count"], 2);
+    let (_, off) = api
+        .installed(agency, &format!("{base}&isInstalled=false"))
+        .await;
+    assert_eq!(listed(&off), vec![(b.clone(), false)]);
+
+    api.emu.location(&b).install_app();
+    let (st, _) = api
+        .location_token(agency, &[("companyId", &company), ("locationId", &b)])
+        .await;
+    assert_eq!(st, 200, "installed again");
+}

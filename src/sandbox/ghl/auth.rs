@@ -34,13 +34,15 @@ pub(crate) struct Grant {
 pub(crate) struct Installed {
     pub id: String,
     pub name: String,
+    /// Whether the marketplace app is installed there.
+    pub installed: bool,
 }
 
 /// What the agency endpoints check a request against.
 pub(crate) struct Agency<'a> {
     pub company_id: &'a str,
     pub app_id: &'a str,
-    pub locations: &'a [Installed],
+    pub locations: Vec<Installed>,
     /// `limit` above this is silently lowered (see `GhlOptions::installed_locations_max_limit`).
     pub max_limit: usize,
 }
@@ -156,6 +158,15 @@ impl Auth {
     pub fn revoke_location(&mut self, location: &str) {
         let mine = |p: &Principal| matches!(p, Principal::Location(l) if l == location);
         self.access.retain(|_, g| !mine(&g.principal));
+        self.refresh.retain(|_, (_, _, p)| !mine(p));
+    }
+
+    /// Every OAuth token (access and refresh, not the static PITs) that speaks for `location`
+    /// stops working: the agency uninstalled the app there.
+    pub fn revoke_oauth_of(&mut self, location: &str) {
+        let mine = |p: &Principal| matches!(p, Principal::Location(l) if l == location);
+        self.access
+            .retain(|_, g| g.expires_at.is_none() || !mine(&g.principal));
         self.refresh.retain(|_, (_, _, p)| !mine(p));
     }
 
@@ -409,10 +420,14 @@ impl Auth {
             return Err(ApiError::forbidden_location());
         }
         let location = get("locationId").unwrap_or_default();
-        if !agency.locations.iter().any(|l| l.id == location) {
-            return Err(ApiError::bad_request(format!(
-                "The app is not installed on location {location}"
-            )));
+        match agency.locations.iter().find(|l| l.id == location) {
+            Some(l) if l.installed => {}
+            Some(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "The app is not installed on location {location}"
+                )));
+            }
+            None => return Err(ApiError::bad_request("Location not found")),
         }
         let access = self.new_access(
             caller.scopes.clone(),
@@ -486,12 +501,20 @@ impl Auth {
             return Err(ApiError::bad_request("App not found"));
         }
         let needle = get("query").map(str::to_lowercase);
-        // Every listed sub-account has the app installed.
-        let uninstalled_only = get("isInstalled") == Some("false");
+        let installed = match get("isInstalled") {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(_) => {
+                return Err(ApiError::unprocessable(vec![
+                    "isInstalled must be a boolean value".into(),
+                ]));
+            }
+        };
         let matching: Vec<&Installed> = agency
             .locations
             .iter()
-            .filter(|_| !uninstalled_only)
+            .filter(|l| installed.is_none_or(|want| l.installed == want))
             .filter(|l| get("locationId").is_none_or(|id| id == l.id))
             .filter(|l| {
                 needle
@@ -508,7 +531,7 @@ impl Auth {
                     "_id": l.id,
                     "name": l.name,
                     "address": "1 Emulator Way, Testville",
-                    "isInstalled": true,
+                    "isInstalled": l.installed,
                     "versionId": agency.app_id,
                     "installedAt": "2026-01-05T09:30:00.000Z",
                 })

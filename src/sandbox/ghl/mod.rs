@@ -35,6 +35,7 @@ mod validate;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -344,6 +345,8 @@ pub struct GhlRequest {
 pub(crate) struct Location {
     pub state: Mutex<GhlState>,
     pub limiter: Mutex<auth::Limiter>,
+    /// Whether the agency's marketplace app is installed here (a PIT works either way).
+    pub app_installed: AtomicBool,
 }
 
 pub(crate) struct Shared {
@@ -377,7 +380,15 @@ impl Shared {
         auth::Agency {
             company_id: &self.company_id,
             app_id: &self.app_id,
-            locations: &self.installed,
+            locations: self
+                .installed
+                .iter()
+                .zip(&self.locations)
+                .map(|(i, l)| auth::Installed {
+                    installed: l.app_installed.load(Ordering::Relaxed),
+                    ..i.clone()
+                })
+                .collect(),
             max_limit: self.installed_locations_max_limit,
         }
     }
@@ -443,6 +454,7 @@ impl GhlEmulator {
             locations.push(Location {
                 state: Mutex::new(location_state(&opts, acc, seed)),
                 limiter: Mutex::new(limiter(&opts)),
+                app_installed: AtomicBool::new(true),
             });
             index.insert(acc.location_id.clone(), i);
             pits.extend(
@@ -467,6 +479,7 @@ impl GhlEmulator {
                 .map(|a| auth::Installed {
                     id: a.location_id.clone(),
                     name: a.name.clone(),
+                    installed: true,
                 })
                 .collect(),
             company_limiter: Mutex::new(limiter(&opts)),
@@ -730,6 +743,20 @@ impl LocationHandle<'_> {
     /// new location token.
     pub fn revoke_tokens(&self) {
         lock(&self.shared.auth).revoke_location(&self.id());
+    }
+
+    /// The agency uninstalls its marketplace app here: the location's OAuth and location
+    /// tokens are answered 401, no new location token is minted (400) and
+    /// `GET /oauth/installedLocations` lists it with `isInstalled: false`. Its Private
+    /// Integration Tokens, which belong to no app, go on working.
+    pub fn uninstall_app(&self) {
+        self.loc().app_installed.store(false, Ordering::Relaxed);
+        lock(&self.shared.auth).revoke_oauth_of(&self.id());
+    }
+
+    /// The app installed here again.
+    pub fn install_app(&self) {
+        self.loc().app_installed.store(true, Ordering::Relaxed);
     }
 }
 
