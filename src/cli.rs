@@ -72,7 +72,7 @@ pub enum Command {
     /// Read-only web dashboard over the state database, with /metrics and /healthz.
     Serve(ServeArgs),
     /// Serves both emulators on loopback with seeded data and fault knobs.
-    Sandbox(SandboxArgs),
+    Sandbox(Box<SandboxArgs>),
     /// Emulators + a temporary config + one sync + its report, with no account.
     Demo(DemoArgs),
     /// Shell completions or the man pages, generated from these very arguments.
@@ -241,6 +241,17 @@ pub struct SeedArgs {
     pub transactions: usize,
 }
 
+/// `sandbox --forbidden-body`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ForbiddenBodyArg {
+    /// NestJS's full error: `statusCode`, `message`, `error`.
+    Nest,
+    /// `{"message": ...}` alone.
+    MessageOnly,
+    /// `{}`.
+    Empty,
+}
+
 /// `sandbox --search-date-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DateRangeArg {
@@ -340,6 +351,20 @@ pub struct SandboxArgs {
     /// A CRM user's edit in GHL leaves the contact's `dateUpdated` alone.
     #[arg(long)]
     pub edits_keep_date_updated: bool,
+    /// GHL sub-accounts under the emulated agency, each with its own records, Private
+    /// Integration Token, burst window and daily quota.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub ghl_locations: u16,
+    /// The body of GHL's 403 for a token used on another location.
+    #[arg(long, value_enum, default_value_t = ForbiddenBodyArg::Nest)]
+    pub forbidden_body: ForbiddenBodyArg,
+    /// GHL's `GET /oauth/installedLocations` lowers a larger `limit` to this.
+    #[arg(long, default_value_t = 100)]
+    pub installed_locations_max_limit: u16,
+    /// Spread the HotspotSystem customers evenly over the locations (the same number each)
+    /// instead of at random.
+    #[arg(long)]
+    pub even_spread: bool,
     /// HotspotSystem numbers as strings and `YYYY-MM-DD HH:MM:SS` dates.
     #[arg(long)]
     pub lenient_types: bool,

@@ -3,11 +3,13 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::cli::{DateRangeArg, SandboxArgs, SeedArgs};
+use crate::cli::{DateRangeArg, ForbiddenBodyArg, SandboxArgs, SeedArgs};
 use crate::sandbox::faults::{BodyPadding, ErrorAnswer, FaultKnobs};
-use crate::sandbox::ghl::{DateRangeFormat, GhlOptions, ScopeDenialBody, SearchPaging};
+use crate::sandbox::ghl::{
+    DateRangeFormat, ForbiddenBody, GhlOptions, ScopeDenialBody, SearchPaging,
+};
 use crate::sandbox::hotspot::{HotspotOptions, OddValues, Paging};
-use crate::sandbox::seed::SeedSpec;
+use crate::sandbox::seed::{SeedSpec, Spread};
 use crate::sandbox::{Sandbox, SandboxOptions};
 
 use super::EXIT_OK;
@@ -85,8 +87,14 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
             DateRangeArg::Ignored => DateRangeFormat::Ignored,
         },
         edits_keep_date_updated: args.edits_keep_date_updated,
+        forbidden_body: match args.forbidden_body {
+            ForbiddenBodyArg::Nest => ForbiddenBody::Nest,
+            ForbiddenBodyArg::MessageOnly => ForbiddenBody::MessageOnly,
+            ForbiddenBodyArg::Empty => ForbiddenBody::Empty,
+        },
+        installed_locations_max_limit: usize::from(args.installed_locations_max_limit),
         faults,
-        ..GhlOptions::default()
+        ..GhlOptions::default().with_locations(usize::from(args.ghl_locations))
     };
     let hotspot = HotspotOptions {
         lenient_types: args.lenient_types,
@@ -106,6 +114,11 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
     };
     let sandbox = Sandbox::start(SandboxOptions {
         seed: seed_spec(&args.seed),
+        spread: if args.even_spread {
+            Spread::Even
+        } else {
+            Spread::Random
+        },
         hotspot,
         ghl,
         hotspot_addr: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, args.hotspot_port))),
@@ -129,6 +142,19 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
     println!("  headers  Authorization: Bearer {}", sandbox.ghl_token());
     println!("           Version: 2021-07-28");
     println!("  location {}", sandbox.ghl.location_id());
+    let ids = sandbox.ghl.location_ids();
+    if ids.len() > 1 {
+        println!(
+            "  agency   company {}, app {}, {} sub-accounts (location id, Private Integration Token):",
+            sandbox.ghl.company_id(),
+            sandbox.ghl.app_id(),
+            ids.len()
+        );
+        for id in &ids {
+            let pit = sandbox.ghl.token_for(id).unwrap_or_default();
+            println!("           {id} {pit}");
+        }
+    }
     println!("Press Ctrl-C to stop.");
     tokio::signal::ctrl_c().await?;
     Ok(EXIT_OK)

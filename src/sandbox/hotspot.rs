@@ -20,6 +20,7 @@
 //! How `offset` is read and whether `Link` is sent are knobs ([`Paging`]): the reference's
 //! wording reads `offset` as a page index, its Link example as a record offset.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -365,6 +366,24 @@ impl HotspotEmulator {
 
     pub fn clear_requests(&self) {
         lock(&self.shared.requests).clear();
+    }
+
+    /// How many requests each location's own routes (`/locations/{id}/...`) answered since the
+    /// last [`HotspotEmulator::clear_requests`], by location id; account-wide lists count
+    /// under no location. A pass that reads each location once shows here as the same small
+    /// number (its pages) for every location.
+    pub fn reads_per_location(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for r in lock(&self.shared.requests).iter() {
+            if let Some(Route::List {
+                location: Some(loc),
+                ..
+            }) = match_route(&r.path)
+            {
+                *out.entry(loc).or_insert(0) += 1;
+            }
+        }
+        out
     }
 
     pub fn set_latency(&self, d: Duration) {

@@ -15,12 +15,14 @@ use chrono::Utc;
 
 use self::ghl::{Contact, GhlEmulator, GhlOptions};
 use self::hotspot::{HotspotEmulator, HotspotOptions};
-use self::seed::{Customer, SeedSpec};
+use self::seed::{Customer, SeedSpec, Spread};
 
 /// How to start a sandbox.
 #[derive(Debug, Clone, Default)]
 pub struct SandboxOptions {
     pub seed: SeedSpec,
+    /// How the seeded customers fall on the HotspotSystem locations.
+    pub spread: Spread,
     pub hotspot: HotspotOptions,
     pub ghl: GhlOptions,
     /// Fixed addresses (the `sandbox` command); `None` picks free ports.
@@ -41,7 +43,7 @@ pub const CRM_OWN_TAG: &str = "vip-from-sales";
 
 impl Sandbox {
     pub async fn start(opts: SandboxOptions) -> std::io::Result<Sandbox> {
-        let data = seed::generate(&opts.seed);
+        let data = seed::generate_spread(&opts.seed, opts.spread);
         let hotspot_key = opts.hotspot.api_key.clone();
         let ghl_token = opts
             .ghl

@@ -407,8 +407,24 @@ fn epoch() -> DateTime<Utc> {
     day.and_hms_opt(8, 0, 0).unwrap_or_default().and_utc()
 }
 
+/// How generated customers fall on the locations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Spread {
+    /// Each at a location drawn at random (a few locations busier than others).
+    #[default]
+    Random,
+    /// In turn, so every location gets the same number (give or take one): an agency's venues
+    /// of equal size, where "every guest exactly once in its own sub-account" is easy to count.
+    Even,
+}
+
 /// Generates a data set. Same spec, same data.
 pub fn generate(spec: &SeedSpec) -> HotspotData {
+    generate_spread(spec, Spread::Random)
+}
+
+/// [`generate`] with the customers spread over the locations as `spread` says.
+pub fn generate_spread(spec: &SeedSpec, spread: Spread) -> HotspotData {
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let owner = Owner {
         user_id: rng.random_range(10_000..99_999),
@@ -447,7 +463,11 @@ pub fn generate(spec: &SeedSpec) -> HotspotData {
     for i in 0..spec.customers {
         at += ChronoDuration::seconds(rng.random_range(60..3_600));
         id += rng.random_range(1..50);
-        let c = make_customer(&mut rng, i, id, at, &data.locations);
+        let location_id = match spread {
+            Spread::Random => pick_location(&mut rng, &data.locations),
+            Spread::Even => data.locations[i % data.locations.len()].id.clone(),
+        };
+        let c = make_customer(&mut rng, i, id, at, location_id);
         data.customers.push(c);
     }
 
@@ -476,10 +496,9 @@ fn make_customer(
     i: usize,
     id: u64,
     registered_at: DateTime<Utc>,
-    locations: &[Location],
+    location_id: String,
 ) -> Customer {
     use hard_cases::*;
-    let location_id = pick_location(rng, locations);
     let first = *FIRST_NAMES.choose(rng).unwrap_or(&"Alex");
     let last = *LAST_NAMES.choose(rng).unwrap_or(&"Doe");
     let domain = *DOMAINS.choose(rng).unwrap_or(&"example.com");
@@ -806,7 +825,8 @@ impl HotspotData {
             id += rng.random_range(1..50);
             // The index keeps emails and phones unique; past the hard-case slots it is regular.
             let index = self.customers.len().max(hard_cases::HARD_CASE_COUNT);
-            let c = make_customer(&mut rng, index, id, at, &self.locations);
+            let location_id = pick_location(&mut rng, &self.locations);
+            let c = make_customer(&mut rng, index, id, at, location_id);
             ids.push(c.id.clone());
             self.customers.push(c);
         }

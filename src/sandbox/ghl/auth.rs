@@ -1,5 +1,6 @@
 //! Tokens (static Private Integration Tokens and rotating OAuth tokens), `POST /oauth/token`,
-//! and the per-location burst/daily rate limiter.
+//! the agency's `POST /oauth/locationToken` and `GET /oauth/installedLocations`, and the
+//! per-resource (location or company) burst/daily rate limiter.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -12,12 +13,38 @@ use serde_json::{Value, json};
 
 use super::validate::{ApiError, ApiResult};
 
+/// Whom a token speaks for: one sub-account, or the agency above them all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Principal {
+    Location(String),
+    Company(String),
+}
+
 /// What a bearer token grants.
 #[derive(Debug, Clone)]
 pub(crate) struct Grant {
     pub scopes: Vec<String>,
     /// `None` for PITs (they never expire).
     pub expires_at: Option<Instant>,
+    pub principal: Principal,
+}
+
+/// One sub-account as `GET /oauth/installedLocations` lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct Installed {
+    pub id: String,
+    pub name: String,
+    /// Whether the marketplace app is installed there.
+    pub installed: bool,
+}
+
+/// What the agency endpoints check a request against.
+pub(crate) struct Agency<'a> {
+    pub company_id: &'a str,
+    pub app_id: &'a str,
+    pub locations: Vec<Installed>,
+    /// `limit` above this is silently lowered (see `GhlOptions::installed_locations_max_limit`).
+    pub max_limit: usize,
 }
 
 /// A pair the emulator issued to "another process" (see [`Auth::race_next_refresh`]).
@@ -36,9 +63,9 @@ pub type RotationSink = Box<dyn FnOnce(RotatedPair) + Send>;
 /// Token store. Deliberately not `Debug`: it holds secrets.
 pub(crate) struct Auth {
     pub access: HashMap<String, Grant>,
-    /// Live refresh token → (scopes, the access token issued with it). Used ones are removed at
-    /// once (rotation).
-    pub refresh: HashMap<String, (Vec<String>, String)>,
+    /// Live refresh token → (scopes, the access token issued with it, whom both speak for). Used
+    /// ones are removed at once (rotation).
+    pub refresh: HashMap<String, (Vec<String>, String, Principal)>,
     /// Unused authorization codes → scopes (single use).
     pub codes: HashMap<String, Vec<String>>,
     pub client_id: String,
@@ -66,8 +93,9 @@ pub enum PitRotation {
 }
 
 impl Auth {
+    /// `pits`: static tokens, their scopes and the location each belongs to.
     pub fn new(
-        pits: &[(String, Vec<String>)],
+        pits: &[(String, Vec<String>, String)],
         client_id: String,
         client_secret: String,
         access_lifetime: Duration,
@@ -75,12 +103,13 @@ impl Auth {
     ) -> Self {
         let access = pits
             .iter()
-            .map(|(t, s)| {
+            .map(|(t, s, loc)| {
                 (
                     t.clone(),
                     Grant {
                         scopes: s.clone(),
                         expires_at: None,
+                        principal: Principal::Location(loc.clone()),
                     },
                 )
             })
@@ -116,12 +145,44 @@ impl Auth {
         code
     }
 
-    /// Check a bearer token: `Ok(scopes)` or the 401.
-    pub fn check(&self, token: &str) -> Result<Vec<String>, ApiError> {
+    /// Check a bearer token: `Ok(grant)` or the 401.
+    pub fn check(&self, token: &str) -> Result<Grant, ApiError> {
         match self.access.get(token) {
-            Some(g) if g.expires_at.is_none_or(|t| t > Instant::now()) => Ok(g.scopes.clone()),
+            Some(g) if g.expires_at.is_none_or(|t| t > Instant::now()) => Ok(g.clone()),
             _ => Err(ApiError::invalid_token()),
         }
+    }
+
+    /// Every token (static or OAuth, and the refresh tokens) that speaks for `location`
+    /// stops working: the sub-account revoked its integration.
+    pub fn revoke_location(&mut self, location: &str) {
+        let mine = |p: &Principal| matches!(p, Principal::Location(l) if l == location);
+        self.access.retain(|_, g| !mine(&g.principal));
+        self.refresh.retain(|_, (_, _, p)| !mine(p));
+    }
+
+    /// Every OAuth token (access and refresh, not the static PITs) that speaks for `location`
+    /// stops working: the agency uninstalled the app there.
+    pub fn revoke_oauth_of(&mut self, location: &str) {
+        let mine = |p: &Principal| matches!(p, Principal::Location(l) if l == location);
+        self.access
+            .retain(|_, g| g.expires_at.is_none() || !mine(&g.principal));
+        self.refresh.retain(|_, (_, _, p)| !mine(p));
+    }
+
+    /// The static tokens of `location`, in no particular order.
+    pub fn pits_of(&self, location: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .access
+            .iter()
+            .filter(|(_, g)| {
+                g.expires_at.is_none()
+                    && matches!(&g.principal, Principal::Location(l) if l == location)
+            })
+            .map(|(t, _)| t.clone())
+            .collect();
+        out.sort();
+        out
     }
 
     /// A new OAuth client secret (regenerated in the marketplace): the old one is refused.
@@ -158,52 +219,74 @@ impl Auth {
     }
 
     /// Uses `rt` as a refresh grant would: `None` when it is not live.
-    fn redeem(&mut self, rt: &str) -> Option<Vec<String>> {
-        let (scopes, access) = self.refresh.remove(rt)?;
+    fn redeem(&mut self, rt: &str) -> Option<(Vec<String>, Principal)> {
+        let (scopes, access, principal) = self.refresh.remove(rt)?;
         if self.revoke_access_on_refresh {
             self.access.remove(&access);
         }
-        Some(scopes)
+        Some((scopes, principal))
     }
 
-    fn mint(&mut self, scopes: Vec<String>, location_id: &str, company_id: &str) -> Value {
-        // A JWT-looking access token (three dot-separated parts), as OAuth access tokens are.
+    /// A new access token (JWT-looking: three dot-separated parts, as OAuth access tokens are).
+    fn new_access(&mut self, scopes: Vec<String>, principal: Principal) -> String {
         let access = format!(
             "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.{}.{}",
             self.token("", 64),
             self.token("", 43)
         );
+        self.access.insert(
+            access.clone(),
+            Grant {
+                scopes,
+                expires_at: Some(Instant::now() + self.access_lifetime),
+                principal,
+            },
+        );
+        access
+    }
+
+    fn expires_in(&self) -> u64 {
+        self.access_lifetime.as_secs().saturating_sub(1).max(1)
+    }
+
+    fn mint(&mut self, scopes: Vec<String>, principal: Principal, company_id: &str) -> Value {
+        let access = self.new_access(scopes.clone(), principal.clone());
         let refresh = format!(
             "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.{}.{}",
             self.token("", 48),
             self.token("", 43)
         );
-        self.access.insert(
-            access.clone(),
-            Grant {
-                scopes: scopes.clone(),
-                expires_at: Some(Instant::now() + self.access_lifetime),
-            },
+        self.refresh.insert(
+            refresh.clone(),
+            (scopes.clone(), access.clone(), principal.clone()),
         );
-        self.refresh
-            .insert(refresh.clone(), (scopes.clone(), access.clone()));
-        json!({
+        let mut out = json!({
             "access_token": access,
             "token_type": "Bearer",
-            "expires_in": self.access_lifetime.as_secs().saturating_sub(1).max(1),
+            "expires_in": self.expires_in(),
             "refresh_token": refresh,
             "scope": scopes.join(" "),
-            "userType": "Location",
-            "locationId": location_id,
             "companyId": company_id,
-            "approvedLocations": [location_id],
             "userId": "EmuUser0000000000001",
             "planId": "EmuPlan0000000000001",
-            "isBulkInstallation": false,
-        })
+        });
+        match principal {
+            Principal::Location(loc) => {
+                out["userType"] = json!("Location");
+                out["locationId"] = json!(loc);
+                out["approvedLocations"] = json!([loc]);
+                out["isBulkInstallation"] = json!(false);
+            }
+            Principal::Company(_) => {
+                out["userType"] = json!("Company");
+                out["isBulkInstallation"] = json!(true);
+            }
+        }
+        out
     }
 
-    /// `POST /oauth/token` with already-decoded form fields.
+    /// `POST /oauth/token` with already-decoded form fields. `user_type=Company` gets the
+    /// agency's token; otherwise the token speaks for `location_id`.
     pub fn token_endpoint(
         &mut self,
         form: &[(String, String)],
@@ -258,24 +341,30 @@ impl Auth {
                 "Client authentication failed",
             ));
         }
-        let scopes = match grant {
+        let (scopes, principal) = match grant {
             "authorization_code" => {
                 let code = get("code").unwrap_or_default();
-                self.codes.remove(code).ok_or_else(|| {
+                let scopes = self.codes.remove(code).ok_or_else(|| {
                     oauth_error(
                         StatusCode::BAD_REQUEST,
                         "invalid_grant",
                         "Invalid grant: authorization code is invalid",
                     )
-                })?
+                })?;
+                let principal = if get("user_type") == Some("Company") {
+                    Principal::Company(company_id.to_string())
+                } else {
+                    Principal::Location(location_id.to_string())
+                };
+                (scopes, principal)
             }
             "refresh_token" => {
                 let rt = get("refresh_token").unwrap_or_default();
                 if let Some(sink) = self.race.take()
-                    && let Some(scopes) = self.redeem(rt)
+                    && let Some((scopes, principal)) = self.redeem(rt)
                 {
                     self.refreshes += 1;
-                    let other = self.mint(scopes, location_id, company_id);
+                    let other = self.mint(scopes, principal, company_id);
                     let text = |k: &str| other[k].as_str().unwrap_or_default().to_string();
                     sink(RotatedPair {
                         access_token: text("access_token"),
@@ -285,7 +374,7 @@ impl Auth {
                         location_id: text("locationId"),
                     });
                 }
-                let Some(scopes) = self.redeem(rt) else {
+                let Some(redeemed) = self.redeem(rt) else {
                     self.refused_refreshes += 1;
                     return Err(oauth_error(
                         StatusCode::BAD_REQUEST,
@@ -294,7 +383,7 @@ impl Auth {
                     ));
                 };
                 self.refreshes += 1;
-                scopes
+                redeemed
             }
             _ => {
                 return Err(oauth_error(
@@ -304,8 +393,183 @@ impl Auth {
                 ));
             }
         };
-        Ok((StatusCode::OK, self.mint(scopes, location_id, company_id)))
+        Ok((StatusCode::OK, self.mint(scopes, principal, company_id)))
     }
+
+    /// `POST /oauth/locationToken` (form fields `companyId`, `locationId`) with the agency's
+    /// token: a token for one of its sub-accounts, without a refresh token (the agency mints a
+    /// new one when it expires).
+    pub fn location_token(
+        &mut self,
+        caller: &Grant,
+        form: &[(String, String)],
+        agency: &Agency<'_>,
+    ) -> ApiResult {
+        agency_caller(caller, "oauth.write", agency)?;
+        let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let mut msgs = unknown_fields(form, &["companyId", "locationId"]);
+        for req in ["companyId", "locationId"] {
+            if get(req).is_none_or(str::is_empty) {
+                msgs.push(format!("{req} should not be empty"));
+            }
+        }
+        if !msgs.is_empty() {
+            return Err(ApiError::unprocessable(msgs));
+        }
+        if get("companyId") != Some(agency.company_id) {
+            return Err(ApiError::forbidden_location());
+        }
+        let location = get("locationId").unwrap_or_default();
+        match agency.locations.iter().find(|l| l.id == location) {
+            Some(l) if l.installed => {}
+            Some(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "The app is not installed on location {location}"
+                )));
+            }
+            None => return Err(ApiError::bad_request("Location not found")),
+        }
+        let access = self.new_access(
+            caller.scopes.clone(),
+            Principal::Location(location.to_string()),
+        );
+        Ok((
+            StatusCode::OK,
+            json!({
+                "access_token": access,
+                "token_type": "Bearer",
+                "expires_in": self.expires_in(),
+                "scope": caller.scopes.join(" "),
+                "userType": "Location",
+                "locationId": location,
+                "companyId": agency.company_id,
+                "planId": "EmuPlan0000000000001",
+                "userId": "EmuUser0000000000001",
+                "appId": agency.app_id,
+                "versionId": agency.app_id,
+            }),
+        ))
+    }
+
+    /// `GET /oauth/installedLocations`: the agency's sub-accounts the app is installed on,
+    /// a page at a time (`skip`, `limit`; 20 when absent, an emulator choice), filtered by
+    /// `query` (name contains), `locationId` and `isInstalled`.
+    pub fn installed_locations(
+        &self,
+        caller: &Grant,
+        query: &[(String, String)],
+        agency: &Agency<'_>,
+    ) -> ApiResult {
+        agency_caller(caller, "oauth.readonly", agency)?;
+        let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let mut msgs = unknown_fields(
+            query,
+            &[
+                "companyId",
+                "appId",
+                "skip",
+                "limit",
+                "query",
+                "isInstalled",
+                "versionId",
+                "onTrial",
+                "planId",
+                "locationId",
+            ],
+        );
+        for req in ["companyId", "appId"] {
+            if get(req).is_none_or(str::is_empty) {
+                msgs.push(format!("{req} should not be empty"));
+            }
+        }
+        let number = |k: &str, default: usize, msgs: &mut Vec<String>| match get(k) {
+            None => default,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                msgs.push(format!("{k} must be a number string"));
+                default
+            }),
+        };
+        let skip = number("skip", 0, &mut msgs);
+        let limit = number("limit", 20, &mut msgs).min(agency.max_limit);
+        if !msgs.is_empty() {
+            return Err(ApiError::unprocessable(msgs));
+        }
+        if get("companyId") != Some(agency.company_id) {
+            return Err(ApiError::forbidden_location());
+        }
+        if get("appId") != Some(agency.app_id) {
+            return Err(ApiError::bad_request("App not found"));
+        }
+        let needle = get("query").map(str::to_lowercase);
+        let installed = match get("isInstalled") {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(_) => {
+                return Err(ApiError::unprocessable(vec![
+                    "isInstalled must be a boolean value".into(),
+                ]));
+            }
+        };
+        let matching: Vec<&Installed> = agency
+            .locations
+            .iter()
+            .filter(|l| installed.is_none_or(|want| l.installed == want))
+            .filter(|l| get("locationId").is_none_or(|id| id == l.id))
+            .filter(|l| {
+                needle
+                    .as_deref()
+                    .is_none_or(|n| l.name.to_lowercase().contains(n))
+            })
+            .collect();
+        let page: Vec<Value> = matching
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .map(|l| {
+                json!({
+                    "_id": l.id,
+                    "name": l.name,
+                    "address": "1 Emulator Way, Testville",
+                    "isInstalled": l.installed,
+                    "versionId": agency.app_id,
+                    "installedAt": "2026-01-05T09:30:00.000Z",
+                })
+            })
+            .collect();
+        Ok((
+            StatusCode::OK,
+            json!({
+                "locations": page,
+                "count": matching.len(),
+                "installToFutureLocations": false,
+            }),
+        ))
+    }
+}
+
+/// The agency endpoints take the agency's token with `scope`: a sub-account's token is
+/// refused as a token without that scope (GHL answers a location PIT there with 401).
+fn agency_caller(caller: &Grant, scope: &str, agency: &Agency<'_>) -> Result<(), ApiError> {
+    match &caller.principal {
+        Principal::Company(c) if c == agency.company_id => {
+            if caller.scopes.iter().any(|s| s == scope) {
+                Ok(())
+            } else {
+                Err(ApiError::scope())
+            }
+        }
+        Principal::Company(_) => Err(ApiError::forbidden_location()),
+        Principal::Location(_) => Err(ApiError::scope()),
+    }
+}
+
+fn unknown_fields(pairs: &[(String, String)], allowed: &[&str]) -> Vec<String> {
+    pairs
+        .iter()
+        .filter(|(k, _)| !allowed.contains(&k.as_str()))
+        .map(|(k, _)| format!("property {k} should not exist"))
+        .collect()
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> ApiError {

@@ -10,6 +10,11 @@
 //!   `set_search_paging`), OAuth helpers
 //!   (`issue_auth_code`, `token_refreshes`, `expire_access_tokens`) and direct state access
 //!   ([`GhlEmulator::with_state`]) for tests that play a CRM user.
+//! - An agency: [`GhlOptions::with_locations`] adds sub-accounts, each with its own records,
+//!   tokens and limits ([`GhlEmulator::location`], [`GhlEmulator::location_ids`],
+//!   [`GhlEmulator::token_for`]); the agency's token (`user_type=Company`) mints location tokens
+//!   (`POST /oauth/locationToken`) and lists them (`GET /oauth/installedLocations`). Every
+//!   request is logged with the location it counted against.
 //!
 //! Layers, outermost first: request log → gate (bearer token, rate limit and its headers on every
 //! answer, `Version` header) → fault injection → routing (scope check, DTO validation, handler).
@@ -27,8 +32,10 @@ mod search_cache;
 pub mod state;
 mod validate;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -74,13 +81,59 @@ pub enum ScopeDenialBody {
     MessageOnly,
 }
 
-/// Configuration of one emulated location. `Debug` redacts tokens and the client secret.
+/// The shape of the 403 for a token used on another location's resources (or the agency's
+/// token on a sub-account's): GHL's body for it is unconfirmed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForbiddenBody {
+    /// NestJS's full error: `statusCode`, `message`, `error`.
+    #[default]
+    Nest,
+    /// `message` alone.
+    MessageOnly,
+    /// An empty JSON object.
+    Empty,
+}
+
+/// A further sub-account under the same agency. `Debug` redacts its tokens.
+#[derive(Clone)]
+pub struct SubAccount {
+    /// 20-character location id.
+    pub location_id: String,
+    pub name: String,
+    /// Its own Private Integration Tokens and their scopes.
+    pub tokens: Vec<(String, Vec<String>)>,
+}
+
+impl std::fmt::Debug for SubAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubAccount")
+            .field("location_id", &self.location_id)
+            .field("name", &self.name)
+            .field("tokens", &format_args!("[{} redacted]", self.tokens.len()))
+            .finish()
+    }
+}
+
+/// Configuration of the emulated agency: its first sub-account (`location_id`, `tokens`) and
+/// any further ones (`sub_accounts`), which share every other setting but keep their own
+/// records, tokens, burst window and daily quota. `Debug` redacts tokens and the client secret.
 #[derive(Clone)]
 pub struct GhlOptions {
     /// 20-character location (sub-account) id.
     pub location_id: String,
     /// Static Private Integration Tokens and their scopes (never expire).
     pub tokens: Vec<(String, Vec<String>)>,
+    /// Further sub-accounts of the agency (see [`GhlOptions::with_locations`]).
+    pub sub_accounts: Vec<SubAccount>,
+    /// The agency (company) id.
+    pub company_id: String,
+    /// The marketplace app's id, as `GET /oauth/installedLocations` wants it in `appId`.
+    pub app_id: String,
+    /// `GET /oauth/installedLocations` silently lowers a larger `limit` to this. GHL states no
+    /// page size bound.
+    pub installed_locations_max_limit: usize,
+    /// The body of a 403 for a token used on another location's resources.
+    pub forbidden_body: ForbiddenBody,
     pub oauth_client_id: String,
     pub oauth_client_secret: String,
     /// Lifetime of OAuth access tokens (`expires_in` is this minus one second, like 86399).
@@ -158,6 +211,14 @@ impl std::fmt::Debug for GhlOptions {
                 "tokens",
                 &format_args!("[{} redacted, scopes {scopes:?}]", self.tokens.len()),
             )
+            .field("sub_accounts", &self.sub_accounts)
+            .field("company_id", &self.company_id)
+            .field("app_id", &self.app_id)
+            .field(
+                "installed_locations_max_limit",
+                &self.installed_locations_max_limit,
+            )
+            .field("forbidden_body", &self.forbidden_body)
             .field("oauth_client_id", &self.oauth_client_id)
             .field("oauth_client_secret", &"<redacted>")
             .field("access_token_lifetime", &self.access_token_lifetime)
@@ -198,6 +259,11 @@ impl Default for GhlOptions {
                 "pit-test-token".into(),
                 PRODUCT_SCOPES.iter().map(|s| s.to_string()).collect(),
             )],
+            sub_accounts: Vec::new(),
+            company_id: "EmuCompany0000000001".into(),
+            app_id: "EmuApp00000000000000001a".into(),
+            installed_locations_max_limit: 100,
+            forbidden_body: ForbiddenBody::default(),
             oauth_client_id: "emu-client-id".into(),
             oauth_client_secret: "emu-client-secret".into(),
             access_token_lifetime: Duration::from_secs(86_400),
@@ -232,6 +298,27 @@ impl Default for GhlOptions {
     }
 }
 
+impl GhlOptions {
+    /// `n` sub-accounts in all (at least one): the first is `location_id` with `tokens`, the
+    /// others get generated ids (`EmuLoc00000000000001`, ...), names and one PIT each
+    /// (`pit-location-1`, ...) with the scopes of the first token.
+    pub fn with_locations(mut self, n: usize) -> Self {
+        let scopes = self
+            .tokens
+            .first()
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default();
+        self.sub_accounts = (1..n.max(1))
+            .map(|i| SubAccount {
+                location_id: format!("EmuLoc{i:014}"),
+                name: format!("Emulated Sub-Account {i}"),
+                tokens: vec![(format!("pit-location-{i}"), scopes.clone())],
+            })
+            .collect();
+        self
+    }
+}
+
 /// One request as the emulator saw it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GhlRequest {
@@ -242,6 +329,11 @@ pub struct GhlRequest {
     pub query: Option<String>,
     /// Status the emulator decided (for a dropped connection: the status the handler produced).
     pub status: u16,
+    /// The location whose limits the request counted against (the one its token speaks for);
+    /// `None` for an unknown token, the token endpoint and the agency's own calls.
+    pub location: Option<String>,
+    /// When the answer was complete.
+    pub at: std::time::Instant,
     /// JSON request body, if the request had one (form bodies and `/oauth/token` bodies are not
     /// recorded: they carry secrets).
     pub body: Option<Value>,
@@ -249,12 +341,67 @@ pub struct GhlRequest {
     pub fault: Option<InjectedFault>,
 }
 
-pub(crate) struct Shared {
+/// One sub-account: its records and its own limits, as GHL counts them per location.
+pub(crate) struct Location {
     pub state: Mutex<GhlState>,
-    pub auth: Mutex<auth::Auth>,
     pub limiter: Mutex<auth::Limiter>,
+    /// Whether the agency's marketplace app is installed here (a PIT works either way).
+    pub app_installed: AtomicBool,
+}
+
+pub(crate) struct Shared {
+    /// The first one is the location of `GhlOptions::location_id`.
+    pub locations: Vec<Location>,
+    /// Location id → index in `locations`.
+    pub index: HashMap<String, usize>,
+    /// What the agency endpoints list.
+    pub installed: Vec<auth::Installed>,
+    /// The agency's own limits (its token's calls count against the company, not a location).
+    pub company_limiter: Mutex<auth::Limiter>,
+    pub company_id: String,
+    pub app_id: String,
+    pub installed_locations_max_limit: usize,
+    pub auth: Mutex<auth::Auth>,
     pub log: Mutex<Vec<GhlRequest>>,
     pub scope_denial_body: ScopeDenialBody,
+    pub forbidden_body: ForbiddenBody,
+}
+
+impl Shared {
+    fn primary(&self) -> &Location {
+        &self.locations[0]
+    }
+
+    fn location(&self, id: &str) -> Option<&Location> {
+        self.index.get(id).map(|&i| &self.locations[i])
+    }
+
+    fn agency(&self) -> auth::Agency<'_> {
+        auth::Agency {
+            company_id: &self.company_id,
+            app_id: &self.app_id,
+            locations: self
+                .installed
+                .iter()
+                .zip(&self.locations)
+                .map(|(i, l)| auth::Installed {
+                    installed: l.app_installed.load(Ordering::Relaxed),
+                    ..i.clone()
+                })
+                .collect(),
+            max_limit: self.installed_locations_max_limit,
+        }
+    }
+
+    /// The limiter `principal`'s requests count against.
+    fn limiter_of(&self, principal: &auth::Principal) -> &Mutex<auth::Limiter> {
+        match principal {
+            auth::Principal::Location(l) => self
+                .location(l)
+                .map_or(&self.primary().limiter, |loc| &loc.limiter),
+            auth::Principal::Company(_) => &self.company_limiter,
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -291,21 +438,33 @@ impl GhlEmulator {
                 "the emulator listens on loopback only",
             ));
         }
-        let mut st = GhlState::new(opts.location_id.clone(), opts.allow_duplicates, opts.seed);
-        st.search_lag = opts.search_lag;
-        st.dedup_lags = opts.dedup_lags;
-        st.task_search_pending_by_default = opts.task_search_pending_by_default;
-        st.deleted_task_rows = opts.deleted_task_rows;
-        st.bulk_business_limit = opts.bulk_business_limit;
-        st.custom_fields_by_id_only = opts.custom_fields_by_id_only;
-        st.search_paging = opts.search_paging.clone();
-        st.date_range_format = opts.date_range_format;
-        st.edits_keep_date_updated = opts.edits_keep_date_updated;
-        for (key, name, ty) in &opts.custom_fields {
-            st.add_custom_field(key, name, ty);
+        let mut accounts = vec![SubAccount {
+            location_id: opts.location_id.clone(),
+            name: "Emulated Sub-Account".into(),
+            tokens: opts.tokens.clone(),
+        }];
+        accounts.extend(opts.sub_accounts.iter().cloned());
+        let mut pits = Vec::new();
+        let mut locations = Vec::new();
+        let mut index = HashMap::new();
+        for (i, acc) in accounts.iter().enumerate() {
+            // Each sub-account draws its ids from its own sequence: GHL's ids are unique
+            // across locations, so one location's id never names another's record.
+            let seed = opts.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            locations.push(Location {
+                state: Mutex::new(location_state(&opts, acc, seed)),
+                limiter: Mutex::new(limiter(&opts)),
+                app_installed: AtomicBool::new(true),
+            });
+            index.insert(acc.location_id.clone(), i);
+            pits.extend(
+                acc.tokens
+                    .iter()
+                    .map(|(t, sc)| (t.clone(), sc.clone(), acc.location_id.clone())),
+            );
         }
         let mut tokens = auth::Auth::new(
-            &opts.tokens,
+            &pits,
             opts.oauth_client_id.clone(),
             opts.oauth_client_secret.clone(),
             opts.access_token_lifetime,
@@ -313,22 +472,24 @@ impl GhlEmulator {
         );
         tokens.revoke_access_on_refresh = opts.revoke_access_on_refresh;
         let shared = Arc::new(Shared {
-            state: Mutex::new(st),
+            locations,
+            index,
+            installed: accounts
+                .iter()
+                .map(|a| auth::Installed {
+                    id: a.location_id.clone(),
+                    name: a.name.clone(),
+                    installed: true,
+                })
+                .collect(),
+            company_limiter: Mutex::new(limiter(&opts)),
+            company_id: opts.company_id.clone(),
+            app_id: opts.app_id.clone(),
+            installed_locations_max_limit: opts.installed_locations_max_limit.max(1),
             auth: Mutex::new(tokens),
-            limiter: Mutex::new({
-                let mut l = auth::Limiter::new(
-                    opts.rate_limit,
-                    opts.rate_window,
-                    opts.daily_quota,
-                    opts.retry_after_on_429,
-                );
-                l.send_headers = opts.rate_limit_headers;
-                l.send_daily_reset = opts.daily_reset_header;
-                l.day = opts.daily_period;
-                l
-            }),
             log: Mutex::new(Vec::new()),
             scope_denial_body: opts.scope_denial_body,
+            forbidden_body: opts.forbidden_body,
         });
         let mut knobs = opts.faults.clone();
         if knobs.latency.is_zero() {
@@ -359,14 +520,71 @@ impl GhlEmulator {
         format!("http://{}", self.addr)
     }
 
-    /// The emulated location id.
+    /// The first location's id (the only one unless `sub_accounts` adds more).
     pub fn location_id(&self) -> String {
-        lock(&self.shared.state).location_id.clone()
+        lock(&self.shared.primary().state).location_id.clone()
+    }
+
+    /// Every location's id, the first one first.
+    pub fn location_ids(&self) -> Vec<String> {
+        self.shared.installed.iter().map(|l| l.id.clone()).collect()
+    }
+
+    /// The agency's (company) id.
+    pub fn company_id(&self) -> String {
+        self.shared.company_id.clone()
+    }
+
+    /// The marketplace app's id (`appId` of `GET /oauth/installedLocations`).
+    pub fn app_id(&self) -> String {
+        self.shared.app_id.clone()
+    }
+
+    /// One location, for its own records, limits and tokens. Panics on an id the emulator
+    /// does not serve (a test's mistake).
+    pub fn location(&self, id: &str) -> LocationHandle<'_> {
+        let Some(&i) = self.shared.index.get(id) else {
+            panic!("the GHL emulator serves no location {id}");
+        };
+        LocationHandle {
+            shared: &self.shared,
+            index: i,
+        }
+    }
+
+    /// A Private Integration Token of `location` that works now, if it has one.
+    pub fn token_for(&self, location: &str) -> Option<String> {
+        lock(&self.shared.auth).pits_of(location).into_iter().next()
     }
 
     /// Every request so far, in arrival order of completion.
     pub fn requests(&self) -> Vec<GhlRequest> {
         lock(&self.shared.log).clone()
+    }
+
+    /// The most requests that counted against `location` (every location: `None`) within any
+    /// span of `window` in the log so far. A client that keeps a location under its burst limit
+    /// shows at most `rate_limit` here for `rate_window`; several locations together may show
+    /// more.
+    pub fn busiest_window(&self, location: Option<&str>, window: Duration) -> usize {
+        let mut times: Vec<std::time::Instant> = lock(&self.shared.log)
+            .iter()
+            .filter(|r| match location {
+                Some(l) => r.location.as_deref() == Some(l),
+                None => r.location.is_some(),
+            })
+            .map(|r| r.at)
+            .collect();
+        times.sort();
+        let mut best = 0;
+        let mut start = 0;
+        for end in 0..times.len() {
+            while start <= end && times[end].duration_since(times[start]) >= window {
+                start += 1;
+            }
+            best = best.max(end + 1 - start);
+        }
+        best
     }
 
     pub fn clear_requests(&self) {
@@ -377,46 +595,64 @@ impl GhlEmulator {
         self.faults.set(knobs);
     }
 
-    /// Change the burst limit; restarts the current window.
+    /// Change the burst limit of every location (and of the agency); restarts the current
+    /// windows.
     pub fn set_rate_limit(&self, max: u32, window: Duration) {
-        lock(&self.shared.limiter).set_burst(max, window);
+        for loc in &self.shared.locations {
+            lock(&loc.limiter).set_burst(max, window);
+        }
+        lock(&self.shared.company_limiter).set_burst(max, window);
     }
 
-    /// A new day: the whole daily quota is back and the day's reset counts from now.
+    /// A new day: every location's whole daily quota is back and the day's reset counts from
+    /// now.
     pub fn reset_daily_quota(&self) {
-        lock(&self.shared.limiter).reset_day();
+        for loc in &self.shared.locations {
+            lock(&loc.limiter).reset_day();
+        }
+        lock(&self.shared.company_limiter).reset_day();
     }
 
+    /// What is left of the first location's daily quota.
     pub fn set_daily_remaining(&self, n: u64) {
-        lock(&self.shared.limiter).daily_remaining = n;
+        lock(&self.shared.primary().limiter).daily_remaining = n;
     }
 
-    /// Change the search lag for later writes.
+    /// Change the search lag for later writes, in every location.
     pub fn set_search_lag(&self, lag: Duration) {
-        lock(&self.shared.state).search_lag = lag;
+        self.each_state(|st| st.search_lag = lag);
     }
 
-    /// Change how contact search pages, from the next search on.
+    /// Change how contact search pages, from the next search on, in every location.
     pub fn set_search_paging(&self, paging: SearchPaging) {
-        let mut st = lock(&self.shared.state);
-        st.search_paging = paging;
-        st.contacts_changed();
+        self.each_state(|st| {
+            st.search_paging = paging.clone();
+            st.contacts_changed();
+        });
     }
 
-    /// Change the date form `range` filters take, from the next search on.
+    /// Change the date form `range` filters take, from the next search on, in every location.
     pub fn set_date_range_format(&self, format: DateRangeFormat) {
-        let mut st = lock(&self.shared.state);
-        st.date_range_format = format;
-        st.contacts_changed();
+        self.each_state(|st| {
+            st.date_range_format = format;
+            st.contacts_changed();
+        });
     }
 
     /// Let search catch up now, as if the lag had elapsed, and lag no later write: what a run
-    /// started minutes after the last one sees.
+    /// started minutes after the last one sees. In every location.
     pub fn settle_search(&self) {
-        let mut st = lock(&self.shared.state);
-        st.contacts_changed();
-        st.search_lag = Duration::ZERO;
-        st.lagging.clear();
+        self.each_state(|st| {
+            st.contacts_changed();
+            st.search_lag = Duration::ZERO;
+            st.lagging.clear();
+        });
+    }
+
+    fn each_state(&self, mut f: impl FnMut(&mut GhlState)) {
+        for loc in &self.shared.locations {
+            f(&mut lock(&loc.state));
+        }
     }
 
     /// A single-use authorization code, as the consent screen would hand to the redirect URI.
@@ -457,12 +693,103 @@ impl GhlEmulator {
         lock(&self.shared.auth).expire_all();
     }
 
-    /// Read or edit the stored records directly, bypassing HTTP, validation and search lag.
+    /// Read or edit the first location's records directly, bypassing HTTP, validation and
+    /// search lag.
     pub fn with_state<R>(&self, f: impl FnOnce(&mut GhlState) -> R) -> R {
-        let mut st = lock(&self.shared.state);
+        self.location(&self.location_id()).with_state(f)
+    }
+}
+
+/// One location of a running emulator (see [`GhlEmulator::location`]).
+pub struct LocationHandle<'a> {
+    shared: &'a Shared,
+    index: usize,
+}
+
+impl LocationHandle<'_> {
+    fn loc(&self) -> &Location {
+        &self.shared.locations[self.index]
+    }
+
+    pub fn id(&self) -> String {
+        self.shared.installed[self.index].id.clone()
+    }
+
+    /// Read or edit this location's records directly, bypassing HTTP, validation and search
+    /// lag.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut GhlState) -> R) -> R {
+        let mut st = lock(&self.loc().state);
         st.contacts_changed();
         f(&mut st)
     }
+
+    /// Change this location's burst limit; restarts its current window.
+    pub fn set_rate_limit(&self, max: u32, window: Duration) {
+        lock(&self.loc().limiter).set_burst(max, window);
+    }
+
+    /// What is left of this location's daily quota.
+    pub fn set_daily_remaining(&self, n: u64) {
+        lock(&self.loc().limiter).daily_remaining = n;
+    }
+
+    /// A new day for this location alone.
+    pub fn reset_daily_quota(&self) {
+        lock(&self.loc().limiter).reset_day();
+    }
+
+    /// The sub-account revokes its integration: every token that speaks for it (its PITs and
+    /// any OAuth or location token) is answered 401 from now on. The agency can still mint a
+    /// new location token.
+    pub fn revoke_tokens(&self) {
+        lock(&self.shared.auth).revoke_location(&self.id());
+    }
+
+    /// The agency uninstalls its marketplace app here: the location's OAuth and location
+    /// tokens are answered 401, no new location token is minted (400) and
+    /// `GET /oauth/installedLocations` lists it with `isInstalled: false`. Its Private
+    /// Integration Tokens, which belong to no app, go on working.
+    pub fn uninstall_app(&self) {
+        self.loc().app_installed.store(false, Ordering::Relaxed);
+        lock(&self.shared.auth).revoke_oauth_of(&self.id());
+    }
+
+    /// The app installed here again.
+    pub fn install_app(&self) {
+        self.loc().app_installed.store(true, Ordering::Relaxed);
+    }
+}
+
+fn location_state(opts: &GhlOptions, acc: &SubAccount, seed: u64) -> GhlState {
+    let mut st = GhlState::new(acc.location_id.clone(), opts.allow_duplicates, seed);
+    st.location_name = acc.name.clone();
+    st.company_id = opts.company_id.clone();
+    st.search_lag = opts.search_lag;
+    st.dedup_lags = opts.dedup_lags;
+    st.task_search_pending_by_default = opts.task_search_pending_by_default;
+    st.deleted_task_rows = opts.deleted_task_rows;
+    st.bulk_business_limit = opts.bulk_business_limit;
+    st.custom_fields_by_id_only = opts.custom_fields_by_id_only;
+    st.search_paging = opts.search_paging.clone();
+    st.date_range_format = opts.date_range_format;
+    st.edits_keep_date_updated = opts.edits_keep_date_updated;
+    for (key, name, ty) in &opts.custom_fields {
+        st.add_custom_field(key, name, ty);
+    }
+    st
+}
+
+fn limiter(opts: &GhlOptions) -> auth::Limiter {
+    let mut l = auth::Limiter::new(
+        opts.rate_limit,
+        opts.rate_window,
+        opts.daily_quota,
+        opts.retry_after_on_429,
+    );
+    l.send_headers = opts.rate_limit_headers;
+    l.send_daily_reset = opts.daily_reset_header;
+    l.day = opts.daily_period;
+    l
 }
 
 impl Drop for GhlEmulator {
@@ -494,47 +821,66 @@ async fn record(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> 
     let resp = next
         .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await;
+    let location = match resp.extensions().get::<auth::Principal>() {
+        Some(auth::Principal::Location(l)) => Some(l.clone()),
+        _ => None,
+    };
     lock(&shared.log).push(GhlRequest {
         method,
         path,
         query,
         status: resp.status().as_u16(),
+        location,
+        at: std::time::Instant::now(),
         body: json_body,
         fault: resp.extensions().get::<InjectedFault>().copied(),
     });
     resp
 }
 
-/// Granted scopes of the authenticated token, handed from `gate` to the routes.
-#[derive(Debug, Clone)]
-struct Scopes(Vec<String>);
-
 fn is_oauth_token_path(path: &str) -> bool {
     path.trim_end_matches('/') == "/oauth/token"
 }
 
-/// Bearer token, rate limit (headers on every answer) and `Version` header.
+/// Bearer token, rate limit of the location (or agency) the token speaks for, with its headers
+/// on every answer, and `Version` header. Answers that belong to no one (the token endpoint,
+/// an unknown token) carry the first location's headers.
 async fn gate(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
+    let mut principal = None;
     let mut resp = if is_oauth_token_path(req.uri().path()) {
         next.run(req).await
     } else {
         match admit(&shared, &req) {
-            Ok(scopes) => {
-                req.extensions_mut().insert(Scopes(scopes));
+            Ok(grant) => {
+                principal = Some(grant.principal.clone());
+                req.extensions_mut().insert(grant);
                 next.run(req).await
             }
-            Err(r) => *r,
+            Err((who, r)) => {
+                principal = who;
+                *r
+            }
         }
     };
-    let mut limiter = lock(&shared.limiter);
+    let limiter = match &principal {
+        Some(p) => shared.limiter_of(p),
+        None => &shared.primary().limiter,
+    };
+    let mut limiter = lock(limiter);
     if limiter.send_headers {
         limiter.headers(resp.headers_mut());
     }
     drop(limiter);
+    if let Some(p) = principal {
+        resp.extensions_mut().insert(p);
+    }
     resp
 }
 
-fn admit(shared: &Shared, req: &Request) -> Result<Vec<String>, Box<Response>> {
+/// The caller's grant, or the refusal (with whom the token speaks for, once known).
+type Admission = Result<auth::Grant, (Option<auth::Principal>, Box<Response>)>;
+
+fn admit(shared: &Shared, req: &Request) -> Admission {
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -542,11 +888,12 @@ fn admit(shared: &Shared, req: &Request) -> Result<Vec<String>, Box<Response>> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .unwrap_or_default();
-    let scopes = lock(&shared.auth)
+    let grant = lock(&shared.auth)
         .check(token)
-        .map_err(|e| Box::new(e.into_response()))?;
+        .map_err(|e| (None, Box::new(e.into_response())))?;
+    let who = Some(grant.principal.clone());
     {
-        let mut lim = lock(&shared.limiter);
+        let mut lim = lock(shared.limiter_of(&grant.principal));
         if let Err(why) = lim.take() {
             let mut r = (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -559,20 +906,26 @@ fn admit(shared: &Shared, req: &Request) -> Result<Vec<String>, Box<Response>> {
                     HeaderValue::from(lim.retry_after_secs()),
                 );
             }
-            return Err(Box::new(r));
+            return Err((who, Box::new(r)));
         }
     }
     match req.headers().get("version").map(|v| v.to_str().unwrap_or("")) {
-        None => Err(ApiError {
-            status: StatusCode::BAD_REQUEST,
-            body: json!({"statusCode": 400, "message": "Version header was not found", "error": "Bad Request"}),
-        }
-        .boxed()),
-        Some(API_VERSION) => Ok(scopes),
-        Some(_) => Err(ApiError::unprocessable(vec![format!(
-            "version must be one of the following values: {API_VERSION}"
-        )])
-        .boxed()),
+        None => Err((
+            who,
+            ApiError {
+                status: StatusCode::BAD_REQUEST,
+                body: json!({"statusCode": 400, "message": "Version header was not found", "error": "Bad Request"}),
+            }
+            .boxed(),
+        )),
+        Some(API_VERSION) => Ok(grant),
+        Some(_) => Err((
+            who,
+            ApiError::unprocessable(vec![format!(
+                "version must be one of the following values: {API_VERSION}"
+            )])
+            .boxed(),
+        )),
     }
 }
 
@@ -618,34 +971,54 @@ async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let scopes = req
-        .extensions()
-        .get::<Scopes>()
-        .map(|s| s.0.clone())
-        .unwrap_or_default();
+    let grant = req.extensions().get::<auth::Grant>().cloned();
     let bytes: Bytes = axum::body::to_bytes(req.into_body(), 32 * 1024 * 1024)
         .await
         .unwrap_or_default();
-    let result = if is_oauth_token_path(&path) && method == Method::POST {
-        oauth_token(&shared, &content_type, &bytes)
-    } else {
-        match parse_json(&bytes) {
+    let agency_path = path.trim_end_matches('/');
+    let result = match (&method, agency_path, grant) {
+        (&Method::POST, "/oauth/token", _) => oauth_token(&shared, &content_type, &bytes),
+        (&Method::POST, "/oauth/locationToken", Some(grant)) => form_fields(&content_type, &bytes)
+            .and_then(|form| lock(&shared.auth).location_token(&grant, &form, &shared.agency())),
+        (&Method::GET, "/oauth/installedLocations", Some(grant)) => {
+            lock(&shared.auth).installed_locations(&grant, &query, &shared.agency())
+        }
+        (_, _, Some(grant)) => match parse_json(&bytes) {
             Ok(body) => {
                 let ctx = Ctx {
-                    scopes,
+                    scopes: grant.scopes,
                     query,
                     body,
                 };
-                route(&shared, &method, &path, &ctx)
+                match &grant.principal {
+                    auth::Principal::Location(l) => match shared.location(l) {
+                        Some(loc) => route(loc, &method, &path, &ctx),
+                        None => Err(ApiError::forbidden_location()),
+                    },
+                    // The agency's token does not act inside a sub-account: it mints a
+                    // location token for that.
+                    auth::Principal::Company(_) => Err(ApiError::forbidden_location()),
+                }
             }
             Err(e) => Err(e),
-        }
+        },
+        // Only the token endpoint's path comes through the gate without a grant.
+        (_, _, None) => Err(ApiError::not_found(method.as_str(), &path)),
     };
     match result {
         Ok((status, body)) => (status, axum::Json(body)).into_response(),
         Err(mut e) => {
             if e.is_scope_denial() && shared.scope_denial_body == ScopeDenialBody::MessageOnly {
                 e.body = serde_json::json!({"message": e.body["message"].clone()});
+            }
+            if e.status == StatusCode::FORBIDDEN {
+                match shared.forbidden_body {
+                    ForbiddenBody::Nest => {}
+                    ForbiddenBody::MessageOnly => {
+                        e.body = serde_json::json!({"message": e.body["message"].clone()});
+                    }
+                    ForbiddenBody::Empty => e.body = serde_json::json!({}),
+                }
             }
             e.into_response()
         }
@@ -661,7 +1034,8 @@ fn parse_json(bytes: &[u8]) -> Result<Option<Value>, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("Unexpected token in JSON: {e}")))
 }
 
-fn oauth_token(shared: &Shared, content_type: &str, bytes: &[u8]) -> ApiResult {
+/// The fields of a form-urlencoded body (the OAuth endpoints take no JSON).
+fn form_fields(content_type: &str, bytes: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
     if !content_type.starts_with("application/x-www-form-urlencoded") {
         return Err(ApiError::unprocessable(vec![
             "Content-Type must be application/x-www-form-urlencoded".into(),
@@ -670,20 +1044,21 @@ fn oauth_token(shared: &Shared, content_type: &str, bytes: &[u8]) -> ApiResult {
     let uri: axum::http::Uri = format!("/?{}", String::from_utf8_lossy(bytes))
         .parse()
         .map_err(|_| ApiError::bad_request("Malformed form body"))?;
-    let form = Query::<Vec<(String, String)>>::try_from_uri(&uri)
+    Ok(Query::<Vec<(String, String)>>::try_from_uri(&uri)
         .map_err(|_| ApiError::bad_request("Malformed form body"))?
-        .0;
-    let (loc, company) = {
-        let st = lock(&shared.state);
-        (st.location_id.clone(), st.company_id.clone())
-    };
-    lock(&shared.auth).token_endpoint(&form, &loc, &company)
+        .0)
+}
+
+fn oauth_token(shared: &Shared, content_type: &str, bytes: &[u8]) -> ApiResult {
+    let form = form_fields(content_type, bytes)?;
+    let loc = shared.installed[0].id.clone();
+    lock(&shared.auth).token_endpoint(&form, &loc, &shared.company_id)
 }
 
 /// Route by path segments (a trailing slash is ignored) and method.
-fn route(shared: &Shared, method: &Method, path: &str, ctx: &Ctx) -> ApiResult {
+fn route(loc: &Location, method: &Method, path: &str, ctx: &Ctx) -> ApiResult {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let mut st = lock(&shared.state);
+    let mut st = lock(&loc.state);
     let st = &mut *st;
     let m = method.as_str();
     if m != "GET" && segs.last() != Some(&"search") {
@@ -726,7 +1101,7 @@ fn route(shared: &Shared, method: &Method, path: &str, ctx: &Ctx) -> ApiResult {
     }
 }
 
-/// 403 unless `loc` is the emulated location.
+/// 403 unless `loc` is the location the caller's token speaks for.
 pub(crate) fn same_location(st: &GhlState, loc: &str) -> Result<(), ApiError> {
     if loc == st.location_id {
         Ok(())
