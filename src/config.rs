@@ -23,11 +23,10 @@ use chrono::{DateTime, Utc};
 use crate::http::PolicyConfig;
 use crate::mapping::{FieldMap, MappingConfig, SourceField, TagRules};
 use crate::model::{
-    ConflictPolicy, DriftPolicy, Field, PhoneNormalizer, SourceDeletePolicy, StdField,
-    TargetDeletePolicy,
+    ConflictPolicy, DriftPolicy, Field, PhoneNormalizer, SourceContact, SourceDeletePolicy,
+    StdField, TargetDeletePolicy, norm_email,
 };
 use crate::reconcile::ContactPolicy;
-use crate::reconcile::filter::GuestFilter;
 use crate::server::Limits;
 use crate::server::auth::{Access, SecretSource};
 
@@ -2206,6 +2205,49 @@ fn check_template(template: &str, allowed: &[&str]) -> Result<(), String> {
         rest = &rest[(end + 1).min(rest.len())..];
     }
     Ok(())
+}
+
+/// The `[filter]` allow-lists, validated and normalised at load. Empty: every guest passes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuestFilter {
+    /// Source ids as the sync keys them: a customer's id, a subscriber's as `sub:<id>`.
+    pub ids: BTreeSet<String>,
+    /// Normalised (trimmed, lower-cased) email addresses.
+    pub emails: BTreeSet<String>,
+    /// Lower-cased domains, without `@`.
+    pub email_domains: BTreeSet<String>,
+    /// HotspotSystem location ids a guest is listed under.
+    pub locations: BTreeSet<String>,
+}
+
+impl GuestFilter {
+    /// No list: every guest passes.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+            && self.emails.is_empty()
+            && self.email_domains.is_empty()
+            && self.locations.is_empty()
+    }
+
+    /// Whether one HotspotSystem record matches any list.
+    pub fn admits(&self, r: &SourceContact) -> bool {
+        if self.is_empty() || self.ids.contains(&r.source_id) {
+            return true;
+        }
+        if r.location_id
+            .as_ref()
+            .is_some_and(|l| self.locations.contains(l))
+        {
+            return true;
+        }
+        let Some(email) = norm_email(r.email.as_deref()) else {
+            return false;
+        };
+        self.emails.contains(&email)
+            || email
+                .rsplit_once('@')
+                .is_some_and(|(_, d)| self.email_domains.contains(d))
+    }
 }
 
 #[cfg(test)]
