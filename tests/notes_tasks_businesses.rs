@@ -1155,3 +1155,67 @@ async fn transactions_of_merged_customers_land_once_on_their_shared_contact() {
         );
     }
 }
+
+/// A contact a CRM user deleted and the sync re-created (`on_target_delete = "recreate"`) is a
+/// new GHL contact: it gets its business association again, whatever the old one had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_contact_is_associated_with_its_business_again() {
+    let env = support::harness::TestEnv::start(
+        "recreate-business",
+        SandboxOptions {
+            seed: SeedSpec {
+                seed: 9,
+                locations: 2,
+                customers: 12,
+                subscribers: 0,
+                subscribers_also_customers: 0,
+                transactions: 0,
+            },
+            ..SandboxOptions::default()
+        },
+        "conflict = \"hotspot_wins\"\non_target_delete = \"recreate\"\n\n[businesses]\nenabled = true\n",
+    )
+    .await;
+    env.sync(&[]).await;
+    let unassociated = |env: &support::harness::TestEnv| {
+        env.sandbox.ghl.with_state(|s| {
+            s.contacts
+                .values()
+                .filter(|c| c.business_id.is_none())
+                .count()
+        })
+    };
+    assert_eq!(
+        unassociated(&env),
+        0,
+        "every contact has its location's business"
+    );
+
+    let victim = env
+        .sandbox
+        .ghl
+        .with_state(|s| s.contacts.keys().next().cloned().unwrap());
+    let count = env.sandbox.ghl.with_state(|s| {
+        s.delete_contact(&victim);
+        s.contacts.len()
+    });
+    // The dry run says the same: one create and its association.
+    let dry = env.sync(&["--full", "--dry-run", "--format", "json"]).await;
+    let dry: Value = serde_json::from_str(&dry.stdout).unwrap();
+    assert_eq!(dry["writes_by_kind"]["contact"]["create"], 1, "{dry:#}");
+    assert_eq!(dry["writes_by_kind"]["business"]["associate"], 1, "{dry:#}");
+    env.sync(&["--full"]).await;
+    env.sandbox.ghl.with_state(|s| {
+        assert_eq!(
+            s.contacts.len(),
+            count + 1,
+            "the deleted contact is re-created"
+        );
+        assert!(!s.contacts.contains_key(&victim));
+    });
+    assert_eq!(
+        unassociated(&env),
+        0,
+        "the re-created contact is associated with its business again"
+    );
+}

@@ -200,6 +200,13 @@ impl ContactApplier<'_> {
     fn link_or_new(&self, sid: &str, tid: &str, method: MatchMethod) -> Result<Link, ApplyError> {
         let mut link = match self.store(|s| s.link(Kind::Contact, sid))? {
             Some(mut l) => {
+                if l.target_id != tid {
+                    // The association was the old contact's: the new one has none yet, and the
+                    // businesses step must see that to associate it.
+                    if let Some(extra) = l.extra.as_object_mut() {
+                        extra.remove("business_id");
+                    }
+                }
                 l.target_id = tid.to_string();
                 l
             }

@@ -184,6 +184,9 @@ pub fn members(
                 seen_planned.insert(l.source_id.clone());
                 if let Some(p) = p {
                     let registration = registration.or_else(|| p.location_id.clone());
+                    // Re-pointed to a new contact: the association was the old one's (the
+                    // apply drops it from the row).
+                    let associated = associated.filter(|_| p.target_id == l.target_id);
                     member(p.target_id.clone(), registration, associated);
                 }
             }
