@@ -81,6 +81,21 @@ impl Agency {
         resp.json().await.unwrap()
     }
 
+    /// A fresh agency token with the app's scopes, and a location token it mints for `location`.
+    async fn agency_and_minted(&self, location: &str) -> (String, String) {
+        let grant = self.company_token(&agency_scopes()).await;
+        let agency = grant["access_token"].as_str().unwrap().to_string();
+        let company = self.emu.company_id();
+        let (_, minted) = self
+            .location_token(
+                &agency,
+                &[("companyId", &company), ("locationId", location)],
+            )
+            .await;
+        let minted = minted["access_token"].as_str().unwrap().to_string();
+        (agency, minted)
+    }
+
     async fn location_token(&self, token: &str, form: &[(&str, &str)]) -> (u16, Value) {
         let resp = self
             .http
@@ -402,12 +417,8 @@ async fn a_revoked_location_answers_401_and_the_others_go_on() {
         api.emu.token_for(&a).unwrap(),
         api.emu.token_for(&b).unwrap(),
     );
-    let grant = api.company_token(&agency_scopes()).await;
-    let agency = grant["access_token"].as_str().unwrap();
-    let (_, minted) = api
-        .location_token(agency, &[("companyId", &company), ("locationId", &b)])
-        .await;
-    let old_b = minted["access_token"].as_str().unwrap();
+    let (agency, old_b) = api.agency_and_minted(&b).await;
+    let (agency, old_b) = (agency.as_str(), old_b.as_str());
 
     api.emu.location(&b).revoke_tokens();
     assert_eq!(api.location(&pit_b, &b).await.0, 401);
@@ -570,12 +581,8 @@ async fn a_location_without_the_app_is_listed_uninstalled_and_mints_nothing() {
     let api = Agency::start(GhlOptions::default().with_locations(3)).await;
     let (a, b) = api.ids();
     let (company, app) = (api.emu.company_id(), api.emu.app_id());
-    let grant = api.company_token(&agency_scopes()).await;
-    let agency = grant["access_token"].as_str().unwrap();
-    let (_, minted) = api
-        .location_token(agency, &[("companyId", &company), ("locationId", &b)])
-        .await;
-    let old_b = minted["access_token"].as_str().unwrap();
+    let (agency, old_b) = api.agency_and_minted(&b).await;
+    let (agency, old_b) = (agency.as_str(), old_b.as_str());
 
     api.emu.location(&b).uninstall_app();
     assert_eq!(

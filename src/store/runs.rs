@@ -877,27 +877,15 @@ mod tests {
                     record(&store, kinds, full, t, ok, items, calls, &summary);
                     runs += 1;
                 };
-            run(
-                &[Kind::Contact],
-                false,
-                if busy_hour_slot {
-                    (10, 0, 0)
-                } else {
-                    (0, 0, 0)
-                },
-                if busy_hour_slot { 12 } else { 2 },
-            );
+            // The hour's 10 new guests are written by its first contacts and notes runs.
+            let (items, calls) = if busy_hour_slot {
+                ((10, 0, 0), 12)
+            } else {
+                ((0, 0, 0), 2)
+            };
+            run(&[Kind::Contact], false, items, calls);
             if minute % 10 == 0 {
-                run(
-                    &[Kind::Note],
-                    false,
-                    if busy_hour_slot {
-                        (10, 0, 0)
-                    } else {
-                        (0, 0, 0)
-                    },
-                    if busy_hour_slot { 12 } else { 2 },
-                );
+                run(&[Kind::Note], false, items, calls);
             }
             if minute % 15 == 0 {
                 run(&[Kind::Task], false, (0, 0, 0), 2);
