@@ -6,6 +6,10 @@
 //! the file names an environment variable or a file, and the secret is read at load time into a
 //! [`SecretString`] so that no `Debug`, log or error can show it.
 
+mod pairs;
+
+pub use pairs::{Form, Installation, Pair, SINGLE_PAIR_NAME, UnknownPair};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
