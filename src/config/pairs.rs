@@ -778,7 +778,7 @@ location_id = "loc-b"
 
     #[test]
     fn the_single_form_is_one_pair() {
-        let text = format!("{TOP}");
+        let text = TOP.to_string();
         let e = Installation::from_str_with_env(&text, "hgs.toml", &env).unwrap_err();
         assert_eq!(e.key(), Some("ghl.location_id"));
         let text = TOP.replace("rate_limit = 50", "location_id = \"x\"");
