@@ -166,8 +166,14 @@ async fn each_pair_syncs_its_own_locations_into_its_own_sub_account_with_its_own
     let agency = Agency::start("pairs-sync").await;
     let out = agency.run(&["sync"]).await;
     assert_eq!(out.code, 0, "{}", out.show());
-    let alpha_at = out.stdout.find("== pair alpha ==").expect(&out.show());
-    let beta_at = out.stdout.find("== pair beta ==").expect(&out.show());
+    let alpha_at = out
+        .stdout
+        .find("== pair alpha ==")
+        .unwrap_or_else(|| panic!("{}", out.show()));
+    let beta_at = out
+        .stdout
+        .find("== pair beta ==")
+        .unwrap_or_else(|| panic!("{}", out.show()));
     assert!(alpha_at < beta_at, "{}", out.show());
 
     let alpha_ids = agency.customers_at(&agency.hotspot_locations[..2]);
@@ -199,7 +205,8 @@ async fn each_pair_syncs_its_own_locations_into_its_own_sub_account_with_its_own
     // A second pass finds everything in step, in both pairs; JSON names each pair.
     let out = agency.run(&["sync", "--format", "json"]).await;
     assert_eq!(out.code, 0, "{}", out.show());
-    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect(&out.show());
+    let doc: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.show()));
     let pairs: Vec<&str> = doc
         .as_array()
         .expect("an array of pairs")
@@ -247,7 +254,8 @@ async fn pair_selects_one_pair_and_status_shows_every_pair() {
 
     let out = agency.run(&["status", "--format", "json"]).await;
     assert_eq!(out.code, 0, "{}", out.show());
-    let rows: serde_json::Value = serde_json::from_str(&out.stdout).expect(&out.show());
+    let rows: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.show()));
     assert_eq!(rows[0]["pair"], "alpha");
     assert_eq!(rows[0]["state"], "none");
     assert_eq!(rows[1]["pair"], "beta");
