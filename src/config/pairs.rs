@@ -726,6 +726,19 @@ location_id = "loc-b"
     }
 
     #[test]
+    fn a_missing_secret_of_a_pair_names_the_pair_key() {
+        let unset = TWO.replace("GHL_TOKEN_A", "UNSET_TOKEN");
+        assert_eq!(
+            err(&unset),
+            (
+                "pairs[0].ghl.token_env".into(),
+                line_of(&unset, "UNSET_TOKEN"),
+                K::Secret
+            )
+        );
+    }
+
+    #[test]
     fn an_error_in_an_inherited_key_names_the_top_level_key() {
         let text = format!("{}{TWO}", TOP.replace("rate_limit = 50", "rate_limit = 0"));
         let e = Installation::from_str_with_env(&text, "hgs.toml", &env).unwrap_err();
