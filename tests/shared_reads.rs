@@ -150,6 +150,7 @@ async fn two_pairs_reading_together_read_a_shared_location_once() {
     let stats = round.stats();
     assert_eq!(stats.sent as usize, served);
     assert!(stats.shared > 0, "{stats:?}");
+    eprintln!("two passes reading together: {stats:?}");
 
     drop((a, b));
     let stats = round.stats();

@@ -55,8 +55,11 @@
 //! together read HotspotSystem first and at the same pace, so what is kept is typically the
 //! few pages the slowest pair has not reached yet; the worst case is one pair running a whole
 //! shared listing ahead of another. [`ReadRound::stats`] tells what a round holds and held at
-//! most. Measured with the emulator (tests/shared_reads.rs): a page of 100 customers is about
-//! 28 KB, and two concurrent passes over 4 locations of 250 guests held at most a few pages.
+//! most. Measured with the emulator (tests/shared_reads.rs, 250 guests per location, pages of
+//! 100): two passes started together over three locations, one shared, held at most one answer
+//! (49 KB) at a time; a second pass run after the first found the shared location's 3 pages and
+//! the `/locations` page kept for it, 118 KB, all gone once it had read them. A page of 100
+//! customers is 35 to 50 KB, so the default cap holds some 1,500 pages.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -235,11 +238,8 @@ impl SharedReads {
         loop {
             let flight = {
                 let mut state = round.lock();
-                if !state.open {
-                    drop(state);
-                    return send().await;
-                }
                 match state.slots.get(&key) {
+                    _ if !state.open => Waiting::Alone,
                     Some(Slot::Held(_)) => {
                         let answer = state.take(&key, me);
                         state.shared += 1;
@@ -254,6 +254,7 @@ impl SharedReads {
                 }
             };
             match flight {
+                Waiting::Alone => return send().await,
                 Waiting::On(rx) => match wait(rx).await {
                     // The sender was cancelled before it had an answer: ask again.
                     None => continue,
@@ -296,8 +297,10 @@ impl SharedReads {
     }
 }
 
-/// What a caller does about a read: send it, or wait for the one in flight.
+/// What a caller does about a read: send it for the round, wait for the one in flight, or
+/// (the round has ended) send it for itself.
 enum Waiting {
+    Alone,
     Leader(watch::Sender<Option<Outcome>>),
     On(watch::Receiver<Option<Outcome>>),
 }
