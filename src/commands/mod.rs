@@ -63,7 +63,9 @@ pub async fn dispatch(cli: Cli) -> u8 {
                 Command::Calls(args) => calls::run(&cfg, args),
                 Command::Check(args) => check::run(&cfg, args).await,
                 Command::Auth(cmd) => auth::run(&cfg, cmd).await,
-                Command::Serve(args) => serve::run(&cfg, args).await,
+                Command::Serve(args) => {
+                    serve::run(&crate::config::Installation::single(cfg), args).await
+                }
                 Command::Sandbox(_) | Command::Demo(_) | Command::Generate(_) => {
                     unreachable!("handled above")
                 }
