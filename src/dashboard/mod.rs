@@ -411,7 +411,13 @@ pub fn installation_app(
             Arc::new(site),
             pair_links,
         ));
-        routes = routes.nest(&prefix, pages);
+        let home = prefix.clone();
+        routes = routes
+            .route(
+                &format!("{prefix}/"),
+                get(move || async move { axum::response::Redirect::permanent(&home) }),
+            )
+            .nest(&prefix, pages);
     }
     expose(routes.fallback(not_found), exposure)
 }

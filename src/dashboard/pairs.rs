@@ -47,7 +47,8 @@ impl PairSite {
         }
     }
 
-    /// Where its pages live: `/pairs/{name}` (names are lower-case letters, digits, `-`, `_`).
+    /// Where its pages live: `/pairs/{name}`, its overview at that very path (`/pairs/{name}/`
+    /// redirects there). Names are lower-case letters, digits, `-` and `_`.
     pub fn prefix(&self) -> String {
         format!("/pairs/{}", self.name)
     }
@@ -146,13 +147,7 @@ pub fn metrics_text(sites: &[PairSite], now: DateTime<Utc>) -> String {
         let written = site.state_path.is_file()
             && Store::open_read_only(&site.state_path)
                 .and_then(|store| {
-                    metrics::write(
-                        &mut exposition,
-                        &store,
-                        &site.health,
-                        now,
-                        Some(&site.name),
-                    )
+                    metrics::write(&mut exposition, &store, &site.health, now, Some(&site.name))
                 })
                 .is_ok();
         if !written {
@@ -197,7 +192,7 @@ pub fn pair_json(p: &PairStatus) -> serde_json::Value {
         "last_run": last_run,
         "last_run_failed": failed,
         "links": {
-            "pages": format!("{prefix}/"),
+            "pages": prefix,
             "api": format!("{prefix}/api/runs"),
             "health": format!("{prefix}/api/health"),
         },
@@ -257,7 +252,7 @@ pub fn overview_page(pairs: &[PairStatus], now: DateTime<Utc>) -> Result<String,
             };
             PairRow {
                 name: p.site.name.clone(),
-                href: format!("{prefix}/"),
+                href: prefix,
                 ghl_location: p.site.ghl_location.clone(),
                 hotspot: p.site.hotspot_text(),
                 health,
@@ -287,11 +282,14 @@ pub fn under_prefix(html: &str, prefix: &str, name: &str) -> String {
         let (head, tail) = rest.split_at(at + 2);
         out.push_str(head);
         let attr_start = head.rfind(' ').map(|i| &head[i + 1..]).unwrap_or("");
-        if attr_start == "href=\"" || attr_start == "action=\"" {
-            // `href="/"` (the pair's overview) becomes `href="/pairs/x/"`.
-            out.push_str(prefix);
-        }
         rest = tail;
+        if attr_start == "href=\"" || attr_start == "action=\"" {
+            out.push_str(prefix);
+            // `href="/"`, the pair's overview, is the prefix itself.
+            if rest.starts_with("/\"") {
+                rest = &rest[1..];
+            }
+        }
     }
     out.push_str(rest);
     out.replacen(
@@ -320,7 +318,10 @@ mod tests {
     fn links_move_under_the_pair_and_values_stay() {
         let html = r#"<nav><a href="/">Overview</a><a href="/runs" class="on">Runs</a></nav><form action="/calls"></form><a href="/runs/3">#3</a><td>x=&#34;/evil</td><td>data-x="/y"</td>"#;
         let out = under_prefix(html, "/pairs/cafe", "cafe");
-        assert!(out.contains(r#"<a href="/pairs/cafe/">Overview</a>"#), "{out}");
+        assert!(
+            out.contains(r#"<a href="/pairs/cafe/">Overview</a>"#),
+            "{out}"
+        );
         assert!(out.contains(r#"href="/pairs/cafe/runs" class="on""#));
         assert!(out.contains(r#"action="/pairs/cafe/calls""#));
         assert!(out.contains(r#"href="/pairs/cafe/runs/3""#));
