@@ -319,7 +319,7 @@ mod tests {
         let html = r#"<nav><a href="/">Overview</a><a href="/runs" class="on">Runs</a></nav><form action="/calls"></form><a href="/runs/3">#3</a><td>x=&#34;/evil</td><td>data-x="/y"</td>"#;
         let out = under_prefix(html, "/pairs/cafe", "cafe");
         assert!(
-            out.contains(r#"<a href="/pairs/cafe/">Overview</a>"#),
+            out.contains(r#"<a href="/pairs/cafe">Overview</a>"#),
             "{out}"
         );
         assert!(out.contains(r#"href="/pairs/cafe/runs" class="on""#));
