@@ -2,6 +2,9 @@
 //!
 //! Pages (`/`, `/runs`, `/runs/{id}`, `/contacts`, `/notes`, `/tasks`, `/appointments`,
 //! `/guests`, `/calls`, `/errors`), rendered from `templates/`, JSON under `/api/...`, Prometheus text at `/metrics` and `/healthz` for alerting.
+//! With `[[pairs]]` ([`installation_app`]) the home page is the overview of pairs
+//! ([`pairs`]), `/healthz` and `/metrics` cover every pair, and each pair's pages are these, under
+//! `/pairs/{name}`.
 //! Only GET routes exist, and each request opens the state file itself (WAL readers never block
 //! the running sync), so the dashboard can run next to the scheduler without coordination.
 //! It listens on loopback unless the operator explicitly allows another address, and then only
