@@ -15,7 +15,7 @@ use hotspot_ghl_sync::http::{AuditSink, HttpError, HttpPolicy, PolicyConfig};
 use hotspot_ghl_sync::reconcile::snapshot::{SourceListing, read_source};
 use hotspot_ghl_sync::reconcile::transactions::read_stream;
 use hotspot_ghl_sync::sandbox::faults::FaultKnobs;
-use hotspot_ghl_sync::sandbox::hotspot::{HotspotEmulator, HotspotOptions};
+use hotspot_ghl_sync::sandbox::hotspot::{HotspotEmulator, HotspotOptions, OddValues};
 use hotspot_ghl_sync::sandbox::seed::{self, SeedSpec, Spread};
 use secrecy::SecretString;
 
@@ -335,4 +335,39 @@ async fn a_client_outliving_its_round_reads_on_its_own() {
     b.locations().collect_all().await.unwrap();
     assert_eq!(acc.emu.requests().len(), 2);
     assert_eq!(calls(&b), 1);
+}
+
+/// Each pair decodes its own copy of a shared page: the values it could not read, and the
+/// records it had to leave out, are in its own listing as if it had read the page itself.
+#[tokio::test]
+async fn a_pair_taking_a_shared_page_reports_what_it_could_not_read() {
+    let acc = account(1).await;
+    acc.emu.set_odd_values(OddValues {
+        malformed_dates: true,
+        nulls: true,
+        ..OddValues::default()
+    });
+    let wants = ids(&acc, &[0]);
+    let alone = read_source(&client(&acc, &acc.key), &wants, false)
+        .await
+        .unwrap();
+    assert!(
+        !alone.unreadable.is_empty() && alone.without_id > 0,
+        "the odd values show: {:?}",
+        alone.unreadable
+    );
+    acc.emu.clear_requests();
+
+    let round = ReadRound::new(RoundLimits::default());
+    let a = client(&acc, &acc.key).with_shared_reads(round.reader(Wants::from_config(&wants)));
+    let b = client(&acc, &acc.key).with_shared_reads(round.reader(Wants::from_config(&wants)));
+    let la = read_source(&a, &wants, false).await.unwrap();
+    let lb = read_source(&b, &wants, false).await.unwrap();
+    assert_eq!(calls(&b), 0, "pair B read everything from the round");
+    for listing in [&la, &lb] {
+        assert_eq!(listing.unreadable, alone.unreadable);
+        assert_eq!(listing.without_id, alone.without_id);
+        assert_eq!(listing.complete, alone.complete);
+        assert_eq!(guests(listing), guests(&alone));
+    }
 }
