@@ -35,8 +35,8 @@ pub struct Cli {
     pub quiet: bool,
 
     /// The pair of a configuration with `[[pairs]]` to act on (its `name`). `sync`, `status` and
-    /// `check` act on every pair without it; `report`, `explain`, `calls`, `auth`, `run` and
-    /// `serve` need it in that form.
+    /// `check` act on every pair without it, `serve` shows them all; `report`, `explain`,
+    /// `calls`, `auth` and `run` need it in that form.
     #[arg(long, global = true, value_name = "NAME")]
     pub pair: Option<String>,
 

@@ -346,3 +346,108 @@ async fn an_error_in_a_pair_names_the_pair_key_and_its_line() {
         out.show()
     );
 }
+
+#[tokio::test]
+async fn serve_shows_every_pair_and_with_pair_one_of_them() {
+    let agency = Agency::start("pairs-serve").await;
+    let out = agency.run(&["--pair", "beta", "sync", "--full"]).await;
+    assert_eq!(out.code, 0, "{}", out.show());
+
+    let served = support::dashboard::serve_binary(&agency.config, "127.0.0.1:0", &[], &[], None)
+        .await
+        .unwrap_or_else(|r| panic!("serve exited {}: {}", r.code, r.stderr));
+    let (status, body) = support::dashboard::get_as(served.port, "127.0.0.1", "/api/pairs", "")
+        .await
+        .expect("answer");
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(body.split("\r\n\r\n").last().unwrap())
+        .unwrap_or_else(|_| panic!("{body}"));
+    let pairs = json.as_array().unwrap_or_else(|| panic!("{body}"));
+    let names: Vec<&str> = pairs.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alpha", "beta"], "{json}");
+    assert_eq!(pairs[1]["last_run"]["status"], "succeeded", "{json}");
+    assert_eq!(pairs[1]["ghl_location_id"], agency.ghl.1.as_str(), "{json}");
+    // Alpha has never run: the installation is not healthy, and says which pair is not.
+    let (status, body) = support::dashboard::get_as(served.port, "127.0.0.1", "/healthz", "")
+        .await
+        .expect("answer");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("alpha"), "{body}");
+    drop(served);
+
+    // With --pair: that pair's dashboard alone, at the single-pair URLs.
+    let served = support::dashboard::serve_binary(
+        &agency.config,
+        "127.0.0.1:0",
+        &["--pair", "beta"],
+        &[],
+        None,
+    )
+    .await
+    .unwrap_or_else(|r| panic!("serve --pair exited {}: {}", r.code, r.stderr));
+    let (status, body) = support::dashboard::get_as(served.port, "127.0.0.1", "/healthz", "")
+        .await
+        .expect("answer");
+    assert_eq!(status, 200, "beta alone is healthy: {body}");
+    assert!(!body.contains("alpha"), "{body}");
+    let (status, _) = support::dashboard::get_as(served.port, "127.0.0.1", "/api/pairs", "")
+        .await
+        .expect("answer");
+    assert_eq!(status, 404, "one pair's dashboard has no overview");
+}
+
+#[tokio::test]
+async fn a_sync_of_every_pair_reads_the_hotspot_account_once() {
+    let agency = Agency::start("pairs-shared-reads").await;
+    // Alpha also reads beta's first location: two pairs, one location between them.
+    let text = std::fs::read_to_string(&agency.config).unwrap();
+    let l = &agency.hotspot_locations;
+    let text = text.replacen(
+        &format!("hotspot_locations = [\"{}\", \"{}\"]", l[0], l[1]),
+        &format!(
+            "hotspot_locations = [\"{}\", \"{}\", \"{}\"]",
+            l[0], l[1], l[2]
+        ),
+        1,
+    );
+    std::fs::write(&agency.config, text).unwrap();
+    agency.sandbox.hotspot.clear_requests();
+    let out = agency.run(&["sync"]).await;
+    assert_eq!(out.code, 0, "{}", out.show());
+    let location_lists: Vec<String> = agency
+        .sandbox
+        .hotspot
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/locations"))
+        .map(|r| r.query.clone())
+        .collect();
+    let distinct: BTreeSet<&String> = location_lists.iter().collect();
+    assert_eq!(
+        location_lists.len(),
+        distinct.len(),
+        "the account's locations, each page once for both pairs: {location_lists:?}"
+    );
+    let per_location = agency.sandbox.hotspot.reads_per_location();
+    let shared = per_location.get(&l[2]).copied().unwrap_or(0);
+    let alone = per_location.get(&l[3]).copied().unwrap_or(0);
+    assert!(alone > 0, "{per_location:?}");
+    assert_eq!(
+        shared, alone,
+        "the location both pairs read is read as often as one only beta reads: {per_location:?}"
+    );
+    // And each pair synced what it reads: the shared location's guests are in both.
+    let beta: BTreeSet<String> = agency
+        .contacts_of(&agency.ghl.1)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let alpha: BTreeSet<String> = agency
+        .contacts_of(&agency.ghl.0)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let shared_guests = agency.customers_at(&[l[2].clone()]);
+    assert!(!shared_guests.is_empty());
+    assert!(shared_guests.is_subset(&alpha) && shared_guests.is_subset(&beta));
+}

@@ -11,6 +11,8 @@ use anyhow::bail;
 use crate::cli::{OutputFormat, SyncArgs};
 use crate::config::{Config, Form, Installation, Pair};
 use crate::connect;
+use crate::hotspot::HotspotClient;
+use crate::hotspot::shared::{ReadRound, RoundLimits, Wants};
 use crate::model::Kind;
 use crate::progress::Progress;
 use crate::reconcile::pass::{Interruption, PassOptions, PassResult, run_pass};
@@ -75,11 +77,25 @@ pub async fn sync_once(
     opts: &PassOptions,
     stop: &AtomicBool,
 ) -> anyhow::Result<(PassResult, Store)> {
+    sync_once_sharing(cfg, opts, stop, None).await
+}
+
+/// [`sync_once`] with the HotspotSystem client given (one that shares its reads with other
+/// pairs), or built from `cfg`.
+async fn sync_once_sharing(
+    cfg: &Config,
+    opts: &PassOptions,
+    stop: &AtomicBool,
+    hs: Option<HotspotClient>,
+) -> anyhow::Result<(PassResult, Store)> {
     let lock = Store::lock(&cfg.state.path)?;
     let mut store = open_locked_state(cfg)?;
     // Released with the store, after its connection: the caller still reads the run from it.
     store.keep_lock(lock);
-    let hs = connect::hotspot_client(cfg)?;
+    let hs = match hs {
+        Some(hs) => hs,
+        None => connect::hotspot_client(cfg)?,
+    };
     let ghl = connect::ghl_client(cfg)?;
     if let Some(progress) = &opts.progress {
         progress.watch_rate_limit(ghl.policy());
@@ -119,7 +135,7 @@ pub async fn run_pairs(
         })
     };
     let outcome = match (inst.form, selected) {
-        (Form::Single, [pair]) => match sync_pair(&pair.config, args, &opts, &stop).await {
+        (Form::Single, [pair]) => match sync_pair(&pair.config, args, &opts, &stop, None).await {
             Ok(done) => {
                 match (args.format, &done.json) {
                     (OutputFormat::Text, _) => print!("{}", done.text),
@@ -140,10 +156,26 @@ pub async fn run_pairs(
 /// (locked state, refused token, an API down) is reported and the next one runs. Prints each
 /// pair's block as it finishes (text) or one array at the end (JSON), and returns the worst
 /// exit code.
+///
+/// The pairs are one round of shared HotspotSystem reads (`hotspot::shared`): the account's
+/// location listing is read once for all of them, and a location two pairs read is read once,
+/// its pages kept (within the round's cap) until the later pair has taken them.
 async fn sync_each(pairs: &[&Pair], args: &SyncArgs, opts: &PassOptions, stop: &AtomicBool) -> u8 {
     let mut codes = Vec::with_capacity(pairs.len());
     let mut docs = Vec::with_capacity(pairs.len());
-    for pair in pairs {
+    let round = ReadRound::new(RoundLimits::default());
+    // Every pair's client joins the round before the first pass: an answer is kept only for
+    // the clients that have joined when it arrives.
+    let mut clients: Vec<Option<anyhow::Result<HotspotClient>>> = pairs
+        .iter()
+        .map(|p| {
+            let reads = round.reader(Wants::from_config(&p.config.hotspot.locations));
+            Some(connect::hotspot_client(&p.config).map(|c| c.with_shared_reads(reads)))
+        })
+        .collect();
+    for (i, pair) in pairs.iter().enumerate() {
+        // Taken out whether the pair runs or not: a client dropped releases what was kept for it.
+        let hs = clients[i].take().expect("each pair's client is taken once");
         if stop.load(Ordering::SeqCst) {
             eprintln!("pair {}: not started (stop requested)", pair.name);
             continue;
@@ -151,7 +183,11 @@ async fn sync_each(pairs: &[&Pair], args: &SyncArgs, opts: &PassOptions, stop: &
         if args.format == OutputFormat::Text {
             println!("== pair {} ==", pair.name);
         }
-        let (code, doc) = match sync_pair(&pair.config, args, opts, stop).await {
+        let done = match hs {
+            Ok(hs) => sync_pair(&pair.config, args, opts, stop, Some(hs)).await,
+            Err(e) => Err(e),
+        };
+        let (code, doc) = match done {
             Ok(done) => {
                 if args.format == OutputFormat::Text {
                     print!("{}", done.text);
@@ -195,6 +231,7 @@ async fn sync_pair(
     args: &SyncArgs,
     opts: &PassOptions,
     stop: &AtomicBool,
+    hs: Option<HotspotClient>,
 ) -> anyhow::Result<PairSync> {
     let opts = PassOptions {
         // Nothing to watch in a dry run: it writes nothing.
@@ -205,7 +242,7 @@ async fn sync_pair(
         },
         ..opts.clone()
     };
-    let (result, store) = sync_once(cfg, &opts, stop).await?;
+    let (result, store) = sync_once_sharing(cfg, &opts, stop, hs).await?;
     let mut text = String::new();
     let mut json = None;
     if let Some(r) = report::load(&store, result.run_id)? {
