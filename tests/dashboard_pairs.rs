@@ -147,6 +147,7 @@ async fn agency() -> Agency {
             source_path: dir.path("agency.toml"),
             pairs,
             form: Form::Pairs,
+            max_concurrent_pairs: 4,
         },
         dir,
         ghl: [ghl_ids[0].clone(), ghl_ids[1].clone()],
