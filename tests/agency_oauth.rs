@@ -1,0 +1,364 @@
+//! The agency's OAuth installation, run as the real binary against the emulators started in this
+//! process: the Company token connected with `auth ghl exchange` into the agency's token store,
+//! a location token minted per sub-account and kept in that pair's state, minted again when it
+//! expires or is rejected, and a sub-account that uninstalled the app failing alone, by name.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use chrono::Utc;
+use hotspot_ghl_sync::sandbox::ghl::{GhlOptions, PRODUCT_SCOPES};
+use hotspot_ghl_sync::sandbox::seed::SeedSpec;
+use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
+use hotspot_ghl_sync::store::{Store, StoredToken};
+use secrecy::ExposeSecret;
+use support::{ANCHOR, BIN, CLIENT_ID, CLIENT_SECRET, Out};
+
+/// Exit code of an authentication (or configuration) error.
+const EXIT_AUTH: i32 = 2;
+const GUESTS: usize = 4;
+
+struct Env {
+    sandbox: Sandbox,
+    dir: support::TempDir,
+}
+
+impl Env {
+    /// Three sub-accounts under one agency; `GUESTS` guests at HotspotSystem.
+    async fn start(name: &str) -> Env {
+        let sandbox = Sandbox::start(SandboxOptions {
+            seed: SeedSpec {
+                seed: 16,
+                locations: 1,
+                customers: GUESTS,
+                subscribers: 0,
+                subscribers_also_customers: 0,
+                transactions: 0,
+            },
+            ghl: GhlOptions {
+                rate_limit: 100_000,
+                ..GhlOptions::default().with_locations(3)
+            },
+            ..SandboxOptions::default()
+        })
+        .await
+        .expect("sandbox");
+        Env {
+            sandbox,
+            dir: support::TempDir::new(&format!("agency-oauth-{name}")),
+        }
+    }
+
+    /// The `i`th sub-account's location id.
+    fn location(&self, i: usize) -> String {
+        self.sandbox.ghl.location_ids()[i].clone()
+    }
+
+    fn agency_store(&self) -> PathBuf {
+        self.dir.path("agency.db")
+    }
+
+    /// A single-pair configuration syncing into `location` under the agency, with its own state.
+    fn config_for(&self, location: &str, extra_ghl: &str) -> PathBuf {
+        let config = self.dir.path(&format!("{location}.toml"));
+        let text = format!(
+            r#"[state]
+path = "{state}"
+
+[hotspot]
+base_url = "{hs}"
+api_key_env = "HGS_T_HOTSPOT_KEY"
+rate_limit = 10000
+
+[ghl]
+base_url = "{ghl}"
+location_id = "{location}"
+auth = "agency"
+company_id = "{company}"
+agency_state = "{agency}"
+client_id_env = "HGS_T_CLIENT_ID"
+client_secret_env = "HGS_T_CLIENT_SECRET"
+hotspot_id_field = "{ANCHOR}"
+rate_limit = 50000
+{extra_ghl}
+[http]
+timeout_secs = 5
+max_attempts = 2
+max_elapsed_secs = 5
+"#,
+            state = self.state_of(location).display(),
+            hs = self.sandbox.hotspot.base_url(),
+            ghl = self.sandbox.ghl.base_url(),
+            company = self.sandbox.ghl.company_id(),
+            agency = self.agency_store().display(),
+        );
+        std::fs::write(&config, text).unwrap();
+        config
+    }
+
+    fn state_of(&self, location: &str) -> PathBuf {
+        self.dir.path(&format!("{location}.db"))
+    }
+
+    async fn run(&self, config: &PathBuf, args: &[&str]) -> Out {
+        let out = tokio::process::Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env_remove("HGS_CONFIG")
+            .env_remove("RUST_LOG")
+            .env("HGS_T_HOTSPOT_KEY", self.sandbox.hotspot_api_key())
+            .env("HGS_T_CLIENT_ID", CLIENT_ID)
+            .env("HGS_T_CLIENT_SECRET", CLIENT_SECRET)
+            .output()
+            .await
+            .expect("run the binary");
+        let out = Out::from_output(out);
+        self.assert_no_secret(&out);
+        out
+    }
+
+    /// The agency admin approves the app for the agency; `auth ghl exchange` stores the pair.
+    async fn connect_agency(&self, config: &PathBuf) {
+        let mut scopes = PRODUCT_SCOPES.to_vec();
+        scopes.extend(["oauth.write", "oauth.readonly"]);
+        let code = self.sandbox.ghl.issue_auth_code(&scopes);
+        let out = self
+            .run(config, &["auth", "ghl", "exchange", "--code", &code])
+            .await;
+        assert_eq!(out.code, 0, "{}", out.show());
+        assert!(!out.stdout.contains("WARNING"), "{}", out.show());
+    }
+
+    async fn sync(&self, config: &PathBuf) -> Out {
+        let out = self.run(config, &["sync"]).await;
+        assert_eq!(out.code, 0, "{}", out.show());
+        out
+    }
+
+    /// Location tokens the emulator minted (the request log does not say for which location:
+    /// form bodies are not recorded, so each test lets one location mint at a time).
+    fn mints(&self) -> usize {
+        self.sandbox
+            .ghl
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/oauth/locationToken" && r.status == 200)
+            .count()
+    }
+
+    /// HotspotSystem ids on the contacts of `location`.
+    fn guests_in(&self, location: &str) -> BTreeSet<String> {
+        self.sandbox.ghl.location(location).with_state(|s| {
+            let Some(field) = s.custom_field(ANCHOR).map(|f| f.id.clone()) else {
+                return BTreeSet::new();
+            };
+            s.contacts
+                .values()
+                .filter_map(|c| c.custom_fields.iter().find(|(id, _)| *id == field))
+                .filter_map(|(_, v)| v.as_str().map(str::to_string))
+                .collect()
+        })
+    }
+
+    /// Every token this test's files hold, and the app's client secret.
+    fn secrets(&self) -> Vec<String> {
+        let mut out = vec![CLIENT_SECRET.to_string()];
+        let mut take = |path: PathBuf, provider: &str| {
+            if !path.exists() {
+                return;
+            }
+            if let Ok(Some(row)) = Store::open(&path).and_then(|s| s.token(provider)) {
+                out.push(row.access_token.expose_secret().to_string());
+                if let Some(r) = row.refresh_token {
+                    out.push(r.expose_secret().to_string());
+                }
+            }
+        };
+        take(self.agency_store(), "ghl-agency");
+        for loc in self.sandbox.ghl.location_ids() {
+            take(self.state_of(&loc), "ghl-location");
+        }
+        out
+    }
+
+    fn assert_no_secret(&self, out: &Out) {
+        for secret in self.secrets() {
+            assert!(
+                !out.stdout.contains(&secret) && !out.stderr.contains(&secret),
+                "a secret was printed:\n{}",
+                out.show()
+            );
+        }
+    }
+
+    fn kept_location_token(&self, location: &str) -> Option<StoredToken> {
+        Store::open(self.state_of(location))
+            .unwrap()
+            .token("ghl-location")
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_sync_mints_a_location_token_writes_into_that_location_only_and_keeps_it() {
+    let env = Env::start("mint").await;
+    let (a, b, c) = (env.location(0), env.location(1), env.location(2));
+    let config = env.config_for(&b, "");
+    env.connect_agency(&config).await;
+    assert!(env.agency_store().exists());
+
+    env.sync(&config).await;
+    assert_eq!(env.mints(), 1);
+    assert_eq!(env.guests_in(&b).len(), GUESTS, "every guest in B");
+    assert!(env.guests_in(&a).is_empty(), "nothing in A");
+    assert!(env.guests_in(&c).is_empty(), "nothing in C");
+    // The Company pair stays in the agency's store; the pair's state keeps only its location's.
+    let kept = env.kept_location_token(&b).expect("the location token is kept");
+    assert_eq!(kept.location_id.as_deref(), Some(b.as_str()));
+    assert!(kept.refresh_token.is_none());
+    let state = Store::open(env.state_of(&b)).unwrap();
+    assert!(state.token("ghl-agency").unwrap().is_none());
+    assert!(state.token("ghl").unwrap().is_none());
+    let agency = Store::open(env.agency_store()).unwrap();
+    assert!(agency.token("ghl-location").unwrap().is_none());
+    assert_eq!(
+        agency.token("ghl-agency").unwrap().unwrap().user_type.as_deref(),
+        Some("Company")
+    );
+
+    // A second run (another process) reuses the kept token.
+    env.sync(&config).await;
+    assert_eq!(env.mints(), 1, "no mint while the kept token is fresh");
+
+    let status = env.run(&config, &["auth", "ghl", "status"]).await;
+    assert_eq!(status.code, 0, "{}", status.show());
+    assert!(status.stdout.contains("agency (company"), "{}", status.show());
+    assert!(status.stdout.contains("Token type:       Company"), "{}", status.show());
+    assert!(
+        status.stdout.contains(&format!("Location {b}: token held")),
+        "{}",
+        status.show()
+    );
+}
+
+#[tokio::test]
+async fn an_expired_or_rejected_location_token_is_minted_again() {
+    let env = Env::start("expiry").await;
+    let b = env.location(1);
+    let config = env.config_for(&b, "");
+    env.connect_agency(&config).await;
+    env.sync(&config).await;
+    assert_eq!(env.mints(), 1);
+
+    // The kept token nears its expiry: minted again before use, no 401 needed.
+    let mut kept = env.kept_location_token(&b).unwrap();
+    kept.expires_at = Some(Utc::now() + chrono::Duration::seconds(1));
+    Store::open(env.state_of(&b))
+        .unwrap()
+        .save_token(&kept)
+        .unwrap();
+    env.sync(&config).await;
+    assert_eq!(env.mints(), 2, "minted again before its expiry");
+    let rejected_before = env.sandbox.ghl.requests().iter().filter(|r| r.status == 401).count();
+    assert_eq!(rejected_before, 0, "nothing was sent with the expiring token");
+
+    // GHL ends every OAuth access token (the agency's too) before their stated expiry: the
+    // location token is rejected, minting with the agency's token is rejected, the agency's
+    // pair is refreshed once and the location token minted again.
+    env.sandbox.ghl.expire_access_tokens();
+    env.sync(&config).await;
+    assert_eq!(env.mints(), 3, "minted again after the 401");
+    assert_eq!(env.sandbox.ghl.token_refreshes(), 1, "the agency's pair refreshed once");
+
+    // The sub-account revokes its tokens: the kept one dies, the agency mints a new one.
+    env.sandbox.ghl.location(&b).revoke_tokens();
+    env.sync(&config).await;
+    assert_eq!(env.mints(), 4, "minted again after the revocation");
+    assert_eq!(env.guests_in(&b).len(), GUESTS);
+}
+
+#[tokio::test]
+async fn an_uninstalled_location_fails_alone_by_name_and_the_agency_goes_on() {
+    let env = Env::start("uninstall").await;
+    let (b, c) = (env.location(1), env.location(2));
+    let config_b = env.config_for(&b, "");
+    let config_c = env.config_for(&c, "");
+    env.connect_agency(&config_b).await;
+    env.sync(&config_b).await;
+
+    env.sandbox.ghl.location(&b).uninstall_app();
+    let out = env.run(&config_b, &["sync"]).await;
+    assert_eq!(out.code, EXIT_AUTH, "{}", out.show());
+    assert!(out.stderr.contains(&b), "the error names the location:\n{}", out.show());
+    assert!(out.stderr.contains("installed"), "{}", out.show());
+    let state = Store::open(env.state_of(&b)).unwrap();
+    let run = state.runs(1).unwrap().into_iter().next().expect("the run is recorded");
+    assert!(
+        format!("{run:?}").to_lowercase().contains("auth"),
+        "the run records lost authentication: {run:?}"
+    );
+
+    // The agency's token still mints for the others: C syncs with the same agency store.
+    let before = env.mints();
+    env.sync(&config_c).await;
+    assert_eq!(env.mints(), before + 1);
+    assert_eq!(env.guests_in(&c).len(), GUESTS);
+}
+
+#[tokio::test]
+async fn without_the_agency_token_a_sync_says_how_to_connect() {
+    let env = Env::start("unconnected").await;
+    let b = env.location(1);
+    let config = env.config_for(&b, "");
+    let out = env.run(&config, &["sync"]).await;
+    assert_eq!(out.code, EXIT_AUTH, "{}", out.show());
+    assert!(out.stderr.contains("auth ghl url"), "{}", out.show());
+    assert!(out.stderr.contains("agency.db"), "{}", out.show());
+    let status = env.run(&config, &["auth", "ghl", "status"]).await;
+    assert_eq!(status.code, EXIT_AUTH, "{}", status.show());
+    assert_eq!(env.mints(), 0);
+
+    let url = env.run(&config, &["auth", "ghl", "url"]).await;
+    assert_eq!(url.code, 0, "{}", url.show());
+    assert!(url.stdout.contains("oauth.write"), "{}", url.show());
+    assert!(url.stdout.contains("admin of the agency"), "{}", url.show());
+}
+
+#[tokio::test]
+async fn agency_keys_are_checked_at_load() {
+    let env = Env::start("config").await;
+    let b = env.location(1);
+    let expect_error = |out: Out, key: &str| {
+        assert_eq!(out.code, EXIT_AUTH, "{}", out.show());
+        assert!(out.stderr.contains(key), "{key}:\n{}", out.show());
+    };
+
+    let config = env.config_for(&b, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let without_company: String = text
+        .lines()
+        .filter(|l| !l.starts_with("company_id"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&config, without_company).unwrap();
+    expect_error(env.run(&config, &["auth", "ghl", "status"]).await, "ghl.company_id");
+
+    let text = text.replace(
+        &format!("agency_state = \"{}\"", env.agency_store().display()),
+        &format!("agency_state = \"{}\"", env.state_of(&b).display()),
+    );
+    std::fs::write(&config, &text).unwrap();
+    expect_error(env.run(&config, &["auth", "ghl", "status"]).await, "ghl.agency_state");
+
+    let oauth_with_company = text
+        .replace("auth = \"agency\"", "auth = \"oauth\"")
+        .replace(
+            &format!("agency_state = \"{}\"\n", env.state_of(&b).display()),
+            "",
+        );
+    std::fs::write(&config, oauth_with_company).unwrap();
+    expect_error(env.run(&config, &["auth", "ghl", "status"]).await, "ghl.company_id");
+}
