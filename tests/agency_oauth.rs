@@ -14,6 +14,7 @@ use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
 use hotspot_ghl_sync::store::{Store, StoredToken};
 use secrecy::ExposeSecret;
+use support::receiver::Receiver;
 use support::{ANCHOR, BIN, CLIENT_ID, CLIENT_SECRET, Out};
 
 /// Exit code of an authentication (or configuration) error.
@@ -23,6 +24,8 @@ const GUESTS: usize = 4;
 struct Env {
     sandbox: Sandbox,
     dir: support::TempDir,
+    /// Where `[notify]` posts, when a test adds it.
+    hook: Receiver,
 }
 
 impl Env {
@@ -48,6 +51,7 @@ impl Env {
         Env {
             sandbox,
             dir: support::TempDir::new(&format!("agency-oauth-{name}")),
+            hook: Receiver::start().await,
         }
     }
 
@@ -112,6 +116,7 @@ max_elapsed_secs = 5
             .env("HGS_T_HOTSPOT_KEY", self.sandbox.hotspot_api_key())
             .env("HGS_T_CLIENT_ID", CLIENT_ID)
             .env("HGS_T_CLIENT_SECRET", CLIENT_SECRET)
+            .env("HGS_T_HOOK", self.hook.url("/agency"))
             .output()
             .await
             .expect("run the binary");
@@ -216,7 +221,9 @@ async fn a_sync_mints_a_location_token_writes_into_that_location_only_and_keeps_
     assert!(env.guests_in(&a).is_empty(), "nothing in A");
     assert!(env.guests_in(&c).is_empty(), "nothing in C");
     // The Company pair stays in the agency's store; the pair's state keeps only its location's.
-    let kept = env.kept_location_token(&b).expect("the location token is kept");
+    let kept = env
+        .kept_location_token(&b)
+        .expect("the location token is kept");
     assert_eq!(kept.location_id.as_deref(), Some(b.as_str()));
     assert!(kept.refresh_token.is_none());
     let state = Store::open(env.state_of(&b)).unwrap();
@@ -225,7 +232,12 @@ async fn a_sync_mints_a_location_token_writes_into_that_location_only_and_keeps_
     let agency = Store::open(env.agency_store()).unwrap();
     assert!(agency.token("ghl-location").unwrap().is_none());
     assert_eq!(
-        agency.token("ghl-agency").unwrap().unwrap().user_type.as_deref(),
+        agency
+            .token("ghl-agency")
+            .unwrap()
+            .unwrap()
+            .user_type
+            .as_deref(),
         Some("Company")
     );
 
@@ -235,8 +247,16 @@ async fn a_sync_mints_a_location_token_writes_into_that_location_only_and_keeps_
 
     let status = env.run(&config, &["auth", "ghl", "status"]).await;
     assert_eq!(status.code, 0, "{}", status.show());
-    assert!(status.stdout.contains("agency (company"), "{}", status.show());
-    assert!(status.stdout.contains("Token type:       Company"), "{}", status.show());
+    assert!(
+        status.stdout.contains("agency (company"),
+        "{}",
+        status.show()
+    );
+    assert!(
+        status.stdout.contains("Token type:       Company"),
+        "{}",
+        status.show()
+    );
     assert!(
         status.stdout.contains(&format!("Location {b}: token held")),
         "{}",
@@ -262,8 +282,17 @@ async fn an_expired_or_rejected_location_token_is_minted_again() {
         .unwrap();
     env.sync(&config).await;
     assert_eq!(env.mints(), 2, "minted again before its expiry");
-    let rejected_before = env.sandbox.ghl.requests().iter().filter(|r| r.status == 401).count();
-    assert_eq!(rejected_before, 0, "nothing was sent with the expiring token");
+    let rejected_before = env
+        .sandbox
+        .ghl
+        .requests()
+        .iter()
+        .filter(|r| r.status == 401)
+        .count();
+    assert_eq!(
+        rejected_before, 0,
+        "nothing was sent with the expiring token"
+    );
 
     // GHL ends every OAuth access token (the agency's too) before their stated expiry: the
     // location token is rejected, minting with the agency's token is rejected, the agency's
@@ -271,7 +300,11 @@ async fn an_expired_or_rejected_location_token_is_minted_again() {
     env.sandbox.ghl.expire_access_tokens();
     env.sync(&config).await;
     assert_eq!(env.mints(), 3, "minted again after the 401");
-    assert_eq!(env.sandbox.ghl.token_refreshes(), 1, "the agency's pair refreshed once");
+    assert_eq!(
+        env.sandbox.ghl.token_refreshes(),
+        1,
+        "the agency's pair refreshed once"
+    );
 
     // The sub-account revokes its tokens: the kept one dies, the agency mints a new one.
     env.sandbox.ghl.location(&b).revoke_tokens();
@@ -285,6 +318,9 @@ async fn an_uninstalled_location_fails_alone_by_name_and_the_agency_goes_on() {
     let env = Env::start("uninstall").await;
     let (b, c) = (env.location(1), env.location(2));
     let config_b = env.config_for(&b, "");
+    let with_alerts = std::fs::read_to_string(&config_b).unwrap()
+        + "\n[notify]\nwebhook_url_env = \"HGS_T_HOOK\"\n";
+    std::fs::write(&config_b, with_alerts).unwrap();
     let config_c = env.config_for(&c, "");
     env.connect_agency(&config_b).await;
     env.sync(&config_b).await;
@@ -292,13 +328,25 @@ async fn an_uninstalled_location_fails_alone_by_name_and_the_agency_goes_on() {
     env.sandbox.ghl.location(&b).uninstall_app();
     let out = env.run(&config_b, &["sync"]).await;
     assert_eq!(out.code, EXIT_AUTH, "{}", out.show());
-    assert!(out.stderr.contains(&b), "the error names the location:\n{}", out.show());
+    assert!(
+        out.stderr.contains(&b),
+        "the error names the location:\n{}",
+        out.show()
+    );
     assert!(out.stderr.contains("installed"), "{}", out.show());
     let state = Store::open(env.state_of(&b)).unwrap();
-    let run = state.runs(1).unwrap().into_iter().next().expect("the run is recorded");
     assert!(
-        format!("{run:?}").to_lowercase().contains("auth"),
-        "the run records lost authentication: {run:?}"
+        state
+            .alert_state("auth_lost")
+            .unwrap()
+            .active_since
+            .is_some(),
+        "the pass counts it as lost authentication"
+    );
+    let alerts = env.hook.texts();
+    assert!(
+        alerts.iter().any(|t| t.contains(&b)),
+        "the alert names the location: {alerts:#?}"
     );
 
     // The agency's token still mints for the others: C syncs with the same agency store.
@@ -344,14 +392,20 @@ async fn agency_keys_are_checked_at_load() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&config, without_company).unwrap();
-    expect_error(env.run(&config, &["auth", "ghl", "status"]).await, "ghl.company_id");
+    expect_error(
+        env.run(&config, &["auth", "ghl", "status"]).await,
+        "ghl.company_id",
+    );
 
     let text = text.replace(
         &format!("agency_state = \"{}\"", env.agency_store().display()),
         &format!("agency_state = \"{}\"", env.state_of(&b).display()),
     );
     std::fs::write(&config, &text).unwrap();
-    expect_error(env.run(&config, &["auth", "ghl", "status"]).await, "ghl.agency_state");
+    expect_error(
+        env.run(&config, &["auth", "ghl", "status"]).await,
+        "ghl.agency_state",
+    );
 
     let oauth_with_company = text
         .replace("auth = \"agency\"", "auth = \"oauth\"")
@@ -360,5 +414,8 @@ async fn agency_keys_are_checked_at_load() {
             "",
         );
     std::fs::write(&config, oauth_with_company).unwrap();
-    expect_error(env.run(&config, &["auth", "ghl", "status"]).await, "ghl.company_id");
+    expect_error(
+        env.run(&config, &["auth", "ghl", "status"]).await,
+        "ghl.company_id",
+    );
 }

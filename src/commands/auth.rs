@@ -102,7 +102,10 @@ fn app_keys(cfg: &Config) -> anyhow::Result<(&str, &str, &str)> {
 /// and listing the sub-accounts the app is installed on.
 const AGENCY_SCOPES: &[(&str, &str)] = &[
     ("oauth.write", "mint location tokens (auth = \"agency\")"),
-    ("oauth.readonly", "list installed sub-accounts (auth ghl locations)"),
+    (
+        "oauth.readonly",
+        "list installed sub-accounts (auth ghl locations)",
+    ),
 ];
 
 /// What the authorization URL asks for: the sync's scopes, and with `agency` the agency's.
@@ -215,7 +218,7 @@ fn status(cfg: &Config) -> anyhow::Result<u8> {
         _ => SqliteTokenStore::open(path),
     }
     .map_err(auth_error)
-        .with_context(|| format!("cannot open the {what} {}", path.display()))?;
+    .with_context(|| format!("cannot open the {what} {}", path.display()))?;
     let Some(row) = store.stored().map_err(auth_error)? else {
         return no_token(
             cfg,

@@ -477,6 +477,10 @@ async fn check_ghl(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {
 
     if let TokenSource::OAuth(o) = &source {
         report_oauth_token(cfg, r, &g, o.refresh_count());
+    } else if let TokenSource::Agency(_) = &source {
+        if g.token_confirmed && !g.token_dead {
+            r.ok("GHL location token minted from the agency's installation accepted");
+        }
     } else if g.token_confirmed && !g.token_dead {
         r.ok("GHL Private Integration token accepted");
     }

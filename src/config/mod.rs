@@ -1360,11 +1360,7 @@ impl<'a> Ctx<'a> {
                 ("ghl.agency_state", g.agency_state.is_some()),
             ] {
                 if set {
-                    return Err(self.at(
-                        key,
-                        K::Invalid,
-                        "is only read with auth = \"agency\"",
-                    ));
+                    return Err(self.at(key, K::Invalid, "is only read with auth = \"agency\""));
                 }
             }
         }

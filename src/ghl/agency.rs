@@ -159,7 +159,7 @@ impl Agency {
     async fn mint(&self, location_id: &str) -> Result<LocationToken, AuthError> {
         let company_err = |e: AuthError| AuthError::Company {
             location_id: location_id.to_string(),
-            source: Box::new(e),
+            cause: Box::new(e),
         };
         let company = self.company.access_token().await.map_err(company_err)?;
         let first = self.mint_with(&company, location_id).await;
@@ -179,13 +179,13 @@ impl Agency {
             other => other,
         };
         answer.map_err(|failure| match failure {
-            MintFailure::Refused(source) => AuthError::LocationRefused {
+            MintFailure::Refused(answer) => AuthError::LocationRefused {
                 location_id: location_id.to_string(),
-                source,
+                answer,
             },
-            MintFailure::Failed(source) => AuthError::Mint {
+            MintFailure::Failed(failure) => AuthError::Mint {
                 location_id: location_id.to_string(),
-                source,
+                failure,
             },
         })
     }
@@ -219,11 +219,7 @@ impl std::fmt::Debug for LocationTokens {
 }
 
 impl LocationTokens {
-    pub fn new(
-        agency: Arc<Agency>,
-        location_id: &str,
-        store: Arc<dyn LocationTokenStore>,
-    ) -> Self {
+    pub fn new(agency: Arc<Agency>, location_id: &str, store: Arc<dyn LocationTokenStore>) -> Self {
         LocationTokens {
             agency,
             location_id: location_id.to_string(),
@@ -367,7 +363,10 @@ mod tests {
         let kept = Arc::new(Kept::default());
         kept.save(&kept_token("loc-a", 3600)).unwrap();
         let t = tokens(kept);
-        assert_eq!(t.access_token().await.unwrap().expose_secret(), "lt-secret-1");
+        assert_eq!(
+            t.access_token().await.unwrap().expose_secret(),
+            "lt-secret-1"
+        );
         assert_eq!(t.mint_count(), 0);
         assert!(!format!("{t:?}").contains("lt-secret"));
     }

@@ -70,24 +70,24 @@ pub enum AuthError {
     /// GHL refused to mint a token for this location with the agency's token: the app is not
     /// (or no longer) installed there, or the agency lost access to it.
     #[error(
-        "GHL refused a token for location {location_id} ({source}); is the app still installed on that sub-account? (`auth ghl locations` lists where it is)"
+        "GHL refused a token for location {location_id} ({answer}); is the app still installed on that sub-account? (`auth ghl locations` lists where it is)"
     )]
     LocationRefused {
         location_id: String,
-        source: HttpError,
+        answer: HttpError,
     },
     /// Minting failed without a refusal (the network, a 5xx after retries, a malformed answer):
     /// the next pass tries again.
-    #[error("cannot mint a token for location {location_id}: {source}")]
+    #[error("cannot mint a token for location {location_id}: {failure}")]
     Mint {
         location_id: String,
-        source: HttpError,
+        failure: HttpError,
     },
     /// The agency's own token could not be used to mint this location's token.
-    #[error("location {location_id}: the agency's token is unusable: {source}")]
+    #[error("location {location_id}: the agency's token is unusable: {cause}")]
     Company {
         location_id: String,
-        source: Box<AuthError>,
+        cause: Box<AuthError>,
     },
 }
 
@@ -114,7 +114,7 @@ impl AuthError {
     /// reason a later attempt may not meet (its HTTP class, e.g. transient).
     pub fn class(&self) -> Option<crate::http::ErrorClass> {
         match self {
-            AuthError::Mint { source, .. } => source.class(),
+            AuthError::Mint { failure, .. } => failure.class(),
             _ => Some(crate::http::ErrorClass::Auth),
         }
     }
