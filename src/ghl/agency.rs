@@ -358,6 +358,77 @@ mod tests {
         }
     }
 
+    /// An agency connected to a running emulator, and the token source of its second location.
+    async fn against_emulator() -> (crate::sandbox::ghl::GhlEmulator, LocationTokens) {
+        use crate::sandbox::ghl::{GhlEmulator, GhlOptions, PRODUCT_SCOPES};
+        let emu = GhlEmulator::start(GhlOptions::default().with_locations(2))
+            .await
+            .unwrap();
+        let policy = HttpPolicy::new(PolicyConfig::ghl(), AuditSink::new()).unwrap();
+        let mut cfg =
+            OAuthConfig::new(&emu.base_url(), "emu-client-id", "emu-client-secret".into());
+        cfg.user_type = "Company".into();
+        let company =
+            OAuthTokens::new(cfg, Arc::new(MemoryTokenStore::new(None)), policy.clone()).unwrap();
+        let mut scopes = PRODUCT_SCOPES.to_vec();
+        scopes.push("oauth.write");
+        company
+            .exchange_code(&emu.issue_auth_code(&scopes), None)
+            .await
+            .unwrap();
+        let agency = Agency::new(
+            &emu.base_url(),
+            &emu.company_id(),
+            Arc::new(company),
+            policy,
+        )
+        .unwrap();
+        let location = emu.location_ids()[1].clone();
+        let tokens = LocationTokens::new(Arc::new(agency), &location, Arc::new(Kept::default()));
+        (emu, tokens)
+    }
+
+    fn mints_seen(emu: &crate::sandbox::ghl::GhlEmulator) -> usize {
+        emu.requests()
+            .iter()
+            .filter(|r| r.path == MINT_PATH)
+            .count()
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_coalesce_into_one_mint() {
+        let (emu, tokens) = against_emulator().await;
+        let tokens = Arc::new(tokens);
+        let calls: Vec<_> = (0..16)
+            .map(|_| {
+                let t = tokens.clone();
+                tokio::spawn(async move { t.access_token().await.unwrap() })
+            })
+            .collect();
+        let mut got = std::collections::BTreeSet::new();
+        for c in calls {
+            got.insert(c.await.unwrap().expose_secret().to_string());
+        }
+        assert_eq!(got.len(), 1, "every caller got the same token");
+        assert_eq!((tokens.mint_count(), mints_seen(&emu)), (1, 1));
+
+        // Sixteen callers rejected with that token: one new mint, which all of them get.
+        let rejected = SecretString::from(got.into_iter().next().unwrap());
+        let calls: Vec<_> = (0..16)
+            .map(|_| {
+                let (t, r) = (tokens.clone(), rejected.clone());
+                tokio::spawn(async move { t.mint_after_rejection(&r).await.unwrap() })
+            })
+            .collect();
+        let mut fresh = std::collections::BTreeSet::new();
+        for c in calls {
+            fresh.insert(c.await.unwrap().expose_secret().to_string());
+        }
+        assert_eq!(fresh.len(), 1);
+        assert!(!fresh.contains(rejected.expose_secret()));
+        assert_eq!((tokens.mint_count(), mints_seen(&emu)), (2, 2));
+    }
+
     #[tokio::test]
     async fn a_kept_fresh_token_is_used_without_minting() {
         let kept = Arc::new(Kept::default());
