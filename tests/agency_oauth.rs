@@ -349,6 +349,28 @@ async fn an_uninstalled_location_fails_alone_by_name_and_the_agency_goes_on() {
         "the alert names the location: {alerts:#?}"
     );
 
+    // The operator sees where the app is installed, to fix the pair or drop it.
+    let missing_app_id = env.run(&config_c, &["auth", "ghl", "locations"]).await;
+    assert_eq!(missing_app_id.code, EXIT_AUTH, "{}", missing_app_id.show());
+    assert!(
+        missing_app_id.stderr.contains("ghl.app_id"),
+        "{}",
+        missing_app_id.show()
+    );
+    let listing = env.config_for(&c, &format!("app_id = \"{}\"\n", env.sandbox.ghl.app_id()));
+    let out = env.run(&listing, &["auth", "ghl", "locations"]).await;
+    assert_eq!(out.code, 0, "{}", out.show());
+    let installed = |loc: &str| -> Vec<String> {
+        out.stdout
+            .lines()
+            .filter(|l| l.starts_with(loc))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(installed(&b), ["no"], "{}", out.show());
+    assert_eq!(installed(&c), ["yes"], "{}", out.show());
+    assert_eq!(installed(&env.location(0)), ["yes"], "{}", out.show());
+
     // The agency's token still mints for the others: C syncs with the same agency store.
     let before = env.mints();
     env.sync(&config_c).await;

@@ -76,6 +76,7 @@ pub async fn run(cfg: &Config, cmd: &AuthCommand) -> anyhow::Result<u8> {
         AuthCommand::Ghl(GhlAuthCommand::Url) => url(cfg),
         AuthCommand::Ghl(GhlAuthCommand::Exchange { code }) => exchange(cfg, code).await,
         AuthCommand::Ghl(GhlAuthCommand::Status) => status(cfg),
+        AuthCommand::Ghl(GhlAuthCommand::Locations) => locations(cfg).await,
     }
 }
 
@@ -286,6 +287,43 @@ fn time_left(t: chrono::DateTime<Utc>, when_expired: &str) -> String {
     } else {
         format!("in {}h {:02}m", left.num_hours(), left.num_minutes() % 60)
     }
+}
+
+/// The agency's sub-accounts, for the operator to copy location ids into `[[pairs]]`.
+async fn locations(cfg: &Config) -> anyhow::Result<u8> {
+    let GhlAuth::Agency(auth) = &cfg.ghl.auth else {
+        return Err(auth_error(AuthError::Config(
+            "`auth ghl locations` needs ghl.auth = \"agency\"".into(),
+        )));
+    };
+    let Some(app_id) = &auth.app_id else {
+        return Err(auth_error(AuthError::Config(
+            "`auth ghl locations` needs ghl.app_id, the marketplace app's id (in the app's settings; GHL asks for it to list installations)".into(),
+        )));
+    };
+    let agency =
+        crate::ghl::token_store::agency(cfg, auth, &ghl_policy(cfg)?).map_err(auth_error)?;
+    let listed = agency
+        .installed_locations(app_id)
+        .await
+        .map_err(auth_error)
+        .context("cannot list the agency's sub-accounts")?;
+    println!("{:<26} {:<10} name", "location_id", "installed");
+    for l in &listed {
+        println!(
+            "{:<26} {:<10} {}",
+            l.id,
+            if l.installed { "yes" } else { "no" },
+            l.name
+        );
+    }
+    let installed = listed.iter().filter(|l| l.installed).count();
+    println!();
+    println!(
+        "{} sub-accounts, the app installed on {installed}; each synced one is a [[pairs]] entry with [pairs.ghl] location_id = \"…\".",
+        listed.len()
+    );
+    Ok(EXIT_OK)
 }
 
 fn no_token(cfg: &Config, why: &str) -> anyhow::Result<u8> {

@@ -198,6 +198,8 @@ pub struct AgencyAuth {
     /// SQLite file holding the Company token pair (`ghl.agency_state`): never a pair's own state,
     /// so a pair's state file moves alone and mints from the agency store of its new host.
     pub token_store: PathBuf,
+    /// The marketplace app's id (`ghl.app_id`): only `auth ghl locations` needs it.
+    pub app_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -730,6 +732,7 @@ struct RawGhl {
     authorize_url: Option<String>,
     company_id: Option<String>,
     agency_state: Option<PathBuf>,
+    app_id: Option<String>,
     scopes: Option<Vec<String>>,
     hotspot_id_field: Option<String>,
     rate_limit: Option<u32>,
@@ -1358,6 +1361,7 @@ impl<'a> Ctx<'a> {
             for (key, set) in [
                 ("ghl.company_id", g.company_id.is_some()),
                 ("ghl.agency_state", g.agency_state.is_some()),
+                ("ghl.app_id", g.app_id.is_some()),
             ] {
                 if set {
                     return Err(self.at(key, K::Invalid, "is only read with auth = \"agency\""));
@@ -1416,6 +1420,12 @@ impl<'a> Ctx<'a> {
                     redirect_uri: app.redirect_uri,
                     authorize_url: app.authorize_url,
                     token_store,
+                    app_id: g
+                        .app_id
+                        .as_deref()
+                        .map(str::trim)
+                        .filter(|id| !id.is_empty())
+                        .map(str::to_string),
                 })
             }
         };

@@ -191,6 +191,76 @@ impl Agency {
     }
 }
 
+/// One of the agency's sub-accounts as `GET /oauth/installedLocations` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct InstalledLocation {
+    #[serde(rename = "_id")]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "isInstalled", default)]
+    pub installed: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct InstalledPage {
+    #[serde(default)]
+    locations: Vec<InstalledLocation>,
+    count: Option<usize>,
+}
+
+const INSTALLED_PATH: &str = "/oauth/installedLocations";
+/// The page size asked for; GHL may answer with fewer, so paging follows what came back.
+const INSTALLED_PAGE: usize = 100;
+
+impl Agency {
+    /// Every sub-account of the agency with the app `app_id`, installed or not.
+    pub async fn installed_locations(
+        &self,
+        app_id: &str,
+    ) -> Result<Vec<InstalledLocation>, AuthError> {
+        let mut company = self.company.access_token().await?;
+        let mut renewed = false;
+        let mut out: Vec<InstalledLocation> = Vec::new();
+        loop {
+            let req = Request::new(
+                Method::GET,
+                format!("{}{INSTALLED_PATH}", self.base_url),
+                INSTALLED_PATH,
+            )
+            .header("accept", "application/json")
+            .and_then(|r| r.header("version", API_VERSION))
+            .and_then(|r| {
+                r.secret_header(
+                    "authorization",
+                    &format!("Bearer {}", company.expose_secret()),
+                )
+            })
+            .map_err(AuthError::AgencyCall)?
+            .query("companyId", &self.company_id)
+            .query("appId", app_id)
+            .query("skip", out.len())
+            .query("limit", INSTALLED_PAGE);
+            let page: InstalledPage = match self.policy.send(&req).await {
+                Err(e) if e.status() == Some(401) && !renewed => {
+                    renewed = true;
+                    company = self.company.refresh_after_rejection(&company).await?;
+                    continue;
+                }
+                Err(e) => return Err(AuthError::AgencyCall(e)),
+                Ok(resp) => resp
+                    .json(self.policy.api(), INSTALLED_PATH)
+                    .map_err(AuthError::AgencyCall)?,
+            };
+            let got = page.locations.len();
+            out.extend(page.locations);
+            if got == 0 || page.count.is_some_and(|n| out.len() >= n) {
+                return Ok(out);
+            }
+        }
+    }
+}
+
 /// A client error on the mint: the app is not installed there (400), the agency's token or its
 /// access to the location is refused (401, 403), or the location is unknown (404).
 fn is_refusal(e: &HttpError) -> bool {

@@ -83,6 +83,9 @@ pub enum AuthError {
         location_id: String,
         failure: HttpError,
     },
+    /// An agency-level call other than the mint failed (listing the installed sub-accounts).
+    #[error("the agency's request failed: {0}")]
+    AgencyCall(HttpError),
     /// The agency's own token could not be used to mint this location's token.
     #[error("location {location_id}: the agency's token is unusable: {cause}")]
     Company {
