@@ -215,8 +215,21 @@ async fn a_sync_mints_a_location_token_writes_into_that_location_only_and_keeps_
     env.connect_agency(&config).await;
     assert!(env.agency_store().exists());
 
-    env.sync(&config).await;
+    // `check` mints to try the token, and leaves no state file behind.
+    let check = env.run(&config, &["check"]).await;
+    assert_eq!(check.code, 0, "{}", check.show());
+    assert!(
+        check
+            .stdout
+            .contains("location token minted from the agency's installation accepted"),
+        "{}",
+        check.show()
+    );
+    assert!(!env.state_of(&b).exists());
     assert_eq!(env.mints(), 1);
+
+    env.sync(&config).await;
+    assert_eq!(env.mints(), 2);
     assert_eq!(env.guests_in(&b).len(), GUESTS, "every guest in B");
     assert!(env.guests_in(&a).is_empty(), "nothing in A");
     assert!(env.guests_in(&c).is_empty(), "nothing in C");
@@ -243,7 +256,7 @@ async fn a_sync_mints_a_location_token_writes_into_that_location_only_and_keeps_
 
     // A second run (another process) reuses the kept token.
     env.sync(&config).await;
-    assert_eq!(env.mints(), 1, "no mint while the kept token is fresh");
+    assert_eq!(env.mints(), 2, "no mint while the kept token is fresh");
 
     let status = env.run(&config, &["auth", "ghl", "status"]).await;
     assert_eq!(status.code, 0, "{}", status.show());

@@ -259,15 +259,11 @@ fn status(cfg: &Config) -> anyhow::Result<u8> {
 fn location_token_status(cfg: &Config) -> anyhow::Result<()> {
     let loc = &cfg.ghl.location_id;
     let state = &cfg.state.path;
-    let held = if state.exists() {
-        SqliteLocationTokenStore::open(state)
-            .and_then(|s| s.stored())
-            .map_err(auth_error)
-            .with_context(|| format!("cannot read the state database {}", state.display()))?
-            .filter(|row| row.location_id.as_deref() == Some(loc.as_str()))
-    } else {
-        None
-    };
+    let held = SqliteLocationTokenStore::new(state)
+        .stored()
+        .map_err(auth_error)
+        .with_context(|| format!("cannot read the state database {}", state.display()))?
+        .filter(|row| row.location_id.as_deref() == Some(loc.as_str()));
     match held.and_then(|row| row.expires_at) {
         Some(t) => println!(
             "Location {loc}: token held in {}, expires {} ({})",

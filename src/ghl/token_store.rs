@@ -141,30 +141,42 @@ impl TokenStore for SqliteTokenStore {
     }
 }
 
-/// [`LocationTokenStore`] over the `tokens` table of a pair's state database.
+/// [`LocationTokenStore`] over the `tokens` table of a pair's state database. It never creates
+/// that database: a command that reads no state (`check` before the first sync) mints without
+/// keeping the token rather than leave a state file behind.
 pub struct SqliteLocationTokenStore {
-    store: Mutex<Store>,
+    store: Mutex<Option<Store>>,
     path: PathBuf,
 }
 
 impl SqliteLocationTokenStore {
-    /// Opens (creating and migrating if needed) the pair's state database at `path`.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, AuthError> {
-        let path = path.as_ref().to_path_buf();
-        let store = Store::open(&path).map_err(|e| store_err(&path, e))?;
-        Ok(SqliteLocationTokenStore {
-            store: Mutex::new(store),
-            path,
-        })
+    /// The pair's state database at `path`, opened when first used and only if it exists.
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        SqliteLocationTokenStore {
+            store: Mutex::new(None),
+            path: path.as_ref().to_path_buf(),
+        }
+    }
+
+    /// Runs `f` on the state database, or gives `None` when there is none yet.
+    fn with_store<T>(
+        &self,
+        f: impl FnOnce(&Store) -> crate::store::Result<T>,
+    ) -> Result<Option<T>, AuthError> {
+        let mut guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            if !self.path.exists() {
+                return Ok(None);
+            }
+            *guard = Some(Store::open(&self.path).map_err(|e| store_err(&self.path, e))?);
+        }
+        let store = guard.as_ref().expect("opened above");
+        f(store).map(Some).map_err(|e| store_err(&self.path, e))
     }
 
     /// The stored row as it is, for `auth ghl status`.
     pub fn stored(&self) -> Result<Option<StoredToken>, AuthError> {
-        self.store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .token(LOCATION_PROVIDER)
-            .map_err(|e| store_err(&self.path, e))
+        Ok(self.with_store(|s| s.token(LOCATION_PROVIDER))?.flatten())
     }
 }
 
@@ -197,11 +209,7 @@ impl LocationTokenStore for SqliteLocationTokenStore {
             user_type: Some("Location".to_string()),
             updated_at: token.issued_at,
         };
-        self.store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .save_token(&row)
-            .map_err(|e| store_err(&self.path, e))
+        self.with_store(|s| s.save_token(&row)).map(|_| ())
     }
 }
 
@@ -303,7 +311,7 @@ pub fn token_source(
         }
         GhlAuth::Agency(auth) => {
             let agency = agency(cfg, auth, &policy)?;
-            let kept = SqliteLocationTokenStore::open(store_path)?;
+            let kept = SqliteLocationTokenStore::new(store_path);
             Ok(TokenSource::Agency(Arc::new(LocationTokens::new(
                 Arc::new(agency),
                 &cfg.ghl.location_id,
