@@ -266,6 +266,38 @@ pub fn oauth_tokens(
     Ok((Arc::new(tokens), store))
 }
 
+/// The agencies this process uses, by what identifies one: every pair of a file (and every pass
+/// of a daemon) shares one [`Agency`], so the Company token is held, and refreshed, once per
+/// process rather than once per pair. Weak: an agency no pair uses any more (its pairs removed
+/// by a reload) is dropped.
+type AgencyKey = (PathBuf, String, String, String);
+static AGENCIES: std::sync::LazyLock<
+    Mutex<std::collections::HashMap<AgencyKey, std::sync::Weak<Agency>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// The agency of `cfg`, shared with every other pair of this process on the same agency store,
+/// company, GHL base URL and app (see [`agency`]).
+pub fn shared_agency(
+    cfg: &Config,
+    auth: &AgencyAuth,
+    policy: &HttpPolicy,
+) -> Result<Arc<Agency>, AuthError> {
+    let key = (
+        auth.token_store.clone(),
+        auth.company_id.clone(),
+        cfg.ghl.base_url.clone(),
+        auth.client_id.clone(),
+    );
+    let mut agencies = AGENCIES.lock().unwrap_or_else(|p| p.into_inner());
+    agencies.retain(|_, a| a.strong_count() > 0);
+    if let Some(a) = agencies.get(&key).and_then(std::sync::Weak::upgrade) {
+        return Ok(a);
+    }
+    let a = Arc::new(agency(cfg, auth, policy)?);
+    agencies.insert(key, Arc::downgrade(&a));
+    Ok(a)
+}
+
 /// The agency's installation of `cfg`: its Company token from the agency's token store, which
 /// must hold one. The agency's calls get an HTTP policy of their own, built like `policy`: GHL
 /// counts them against the company, not against a location.
@@ -310,10 +342,10 @@ pub fn token_source(
             )?)))
         }
         GhlAuth::Agency(auth) => {
-            let agency = agency(cfg, auth, &policy)?;
+            let agency = shared_agency(cfg, auth, &policy)?;
             let kept = SqliteLocationTokenStore::new(store_path);
             Ok(TokenSource::Agency(Arc::new(LocationTokens::new(
-                Arc::new(agency),
+                agency,
                 &cfg.ghl.location_id,
                 Arc::new(kept),
             ))))
@@ -374,6 +406,51 @@ mod tests {
         assert_eq!(pair.expires_at.timestamp(), expires.timestamp());
         assert!(!format!("{again:?}").contains("at-2"));
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn pairs_of_one_agency_share_its_company_token_source() {
+        let agency_db = temp_db("agency");
+        let dir = agency_db.parent().unwrap().to_path_buf();
+        SqliteTokenStore::open_agency(&agency_db)
+            .unwrap()
+            .save(&TokenPair {
+                access_token: "at-co".into(),
+                refresh_token: "rt-co".into(),
+                issued_at: Utc::now(),
+                expires_at: Utc::now() + chrono::Duration::hours(1),
+                scope: None,
+                user_type: Some("Company".into()),
+                location_id: None,
+            })
+            .unwrap();
+        let config = |location: &str| {
+            let text = format!(
+                "[state]\npath = \"{dir}/{location}.db\"\n[hotspot]\napi_key_env = \"K\"\n[ghl]\nbase_url = \"http://127.0.0.1:9\"\nlocation_id = \"{location}\"\nauth = \"agency\"\ncompany_id = \"co\"\nclient_id_env = \"K\"\nclient_secret_env = \"K\"\nagency_state = \"{agency}\"\n",
+                dir = dir.display(),
+                agency = agency_db.display()
+            );
+            Config::from_str_with_env(&text, "/nonexistent/hgs.toml", &|_| Some("v".into()))
+                .unwrap()
+        };
+        let policy = || {
+            HttpPolicy::new(
+                crate::http::PolicyConfig::ghl(),
+                crate::http::AuditSink::new(),
+            )
+            .unwrap()
+        };
+        let source = |cfg: &Config| match token_source(cfg, &cfg.state.path, policy()).unwrap() {
+            TokenSource::Agency(t) => t,
+            other => panic!("{other:?}"),
+        };
+        let (a, b) = (config("loc-a"), config("loc-b"));
+        let (ta, tb) = (source(&a), source(&b));
+        assert!(Arc::ptr_eq(ta.agency(), tb.agency()));
+        assert_eq!((ta.location_id(), tb.location_id()), ("loc-a", "loc-b"));
+        // No state file is created by building the sources.
+        assert!(!a.state.path.exists() && !b.state.path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
