@@ -418,8 +418,6 @@ pub const GHL_CONTACT_FIELDS: &[&str] = &[
     "country",
 ];
 
-/// The GHL field a standard target in `[contacts.fields]` names; `None` for one the sync cannot
-/// write.
 /// The OAuth app's keys as validated, before they go into [`GhlAuth`].
 struct OAuthApp {
     client_id: String,
@@ -439,6 +437,8 @@ pub fn default_agency_state(state_path: &Path) -> PathBuf {
 /// The file name of the agency's token store when `ghl.agency_state` is not set.
 pub const DEFAULT_AGENCY_STATE_FILE: &str = "agency.db";
 
+/// The GHL field a standard target in `[contacts.fields]` names; `None` for one the sync cannot
+/// write.
 fn standard_target(name: &str) -> Option<Field> {
     if name == "name" {
         return Some(Field::Std(StdField::FirstName));
