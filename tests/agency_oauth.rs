@@ -441,16 +441,4 @@ async fn agency_keys_are_checked_at_load() {
         env.run(&config, &["auth", "ghl", "status"]).await,
         "ghl.agency_state",
     );
-
-    let oauth_with_company = text
-        .replace("auth = \"agency\"", "auth = \"oauth\"")
-        .replace(
-            &format!("agency_state = \"{}\"\n", env.state_of(&b).display()),
-            "",
-        );
-    std::fs::write(&config, oauth_with_company).unwrap();
-    expect_error(
-        env.run(&config, &["auth", "ghl", "status"]).await,
-        "ghl.company_id",
-    );
 }

@@ -1356,19 +1356,9 @@ impl<'a> Ctx<'a> {
                 .filter(|s| !s.is_empty())
                 .collect()
         });
-        let mode = g.auth.unwrap_or(RawAuthMode::PrivateToken);
-        if mode != RawAuthMode::Agency {
-            for (key, set) in [
-                ("ghl.company_id", g.company_id.is_some()),
-                ("ghl.agency_state", g.agency_state.is_some()),
-                ("ghl.app_id", g.app_id.is_some()),
-            ] {
-                if set {
-                    return Err(self.at(key, K::Invalid, "is only read with auth = \"agency\""));
-                }
-            }
-        }
-        let auth = match mode {
+        // The agency keys are not refused under another auth: in a `[[pairs]]` file a pair
+        // with a token of its own inherits them from the agency's top-level `[ghl]`.
+        let auth = match g.auth.unwrap_or(RawAuthMode::PrivateToken) {
             RawAuthMode::PrivateToken => GhlAuth::PrivateToken {
                 token: self.secret(
                     "ghl",
