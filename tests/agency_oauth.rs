@@ -10,9 +10,9 @@ use std::path::PathBuf;
 
 use chrono::Utc;
 use hotspot_ghl_sync::sandbox::ghl::{GhlOptions, PRODUCT_SCOPES};
-use hotspot_ghl_sync::sandbox::seed::SeedSpec;
+use hotspot_ghl_sync::sandbox::seed::{SeedSpec, Spread};
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
-use hotspot_ghl_sync::store::{Store, StoredToken};
+use hotspot_ghl_sync::store::{RunStatus, Store, StoredToken};
 use secrecy::ExposeSecret;
 use support::receiver::Receiver;
 use support::{ANCHOR, BIN, CLIENT_ID, CLIENT_SECRET, Out};
@@ -29,12 +29,19 @@ struct Env {
 }
 
 impl Env {
-    /// Three sub-accounts under one agency; `GUESTS` guests at HotspotSystem.
+    /// Three sub-accounts under one agency; `GUESTS` guests at one HotspotSystem location.
     async fn start(name: &str) -> Env {
+        Env::start_with(name, 1).await
+    }
+
+    /// Three sub-accounts under one agency; `GUESTS` guests spread evenly over
+    /// `hotspot_locations` HotspotSystem locations.
+    async fn start_with(name: &str, hotspot_locations: usize) -> Env {
         let sandbox = Sandbox::start(SandboxOptions {
+            spread: Spread::Even,
             seed: SeedSpec {
                 seed: 16,
-                locations: 1,
+                locations: hotspot_locations,
                 customers: GUESTS,
                 subscribers: 0,
                 subscribers_also_customers: 0,
@@ -100,6 +107,67 @@ max_elapsed_secs = 5
         );
         std::fs::write(&config, text).unwrap();
         config
+    }
+
+    /// A `[[pairs]]` file under the agency: pair `p<i>` syncs HotspotSystem location `i` into
+    /// GHL sub-account `ghl[i]`, its state `<location>.db`, as [`Env::state_of`] names it.
+    fn pairs_config(&self, ghl: &[String]) -> PathBuf {
+        let config = self.dir.path("pairs.toml");
+        let hotspot: Vec<String> = self
+            .sandbox
+            .hotspot
+            .with_data(|d| d.locations.iter().map(|l| l.id.clone()).collect());
+        let mut text = format!(
+            r#"[state]
+path = "{state}"
+
+[hotspot]
+base_url = "{hs}"
+api_key_env = "HGS_T_HOTSPOT_KEY"
+rate_limit = 10000
+
+[ghl]
+base_url = "{ghl}"
+auth = "agency"
+company_id = "{company}"
+agency_state = "{agency}"
+client_id_env = "HGS_T_CLIENT_ID"
+client_secret_env = "HGS_T_CLIENT_SECRET"
+hotspot_id_field = "{ANCHOR}"
+rate_limit = 50000
+
+[http]
+timeout_secs = 5
+max_attempts = 2
+max_elapsed_secs = 5
+"#,
+            state = self.dir.path("top.db").display(),
+            hs = self.sandbox.hotspot.base_url(),
+            ghl = self.sandbox.ghl.base_url(),
+            company = self.sandbox.ghl.company_id(),
+            agency = self.agency_store().display(),
+        );
+        for (i, location) in ghl.iter().enumerate() {
+            text += &format!(
+                "\n[[pairs]]\nname = \"p{i}\"\nhotspot_locations = [\"{hs}\"]\nstate = \"{state}\"\n[pairs.ghl]\nlocation_id = \"{location}\"\n",
+                hs = hotspot[i],
+                state = self.state_of(location).display(),
+            );
+        }
+        std::fs::write(&config, text).unwrap();
+        config
+    }
+
+    /// HotspotSystem ids of the guests at HotspotSystem location number `i`.
+    fn guests_at(&self, i: usize) -> BTreeSet<String> {
+        self.sandbox.hotspot.with_data(|d| {
+            let location = d.locations[i].id.clone();
+            d.customers
+                .iter()
+                .filter(|c| c.location_id == location)
+                .map(|c| c.id.clone())
+                .collect()
+        })
     }
 
     fn state_of(&self, location: &str) -> PathBuf {
@@ -440,5 +508,69 @@ async fn agency_keys_are_checked_at_load() {
     expect_error(
         env.run(&config, &["auth", "ghl", "status"]).await,
         "ghl.agency_state",
+    );
+}
+
+#[tokio::test]
+async fn two_pairs_under_one_agency_mint_their_own_tokens_and_fail_alone() {
+    let env = Env::start_with("pairs", 2).await;
+    let (a, c) = (env.location(0), env.location(2));
+    let config = env.pairs_config(&[a.clone(), c.clone()]);
+    // One connection serves every pair: the `auth` commands take any pair.
+    let code = env.sandbox.ghl.issue_auth_code(&{
+        let mut s = PRODUCT_SCOPES.to_vec();
+        s.push("oauth.write");
+        s
+    });
+    let out = env
+        .run(
+            &config,
+            &["--pair", "p0", "auth", "ghl", "exchange", "--code", &code],
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.show());
+
+    let out = env.sync(&config).await;
+    assert!(out.stdout.contains("== pair p1 =="), "{}", out.show());
+    assert_eq!(env.mints(), 2, "one token per location");
+    assert_eq!(env.guests_in(&a), env.guests_at(0), "p0's guests in A only");
+    assert_eq!(env.guests_in(&c), env.guests_at(1), "p1's guests in C only");
+    assert!(env.guests_in(&env.location(1)).is_empty());
+    for location in [&a, &c] {
+        let kept = env
+            .kept_location_token(location)
+            .expect("each pair keeps its own");
+        assert_eq!(kept.location_id.as_deref(), Some(location.as_str()));
+    }
+    let status = env
+        .run(&config, &["--pair", "p1", "auth", "ghl", "status"])
+        .await;
+    assert!(
+        status.stdout.contains(&format!("Location {c}: token held")),
+        "{}",
+        status.show()
+    );
+
+    // The app uninstalled from C: p1 fails by its location, p0 goes on with its kept token.
+    env.sandbox.ghl.location(&c).uninstall_app();
+    let out = env.run(&config, &["sync"]).await;
+    assert_eq!(out.code, EXIT_AUTH, "{}", out.show());
+    assert!(
+        out.stderr
+            .contains(&format!("pair p1: GHL refused a token for location {c}")),
+        "{}",
+        out.show()
+    );
+    assert!(!out.stderr.contains("pair p0"), "{}", out.show());
+    let runs = Store::open(env.state_of(&a)).unwrap().runs(10).unwrap();
+    assert_eq!(runs.len(), 2, "p0 ran twice");
+    assert!(
+        runs.iter().all(|r| r.status == RunStatus::Succeeded),
+        "{runs:#?}"
+    );
+    assert_eq!(
+        env.mints(),
+        2,
+        "p0 minted nothing: its kept token still serves"
     );
 }
