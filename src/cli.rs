@@ -227,6 +227,8 @@ pub enum GhlAuthCommand {
     },
     /// Expiry, scopes and location of the stored token (never the token).
     Status,
+    /// The agency's sub-accounts and whether the app is installed there (`auth = "agency"`).
+    Locations,
 }
 
 #[derive(Debug, Clone, Args)]

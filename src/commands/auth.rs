@@ -1,4 +1,5 @@
-//! `auth ghl url|exchange|status`: OAuth set-up of the GHL sub-account (DESIGN.md §7).
+//! `auth ghl url|exchange|status`: OAuth set-up of the GHL sub-account, or of the agency's
+//! installation that mints each location's token (DESIGN.md §7).
 //!
 //! Nothing here ever prints a token: `status` shows expiry, scopes and location only.
 
@@ -10,7 +11,9 @@ use chrono::Utc;
 use crate::cli::{AuthCommand, GhlAuthCommand};
 use crate::config::{Config, GhlAuth};
 use crate::ghl::auth::authorize_url_at;
-use crate::ghl::token_store::{SqliteTokenStore, oauth_config, oauth_tokens};
+use crate::ghl::token_store::{
+    SqliteLocationTokenStore, SqliteTokenStore, oauth_config, oauth_store_path, oauth_tokens,
+};
 use crate::ghl::{AuthError, GhlError};
 
 use super::EXIT_OK;
@@ -73,28 +76,65 @@ pub async fn run(cfg: &Config, cmd: &AuthCommand) -> anyhow::Result<u8> {
         AuthCommand::Ghl(GhlAuthCommand::Url) => url(cfg),
         AuthCommand::Ghl(GhlAuthCommand::Exchange { code }) => exchange(cfg, code).await,
         AuthCommand::Ghl(GhlAuthCommand::Status) => status(cfg),
+        AuthCommand::Ghl(GhlAuthCommand::Locations) => locations(cfg).await,
     }
 }
 
-fn url(cfg: &Config) -> anyhow::Result<u8> {
+/// The OAuth app's keys of `cfg` (`oauth` or `agency`): client id, redirect URI, authorize URL.
+fn app_keys(cfg: &Config) -> anyhow::Result<(&str, &str, &str)> {
     oauth_config(cfg)
         .map_err(auth_error)
-        .context("`auth ghl url` needs OAuth")?;
-    let GhlAuth::OAuth {
-        client_id,
-        redirect_uri,
-        authorize_url,
-        ..
-    } = &cfg.ghl.auth
-    else {
-        return Err(anyhow!("`auth ghl url` needs ghl.auth = \"oauth\""));
-    };
-    let needed = needed_scopes(cfg);
+        .context("this command needs OAuth")?;
+    match &cfg.ghl.auth {
+        GhlAuth::OAuth {
+            client_id,
+            redirect_uri,
+            authorize_url,
+            ..
+        } => Ok((client_id, redirect_uri, authorize_url)),
+        GhlAuth::Agency(a) => Ok((&a.client_id, &a.redirect_uri, &a.authorize_url)),
+        GhlAuth::PrivateToken { .. } => Err(anyhow!(
+            "this command needs ghl.auth = \"oauth\" or \"agency\""
+        )),
+    }
+}
+
+/// Scopes the agency's own token needs on top of those of the sync: minting location tokens
+/// and listing the sub-accounts the app is installed on.
+const AGENCY_SCOPES: &[(&str, &str)] = &[
+    ("oauth.write", "mint location tokens (auth = \"agency\")"),
+    (
+        "oauth.readonly",
+        "list installed sub-accounts (auth ghl locations)",
+    ),
+];
+
+/// What the authorization URL asks for: the sync's scopes, and with `agency` the agency's.
+fn requested_scopes(cfg: &Config) -> Vec<NeededScope> {
+    let mut needed = needed_scopes(cfg);
+    if matches!(cfg.ghl.auth, GhlAuth::Agency(_)) && cfg.ghl.listed_scopes.is_none() {
+        needed.extend(AGENCY_SCOPES.iter().map(|(scope, why)| NeededScope {
+            scope: scope.to_string(),
+            why,
+        }));
+    }
+    needed
+}
+
+fn url(cfg: &Config) -> anyhow::Result<u8> {
+    let (client_id, redirect_uri, authorize_url) = app_keys(cfg)?;
+    let needed = requested_scopes(cfg);
     let scopes: Vec<&str> = needed.iter().map(|n| n.scope.as_str()).collect();
     let link = authorize_url_at(authorize_url, client_id, redirect_uri, &scopes)
         .map_err(auth_error)
         .context("cannot build the authorization URL")?;
-    println!("Open this URL as an admin of the GHL sub-account and approve the app:");
+    match &cfg.ghl.auth {
+        GhlAuth::Agency(a) => println!(
+            "Open this URL as an admin of the agency (company {}) and install the app for the agency and the sub-accounts it syncs:",
+            a.company_id
+        ),
+        _ => println!("Open this URL as an admin of the GHL sub-account and approve the app:"),
+    }
     println!();
     println!("  {link}");
     println!();
@@ -110,30 +150,41 @@ fn url(cfg: &Config) -> anyhow::Result<u8> {
 }
 
 async fn exchange(cfg: &Config, code: &str) -> anyhow::Result<u8> {
-    oauth_config(cfg)
-        .map_err(auth_error)
-        .context("`auth ghl exchange` needs OAuth")?;
-    let GhlAuth::OAuth { redirect_uri, .. } = &cfg.ghl.auth else {
-        return Err(anyhow!("`auth ghl exchange` needs ghl.auth = \"oauth\""));
-    };
+    let (_, redirect_uri, _) = app_keys(cfg)?;
     let code = code.trim();
     if code.is_empty() {
         return Err(auth_error(AuthError::Config(
             "--code is empty; pass the code from the redirect URL".into(),
         )));
     }
-    let (tokens, _store) = oauth_tokens(cfg, &cfg.state.path, ghl_policy(cfg)?)
+    let store_path = oauth_store_path(cfg);
+    let (tokens, _store) = oauth_tokens(cfg, ghl_policy(cfg)?)
         .map_err(auth_error)
-        .with_context(|| format!("cannot open the token store {}", cfg.state.path.display()))?;
+        .with_context(|| format!("cannot open the token store {}", store_path.display()))?;
     let pair = tokens
         .exchange_code(code, Some(redirect_uri))
         .await
         .map_err(auth_error)
         .context("exchanging the authorization code at GHL failed (codes are single-use and short-lived; get a new one with `auth ghl url`)")?;
-    println!(
-        "Stored the GHL OAuth token pair in {}.",
-        cfg.state.path.display()
-    );
+    match &cfg.ghl.auth {
+        GhlAuth::Agency(a) => {
+            println!(
+                "Stored the agency's GHL OAuth token pair in {}; every pair of this file mints its location token from it.",
+                store_path.display()
+            );
+            if pair.user_type.as_deref() != Some("Company") {
+                println!(
+                    "WARNING: GHL issued a {} token, not an agency (Company) one: approve the app at agency level for company {}",
+                    pair.user_type.as_deref().unwrap_or("(unstated)"),
+                    a.company_id
+                );
+            }
+        }
+        _ => println!(
+            "Stored the GHL OAuth token pair in {}.",
+            store_path.display()
+        ),
+    }
     print_pair_summary(
         pair.location_id.as_deref(),
         pair.user_type.as_deref(),
@@ -147,25 +198,38 @@ async fn exchange(cfg: &Config, code: &str) -> anyhow::Result<u8> {
 
 fn status(cfg: &Config) -> anyhow::Result<u8> {
     let mode = match &cfg.ghl.auth {
-        GhlAuth::PrivateToken { .. } => "private integration token (static; nothing to refresh)",
-        GhlAuth::OAuth { .. } => "oauth",
+        GhlAuth::PrivateToken { .. } => {
+            "private integration token (static; nothing to refresh)".to_string()
+        }
+        GhlAuth::OAuth { .. } => "oauth".to_string(),
+        GhlAuth::Agency(a) => format!("agency (company {})", a.company_id),
     };
     println!("GHL auth:         {mode}");
     println!("Location (config): {}", cfg.ghl.location_id);
-    let path = &cfg.state.path;
+    let path = oauth_store_path(cfg);
+    let what = match cfg.ghl.auth {
+        GhlAuth::Agency(_) => "agency token store",
+        _ => "state database",
+    };
     if !path.exists() {
-        return no_token(cfg, &format!("no state database at {}", path.display()));
+        return no_token(cfg, &format!("no {what} at {}", path.display()));
     }
-    let store = SqliteTokenStore::open(path)
-        .map_err(auth_error)
-        .with_context(|| format!("cannot open the state database {}", path.display()))?;
+    let store = match cfg.ghl.auth {
+        GhlAuth::Agency(_) => SqliteTokenStore::open_agency(path),
+        _ => SqliteTokenStore::open(path),
+    }
+    .map_err(auth_error)
+    .with_context(|| format!("cannot open the {what} {}", path.display()))?;
     let Some(row) = store.stored().map_err(auth_error)? else {
         return no_token(
             cfg,
             &format!("no GHL OAuth token stored in {}", path.display()),
         );
     };
-    println!("State database:   {}", path.display());
+    match cfg.ghl.auth {
+        GhlAuth::Agency(_) => println!("Agency store:     {}", path.display()),
+        _ => println!("State database:   {}", path.display()),
+    }
     print_pair_summary(
         row.location_id.as_deref(),
         row.user_type.as_deref(),
@@ -185,16 +249,90 @@ fn status(cfg: &Config) -> anyhow::Result<u8> {
         row.updated_at.format("%Y-%m-%d %H:%M:%S UTC")
     );
     warn_about_pair(cfg, row.location_id.as_deref(), row.scope.as_deref());
+    if matches!(cfg.ghl.auth, GhlAuth::Agency(_)) {
+        location_token_status(cfg)?;
+    }
+    Ok(EXIT_OK)
+}
+
+/// The token minted for this configuration's location, as its state keeps it.
+fn location_token_status(cfg: &Config) -> anyhow::Result<()> {
+    let loc = &cfg.ghl.location_id;
+    let state = &cfg.state.path;
+    let held = SqliteLocationTokenStore::new(state)
+        .stored()
+        .map_err(auth_error)
+        .with_context(|| format!("cannot read the state database {}", state.display()))?
+        .filter(|row| row.location_id.as_deref() == Some(loc.as_str()));
+    match held.and_then(|row| row.expires_at) {
+        Some(t) => println!(
+            "Location {loc}: token held in {}, expires {} ({})",
+            state.display(),
+            t.format("%Y-%m-%d %H:%M:%S UTC"),
+            time_left(t, "minted again on next use")
+        ),
+        None => println!("Location {loc}: no token held (minted on next use)"),
+    }
+    Ok(())
+}
+
+fn time_left(t: chrono::DateTime<Utc>, when_expired: &str) -> String {
+    let left = t - Utc::now();
+    if left <= chrono::Duration::zero() {
+        format!("expired; {when_expired}")
+    } else {
+        format!("in {}h {:02}m", left.num_hours(), left.num_minutes() % 60)
+    }
+}
+
+/// The agency's sub-accounts, for the operator to copy location ids into `[[pairs]]`.
+async fn locations(cfg: &Config) -> anyhow::Result<u8> {
+    let GhlAuth::Agency(auth) = &cfg.ghl.auth else {
+        return Err(auth_error(AuthError::Config(
+            "`auth ghl locations` needs ghl.auth = \"agency\"".into(),
+        )));
+    };
+    let Some(app_id) = &auth.app_id else {
+        return Err(auth_error(AuthError::Config(
+            "`auth ghl locations` needs ghl.app_id, the marketplace app's id (in the app's settings; GHL asks for it to list installations)".into(),
+        )));
+    };
+    let agency =
+        crate::ghl::token_store::agency(cfg, auth, &ghl_policy(cfg)?).map_err(auth_error)?;
+    let listed = agency
+        .installed_locations(app_id)
+        .await
+        .map_err(auth_error)
+        .context("cannot list the agency's sub-accounts")?;
+    println!("{:<26} {:<10} name", "location_id", "installed");
+    for l in &listed {
+        println!(
+            "{:<26} {:<10} {}",
+            l.id,
+            if l.installed { "yes" } else { "no" },
+            l.name
+        );
+    }
+    let installed = listed.iter().filter(|l| l.installed).count();
+    println!();
+    println!(
+        "{} sub-accounts, the app installed on {installed}; each synced one is a [[pairs]] entry with [pairs.ghl] location_id = \"…\".",
+        listed.len()
+    );
     Ok(EXIT_OK)
 }
 
 fn no_token(cfg: &Config, why: &str) -> anyhow::Result<u8> {
-    match cfg.ghl.auth {
+    match &cfg.ghl.auth {
         GhlAuth::PrivateToken { .. } => {
             println!("OAuth token:      none ({why}); not needed with a private integration token");
             Ok(EXIT_OK)
         }
         GhlAuth::OAuth { .. } => Err(auth_error(AuthError::NoTokens)).context(why.to_string()),
+        GhlAuth::Agency(a) => Err(auth_error(AuthError::NoCompanyToken {
+            store: a.token_store.display().to_string(),
+        }))
+        .context(why.to_string()),
     }
 }
 
@@ -209,18 +347,11 @@ fn print_pair_summary(
         println!("Token type:       {u}");
     }
     match expires_at {
-        Some(t) => {
-            let left = t - Utc::now();
-            let when = if left <= chrono::Duration::zero() {
-                "expired; refreshed on next use".to_string()
-            } else {
-                format!("in {}h {:02}m", left.num_hours(), left.num_minutes() % 60)
-            };
-            println!(
-                "Access expires:   {} ({when})",
-                t.format("%Y-%m-%d %H:%M:%S UTC")
-            );
-        }
+        Some(t) => println!(
+            "Access expires:   {} ({})",
+            t.format("%Y-%m-%d %H:%M:%S UTC"),
+            time_left(t, "refreshed on next use")
+        ),
         None => println!("Access expires:   unknown (refreshed on next use)"),
     }
     let scopes: Vec<&str> = scope

@@ -349,6 +349,9 @@ impl GhlCheck<'_> {
                     GhlAuth::OAuth { .. } => {
                         "reconnect: `auth ghl url`, then `auth ghl exchange --code CODE`"
                     }
+                    GhlAuth::Agency(_) => {
+                        "is the app still installed on this sub-account? If so, reconnect the agency: `auth ghl url`, then `auth ghl exchange --code CODE`"
+                    }
                 };
                 r.error(
                     Problem::Config,
@@ -414,6 +417,20 @@ async fn check_ghl(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {
         let scope = o.scopes().await.unwrap_or_default().unwrap_or_default();
         g.granted = Some(scope.split_whitespace().map(str::to_string).collect());
         compare_scopes(&g, r);
+    } else if let TokenSource::Agency(a) = &source {
+        // Mint (or reuse) the location token now: a refusal names the location here rather
+        // than in the first probe below.
+        match a.scopes().await {
+            Ok(scope) => {
+                let scope = scope.unwrap_or_default();
+                g.granted = Some(scope.split_whitespace().map(str::to_string).collect());
+                compare_scopes(&g, r);
+            }
+            Err(e) => {
+                r.error(Problem::Config, format!("GHL location token: {e}"));
+                return Ok(());
+            }
+        }
     } else {
         r.note("GHL auth: Private Integration token; GHL cannot list its scopes, so each read scope is probed with a harmless GET");
     }
@@ -515,6 +532,10 @@ async fn check_ghl(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {
 
     if let TokenSource::OAuth(o) = &source {
         report_oauth_token(cfg, r, &g, o.refresh_count());
+    } else if let TokenSource::Agency(_) = &source {
+        if g.token_confirmed && !g.token_dead {
+            r.ok("GHL location token minted from the agency's installation accepted");
+        }
     } else if g.token_confirmed && !g.token_dead {
         r.ok("GHL Private Integration token accepted");
     }

@@ -181,6 +181,25 @@ pub enum GhlAuth {
         authorize_url: String,
         scopes: Vec<String>,
     },
+    /// The agency's OAuth installation: one Company token, kept in the agency's own token store
+    /// and shared by every pair of the file, mints a location token for this pair's location.
+    Agency(AgencyAuth),
+}
+
+/// `auth = "agency"`: the app installed once at agency (Company) level.
+#[derive(Debug, Clone)]
+pub struct AgencyAuth {
+    /// The agency's company id, sent with each `POST /oauth/locationToken`.
+    pub company_id: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub redirect_uri: String,
+    pub authorize_url: String,
+    /// SQLite file holding the Company token pair (`ghl.agency_state`): never a pair's own state,
+    /// so a pair's state file moves alone and mints from the agency store of its new host.
+    pub token_store: PathBuf,
+    /// The marketplace app's id (`ghl.app_id`): only `auth ghl locations` needs it.
+    pub app_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -398,6 +417,25 @@ pub const GHL_CONTACT_FIELDS: &[&str] = &[
     "postalCode",
     "country",
 ];
+
+/// The OAuth app's keys as validated, before they go into [`GhlAuth`].
+struct OAuthApp {
+    client_id: String,
+    client_secret: Secret,
+    redirect_uri: String,
+    authorize_url: String,
+}
+
+/// `ghl.agency_state` when the file does not set it: `agency.db` beside the `[state] path`.
+pub fn default_agency_state(state_path: &Path) -> PathBuf {
+    state_path
+        .parent()
+        .map(|dir| dir.join(DEFAULT_AGENCY_STATE_FILE))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_AGENCY_STATE_FILE))
+}
+
+/// The file name of the agency's token store when `ghl.agency_state` is not set.
+pub const DEFAULT_AGENCY_STATE_FILE: &str = "agency.db";
 
 /// The GHL field a standard target in `[contacts.fields]` names; `None` for one the sync cannot
 /// write.
@@ -676,6 +714,7 @@ struct RawFilter {
 enum RawAuthMode {
     PrivateToken,
     Oauth,
+    Agency,
 }
 
 #[derive(Deserialize, Default)]
@@ -691,6 +730,9 @@ struct RawGhl {
     client_secret_file: Option<PathBuf>,
     redirect_uri: Option<String>,
     authorize_url: Option<String>,
+    company_id: Option<String>,
+    agency_state: Option<PathBuf>,
+    app_id: Option<String>,
     scopes: Option<Vec<String>>,
     hotspot_id_field: Option<String>,
     rate_limit: Option<u32>,
@@ -1349,7 +1391,7 @@ impl<'a> Ctx<'a> {
 
         // [ghl]
         let g = raw.ghl;
-        let ghl_base = url("ghl.base_url", g.base_url, DEFAULT_GHL_BASE_URL)?;
+        let ghl_base = url("ghl.base_url", g.base_url.clone(), DEFAULT_GHL_BASE_URL)?;
         if g.location_id.trim().is_empty() {
             return Err(self.at("ghl.location_id", K::Invalid, "must not be empty"));
         }
@@ -1359,6 +1401,8 @@ impl<'a> Ctx<'a> {
                 .filter(|s| !s.is_empty())
                 .collect()
         });
+        // The agency keys are not refused under another auth: in a `[[pairs]]` file a pair
+        // with a token of its own inherits them from the agency's top-level `[ghl]`.
         let auth = match g.auth.unwrap_or(RawAuthMode::PrivateToken) {
             RawAuthMode::PrivateToken => GhlAuth::PrivateToken {
                 token: self.secret(
@@ -1369,46 +1413,55 @@ impl<'a> Ctx<'a> {
                 )?,
             },
             RawAuthMode::Oauth => {
-                let Some(id_var) = g.client_id_env.as_deref() else {
-                    return Err(self.at(
-                        "ghl.client_id_env",
-                        K::MissingKey,
-                        "auth = \"oauth\" needs client_id_env (and client_secret_env)",
-                    ));
-                };
-                if g.client_secret_env.is_none() && g.client_secret_file.is_none() {
-                    return Err(self.at(
-                        "ghl.client_secret_env",
-                        K::MissingKey,
-                        "auth = \"oauth\" needs client_secret_env (or client_secret_file)",
-                    ));
-                }
-                let client_id = self.env_value("ghl.client_id_env", id_var, env)?;
-                let client_secret = self.secret(
-                    "ghl",
-                    ("client_secret_env", g.client_secret_env.as_deref()),
-                    ("client_secret_file", g.client_secret_file.as_deref()),
-                    env,
-                )?;
-                let redirect_uri = g
-                    .redirect_uri
-                    .unwrap_or_else(|| "http://127.0.0.1:8910/oauth/callback".to_string());
-                check_base_url(&redirect_uri)
-                    .map_err(|m| self.at("ghl.redirect_uri", K::Url, m))?;
-                let authorize_url = url(
-                    "ghl.authorize_url",
-                    g.authorize_url,
-                    DEFAULT_GHL_AUTHORIZE_URL,
-                )?;
+                let app = self.oauth_app(&g, "oauth", env)?;
                 GhlAuth::OAuth {
-                    client_id,
-                    client_secret,
-                    redirect_uri,
-                    authorize_url,
-                    scopes: g.scopes.unwrap_or_else(|| {
+                    client_id: app.client_id,
+                    client_secret: app.client_secret,
+                    redirect_uri: app.redirect_uri,
+                    authorize_url: app.authorize_url,
+                    scopes: g.scopes.clone().unwrap_or_else(|| {
                         DEFAULT_GHL_SCOPES.iter().map(|s| s.to_string()).collect()
                     }),
                 }
+            }
+            RawAuthMode::Agency => {
+                let company_id = g.company_id.as_deref().map(str::trim).unwrap_or_default();
+                if company_id.is_empty() {
+                    return Err(self.at(
+                        "ghl.company_id",
+                        K::MissingKey,
+                        "auth = \"agency\" needs company_id (the agency's company id in GHL)",
+                    ));
+                }
+                let app = self.oauth_app(&g, "agency", env)?;
+                let token_store = g
+                    .agency_state
+                    .clone()
+                    .unwrap_or_else(|| default_agency_state(&state.path));
+                if token_store.as_os_str().is_empty() {
+                    return Err(self.at("ghl.agency_state", K::Invalid, "must not be empty"));
+                }
+                if token_store == state.path {
+                    return Err(self.at(
+                        "ghl.agency_state",
+                        K::Invalid,
+                        "must be a file of its own, not [state] path: a pair's state file moves alone",
+                    ));
+                }
+                GhlAuth::Agency(AgencyAuth {
+                    company_id: company_id.to_string(),
+                    client_id: app.client_id,
+                    client_secret: app.client_secret,
+                    redirect_uri: app.redirect_uri,
+                    authorize_url: app.authorize_url,
+                    token_store,
+                    app_id: g
+                        .app_id
+                        .as_deref()
+                        .map(str::trim)
+                        .filter(|id| !id.is_empty())
+                        .map(str::to_string),
+                })
             }
         };
         if let Some(f) = &g.hotspot_id_field
@@ -2148,6 +2201,54 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
+    }
+
+    /// The OAuth app's keys, shared by `auth = "oauth"` and `auth = "agency"` (`mode`).
+    fn oauth_app(
+        &self,
+        g: &RawGhl,
+        mode: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<OAuthApp, ConfigError> {
+        use ConfigErrorKind as K;
+        let Some(id_var) = g.client_id_env.as_deref() else {
+            return Err(self.at(
+                "ghl.client_id_env",
+                K::MissingKey,
+                format!("auth = \"{mode}\" needs client_id_env (and client_secret_env)"),
+            ));
+        };
+        if g.client_secret_env.is_none() && g.client_secret_file.is_none() {
+            return Err(self.at(
+                "ghl.client_secret_env",
+                K::MissingKey,
+                format!("auth = \"{mode}\" needs client_secret_env (or client_secret_file)"),
+            ));
+        }
+        let client_id = self.env_value("ghl.client_id_env", id_var, env)?;
+        let client_secret = self.secret(
+            "ghl",
+            ("client_secret_env", g.client_secret_env.as_deref()),
+            ("client_secret_file", g.client_secret_file.as_deref()),
+            env,
+        )?;
+        let redirect_uri = g
+            .redirect_uri
+            .clone()
+            .unwrap_or_else(|| "http://127.0.0.1:8910/oauth/callback".to_string());
+        check_base_url(&redirect_uri).map_err(|m| self.at("ghl.redirect_uri", K::Url, m))?;
+        let authorize_url = check_base_url(
+            g.authorize_url
+                .as_deref()
+                .unwrap_or(DEFAULT_GHL_AUTHORIZE_URL),
+        )
+        .map_err(|m| self.at("ghl.authorize_url", K::Url, m))?;
+        Ok(OAuthApp {
+            client_id,
+            client_secret,
+            redirect_uri,
+            authorize_url,
+        })
     }
 
     fn env_value(

@@ -62,6 +62,36 @@ pub enum AuthError {
     Config(String),
     #[error("{0}")]
     Secret(#[from] SecretError),
+    /// `auth = "agency"` and the agency's token store holds no Company token.
+    #[error(
+        "no agency (Company) OAuth token stored in {store}; as an agency admin run `auth ghl url`, approve the app for the agency, then `auth ghl exchange --code CODE`"
+    )]
+    NoCompanyToken { store: String },
+    /// GHL refused to mint a token for this location with the agency's token: the app is not
+    /// (or no longer) installed there, or the agency lost access to it.
+    #[error(
+        "GHL refused a token for location {location_id} ({answer}); is the app still installed on that sub-account? (`auth ghl locations` lists where it is)"
+    )]
+    LocationRefused {
+        location_id: String,
+        answer: HttpError,
+    },
+    /// Minting failed without a refusal (the network, a 5xx after retries, a malformed answer):
+    /// the next pass tries again.
+    #[error("cannot mint a token for location {location_id}: {failure}")]
+    Mint {
+        location_id: String,
+        failure: HttpError,
+    },
+    /// An agency-level call other than the mint failed (listing the installed sub-accounts).
+    #[error("the agency's request failed: {0}")]
+    AgencyCall(HttpError),
+    /// The agency's own token could not be used to mint this location's token.
+    #[error("location {location_id}: the agency's token is unusable: {cause}")]
+    Company {
+        location_id: String,
+        cause: Box<AuthError>,
+    },
 }
 
 impl AuthError {
@@ -82,6 +112,29 @@ impl AuthError {
     fn is_refused_http(e: &HttpError) -> bool {
         matches!(e, HttpError::Api(a) if matches!(a.status, Some(400 | 401)))
     }
+
+    /// How a pass treats this error: lost authentication, except a mint that failed for a
+    /// reason a later attempt may not meet (its HTTP class, e.g. transient).
+    pub fn class(&self) -> Option<crate::http::ErrorClass> {
+        match self {
+            AuthError::Mint { failure, .. } => failure.class(),
+            _ => Some(crate::http::ErrorClass::Auth),
+        }
+    }
+}
+
+/// How long before `expires_at` a token issued at `issued_at` is renewed: `configured`, but at
+/// most a tenth of the token's lifetime. A margin as long as the lifetime would renew before
+/// every call (20-second tokens once made 1,199 refreshes for 1,200 requests); a tenth keeps
+/// short tokens at about one renewal per lifetime, as the 5 minutes do for GHL's day-long ones.
+pub(crate) fn renewal_margin(
+    configured: Duration,
+    issued_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> chrono::Duration {
+    let configured = chrono::Duration::from_std(configured).unwrap_or(chrono::Duration::zero());
+    let lifetime = (expires_at - issued_at).max(chrono::Duration::zero());
+    configured.min(lifetime / MARGIN_FRACTION_OF_LIFETIME)
 }
 
 /// Held while a refresh runs: no other process on the same store refreshes meanwhile.
@@ -246,15 +299,9 @@ impl OAuthTokens {
         Ok(())
     }
 
-    /// How long before expiry `pair` is refreshed: the configured margin, but at most a tenth of
-    /// the token's lifetime. A margin as long as the lifetime would refresh before every call
-    /// (20-second tokens once made 1,199 refreshes for 1,200 requests); a tenth keeps short
-    /// tokens at about one refresh per lifetime, as the 5 minutes do for GHL's day-long ones.
+    /// How long before expiry `pair` is refreshed (see [`renewal_margin`]).
     fn margin(&self, pair: &TokenPair) -> chrono::Duration {
-        let configured =
-            chrono::Duration::from_std(self.cfg.refresh_margin).unwrap_or(chrono::Duration::zero());
-        let lifetime = (pair.expires_at - pair.issued_at).max(chrono::Duration::zero());
-        configured.min(lifetime / MARGIN_FRACTION_OF_LIFETIME)
+        renewal_margin(self.cfg.refresh_margin, pair.issued_at, pair.expires_at)
     }
 
     /// Valid beyond the refresh margin.
@@ -451,6 +498,8 @@ pub enum TokenSource {
     /// so a token rotated in the file replaces the old one at once.
     File(Secret),
     OAuth(Arc<OAuthTokens>),
+    /// A location under the agency's OAuth installation: tokens minted from the Company token.
+    Agency(Arc<super::agency::LocationTokens>),
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -459,6 +508,7 @@ impl std::fmt::Debug for TokenSource {
             TokenSource::Static(_) => f.write_str("TokenSource::Static([REDACTED])"),
             TokenSource::File(s) => write!(f, "TokenSource::File({s:?})"),
             TokenSource::OAuth(o) => write!(f, "TokenSource::OAuth({o:?})"),
+            TokenSource::Agency(a) => write!(f, "TokenSource::Agency({a:?})"),
         }
     }
 }
@@ -469,6 +519,7 @@ impl TokenSource {
             TokenSource::Static(t) => Ok(t.clone()),
             TokenSource::File(s) => Ok(s.current()?),
             TokenSource::OAuth(o) => o.access_token().await,
+            TokenSource::Agency(a) => a.access_token().await,
         }
     }
 
@@ -485,6 +536,7 @@ impl TokenSource {
                 Ok((fresh.expose_secret() != rejected.expose_secret()).then_some(fresh))
             }
             TokenSource::OAuth(o) => o.refresh_after_rejection(rejected).await.map(Some),
+            TokenSource::Agency(a) => a.mint_after_rejection(rejected).await.map(Some),
         }
     }
 }

@@ -51,7 +51,8 @@ impl GhlError {
     pub fn class(&self) -> Option<ErrorClass> {
         match self {
             GhlError::Http(h) => h.class(),
-            GhlError::Auth(_) | GhlError::ScopeDenied { .. } => Some(ErrorClass::Auth),
+            GhlError::Auth(a) => a.class(),
+            GhlError::ScopeDenied { .. } => Some(ErrorClass::Auth),
             GhlError::Duplicate { .. } | GhlError::Invalid(_) => Some(ErrorClass::Permanent),
         }
     }

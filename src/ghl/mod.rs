@@ -1,5 +1,6 @@
 //! GoHighLevel (LeadConnector v2) client: wire types, token sources and the typed client.
 
+pub mod agency;
 pub mod auth;
 pub mod client;
 pub mod token_store;
