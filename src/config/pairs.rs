@@ -21,7 +21,12 @@ pub struct Installation {
     pub pairs: Vec<Pair>,
     /// How the file was written.
     pub form: Form,
+    /// `[run] max_concurrent_pairs`: how many pairs' passes the daemon runs at once.
+    pub max_concurrent_pairs: usize,
 }
+
+/// How many pairs' passes `run` runs at once when `[run] max_concurrent_pairs` is not set.
+pub const DEFAULT_MAX_CONCURRENT_PAIRS: usize = 4;
 
 /// How a configuration file names its pairs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +77,7 @@ impl Installation {
                 config,
             }],
             form: Form::Single,
+            max_concurrent_pairs: DEFAULT_MAX_CONCURRENT_PAIRS,
         }
     }
 
