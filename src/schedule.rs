@@ -18,6 +18,8 @@
 //! - **Graceful shutdown.** [`Scheduler::shutdown`] stops starting runs, tells running ones
 //!   through [`JobContext`] (so they can stop taking new work but finish in-flight writes),
 //!   waits up to a grace period and names the jobs still running.
+//! - **Whose jobs.** A daemon of many pairs runs one scheduler per pair; [`Scheduler::in_span`]
+//!   puts every line the scheduler logs, and every run, in that pair's span.
 //!
 //! Time: the cron library polls the wall clock (`chrono::Utc::now`) every 500 ms, so tokio's
 //! paused time does not drive it. The guard logic ([`Scheduler::trigger`]) is independent of the
@@ -31,6 +33,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::{BoxFuture, join_all};
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use tracing::Instrument;
 
 /// What the scheduler knows about a job: its unique name and when it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,6 +236,9 @@ struct Shared {
     options: SchedulerOptions,
     global: Arc<Mutex<()>>,
     shutdown_tx: watch::Sender<bool>,
+    /// Entered by everything the scheduler logs or spawns; `Span::none()` unless
+    /// [`Scheduler::in_span`] set one.
+    span: tracing::Span,
 }
 
 impl Shared {
@@ -274,6 +280,7 @@ impl Scheduler {
             options,
             global: Arc::new(Mutex::new(())),
             shutdown_tx,
+            span: tracing::Span::none(),
         });
 
         for index in 0..shared.slots.len() {
@@ -284,6 +291,17 @@ impl Scheduler {
             engine: None,
             started: false,
         })
+    }
+
+    /// Logs and runs everything of this scheduler inside `span` (e.g. the pair whose jobs
+    /// these are). Only before [`start`](Self::start): the jobs' ticks capture it then.
+    pub fn in_span(mut self, span: tracing::Span) -> Result<Self, ScheduleError> {
+        if self.started {
+            return Err(ScheduleError::AlreadyStarted);
+        }
+        let shared = Arc::get_mut(&mut self.shared).ok_or(ScheduleError::AlreadyStarted)?;
+        shared.span = span;
+        Ok(self)
     }
 
     /// Starts ticking. Must be called inside a tokio runtime, once.
@@ -303,6 +321,7 @@ impl Scheduler {
         }
         engine.start().await?;
         self.engine = Some(engine);
+        let _in_span = self.shared.span.enter();
         tracing::info!(jobs = self.shared.slots.len(), "scheduler started");
         let now = Utc::now();
         for slot in &self.shared.slots {
@@ -328,6 +347,11 @@ impl Scheduler {
     /// names of jobs still running then. Those runs are not aborted: the caller decides (the
     /// daemon exits, which is no worse than an abort and lets a write that is nearly done land).
     pub async fn shutdown(&mut self, grace: Duration) -> Vec<String> {
+        let span = self.shared.span.clone();
+        self.shutdown_in_span(grace).instrument(span).await
+    }
+
+    async fn shutdown_in_span(&mut self, grace: Duration) -> Vec<String> {
         self.shared.shutdown_tx.send_replace(true);
         if let Some(mut engine) = self.engine.take()
             && let Err(e) = engine.shutdown().await
@@ -428,6 +452,7 @@ fn log_next_run(job: &JobSpec, now: DateTime<Utc>) {
 
 /// Handles one tick: accept it (and spawn the run) or skip it. Never blocks.
 fn trigger_slot(shared: &Arc<Shared>, index: usize) {
+    let _in_span = shared.span.enter();
     let slot = &shared.slots[index];
     if shared.shutting_down() {
         return;
@@ -445,7 +470,7 @@ fn trigger_slot(shared: &Arc<Shared>, index: usize) {
     if shared.shutting_down() {
         return;
     }
-    tokio::spawn(run_slot(Arc::clone(shared), index, busy));
+    tokio::spawn(run_slot(Arc::clone(shared), index, busy).instrument(shared.span.clone()));
 }
 
 /// One run of a job: take the global lock if configured, run the body in its own task so a
@@ -496,7 +521,7 @@ async fn run_slot(shared: Arc<Shared>, index: usize, _busy: OwnedMutexGuard<()>)
     };
     let body = Arc::clone(&slot.body);
     // Calling `body` inside the task means a panic while building the future is caught too.
-    let joined = tokio::spawn(async move { body(ctx).await }).await;
+    let joined = tokio::spawn(async move { body(ctx).await }.in_current_span()).await;
 
     let result = match joined {
         Ok(Ok(outcome)) => RunResult::Succeeded(outcome),
@@ -724,6 +749,33 @@ mod tests {
             s.last_result,
             Some(RunResult::Succeeded(JobOutcome::stopped_early("3 pages")))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runs_and_their_tasks_are_inside_the_schedulers_span() {
+        // A current-thread runtime: the subscriber set here sees every task.
+        let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+        let seen = Arc::new(StdMutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let job = ScheduledJob::new(
+            "contacts",
+            EVERY_SECOND,
+            job_fn(move |_ctx| {
+                let record = Arc::clone(&record);
+                async move {
+                    let name = tracing::Span::current().metadata().map(|m| m.name());
+                    record.lock().unwrap().push(name);
+                    Ok(JobOutcome::done("ok"))
+                }
+            }),
+        );
+        let sched = Scheduler::new(vec![job], SchedulerOptions::default())
+            .unwrap()
+            .in_span(tracing::info_span!("pair", pair = "cafe-zurich"))
+            .unwrap();
+        sched.trigger("contacts");
+        pass(10).await;
+        assert_eq!(*seen.lock().unwrap(), vec![Some("pair")]);
     }
 
     #[test]
