@@ -56,7 +56,10 @@ pub async fn dispatch(cli: Cli) -> u8 {
         command => match load_config(&cli, read_only(command)) {
             Ok(cfg) => match command {
                 Command::Sync(args) => sync::run(&cfg, args).await,
-                Command::Run => run::run(&cfg).await,
+                Command::Run => {
+                    let installation = crate::config::Installation::single(cfg);
+                    run::run(&installation, run::ConfigSource::of(&cli)).await
+                }
                 Command::Report(args) => report::run(&cfg, args),
                 Command::Status(args) => status::run(&cfg, args),
                 Command::Explain(args) => explain::run(&cfg, args),
