@@ -206,7 +206,7 @@ fn open_states(form: Form, ready: &[(Arc<PairDaemon>, Scheduler)]) -> anyhow::Re
             return Err(e);
         }
         tracing::error!(
-            pair = daemon.name(),
+            pair = %daemon.name(),
             error = format!("{e:#}"),
             "state cannot be opened; the pair's next tick tries again"
         );

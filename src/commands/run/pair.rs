@@ -185,7 +185,6 @@ pub(super) async fn pair_life(
         if let Err(e) = daemon.open() {
             daemon.span.in_scope(|| {
                 tracing::error!(
-                    pair = daemon.name(),
                     error = format!("{e:#}"),
                     "state cannot be opened; the pair's next tick tries again"
                 )
@@ -193,13 +192,11 @@ pub(super) async fn pair_life(
         }
         if let Err(e) = scheduler.start().await {
             daemon.span.in_scope(|| {
-                tracing::error!(pair = daemon.name(), error = %e, "the pair's scheduler cannot start; the pair does not run")
+                tracing::error!(error = %e, "the pair's scheduler cannot start; the pair does not run")
             });
             return;
         }
-        daemon
-            .span
-            .in_scope(|| tracing::info!(pair = daemon.name(), "pair started"));
+        daemon.span.in_scope(|| tracing::info!("pair started"));
     }
 
     let asked = match control.wait_for(|c| *c != Control::Run).await {
@@ -242,7 +239,7 @@ pub(super) async fn pair_life(
             );
         }
         if asked == Control::Retire {
-            tracing::info!(pair = daemon.name(), "pair stopped");
+            tracing::info!("pair stopped");
         }
     });
 }
