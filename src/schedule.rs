@@ -399,12 +399,19 @@ impl Scheduler {
 
 /// The engine's job for slot `index`: every tick calls [`trigger_slot`]. Parsing the cron
 /// expression happens here, so this is also the validation.
+///
+/// The job holds the scheduler's jobs weakly: the engine may keep its jobs after its shutdown,
+/// and what the jobs own (a pair's state and its lock) must go when the [`Scheduler`] does.
 fn cron_job(shared: &Arc<Shared>, index: usize) -> Result<Job, ScheduleError> {
     let slot = &shared.slots[index];
-    let on_tick = Arc::clone(shared);
+    let on_tick = Arc::downgrade(shared);
     Job::new_async_tz(slot.spec.cron.as_str(), Utc, move |_id, _engine| {
-        let shared = Arc::clone(&on_tick);
-        Box::pin(async move { trigger_slot(&shared, index) })
+        let shared = on_tick.upgrade();
+        Box::pin(async move {
+            if let Some(shared) = shared {
+                trigger_slot(&shared, index)
+            }
+        })
     })
     .map_err(|_| ScheduleError::InvalidCron {
         job: slot.spec.name.clone(),

@@ -152,6 +152,16 @@ impl PairDaemon {
         Duration::from_secs(self.cfg.sync.pass_budget_secs) + SHUTDOWN_GRACE
     }
 
+    /// Lets go of the pair's state (and its lock) and clients, or has the pass still holding
+    /// them do so when it ends. Explicit, because the cron engine may outlive its jobs' owners
+    /// and with them this daemon.
+    fn close(&self) {
+        self.runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
     fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
     }
@@ -238,10 +248,11 @@ pub(super) async fn pair_life(
                 "job totals"
             );
         }
-        if asked == Control::Retire {
-            tracing::info!("pair stopped");
-        }
     });
+    daemon.close();
+    if asked == Control::Retire {
+        daemon.span.in_scope(|| tracing::info!("pair stopped"));
+    }
 }
 
 /// One run of a job: one pass (which stops itself on the stop flag or its time budget).
