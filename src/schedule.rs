@@ -29,7 +29,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use futures_util::future::{BoxFuture, join_all};
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
@@ -112,12 +112,21 @@ impl std::fmt::Debug for ScheduledJob {
 #[derive(Debug, Clone)]
 pub struct JobContext {
     job: String,
+    /// When the tick that started this run arrived, to the second.
+    ticked_at: DateTime<Utc>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl JobContext {
     pub fn job_name(&self) -> &str {
         &self.job
+    }
+
+    /// When the tick that started this run arrived, truncated to the second. Schedulers of
+    /// several pairs tick on the same wall clock: runs of the same job with the same instant
+    /// were started by the same cron second, and may share what they read.
+    pub fn ticked_at(&self) -> DateTime<Utc> {
+        self.ticked_at
     }
 
     /// True once shutdown has begun: a job should start no new work (no new page, no new
@@ -477,12 +486,20 @@ fn trigger_slot(shared: &Arc<Shared>, index: usize) {
     if shared.shutting_down() {
         return;
     }
-    tokio::spawn(run_slot(Arc::clone(shared), index, busy).instrument(shared.span.clone()));
+    let ticked_at = Utc::now().trunc_subsecs(0);
+    tokio::spawn(
+        run_slot(Arc::clone(shared), index, busy, ticked_at).instrument(shared.span.clone()),
+    );
 }
 
 /// One run of a job: take the global lock if configured, run the body in its own task so a
 /// panic is caught as a `JoinError`, record the result. `_busy` is released when this ends.
-async fn run_slot(shared: Arc<Shared>, index: usize, _busy: OwnedMutexGuard<()>) {
+async fn run_slot(
+    shared: Arc<Shared>,
+    index: usize,
+    _busy: OwnedMutexGuard<()>,
+    ticked_at: DateTime<Utc>,
+) {
     let slot = &shared.slots[index];
     let name = slot.spec.name.as_str();
 
@@ -524,6 +541,7 @@ async fn run_slot(shared: Arc<Shared>, index: usize, _busy: OwnedMutexGuard<()>)
 
     let ctx = JobContext {
         job: name.to_owned(),
+        ticked_at,
         shutdown: shared.shutdown_tx.subscribe(),
     };
     let body = Arc::clone(&slot.body);
@@ -767,11 +785,12 @@ mod tests {
         let job = ScheduledJob::new(
             "contacts",
             EVERY_SECOND,
-            job_fn(move |_ctx| {
+            job_fn(move |ctx| {
                 let record = Arc::clone(&record);
                 async move {
                     let name = tracing::Span::current().metadata().map(|m| m.name());
                     record.lock().unwrap().push(name);
+                    assert_eq!(ctx.ticked_at().timestamp_subsec_nanos(), 0);
                     Ok(JobOutcome::done("ok"))
                 }
             }),

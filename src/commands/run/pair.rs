@@ -278,6 +278,9 @@ async fn pass_job(
             d.cfg.state.path.display()
         )
     })?;
+    // Pairs whose ticks fell on the same second (`ctx.ticked_at()`) reach this point together:
+    // the place for a pass to join its tick's round of shared HotspotSystem reads, before it
+    // waits its turn, so that what the first passes read is kept for it.
     let Some(permit) = d.gate.enter(&ctx).await else {
         return Ok(JobOutcome::stopped_early("not started: shutting down"));
     };
