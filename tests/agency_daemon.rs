@@ -82,6 +82,11 @@ impl Agency {
     /// A `[[pairs]]` file with the pairs `pairs` (indexes into [`NAMES`]), `run` as the body
     /// of `[run]`, and `extra` appended to the top level.
     fn write_config(&self, pairs: &[usize], run: &str, extra: &str) {
+        self.write_config_with(pairs, run, extra, &[]);
+    }
+
+    /// As [`Agency::write_config`], with `own` appended to the pairs it names.
+    fn write_config_with(&self, pairs: &[usize], run: &str, extra: &str, own: &[(usize, &str)]) {
         let mut text = format!(
             r#"[state]
 path = "{state}"
@@ -138,6 +143,9 @@ token_env = "HGS_T_GHL_TOKEN_{i}"
                 state = self.state_path(i).display(),
                 location = self.ghl[i],
             ));
+            for (_, text_of_pair) in own.iter().filter(|(p, _)| *p == i) {
+                text.push_str(text_of_pair);
+            }
         }
         std::fs::write(&self.config, text).unwrap();
     }
@@ -368,9 +376,15 @@ async fn sighup_adds_and_removes_pairs_and_a_broken_file_keeps_the_running_ones(
             .await;
     }
 
-    // beta removed: it stops after its current pass and lets go of its state.
-    agency.write_config(&[0, 2], "", "");
+    // In one reload: beta removed (it stops after its current pass and lets go of its state),
+    // alpha changed to a schedule that does not fire within the test (it restarts with it).
+    let yearly = (0, "[pairs.schedule]\ncontacts = \"0 0 1 1 *\"\n");
+    agency.write_config_with(&[0, 2], "", "", &[yearly]);
     d.signal("HUP");
+    let line = d
+        .wait_for_line(&["configuration reloaded", "removed=[\"beta\"]"], WAIT)
+        .await;
+    assert!(line.contains("beta") && line.contains("alpha"), "{line}");
     d.wait_for_line(&["pair=beta", "pair stopped"], WAIT).await;
     let deadline = Instant::now() + WAIT;
     let lock = loop {
@@ -384,14 +398,30 @@ async fn sighup_adds_and_removes_pairs_and_a_broken_file_keeps_the_running_ones(
     };
     drop(lock);
     let removed_at = Utc::now();
+    let deadline = Instant::now() + WAIT;
+    while d.count_lines(&["pair=alpha", "pair started"]) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "alpha never restarted:\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let restarted_at = Utc::now();
     agency
-        .wait_run(&d, 0, "a run after beta was removed", |r| {
-            r.started_at > removed_at && succeeded(r)
+        .wait_run(&d, 2, "a run of gamma after the reload", |r| {
+            r.started_at > restarted_at && succeeded(r)
         })
         .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         agency.runs(1).iter().all(|r| r.started_at < removed_at),
         "no beta run after its removal"
+    );
+    assert!(
+        agency.runs(0).iter().all(|r| r.started_at < restarted_at),
+        "alpha runs on its new, yearly, schedule: {:#?}",
+        agency.runs(0)
     );
     stop(&mut d).await;
 }
