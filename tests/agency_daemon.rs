@@ -515,6 +515,33 @@ async fn a_pair_whose_state_is_locked_at_start_syncs_at_a_later_tick() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_state_file_stops_only_its_pair() {
+    let agency = Agency::start("agency-corrupt", Duration::ZERO).await;
+    agency.write_config(&[0, 1], "", "");
+    std::fs::write(
+        agency.state_path(0),
+        "not a database: a text file saved here by mistake\n".repeat(200),
+    )
+    .unwrap();
+    let mut d = agency.spawn_daemon();
+    d.wait_for_line(&["alpha", "state cannot be opened"], WAIT)
+        .await;
+    let beta = agency.wait_run(&d, 1, "a succeeded run", succeeded).await;
+    agency.assert_synced_alone(1, &beta);
+    // alpha is tried again at its ticks, and each time fails under its own name.
+    d.wait_for_line(&["pair=alpha", "run failed", "cannot be opened"], WAIT)
+        .await;
+    assert!(agency.anchors_in(0).is_empty(), "alpha wrote nothing");
+    let log = d.log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("run failed") && !l.contains("pair=alpha")),
+        "only alpha failed; log:\n{log}"
+    );
+    stop(&mut d).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn most_at_once_counts_overlaps_not_neighbours() {
     let t = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).unwrap();
     assert_eq!(most_at_once(&[(t(0), t(2)), (t(2), t(4))]), 1);
