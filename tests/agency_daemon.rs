@@ -150,6 +150,43 @@ token_env = "HGS_T_GHL_TOKEN_{i}"
         std::fs::write(&self.config, text).unwrap();
     }
 
+    /// The same settings in the single-pair form: pair 0's locations, sub-account and token at
+    /// the top level, its state in `[state] path`.
+    fn write_single(&self, schedule_contacts: &str) {
+        self.write_config(&[0], "", "");
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let top = &text[..text.find("[run]").unwrap()];
+        let locations: Vec<String> = self
+            .locations_of(0)
+            .iter()
+            .map(|l| format!("\"{l}\""))
+            .collect();
+        let single = top
+            .replace(
+                &format!("path = \"{}\"", self.dir.path("state/sync.db").display()),
+                &format!("path = \"{}\"", self.state_path(0).display()),
+            )
+            .replace(
+                "rate_limit = 10000\n",
+                &format!(
+                    "rate_limit = 10000\nlocations = [{}]\n",
+                    locations.join(", ")
+                ),
+            )
+            .replace(
+                "[ghl]\n",
+                &format!(
+                    "[ghl]\nlocation_id = \"{}\"\ntoken_env = \"HGS_T_GHL_TOKEN_0\"\n",
+                    self.ghl[0]
+                ),
+            )
+            .replace(
+                "contacts = \"*/1 * * * * *\"",
+                &format!("contacts = \"{schedule_contacts}\""),
+            );
+        std::fs::write(&self.config, single).unwrap();
+    }
+
     fn locations_of(&self, pair: usize) -> &[String] {
         &self.hotspot_locations[pair * PER_PAIR..(pair + 1) * PER_PAIR]
     }
@@ -537,6 +574,39 @@ async fn a_corrupt_state_file_stops_only_its_pair() {
         !log.lines()
             .any(|l| l.contains("run failed") && !l.contains("pair=alpha")),
         "only alpha failed; log:\n{log}"
+    );
+    stop(&mut d).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_a_single_pair_file_too() {
+    let agency = Agency::start("agency-single", Duration::ZERO).await;
+    agency.write_single("*/1 * * * * *");
+    let mut d = agency.spawn_daemon();
+    let first = agency.wait_run(&d, 0, "a succeeded run", succeeded).await;
+    agency.assert_synced_alone(0, &first);
+
+    // The same file again: nothing restarts, the passes go on.
+    d.signal("HUP");
+    d.wait_for_line(&["configuration reloaded; no pair changed"], WAIT)
+        .await;
+    let reloaded_at = Utc::now();
+    agency
+        .wait_run(&d, 0, "a run after the reload", |r| {
+            r.started_at > reloaded_at && succeeded(r)
+        })
+        .await;
+
+    // A schedule that does not fire within the test: the pair restarts with it.
+    agency.write_single("0 0 1 1 *");
+    d.signal("HUP");
+    d.wait_for_line(&["pair started"], WAIT).await;
+    let restarted_at = Utc::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        agency.runs(0).iter().all(|r| r.started_at < restarted_at),
+        "the new schedule applies: {:#?}",
+        agency.runs(0)
     );
     stop(&mut d).await;
 }
