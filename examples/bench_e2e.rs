@@ -272,6 +272,11 @@ rate_window_secs = 1
 daily_reserve = 1000
 max_concurrency = {conc}
 
+# A whole initial import at 300,000 contacts on a loaded machine can outlast the
+# default budget (30 minutes); what is measured here is the import, not the budget.
+[sync]
+pass_budget_secs = 7200
+
 [http]
 timeout_secs = 30
 max_attempts = 5

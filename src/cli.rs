@@ -34,6 +34,12 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// The pair of a configuration with `[[pairs]]` to act on (its `name`). `sync`, `status`,
+    /// `check` and `run` act on every pair without it; `report`, `explain`, `calls`, `auth` and
+    /// `serve` need it in that form.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub pair: Option<String>,
+
     /// Use secret files that group or others may read, with a warning, instead of refusing
     /// them (as ssh refuses such keys).
     #[arg(long, global = true)]

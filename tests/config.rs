@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use hotspot_ghl_sync::config::{
-    Config, ConfigError, ConfigErrorKind, FieldTarget, GhlAuth, LostCreateRecovery, Overrides,
-    ScheduleJob,
+    Config, ConfigError, ConfigErrorKind, FieldTarget, Form, GhlAuth, Installation,
+    LostCreateRecovery, Overrides, ScheduleJob,
 };
 use hotspot_ghl_sync::mapping::SourceField;
 use hotspot_ghl_sync::model::{ConflictPolicy, DriftPolicy, Field, StdField};
@@ -497,6 +497,47 @@ fn example_toml_parses() {
         c.ghl.hotspot_id_field.as_deref(),
         Some("contact.hotspot_customer_id")
     );
+}
+
+/// The commented `[[pairs]]` example of `example.toml`, uncommented, loads as two pairs.
+#[test]
+fn example_toml_pairs_example_loads_when_uncommented() {
+    let path = repo_file("example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (head, tail) = text
+        .split_once("# [run]\n")
+        .expect("the example has a [run] block");
+    let uncommented: String = std::iter::once("[run]")
+        .chain(tail.lines().map(|l| {
+            l.strip_prefix("# ")
+                .or_else(|| l.strip_prefix('#'))
+                .unwrap_or(l)
+        }))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let env = HashMap::from([
+        ("HOTSPOT_API_KEY", "k"),
+        ("GHL_TOKEN", "t"),
+        ("GHL_TOKEN_CAFE_ZURICH", "z"),
+        ("GHL_TOKEN_HOTEL_GENEVA", "g"),
+    ]);
+    let inst = Installation::from_str_with_env(&format!("{head}{uncommented}\n"), &path, &|k| {
+        env.get(k).map(|v| v.to_string())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(inst.form, Form::Pairs);
+    assert_eq!(inst.max_concurrent_pairs, 4);
+    let names: Vec<&str> = inst.pairs.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["cafe-zurich", "hotel-geneva"]);
+    let zurich = &inst.pairs[0].config;
+    assert_eq!(zurich.hotspot.locations, ["12", "13"]);
+    assert_eq!(zurich.state.path, Path::new("state/cafe-zurich.db"));
+    assert_eq!(zurich.contacts.tags.base.as_deref(), Some("wifi-zurich"));
+    let geneva = &inst.pairs[1].config;
+    assert!(!geneva.tasks.enabled);
+    assert!(zurich.tasks.enabled);
+    // Inherited from the top level.
+    assert_eq!(geneva.contacts.max_delete_ratio, 0.1);
 }
 
 #[test]

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::cli::{CheckArgs, OutputFormat};
 
-use crate::config::{Config, GhlAuth};
+use crate::config::{Config, Form, GhlAuth, Installation, Pair};
 use crate::ghl::token_store::{SqliteTokenStore, token_source};
 use crate::ghl::wire::TaskSearch;
 use crate::ghl::{AuthError, GhlClient, GhlError, TokenSource};
@@ -62,6 +62,8 @@ struct Finding {
 #[derive(Debug)]
 struct Report {
     format: OutputFormat,
+    /// The pair checked, in a file with `[[pairs]]`: each finding is named by it.
+    pair: Option<String>,
     findings: Vec<Finding>,
     config_errors: usize,
     transient_errors: usize,
@@ -69,9 +71,10 @@ struct Report {
 }
 
 impl Report {
-    fn new(format: OutputFormat) -> Self {
+    fn new(format: OutputFormat, pair: Option<String>) -> Self {
         Report {
             format,
+            pair,
             findings: Vec::new(),
             config_errors: 0,
             transient_errors: 0,
@@ -87,7 +90,10 @@ impl Report {
                 Level::Warning => "WARNING ",
                 Level::Error => "ERROR   ",
             };
-            println!("{tag} {message}");
+            match &self.pair {
+                Some(pair) => println!("{tag} [{pair}] {message}"),
+                None => println!("{tag} {message}"),
+            }
         }
         self.findings.push(Finding { level, message });
     }
@@ -108,33 +114,42 @@ impl Report {
         }
         self.push(Level::Error, msg);
     }
-    fn finish(&self) -> anyhow::Result<u8> {
-        let errors = self.config_errors + self.transient_errors;
-        let code = if self.config_errors > 0 {
+    fn code(&self) -> u8 {
+        if self.config_errors > 0 {
             EXIT_CONFIG
         } else if self.transient_errors > 0 {
             EXIT_FAILURE
         } else {
             EXIT_OK
-        };
-        match self.format {
-            OutputFormat::Text => println!(
-                "check: {errors} error{}, {} warning{}",
-                if errors == 1 { "" } else { "s" },
-                self.warnings,
-                if self.warnings == 1 { "" } else { "s" }
-            ),
-            OutputFormat::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "findings": self.findings,
-                    "errors": errors,
-                    "warnings": self.warnings,
-                    "exit_code": code,
-                }))?
-            ),
         }
-        Ok(code)
+    }
+    fn summary_line(&self) -> String {
+        let errors = self.config_errors + self.transient_errors;
+        format!(
+            "{errors} error{}, {} warning{}",
+            if errors == 1 { "" } else { "s" },
+            self.warnings,
+            if self.warnings == 1 { "" } else { "s" }
+        )
+    }
+    fn json(&self) -> serde_json::Value {
+        let mut doc = serde_json::json!({
+            "findings": self.findings,
+            "errors": self.config_errors + self.transient_errors,
+            "warnings": self.warnings,
+            "exit_code": self.code(),
+        });
+        if let Some(pair) = &self.pair {
+            doc["pair"] = pair.clone().into();
+        }
+        doc
+    }
+    fn finish(&self) -> anyhow::Result<u8> {
+        match self.format {
+            OutputFormat::Text => println!("check: {}", self.summary_line()),
+            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&self.json())?),
+        }
+        Ok(self.code())
     }
 }
 
@@ -158,15 +173,55 @@ fn is_token_rejection(e: &GhlError) -> bool {
         || matches!(e, GhlError::Http(HttpError::Api(a)) if a.status == Some(401))
 }
 
-pub async fn run(cfg: &Config, args: &CheckArgs) -> anyhow::Result<u8> {
-    let mut r = Report::new(args.format);
+/// `check` on the pairs selected: in the single form as before the pairs existed; with
+/// `[[pairs]]` every pair (or the one `--pair` names), each finding prefixed with its pair, then
+/// one summary line per pair (JSON: `{"pairs": [...], "exit_code": worst}`).
+pub async fn run_pairs(
+    inst: &Installation,
+    selected: &[&Pair],
+    args: &CheckArgs,
+) -> anyhow::Result<u8> {
+    if let (Form::Single, [pair]) = (inst.form, selected) {
+        let mut r = Report::new(args.format, None);
+        check_pair(&pair.config, &mut r).await?;
+        return r.finish();
+    }
+    let mut reports = Vec::with_capacity(selected.len());
+    for pair in selected {
+        let mut r = Report::new(args.format, Some(pair.name.clone()));
+        check_pair(&pair.config, &mut r).await?;
+        reports.push(r);
+    }
+    let worst = super::worst(reports.iter().map(Report::code));
+    match args.format {
+        OutputFormat::Text => {
+            for r in &reports {
+                println!(
+                    "check [{}]: {}",
+                    r.pair.as_deref().unwrap_or_default(),
+                    r.summary_line()
+                );
+            }
+        }
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "pairs": reports.iter().map(Report::json).collect::<Vec<_>>(),
+                "exit_code": worst,
+            }))?
+        ),
+    }
+    Ok(worst)
+}
+
+async fn check_pair(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {
     r.ok(format!(
         "configuration {} is valid",
         cfg.source_path.display()
     ));
     let timeout = cfg.hotspot_http().timeout;
     match reachable(&cfg.hotspot.base_url, timeout).await {
-        Ok(()) => check_hotspot(cfg, &mut r).await?,
+        Ok(()) => check_hotspot(cfg, r).await?,
         Err(why) => r.error(
             Problem::Transient,
             format!("HotspotSystem unreachable: {why}"),
@@ -174,10 +229,10 @@ pub async fn run(cfg: &Config, args: &CheckArgs) -> anyhow::Result<u8> {
     }
     let timeout = cfg.ghl_http().timeout;
     match reachable(&cfg.ghl.base_url, timeout).await {
-        Ok(()) => check_ghl(cfg, &mut r).await?,
+        Ok(()) => check_ghl(cfg, r).await?,
         Err(why) => r.error(Problem::Transient, format!("GHL unreachable: {why}")),
     }
-    r.finish()
+    Ok(())
 }
 
 /// One TCP connection to the API's host, before any request: a refused connection or a name

@@ -15,7 +15,7 @@ mod status;
 mod sync;
 
 use crate::cli::{Cli, Command};
-use crate::config::{Config, ConfigError};
+use crate::config::{ConfigError, Form, Installation, Pair, UnknownPair};
 use crate::secret::InsecureFiles;
 use crate::store::StoreError;
 
@@ -53,24 +53,8 @@ pub async fn dispatch(cli: Cli) -> u8 {
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Generate(args) => generate::run(args),
-        command => match load_config(&cli, read_only(command)) {
-            Ok(cfg) => match command {
-                Command::Sync(args) => sync::run(&cfg, args).await,
-                Command::Run => {
-                    let installation = crate::config::Installation::single(cfg);
-                    run::run(&installation, run::ConfigSource::of(&cli)).await
-                }
-                Command::Report(args) => report::run(&cfg, args),
-                Command::Status(args) => status::run(&cfg, args),
-                Command::Explain(args) => explain::run(&cfg, args),
-                Command::Calls(args) => calls::run(&cfg, args),
-                Command::Check(args) => check::run(&cfg, args).await,
-                Command::Auth(cmd) => auth::run(&cfg, cmd).await,
-                Command::Serve(args) => serve::run(&cfg, args).await,
-                Command::Sandbox(_) | Command::Demo(_) | Command::Generate(_) => {
-                    unreachable!("handled above")
-                }
-            },
+        command => match load_installation(&cli, read_only(command)) {
+            Ok(inst) => on_installation(&inst, &cli, command).await,
             Err(e) => Err(e),
         },
     };
@@ -92,6 +76,70 @@ pub async fn dispatch(cli: Cli) -> u8 {
     }
 }
 
+/// Runs `command` on the pairs `--pair` selects (see `Cli::pair`).
+async fn on_installation(inst: &Installation, cli: &Cli, command: &Command) -> anyhow::Result<u8> {
+    let pair = cli.pair.as_deref();
+    let selected = inst.select(pair)?;
+    match command {
+        Command::Sync(args) => sync::run_pairs(inst, &selected, args).await,
+        Command::Status(args) => match (inst.form, pair) {
+            (Form::Pairs, None) => status::overview(&selected, args),
+            _ => status::run(&one_pair(inst, &selected, "status")?.config, args),
+        },
+        Command::Check(args) => check::run_pairs(inst, &selected, args).await,
+        Command::Report(args) => report::run(&one_pair(inst, &selected, "report")?.config, args),
+        Command::Explain(args) => explain::run(&one_pair(inst, &selected, "explain")?.config, args),
+        Command::Calls(args) => calls::run(&one_pair(inst, &selected, "calls")?.config, args),
+        Command::Auth(cmd) => auth::run(&one_pair(inst, &selected, "auth")?.config, cmd).await,
+        Command::Run => run::run(inst, run::ConfigSource::of(cli)).await,
+        Command::Serve(args) => serve::run(&one_pair(inst, &selected, "serve")?.config, args).await,
+        Command::Sandbox(_) | Command::Demo(_) | Command::Generate(_) => {
+            unreachable!("these need no configuration")
+        }
+    }
+}
+
+/// A command that works on one pair's state was not told which pair, in a file with several.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path} has {count} pairs: `{command}` works on one, name it with --pair NAME (the pairs are: {known})"
+)]
+pub struct PairNeeded {
+    pub path: String,
+    pub command: &'static str,
+    pub count: usize,
+    pub known: String,
+}
+
+/// The one pair selected: in the single form the file's pair, with `[[pairs]]` the one
+/// `--pair` names.
+fn one_pair<'a>(
+    inst: &Installation,
+    selected: &[&'a Pair],
+    command: &'static str,
+) -> Result<&'a Pair, PairNeeded> {
+    match selected {
+        [one] => Ok(one),
+        _ => Err(PairNeeded {
+            path: inst.source_path.display().to_string(),
+            command,
+            count: inst.pairs.len(),
+            known: inst
+                .pairs
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// The worst of several pairs' exit codes: any problem outranks success, and among problems
+/// the higher code (a configuration, lock or state problem) outranks a failed record.
+pub(crate) fn worst(codes: impl IntoIterator<Item = u8>) -> u8 {
+    codes.into_iter().max().unwrap_or(EXIT_OK)
+}
+
 /// Commands that only read the state database and never call an API: they load the config
 /// without requiring the API secrets ([`Config::load_read_only`]), so that `serve` works right
 /// after `demo` or on a machine that only looks at the results.
@@ -106,18 +154,18 @@ fn read_only(command: &Command) -> bool {
     )
 }
 
-pub(crate) fn load_config(cli: &Cli, read_only: bool) -> anyhow::Result<Config> {
+pub(crate) fn load_installation(cli: &Cli, read_only: bool) -> anyhow::Result<Installation> {
     let insecure = if cli.allow_insecure_secret_files {
         InsecureFiles::Warn
     } else {
         InsecureFiles::Refuse
     };
-    Ok(Config::load_with(&cli.config, read_only, insecure)?)
+    Ok(Installation::load_with(&cli.config, read_only, insecure)?)
 }
 
 /// The error and its causes on one line, outermost first, without repeating a cause that the
 /// message already contains.
-fn render_error(err: &anyhow::Error) -> String {
+pub(crate) fn render_error(err: &anyhow::Error) -> String {
     let mut out = err.to_string();
     for cause in err.chain().skip(1) {
         let c = cause.to_string();
@@ -129,7 +177,7 @@ fn render_error(err: &anyhow::Error) -> String {
     out
 }
 
-fn exit_code_for(err: &anyhow::Error) -> u8 {
+pub(crate) fn exit_code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(n) = cause.downcast_ref::<NotFound>() {
             return match n {
@@ -138,6 +186,8 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
             };
         }
         if cause.downcast_ref::<ConfigError>().is_some()
+            || cause.downcast_ref::<UnknownPair>().is_some()
+            || cause.downcast_ref::<PairNeeded>().is_some()
             || cause
                 .downcast_ref::<crate::dashboard::DashboardError>()
                 .is_some()

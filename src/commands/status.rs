@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::cli::{OutputFormat, StatusArgs};
-use crate::config::Config;
+use crate::config::{Config, Pair};
+use crate::dashboard::health::{self, HealthPolicy};
 use crate::model::Kind;
 use crate::reconcile::appointments::split_upcoming;
 use crate::reconcile::tasks::{completion_line, onboarding_completion, task_views};
@@ -42,6 +43,116 @@ pub fn run(cfg: &Config, args: &StatusArgs) -> anyhow::Result<u8> {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&view)?),
     }
     Ok(EXIT_OK)
+}
+
+/// `status` of a file with `[[pairs]]` and no `--pair`: one line per pair (one element per
+/// pair in JSON). A pair whose state cannot be read is a row saying why, not an error: the
+/// overview is for finding the pair that needs attention.
+pub fn overview(pairs: &[&Pair], args: &StatusArgs) -> anyhow::Result<u8> {
+    let now = Utc::now();
+    let rows: Vec<PairRow> = pairs.iter().map(|p| pair_row(p, now)).collect();
+    match args.format {
+        OutputFormat::Text => print!("{}", overview_text(&rows)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+    }
+    Ok(EXIT_OK)
+}
+
+/// One pair in the overview.
+#[derive(Debug, Serialize)]
+pub struct PairRow {
+    pub pair: String,
+    pub ghl_location: String,
+    pub hotspot_locations: Vec<String>,
+    pub state_path: std::path::PathBuf,
+    /// `"present"`, `"none"` (no state file yet) or `"unreadable"` (see `error`).
+    pub state: &'static str,
+    pub last_run: Option<LastRun>,
+    /// Failed items of the newest runs.
+    pub failures: Option<u64>,
+    /// Whether every scheduled job's last successful run is recent enough (as `/healthz`).
+    pub healthy: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn pair_row(pair: &Pair, now: DateTime<Utc>) -> PairRow {
+    let cfg = &pair.config;
+    let mut row = PairRow {
+        pair: pair.name.clone(),
+        ghl_location: cfg.ghl.location_id.clone(),
+        hotspot_locations: cfg.hotspot.locations.clone(),
+        state_path: cfg.state.path.clone(),
+        state: "none",
+        last_run: None,
+        failures: None,
+        healthy: None,
+        error: None,
+    };
+    if !cfg.state.path.exists() {
+        return row;
+    }
+    let read = || -> anyhow::Result<(Option<LastRun>, u64, bool)> {
+        let store = Store::open_read_only(&cfg.state.path)?;
+        let last = store.latest_run()?.map(|r| LastRun {
+            id: r.id,
+            started_at: r.started_at,
+            status: r.status.as_str(),
+        });
+        let failures = store.count_recent_failures(FAILURE_RUNS)?;
+        let policy = HealthPolicy::from_config(cfg, None);
+        let healthy = health::evaluate(&store, &policy, now)?.healthy;
+        Ok((last, failures, healthy))
+    };
+    match read() {
+        Ok((last, failures, healthy)) => {
+            row.state = "present";
+            row.last_run = last;
+            row.failures = Some(failures);
+            row.healthy = Some(healthy);
+        }
+        Err(e) => {
+            row.state = "unreadable";
+            row.error = Some(format!("{e:#}"));
+        }
+    }
+    row
+}
+
+fn overview_text(rows: &[PairRow]) -> String {
+    let mut out = String::from(
+        "  pair                 ghl location             hotspot locations  last run                           failures  health\n",
+    );
+    for r in rows {
+        let last = match (&r.last_run, r.state) {
+            (Some(l), _) => format!(
+                "#{} {} {}",
+                l.id,
+                l.started_at.format("%Y-%m-%d %H:%M:%S"),
+                l.status
+            ),
+            (None, "none") => "never (no state yet)".to_string(),
+            (None, "unreadable") => "state unreadable".to_string(),
+            (None, _) => "never".to_string(),
+        };
+        let health = match r.healthy {
+            Some(true) => "ok",
+            Some(false) => "UNHEALTHY",
+            None => "-",
+        };
+        out.push_str(&format!(
+            "  {:<20} {:<24} {:<18} {:<34} {:>8}  {health}\n",
+            r.pair,
+            r.ghl_location,
+            r.hotspot_locations.join(","),
+            last,
+            r.failures.map_or("-".to_string(), |n| n.to_string()),
+        ));
+        if let Some(e) = &r.error {
+            out.push_str(&format!("    {}: {e}\n", r.pair));
+        }
+    }
+    out
 }
 
 /// What `status` knows, in the shape `status --format json` prints.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::bail;
 
 use crate::cli::{OutputFormat, SyncArgs};
-use crate::config::Config;
+use crate::config::{Config, Form, Installation, Pair};
 use crate::connect;
 use crate::model::Kind;
 use crate::progress::Progress;
@@ -93,18 +93,20 @@ pub async fn sync_once(
     ))
 }
 
-pub async fn run(cfg: &Config, args: &SyncArgs) -> anyhow::Result<u8> {
+/// `sync` on the pairs selected: in the single form exactly as before the pairs existed; with
+/// `[[pairs]]`, each pair in turn (see [`sync_each`]), every block of output named by its pair.
+/// The exit code is the worst of the pairs'.
+pub async fn run_pairs(
+    inst: &Installation,
+    selected: &[&Pair],
+    args: &SyncArgs,
+) -> anyhow::Result<u8> {
     let opts = PassOptions {
         kinds: parse_only(&args.only)?,
         dry_run: args.dry_run,
         full: args.full,
         limit: args.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
-        // Nothing to watch in a dry run: it writes nothing.
-        progress: if args.dry_run {
-            None
-        } else {
-            Progress::for_stderr()
-        },
+        progress: None,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = {
@@ -116,40 +118,129 @@ pub async fn run(cfg: &Config, args: &SyncArgs) -> anyhow::Result<u8> {
             }
         })
     };
-    let outcome = sync_once(cfg, &opts, &stop).await;
+    let outcome = match (inst.form, selected) {
+        (Form::Single, [pair]) => match sync_pair(&pair.config, args, &opts, &stop).await {
+            Ok(done) => {
+                match (args.format, &done.json) {
+                    (OutputFormat::Text, _) => print!("{}", done.text),
+                    (OutputFormat::Json, Some(doc)) => println!("{}", pretty(doc)),
+                    (OutputFormat::Json, None) => {}
+                }
+                Ok(done.code)
+            }
+            Err(e) => Err(e),
+        },
+        _ => Ok(sync_each(selected, args, &opts, &stop).await),
+    };
     watcher.abort();
-    let (result, store) = outcome?;
+    outcome
+}
+
+/// One pass per pair, one pair after another, each under its own state lock; a pair that fails
+/// (locked state, refused token, an API down) is reported and the next one runs. Prints each
+/// pair's block as it finishes (text) or one array at the end (JSON), and returns the worst
+/// exit code.
+async fn sync_each(pairs: &[&Pair], args: &SyncArgs, opts: &PassOptions, stop: &AtomicBool) -> u8 {
+    let mut codes = Vec::with_capacity(pairs.len());
+    let mut docs = Vec::with_capacity(pairs.len());
+    for pair in pairs {
+        if stop.load(Ordering::SeqCst) {
+            eprintln!("pair {}: not started (stop requested)", pair.name);
+            continue;
+        }
+        if args.format == OutputFormat::Text {
+            println!("== pair {} ==", pair.name);
+        }
+        let (code, doc) = match sync_pair(&pair.config, args, opts, stop).await {
+            Ok(done) => {
+                if args.format == OutputFormat::Text {
+                    print!("{}", done.text);
+                }
+                (
+                    done.code,
+                    done.json.unwrap_or_else(|| serde_json::json!({})),
+                )
+            }
+            Err(err) => {
+                let code = super::exit_code_for(&err);
+                let message = super::render_error(&err);
+                eprintln!("error: pair {}: {message}", pair.name);
+                (code, serde_json::json!({ "error": message }))
+            }
+        };
+        codes.push(code);
+        let mut doc = doc;
+        if let Some(obj) = doc.as_object_mut() {
+            obj.insert("pair".into(), pair.name.clone().into());
+            obj.insert("exit_code".into(), code.into());
+        }
+        docs.push(doc);
+    }
+    if args.format == OutputFormat::Json {
+        println!("{}", pretty(&serde_json::Value::Array(docs)));
+    }
+    super::worst(codes)
+}
+
+/// One pair's pass, its output rendered but not printed.
+struct PairSync {
+    code: u8,
+    text: String,
+    /// `None` when no run was recorded.
+    json: Option<serde_json::Value>,
+}
+
+async fn sync_pair(
+    cfg: &Config,
+    args: &SyncArgs,
+    opts: &PassOptions,
+    stop: &AtomicBool,
+) -> anyhow::Result<PairSync> {
+    let opts = PassOptions {
+        // Nothing to watch in a dry run: it writes nothing.
+        progress: if args.dry_run {
+            None
+        } else {
+            Progress::for_stderr()
+        },
+        ..opts.clone()
+    };
+    let (result, store) = sync_once(cfg, &opts, stop).await?;
+    let mut text = String::new();
+    let mut json = None;
     if let Some(r) = report::load(&store, result.run_id)? {
         let estimate = report::dry_run::load_estimate(&store, &r)?;
-        match args.format {
-            OutputFormat::Text => {
-                if let Some(plan) = &result.plan_text {
-                    print!("{plan}");
-                }
-                print!("{}", r.to_text());
-                if let Some(e) = &estimate {
-                    print!("{}", e.to_text());
-                }
-            }
-            OutputFormat::Json => println!("{}", sync_json(&r, estimate.as_ref())),
+        if let Some(plan) = &result.plan_text {
+            text.push_str(plan);
         }
+        text.push_str(&r.to_text());
+        if let Some(e) = &estimate {
+            text.push_str(&e.to_text());
+        }
+        json = Some(sync_json(&r, estimate.as_ref()));
     }
-    if result.interrupted == Some(Interruption::BudgetSpent) {
+    let code = if result.interrupted == Some(Interruption::BudgetSpent) {
         eprintln!(
             "error: the pass ran out of its time budget (sync.pass_budget_secs = {}s) and stopped; the next run goes on from here",
             cfg.sync.pass_budget_secs
         );
-        return Ok(EXIT_FAILURE);
-    }
-    Ok(match result.status {
-        RunStatus::Partial | RunStatus::Failed => EXIT_FAILURE,
-        _ => EXIT_OK,
-    })
+        EXIT_FAILURE
+    } else {
+        match result.status {
+            RunStatus::Partial | RunStatus::Failed => EXIT_FAILURE,
+            _ => EXIT_OK,
+        }
+    };
+    Ok(PairSync { code, text, json })
+}
+
+fn pretty(doc: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(doc).expect("a JSON value always serializes")
 }
 
 /// `sync --format json`: the GHL writes (a dry run's as planned, with the estimate's fields; a
 /// real run's as sent, counted from its API calls) and the run report.
-fn sync_json(r: &RunReport, estimate: Option<&DryRunEstimate>) -> String {
+fn sync_json(r: &RunReport, estimate: Option<&DryRunEstimate>) -> serde_json::Value {
     let mut doc = serde_json::json!({
         "run_id": r.run_id,
         "status": r.status,
@@ -162,5 +253,5 @@ fn sync_json(r: &RunReport, estimate: Option<&DryRunEstimate>) -> String {
         obj.extend(fields);
     }
     doc["report"] = serde_json::to_value(r).unwrap_or_default();
-    serde_json::to_string_pretty(&doc).expect("a JSON value always serializes")
+    doc
 }

@@ -1057,6 +1057,10 @@ struct Ctx<'a> {
     secrets_optional: bool,
     /// What a secret file readable by group or others gets.
     insecure_files: InsecureFiles,
+    /// Set while one pair of the `[[pairs]]` form is validated (its index): an error about a key
+    /// the pair sets names `pairs[i].<key>` and its line, one about an inherited key the
+    /// top-level key and its line.
+    pair: Option<usize>,
 }
 
 enum Seg<'a> {
@@ -1073,6 +1077,7 @@ impl<'a> Ctx<'a> {
             tree,
             secrets_optional: false,
             insecure_files: InsecureFiles::Refuse,
+            pair: None,
         }
     }
 
@@ -1094,12 +1099,46 @@ impl<'a> Ctx<'a> {
     /// An error about `key` (dotted, with `[i]` for array elements): the line is that of the
     /// key if present, else of the nearest enclosing table that is present, else 1.
     fn at(&self, key: &str, kind: ConfigErrorKind, message: impl Into<String>) -> ConfigError {
-        let line = self.line_of(self.span_of(key).start);
-        self.error(key, line, kind, message.into())
+        let key = self.written_key(key);
+        let line = self.line_of(self.span_of(&key).start);
+        self.error(&key, line, kind, message.into())
+    }
+
+    /// Where the file writes `key` of the configuration being validated: itself, or, for a
+    /// pair, the pair's own key when the pair sets it (or sets more of its path than the top
+    /// level does), else the inherited top-level key.
+    fn written_key(&self, key: &str) -> String {
+        let Some(index) = self.pair else {
+            return key.to_string();
+        };
+        let own = pairs::key_in_pair(index, key);
+        let (own_found, own_total) = self.locate(&own).1;
+        if own_found == own_total {
+            return own;
+        }
+        let (top_found, top_total) = self.locate(key).1;
+        if top_found == top_total {
+            return key.to_string();
+        }
+        // Neither writes it (a missing key): name the one that writes more of its path. The
+        // pair's own path starts with `pairs[i]`, which is always there.
+        let own_depth = own_found.saturating_sub(own_total - parse_key_path(key).len());
+        if own_depth > 0 && own_depth >= top_found {
+            own
+        } else {
+            key.to_string()
+        }
     }
 
     fn span_of(&self, key: &str) -> Range<usize> {
+        self.locate(key).0
+    }
+
+    /// The span of the deepest part of `key` present in the file, with how many of the key's
+    /// segments were found and how many it has.
+    fn locate(&self, key: &str) -> (Range<usize>, (usize, usize)) {
         let segs = parse_key_path(key);
+        let mut found = 0;
         let mut best = 0..0;
         let mut table: &DeTable = self.tree.get_ref();
         let mut current: Option<&Spanned<DeValue>> = None;
@@ -1129,11 +1168,12 @@ impl<'a> Ctx<'a> {
                 Some((span, v)) => {
                     best = span;
                     current = Some(v);
+                    found += 1;
                 }
                 None => break,
             }
         }
-        best
+        (best, (found, segs.len()))
     }
 
     /// The dotted key path of the deepest key whose key or value span contains `pos`.
@@ -1148,11 +1188,16 @@ impl<'a> Ctx<'a> {
                     return;
                 }
             }
-            // Standard tables may have a span that covers only their header: fall back to the
-            // last table starting before `pos`.
+            // Standard tables (and arrays of tables, such as `[[pairs]]`) may have a span that
+            // covers only their header: fall back to the last one starting before `pos`.
             let mut last: Option<(&Spanned<std::borrow::Cow<str>>, &Spanned<DeValue>)> = None;
             for (k, v) in table.iter() {
-                if v.get_ref().is_table()
+                let tables = match v.get_ref() {
+                    DeValue::Table(_) => true,
+                    DeValue::Array(a) => !a.is_empty() && a.iter().all(|e| e.get_ref().is_table()),
+                    _ => false,
+                };
+                if tables
                     && k.span().start <= pos
                     && last.is_none_or(|(lk, _)| lk.span().start < k.span().start)
                 {

@@ -42,8 +42,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cli::Cli;
-use crate::config::ConfigError;
 use crate::config::ScheduleJob;
+use crate::config::UnknownPair;
 use crate::config::{Form, Installation};
 use crate::model::Kind;
 use crate::reconcile::pass::{PassOptions, STOP_GRACE};
@@ -63,10 +63,12 @@ use super::{EXIT_CONFIG, EXIT_OK};
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 const _: () = assert!(STOP_GRACE.as_secs() < SHUTDOWN_GRACE.as_secs());
 
-/// Where the running configuration came from, to read it again on SIGHUP the same way.
+/// Where the running configuration came from, to read it again on SIGHUP the same way, and
+/// the pair `--pair` named, if any: then the daemon runs that pair alone.
 pub struct ConfigSource {
     path: PathBuf,
     insecure_files: InsecureFiles,
+    pair: Option<String>,
 }
 
 impl ConfigSource {
@@ -78,11 +80,26 @@ impl ConfigSource {
             } else {
                 InsecureFiles::Refuse
             },
+            pair: cli.pair.clone(),
         }
     }
 
-    fn load(&self) -> Result<Installation, ConfigError> {
-        Installation::load_with(&self.path, false, self.insecure_files)
+    fn load(&self) -> anyhow::Result<Installation> {
+        let inst = Installation::load_with(&self.path, false, self.insecure_files)?;
+        Ok(self.selected(&inst)?)
+    }
+
+    /// The installation with the pairs `--pair` selects: all of them without it.
+    fn selected(&self, inst: &Installation) -> Result<Installation, UnknownPair> {
+        let pairs = inst
+            .select(self.pair.as_deref())?
+            .into_iter()
+            .cloned()
+            .collect();
+        Ok(Installation {
+            pairs,
+            ..inst.clone()
+        })
     }
 }
 
@@ -113,6 +130,7 @@ fn only_if_implemented(kind: Kind) -> BTreeSet<Kind> {
 }
 
 pub async fn run(inst: &Installation, source: ConfigSource) -> anyhow::Result<u8> {
+    let inst = &source.selected(inst)?;
     if let Err(e) = check_daemon_mode(inst) {
         eprintln!("error: {e}");
         return Ok(EXIT_CONFIG);
@@ -265,7 +283,10 @@ impl Pairs {
         let new = match source.load() {
             Ok(new) => new,
             Err(e) => {
-                tracing::error!(error = %e, "configuration not reloaded; the running configuration stays");
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "configuration not reloaded; the running configuration stays"
+                );
                 return;
             }
         };
