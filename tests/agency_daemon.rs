@@ -218,10 +218,14 @@ token_env = "HGS_T_GHL_TOKEN_{i}"
     }
 
     fn spawn_daemon(&self) -> Daemon {
+        self.spawn_daemon_with(&["run"])
+    }
+
+    fn spawn_daemon_with(&self, args: &[&str]) -> Daemon {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Daemon::spawn(
-            self.command(&["run"]),
+            self.command(args),
             self.dir.path(&format!("daemon-{n}.log")),
         )
     }
@@ -608,6 +612,23 @@ async fn sighup_reloads_a_single_pair_file_too() {
         "the new schedule applies: {:#?}",
         agency.runs(0)
     );
+    stop(&mut d).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_pair_runs_that_pair_alone() {
+    let agency = Agency::start("agency-one", Duration::ZERO).await;
+    agency.write_config(&[0, 1], "", "");
+    let unknown = agency.run(&["--pair", "nope", "run"]).await;
+    assert_eq!(unknown.code, 2, "{}", unknown.show());
+    assert!(unknown.stderr.contains("alpha, beta"), "{}", unknown.show());
+
+    let mut d = agency.spawn_daemon_with(&["--pair", "beta", "run"]);
+    let beta = agency.wait_run(&d, 1, "a succeeded run", succeeded).await;
+    agency.assert_synced_alone(1, &beta);
+    // alpha is another process's to run: its state is free and untouched.
+    assert!(!agency.state_path(0).exists(), "alpha's state was opened");
+    assert!(agency.anchors_in(0).is_empty());
     stop(&mut d).await;
 }
 
