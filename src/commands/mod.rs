@@ -92,7 +92,14 @@ async fn on_installation(inst: &Installation, cli: &Cli, command: &Command) -> a
         Command::Calls(args) => calls::run(&one_pair(inst, &selected, "calls")?.config, args),
         Command::Auth(cmd) => auth::run(&one_pair(inst, &selected, "auth")?.config, cmd).await,
         Command::Run => run::run(inst, run::ConfigSource::of(cli)).await,
-        Command::Serve(args) => serve::run(&one_pair(inst, &selected, "serve")?.config, args).await,
+        // Every pair's pages (an overview first), or, with --pair, the one pair's as if alone.
+        Command::Serve(args) => match pair {
+            None => serve::run(inst, args).await,
+            Some(_) => {
+                let one = Installation::single(one_pair(inst, &selected, "serve")?.config.clone());
+                serve::run(&one, args).await
+            }
+        },
         Command::Sandbox(_) | Command::Demo(_) | Command::Generate(_) => {
             unreachable!("these need no configuration")
         }

@@ -20,24 +20,101 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-struct Out(String);
+/// The exposition being written: families in the order they first appear, each with its
+/// samples, so that the samples of several pairs share one `# HELP`/`# TYPE` header.
+#[derive(Default)]
+pub struct Exposition {
+    families: Vec<Family>,
+}
 
-impl Out {
+struct Family {
+    name: String,
+    help: String,
+    samples: Vec<String>,
+}
+
+impl Exposition {
+    /// The text: every family's header, then its samples.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for f in &self.families {
+            let _ = writeln!(out, "# HELP {} {}\n# TYPE {} gauge", f.name, f.help, f.name);
+            for s in &f.samples {
+                let _ = writeln!(out, "{s}");
+            }
+        }
+        out
+    }
+
+    fn family_mut(&mut self, name: &str, help: &str) -> &mut Family {
+        let at = match self.families.iter().position(|f| f.name == name) {
+            Some(at) => at,
+            None => {
+                self.families.push(Family {
+                    name: name.to_string(),
+                    help: help.to_string(),
+                    samples: Vec::new(),
+                });
+                self.families.len() - 1
+            }
+        };
+        &mut self.families[at]
+    }
+}
+
+/// Writes into an [`Exposition`], every sample carrying `base` labels first (the pair's).
+struct Out<'a> {
+    exposition: &'a mut Exposition,
+    base: &'a [(&'a str, &'a str)],
+    /// The family the samples that follow belong to.
+    current: String,
+}
+
+impl Out<'_> {
     fn family(&mut self, name: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} gauge");
+        self.exposition.family_mut(name, help);
+        self.current = name.to_string();
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        let _ = write!(self.0, "{name}");
-        if !labels.is_empty() {
-            let parts: Vec<String> = labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
-                .collect();
-            let _ = write!(self.0, "{{{}}}", parts.join(","));
+        let mut line = name.to_string();
+        let all: Vec<String> = self
+            .base
+            .iter()
+            .chain(labels)
+            .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+            .collect();
+        if !all.is_empty() {
+            let _ = write!(line, "{{{}}}", all.join(","));
         }
-        let _ = writeln!(self.0, " {value}");
+        let _ = write!(line, " {value}");
+        debug_assert_eq!(self.current, name, "a sample follows its family");
+        self.exposition.family_mut(name, "").samples.push(line);
     }
+}
+
+/// The samples of one pair whose state could not be read: it is counted as unhealthy.
+pub fn write_unreadable(exposition: &mut Exposition, pair: &str) {
+    let base = [("pair", pair)];
+    let mut o = Out {
+        exposition,
+        base: &base,
+        current: String::new(),
+    };
+    state_readable(&mut o, false);
+    o.family("hgs_healthy", HEALTHY_HELP);
+    o.sample("hgs_healthy", &[], 0.0);
+}
+
+const HEALTHY_HELP: &str =
+    "1 when every scheduled job completed a run within the allowed age (see /healthz).";
+
+fn state_readable(o: &mut Out<'_>, readable: bool) {
+    o.family(
+        "hgs_state_readable",
+        "1 when the pair's state database could be read (agency mode).",
+    );
+    o.sample("hgs_state_readable", &[], if readable { 1.0 } else { 0.0 });
 }
 
 fn secs(t: DateTime<Utc>) -> f64 {
@@ -50,7 +127,29 @@ pub fn render(
     policy: &HealthPolicy,
     now: DateTime<Utc>,
 ) -> Result<String, StoreError> {
-    let mut o = Out(String::new());
+    let mut exposition = Exposition::default();
+    write(&mut exposition, store, policy, now, None)?;
+    Ok(exposition.text())
+}
+
+/// Writes the metrics of one state database; with `pair`, every sample is labelled with it
+/// and `hgs_state_readable` says the state was read.
+pub fn write(
+    exposition: &mut Exposition,
+    store: &Store,
+    policy: &HealthPolicy,
+    now: DateTime<Utc>,
+    pair: Option<&str>,
+) -> Result<(), StoreError> {
+    let base: Vec<(&str, &str)> = pair.map(|p| ("pair", p)).into_iter().collect();
+    let mut o = Out {
+        exposition,
+        base: &base,
+        current: String::new(),
+    };
+    if pair.is_some() {
+        state_readable(&mut o, true);
+    }
 
     o.family(
         "hgs_runs",
@@ -190,15 +289,12 @@ pub fn render(
     );
 
     let h = health::evaluate(store, policy, now)?;
-    o.family(
-        "hgs_healthy",
-        "1 when every scheduled job completed a run within the allowed age (see /healthz).",
-    );
+    o.family("hgs_healthy", HEALTHY_HELP);
     o.sample("hgs_healthy", &[], if h.healthy { 1.0 } else { 0.0 });
     o.family(
         "hgs_health_max_age_seconds",
         "Allowed age of the last successful run of each scheduled job.",
     );
     o.sample("hgs_health_max_age_seconds", &[], h.max_age_seconds as f64);
-    Ok(o.0)
+    Ok(())
 }

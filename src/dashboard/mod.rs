@@ -2,6 +2,9 @@
 //!
 //! Pages (`/`, `/runs`, `/runs/{id}`, `/contacts`, `/notes`, `/tasks`, `/appointments`,
 //! `/guests`, `/calls`, `/errors`), rendered from `templates/`, JSON under `/api/...`, Prometheus text at `/metrics` and `/healthz` for alerting.
+//! With `[[pairs]]` ([`installation_app`]) the home page is the overview of pairs
+//! ([`pairs`]), `/healthz` and `/metrics` cover every pair, and each pair's pages are these, under
+//! `/pairs/{name}`.
 //! Only GET routes exist, and each request opens the state file itself (WAL readers never block
 //! the running sync), so the dashboard can run next to the scheduler without coordination.
 //! It listens on loopback unless the operator explicitly allows another address, and then only
@@ -14,6 +17,7 @@
 pub mod health;
 pub mod metrics;
 pub mod pages;
+pub mod pairs;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,7 +37,7 @@ use serde_json::json;
 
 pub use health::{FALLBACK_MAX_AGE, HealthPolicy, HealthReport, default_max_age};
 
-use crate::config::Config;
+use crate::config::{Config, Form, Installation};
 use crate::privacy::PersonalData;
 use crate::report;
 use crate::server::auth::{AuthPolicy, Credentials};
@@ -94,8 +98,48 @@ struct Inner {
     personal: PersonalData,
     /// `[contacts] default_country`: how a phone number typed into the guest search is read.
     default_country: String,
+    lanes: Lanes,
+}
+
+/// The two lanes requests wait in; in agency mode every pair's pages share them, so that the
+/// bound on concurrent work holds for the whole server.
+#[derive(Clone)]
+struct Lanes {
     heavy: Arc<tokio::sync::Semaphore>,
     light: Arc<tokio::sync::Semaphore>,
+}
+
+impl Lanes {
+    fn new() -> Self {
+        Lanes {
+            heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_LANE)),
+            light: Arc::new(tokio::sync::Semaphore::new(HEALTH_LANE)),
+        }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        lane: Lane,
+        f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+    ) -> Result<T, Failure> {
+        let sem = match lane {
+            Lane::Page => &self.heavy,
+            Lane::Health => &self.light,
+        };
+        let permit = sem
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            // Held by the blocking work itself: a request that times out (or whose client
+            // leaves) frees its lane only when the work it started has finished.
+            let _permit = permit;
+            f()
+        })
+        .await
+        .unwrap_or_else(|e| Err(Failure::Internal(e.to_string())))
+    }
 }
 
 /// Which lane a request waits in.
@@ -223,27 +267,16 @@ impl AppState {
         f: impl FnOnce(&Store, &HealthPolicy) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, Failure> {
         let inner = self.0.clone();
-        let sem = match lane {
-            Lane::Page => &self.0.heavy,
-            Lane::Health => &self.0.light,
-        };
-        let permit = sem
-            .clone()
-            .acquire_owned()
+        self.0
+            .lanes
+            .run(lane, move || {
+                if !inner.state_path.is_file() {
+                    return Err(Failure::NoState(inner.state_path.clone()));
+                }
+                let store = Store::open_read_only(&inner.state_path)?;
+                f(&store, &inner.health)
+            })
             .await
-            .map_err(|e| Failure::Internal(e.to_string()))?;
-        tokio::task::spawn_blocking(move || {
-            // Held by the blocking work itself: a request that times out (or whose client
-            // leaves) frees its lane only when the work it started has finished.
-            let _permit = permit;
-            if !inner.state_path.is_file() {
-                return Err(Failure::NoState(inner.state_path.clone()));
-            }
-            let store = Store::open_read_only(&inner.state_path)?;
-            f(&store, &inner.health)
-        })
-        .await
-        .unwrap_or_else(|e| Err(Failure::Internal(e.to_string())))
     }
 }
 
@@ -284,10 +317,14 @@ pub fn app(
         health,
         personal: exposure.personal,
         default_country: default_country.to_string(),
-        heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_LANE)),
-        light: Arc::new(tokio::sync::Semaphore::new(HEALTH_LANE)),
+        lanes: Lanes::new(),
     }));
-    let routes = Router::new()
+    expose(pair_routes(state), exposure)
+}
+
+/// The pages, JSON and health of one state database, at the root of `Router`.
+fn pair_routes(state: AppState) -> Router {
+    Router::new()
         .route("/", get(overview))
         .route("/runs", get(runs_page))
         .route("/runs/{id}", get(run_page))
@@ -311,7 +348,12 @@ pub fn app(
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
         .fallback(not_found)
-        .with_state(state);
+        .with_state(state)
+}
+
+/// `routes` as the outside reaches them: host allow-list first (a foreign name learns nothing,
+/// not even whether credentials are needed), then authentication.
+fn expose(routes: Router, exposure: Exposure) -> Router {
     routes
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(exposure.auth),
@@ -322,6 +364,203 @@ pub fn app(
             server::host::check,
         ))
         .layer(axum::middleware::map_response(security_headers))
+}
+
+/// The dashboard of an installation: in the single form exactly [`app`] over its one state
+/// file; with `[[pairs]]` the overview of pairs at `/` (JSON at `/api/pairs`), `/healthz`,
+/// `/api/health` and `/metrics` over every pair, and each pair's own pages under
+/// `/pairs/{name}/`.
+pub fn installation_app(
+    inst: &Installation,
+    health_max_age: Option<Duration>,
+    exposure: Exposure,
+) -> Router {
+    let first = &inst.pairs[0].config;
+    if inst.form == Form::Single {
+        return app(
+            first.state.path.clone(),
+            HealthPolicy::from_config(first, health_max_age),
+            exposure,
+            &first.contacts.default_country,
+        );
+    }
+    let lanes = Lanes::new();
+    let sites: Vec<pairs::PairSite> = inst
+        .pairs
+        .iter()
+        .map(|p| pairs::PairSite::new(p, health_max_age))
+        .collect();
+    let agency = Agency(Arc::new(AgencyInner {
+        sites: sites.clone(),
+        lanes: lanes.clone(),
+    }));
+    let mut routes = Router::new()
+        .route("/", get(pairs_overview))
+        .route("/api/pairs", get(api_pairs))
+        .route("/api/health", get(pairs_api_health))
+        .route("/healthz", get(pairs_healthz))
+        .route("/metrics", get(pairs_metrics))
+        .with_state(agency);
+    for site in sites {
+        let prefix = site.prefix();
+        let state = AppState(Arc::new(Inner {
+            state_path: site.state_path.clone(),
+            health: site.health.clone(),
+            personal: exposure.personal,
+            default_country: site.default_country.clone(),
+            lanes: lanes.clone(),
+        }));
+        let pages = pair_routes(state).layer(axum::middleware::from_fn_with_state(
+            Arc::new(site),
+            pair_links,
+        ));
+        let home = prefix.clone();
+        routes = routes
+            .route(
+                &format!("{prefix}/"),
+                get(move || async move { axum::response::Redirect::permanent(&home) }),
+            )
+            .nest(&prefix, pages);
+    }
+    expose(routes.fallback(not_found), exposure)
+}
+
+/// Every pair of an agency-mode dashboard.
+#[derive(Clone)]
+struct Agency(Arc<AgencyInner>);
+
+struct AgencyInner {
+    sites: Vec<pairs::PairSite>,
+    lanes: Lanes,
+}
+
+impl Agency {
+    /// What each pair's state says now; one pair's missing or broken file is that pair's row.
+    async fn statuses(&self, lane: Lane) -> Result<Vec<pairs::PairStatus>, Failure> {
+        let sites = self.0.sites.clone();
+        self.0
+            .lanes
+            .run(lane, move || {
+                let now = Utc::now();
+                Ok(sites.iter().map(|s| pairs::read(s, now)).collect())
+            })
+            .await
+    }
+}
+
+/// A pair's HTML pages with their links moved under the pair's prefix
+/// ([`pairs::under_prefix`]); JSON and text pass as they are.
+async fn pair_links(
+    State(site): State<Arc<pairs::PairSite>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let res = next.run(req).await;
+    let html = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if !html {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    // Pages are built whole in memory already (and bounded by the lanes): reading one back
+    // adds no new bound to keep.
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(e) => {
+            return PageError(Failure::Internal(e.to_string())).into_response();
+        }
+    };
+    let page = pairs::under_prefix(&String::from_utf8_lossy(&bytes), &site.prefix(), &site.name);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(page))
+}
+
+async fn pairs_overview(State(agency): State<Agency>) -> Result<Html<String>, PageError> {
+    let statuses = agency.statuses(Lane::Page).await?;
+    let html = pairs::overview_page(&statuses, Utc::now()).map_err(Failure::from)?;
+    Ok(Html(html))
+}
+
+async fn api_pairs(State(agency): State<Agency>) -> Result<Json, ApiError> {
+    let statuses = agency.statuses(Lane::Page).await?;
+    Ok(axum::Json(json!(
+        statuses.iter().map(pairs::pair_json).collect::<Vec<_>>()
+    )))
+}
+
+/// 200 while every pair is healthy; 503 naming each unhealthy pair and why.
+async fn pairs_api_health(State(agency): State<Agency>) -> Result<Response, ApiError> {
+    let statuses = agency.statuses(Lane::Health).await?;
+    let healthy = statuses.iter().all(pairs::PairStatus::healthy);
+    let body = json!({
+        "healthy": healthy,
+        "pairs": statuses.iter().map(|p| json!({
+            "name": p.site.name,
+            "healthy": p.healthy(),
+            "reasons": p.reasons(),
+        })).collect::<Vec<_>>(),
+    });
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((code, axum::Json(body)).into_response())
+}
+
+/// `ok` while every pair is healthy; otherwise 503 with a line per reason, each led by its
+/// pair's name.
+async fn pairs_healthz(State(agency): State<Agency>) -> Response {
+    let text = |code, body: String| {
+        (
+            code,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            body,
+        )
+            .into_response()
+    };
+    match agency.statuses(Lane::Health).await {
+        Ok(statuses) if statuses.iter().all(pairs::PairStatus::healthy) => {
+            text(StatusCode::OK, "ok\n".into())
+        }
+        Ok(statuses) => {
+            let mut body = String::from("unhealthy\n");
+            for p in statuses.iter().filter(|p| !p.healthy()) {
+                for why in p.reasons() {
+                    body.push_str(&format!("{}: {why}\n", p.site.name));
+                }
+            }
+            text(StatusCode::SERVICE_UNAVAILABLE, body)
+        }
+        Err(f) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy\n{}\n", f.message()),
+        ),
+    }
+}
+
+async fn pairs_metrics(State(agency): State<Agency>) -> Response {
+    let sites = agency.0.sites.clone();
+    match agency
+        .0
+        .lanes
+        .run(Lane::Health, move || {
+            Ok(pairs::metrics_text(&sites, Utc::now()))
+        })
+        .await
+    {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(f) => (f.status(), f.message()).into_response(),
+    }
 }
 
 /// Defence in depth behind the escaping: no script, no external load, no framing, no sniffing.
@@ -375,7 +614,8 @@ pub fn exposure(cfg: &Config, listen: SocketAddr) -> anyhow::Result<Exposure> {
     })
 }
 
-/// Serves the dashboard for `cfg`'s state file on `listen` until `shutdown` completes.
+/// Serves the dashboard for `cfg`'s state file on `listen` until `shutdown` completes: the
+/// single form of [`serve_installation`].
 ///
 /// `health_max_age` is the oldest acceptable age of each scheduled job's last successful run
 /// for `/healthz`; `None` gives each job twice its own interval (see [`HealthPolicy`]), or
@@ -388,14 +628,37 @@ pub async fn serve(
     health_max_age: Option<Duration>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let inst = Installation::single(cfg.clone());
+    serve_installation(&inst, listen, allow_remote, health_max_age, shutdown).await
+}
+
+/// Serves the dashboard of `inst` on `listen` until `shutdown` completes: its one pair's
+/// pages in the single form, the overview of pairs and each pair's pages with `[[pairs]]`
+/// ([`installation_app`]). `[dashboard]` (listen rules, credentials, limits, personal data) is
+/// the installation's, as the first pair has it: every pair inherits the top level's.
+/// `health_max_age` applies to every pair, as in [`serve`].
+pub async fn serve_installation(
+    inst: &Installation,
+    listen: SocketAddr,
+    allow_remote: bool,
+    health_max_age: Option<Duration>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     check_listen(listen, allow_remote)?;
+    let cfg = &inst.pairs[0].config;
     let exposure = exposure(cfg, listen)?;
-    let path = cfg.state.path.clone();
-    if path.is_file() {
-        // Refuse a foreign or newer file now rather than on every request.
-        Store::open_read_only(&path)?;
-    } else {
-        tracing::warn!(path = %path.display(), "no state database yet; pages will say so until the first sync");
+    for pair in &inst.pairs {
+        let path = &pair.config.state.path;
+        if !path.is_file() {
+            tracing::warn!(pair = %pair.name, path = %path.display(), "no state database yet; pages will say so until the first sync");
+        } else if let Err(e) = Store::open_read_only(path) {
+            // The single form refuses a foreign or newer file now rather than on every
+            // request; with pairs, one broken file is that pair's row, never the others'.
+            if inst.form == Form::Single {
+                return Err(e.into());
+            }
+            tracing::warn!(pair = %pair.name, path = %path.display(), error = %e, "state database unreadable; the pair shows as such");
+        }
     }
     let policy = HealthPolicy::from_config(cfg, health_max_age);
     let listener = tokio::net::TcpListener::bind(listen)
@@ -414,7 +677,7 @@ pub async fn serve(
     eprintln!("Dashboard on http://{addr}/ (health: http://{addr}/healthz)");
     if let Err(e) = server::serve(
         listener,
-        app(path, policy, exposure, &cfg.contacts.default_country),
+        installation_app(inst, health_max_age, exposure),
         limits,
         shutdown,
     )

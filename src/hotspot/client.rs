@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
+use super::shared::SharedReads;
 use super::wire::{
     Customer, ListEnvelope, Location, MacTransaction, Owner, PaidTransaction, Pong,
     SocialTransaction, Voucher, VoucherTransaction,
@@ -28,6 +29,8 @@ pub struct HotspotClient {
     page_size: u32,
     /// What list items could not be read, for the run report.
     decode: DecodeLog,
+    /// The round of passes this client's GETs are shared with, if any.
+    shared: Option<SharedReads>,
 }
 
 impl std::fmt::Debug for HotspotClient {
@@ -64,12 +67,24 @@ impl HotspotClient {
             policy,
             page_size: DEFAULT_PAGE_SIZE,
             decode: DecodeLog::default(),
+            shared: None,
         })
     }
 
     /// Page size (`limit`) used by every pager; at least 1.
     pub fn with_page_size(mut self, limit: u32) -> Self {
         self.page_size = limit.max(1);
+        self
+    }
+
+    /// Sends this client's GETs through a round of passes that read the same account together
+    /// (see [`super::shared`]): a read another pair of the round sent, or is sending, is not
+    /// sent again.
+    pub fn with_shared_reads(mut self, reads: SharedReads) -> Self {
+        if let Ok(key) = self.key() {
+            reads.attach(&self.base, key.expose_secret().as_bytes());
+        }
+        self.shared = Some(reads);
         self
     }
 
@@ -94,9 +109,23 @@ impl HotspotClient {
             .secret_header(API_KEY_HEADER, self.key()?.expose_secret())
     }
 
-    /// Sends `req`. After a 401, a key kept in a file is read again: when it changed (rotated
-    /// while the request was in flight) the request is sent once more with the new key.
+    /// Sends `req`, through the round of shared reads when there is one.
     async fn send(&self, req: &Request) -> Result<Response, HttpError> {
+        let key = req.headers.get(API_KEY_HEADER).map(|v| v.as_bytes());
+        match (&self.shared, key) {
+            (Some(shared), Some(key)) if req.method == Method::GET => {
+                shared
+                    .get(&self.base, key, req, || self.send_own(req))
+                    .await
+            }
+            _ => self.send_own(req).await,
+        }
+    }
+
+    /// Sends `req` under this client's policy. After a 401, a key kept in a file is read
+    /// again: when it changed (rotated while the request was in flight) the request is sent
+    /// once more with the new key.
+    async fn send_own(&self, req: &Request) -> Result<Response, HttpError> {
         match self.policy.send(req).await {
             Err(HttpError::Api(e)) if e.status == Some(401) && self.api_key.is_file() => {
                 let fresh = self.key()?;
