@@ -34,9 +34,9 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
-    /// The pair of a configuration with `[[pairs]]` to act on (its `name`). `sync`, `status` and
-    /// `check` act on every pair without it, `serve` shows them all; `report`, `explain`,
-    /// `calls`, `auth` and `run` need it in that form.
+    /// The pair of a configuration with `[[pairs]]` to act on (its `name`). `sync`, `status`,
+    /// `check` and `run` act on every pair without it, `serve` shows them all; `report`,
+    /// `explain`, `calls` and `auth` need it in that form.
     #[arg(long, global = true, value_name = "NAME")]
     pub pair: Option<String>,
 

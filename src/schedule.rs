@@ -18,6 +18,8 @@
 //! - **Graceful shutdown.** [`Scheduler::shutdown`] stops starting runs, tells running ones
 //!   through [`JobContext`] (so they can stop taking new work but finish in-flight writes),
 //!   waits up to a grace period and names the jobs still running.
+//! - **Whose jobs.** A daemon of many pairs runs one scheduler per pair; [`Scheduler::in_span`]
+//!   puts every line the scheduler logs, and every run, in that pair's span.
 //!
 //! Time: the cron library polls the wall clock (`chrono::Utc::now`) every 500 ms, so tokio's
 //! paused time does not drive it. The guard logic ([`Scheduler::trigger`]) is independent of the
@@ -27,10 +29,11 @@ use std::future::Future;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use futures_util::future::{BoxFuture, join_all};
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use tracing::Instrument;
 
 /// What the scheduler knows about a job: its unique name and when it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,12 +112,21 @@ impl std::fmt::Debug for ScheduledJob {
 #[derive(Debug, Clone)]
 pub struct JobContext {
     job: String,
+    /// When the tick that started this run arrived, to the second.
+    ticked_at: DateTime<Utc>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl JobContext {
     pub fn job_name(&self) -> &str {
         &self.job
+    }
+
+    /// When the tick that started this run arrived, truncated to the second. Schedulers of
+    /// several pairs tick on the same wall clock: runs of the same job with the same instant
+    /// were started by the same cron second, and may share what they read.
+    pub fn ticked_at(&self) -> DateTime<Utc> {
+        self.ticked_at
     }
 
     /// True once shutdown has begun: a job should start no new work (no new page, no new
@@ -233,6 +245,9 @@ struct Shared {
     options: SchedulerOptions,
     global: Arc<Mutex<()>>,
     shutdown_tx: watch::Sender<bool>,
+    /// Entered by everything the scheduler logs or spawns; `Span::none()` unless
+    /// [`Scheduler::in_span`] set one.
+    span: tracing::Span,
 }
 
 impl Shared {
@@ -274,6 +289,7 @@ impl Scheduler {
             options,
             global: Arc::new(Mutex::new(())),
             shutdown_tx,
+            span: tracing::Span::none(),
         });
 
         for index in 0..shared.slots.len() {
@@ -284,6 +300,17 @@ impl Scheduler {
             engine: None,
             started: false,
         })
+    }
+
+    /// Logs and runs everything of this scheduler inside `span` (e.g. the pair whose jobs
+    /// these are). Only before [`start`](Self::start): the jobs' ticks capture it then.
+    pub fn in_span(mut self, span: tracing::Span) -> Result<Self, ScheduleError> {
+        if self.started {
+            return Err(ScheduleError::AlreadyStarted);
+        }
+        let shared = Arc::get_mut(&mut self.shared).ok_or(ScheduleError::AlreadyStarted)?;
+        shared.span = span;
+        Ok(self)
     }
 
     /// Starts ticking. Must be called inside a tokio runtime, once.
@@ -303,6 +330,7 @@ impl Scheduler {
         }
         engine.start().await?;
         self.engine = Some(engine);
+        let _in_span = self.shared.span.enter();
         tracing::info!(jobs = self.shared.slots.len(), "scheduler started");
         let now = Utc::now();
         for slot in &self.shared.slots {
@@ -328,6 +356,11 @@ impl Scheduler {
     /// names of jobs still running then. Those runs are not aborted: the caller decides (the
     /// daemon exits, which is no worse than an abort and lets a write that is nearly done land).
     pub async fn shutdown(&mut self, grace: Duration) -> Vec<String> {
+        let span = self.shared.span.clone();
+        self.shutdown_in_span(grace).instrument(span).await
+    }
+
+    async fn shutdown_in_span(&mut self, grace: Duration) -> Vec<String> {
         self.shared.shutdown_tx.send_replace(true);
         if let Some(mut engine) = self.engine.take()
             && let Err(e) = engine.shutdown().await
@@ -375,12 +408,19 @@ impl Scheduler {
 
 /// The engine's job for slot `index`: every tick calls [`trigger_slot`]. Parsing the cron
 /// expression happens here, so this is also the validation.
+///
+/// The job holds the scheduler's jobs weakly: the engine may keep its jobs after its shutdown,
+/// and what the jobs own (a pair's state and its lock) must go when the [`Scheduler`] does.
 fn cron_job(shared: &Arc<Shared>, index: usize) -> Result<Job, ScheduleError> {
     let slot = &shared.slots[index];
-    let on_tick = Arc::clone(shared);
+    let on_tick = Arc::downgrade(shared);
     Job::new_async_tz(slot.spec.cron.as_str(), Utc, move |_id, _engine| {
-        let shared = Arc::clone(&on_tick);
-        Box::pin(async move { trigger_slot(&shared, index) })
+        let shared = on_tick.upgrade();
+        Box::pin(async move {
+            if let Some(shared) = shared {
+                trigger_slot(&shared, index)
+            }
+        })
     })
     .map_err(|_| ScheduleError::InvalidCron {
         job: slot.spec.name.clone(),
@@ -428,6 +468,7 @@ fn log_next_run(job: &JobSpec, now: DateTime<Utc>) {
 
 /// Handles one tick: accept it (and spawn the run) or skip it. Never blocks.
 fn trigger_slot(shared: &Arc<Shared>, index: usize) {
+    let _in_span = shared.span.enter();
     let slot = &shared.slots[index];
     if shared.shutting_down() {
         return;
@@ -445,12 +486,20 @@ fn trigger_slot(shared: &Arc<Shared>, index: usize) {
     if shared.shutting_down() {
         return;
     }
-    tokio::spawn(run_slot(Arc::clone(shared), index, busy));
+    let ticked_at = Utc::now().trunc_subsecs(0);
+    tokio::spawn(
+        run_slot(Arc::clone(shared), index, busy, ticked_at).instrument(shared.span.clone()),
+    );
 }
 
 /// One run of a job: take the global lock if configured, run the body in its own task so a
 /// panic is caught as a `JoinError`, record the result. `_busy` is released when this ends.
-async fn run_slot(shared: Arc<Shared>, index: usize, _busy: OwnedMutexGuard<()>) {
+async fn run_slot(
+    shared: Arc<Shared>,
+    index: usize,
+    _busy: OwnedMutexGuard<()>,
+    ticked_at: DateTime<Utc>,
+) {
     let slot = &shared.slots[index];
     let name = slot.spec.name.as_str();
 
@@ -492,11 +541,12 @@ async fn run_slot(shared: Arc<Shared>, index: usize, _busy: OwnedMutexGuard<()>)
 
     let ctx = JobContext {
         job: name.to_owned(),
+        ticked_at,
         shutdown: shared.shutdown_tx.subscribe(),
     };
     let body = Arc::clone(&slot.body);
     // Calling `body` inside the task means a panic while building the future is caught too.
-    let joined = tokio::spawn(async move { body(ctx).await }).await;
+    let joined = tokio::spawn(async move { body(ctx).await }.in_current_span()).await;
 
     let result = match joined {
         Ok(Ok(outcome)) => RunResult::Succeeded(outcome),
@@ -724,6 +774,34 @@ mod tests {
             s.last_result,
             Some(RunResult::Succeeded(JobOutcome::stopped_early("3 pages")))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runs_and_their_tasks_are_inside_the_schedulers_span() {
+        // A current-thread runtime: the subscriber set here sees every task.
+        let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+        let seen = Arc::new(StdMutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let job = ScheduledJob::new(
+            "contacts",
+            EVERY_SECOND,
+            job_fn(move |ctx| {
+                let record = Arc::clone(&record);
+                async move {
+                    let name = tracing::Span::current().metadata().map(|m| m.name());
+                    record.lock().unwrap().push(name);
+                    assert_eq!(ctx.ticked_at().timestamp_subsec_nanos(), 0);
+                    Ok(JobOutcome::done("ok"))
+                }
+            }),
+        );
+        let sched = Scheduler::new(vec![job], SchedulerOptions::default())
+            .unwrap()
+            .in_span(tracing::info_span!("pair", pair = "cafe-zurich"))
+            .unwrap();
+        sched.trigger("contacts");
+        pass(10).await;
+        assert_eq!(*seen.lock().unwrap(), vec![Some("pair")]);
     }
 
     #[test]

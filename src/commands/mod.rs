@@ -54,7 +54,7 @@ pub async fn dispatch(cli: Cli) -> u8 {
         Command::Demo(args) => demo::run(args).await,
         Command::Generate(args) => generate::run(args),
         command => match load_installation(&cli, read_only(command)) {
-            Ok(inst) => on_installation(&inst, cli.pair.as_deref(), command).await,
+            Ok(inst) => on_installation(&inst, &cli, command).await,
             Err(e) => Err(e),
         },
     };
@@ -77,11 +77,8 @@ pub async fn dispatch(cli: Cli) -> u8 {
 }
 
 /// Runs `command` on the pairs `--pair` selects (see `Cli::pair`).
-async fn on_installation(
-    inst: &Installation,
-    pair: Option<&str>,
-    command: &Command,
-) -> anyhow::Result<u8> {
+async fn on_installation(inst: &Installation, cli: &Cli, command: &Command) -> anyhow::Result<u8> {
+    let pair = cli.pair.as_deref();
     let selected = inst.select(pair)?;
     match command {
         Command::Sync(args) => sync::run_pairs(inst, &selected, args).await,
@@ -94,7 +91,7 @@ async fn on_installation(
         Command::Explain(args) => explain::run(&one_pair(inst, &selected, "explain")?.config, args),
         Command::Calls(args) => calls::run(&one_pair(inst, &selected, "calls")?.config, args),
         Command::Auth(cmd) => auth::run(&one_pair(inst, &selected, "auth")?.config, cmd).await,
-        Command::Run => run::run(&one_pair(inst, &selected, "run")?.config).await,
+        Command::Run => run::run(inst, run::ConfigSource::of(cli)).await,
         // Every pair's pages (an overview first), or, with --pair, the one pair's as if alone.
         Command::Serve(args) => match pair {
             None => serve::run(inst, args).await,

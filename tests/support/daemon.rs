@@ -62,3 +62,43 @@ impl Daemon {
             .and_then(|s| s.code())
     }
 }
+
+impl Daemon {
+    /// Starts `cmd` (a `run` of the binary) with its stderr in `log`.
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Daemon {
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create the daemon log"))
+            .spawn()
+            .expect("spawn the daemon");
+        Daemon { child, log }
+    }
+
+    /// Waits until the log has a line containing every one of `needles`; returns that line.
+    /// Panics with the whole log after `limit`, or if the daemon exits first.
+    pub async fn wait_for_line(&mut self, needles: &[&str], limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+                return line.to_string();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the daemon exited ({status}) before logging {needles:?}; log:\n{log}");
+            }
+            assert!(
+                start.elapsed() < limit,
+                "no line with {needles:?} within {limit:?}; log:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// How many log lines contain every one of `needles`.
+    pub fn count_lines(&self, needles: &[&str]) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
+    }
+}
