@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod agency;
 pub mod census;
 pub mod daemon;
 pub mod dashboard;
