@@ -60,7 +60,7 @@ pub enum Command {
     /// One reconcile pass; prints the run summary.
     Sync(SyncArgs),
     /// The daemon: each kind on its own cron schedule.
-    Run,
+    Run(RunArgs),
     /// Reconciliation reports: `report [RUN|latest]`, `report list`.
     Report(ReportArgs),
     /// Links per kind, last run per kind, quota seen, parked conflicts and errors.
@@ -206,6 +206,21 @@ pub struct ServeArgs {
     /// /healthz answers 503 when a scheduled job's last successful run is older than this
     /// (default: twice that job's own interval, or 26 h when nothing is scheduled).
     #[arg(long)]
+    pub health_max_age_secs: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Also serve the dashboard (and /healthz, /metrics) from the daemon, on this address;
+    /// loopback unless --allow-remote. Without it the daemon listens on nothing.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Allow --listen on a non-loopback address. Credentials must also be configured
+    /// ([dashboard] user and password_hash_file, or token_file): without them `run` refuses.
+    #[arg(long, requires = "listen")]
+    pub allow_remote: bool,
+    /// As `serve --health-max-age-secs`.
+    #[arg(long, requires = "listen")]
     pub health_max_age_secs: Option<u64>,
 }
 

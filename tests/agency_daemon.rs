@@ -639,3 +639,55 @@ async fn most_at_once_counts_overlaps_not_neighbours() {
     assert_eq!(most_at_once(&[(t(0), t(3)), (t(1), t(4)), (t(2), t(5))]), 3);
     assert_eq!(most_at_once(&[(t(0), t(3)), (t(1), t(2)), (t(4), t(5))]), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_listen_serves_the_dashboard_of_every_pair_and_stops_with_the_daemon() {
+    let agency = Agency::start("agency-listen", Duration::ZERO).await;
+    agency.write_config(&[0, 1], "", "");
+    let mut d = agency.spawn_daemon_with(&["run", "--listen", "127.0.0.1:0"]);
+    let line = d
+        .wait_for_line(&["Dashboard on http://"], Duration::from_secs(30))
+        .await;
+    let port: u16 = line
+        .split("Dashboard on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|addr| addr.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    agency.wait_run(&d, 0, "a succeeded run", succeeded).await;
+    agency.wait_run(&d, 1, "a succeeded run", succeeded).await;
+    let (status, body) = support::dashboard::get_as(port, "127.0.0.1", "/api/pairs", "")
+        .await
+        .expect("the daemon's dashboard answers");
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(body.split("\r\n\r\n").last().unwrap())
+        .unwrap_or_else(|_| panic!("{body}"));
+    let names: Vec<&str> = json
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alpha", "beta"], "{body}");
+    for pair in json.as_array().unwrap() {
+        assert!(pair["last_run"].is_object(), "each pair has run: {body}");
+    }
+    stop(&mut d).await;
+    // The dashboard ends with the daemon.
+    assert!(
+        support::dashboard::get_as(port, "127.0.0.1", "/healthz", "")
+            .await
+            .is_none(),
+        "the dashboard outlived the daemon"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_refuses_a_remote_listen_without_allow_remote() {
+    let agency = Agency::start("agency-listen-remote", Duration::ZERO).await;
+    agency.write_config(&[0, 1], "", "");
+    let out = agency.run(&["run", "--listen", "0.0.0.0:0"]).await;
+    assert_eq!(out.code, 2, "{}", out.show());
+    assert!(out.stderr.contains("--allow-remote"), "{}", out.show());
+}

@@ -91,7 +91,7 @@ async fn on_installation(inst: &Installation, cli: &Cli, command: &Command) -> a
         Command::Explain(args) => explain::run(&one_pair(inst, &selected, "explain")?.config, args),
         Command::Calls(args) => calls::run(&one_pair(inst, &selected, "calls")?.config, args),
         Command::Auth(cmd) => auth::run(&one_pair(inst, &selected, "auth")?.config, cmd).await,
-        Command::Run => run::run(inst, run::ConfigSource::of(cli)).await,
+        Command::Run(args) => run::run(inst, run::ConfigSource::of(cli), args).await,
         // Every pair's pages (an overview first), or, with --pair, the one pair's as if alone.
         Command::Serve(args) => match pair {
             None => serve::run(inst, args).await,

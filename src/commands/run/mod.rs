@@ -41,10 +41,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, RunArgs};
 use crate::config::ScheduleJob;
 use crate::config::UnknownPair;
 use crate::config::{Form, Installation};
+use crate::dashboard;
 use crate::model::Kind;
 use crate::reconcile::pass::{PassOptions, STOP_GRACE};
 use crate::schedule::{ScheduleError, Scheduler};
@@ -129,11 +130,14 @@ fn only_if_implemented(kind: Kind) -> BTreeSet<Kind> {
     IMPLEMENTED.iter().copied().filter(|k| *k == kind).collect()
 }
 
-pub async fn run(inst: &Installation, source: ConfigSource) -> anyhow::Result<u8> {
+pub async fn run(inst: &Installation, source: ConfigSource, args: &RunArgs) -> anyhow::Result<u8> {
     let inst = &source.selected(inst)?;
     if let Err(e) = check_daemon_mode(inst) {
         eprintln!("error: {e}");
         return Ok(EXIT_CONFIG);
+    }
+    if let Some(listen) = args.listen {
+        dashboard::check_listen(listen, args.allow_remote)?;
     }
     let gate = Arc::new(PassGate::new(inst.max_concurrent_pairs));
     // Every pair's schedule first: a bad one is a configuration error before any state is
@@ -193,20 +197,54 @@ pub async fn run(inst: &Installation, source: ConfigSource) -> anyhow::Result<u8
         ),
     }
 
-    let name = loop {
+    // The dashboard in the daemon's own process (one process to supervise, its /healthz the
+    // daemon's): it reads each pair's state as `serve` would, beside the passes that write it.
+    let (dashboard_stop, dashboard_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut dashboard = match args.listen {
+        Some(listen) => {
+            let inst = inst.clone();
+            let (allow_remote, max_age) = (
+                args.allow_remote,
+                args.health_max_age_secs.map(Duration::from_secs),
+            );
+            tokio::spawn(async move {
+                let shutdown = async {
+                    let _ = dashboard_stopped.await;
+                };
+                dashboard::serve_installation(&inst, listen, allow_remote, max_age, shutdown).await
+            })
+        }
+        None => tokio::spawn(std::future::pending()),
+    };
+
+    let ended = loop {
         tokio::select! {
-            _ = term.recv() => break "SIGTERM",
-            _ = int.recv() => break "SIGINT",
+            _ = term.recv() => break Ok("SIGTERM"),
+            _ = int.recv() => break Ok("SIGINT"),
             _ = hup.recv() => pairs.reload(&source),
+            served = &mut dashboard => break Err(match served {
+                Ok(Ok(())) => anyhow::anyhow!("the dashboard stopped"),
+                Ok(Err(e)) => e,
+                Err(e) => anyhow::anyhow!("the dashboard failed: {e}"),
+            }),
         }
     };
-    tracing::warn!(
-        signal = name,
-        "stop requested: no new run; the running one finishes its in-flight writes"
-    );
+    match &ended {
+        Ok(signal) => tracing::warn!(
+            signal,
+            "stop requested: no new run; the running one finishes its in-flight writes"
+        ),
+        // A daemon whose health endpoint is gone would look dead to its supervisor while it
+        // writes on: it stops as on SIGTERM, and says why.
+        Err(e) => tracing::error!(
+            error = format!("{e:#}"),
+            "the dashboard stopped; the daemon stops too"
+        ),
+    }
+    let _ = dashboard_stop.send(());
     pairs.terminate().await;
     tracing::info!("daemon stopped");
-    Ok(EXIT_OK)
+    ended.map(|_| EXIT_OK)
 }
 
 /// Opens every pair's state. In the single-pair form a failure is the process's, as it always
