@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::auth::{AuthError, OAuthTokens, renewal_margin};
-use super::client::API_VERSION;
+use super::wire::API_VERSION;
 use super::wire::TokenResponse;
 use crate::http::{HttpError, HttpPolicy, Method, Request, check_base_url};
 

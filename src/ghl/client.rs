@@ -7,13 +7,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::auth::{AuthError, TokenSource};
+use super::auth::AuthError;
+use super::token_source::TokenSource;
 use super::wire::*;
 use crate::decode::{DecodeLog, Listing};
 use crate::http::{ErrorClass, HttpError, HttpPolicy, Method, Request, check_base_url};
 use crate::listing::{Incomplete, SeenIds, verdict};
 
-pub const API_VERSION: &str = "2021-07-28";
 /// Search `pageLimit` ceiling.
 pub const MAX_PAGE_LIMIT: u32 = 500;
 /// `page × pageLimit` may not exceed this; beyond it the search pages by `searchAfter`.

@@ -3,11 +3,13 @@
 pub mod agency;
 pub mod auth;
 pub mod client;
+pub mod token_source;
 pub mod token_store;
 pub mod wire;
 
 pub use auth::{
-    AuthError, MemoryTokenStore, OAuthConfig, OAuthTokens, TokenPair, TokenSource, TokenStore,
-    authorize_url,
+    AuthError, MemoryTokenStore, OAuthConfig, OAuthTokens, TokenPair, TokenStore, authorize_url,
 };
-pub use client::{API_VERSION, ContactSearch, GhlClient, GhlError};
+pub use client::{ContactSearch, GhlClient, GhlError};
+pub use token_source::TokenSource;
+pub use wire::API_VERSION;

@@ -15,9 +15,8 @@ use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 
 use super::agency::{Agency, LocationToken, LocationTokenStore, LocationTokens};
-use super::auth::{
-    AuthError, OAuthConfig, OAuthTokens, RefreshGuard, TokenPair, TokenSource, TokenStore,
-};
+use super::auth::{AuthError, OAuthConfig, OAuthTokens, RefreshGuard, TokenPair, TokenStore};
+use super::token_source::TokenSource;
 use crate::config::{AgencyAuth, Config, GhlAuth};
 use crate::http::{AuditSink, HttpPolicy};
 use crate::store::{Store, StoredToken};

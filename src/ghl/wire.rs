@@ -13,6 +13,9 @@ use serde_json::Value;
 use crate::decode::{Item, Record};
 use crate::hotspot::wire::lenient;
 
+/// The `Version` header every GHL v2 request carries.
+pub const API_VERSION: &str = "2021-07-28";
+
 /// Output form of a custom field value.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
