@@ -357,6 +357,9 @@ async fn an_expired_or_rejected_location_token_is_minted_again() {
     // The kept token nears its expiry: minted again before use, no 401 needed.
     let mut kept = env.kept_location_token(&b).unwrap();
     kept.expires_at = Some(Utc::now() + chrono::Duration::seconds(1));
+    // Issued a day ago: the renewal margin (5 minutes, at most a tenth of the lifetime) is then
+    // the full 5 minutes, whatever the time between this write and the sync's start.
+    kept.updated_at = Utc::now() - chrono::Duration::days(1);
     Store::open(env.state_of(&b))
         .unwrap()
         .save_token(&kept)
