@@ -974,10 +974,7 @@ impl Config {
         insecure_files: InsecureFiles,
     ) -> Result<Config, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_file(path)?;
         let mut ctx = Ctx::new(&text, path);
         ctx.secrets_optional = read_only;
         ctx.insecure_files = insecure_files;
@@ -1054,6 +1051,14 @@ impl Config {
         }
         Ok(self)
     }
+}
+
+/// The configuration file's text; an error names the file.
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Checks the base-URL rule and returns the URL without trailing slash.

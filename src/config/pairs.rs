@@ -11,7 +11,9 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::{Config, ConfigError, ConfigErrorKind as K, Ctx, DEFAULT_STATE_PATH, RawConfig};
+use super::{
+    Config, ConfigError, ConfigErrorKind as K, Ctx, DEFAULT_STATE_PATH, RawConfig, read_file,
+};
 use crate::secret::InsecureFiles;
 
 /// The name of the one pair of a file written in the single-pair form (no `[[pairs]]`).
@@ -74,10 +76,7 @@ impl Installation {
         insecure_files: InsecureFiles,
     ) -> Result<Installation, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_file(path)?;
         let mut ctx = Ctx::new(&text, path);
         ctx.secrets_optional = read_only;
         ctx.insecure_files = insecure_files;

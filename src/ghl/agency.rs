@@ -99,30 +99,37 @@ impl Agency {
         &self.company_id
     }
 
+    /// A request to an agency-level endpoint, sent with the Company token `company`.
+    fn company_request(
+        &self,
+        method: Method,
+        path: &'static str,
+        company: &SecretString,
+    ) -> Result<Request, HttpError> {
+        Request::new(method, format!("{}{path}", self.base_url), path)
+            .header("accept", "application/json")
+            .and_then(|r| r.header("version", API_VERSION))
+            .and_then(|r| {
+                r.secret_header(
+                    "authorization",
+                    &format!("Bearer {}", company.expose_secret()),
+                )
+            })
+    }
+
     /// One `POST /oauth/locationToken` with the Company token `company`.
     async fn mint_with(
         &self,
         company: &SecretString,
         location_id: &str,
     ) -> Result<LocationToken, MintFailure> {
-        let req = Request::new(
-            Method::POST,
-            format!("{}{MINT_PATH}", self.base_url),
-            MINT_PATH,
-        )
-        .header("accept", "application/json")
-        .and_then(|r| r.header("version", API_VERSION))
-        .and_then(|r| {
-            r.secret_header(
-                "authorization",
-                &format!("Bearer {}", company.expose_secret()),
-            )
-        })
-        .map_err(MintFailure::Failed)?
-        .form(vec![
-            ("companyId".to_string(), self.company_id.clone()),
-            ("locationId".to_string(), location_id.to_string()),
-        ]);
+        let req = self
+            .company_request(Method::POST, MINT_PATH, company)
+            .map_err(MintFailure::Failed)?
+            .form(vec![
+                ("companyId".to_string(), self.company_id.clone()),
+                ("locationId".to_string(), location_id.to_string()),
+            ]);
         let resp = match self.policy.send(&req).await {
             Ok(r) => r,
             Err(e) if is_refusal(&e) => return Err(MintFailure::Refused(e)),
@@ -223,24 +230,13 @@ impl Agency {
         let mut renewed = false;
         let mut out: Vec<InstalledLocation> = Vec::new();
         loop {
-            let req = Request::new(
-                Method::GET,
-                format!("{}{INSTALLED_PATH}", self.base_url),
-                INSTALLED_PATH,
-            )
-            .header("accept", "application/json")
-            .and_then(|r| r.header("version", API_VERSION))
-            .and_then(|r| {
-                r.secret_header(
-                    "authorization",
-                    &format!("Bearer {}", company.expose_secret()),
-                )
-            })
-            .map_err(AuthError::AgencyCall)?
-            .query("companyId", &self.company_id)
-            .query("appId", app_id)
-            .query("skip", out.len())
-            .query("limit", INSTALLED_PAGE);
+            let req = self
+                .company_request(Method::GET, INSTALLED_PATH, &company)
+                .map_err(AuthError::AgencyCall)?
+                .query("companyId", &self.company_id)
+                .query("appId", app_id)
+                .query("skip", out.len())
+                .query("limit", INSTALLED_PAGE);
             let page: InstalledPage = match self.policy.send(&req).await {
                 Err(e) if e.status() == Some(401) && !renewed => {
                     renewed = true;

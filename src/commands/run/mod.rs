@@ -200,29 +200,31 @@ pub async fn run(inst: &Installation, source: ConfigSource, args: &RunArgs) -> a
     // The dashboard in the daemon's own process (one process to supervise, its /healthz the
     // daemon's): it reads each pair's state as `serve` would, beside the passes that write it.
     let (dashboard_stop, dashboard_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut dashboard = match args.listen {
-        Some(listen) => {
-            let inst = inst.clone();
-            let (allow_remote, max_age) = (
-                args.allow_remote,
-                args.health_max_age_secs.map(Duration::from_secs),
-            );
-            tokio::spawn(async move {
-                let shutdown = async {
-                    let _ = dashboard_stopped.await;
-                };
-                dashboard::serve_installation(&inst, listen, allow_remote, max_age, shutdown).await
-            })
-        }
-        None => tokio::spawn(std::future::pending()),
-    };
+    let mut dashboard = args.listen.map(|listen| {
+        let inst = inst.clone();
+        let (allow_remote, max_age) = (
+            args.allow_remote,
+            args.health_max_age_secs.map(Duration::from_secs),
+        );
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = dashboard_stopped.await;
+            };
+            dashboard::serve_installation(&inst, listen, allow_remote, max_age, shutdown).await
+        })
+    });
 
     let ended = loop {
         tokio::select! {
             _ = term.recv() => break Ok("SIGTERM"),
             _ = int.recv() => break Ok("SIGINT"),
             _ = hup.recv() => pairs.reload(&source),
-            served = &mut dashboard => break Err(match served {
+            served = async {
+                match dashboard.as_mut() {
+                    Some(served) => served.await,
+                    None => std::future::pending().await,
+                }
+            } => break Err(match served {
                 Ok(Ok(())) => anyhow::anyhow!("the dashboard stopped"),
                 Ok(Err(e)) => e,
                 Err(e) => anyhow::anyhow!("the dashboard failed: {e}"),
