@@ -27,3 +27,4 @@ pub mod schedule;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod webhooks;

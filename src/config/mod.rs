@@ -7,8 +7,10 @@
 //! [`SecretString`] so that no `Debug`, log or error can show it.
 
 mod pairs;
+mod webhooks;
 
 pub use pairs::{Form, Installation, Pair, SINGLE_PAIR_NAME, UnknownPair};
+pub use webhooks::{DEFAULT_MAX_BODY_BYTES, HotspotKeys, WebhooksConfig};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
@@ -134,6 +136,8 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     /// `[notify]`: where alerts go; `None` when neither a webhook nor a command is set.
     pub notify: Option<NotifyConfig>,
+    /// `[webhooks]`: the receiver `run` serves (top level only: one per process).
+    pub webhooks: WebhooksConfig,
     /// Built from the keys above when the file loads: a pass only reads these.
     decided: Decided,
 }
@@ -675,6 +679,8 @@ struct RawConfig {
     dashboard: RawDashboard,
     #[serde(default)]
     notify: RawNotify,
+    #[serde(default)]
+    webhooks: webhooks::RawWebhooks,
 }
 
 #[derive(Deserialize, Default)]
@@ -1907,6 +1913,7 @@ impl<'a> Ctx<'a> {
 
         let dashboard = self.dashboard(raw.dashboard)?;
         let notify = self.notify(raw.notify, env)?;
+        let webhooks = self.webhooks(raw.webhooks, env)?;
 
         Ok(Config {
             source_path: self.path.clone(),
@@ -1925,6 +1932,7 @@ impl<'a> Ctx<'a> {
             report,
             dashboard,
             notify,
+            webhooks,
             decided: Decided {
                 mapping,
                 contact_policy,

@@ -23,8 +23,9 @@ pub const SINGLE_PAIR_NAME: &str = "default";
 pub const DEFAULT_MAX_CONCURRENT_PAIRS: usize = 4;
 
 /// Sections only the top level may hold: they describe the process, not a pair. One process
-/// serves one dashboard (it shows every pair) and runs its pairs under one concurrency limit.
-const TOP_LEVEL_ONLY: &[&str] = &["run", "dashboard", "pairs"];
+/// serves one dashboard (it shows every pair) and one webhook receiver (it routes to every
+/// pair), and runs its pairs under one concurrency limit.
+const TOP_LEVEL_ONLY: &[&str] = &["run", "dashboard", "webhooks", "pairs"];
 
 /// What one configuration file syncs, validated.
 #[derive(Debug, Clone)]

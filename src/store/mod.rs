@@ -22,6 +22,7 @@ mod rate_window;
 mod runs;
 pub mod schema;
 mod tokens;
+mod webhook_events;
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ pub use links::{ExtraValues, Link, LinkHead, LinkStatus, MatchMethod};
 pub use lock::{RefreshLock, StateLock, lock_path, try_lock_refresh};
 pub use runs::{ApiCall, ApiCallStats, ItemOutcome, MethodCount, RunItem, RunRecord, RunStatus};
 pub use tokens::StoredToken;
+pub use webhook_events::{NewWebhookEvent, WebhookEvent};
 
 use crate::model::{Digest, Kind};
 

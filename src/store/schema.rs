@@ -173,6 +173,25 @@ CREATE TABLE IF NOT EXISTS alert_conditions (
     r#"
 ALTER TABLE api_calls ADD COLUMN message TEXT;
 "#,
+    // 5: webhook events, queued durably before the sender hears 200.
+    r#"
+-- One row per event received (a replay of the same event type and record inserts nothing):
+-- the body as it came (its signature was checked), and when a pass that started after it
+-- ended successfully (`processed_at`; NULL: still pending, it wakes the pair at start).
+CREATE TABLE IF NOT EXISTS webhook_events (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    source       TEXT NOT NULL,
+    event_type   TEXT NOT NULL,
+    location_id  TEXT,
+    record_id    TEXT NOT NULL,
+    body         BLOB NOT NULL,
+    received_at  TEXT NOT NULL,
+    processed_at TEXT,
+    UNIQUE (source, event_type, record_id)
+);
+CREATE INDEX IF NOT EXISTS webhook_events_pending
+    ON webhook_events (id) WHERE processed_at IS NULL;
+"#,
 ];
 
 /// The schema version this binary writes and understands.
