@@ -23,12 +23,15 @@
 //!   pass still reading a slow API after [`STOP_GRACE`] is dropped by `run_pass` (equivalent to
 //!   a crash, which the create journal makes safe) and its run is recorded as aborted, so the
 //!   process exits 0 within [`SHUTDOWN_GRACE`] plus a moment.
+//! - **Webhooks.** With `[webhooks] listen`, the daemon also serves the webhook receiver; an
+//!   event queued for a pair wakes that pair's pass at once ([`wake`]).
 //! - **Bounded passes.** A pass that runs out of `[sync] pass_budget_secs` stops the same way,
 //!   and the scheduler counts it as failed; the next tick runs as usual.
 
 mod gate;
 mod pair;
 mod reload;
+mod wake;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -55,6 +58,7 @@ use crate::store::StoreError;
 use self::gate::PassGate;
 use self::pair::{Control, Launch, PairDaemon, pair_life};
 use self::reload::{Changes, check_daemon_mode};
+use self::wake::PairInboxes;
 use super::sync::IMPLEMENTED;
 use super::{EXIT_CONFIG, EXIT_OK};
 
@@ -170,8 +174,10 @@ pub async fn run(inst: &Installation, source: ConfigSource, args: &RunArgs) -> a
     let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+    let inboxes = Arc::new(PairInboxes::default());
     let mut pairs = Pairs {
         gate,
+        inboxes: Arc::clone(&inboxes),
         current: inst.clone(),
         running: BTreeMap::new(),
         retiring: Vec::new(),
@@ -214,6 +220,20 @@ pub async fn run(inst: &Installation, source: ConfigSource, args: &RunArgs) -> a
         })
     });
 
+    // The webhook receiver, beside the passes it wakes: `[webhooks]` is the installation's,
+    // as the first pair has it (every pair inherits the top level's).
+    let (hooks_stop, hooks_stopped) = tokio::sync::oneshot::channel::<()>();
+    let hooks_cfg = inst.pairs[0].config.webhooks.clone();
+    let mut hooks = hooks_cfg.listen.map(|listen| {
+        let inbox: Arc<dyn crate::webhooks::Inbox> = inboxes.clone();
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = hooks_stopped.await;
+            };
+            crate::webhooks::serve(listen, &hooks_cfg, inbox, shutdown).await
+        })
+    });
+
     let ended = loop {
         tokio::select! {
             _ = term.recv() => break Ok("SIGTERM"),
@@ -229,6 +249,16 @@ pub async fn run(inst: &Installation, source: ConfigSource, args: &RunArgs) -> a
                 Ok(Err(e)) => e,
                 Err(e) => anyhow::anyhow!("the dashboard failed: {e}"),
             }),
+            received = async {
+                match hooks.as_mut() {
+                    Some(received) => received.await,
+                    None => std::future::pending().await,
+                }
+            } => break Err(match received {
+                Ok(Ok(())) => anyhow::anyhow!("the webhook receiver stopped"),
+                Ok(Err(e)) => e.into(),
+                Err(e) => anyhow::anyhow!("the webhook receiver failed: {e}"),
+            }),
         }
     };
     match &ended {
@@ -240,10 +270,11 @@ pub async fn run(inst: &Installation, source: ConfigSource, args: &RunArgs) -> a
         // writes on: it stops as on SIGTERM, and says why.
         Err(e) => tracing::error!(
             error = format!("{e:#}"),
-            "the dashboard stopped; the daemon stops too"
+            "a listener of the daemon stopped; the daemon stops too"
         ),
     }
     let _ = dashboard_stop.send(());
+    let _ = hooks_stop.send(());
     pairs.terminate().await;
     tracing::info!("daemon stopped");
     ended.map(|_| EXIT_OK)
@@ -288,6 +319,8 @@ fn open_states(form: Form, ready: &[(Arc<PairDaemon>, Scheduler)]) -> anyhow::Re
 /// The pairs the daemon runs, and those on their way out.
 struct Pairs {
     gate: Arc<PassGate>,
+    /// The pairs as the webhook receiver reaches them.
+    inboxes: Arc<PairInboxes>,
     /// The configuration the running pairs come from.
     current: Installation,
     running: BTreeMap<String, Running>,
@@ -311,6 +344,7 @@ impl Pairs {
     fn spawn(&mut self, daemon: Arc<PairDaemon>, scheduler: Scheduler, launch: Launch) {
         let (control, rx) = watch::channel(Control::Run);
         let name = daemon.name().to_string();
+        self.inboxes.set(Arc::clone(&daemon));
         let task = tokio::spawn(pair_life(daemon, scheduler, launch, rx));
         self.running.insert(name, Running { control, task });
     }
@@ -356,6 +390,16 @@ impl Pairs {
         }
 
         self.retiring.retain(|r| !r.control.is_closed());
+        for name in &changes.removed {
+            self.inboxes.remove(name);
+        }
+        if format!("{:?}", self.current.pairs[0].config.webhooks)
+            != format!("{:?}", new.pairs[0].config.webhooks)
+        {
+            tracing::warn!(
+                "[webhooks] changed; the receiver keeps its settings until the next start"
+            );
+        }
         for name in changes.removed.iter().chain(&changes.changed) {
             if let Some(old) = self.running.remove(name) {
                 old.control.send_replace(Control::Retire);

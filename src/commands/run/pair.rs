@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::gate::PassGate;
+use super::wake::{self, WAKE_CRON, WAKE_JOB, Wake};
 use super::{SHUTDOWN_GRACE, job_pass_options};
 use crate::commands::sync::open_locked_state;
 use crate::config::Config;
@@ -78,6 +79,8 @@ pub(super) struct PairDaemon {
     /// The stop flag of [`run_pass`]: set once, on the stop signal.
     stop: AtomicBool,
     gate: Arc<PassGate>,
+    /// Set when `[webhooks] listen` is: events wake the pair's pass ([`wake`]).
+    wake: Option<Arc<Wake>>,
 }
 
 impl PairDaemon {
@@ -88,8 +91,14 @@ impl PairDaemon {
         } else {
             tracing::Span::none()
         };
+        let wake = pair
+            .config
+            .webhooks
+            .enabled()
+            .then(|| Arc::new(Wake::default()));
         PairDaemon {
             name: pair.name,
+            wake,
             cfg: pair.config,
             span,
             named,
@@ -101,6 +110,27 @@ impl PairDaemon {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Its `hotspot.locations` (empty: every location of the account).
+    pub fn locations(&self) -> &[String] {
+        &self.cfg.hotspot.locations
+    }
+
+    pub fn wake(&self) -> Option<&Arc<Wake>> {
+        self.wake.as_ref()
+    }
+
+    /// `f` on the pair's state if it is open in this process now; never opens it (the webhook
+    /// receiver must not take a state a reloading predecessor still holds).
+    pub fn with_open_store<R>(&self, f: impl FnOnce(&Store) -> R) -> Option<R> {
+        let rt = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let store = rt.store.lock().unwrap_or_else(|p| p.into_inner());
+        Some(f(&store))
     }
 
     /// The pair's state and clients, opening them if they are not yet.
@@ -135,6 +165,22 @@ impl PairDaemon {
                 job.as_str(),
                 cron.expr.as_str(),
                 job_fn(move |ctx| pass_job(Arc::clone(&d), opts.clone(), ctx)),
+            ));
+        }
+        if let (Some(wake), Some(opts)) = (&self.wake, wake::wake_pass_options()) {
+            let (d, wake) = (Arc::clone(self), Arc::clone(wake));
+            jobs.push(ScheduledJob::new(
+                WAKE_JOB,
+                WAKE_CRON,
+                job_fn(move |ctx| {
+                    let ended = wake.run_guard();
+                    let run = pass_job(Arc::clone(&d), opts.clone(), ctx);
+                    async move {
+                        let outcome = run.await;
+                        drop(ended);
+                        outcome
+                    }
+                }),
             ));
         }
         if jobs.is_empty() {
@@ -209,9 +255,13 @@ pub(super) async fn pair_life(
         daemon.span.in_scope(|| tracing::info!("pair started"));
     }
 
-    let asked = match control.wait_for(|c| *c != Control::Run).await {
-        Ok(c) => *c,
-        Err(_) => Control::Terminate,
+    let asked = tokio::select! {
+        asked = control.wait_for(|c| *c != Control::Run) => match asked {
+            Ok(c) => *c,
+            Err(_) => Control::Terminate,
+        },
+        // Never ends by itself: webhook events run the pair's wake job until the pair stops.
+        () = wake::serve_wakes(&daemon, &scheduler) => Control::Terminate,
     };
     let still_running = match asked {
         Control::Retire => {
@@ -294,7 +344,9 @@ async fn pass_job(
         let _permit = permit;
         handle.block_on(
             async {
+                let covered = wake::events_before_pass(&rt.store, &opts);
                 let result = run_pass(&d.cfg, &rt.store, &rt.hs, &rt.ghl, &opts, &d.stop).await;
+                wake::settle_events(&rt.store, covered, &result, d.cfg.report.keep_days);
                 describe(&rt, ctx.job_name(), result)
             }
             .instrument(span),

@@ -54,10 +54,12 @@ impl Changes {
 /// values are compared apart, in memory: a pair moved to another token must restart with it. A
 /// secret read from a file is read again at each use, so its file's new content needs no
 /// restart; the file's path does, and shows in `Debug`.
-/// The file's path is no setting (it names the file in messages).
+/// The file's path is no setting (it names the file in messages), nor is `[webhooks]`.
 fn settings_differ(old: &Config, new: &Config) -> bool {
     let mut old_here = old.clone();
     old_here.source_path.clone_from(&new.source_path);
+    // The receiver is the process's, not the pair's: `[webhooks]` restarts no pass.
+    old_here.webhooks.clone_from(&new.webhooks);
     format!("{old_here:?}") != format!("{new:?}")
         || old.hotspot.api_key.expose_secret() != new.hotspot.api_key.expose_secret()
         || ghl_secret(old) != ghl_secret(new)
