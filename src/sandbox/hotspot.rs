@@ -35,6 +35,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::faults::{self, FaultKnobs, FaultState};
+use super::hotspot_webhooks::{Delivery, WebhookEvent, WebhookOptions, WebhookSender, WebhookSpec};
 use super::seed::{
     ApiRecord, Customer, HotspotData, MacTransaction, PaidTransaction, SocialTransaction, Voucher,
     VoucherTransaction,
@@ -278,6 +279,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct HotspotEmulator {
     shared: Arc<Shared>,
     faults: FaultState,
+    /// Sends webhooks for the records [`HotspotEmulator::add_record`] adds.
+    webhooks: Arc<WebhookSender>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -338,6 +341,7 @@ impl HotspotEmulator {
         Ok(HotspotEmulator {
             shared,
             faults,
+            webhooks: Arc::new(WebhookSender::default()),
             stop: Some(stop),
             task: Some(task),
         })
@@ -355,6 +359,94 @@ impl HotspotEmulator {
     /// Reads or edits the served data; changes are visible to the next request.
     pub fn with_data<R>(&self, f: impl FnOnce(&mut HotspotData) -> R) -> R {
         f(&mut lock(&self.shared.data))
+    }
+
+    /// Configures the account's webhooks (Control Center → Manage Webhooks) and starts their
+    /// batched sends.
+    pub fn set_webhooks(&self, specs: Vec<WebhookSpec>, options: WebhookOptions) {
+        self.webhooks.configure(specs, options);
+    }
+
+    /// Adds a record to the served data, as a guest registering or paying does, and queues its
+    /// webhook deliveries.
+    pub fn add_record(&self, record: NewRecord) {
+        let lenient = self.shared.lenient.load(Ordering::Relaxed);
+        let (event, location, id, json) = {
+            let mut data = lock(&self.shared.data);
+            match record {
+                NewRecord::Customer(c) => {
+                    let out = (
+                        WebhookEvent::CustomerCreate,
+                        c.location_id.clone(),
+                        c.id.clone(),
+                        c.to_json(lenient),
+                    );
+                    data.customers.push(c);
+                    out
+                }
+                NewRecord::Subscriber(c) => {
+                    let out = (
+                        WebhookEvent::SubscriberCreate,
+                        c.location_id.clone(),
+                        c.id.clone(),
+                        c.to_json(lenient),
+                    );
+                    data.subscribers.push(c);
+                    out
+                }
+                NewRecord::Mac(t) => {
+                    let out = (
+                        WebhookEvent::MacTransactionCreate,
+                        t.location_id.to_string(),
+                        t.id.to_string(),
+                        t.to_json(lenient),
+                    );
+                    data.mac_transactions.push(t);
+                    out
+                }
+                NewRecord::Voucher(t) => {
+                    let out = (
+                        WebhookEvent::VoucherTransactionCreate,
+                        t.location_id.to_string(),
+                        t.id.to_string(),
+                        t.to_json(lenient),
+                    );
+                    data.voucher_transactions.push(t);
+                    out
+                }
+                NewRecord::Social(t) => {
+                    let out = (
+                        WebhookEvent::SocialTransactionCreate,
+                        t.location_id.to_string(),
+                        t.id.to_string(),
+                        t.to_json(lenient),
+                    );
+                    data.social_transactions.push(t);
+                    out
+                }
+                NewRecord::Paid(t) => {
+                    let out = (
+                        WebhookEvent::PaidTransactionCreate,
+                        t.location_id.to_string(),
+                        t.id.to_string(),
+                        t.to_json(lenient),
+                    );
+                    data.paid_transactions.push(t);
+                    out
+                }
+            }
+        };
+        self.webhooks.record_added(event, &location, &id, json);
+    }
+
+    /// Every webhook POST made so far, in order.
+    pub fn webhook_deliveries(&self) -> Vec<Delivery> {
+        self.webhooks.deliveries()
+    }
+
+    /// Webhook deliveries still waiting for a 200.
+    pub fn webhooks_queued(&self) -> usize {
+        self.webhooks.queued()
     }
 
     /// Every request the handler answered, in arrival order. Answers injected by
@@ -433,6 +525,17 @@ impl Drop for HotspotEmulator {
             let _ = stop.send(());
         }
     }
+}
+
+/// A record a test adds to the account ([`HotspotEmulator::add_record`]).
+#[derive(Debug, Clone)]
+pub enum NewRecord {
+    Customer(Customer),
+    Subscriber(Customer),
+    Mac(MacTransaction),
+    Voucher(VoucherTransaction),
+    Social(SocialTransaction),
+    Paid(PaidTransaction),
 }
 
 /// An error answer: `{"error": message}` with its status.

@@ -7,6 +7,7 @@
 pub mod faults;
 pub mod ghl;
 pub mod hotspot;
+pub mod hotspot_webhooks;
 pub mod seed;
 
 use std::net::SocketAddr;

@@ -11,6 +11,7 @@ pub mod harness;
 pub mod openapi;
 pub mod receiver;
 pub mod reliability;
+pub mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

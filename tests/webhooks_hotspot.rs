@@ -1,0 +1,352 @@
+//! HotspotSystem webhooks through the real binary: the emulator sends them (batched, signed,
+//! retried), `run` receives them on `[webhooks] listen`, queues them in the state and wakes
+//! the pair's pass at once. The contacts job ticks once a year in these configs, so only a
+//! webhook can explain a guest reaching GHL.
+//!
+//! Times from the emulator's delivery to the contact in GHL are printed (`--nocapture`).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use hotspot_ghl_sync::sandbox::faults::FaultKnobs;
+use hotspot_ghl_sync::sandbox::hotspot::NewRecord;
+use hotspot_ghl_sync::sandbox::hotspot_webhooks::{Batching, BodyKeys, SignatureHeader};
+use hotspot_ghl_sync::store::RunStatus;
+use support::webhooks::{HookEnv, KEYS, guest, mac_transaction};
+
+/// Well under the once-a-year tick, and under the minute HotspotSystem batches take.
+const REACHES_GHL_WITHIN: Duration = Duration::from_secs(20);
+
+/// The time from the emulator sending the delivery of `record` to `reached`.
+fn since_delivery(env: &HookEnv, record: &str, reached: Instant) -> Duration {
+    let sent = env
+        .sandbox
+        .hotspot
+        .webhook_deliveries()
+        .into_iter()
+        .find(|d| d.record_ids.iter().any(|r| r == record) && d.status == Some(200))
+        .map(|d| d.sent_at)
+        .unwrap_or_else(|| {
+            panic!(
+                "no delivery of {record} answered 200: {:#?}",
+                env.sandbox.hotspot.webhook_deliveries()
+            )
+        });
+    reached.saturating_duration_since(sent)
+}
+
+/// Waits until every delivery was taken and every queued event processed, then a moment more
+/// for the pass that processed the last of them to let go of its lock.
+async fn settle(env: &HookEnv) {
+    env.wait_until(Duration::from_secs(20), |e| {
+        e.sandbox.hotspot.webhooks_queued() == 0
+            && e.queue().iter().all(|q| q.processed_at.is_some())
+    })
+    .await
+    .expect("deliveries taken and events processed");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_guest_reaches_ghl_with_its_note_and_task_under_every_spelling() {
+    let env = HookEnv::start("hooks-spellings", 3).await;
+    let mut daemon = env.spawn_daemon().await;
+
+    let readings = [
+        (
+            SignatureHeader::Standard,
+            BodyKeys::Example,
+            Batching::PerRecord,
+            true,
+        ),
+        (
+            SignatureHeader::Cgi,
+            BodyKeys::Rest,
+            Batching::PerRecord,
+            false,
+        ),
+        (
+            SignatureHeader::Standard,
+            BodyKeys::Pascal,
+            Batching::Array,
+            true,
+        ),
+    ];
+    for (n, (header, keys, batching, event_in_url)) in readings.into_iter().enumerate() {
+        // The previous guest's passes are over: a pass still running could otherwise sync this
+        // guest before its webhook is even sent.
+        settle(&env).await;
+        env.configure_sender(header, keys, batching, event_in_url);
+        let g = guest(n as u32 + 1);
+        let email = g.email.clone().unwrap();
+        env.sandbox
+            .hotspot
+            .add_record(NewRecord::Customer(g.clone()));
+        env.sandbox
+            .hotspot
+            .add_record(NewRecord::Mac(mac_transaction(&g, 70_000 + n as i64)));
+        let reached = env
+            .wait_until(REACHES_GHL_WITHIN, |e| {
+                e.contact_id(&email)
+                    .is_some_and(|id| e.notes_and_tasks(&id) == (1, 1))
+            })
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "{header:?}/{keys:?}/{batching:?}: guest, note and task not in GHL; deliveries {:#?}\nlog:\n{}",
+                    env.sandbox.hotspot.webhook_deliveries(),
+                    daemon.log()
+                )
+            });
+        println!(
+            "webhook → contact, note and task in GHL ({header:?} header, {keys:?} keys, {batching:?}): {:?}",
+            since_delivery(&env, &g.id, reached)
+        );
+        assert_eq!(env.contacts_with(&email), 1);
+    }
+    // The seeded guests came along with the first pass; every event is processed.
+    let queue = env.queue();
+    assert_eq!(queue.len(), 6, "{queue:#?}");
+    let settled = env
+        .wait_until(Duration::from_secs(10), |e| {
+            e.queue().iter().all(|q| q.processed_at.is_some())
+        })
+        .await;
+    assert!(settled.is_some(), "events left pending: {:#?}", env.queue());
+    assert!(
+        env.runs().iter().all(|r| r.status == RunStatus::Succeeded),
+        "{:#?}",
+        env.runs()
+    );
+    assert_eq!(daemon.stop().await, Some(0), "{}", daemon.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_badly_signed_body_is_refused_and_a_replay_changes_nothing() {
+    let env = HookEnv::start("hooks-refused", 2).await;
+    let mut daemon = env.spawn_daemon().await;
+    let g = guest(42);
+    let email = g.email.clone().unwrap();
+    // The guest exists upstream, so a pass would find it: only the refusal keeps it out.
+    env.sandbox
+        .hotspot
+        .with_data(|d| d.customers.push(g.clone()));
+    let body = format!(
+        r#"{{"id":"{}","UserName":"{}","email":"{email}","name":"Webhook Guest42"}}"#,
+        g.id, g.user_name
+    );
+    let query = "?event=customer.create&location=1";
+
+    for signed in [
+        None,
+        Some(("X-HotspotSystem-Hmac-Sha256", "not-a-configured-key")),
+        Some(("X-Some-Other-Header", KEYS[0])),
+    ] {
+        assert_eq!(
+            env.post(query, body.as_bytes(), signed).await,
+            401,
+            "{signed:?}"
+        );
+    }
+    // Signed, but with a different body than the one sent.
+    let sig = hotspot_ghl_sync::sandbox::hotspot_webhooks::sign(b"{}", KEYS[0]);
+    let status = support::http_client()
+        .post(env.url(query))
+        .header("X-HotspotSystem-Hmac-Sha256", sig)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+    // Over max_body_bytes, signed or not.
+    let big = vec![b' '; 70_000];
+    assert_eq!(
+        env.post(query, &big, Some(("X-HotspotSystem-Hmac-Sha256", KEYS[0])))
+            .await,
+        413
+    );
+    // Signed, but no event this receiver knows: refused naming why.
+    assert_eq!(
+        env.post(
+            "?event=customer.delete",
+            body.as_bytes(),
+            Some(("X-HotspotSystem-Hmac-Sha256", KEYS[0]))
+        )
+        .await,
+        400
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(env.queue().is_empty(), "{:#?}", env.queue());
+    assert!(env.runs().is_empty(), "a refused body started a pass");
+    assert_eq!(env.contacts_with(&email), 0);
+    assert!(
+        !daemon.log().contains(KEYS[0]) && !daemon.log().contains("not-a-configured-key"),
+        "a key reached the log"
+    );
+
+    // Signed with the second webhook's key, in the CGI spelling: taken.
+    let signed = Some(("HTTP_X_HOTSPOTSYSTEM_HMAC_SHA256", KEYS[1]));
+    assert_eq!(env.post(query, body.as_bytes(), signed).await, 200);
+    env.wait_until(REACHES_GHL_WITHIN, |e| e.contacts_with(&email) == 1)
+        .await
+        .unwrap_or_else(|| panic!("guest not in GHL; log:\n{}", daemon.log()));
+    env.wait_until(Duration::from_secs(10), |e| {
+        e.queue().iter().all(|q| q.processed_at.is_some())
+    })
+    .await
+    .expect("the event is processed");
+    let runs = env.runs().len();
+
+    // The same event again (HotspotSystem retries): 200, no new row, no pass, no contact.
+    for _ in 0..3 {
+        assert_eq!(env.post(query, body.as_bytes(), signed).await, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(env.queue().len(), 1, "{:#?}", env.queue());
+    assert_eq!(env.runs().len(), runs, "a replay started a pass");
+    assert_eq!(env.contacts_with(&email), 1);
+    assert_eq!(daemon.stop().await, Some(0), "{}", daemon.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_answered_200_survives_a_sigkill() {
+    let env = HookEnv::start("hooks-kill", 2).await;
+    // A slow GHL: the pass the event wakes cannot end before the kill.
+    env.sandbox.ghl.set_faults(FaultKnobs {
+        latency: Duration::from_millis(1_500),
+        ..FaultKnobs::default()
+    });
+    let mut daemon = env.spawn_daemon().await;
+    let g = guest(7);
+    let email = g.email.clone().unwrap();
+    env.sandbox
+        .hotspot
+        .with_data(|d| d.customers.push(g.clone()));
+    let body = format!(
+        r#"{{"id":"{}","UserName":"{}","email":"{email}"}}"#,
+        g.id, g.user_name
+    );
+    let signed = Some(("X-HotspotSystem-Hmac-Sha256", KEYS[0]));
+    assert_eq!(
+        env.post("?event=customer.create", body.as_bytes(), signed)
+            .await,
+        200
+    );
+    daemon.signal("KILL");
+    daemon
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("killed");
+    let queue = env.queue();
+    assert_eq!(queue.len(), 1);
+    assert!(queue[0].processed_at.is_none(), "{queue:#?}");
+    assert_eq!(env.contacts_with(&email), 0);
+
+    env.sandbox.ghl.set_faults(FaultKnobs::default());
+    let mut daemon = env.spawn_daemon().await;
+    env.wait_until(REACHES_GHL_WITHIN, |e| e.contacts_with(&email) == 1)
+        .await
+        .unwrap_or_else(|| panic!("the queued event was lost; log:\n{}", daemon.log()));
+    env.wait_until(Duration::from_secs(10), |e| {
+        e.queue().iter().all(|q| q.processed_at.is_some())
+    })
+    .await
+    .expect("the event is processed after the restart");
+    assert!(
+        daemon.log().contains("pending from before the start"),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(daemon.stop().await, Some(0), "{}", daemon.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_fifty_guests_is_coalesced_into_a_few_passes() {
+    let env = HookEnv::start("hooks-burst", 0).await;
+    let mut daemon = env.spawn_daemon().await;
+    env.configure_sender(
+        SignatureHeader::Standard,
+        BodyKeys::Example,
+        Batching::PerRecord,
+        true,
+    );
+    let guests: Vec<_> = (100..150).map(guest).collect();
+    for g in &guests {
+        env.sandbox
+            .hotspot
+            .add_record(NewRecord::Customer(g.clone()));
+    }
+    let emails: Vec<String> = guests.iter().map(|g| g.email.clone().unwrap()).collect();
+    let all_in = env
+        .wait_until(Duration::from_secs(45), |e| {
+            emails.iter().all(|m| e.contacts_with(m) == 1)
+        })
+        .await
+        .unwrap_or_else(|| panic!("not every guest reached GHL; log:\n{}", daemon.log()));
+    // The first pass may read every guest before the last webhook is even sent: wait for all.
+    env.wait_until(Duration::from_secs(20), |e| {
+        e.sandbox.hotspot.webhook_deliveries().len() >= 50
+    })
+    .await
+    .expect("every webhook sent");
+    let deliveries = env.sandbox.hotspot.webhook_deliveries();
+    assert_eq!(deliveries.len(), 50, "one delivery each, none retried");
+    assert!(deliveries.iter().all(|d| d.status == Some(200)));
+    let first = deliveries.iter().map(|d| d.sent_at).min().unwrap();
+    let last = deliveries.iter().map(|d| d.sent_at).max().unwrap();
+    let worst = guests
+        .iter()
+        .map(|g| since_delivery(&env, &g.id, all_in))
+        .max()
+        .unwrap();
+    println!(
+        "burst of 50 webhooks (sent over {:?}): all 50 contacts in GHL {:?} after the first delivery (the last was sent {:?} after it); at most {worst:?} from a guest's own delivery",
+        last - first,
+        all_in.saturating_duration_since(first),
+        last - first,
+    );
+    env.wait_until(Duration::from_secs(10), |e| {
+        e.queue().iter().all(|q| q.processed_at.is_some())
+    })
+    .await
+    .expect("every event processed");
+    let runs = env.runs();
+    println!("passes for the burst: {}", runs.len());
+    assert!(
+        (1..=6).contains(&runs.len()),
+        "50 events coalesce into a few passes, not one each: {}",
+        runs.len()
+    );
+    assert_eq!(env.queue().len(), 50);
+    assert_eq!(daemon.stop().await, Some(0), "{}", daemon.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_refused_while_the_daemon_is_down_is_retried_until_taken() {
+    let env = HookEnv::start("hooks-retry", 1).await;
+    env.configure_sender(
+        SignatureHeader::Cgi,
+        BodyKeys::Example,
+        Batching::PerRecord,
+        true,
+    );
+    let g = guest(3);
+    let email = g.email.clone().unwrap();
+    // Nobody listens yet: the emulator keeps the delivery and sends it again.
+    env.sandbox
+        .hotspot
+        .add_record(NewRecord::Customer(g.clone()));
+    env.wait_until(Duration::from_secs(5), |e| {
+        e.sandbox.hotspot.webhook_deliveries().len() >= 2
+    })
+    .await
+    .expect("the delivery is retried");
+    let mut daemon = env.spawn_daemon().await;
+    env.wait_until(REACHES_GHL_WITHIN, |e| e.contacts_with(&email) == 1)
+        .await
+        .unwrap_or_else(|| panic!("guest not in GHL; log:\n{}", daemon.log()));
+    assert_eq!(env.sandbox.hotspot.webhooks_queued(), 0);
+    assert_eq!(daemon.stop().await, Some(0), "{}", daemon.log());
+}
