@@ -10,10 +10,17 @@ mod support;
 use std::time::{Duration, Instant};
 
 use hotspot_ghl_sync::sandbox::faults::FaultKnobs;
+use hotspot_ghl_sync::sandbox::ghl::GhlOptions;
 use hotspot_ghl_sync::sandbox::hotspot::NewRecord;
-use hotspot_ghl_sync::sandbox::hotspot_webhooks::{Batching, BodyKeys, SignatureHeader};
-use hotspot_ghl_sync::store::RunStatus;
-use support::webhooks::{HookEnv, KEYS, guest, mac_transaction};
+use hotspot_ghl_sync::sandbox::hotspot_webhooks::{
+    Batching, BodyKeys, SignatureHeader, WebhookEvent, WebhookOptions, WebhookSpec, sign,
+};
+use hotspot_ghl_sync::sandbox::seed::SeedSpec;
+use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
+use hotspot_ghl_sync::store::{RunStatus, Store, WebhookEvent as QueuedEvent};
+use support::daemon::Daemon;
+use support::webhooks::{HookEnv, KEYS, free_port, guest, mac_transaction};
+use support::{ANCHOR, BIN, TempDir};
 
 /// Well under the once-a-year tick, and under the minute HotspotSystem batches take.
 const REACHES_GHL_WITHIN: Duration = Duration::from_secs(20);
@@ -348,5 +355,204 @@ async fn a_delivery_refused_while_the_daemon_is_down_is_retried_until_taken() {
         .await
         .unwrap_or_else(|| panic!("guest not in GHL; log:\n{}", daemon.log()));
     assert_eq!(env.sandbox.hotspot.webhooks_queued(), 0);
+    assert_eq!(daemon.stop().await, Some(0), "{}", daemon.log());
+}
+
+/// Waits until `ok` holds; panics after [`REACHES_GHL_WITHIN`].
+async fn wait_for(ok: &dyn Fn() -> bool) {
+    let deadline = Instant::now() + REACHES_GHL_WITHIN;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two pairs behind one receiver: an event goes to the pair that reads its location, one
+/// without a location to both (each pass reads only its own locations), one for a location no
+/// pair reads to none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_pairs_an_event_wakes_the_pair_of_its_location() {
+    let mut ghl = GhlOptions::default().with_locations(2);
+    ghl.rate_limit = 100_000;
+    let sandbox = Sandbox::start(SandboxOptions {
+        seed: SeedSpec {
+            seed: 3,
+            locations: 2,
+            customers: 0,
+            subscribers: 0,
+            subscribers_also_customers: 0,
+            transactions: 0,
+        },
+        ghl,
+        ..SandboxOptions::default()
+    })
+    .await
+    .expect("sandbox");
+    let hs_locations: Vec<String> = sandbox
+        .hotspot
+        .with_data(|d| d.locations.iter().map(|l| l.id.clone()).collect());
+    let ghl_ids = sandbox.ghl.location_ids();
+    let beta_token = sandbox
+        .ghl
+        .token_for(&ghl_ids[1])
+        .expect("beta has a token");
+    let dir = TempDir::new("hooks-pairs");
+    let config = dir.path("config.toml");
+    let port = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            r#"[state]
+path = "{state}"
+
+[hotspot]
+base_url = "{hs}"
+api_key_env = "HGS_W_HS_KEY"
+rate_limit = 10000
+
+[ghl]
+base_url = "{ghl_url}"
+token_env = "HGS_W_GHL_TOKEN"
+hotspot_id_field = "{ANCHOR}"
+rate_limit = 50000
+
+[schedule]
+contacts = "0 0 1 1 *"
+notes = "off"
+tasks = "off"
+full = "off"
+
+[webhooks]
+listen = "127.0.0.1:{port}"
+hotspot_keys_env = ["HGS_W_KEY_A"]
+
+[[pairs]]
+name = "alpha"
+hotspot_locations = ["{l0}"]
+[pairs.ghl]
+location_id = "{a}"
+
+[[pairs]]
+name = "beta"
+hotspot_locations = ["{l1}"]
+[pairs.ghl]
+location_id = "{b}"
+token_env = "HGS_W_GHL_TOKEN_BETA"
+"#,
+            state = dir.path("state/sync.db").display(),
+            hs = sandbox.hotspot.base_url(),
+            ghl_url = sandbox.ghl.base_url(),
+            l0 = hs_locations[0],
+            l1 = hs_locations[1],
+            a = ghl_ids[0],
+            b = ghl_ids[1],
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("run")
+        .env_remove("HGS_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("HGS_W_HS_KEY", sandbox.hotspot_api_key())
+        .env("HGS_W_GHL_TOKEN", sandbox.ghl_token())
+        .env("HGS_W_GHL_TOKEN_BETA", &beta_token)
+        .env("HGS_W_KEY_A", KEYS[0]);
+    let mut daemon = Daemon::spawn(cmd, dir.path("daemon.log"));
+    daemon
+        .wait_for_line(&["webhook receiver listening"], Duration::from_secs(20))
+        .await;
+
+    let url = |query: &str| format!("http://127.0.0.1:{port}/hooks/hotspotsystem{query}");
+    sandbox.hotspot.set_webhooks(
+        hs_locations
+            .iter()
+            .map(|l| WebhookSpec {
+                location_id: l.clone(),
+                event: WebhookEvent::CustomerCreate,
+                url: url(&format!("?event=customer.create&location={l}")),
+                key: KEYS[0].to_string(),
+            })
+            .collect(),
+        WebhookOptions {
+            batch_interval: Duration::from_millis(200),
+            ..WebhookOptions::default()
+        },
+    );
+    let emails_in = |location: &str| -> Vec<String> {
+        sandbox.ghl.location(location).with_state(|s| {
+            s.contacts
+                .values()
+                .filter_map(|c| c.email.clone())
+                .collect()
+        })
+    };
+    let queue = |pair: &str| -> Vec<QueuedEvent> {
+        Store::open(dir.path(&format!("state/{pair}.db")))
+            .unwrap()
+            .webhook_events(100)
+            .unwrap()
+    };
+
+    // A guest of beta's location, through the emulator's webhook of that location.
+    let mut g = guest(201);
+    g.location_id = hs_locations[1].clone();
+    sandbox.hotspot.add_record(NewRecord::Customer(g.clone()));
+    let beta_email = g.email.clone().unwrap();
+    wait_for(&|| emails_in(&ghl_ids[1]).contains(&beta_email)).await;
+    wait_for(&|| queue("beta").iter().all(|q| q.processed_at.is_some())).await;
+    assert!(
+        emails_in(&ghl_ids[0]).is_empty(),
+        "alpha's sub-account got a contact"
+    );
+    assert!(queue("alpha").is_empty(), "{:#?}", queue("alpha"));
+    assert_eq!(queue("beta").len(), 1);
+
+    // A guest of alpha's location whose callback URL names no location: both pairs queue it
+    // and run a pass; only alpha reads its location.
+    let mut g = guest(202);
+    g.location_id = hs_locations[0].clone();
+    sandbox.hotspot.with_data(|d| d.customers.push(g.clone()));
+    let alpha_email = g.email.clone().unwrap();
+    let body = format!(
+        r#"{{"id":"{}","UserName":"{}","email":"{alpha_email}"}}"#,
+        g.id, g.user_name
+    );
+    let status = support::http_client()
+        .post(url("?event=customer.create"))
+        .header(
+            "X-HotspotSystem-Hmac-Sha256",
+            sign(body.as_bytes(), KEYS[0]),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    wait_for(&|| emails_in(&ghl_ids[0]).contains(&alpha_email)).await;
+    wait_for(&|| {
+        ["alpha", "beta"].iter().all(|p| {
+            queue(p).len() == 1 + usize::from(*p == "beta")
+                && queue(p).iter().all(|q| q.processed_at.is_some())
+        })
+    })
+    .await;
+    assert!(!emails_in(&ghl_ids[1]).contains(&alpha_email));
+
+    // A location no pair reads: answered 200 (retries would change nothing), stored nowhere.
+    let body = br#"{"id":"9","UserName":"x","email":"nobody@example.com"}"#;
+    let status = support::http_client()
+        .post(url("?event=customer.create&location=999"))
+        .header("X-HotspotSystem-Hmac-Sha256", sign(body, KEYS[0]))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    assert_eq!(queue("alpha").len(), 1);
+    assert_eq!(queue("beta").len(), 2);
     assert_eq!(daemon.stop().await, Some(0), "{}", daemon.log());
 }

@@ -7,13 +7,13 @@
 //!   cron tick is once a year; events are what run it.
 //! - **Coalesced.** The receiver's wake-up is a [`Notify`] permit: however many events arrive
 //!   while a pass runs, exactly one more pass follows it, and it covers all of them.
-//! - **Processed when covered.** A pass over contacts notes, before it starts, the newest event
-//!   queued so far; if it ends succeeded, the events up to that one are marked processed. An
+//! - **Processed when covered.** A pass over contacts, notes and tasks (the wake job's, a
+//!   `full` one) notes, before it starts, the newest event queued so far; if it ends succeeded, the events up to that one are marked processed. An
 //!   event received while a pass runs is left for the next one, since that pass may have read
 //!   the HotspotSystem listing before the event's record existed there.
 //! - **Nothing lost.** On start, events still pending (a crash after the 200, a pass that
 //!   failed) wake the pair at once. A pass that fails leaves its events pending for the next
-//!   event, the next scheduled contacts pass, or the next start.
+//!   event, the next `full` pass, or the next start.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -88,9 +88,12 @@ pub(super) fn wake_pass_options() -> Option<PassOptions> {
     (!opts.kinds.is_empty()).then_some(opts)
 }
 
-/// Before a pass: the newest pending event it will cover, if it covers contacts.
+/// Before a pass: the newest pending event it will cover, if it covers every kind an event can
+/// need (a guest's contact and task, a transaction's note): the wake job, `full`. A contacts-only
+/// pass covers none, or a transaction's note would be marked done without being written.
 pub(super) fn events_before_pass(store: &Mutex<Store>, opts: &PassOptions) -> Option<i64> {
-    if opts.dry_run || !opts.kinds.contains(&Kind::Contact) {
+    let needed = wake_pass_options()?.kinds;
+    if opts.dry_run || !opts.kinds.is_superset(&needed) {
         return None;
     }
     let store = store.lock().unwrap_or_else(|p| p.into_inner());
@@ -257,6 +260,31 @@ mod tests {
                 .all(|k| matches!(k, Kind::Contact | Kind::Note | Kind::Task))
         );
         assert!(!opts.full && !opts.dry_run);
+    }
+
+    #[test]
+    fn only_a_pass_over_every_kind_an_event_needs_covers_events() {
+        let store = Mutex::new(Store::open_in_memory().unwrap());
+        let event = crate::store::NewWebhookEvent {
+            source: "hotspotsystem",
+            event_type: "transaction.mac.create",
+            location_id: Some("1"),
+            record_id: "5",
+            body: b"{}",
+            received_at: Utc::now(),
+        };
+        store.lock().unwrap().insert_webhook_event(&event).unwrap();
+        let wake = wake_pass_options().unwrap();
+        assert_eq!(events_before_pass(&store, &wake), Some(1));
+        let full = job_pass_options(ScheduleJob::Full).unwrap();
+        assert_eq!(events_before_pass(&store, &full), Some(1));
+        let contacts = job_pass_options(ScheduleJob::Contacts).unwrap();
+        assert_eq!(events_before_pass(&store, &contacts), None);
+        let dry = PassOptions {
+            dry_run: true,
+            ..wake.clone()
+        };
+        assert_eq!(events_before_pass(&store, &dry), None);
     }
 
     #[tokio::test]
