@@ -378,6 +378,30 @@ pub struct SandboxArgs {
     /// Integration Token, burst window and daily quota.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub ghl_locations: u16,
+    /// Send HotspotSystem webhooks (`customer.create`, every location) to this callback URL,
+    /// on loopback only, e.g. `http://127.0.0.1:8787/hooks/hotspotsystem?event=customer.create`.
+    /// Only guests added while the sandbox runs send one (see --new-guest-every-secs).
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+    /// The key the webhooks are signed with (put it in `[webhooks] hotspot_keys_env`).
+    #[arg(long, default_value = "sandbox-webhook-key")]
+    pub webhook_key: String,
+    /// The header the signature travels in.
+    #[arg(long, value_enum, default_value_t = crate::sandbox::hotspot_webhooks::SignatureHeader::Standard)]
+    pub webhook_header: crate::sandbox::hotspot_webhooks::SignatureHeader,
+    /// How the webhook body spells the record's keys.
+    #[arg(long, value_enum, default_value_t = crate::sandbox::hotspot_webhooks::BodyKeys::Example)]
+    pub webhook_keys: crate::sandbox::hotspot_webhooks::BodyKeys,
+    /// One POST per record, or one per batch with an array of records.
+    #[arg(long, value_enum, default_value_t = crate::sandbox::hotspot_webhooks::Batching::PerRecord)]
+    pub webhook_batching: crate::sandbox::hotspot_webhooks::Batching,
+    /// How often queued webhooks go out, in milliseconds (HotspotSystem: about a minute).
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_batch_ms: u64,
+    /// Add a new guest at the first location every this many seconds (with --webhook-url, each
+    /// sends its webhook).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub new_guest_every_secs: Option<u64>,
     /// The body of GHL's 403 for a token used on another location.
     #[arg(long, value_enum, default_value_t = ForbiddenBodyArg::Nest)]
     pub forbidden_body: ForbiddenBodyArg,

@@ -19,7 +19,7 @@ use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
 use hotspot_ghl_sync::store::{RunStatus, Store, WebhookEvent as QueuedEvent};
 use support::daemon::Daemon;
-use support::webhooks::{HookEnv, KEYS, free_port, guest, mac_transaction};
+use support::webhooks::{HookEnv, KEYS, daemon_config, free_port, guest, mac_transaction};
 use support::{ANCHOR, BIN, TempDir};
 
 /// Well under the once-a-year tick, and under the minute HotspotSystem batches take.
@@ -554,5 +554,98 @@ token_env = "HGS_W_GHL_TOKEN_BETA"
     assert_eq!(status, 200);
     assert_eq!(queue("alpha").len(), 1);
     assert_eq!(queue("beta").len(), 2);
+    assert_eq!(daemon.stop().await, Some(0), "{}", daemon.log());
+}
+
+/// `sandbox --webhook-url ... --new-guest-every-secs 1`: the emulators as a process of their own
+/// send signed webhooks for the guests they add, and `run` syncs each of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_command_sends_webhooks_for_the_guests_it_adds() {
+    use std::io::{BufRead, BufReader};
+
+    let port = free_port();
+    let hook_url = format!("http://127.0.0.1:{port}/hooks/hotspotsystem?event=customer.create");
+    let refused = std::process::Command::new(BIN)
+        .args([
+            "sandbox",
+            "--webhook-url",
+            "http://192.0.2.1/hooks/hotspotsystem",
+        ])
+        .output()
+        .unwrap();
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--webhook-url"),
+        "{refused:?}"
+    );
+
+    let mut sandbox = std::process::Command::new(BIN)
+        .args(["sandbox", "--hotspot-port", "0", "--ghl-port", "0"])
+        .args(["--locations", "1", "--customers", "2", "--subscribers", "0"])
+        .args(["--transactions", "0", "--rate-limit", "100000"])
+        .args(["--webhook-url", &hook_url, "--webhook-key", KEYS[1]])
+        .args(["--webhook-header", "cgi", "--webhook-batch-ms", "200"])
+        .args(["--new-guest-every-secs", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(sandbox.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.starts_with("Press Ctrl-C");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let after = |prefix: &str| -> String {
+        lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in {lines:#?}"))
+            .trim()
+            .to_string()
+    };
+    let hs = after("HotspotSystem emulator:");
+    let hs_key = after("header   sn-apikey:");
+    let ghl = after("GHL emulator:");
+    let token = after("headers  Authorization: Bearer");
+    let location = after("location");
+    assert!(lines.iter().any(|l| l.contains(&hook_url)), "{lines:#?}");
+
+    let dir = TempDir::new("hooks-sandbox-cmd");
+    let config = dir.path("config.toml");
+    let state = dir.path("state.db");
+    std::fs::write(&config, daemon_config(&state, &hs, &ghl, &location, port)).unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("run")
+        .env_remove("HGS_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("HGS_W_HS_KEY", hs_key)
+        .env("HGS_W_GHL_TOKEN", token)
+        .env("HGS_W_KEY_A", KEYS[0])
+        .env("HGS_W_KEY_B", KEYS[1]);
+    let mut daemon = Daemon::spawn(cmd, dir.path("daemon.log"));
+    daemon
+        .wait_for_line(&["webhook receiver listening"], Duration::from_secs(20))
+        .await;
+    let processed = || {
+        Store::open(&state)
+            .ok()
+            .and_then(|s| s.webhook_events(100).ok())
+            .map(|q| q.iter().filter(|e| e.processed_at.is_some()).count())
+            .unwrap_or(0)
+    };
+    wait_for(&|| processed() >= 2).await;
+    let runs = Store::open(&state).unwrap().runs(100).unwrap();
+    assert!(
+        runs.iter().all(|r| r.status == RunStatus::Succeeded),
+        "{runs:#?}"
+    );
+    let _ = sandbox.kill();
+    let _ = sandbox.wait();
     assert_eq!(daemon.stop().await, Some(0), "{}", daemon.log());
 }

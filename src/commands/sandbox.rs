@@ -8,8 +8,9 @@ use crate::sandbox::faults::{BodyPadding, ErrorAnswer, FaultKnobs};
 use crate::sandbox::ghl::{
     DateRangeFormat, ForbiddenBody, GhlOptions, ScopeDenialBody, SearchPaging,
 };
-use crate::sandbox::hotspot::{HotspotOptions, OddValues, Paging};
-use crate::sandbox::seed::{SeedSpec, Spread};
+use crate::sandbox::hotspot::{HotspotOptions, NewRecord, OddValues, Paging};
+use crate::sandbox::hotspot_webhooks::{WebhookEvent, WebhookOptions, WebhookSpec};
+use crate::sandbox::seed::{Customer, SeedSpec, Spread};
 use crate::sandbox::{Sandbox, SandboxOptions};
 
 use super::EXIT_OK;
@@ -26,6 +27,9 @@ pub(crate) fn seed_spec(a: &SeedArgs) -> SeedSpec {
 }
 
 pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
+    if let Some(url) = &args.webhook_url {
+        check_loopback_url(url)?;
+    }
     let faults = FaultKnobs {
         latency: Duration::from_millis(args.latency_ms),
         p500: args.p500,
@@ -155,7 +159,89 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
             println!("           {id} {pit}");
         }
     }
+    if let Some(url) = &args.webhook_url {
+        let locations: Vec<String> = sandbox
+            .hotspot
+            .with_data(|d| d.locations.iter().map(|l| l.id.clone()).collect());
+        sandbox.hotspot.set_webhooks(
+            locations
+                .iter()
+                .map(|l| WebhookSpec {
+                    location_id: l.clone(),
+                    event: WebhookEvent::CustomerCreate,
+                    url: url.clone(),
+                    key: args.webhook_key.clone(),
+                })
+                .collect(),
+            WebhookOptions {
+                batch_interval: Duration::from_millis(args.webhook_batch_ms),
+                header: args.webhook_header,
+                keys: args.webhook_keys,
+                batching: args.webhook_batching,
+                ..WebhookOptions::default()
+            },
+        );
+        println!("Webhooks:               customer.create of every location to {url}");
+        println!(
+            "  key      {} (header {}, every {} ms)",
+            args.webhook_key,
+            args.webhook_header.name(),
+            args.webhook_batch_ms
+        );
+    }
+    // New guests as they would register at the venue, each with its webhook.
+    let adding = args.new_guest_every_secs.map(|secs| {
+        let location = sandbox
+            .hotspot
+            .with_data(|d| d.locations.first().map(|l| l.id.clone()))
+            .unwrap_or_default();
+        println!("New guests:             one every {secs} s at location {location}");
+        let mut tick = tokio::time::interval(Duration::from_secs(secs));
+        let mut n = 0u64;
+        async move {
+            loop {
+                tick.tick().await;
+                n += 1;
+                sandbox
+                    .hotspot
+                    .add_record(NewRecord::Customer(new_guest(n, &location)));
+            }
+        }
+    });
     println!("Press Ctrl-C to stop.");
-    tokio::signal::ctrl_c().await?;
+    match adding {
+        Some(adding) => {
+            tokio::select! {
+                stop = tokio::signal::ctrl_c() => stop?,
+                () = adding => {}
+            }
+        }
+        None => tokio::signal::ctrl_c().await?,
+    }
     Ok(EXIT_OK)
+}
+
+/// The emulators stay on this machine: so do the webhooks they send.
+fn check_loopback_url(url: &str) -> anyhow::Result<()> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| anyhow::anyhow!("--webhook-url {url:?} is not a URL: {e}"))?;
+    match parsed.host_str() {
+        Some("127.0.0.1" | "localhost" | "[::1]") if parsed.scheme() == "http" => Ok(()),
+        _ => anyhow::bail!(
+            "--webhook-url {url:?} must be http://127.0.0.1:PORT/... (the sandbox sends nothing off this machine)"
+        ),
+    }
+}
+
+/// The `n`th guest `--new-guest-every-secs` adds (ids above the seeded ones).
+fn new_guest(n: u64, location: &str) -> Customer {
+    Customer {
+        id: format!("8{n:08}"),
+        user_name: format!("SB-{n:08}"),
+        name: Some(format!("Sandbox Guest{n}")),
+        email: Some(format!("sandbox-guest-{n}@example.com")),
+        registered_at: chrono::Utc::now(),
+        location_id: location.to_string(),
+        ..Customer::default()
+    }
 }

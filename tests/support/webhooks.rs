@@ -74,50 +74,12 @@ impl HookEnv {
     }
 
     pub fn write_config(&self) {
-        let text = format!(
-            r#"[state]
-path = "{state}"
-
-[hotspot]
-base_url = "{hs}"
-api_key_env = "HGS_W_HS_KEY"
-rate_limit = 10000
-
-[ghl]
-base_url = "{ghl}"
-location_id = "{loc}"
-auth = "private_token"
-token_env = "HGS_W_GHL_TOKEN"
-hotspot_id_field = "{ANCHOR}"
-rate_limit = 50000
-max_concurrency = 4
-
-[http]
-timeout_secs = 5
-max_attempts = 2
-max_elapsed_secs = 10
-
-[schedule]
-contacts = "0 0 1 1 *"
-notes = "off"
-tasks = "off"
-full = "off"
-
-[[tasks.onboarding]]
-id = "welcome"
-title = "Welcome {{name}}"
-due_in_days = 1
-
-[webhooks]
-listen = "127.0.0.1:{port}"
-hotspot_keys_env = ["HGS_W_KEY_A", "HGS_W_KEY_B"]
-max_body_bytes = 65536
-"#,
-            state = self.state_path().display(),
-            hs = self.sandbox.hotspot.base_url(),
-            ghl = self.sandbox.ghl.base_url(),
-            loc = self.sandbox.ghl.location_id(),
-            port = self.port,
+        let text = daemon_config(
+            &self.state_path(),
+            &self.sandbox.hotspot.base_url(),
+            &self.sandbox.ghl.base_url(),
+            &self.sandbox.ghl.location_id(),
+            self.port,
         );
         std::fs::write(&self.config, text).unwrap();
     }
@@ -287,6 +249,52 @@ max_body_bytes = 65536
             .status()
             .as_u16()
     }
+}
+
+/// A one-pair config for `run` with `[webhooks]` on `127.0.0.1:port`, keys from `HGS_W_KEY_A`
+/// and `HGS_W_KEY_B`, and a contacts tick once a year: only a webhook can explain a pass.
+pub fn daemon_config(state: &std::path::Path, hs: &str, ghl: &str, loc: &str, port: u16) -> String {
+    format!(
+        r#"[state]
+path = "{state}"
+
+[hotspot]
+base_url = "{hs}"
+api_key_env = "HGS_W_HS_KEY"
+rate_limit = 10000
+
+[ghl]
+base_url = "{ghl}"
+location_id = "{loc}"
+auth = "private_token"
+token_env = "HGS_W_GHL_TOKEN"
+hotspot_id_field = "{ANCHOR}"
+rate_limit = 50000
+max_concurrency = 4
+
+[http]
+timeout_secs = 5
+max_attempts = 2
+max_elapsed_secs = 10
+
+[schedule]
+contacts = "0 0 1 1 *"
+notes = "off"
+tasks = "off"
+full = "off"
+
+[[tasks.onboarding]]
+id = "welcome"
+title = "Welcome {{name}}"
+due_in_days = 1
+
+[webhooks]
+listen = "127.0.0.1:{port}"
+hotspot_keys_env = ["HGS_W_KEY_A", "HGS_W_KEY_B"]
+max_body_bytes = 65536
+"#,
+        state = state.display(),
+    )
 }
 
 /// A new guest at [`LOCATION`], unique by `n`.
