@@ -389,6 +389,10 @@ pub struct SandboxArgs {
     /// The header the signature travels in.
     #[arg(long, value_enum, default_value_t = crate::sandbox::hotspot_webhooks::SignatureHeader::Standard)]
     pub webhook_header: crate::sandbox::hotspot_webhooks::SignatureHeader,
+    /// How the signature's digest is written: base64 (the reference), base64 of the hex digest,
+    /// or the hex digest.
+    #[arg(long, value_enum, default_value_t = crate::sandbox::hotspot_webhooks::SignatureEncoding::Base64)]
+    pub webhook_signature: crate::sandbox::hotspot_webhooks::SignatureEncoding,
     /// How the webhook body spells the record's keys.
     #[arg(long, value_enum, default_value_t = crate::sandbox::hotspot_webhooks::BodyKeys::Example)]
     pub webhook_keys: crate::sandbox::hotspot_webhooks::BodyKeys,

@@ -13,7 +13,8 @@ use hotspot_ghl_sync::sandbox::faults::FaultKnobs;
 use hotspot_ghl_sync::sandbox::ghl::GhlOptions;
 use hotspot_ghl_sync::sandbox::hotspot::NewRecord;
 use hotspot_ghl_sync::sandbox::hotspot_webhooks::{
-    Batching, BodyKeys, SignatureHeader, WebhookEvent, WebhookOptions, WebhookSpec, sign,
+    Batching, BodyKeys, SignatureEncoding, SignatureHeader, WebhookEvent, WebhookOptions,
+    WebhookSpec, sign,
 };
 use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
@@ -60,31 +61,35 @@ async fn a_new_guest_reaches_ghl_with_its_note_and_task_under_every_spelling() {
     let env = HookEnv::start("hooks-spellings", 3).await;
     let mut daemon = env.spawn_daemon().await;
 
+    use SignatureEncoding::{Base64, Base64OfHex, Hex};
     let readings = [
         (
             SignatureHeader::Standard,
+            Base64,
             BodyKeys::Example,
             Batching::PerRecord,
             true,
         ),
         (
             SignatureHeader::Cgi,
+            Base64OfHex,
             BodyKeys::Rest,
             Batching::PerRecord,
             false,
         ),
         (
             SignatureHeader::Standard,
+            Hex,
             BodyKeys::Pascal,
             Batching::Array,
             true,
         ),
     ];
-    for (n, (header, keys, batching, event_in_url)) in readings.into_iter().enumerate() {
+    for (n, (header, encoding, keys, batching, event_in_url)) in readings.into_iter().enumerate() {
         // The previous guest's passes are over: a pass still running could otherwise sync this
         // guest before its webhook is even sent.
         settle(&env).await;
-        env.configure_sender(header, keys, batching, event_in_url);
+        env.configure_sender(header, encoding, keys, batching, event_in_url);
         let g = guest(n as u32 + 1);
         let email = g.email.clone().unwrap();
         env.sandbox
@@ -101,13 +106,13 @@ async fn a_new_guest_reaches_ghl_with_its_note_and_task_under_every_spelling() {
             .await
             .unwrap_or_else(|| {
                 panic!(
-                    "{header:?}/{keys:?}/{batching:?}: guest, note and task not in GHL; deliveries {:#?}\nlog:\n{}",
+                    "{header:?}/{encoding:?}/{keys:?}/{batching:?}: guest, note and task not in GHL; deliveries {:#?}\nlog:\n{}",
                     env.sandbox.hotspot.webhook_deliveries(),
                     daemon.log()
                 )
             });
         println!(
-            "webhook → contact, note and task in GHL ({header:?} header, {keys:?} keys, {batching:?}): {:?}",
+            "webhook → contact, note and task in GHL ({header:?} header, {encoding:?}, {keys:?} keys, {batching:?}): {:?}",
             since_delivery(&env, &g.id, reached)
         );
         assert_eq!(env.contacts_with(&email), 1);
@@ -275,6 +280,7 @@ async fn a_burst_of_fifty_guests_is_coalesced_into_a_few_passes() {
     let mut daemon = env.spawn_daemon().await;
     env.configure_sender(
         SignatureHeader::Standard,
+        SignatureEncoding::Base64,
         BodyKeys::Example,
         Batching::PerRecord,
         true,
@@ -335,6 +341,7 @@ async fn a_delivery_refused_while_the_daemon_is_down_is_retried_until_taken() {
     let env = HookEnv::start("hooks-retry", 1).await;
     env.configure_sender(
         SignatureHeader::Cgi,
+        SignatureEncoding::Base64,
         BodyKeys::Example,
         Batching::PerRecord,
         true,

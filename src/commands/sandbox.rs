@@ -176,6 +176,7 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<u8> {
             WebhookOptions {
                 batch_interval: Duration::from_millis(args.webhook_batch_ms),
                 header: args.webhook_header,
+                encoding: args.webhook_signature,
                 keys: args.webhook_keys,
                 batching: args.webhook_batching,
                 ..WebhookOptions::default()

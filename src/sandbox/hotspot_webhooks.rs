@@ -5,7 +5,8 @@
 //! the flat record signed with base64(HMAC-SHA256(body, key)), and anything answered but 200 is
 //! sent again at the next batch, up to `max_attempts` times.
 //!
-//! What the reference leaves open is a knob: the signature header's spelling, the body's key
+//! What the reference leaves open is a knob: the signature header's spelling and its digest's
+//! encoding, the body's key
 //! spelling (REST's `user_name`, the known example's `UserName`, or every key capitalised), and
 //! whether a batch is one POST per record or one POST of an array.
 //!
@@ -100,6 +101,18 @@ pub enum BodyKeys {
     Pascal,
 }
 
+/// How the signature's digest is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SignatureEncoding {
+    /// base64 of the raw digest (the reference).
+    #[default]
+    Base64,
+    /// base64 of the hex digest (PHP's `hash_hmac` without its raw flag, then base64).
+    Base64OfHex,
+    /// The hex digest.
+    Hex,
+}
+
 /// What one POST carries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Batching {
@@ -116,6 +129,7 @@ pub struct WebhookOptions {
     /// How often queued deliveries go out (about a minute upstream).
     pub batch_interval: Duration,
     pub header: SignatureHeader,
+    pub encoding: SignatureEncoding,
     pub keys: BodyKeys,
     pub batching: Batching,
     /// Sends of one delivery at most ("at least 20 times" upstream).
@@ -129,6 +143,7 @@ impl Default for WebhookOptions {
         WebhookOptions {
             batch_interval: Duration::from_secs(60),
             header: SignatureHeader::default(),
+            encoding: SignatureEncoding::default(),
             keys: BodyKeys::default(),
             batching: Batching::default(),
             max_attempts: 20,
@@ -284,7 +299,7 @@ impl WebhookSender {
             }
             .unwrap_or_default();
             let spec = &group[0].spec;
-            let signature = sign(&body, &spec.key);
+            let signature = sign_as(&body, &spec.key, options.encoding);
             let attempt = group.iter().map(|p| p.attempts).max().unwrap_or(0) + 1;
             let sent_at = Instant::now();
             let status = client
@@ -329,10 +344,21 @@ impl Drop for WebhookSender {
 
 /// base64(HMAC-SHA256(body, key)), as HotspotSystem signs.
 pub fn sign(body: &[u8], key: &str) -> String {
+    sign_as(body, key, SignatureEncoding::Base64)
+}
+
+/// HMAC-SHA256(body, key) written as `encoding` says.
+pub fn sign_as(body: &[u8], key: &str, encoding: SignatureEncoding) -> String {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes())
         .expect("HMAC accepts keys of any length");
     mac.update(body);
-    Base64::encode_string(mac.finalize().into_bytes().as_slice())
+    let digest = mac.finalize().into_bytes();
+    let hex = || -> String { digest.iter().map(|b| format!("{b:02x}")).collect() };
+    match encoding {
+        SignatureEncoding::Base64 => Base64::encode_string(digest.as_slice()),
+        SignatureEncoding::Base64OfHex => Base64::encode_string(hex().as_bytes()),
+        SignatureEncoding::Hex => hex(),
+    }
 }
 
 /// `record`'s keys as `keys` spells them.
@@ -389,9 +415,16 @@ mod tests {
     #[test]
     fn the_signature_is_base64_hmac_sha256() {
         // RFC 4231 test case 2.
+        let data = b"what do ya want for nothing?";
         assert_eq!(
-            sign(b"what do ya want for nothing?", "Jefe"),
+            sign(data, "Jefe"),
             "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM="
+        );
+        let hex = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        assert_eq!(sign_as(data, "Jefe", SignatureEncoding::Hex), hex);
+        assert_eq!(
+            sign_as(data, "Jefe", SignatureEncoding::Base64OfHex),
+            Base64::encode_string(hex.as_bytes())
         );
     }
 }

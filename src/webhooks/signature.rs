@@ -4,7 +4,9 @@
 //! `HTTP_X_HOTSPOTSYSTEM_HMAC_SHA256` (the CGI name of `X-HotspotSystem-Hmac-Sha256`, which a
 //! server may also send literally). Both are read; header names are case-insensitive. Each
 //! webhook has its own key, so the signature is checked against every configured key, each
-//! comparison in constant time and all of them made (no early exit on the first match).
+//! comparison in constant time and all of them made (no early exit on the first match). Besides
+//! the documented base64 of the digest, base64 of its hex form and the hex form itself are
+//! accepted (what PHP's `hash_hmac` gives without its raw flag).
 
 use axum::http::HeaderMap;
 use base64ct::{Base64, Base64Unpadded, Encoding};
@@ -27,7 +29,7 @@ pub enum SignatureError {
         "no signature header (X-HotspotSystem-Hmac-Sha256 or HTTP_X_HOTSPOTSYSTEM_HMAC_SHA256)"
     )]
     Missing,
-    #[error("the signature header is not base64")]
+    #[error("the signature header is neither base64 nor a hex digest")]
     NotBase64,
     #[error("the signature matches none of the configured keys")]
     NoKeyMatches,
@@ -48,6 +50,10 @@ fn mac(key: &[u8]) -> HmacSha256 {
 }
 
 /// Checks that `body` is signed, in either header, by one of `keys`.
+///
+/// The documented form is base64 of the raw digest. A PHP sender that forgets `hash_hmac`'s
+/// raw flag sends base64 of the hex digest, or the hex digest itself: both are accepted too,
+/// since a signature in any of them still needs the key.
 pub fn verify(
     headers: &HeaderMap,
     body: &[u8],
@@ -63,15 +69,17 @@ pub fn verify(
     if values.is_empty() {
         return Err(SignatureError::Missing);
     }
-    let tags: Vec<Vec<u8>> = values
-        .iter()
-        .filter_map(|v| {
-            Base64::decode_vec(v)
-                .or_else(|_| Base64Unpadded::decode_vec(v))
-                .ok()
-        })
-        .collect();
-    if tags.is_empty() {
+    // Every byte string a value may stand for: its base64 decoding, and itself (hex).
+    let mut candidates: Vec<Vec<u8>> = Vec::new();
+    for v in &values {
+        if let Ok(b) = Base64::decode_vec(v).or_else(|_| Base64Unpadded::decode_vec(v)) {
+            candidates.push(b);
+        }
+        if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+            candidates.push(v.as_bytes().to_vec());
+        }
+    }
+    if candidates.is_empty() {
         return Err(SignatureError::NotBase64);
     }
     if keys.is_empty() {
@@ -79,11 +87,14 @@ pub fn verify(
     }
     let mut matched = false;
     for key in keys {
-        for tag in &tags {
-            let mut m = mac(key.expose_secret().as_bytes());
-            m.update(body);
-            // `verify_slice` compares in constant time; every pair is tried.
-            matched |= m.verify_slice(tag).is_ok();
+        let mut m = mac(key.expose_secret().as_bytes());
+        m.update(body);
+        let digest = m.finalize().into_bytes();
+        let hex = hex_lower(digest.as_slice());
+        for c in &candidates {
+            // Every comparison is made, each in constant time for its length.
+            matched |= ct_eq(c, digest.as_slice());
+            matched |= ct_eq(&c.to_ascii_lowercase(), hex.as_bytes());
         }
     }
     if matched {
@@ -91,6 +102,18 @@ pub fn verify(
     } else {
         Err(SignatureError::NoKeyMatches)
     }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Equal in time that depends on the lengths only.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -138,6 +161,27 @@ mod tests {
         // Without padding, as some senders write base64.
         let unpadded = sig.trim_end_matches('=');
         assert_eq!(verify(&headers(HEADER, unpadded), body, &ks), Ok(()));
+    }
+
+    #[test]
+    fn a_hex_digest_or_its_base64_is_accepted_too() {
+        let body = br#"{"id":"1"}"#;
+        let ks = keys(&["mine"]);
+        let mut m = mac(b"mine");
+        m.update(body);
+        let hex = hex_lower(m.finalize().into_bytes().as_slice());
+        for sig in [
+            hex.clone(),
+            hex.to_ascii_uppercase(),
+            Base64::encode_string(hex.as_bytes()),
+        ] {
+            assert_eq!(verify(&headers(HEADER, &sig), body, &ks), Ok(()), "{sig}");
+        }
+        let other = keys(&["theirs"]);
+        assert_eq!(
+            verify(&headers(HEADER, &hex), body, &other),
+            Err(SignatureError::NoKeyMatches)
+        );
     }
 
     #[test]

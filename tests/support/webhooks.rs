@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use hotspot_ghl_sync::sandbox::hotspot_webhooks::{
-    Batching, BodyKeys, SignatureHeader, WebhookEvent, WebhookOptions, WebhookSpec,
+    Batching, BodyKeys, SignatureEncoding, SignatureHeader, WebhookEvent, WebhookOptions,
+    WebhookSpec,
 };
 use hotspot_ghl_sync::sandbox::seed::{Customer, MacTransaction, SeedSpec};
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
@@ -124,6 +125,7 @@ impl HookEnv {
     pub fn configure_sender(
         &self,
         header: SignatureHeader,
+        encoding: SignatureEncoding,
         keys: BodyKeys,
         batching: Batching,
         event_in_url: bool,
@@ -153,6 +155,7 @@ impl HookEnv {
             WebhookOptions {
                 batch_interval: Duration::from_millis(200),
                 header,
+                encoding,
                 keys,
                 batching,
                 ..WebhookOptions::default()
