@@ -12,6 +12,9 @@
 //!   still going and, with its `exclusive` lock, runs the pair's passes of different jobs one at
 //!   a time: they share the pair's state, clients and GHL rate limit. Across pairs, at most
 //!   `[run] max_concurrent_pairs` passes run at once ([`gate`]).
+//! - **HotspotSystem is read once per tick.** The passes of all pairs that one scheduler second
+//!   starts share their HotspotSystem reads ([`rounds`]): a location several pairs read is
+//!   listed once for them.
 //! - **Failures are contained.** A pass that fails or panics is recorded (its run row, and the
 //!   scheduler's stats and log, under the pair's name) and the next tick runs as usual; no pair
 //!   waits for another.
@@ -29,6 +32,7 @@
 mod gate;
 mod pair;
 mod reload;
+mod rounds;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -55,6 +59,7 @@ use crate::store::StoreError;
 use self::gate::PassGate;
 use self::pair::{Control, Launch, PairDaemon, pair_life};
 use self::reload::{Changes, check_daemon_mode};
+use self::rounds::Rounds;
 use super::sync::IMPLEMENTED;
 use super::{EXIT_CONFIG, EXIT_OK};
 
@@ -139,12 +144,19 @@ pub async fn run(inst: &Installation, source: ConfigSource, args: &RunArgs) -> a
     if let Some(listen) = args.listen {
         dashboard::check_listen(listen, args.allow_remote)?;
     }
-    let gate = Arc::new(PassGate::new(inst.max_concurrent_pairs));
+    let across = Arc::new(AcrossPairs {
+        gate: PassGate::new(inst.max_concurrent_pairs),
+        rounds: Rounds::default(),
+    });
     // Every pair's schedule first: a bad one is a configuration error before any state is
     // touched.
     let mut ready = Vec::new();
     for pair in &inst.pairs {
-        let daemon = Arc::new(PairDaemon::new(pair.clone(), inst.form, Arc::clone(&gate)));
+        let daemon = Arc::new(PairDaemon::new(
+            pair.clone(),
+            inst.form,
+            Arc::clone(&across),
+        ));
         match daemon.scheduler() {
             Ok(scheduler) => ready.push((daemon, scheduler)),
             // The configuration validates cron expressions with the same parser; this is the
@@ -171,7 +183,7 @@ pub async fn run(inst: &Installation, source: ConfigSource, args: &RunArgs) -> a
     let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
     let mut pairs = Pairs {
-        gate,
+        across,
         current: inst.clone(),
         running: BTreeMap::new(),
         retiring: Vec::new(),
@@ -285,9 +297,16 @@ fn open_states(form: Form, ready: &[(Arc<PairDaemon>, Scheduler)]) -> anyhow::Re
     }
 }
 
+/// What the pairs of one daemon share: the bound on the passes running at once, and the rounds
+/// of HotspotSystem reads of the passes that start on the same tick.
+struct AcrossPairs {
+    gate: PassGate,
+    rounds: Rounds,
+}
+
 /// The pairs the daemon runs, and those on their way out.
 struct Pairs {
-    gate: Arc<PassGate>,
+    across: Arc<AcrossPairs>,
     /// The configuration the running pairs come from.
     current: Installation,
     running: BTreeMap<String, Running>,
@@ -344,7 +363,7 @@ impl Pairs {
             let daemon = Arc::new(PairDaemon::new(
                 pair.clone(),
                 new.form,
-                Arc::clone(&self.gate),
+                Arc::clone(&self.across),
             ));
             match daemon.scheduler() {
                 Ok(scheduler) => starting.push((daemon, scheduler)),
@@ -377,7 +396,7 @@ impl Pairs {
                 .and_then(|r| r.task.take());
             self.spawn(daemon, scheduler, Launch::After(predecessor));
         }
-        self.gate.resize(new.max_concurrent_pairs);
+        self.across.gate.resize(new.max_concurrent_pairs);
         if changes.is_empty() {
             tracing::info!(
                 pairs = changes.unchanged.len(),

@@ -15,14 +15,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::gate::PassGate;
+use super::AcrossPairs;
 use super::{SHUTDOWN_GRACE, job_pass_options};
 use crate::commands::sync::open_locked_state;
 use crate::config::Config;
 use crate::config::{Form, Pair};
 use crate::connect;
 use crate::ghl::GhlClient;
-use crate::hotspot::HotspotClient;
+use crate::hotspot::{HotspotClient, Wants};
 use crate::reconcile::pass::{Interruption, PassOptions, PassResult, STOP_GRACE, run_pass};
 use crate::report::RunSummary;
 use crate::schedule::{
@@ -77,11 +77,11 @@ pub(super) struct PairDaemon {
     runtime: Mutex<Option<Arc<PairRuntime>>>,
     /// The stop flag of [`run_pass`]: set once, on the stop signal.
     stop: AtomicBool,
-    gate: Arc<PassGate>,
+    across: Arc<AcrossPairs>,
 }
 
 impl PairDaemon {
-    pub fn new(pair: Pair, form: Form, gate: Arc<PassGate>) -> PairDaemon {
+    pub fn new(pair: Pair, form: Form, across: Arc<AcrossPairs>) -> PairDaemon {
         let named = form != Form::Single;
         let span = if named {
             tracing::info_span!("pair", pair = %pair.name)
@@ -95,7 +95,7 @@ impl PairDaemon {
             named,
             runtime: Mutex::new(None),
             stop: AtomicBool::new(false),
-            gate,
+            across,
         }
     }
 
@@ -278,10 +278,17 @@ async fn pass_job(
             d.cfg.state.path.display()
         )
     })?;
-    // Pairs whose ticks fell on the same second (`ctx.ticked_at()`) reach this point together:
-    // the place for a pass to join its tick's round of shared HotspotSystem reads, before it
-    // waits its turn, so that what the first passes read is kept for it.
-    let Some(permit) = d.gate.enter(&ctx).await else {
+    // Pairs whose ticks fell on the same second reach this point together: the pass joins its
+    // tick's round of shared HotspotSystem reads before it waits its turn, so that what the
+    // first passes of the tick read is kept for it.
+    // The client is bound to the round here too: what the round keeps, it keeps for the
+    // readers of the account their clients read.
+    let tick = d.across.rounds.join(
+        ctx.ticked_at(),
+        Wants::from_config(&d.cfg.hotspot.locations),
+    );
+    let hs = rt.hs.clone().with_shared_reads(tick.reads.clone());
+    let Some(permit) = d.across.gate.enter(&ctx).await else {
         return Ok(JobOutcome::stopped_early("not started: shutting down"));
     };
     let span = if d.named {
@@ -291,10 +298,13 @@ async fn pass_job(
     };
     let handle = Handle::current();
     let joined = tokio::task::spawn_blocking(move || {
+        // Both end with the pass: its place among the running passes, and its share of the
+        // tick's round (the round ends with the tick's last pass).
         let _permit = permit;
+        let _tick = tick;
         handle.block_on(
             async {
-                let result = run_pass(&d.cfg, &rt.store, &rt.hs, &rt.ghl, &opts, &d.stop).await;
+                let result = run_pass(&d.cfg, &rt.store, &hs, &rt.ghl, &opts, &d.stop).await;
                 describe(&rt, ctx.job_name(), result)
             }
             .instrument(span),
