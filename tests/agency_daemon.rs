@@ -719,7 +719,8 @@ async fn most_at_once_counts_overlaps_not_neighbours() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_with_listen_serves_the_dashboard_of_every_pair_and_stops_with_the_daemon() {
+async fn run_with_listen_serves_the_dashboard_of_every_pair_follows_reloads_and_stops_with_the_daemon()
+ {
     let agency = Agency::start("agency-listen", Duration::ZERO).await;
     agency.write_config(&[0, 1], "", "");
     let mut d = agency.spawn_daemon_with(&["run", "--listen", "127.0.0.1:0"]);
@@ -751,6 +752,36 @@ async fn run_with_listen_serves_the_dashboard_of_every_pair_and_stops_with_the_d
     for pair in json.as_array().unwrap() {
         assert!(pair["last_run"].is_object(), "each pair has run: {body}");
     }
+
+    // SIGHUP adds gamma and removes beta: the same listener's pages follow.
+    agency.write_config(&[0, 2], "", "");
+    d.signal("HUP");
+    d.wait_for_line(&["configuration reloaded", "gamma"], WAIT)
+        .await;
+    agency.wait_run(&d, 2, "a succeeded run", succeeded).await;
+    let pair_names = |body: &str| -> Vec<String> {
+        let json: serde_json::Value = serde_json::from_str(body.split("\r\n\r\n").last().unwrap())
+            .unwrap_or_else(|_| panic!("{body}"));
+        json.as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, body) = support::dashboard::get_as(port, "127.0.0.1", "/api/pairs", "")
+        .await
+        .expect("the dashboard answers after the reload");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(pair_names(&body), ["alpha", "gamma"], "{body}");
+    let (status, body) = support::dashboard::get_as(port, "127.0.0.1", "/pairs/gamma/api/runs", "")
+        .await
+        .expect("gamma's pages");
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = support::dashboard::get_as(port, "127.0.0.1", "/pairs/beta/", "")
+        .await
+        .expect("an answer for the removed pair");
+    assert_eq!(status, 404, "a removed pair's pages are gone");
+
     stop(&mut d).await;
     // The dashboard ends with the daemon.
     assert!(

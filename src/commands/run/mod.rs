@@ -182,9 +182,12 @@ pub async fn run(inst: &Installation, source: ConfigSource, args: &RunArgs) -> a
     let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+    // What the dashboard shows follows the reloads.
+    let (published, installations) = watch::channel(inst.clone());
     let mut pairs = Pairs {
         across,
         current: inst.clone(),
+        published,
         running: BTreeMap::new(),
         retiring: Vec::new(),
     };
@@ -213,7 +216,6 @@ pub async fn run(inst: &Installation, source: ConfigSource, args: &RunArgs) -> a
     // daemon's): it reads each pair's state as `serve` would, beside the passes that write it.
     let (dashboard_stop, dashboard_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut dashboard = args.listen.map(|listen| {
-        let inst = inst.clone();
         let (allow_remote, max_age) = (
             args.allow_remote,
             args.health_max_age_secs.map(Duration::from_secs),
@@ -222,7 +224,7 @@ pub async fn run(inst: &Installation, source: ConfigSource, args: &RunArgs) -> a
             let shutdown = async {
                 let _ = dashboard_stopped.await;
             };
-            dashboard::serve_installation(&inst, listen, allow_remote, max_age, shutdown).await
+            dashboard::serve_following(installations, listen, allow_remote, max_age, shutdown).await
         })
     });
 
@@ -309,6 +311,8 @@ struct Pairs {
     across: Arc<AcrossPairs>,
     /// The configuration the running pairs come from.
     current: Installation,
+    /// `current`, for the dashboard to follow.
+    published: watch::Sender<Installation>,
     running: BTreeMap<String, Running>,
     /// Removed or replaced by a reload, finishing their current pass.
     retiring: Vec<Retiring>,
@@ -411,6 +415,7 @@ impl Pairs {
             "configuration reloaded"
             );
         }
+        self.published.send_replace(new.clone());
         self.current = new;
     }
 
