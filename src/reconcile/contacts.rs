@@ -54,7 +54,9 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         CustomFields::resolve(&ghl.location_custom_fields().await?, &wanted)?
     };
     let mut notes = Vec::new();
-    if !source.complete {
+    let scoped = opts.scope.scoped().is_some();
+    // A scoped listing is incomplete by construction; that is no news for the report.
+    if !source.complete && !scoped {
         notes.push(
             "The HotspotSystem listing was incomplete: no deletion was inferred this run."
                 .to_string(),
@@ -83,6 +85,23 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         parked,
     );
     input.kept_out = source.kept_out.source_ids.clone();
+    if scoped {
+        // Every linked guest the scoped pass did not read is left as it is: not changed, not
+        // gone, its contact not fetched.
+        let read: HashSet<&str> = source
+            .records
+            .iter()
+            .map(|r| r.source_id.as_str())
+            .collect();
+        let others: Vec<String> = input
+            .base
+            .keys()
+            .chain(input.parked.keys())
+            .filter(|sid| !read.contains(sid.as_str()))
+            .cloned()
+            .collect();
+        input.kept_out.extend(others);
+    }
     let (kept, n) = settled::presettle(&mut input, split.candidates, &marks, &mapping);
     mapped += n;
     let mut target = target_read::read(cx, &custom_fields, &input).await?;
