@@ -154,6 +154,33 @@ max_elapsed_secs = 10
         std::fs::write(&self.config, text).unwrap();
     }
 
+    /// The same configuration with its secrets in files (mode 0600) instead of the
+    /// environment, for a test that loads it in this process; returns its path.
+    pub fn config_with_secret_files(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let write_secret = |name: &str, value: &str| {
+            let path = self.dir.join(name);
+            std::fs::write(&path, value).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            path
+        };
+        let hs = write_secret("hotspot.key", self.sandbox.hotspot_api_key());
+        let ghl = write_secret("ghl.token", self.sandbox.ghl_token());
+        let text = std::fs::read_to_string(&self.config)
+            .unwrap()
+            .replace(
+                "api_key_env = \"HGS_T_HOTSPOT_KEY\"",
+                &format!("api_key_file = \"{}\"", hs.display()),
+            )
+            .replace(
+                "token_env = \"HGS_T_GHL_TOKEN\"",
+                &format!("token_file = \"{}\"", ghl.display()),
+            );
+        let path = self.dir.join("config-files.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     pub fn state_path(&self) -> PathBuf {
         self.dir.join("sync.db")
     }
