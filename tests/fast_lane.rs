@@ -499,3 +499,67 @@ async fn the_new_schedule_is_checked_at_load() {
         assert_eq!(out.code, 2, "--new {other}: {}", out.show());
     }
 }
+
+/// A guest already synced signs up again at another venue (a new customer record, the same
+/// email): the fast lane leaves the record to the contacts pass, which merges it into the
+/// guest's contact, instead of parking it as a conflict; no second contact either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sign_up_with_a_known_email_is_left_to_the_merge() {
+    let env = FastEnv::start(
+        "fast-second-venue",
+        LOCATIONS,
+        SEEDED,
+        HotspotOptions::default(),
+        Duration::ZERO,
+        PAGE,
+        &[],
+    )
+    .await;
+    env.ok(&["sync"]).await;
+    env.ok(&["sync", "--new"]).await;
+    let contacts = env.sandbox.ghl.with_state(|s| s.contacts.len());
+    // A seeded guest with an email and exactly one contact.
+    let known = env
+        .sandbox
+        .hotspot
+        .with_data(|d| d.customers.clone())
+        .into_iter()
+        .rev()
+        .find(|c| c.email.is_some() && env.contacts_of(&c.id).len() == 1)
+        .expect("a synced guest with an email");
+    let again = env.register(1).remove(0);
+    env.sandbox.hotspot.with_data(|d| {
+        d.customer_mut(&again.customer_id).unwrap().email = known.email.clone();
+        for t in &mut d.mac_transactions {
+            if t.id == again.transaction_id {
+                t.email = known.email.clone();
+            }
+        }
+    });
+    env.clear_requests();
+    let out = env.ok(&["sync", "--new"]).await;
+    assert!(out.stdout.contains("share an email"), "{}", out.show());
+    assert!(!out.stdout.contains("already linked"), "{}", out.show());
+    assert_eq!(env.ghl_writes(), Vec::<String>::new(), "{}", out.show());
+    // The contacts pass merges it; its visit's note lands on the guest's one contact.
+    env.ok(&["sync"]).await;
+    assert_eq!(env.sandbox.ghl.with_state(|s| s.contacts.len()), contacts);
+    let email = known.email.clone().unwrap().to_lowercase();
+    let reference = format!("hgs:mac:{}", again.transaction_id);
+    let (holders, notes) = env.sandbox.ghl.with_state(|s| {
+        let holders: Vec<String> = s
+            .contacts
+            .values()
+            .filter(|c| c.email.as_deref().map(str::to_lowercase) == Some(email.clone()))
+            .map(|c| c.id.clone())
+            .collect();
+        let notes = s
+            .notes
+            .values()
+            .filter(|n| holders.contains(&n.contact_id) && n.body.contains(&reference))
+            .count();
+        (holders, notes)
+    });
+    assert_eq!(holders.len(), 1, "one contact for the email: {holders:?}");
+    assert_eq!(notes, 1, "the second visit's note is on it");
+}
