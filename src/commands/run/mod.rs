@@ -128,6 +128,7 @@ pub fn job_pass_options(job: ScheduleJob) -> Option<PassOptions> {
         limit: None,
         // The daemon runs unattended: its output is a log, never a terminal to draw on.
         progress: None,
+        scope: Default::default(),
     })
 }
 

@@ -23,6 +23,7 @@ use crate::config::{Form, Pair};
 use crate::connect;
 use crate::ghl::GhlClient;
 use crate::hotspot::{HotspotClient, Wants};
+use crate::reconcile::new_records::{Tick, run_new};
 use crate::reconcile::pass::{Interruption, PassOptions, PassResult, STOP_GRACE, run_pass};
 use crate::report::RunSummary;
 use crate::schedule::{
@@ -134,7 +135,16 @@ impl PairDaemon {
             jobs.push(ScheduledJob::new(
                 job.as_str(),
                 cron.expr.as_str(),
-                job_fn(move |ctx| pass_job(Arc::clone(&d), opts.clone(), ctx)),
+                job_fn(move |ctx| pass_job(Arc::clone(&d), Work::Pass(opts.clone()), ctx)),
+            ));
+        }
+        // The fast lane takes turns on the state with the other jobs, like any of them.
+        if let Some(cron) = &self.cfg.schedule.new {
+            let d = Arc::clone(self);
+            jobs.push(ScheduledJob::new(
+                "new",
+                cron.expr.as_str(),
+                job_fn(move |ctx| pass_job(Arc::clone(&d), Work::New, ctx)),
             ));
         }
         if jobs.is_empty() {
@@ -255,18 +265,23 @@ pub(super) async fn pair_life(
     }
 }
 
-/// One run of a job: one pass (which stops itself on the stop flag or its time budget).
+/// What a job runs: a pass over its kinds, or a tick of the fast lane.
+#[derive(Clone)]
+enum Work {
+    Pass(PassOptions),
+    New,
+}
+
+/// One run of a job: one pass (which stops itself on the stop flag or its time budget), or
+/// one tick of the fast lane (a pass over what is new, when anything is).
 ///
 /// The pass runs on a blocking-pool thread that drives it with the runtime's handle: the
 /// compiler cannot prove [`run_pass`]'s future `Send` (a higher-ranked lifetime in the
 /// applier's stream, rust-lang/rust#102211), and the scheduler spawns job futures. Driving it
 /// with [`Handle::block_on`] keeps it on the same runtime (timers, connection pools) without
 /// that requirement. A panic in the pass is re-raised here so the scheduler records it.
-async fn pass_job(
-    d: Arc<PairDaemon>,
-    opts: PassOptions,
-    ctx: JobContext,
-) -> Result<JobOutcome, String> {
+
+async fn pass_job(d: Arc<PairDaemon>, work: Work, ctx: JobContext) -> Result<JobOutcome, String> {
     if ctx.is_shutting_down() {
         return Ok(JobOutcome::stopped_early("not started: shutting down"));
     }
@@ -304,8 +319,28 @@ async fn pass_job(
         let _tick = tick;
         handle.block_on(
             async {
-                let result = run_pass(&d.cfg, &rt.store, &hs, &rt.ghl, &opts, &d.stop).await;
-                describe(&rt, ctx.job_name(), result)
+                match work {
+                    Work::Pass(opts) => {
+                        let result =
+                            run_pass(&d.cfg, &rt.store, &hs, &rt.ghl, &opts, &d.stop).await;
+                        describe(&rt, ctx.job_name(), result)
+                    }
+                    Work::New => match run_new(&d.cfg, &rt.store, &hs, &rt.ghl, &d.stop).await {
+                        Ok(Tick::Idle {
+                            locations,
+                            initialised,
+                        }) => Ok(JobOutcome::done(format!(
+                            "new: idle at {locations} location(s){}",
+                            if initialised > 0 {
+                                format!("; {initialised} cursor(s) set from the newest records")
+                            } else {
+                                String::new()
+                            }
+                        ))),
+                        Ok(Tick::Ran { pass, .. }) => describe(&rt, ctx.job_name(), Ok(pass)),
+                        Err(e) => Err(format!("{e:#}")),
+                    },
+                }
             }
             .instrument(span),
         )
