@@ -280,7 +280,6 @@ enum Work {
 /// applier's stream, rust-lang/rust#102211), and the scheduler spawns job futures. Driving it
 /// with [`Handle::block_on`] keeps it on the same runtime (timers, connection pools) without
 /// that requirement. A panic in the pass is re-raised here so the scheduler records it.
-
 async fn pass_job(d: Arc<PairDaemon>, work: Work, ctx: JobContext) -> Result<JobOutcome, String> {
     if ctx.is_shutting_down() {
         return Ok(JobOutcome::stopped_early("not started: shutting down"));
