@@ -18,12 +18,15 @@
 //! resident memory reported (the child's `VmHWM`) is the sync's own, without the emulators'.
 //!
 //! `--mode sync` runs every pair once, one after another. `--mode run` starts the daemon with
-//! `[run] max_concurrent_pairs` set to each `--max-concurrent` value, waits until every pair has
-//! finished one contacts pass (read from the pairs' state files), then stops it with SIGTERM.
+//! `[run] max_concurrent_pairs` set to each `--max-concurrent` value, with the last `--revoked`
+//! configured pairs' sub-accounts revoking their tokens first; it waits until every pair has
+//! finished one contacts pass (read from the pairs' state files), then adds `--added` pairs to
+//! the file and sends SIGHUP, waits until they have finished a pass too in the same process, and
+//! stops the daemon with SIGTERM.
 //!
 //! Reported per row: every guest exactly once in its own sub-account and nowhere else (contacts
 //! per sub-account, guests missing, HotspotSystem ids or emails on two contacts, guests of
-//! another pair), HotspotSystem reads per location per pass, the busiest 10-second window of
+//! another pair; revoked pairs apart: each must have failed with nothing written), HotspotSystem reads per location per pass, the busiest 10-second window of
 //! each GHL location against its limit, GHL writes per second over all locations together,
 //! wall time, CPU and peak RSS of the process.
 
@@ -41,7 +44,7 @@ use hotspot_ghl_sync::sandbox::ghl::{GhlOptions, GhlRequest};
 use hotspot_ghl_sync::sandbox::hotspot::HotspotOptions;
 use hotspot_ghl_sync::sandbox::seed::{SeedSpec, Spread};
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
-use hotspot_ghl_sync::store::{RunStatus, Store};
+use hotspot_ghl_sync::store::{RunRecord, RunStatus, Store};
 use serde_json::{Value, json};
 
 /// Starts the measurement line a child prints after the command's own output.
@@ -70,6 +73,14 @@ struct Args {
     /// `[run] max_concurrent_pairs`, `--mode run` only; a list runs one row per value.
     #[arg(long, value_delimiter = ',', default_values_t = [4usize])]
     max_concurrent: Vec<usize>,
+    /// `--mode run` only: configured pairs (the last ones) whose sub-account revokes its token
+    /// before the daemon starts; each must fail alone while the others complete.
+    #[arg(long, default_value_t = 1)]
+    revoked: usize,
+    /// `--mode run` only: pairs added to the file and loaded with SIGHUP once every configured
+    /// pair has finished a pass; each must then finish a pass of its own in the same process.
+    #[arg(long, default_value_t = 1)]
+    added: usize,
     /// Requests each GHL location accepts per 10 s (the emulator's limit and the client's).
     #[arg(long, default_value_t = 100)]
     ghl_limit: u32,
@@ -191,9 +202,20 @@ struct PairSpec {
 }
 
 struct RowSpec {
+    /// Pairs in the file the command starts with.
     pairs: usize,
     mode: Mode,
     max_concurrent: Option<usize>,
+    /// The last this many of `pairs` have their tokens revoked before the start.
+    revoked: usize,
+    /// Pairs added by SIGHUP after the first pass of every configured one.
+    added: usize,
+}
+
+impl RowSpec {
+    fn is_revoked(&self, pair: usize) -> bool {
+        (self.pairs - self.revoked..self.pairs).contains(&pair)
+    }
 }
 
 impl Agency {
@@ -202,9 +224,9 @@ impl Agency {
             rate_limit: args.ghl_limit,
             rate_window: GHL_WINDOW,
             latency: Duration::from_millis(args.latency_ms),
-            ..GhlOptions::default().with_locations(row.pairs)
+            ..GhlOptions::default().with_locations(row.pairs + row.added)
         };
-        let locations = row.pairs * args.locations_per_pair;
+        let locations = (row.pairs + row.added) * args.locations_per_pair;
         let sandbox = Sandbox::start(SandboxOptions {
             seed: SeedSpec {
                 seed: 16,
@@ -259,11 +281,16 @@ impl Agency {
             pairs,
             limit: args.ghl_limit as usize,
         };
-        std::fs::write(&agency.config, agency.config_text(args, row))?;
+        std::fs::write(&agency.config, agency.config_text(args, row, row.pairs))?;
+        for i in (0..row.pairs).filter(|&i| row.is_revoked(i)) {
+            let location = &agency.pairs[i].ghl_location;
+            agency.sandbox.ghl.location(location).revoke_tokens();
+        }
         Ok(agency)
     }
 
-    fn config_text(&self, args: &Args, row: &RowSpec) -> String {
+    /// The configuration with the first `pairs` pairs.
+    fn config_text(&self, args: &Args, row: &RowSpec, pairs: usize) -> String {
         let mut text = format!(
             r#"[state]
 path = "{state}"
@@ -321,7 +348,7 @@ max_concurrent_pairs = {c}
 "#
             ));
         }
-        for p in &self.pairs {
+        for p in &self.pairs[..pairs] {
             let locations: Vec<String> = p
                 .hotspot_locations
                 .iter()
@@ -359,23 +386,49 @@ max_concurrent_pairs = {c}
 
     /// Finished contacts passes in each pair's state file (none while it does not exist).
     fn contact_passes(&self) -> Vec<usize> {
-        self.pairs
-            .iter()
-            .map(|p| {
-                if !p.state.exists() {
-                    return 0;
-                }
-                Store::open(&p.state)
-                    .and_then(|s| s.runs(10_000))
-                    .map(|runs| {
-                        runs.iter()
-                            .filter(|r| r.kinds.contains(&Kind::Contact))
-                            .filter(|r| r.status != RunStatus::Running)
-                            .count()
-                    })
-                    .unwrap_or(0)
-            })
+        (0..self.pairs.len())
+            .map(|i| self.finished_contact_runs(i).len())
             .collect()
+    }
+
+    /// Pair `i`'s finished contacts runs, newest first.
+    fn finished_contact_runs(&self, i: usize) -> Vec<RunRecord> {
+        let state = &self.pairs[i].state;
+        if !state.exists() {
+            return Vec::new();
+        }
+        Store::open(state)
+            .and_then(|s| s.runs(10_000))
+            .map(|runs| {
+                runs.into_iter()
+                    .filter(|r| r.kinds.contains(&Kind::Contact))
+                    .filter(|r| r.status != RunStatus::Running)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Polls the pairs' state files until pairs `range` have each finished a contacts pass.
+    async fn wait_for_passes(
+        &self,
+        child: &mut tokio::process::Child,
+        range: std::ops::Range<usize>,
+        started: Instant,
+        limit: Duration,
+    ) -> anyhow::Result<Vec<usize>> {
+        loop {
+            let passes = self.contact_passes();
+            if passes[range.clone()].iter().all(|&n| n >= 1) {
+                return Ok(passes);
+            }
+            if started.elapsed() > limit {
+                bail!("pairs {range:?} did not each finish a pass within {limit:?}: {passes:?}");
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("the daemon exited early ({status})");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Runs the child and measures the row.
@@ -393,31 +446,25 @@ max_concurrent_pairs = {c}
                 .map(|_| s)
         });
         let mut passes_at_stop = Vec::new();
+        let mut added_after = None;
         if row.mode == Mode::Run {
-            // Every pair one finished contacts pass, then SIGTERM.
-            loop {
-                let passes = self.contact_passes();
-                if passes.iter().all(|&n| n >= 1) {
-                    passes_at_stop = passes;
-                    break;
-                }
-                if started.elapsed() > limit {
-                    bail!("not every pair finished a pass within {limit:?}: {passes:?}");
-                }
-                if let Some(status) = child.try_wait()? {
-                    bail!("the daemon exited early ({status})");
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            // Every configured pair one finished contacts pass (the revoked ones a failed one).
             let pid = child.id().context("child pid")?;
-            let killed = tokio::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status()
+            passes_at_stop = self
+                .wait_for_passes(&mut child, 0..row.pairs, started, limit)
                 .await?;
-            if !killed.success() {
-                bail!("kill -TERM {pid} failed");
+            if row.added > 0 {
+                // More pairs in the file, SIGHUP, and the same process syncs them.
+                let all = self.pairs.len();
+                std::fs::write(&self.config, self.config_text(args, row, all))?;
+                let reloaded = Instant::now();
+                signal(pid, "HUP").await?;
+                passes_at_stop = self
+                    .wait_for_passes(&mut child, row.pairs..all, started, limit)
+                    .await?;
+                added_after = Some(reloaded.elapsed());
             }
+            signal(pid, "TERM").await?;
         }
         let status = tokio::time::timeout(limit, child.wait())
             .await
@@ -433,18 +480,30 @@ max_concurrent_pairs = {c}
         if row.mode == Mode::Sync {
             passes_at_stop = self.contact_passes();
         }
-        Ok(self.row(row, m, wall, passes_at_stop))
+        Ok(self.row(row, m, wall, passes_at_stop, added_after))
     }
 
-    fn row(&self, spec: &RowSpec, m: Value, wall: Duration, passes: Vec<usize>) -> Row {
+    fn row(
+        &self,
+        spec: &RowSpec,
+        m: Value,
+        wall: Duration,
+        passes: Vec<usize>,
+        added_after: Option<Duration>,
+    ) -> Row {
         let log = self.sandbox.ghl.requests();
-        let census: Vec<Census> = (0..self.pairs.len()).map(|i| self.census(i)).collect();
+        let synced: Vec<usize> = (0..self.pairs.len())
+            .filter(|&i| !spec.is_revoked(i))
+            .collect();
+        let census: Vec<Census> = synced.iter().map(|&i| self.census(i)).collect();
+        let revoked = self.revoked_outcome(spec);
 
         // HotspotSystem reads of each location, per pass of the pair that owns it.
         let reads = self.sandbox.hotspot.reads_per_location();
         let mut read_per_pass: Vec<f64> = Vec::new();
         let mut unread = 0;
-        for (p, n) in self.pairs.iter().zip(&passes) {
+        for &i in &synced {
+            let (p, n) = (&self.pairs[i], &passes[i]);
             for l in &p.hotspot_locations {
                 match reads.get(l) {
                     Some(&r) => read_per_pass.push(r as f64 / (*n).max(1) as f64),
@@ -491,6 +550,7 @@ max_concurrent_pairs = {c}
             contact_passes: passes.iter().sum(),
             contacts: census.iter().map(|c| c.contacts).sum(),
             eligible: census.iter().map(|c| c.eligible).sum(),
+            synced_pairs: census.len(),
             sub_accounts_exact: census.iter().filter(|c| c.exact()).count(),
             contacts_per_sub_account: min_max_usize(census.iter().map(|c| c.contacts)),
             missing: census.iter().map(|c| c.missing).sum(),
@@ -513,7 +573,39 @@ max_concurrent_pairs = {c}
             busiest_10s_all_locations: self.sandbox.ghl.busiest_window(None, GHL_WINDOW),
             writes_per_s_peak_10s: writes_per_s_peak,
             writes_per_s_mean,
+            revoked,
+            added: spec.added,
+            added_first_pass_s: added_after.map(|d| d.as_secs_f64()),
         }
+    }
+
+    /// How the revoked pairs ended: each with finished runs that all failed, nothing in its
+    /// sub-account, and the reason its last run gave.
+    fn revoked_outcome(&self, spec: &RowSpec) -> Revoked {
+        let mut out = Revoked::default();
+        for i in (0..spec.pairs).filter(|&i| spec.is_revoked(i)) {
+            let runs = self.finished_contact_runs(i);
+            out.pairs += 1;
+            if !runs.is_empty() && runs.iter().all(|r| r.status == RunStatus::Failed) {
+                out.failed_alone += 1;
+            }
+            out.contacts += self
+                .sandbox
+                .ghl
+                .location(&self.pairs[i].ghl_location)
+                .with_state(|s| s.contacts.len());
+            if out.reason.is_none() {
+                out.reason = runs.first().and_then(|r| {
+                    r.summary["notes"]
+                        .as_array()?
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .find(|n| n.contains("failed"))
+                        .map(str::to_string)
+                });
+            }
+        }
+        out
     }
 
     fn sandbox_limit(&self) -> usize {
@@ -570,6 +662,31 @@ impl Drop for Agency {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Sends `signal` (`HUP`, `TERM`) to the child.
+async fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let sent = tokio::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .await?;
+    if !sent.success() {
+        bail!("kill -{signal} {pid} failed");
+    }
+    Ok(())
+}
+
+/// The revoked pairs of a row.
+#[derive(Debug, Default, serde::Serialize)]
+struct Revoked {
+    pairs: usize,
+    /// Revoked pairs with at least one finished run, every one of them failed.
+    failed_alone: usize,
+    /// Contacts in the revoked pairs' sub-accounts (nothing may have been written).
+    contacts: usize,
+    /// What the first revoked pair's last run said.
+    reason: Option<String>,
 }
 
 /// One sub-account against its pair's guests.
@@ -648,6 +765,8 @@ struct Row {
     threads_at_end: Option<u64>,
     /// Finished contacts passes over every pair when the child stopped.
     contact_passes: usize,
+    /// Pairs expected to sync (all but the revoked ones); the census columns cover these.
+    synced_pairs: usize,
     contacts: usize,
     eligible: usize,
     sub_accounts_exact: usize,
@@ -672,6 +791,11 @@ struct Row {
     busiest_10s_all_locations: usize,
     writes_per_s_peak_10s: f64,
     writes_per_s_mean: f64,
+    revoked: Revoked,
+    /// Pairs added by SIGHUP.
+    added: usize,
+    /// SIGHUP to every added pair's first finished pass.
+    added_first_pass_s: Option<f64>,
 }
 
 async fn parent(args: Args) -> anyhow::Result<()> {
@@ -683,6 +807,8 @@ async fn parent(args: Args) -> anyhow::Result<()> {
                 pairs,
                 mode: Mode::Sync,
                 max_concurrent: None,
+                revoked: 0,
+                added: 0,
             }),
             Mode::Run => {
                 for &c in &args.max_concurrent {
@@ -690,6 +816,8 @@ async fn parent(args: Args) -> anyhow::Result<()> {
                         pairs,
                         mode: Mode::Run,
                         max_concurrent: Some(c),
+                        revoked: args.revoked.min(pairs),
+                        added: args.added,
                     });
                 }
             }
@@ -765,7 +893,7 @@ fn print_table(rows: &[Row]) {
             r.contacts,
             r.eligible,
             r.sub_accounts_exact,
-            r.pairs,
+            r.synced_pairs,
             r.missing,
             r.duplicate_ids,
             r.duplicate_emails,
@@ -822,5 +950,21 @@ fn print_table(rows: &[Row]) {
             r.hotspot_locations_unread,
             r.threads_at_end.map_or("?".into(), |t| t.to_string()),
         );
+        if r.revoked.pairs > 0 {
+            println!(
+                "  revoked: {} pair(s), {} failed alone (finished runs, all failed), {} contacts written to them; reason: {}",
+                r.revoked.pairs,
+                r.revoked.failed_alone,
+                r.revoked.contacts,
+                r.revoked.reason.as_deref().unwrap_or("none recorded"),
+            );
+        }
+        if r.added > 0 {
+            println!(
+                "  added by SIGHUP: {} pair(s), every one's first pass finished {:.1} s after the signal, same process",
+                r.added,
+                r.added_first_pass_s.unwrap_or(f64::NAN),
+            );
+        }
     }
 }

@@ -124,6 +124,11 @@ pub struct SyncArgs {
     /// their notes and tasks; the others are left as they are and the report names them.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
+    /// The fast lane, once: write only the guests HotspotSystem registered since the last
+    /// `--new` (or `[schedule] new` tick), with their notes and onboarding tasks. The first one
+    /// only sets its cursors; the backlog is the regular passes' work.
+    #[arg(long, conflicts_with_all = ["only", "dry_run", "full", "limit"])]
+    pub new: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

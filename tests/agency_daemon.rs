@@ -4,7 +4,8 @@
 //! sub-account only; a pair with a revoked token fails alone; a pair whose state is locked at
 //! start syncs at a later tick; SIGHUP adds, removes and (with a broken file) keeps pairs
 //! without a restart; `[run] max_concurrent_pairs` bounds the passes running at once, read back
-//! from the run records of every pair's state file.
+//! from the run records of every pair's state file; pairs that tick together read a
+//! HotspotSystem location they share once.
 
 mod support;
 
@@ -520,6 +521,83 @@ async fn no_more_passes_than_max_concurrent_pairs_run_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairs_that_tick_together_read_a_location_they_share_once() {
+    let agency = Agency::start("agency-shared-reads", Duration::ZERO).await;
+    // beta reads alpha's first location too. One pass at a time: beta's pass of a tick starts
+    // only after alpha's has read everything, so only what the round kept can spare its reads.
+    agency.write_config(&[0, 1], "max_concurrent_pairs = 1", "");
+    let shared = agency.locations_of(0)[0].clone();
+    let alpha_only = agency.locations_of(0)[1].clone();
+    let beta_only = agency.locations_of(1).to_vec();
+    let own = format!(
+        "hotspot_locations = [\"{}\", \"{}\"]",
+        beta_only[0], beta_only[1]
+    );
+    let text = std::fs::read_to_string(&agency.config).unwrap();
+    assert!(text.contains(&own), "{text}");
+    let with_shared = format!(
+        "hotspot_locations = [\"{shared}\", \"{}\", \"{}\"]",
+        beta_only[0], beta_only[1]
+    );
+    std::fs::write(&agency.config, text.replace(&own, &with_shared)).unwrap();
+
+    let mut d = agency.spawn_daemon();
+    for pair in 0..2 {
+        agency
+            .wait_run(&d, pair, "a fourth succeeded run", |r| {
+                succeeded(r) && agency.runs(pair).iter().filter(|r| succeeded(r)).count() >= 4
+            })
+            .await;
+    }
+    stop(&mut d).await;
+
+    let requests = agency.sandbox.hotspot.requests();
+    let reads_of = |location: &str| {
+        let path = format!("/locations/{location}/customers");
+        requests.iter().filter(|r| r.path.ends_with(&path)).count()
+    };
+    // A location one pair reads is read on each of its passes; the shared one, read alone by
+    // each pair, would be read as often as both of those together.
+    let (alone_alpha, alone_beta, together) = (
+        reads_of(&alpha_only),
+        reads_of(&beta_only[0]),
+        reads_of(&shared),
+    );
+    println!(
+        "customers reads: shared location {together}, alpha's own {alone_alpha}, beta's own {alone_beta}; runs: alpha {}, beta {}",
+        agency.runs(0).len(),
+        agency.runs(1).len()
+    );
+    assert!(
+        alone_alpha >= 4 && alone_beta >= 4,
+        "{alone_alpha} {alone_beta}"
+    );
+    assert!(
+        together * 4 <= (alone_alpha + alone_beta) * 3,
+        "pairs ticking together share their reads: the shared location read {together} times, \
+         against {alone_alpha} + {alone_beta} for the locations read by one pair"
+    );
+    // Each sub-account holds each of its guests once, the shared location's included.
+    for (pair, name) in NAMES.iter().enumerate().take(2) {
+        let anchors = agency.anchors_in(pair);
+        let distinct: BTreeSet<&String> = anchors.iter().collect();
+        assert_eq!(distinct.len(), anchors.len(), "{name}: a guest twice");
+    }
+    let in_beta: BTreeSet<String> = agency.anchors_in(1).into_iter().collect();
+    let shared_guests: BTreeSet<String> = agency.sandbox.hotspot.with_data(|data| {
+        data.customers
+            .iter()
+            .filter(|c| c.location_id == shared)
+            .map(|c| c.id.clone())
+            .collect()
+    });
+    assert!(
+        shared_guests.iter().any(|g| in_beta.contains(g)),
+        "beta synced the shared location's guests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pair_whose_state_is_locked_at_start_syncs_at_a_later_tick() {
     let agency = Agency::start("agency-locked", Duration::ZERO).await;
     agency.write_config(&[0, 1], "", "");
@@ -641,7 +719,8 @@ async fn most_at_once_counts_overlaps_not_neighbours() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_with_listen_serves_the_dashboard_of_every_pair_and_stops_with_the_daemon() {
+async fn run_with_listen_serves_the_dashboard_of_every_pair_follows_reloads_and_stops_with_the_daemon()
+ {
     let agency = Agency::start("agency-listen", Duration::ZERO).await;
     agency.write_config(&[0, 1], "", "");
     let mut d = agency.spawn_daemon_with(&["run", "--listen", "127.0.0.1:0"]);
@@ -673,6 +752,36 @@ async fn run_with_listen_serves_the_dashboard_of_every_pair_and_stops_with_the_d
     for pair in json.as_array().unwrap() {
         assert!(pair["last_run"].is_object(), "each pair has run: {body}");
     }
+
+    // SIGHUP adds gamma and removes beta: the same listener's pages follow.
+    agency.write_config(&[0, 2], "", "");
+    d.signal("HUP");
+    d.wait_for_line(&["configuration reloaded", "gamma"], WAIT)
+        .await;
+    agency.wait_run(&d, 2, "a succeeded run", succeeded).await;
+    let pair_names = |body: &str| -> Vec<String> {
+        let json: serde_json::Value = serde_json::from_str(body.split("\r\n\r\n").last().unwrap())
+            .unwrap_or_else(|_| panic!("{body}"));
+        json.as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, body) = support::dashboard::get_as(port, "127.0.0.1", "/api/pairs", "")
+        .await
+        .expect("the dashboard answers after the reload");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(pair_names(&body), ["alpha", "gamma"], "{body}");
+    let (status, body) = support::dashboard::get_as(port, "127.0.0.1", "/pairs/gamma/api/runs", "")
+        .await
+        .expect("gamma's pages");
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = support::dashboard::get_as(port, "127.0.0.1", "/pairs/beta/", "")
+        .await
+        .expect("an answer for the removed pair");
+    assert_eq!(status, 404, "a removed pair's pages are gone");
+
     stop(&mut d).await;
     // The dashboard ends with the daemon.
     assert!(

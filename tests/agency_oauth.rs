@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use chrono::Utc;
-use hotspot_ghl_sync::sandbox::ghl::{GhlOptions, PRODUCT_SCOPES};
+use hotspot_ghl_sync::sandbox::ghl::{GhlOptions, LocationTokenAnswer, PRODUCT_SCOPES};
 use hotspot_ghl_sync::sandbox::seed::{SeedSpec, Spread};
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
 use hotspot_ghl_sync::store::{RunStatus, Store, StoredToken};
@@ -37,6 +37,15 @@ impl Env {
     /// Three sub-accounts under one agency; `GUESTS` guests spread evenly over
     /// `hotspot_locations` HotspotSystem locations.
     async fn start_with(name: &str, hotspot_locations: usize) -> Env {
+        Env::start_answering(name, hotspot_locations, LocationTokenAnswer::Documented).await
+    }
+
+    /// As [`Env::start_with`], the location tokens minted with the answer `answer`.
+    async fn start_answering(
+        name: &str,
+        hotspot_locations: usize,
+        answer: LocationTokenAnswer,
+    ) -> Env {
         let sandbox = Sandbox::start(SandboxOptions {
             spread: Spread::Even,
             seed: SeedSpec {
@@ -49,6 +58,7 @@ impl Env {
             },
             ghl: GhlOptions {
                 rate_limit: 100_000,
+                location_token_answer: answer,
                 ..GhlOptions::default().with_locations(3)
             },
             ..SandboxOptions::default()
@@ -395,6 +405,55 @@ async fn an_expired_or_rejected_location_token_is_minted_again() {
     env.sync(&config).await;
     assert_eq!(env.mints(), 4, "minted again after the revocation");
     assert_eq!(env.guests_in(&b).len(), GUESTS);
+}
+
+/// GHL documents `expires_in` and `scope` in the location token's answer, but not that they are
+/// always there nor which scopes a location token carries: the sync works under each reading.
+#[tokio::test]
+async fn a_location_token_answered_without_expiry_or_with_location_scopes_only_works_too() {
+    for answer in [
+        LocationTokenAnswer::WithoutExpiry,
+        LocationTokenAnswer::LocationScopes,
+    ] {
+        let env = Env::start_answering(&format!("answer-{answer:?}"), 1, answer).await;
+        let b = env.location(1);
+        let config = env.config_for(&b, "");
+        env.connect_agency(&config).await;
+        let check = env.run(&config, &["check"]).await;
+        assert_eq!(check.code, 0, "{answer:?}: {}", check.show());
+        env.sync(&config).await;
+        assert_eq!(env.guests_in(&b).len(), GUESTS, "{answer:?}");
+        let kept = env
+            .kept_location_token(&b)
+            .expect("the location token is kept");
+        match answer {
+            LocationTokenAnswer::WithoutExpiry => {
+                // Without a stated lifetime the token is taken to live GHL's usual day; it is
+                // not minted again before each run.
+                let expires = kept.expires_at.expect("an assumed expiry");
+                assert!(
+                    expires > Utc::now() + chrono::Duration::hours(23),
+                    "{expires}"
+                );
+                env.sync(&config).await;
+                assert_eq!(env.mints(), 2, "check's mint, then one kept for both syncs");
+                // It dies earlier than assumed: the 401 says so, and it is minted again.
+                env.sandbox.ghl.expire_access_tokens();
+                env.sync(&config).await;
+                assert_eq!(env.mints(), 3, "minted again after the 401");
+            }
+            LocationTokenAnswer::LocationScopes => {
+                let scope = kept.scope.unwrap_or_default();
+                assert!(scope.contains("contacts.write"), "{scope}");
+                assert!(!scope.contains("oauth."), "{scope}");
+                let status = env.run(&config, &["auth", "ghl", "status"]).await;
+                assert_eq!(status.code, 0, "{}", status.show());
+            }
+            LocationTokenAnswer::Documented => unreachable!(),
+        }
+        // Nothing reached another sub-account.
+        assert!(env.guests_in(&env.location(0)).is_empty(), "{answer:?}");
+    }
 }
 
 #[tokio::test]

@@ -92,6 +92,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         full: true,
         limit: None,
         progress: None,
+        scope: Default::default(),
     };
     let stop = AtomicBool::new(false);
     let started = std::time::Instant::now();

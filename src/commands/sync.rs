@@ -15,6 +15,7 @@ use crate::hotspot::HotspotClient;
 use crate::hotspot::shared::{ReadRound, RoundLimits, Wants};
 use crate::model::Kind;
 use crate::progress::Progress;
+use crate::reconcile::new_records::{Tick, run_new};
 use crate::reconcile::pass::{Interruption, PassOptions, PassResult, run_pass};
 use crate::report::dry_run::DryRunEstimate;
 use crate::report::{self, RunReport};
@@ -123,6 +124,7 @@ pub async fn run_pairs(
         full: args.full,
         limit: args.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         progress: None,
+        scope: Default::default(),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = {
@@ -233,6 +235,9 @@ async fn sync_pair(
     stop: &AtomicBool,
     hs: Option<HotspotClient>,
 ) -> anyhow::Result<PairSync> {
+    if args.new {
+        return new_pair(cfg, stop, hs).await;
+    }
     let opts = PassOptions {
         // Nothing to watch in a dry run: it writes nothing.
         progress: if args.dry_run {
@@ -243,10 +248,58 @@ async fn sync_pair(
         ..opts.clone()
     };
     let (result, store) = sync_once_sharing(cfg, &opts, stop, hs).await?;
+    render(cfg, &store, &result)
+}
+
+/// `sync --new`: one tick of the fast lane (`reconcile::new_records`), under the state lock
+/// like any pass. An idle tick records no run and says so.
+async fn new_pair(
+    cfg: &Config,
+    stop: &AtomicBool,
+    hs: Option<HotspotClient>,
+) -> anyhow::Result<PairSync> {
+    let lock = Store::lock(&cfg.state.path)?;
+    let mut store = open_locked_state(cfg)?;
+    store.keep_lock(lock);
+    let hs = match hs {
+        Some(hs) => hs,
+        None => connect::hotspot_client(cfg)?,
+    };
+    let ghl = connect::ghl_client(cfg)?;
+    let store = Mutex::new(store);
+    let tick = run_new(cfg, &store, &hs, &ghl, stop).await?;
+    let store = store.into_inner().unwrap_or_else(|p| p.into_inner());
+    match tick {
+        Tick::Idle {
+            locations,
+            initialised,
+        } => {
+            let mut text = format!(
+                "Fast lane: nothing new at {locations} location(s); nothing written, no run recorded.\n"
+            );
+            if initialised > 0 {
+                text.push_str(&format!(
+                    "First tick: {initialised} cursor(s) set from the newest records; older guests are left to the regular passes.\n"
+                ));
+            }
+            Ok(PairSync {
+                code: EXIT_OK,
+                text,
+                json: Some(serde_json::json!({
+                    "new": { "idle": true, "locations": locations, "cursors_initialised": initialised }
+                })),
+            })
+        }
+        Tick::Ran { pass, .. } => render(cfg, &store, &pass),
+    }
+}
+
+/// The output and exit code of a pass that ran.
+fn render(cfg: &Config, store: &Store, result: &PassResult) -> anyhow::Result<PairSync> {
     let mut text = String::new();
     let mut json = None;
-    if let Some(r) = report::load(&store, result.run_id)? {
-        let estimate = report::dry_run::load_estimate(&store, &r)?;
+    if let Some(r) = report::load(store, result.run_id)? {
+        let estimate = report::dry_run::load_estimate(store, &r)?;
         if let Some(plan) = &result.plan_text {
             text.push_str(plan);
         }

@@ -357,6 +357,10 @@ pub struct ScheduleConfig {
     pub businesses: Option<CronSchedule>,
     pub appointments: Option<CronSchedule>,
     pub full: Option<CronSchedule>,
+    /// The fast lane: reads only what HotspotSystem registered since its last tick and writes
+    /// only that (daemon mode; `sync --new` for timers). Not among [`ScheduleConfig::jobs`]: an
+    /// idle tick records no run, so no health check may expect one.
+    pub new: Option<CronSchedule>,
 }
 
 impl ScheduleConfig {
@@ -775,6 +779,7 @@ struct RawSchedule {
     businesses: Option<String>,
     appointments: Option<String>,
     full: Option<String>,
+    new: Option<String>,
 }
 
 /// A tag setting: a string sets it, `false` (or `""`) disables it, `true` keeps the default.
@@ -1578,6 +1583,7 @@ impl<'a> Ctx<'a> {
                 businesses: cron("businesses", s.businesses, None)?,
                 appointments: cron("appointments", s.appointments, None)?,
                 full: cron("full", s.full, Some("0 3 * * *"))?,
+                new: cron("new", s.new, None)?,
                 pass: match s.pass {
                     Some(_) => {
                         return Err(self.at(
@@ -1601,6 +1607,19 @@ impl<'a> Ctx<'a> {
                     ("businesses", &s.businesses),
                     ("appointments", &s.appointments),
                 ];
+                // `off` says what timer mode means anyway; anything else would never run.
+                if s.new
+                    .as_deref()
+                    .is_some_and(|t| !t.trim().eq_ignore_ascii_case("off"))
+                {
+                    return Err(self.at(
+                        "schedule.new",
+                        K::Invalid,
+                        "schedule.new applies to mode = \"daemon\" only: with mode = \"timer\" \
+                         run `sync --new` from the outside timer as often as the fast lane should tick"
+                            .to_string(),
+                    ));
+                }
                 if let Some((key, _)) = per_kind.iter().find(|(_, v)| v.is_some()) {
                     return Err(self.at(
                         &format!("schedule.{key}"),

@@ -34,6 +34,8 @@ use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::watch;
+use tower::ServiceExt as _;
 
 pub use health::{FALLBACK_MAX_AGE, HealthPolicy, HealthReport, default_max_age};
 
@@ -375,14 +377,28 @@ pub fn installation_app(
     health_max_age: Option<Duration>,
     exposure: Exposure,
 ) -> Router {
+    expose(
+        installation_routes(inst, health_max_age, exposure.personal),
+        exposure,
+    )
+}
+
+/// [`installation_app`] before its host, credential and header layers.
+fn installation_routes(
+    inst: &Installation,
+    health_max_age: Option<Duration>,
+    personal: PersonalData,
+) -> Router {
     let first = &inst.pairs[0].config;
     if inst.form == Form::Single {
-        return app(
-            first.state.path.clone(),
-            HealthPolicy::from_config(first, health_max_age),
-            exposure,
-            &first.contacts.default_country,
-        );
+        let state = AppState(Arc::new(Inner {
+            state_path: first.state.path.clone(),
+            health: HealthPolicy::from_config(first, health_max_age),
+            personal,
+            default_country: first.contacts.default_country.clone(),
+            lanes: Lanes::new(),
+        }));
+        return pair_routes(state);
     }
     let lanes = Lanes::new();
     let sites: Vec<pairs::PairSite> = inst
@@ -406,7 +422,7 @@ pub fn installation_app(
         let state = AppState(Arc::new(Inner {
             state_path: site.state_path.clone(),
             health: site.health.clone(),
-            personal: exposure.personal,
+            personal,
             default_country: site.default_country.clone(),
             lanes: lanes.clone(),
         }));
@@ -422,7 +438,39 @@ pub fn installation_app(
             )
             .nest(&prefix, pages);
     }
-    expose(routes.fallback(not_found), exposure)
+    routes.fallback(not_found)
+}
+
+/// The dashboard of a daemon whose pairs change on SIGHUP: each request is answered by the
+/// routes of the installation `installations` holds at that moment (the overview, `/healthz`
+/// and `/metrics` list the pairs the daemon runs now; an added pair's pages appear, a removed
+/// one's go). What the outside sees (host names, credentials, personal data) stays as set at
+/// start, like the listener and its limits. When the sender is gone the routes stay as they are.
+fn following_app(
+    mut installations: watch::Receiver<Installation>,
+    health_max_age: Option<Duration>,
+    exposure: Exposure,
+) -> Router {
+    let personal = exposure.personal;
+    let inst = installations.borrow_and_update().clone();
+    let current = Arc::new(std::sync::Mutex::new(installation_routes(
+        &inst,
+        health_max_age,
+        personal,
+    )));
+    let slot = Arc::clone(&current);
+    tokio::spawn(async move {
+        while installations.changed().await.is_ok() {
+            let inst = installations.borrow_and_update().clone();
+            let routes = installation_routes(&inst, health_max_age, personal);
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = routes;
+        }
+    });
+    let dispatch = tower::service_fn(move |req: axum::extract::Request| {
+        let routes = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        routes.oneshot(req)
+    });
+    expose(Router::new().fallback_service(dispatch), exposure)
 }
 
 /// Every pair of an agency-mode dashboard.
@@ -644,7 +692,29 @@ pub async fn serve_installation(
     health_max_age: Option<Duration>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Nobody sends a new installation: the pages stay those of `inst`.
+    let (_, installations) = watch::channel(inst.clone());
+    serve_following(
+        installations,
+        listen,
+        allow_remote,
+        health_max_age,
+        shutdown,
+    )
+    .await
+}
+
+/// As [`serve_installation`], for the installation a daemon runs: the pages follow each
+/// installation `installations` receives (a SIGHUP that adds or removes pairs).
+pub async fn serve_following(
+    installations: watch::Receiver<Installation>,
+    listen: SocketAddr,
+    allow_remote: bool,
+    health_max_age: Option<Duration>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     check_listen(listen, allow_remote)?;
+    let inst = installations.borrow().clone();
     let cfg = &inst.pairs[0].config;
     let exposure = exposure(cfg, listen)?;
     for pair in &inst.pairs {
@@ -677,7 +747,7 @@ pub async fn serve_installation(
     eprintln!("Dashboard on http://{addr}/ (health: http://{addr}/healthz)");
     if let Err(e) = server::serve(
         listener,
-        installation_app(inst, health_max_age, exposure),
+        following_app(installations, health_max_age, exposure),
         limits,
         shutdown,
     )

@@ -54,7 +54,9 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         CustomFields::resolve(&ghl.location_custom_fields().await?, &wanted)?
     };
     let mut notes = Vec::new();
-    if !source.complete {
+    let scoped = opts.scope.scoped().is_some();
+    // A scoped listing is incomplete by construction; that is no news for the report.
+    if !source.complete && !scoped {
         notes.push(
             "The HotspotSystem listing was incomplete: no deletion was inferred this run."
                 .to_string(),
@@ -83,6 +85,29 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         parked,
     );
     input.kept_out = source.kept_out.source_ids.clone();
+    if scoped {
+        // Every linked guest the scoped pass did not read is left as it is: not changed, not
+        // gone, its contact not fetched.
+        let read: HashSet<&str> = source
+            .records
+            .iter()
+            .map(|r| r.source_id.as_str())
+            .collect();
+        let others: Vec<String> = input
+            .base
+            .keys()
+            .chain(input.parked.keys())
+            .filter(|sid| !read.contains(sid.as_str()))
+            .cloned()
+            .collect();
+        input.kept_out.extend(others);
+        let merged = leave_to_merge(&lock(store), &mut input)?;
+        if merged > 0 {
+            notes.push(format!(
+                "{merged} new guest(s) share an email with a guest already synced (a second venue, a second sign-up): left to the contacts pass, which merges them into that contact."
+            ));
+        }
+    }
     let (kept, n) = settled::presettle(&mut input, split.candidates, &marks, &mapping);
     mapped += n;
     let mut target = target_read::read(cx, &custom_fields, &input).await?;
@@ -297,6 +322,48 @@ fn hold_unreadable(
         }
     }
     held
+}
+
+/// In a scoped pass, a new guest whose email is that of a guest already linked and not read
+/// by the pass would be parked as a conflict (or, were that contact missing from GHL's answer,
+/// created twice): the whole listing merges records sharing an email into one contact instead.
+/// Such guests are set aside for the contacts pass, and counted. The emails are those the
+/// links were written with, so no GHL listing is needed to know them.
+fn leave_to_merge(store: &Store, input: &mut super::plan::ContactsInput) -> anyhow::Result<usize> {
+    let wanted: HashMap<String, String> = input
+        .source
+        .iter()
+        .filter(|(sid, _)| !input.base.contains_key(*sid))
+        .filter_map(|(sid, s)| {
+            let email = crate::model::norm_email(s.projection.fields.email())?;
+            Some((email, sid.clone()))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(0);
+    }
+    let mut left = BTreeSet::new();
+    store.each_link_head(
+        Kind::Contact,
+        &["$.source_fields.email"],
+        |head, mut extra| {
+            if head.status == crate::store::LinkStatus::Active
+                && input.kept_out.contains(&head.source_id)
+                && let Some(email) = crate::model::norm_email(extra.pop().flatten().as_deref())
+                && let Some(sid) = wanted.get(&email)
+            {
+                left.insert(sid.clone());
+            }
+            Ok(())
+        },
+    )?;
+    for sid in &left {
+        if let Some(s) = input.source.remove(sid) {
+            input.kept_out.extend(s.merged_ids);
+        }
+        input.kept_out.insert(sid.clone());
+    }
+    Ok(left.len())
 }
 
 /// GHL ids of contacts linked within [`INTENT_SETTLE`]: the only ones search may not show yet.

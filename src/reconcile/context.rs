@@ -10,6 +10,7 @@ use chrono::Utc;
 
 use super::dry_run::DryRunState;
 use super::filter::{KeptOut, Selection};
+use super::scope::SourceScope;
 use super::snapshot::{
     CustomFields, Location, SourceListing, TargetStamps, read_source, read_target,
 };
@@ -31,6 +32,9 @@ pub struct PassOptions {
     pub limit: Option<usize>,
     /// Bars for a person at a terminal; `None` draws nothing (daemon, cron, pipes, tests).
     pub progress: Option<crate::progress::Progress>,
+    /// Which HotspotSystem records the pass covers: all, or a subset (the fast lane's new
+    /// records), which never infers a deletion and leaves every other guest as it is.
+    pub scope: SourceScope,
 }
 
 pub(crate) fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
@@ -113,12 +117,18 @@ impl<'a> PassContext<'a> {
     /// Reads this run's HotspotSystem listing and sets the guests the operator kept out
     /// (`[filter]`, `--limit`) apart: the one place pilot mode narrows a pass.
     pub async fn read_source(&self) -> Result<SourceListing, HttpError> {
-        let mut listing = read_source(
-            self.hs,
-            &self.cfg.hotspot.locations,
-            self.cfg.contacts.sync_subscribers,
-        )
-        .await?;
+        let mut listing = match self.opts.scope.scoped() {
+            // Read before the pass started: the records in scope, never a complete listing.
+            Some(scoped) => scoped.listing(self.hs.decode_log()),
+            None => {
+                read_source(
+                    self.hs,
+                    &self.cfg.hotspot.locations,
+                    self.cfg.contacts.sync_subscribers,
+                )
+                .await?
+            }
+        };
         let (kept, kept_out) = self.selection().split(std::mem::take(&mut listing.records));
         listing.records = kept;
         listing.kept_out = kept_out;

@@ -225,7 +225,17 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     let index = cx.contact_index().await?;
     let mut streams: Vec<(String, Option<i64>, Vec<String>)> = Vec::new();
     let mut txns = Vec::new();
-    for t in &cx.cfg.notes.transaction_types {
+    let scoped = cx.opts.scope.scoped();
+    // A scoped pass writes the notes of its own transactions only, and moves no cursor of the
+    // notes pass: what it leaves, that pass reads and writes as before.
+    let types: Vec<_> = match scoped {
+        Some(s) => {
+            txns.extend(s.txns.iter().cloned());
+            Vec::new()
+        }
+        None => cx.cfg.notes.transaction_types.iter().copied().collect(),
+    };
+    for t in &types {
         for loc in &source.locations {
             let scope = format!("{}:{}", type_name(*t), loc.id);
             let after = if cx.opts.full {
@@ -241,7 +251,9 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         }
     }
     let read = txns.len();
-    txns.extend(parked_txns(&lock(cx.store))?);
+    if scoped.is_none() {
+        txns.extend(parked_txns(&lock(cx.store))?);
+    }
     let extras: HashMap<String, Value> = txns
         .iter()
         .map(|t| {
@@ -270,7 +282,18 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     let plan = plan_notes(&txns, &linked, index, &cx.cfg.notes.template, &names);
     out.counts.unchanged = plan.existing;
     out.counts.skipped = plan.unmatched.len() as u64;
-    for t in &plan.unmatched {
+    if scoped.is_some() {
+        // Transactions of guests this pass did not write (a returning guest): the notes pass
+        // reads them from its own cursor. Nothing is parked or reported for them here.
+        out.counts.skipped = 0;
+        out.notes.extend((!plan.unmatched.is_empty()).then(|| {
+            format!(
+                "{} new transaction(s) of guests outside this pass are left to the notes pass.",
+                plan.unmatched.len()
+            )
+        }));
+    }
+    for t in plan.unmatched.iter().filter(|_| scoped.is_none()) {
         out.items.push(RunItem {
             kind: Kind::Note,
             source_id: t.source_id(),
@@ -281,7 +304,7 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
             detail: json!({"location_id": t.location_id, "user_name": t.user_name}),
         });
     }
-    if !plan.unmatched.is_empty() {
+    if !plan.unmatched.is_empty() && scoped.is_none() {
         out.notes.push(format!(
             "{} transaction(s) have no GHL contact yet (email, phone and user name matched nothing); their notes wait for the contact.",
             plan.unmatched.len()
@@ -320,7 +343,9 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         cx.opts.progress.as_ref(),
     )
     .await;
-    park_unmatched(&lock(cx.store), &plan.unmatched)?;
+    if scoped.is_none() {
+        park_unmatched(&lock(cx.store), &plan.unmatched)?;
+    }
     park(
         &lock(cx.store),
         &plan.kept_out,

@@ -13,6 +13,7 @@
 //! Once the run is recorded, a pass that was not a dry run is weighed for alerts ([`notify`]):
 //! here, so that every pass is, whether a `sync` process or a job of the daemon ran it.
 
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -24,6 +25,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::context::{PassContext, lock};
 use super::outcome::{KindOutcome, WritingStopped};
+use super::scope::SourceScope;
 use super::{appointments, businesses, contacts, notes, tasks};
 use crate::config::Config;
 use crate::ghl::GhlClient;
@@ -143,6 +145,8 @@ pub async fn run_pass(
 
     // Whether a kind stopped writing early (quota reserve, stop request) and deferred the rest.
     let mut writing_stopped = false;
+    // Records a scoped pass left for a later run: its cursors stop below them.
+    let mut deferred: BTreeSet<String> = BTreeSet::new();
     // What the reserve stop said, for the alert about it.
     let mut quota_reserve: Option<String> = None;
     let work = async {
@@ -191,6 +195,12 @@ pub async fn run_pass(
                     })
                     .add(kind.as_str(), &r.planned, r.skipped_reads);
             }
+            deferred.extend(
+                r.items
+                    .iter()
+                    .filter(|i| i.outcome == ItemOutcome::Deferred)
+                    .map(|i| i.source_id.clone()),
+            );
             // Stored as each kind ends rather than held to the end of the pass: an initial
             // sync's items (one per record written) would otherwise pile up kind after kind.
             lock(store).insert_run_items(run_id, &r.items)?;
@@ -284,6 +294,19 @@ pub async fn run_pass(
             STOP_GRACE.as_secs()
         );
     }
+    if let Some(line) = opts.scope.note() {
+        summary.notes.insert(0, line);
+    }
+    // The fast lane's cursors move past what this pass wrote and accounted, only when it ran
+    // to its end: a pass stopped early may not have reached a later kind's records at all.
+    let ran_through = matches!(outcome, Some(Ok(_))) && interrupted.is_none() && !writing_stopped;
+    if ran_through
+        && !opts.dry_run
+        && let Err(e) = opts.scope.advance(&lock(store), &deferred)
+    {
+        // Its records are read again next tick; their links keep them from being written twice.
+        tracing::warn!(error = %e, "the fast lane's cursors could not be stored");
+    }
     let unusable = account_decoding(hs, ghl, &mut summary, &mut items);
     summary.unsynced.sort();
     summary.unsynced.dedup();
@@ -340,7 +363,7 @@ pub async fn run_pass(
 /// The calls `policy` made since the last drain, their error messages with emails and phone
 /// numbers masked: a server that quotes what it refused ("email x@y.z is taken") must not put
 /// a guest's data into the call history.
-fn masked_calls(policy: &crate::http::HttpPolicy) -> Vec<crate::http::AuditRecord> {
+pub(crate) fn masked_calls(policy: &crate::http::HttpPolicy) -> Vec<crate::http::AuditRecord> {
     let mut calls = policy.audit().drain();
     for call in &mut calls {
         if let Some(m) = &mut call.message {
@@ -353,6 +376,9 @@ fn masked_calls(policy: &crate::http::HttpPolicy) -> Vec<crate::http::AuditRecor
 /// What the alerts call the pass's share of the work: `full`, `all` (every kind: a plain
 /// `sync`), or its kinds (`contact`, `note+task`: a daemon job's, `sync --only`).
 fn scope_of(opts: &PassOptions) -> String {
+    if matches!(opts.scope, SourceScope::NewSince(_)) {
+        return "new".into();
+    }
     if opts.full {
         return "full".into();
     }

@@ -132,7 +132,11 @@ fn source_id(id: String, kind: SourceKind) -> String {
     }
 }
 
-fn source_contact(c: Customer, kind: SourceKind, location_id: &str) -> Option<SourceContact> {
+pub(crate) fn source_contact(
+    c: Customer,
+    kind: SourceKind,
+    location_id: &str,
+) -> Option<SourceContact> {
     let id = c.id.filter(|s| !s.trim().is_empty())?;
     Some(SourceContact {
         source_id: source_id(id, kind),

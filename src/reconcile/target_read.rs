@@ -45,12 +45,14 @@ pub enum Reading {
 }
 
 /// Pure: what to read, from the user's `--full`, the location's cursor, whether a create may
-/// be in flight from an earlier run (its contact is found by a full listing, as before), and
-/// the time now.
+/// be in flight from an earlier run (its contact is found by a full listing, as before),
+/// whether this pass takes the daily full listing when it is due (a scoped pass leaves it to
+/// the regular passes: it infers nothing from absences), and the time now.
 pub fn reading(
     full: bool,
     cursor: &ContactCursor,
     pending_creates: bool,
+    daily_full: bool,
     now: DateTime<Utc>,
 ) -> Reading {
     let (Some(high_water), Some(last_full)) = (cursor.high_water, cursor.last_full_at) else {
@@ -65,7 +67,7 @@ pub fn reading(
         Some(DateFilter::Iso) => Some(DateForm::Iso),
         _ => None,
     };
-    let due = now - last_full >= full_every();
+    let due = daily_full && now - last_full >= full_every();
     match cursor.date_filter {
         // The daily pass asks again with a bound: refused again, the search lists every
         // contact anyway (a full listing); taken, the next pass runs the full listing.
@@ -92,7 +94,8 @@ pub async fn read(
             .any(|i| i.kind == Kind::Contact && i.state == IntentState::Pending);
         (s.contact_cursor(location)?, pending)
     };
-    let (since, form) = match reading(cx.opts.full, &cursor, pending, Utc::now()) {
+    let daily_full = cx.opts.scope.scoped().is_none();
+    let (since, form) = match reading(cx.opts.full, &cursor, pending, daily_full, Utc::now()) {
         Reading::Full => return Ok(read_target(cx.ghl, fields).await?),
         Reading::Since(since, form) => (since, form),
     };
@@ -309,36 +312,41 @@ mod tests {
         let now = at(12);
         let since = at(10) - overlap();
         assert_eq!(
-            reading(false, &ContactCursor::default(), false, now),
+            reading(false, &ContactCursor::default(), false, true, now),
             Reading::Full,
             "no cursor yet"
         );
         let c = cursor(Some(DateFilter::Millis), 1);
         assert_eq!(
-            reading(false, &c, false, now),
+            reading(false, &c, false, true, now),
             Reading::Since(since, Some(DateForm::Millis))
         );
-        assert_eq!(reading(true, &c, false, now), Reading::Full, "--full");
+        assert_eq!(reading(true, &c, false, true, now), Reading::Full, "--full");
         assert_eq!(
-            reading(false, &c, true, now),
+            reading(false, &c, true, true, now),
             Reading::Full,
             "a create may be in flight"
         );
         assert_eq!(
-            reading(false, &c, false, at(1) + full_every()),
+            reading(false, &c, false, true, at(1) + full_every()),
             Reading::Full,
             "the daily full pass"
         );
         assert_eq!(
-            reading(false, &cursor(None, 1), false, now),
+            reading(false, &cursor(None, 1), false, true, now),
             Reading::Since(since, None)
         );
         let refused = cursor(Some(DateFilter::Refused), 1);
-        assert_eq!(reading(false, &refused, false, now), Reading::Full);
+        assert_eq!(reading(false, &refused, false, true, now), Reading::Full);
         assert_eq!(
-            reading(false, &refused, false, at(1) + full_every()),
+            reading(false, &refused, false, true, at(1) + full_every()),
             Reading::Since(since, None),
             "asked again on the daily pass"
+        );
+        assert_eq!(
+            reading(false, &c, false, false, at(1) + full_every()),
+            Reading::Since(since, Some(DateForm::Millis)),
+            "a scoped pass leaves the daily full listing to the regular passes"
         );
     }
 }

@@ -18,7 +18,7 @@ use super::journaled::{
 };
 use super::outcome::KindOutcome;
 use super::snapshot::location_names;
-use super::transactions::read_stream;
+use super::transactions::{StreamRead, read_stream};
 use crate::config::TaskRule;
 use crate::ghl::GhlClient;
 use crate::ghl::wire::{Task, TaskCreate, TaskSearch};
@@ -679,7 +679,9 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     let cfg = &cx.cfg.tasks;
     let mut out = KindOutcome::default();
     let task_links = task_views(&lock(cx.store))?;
-    if task_links.iter().any(|l| l.status == LinkStatus::Active) {
+    let scoped = cx.opts.scope.scoped();
+    // A scoped pass reads nothing back from GHL: completion is the regular passes' report.
+    if scoped.is_none() && task_links.iter().any(|l| l.status == LinkStatus::Active) {
         let mut watch = contacts_to_watch(&task_links);
         let open = watch.len();
         if !cx.opts.full {
@@ -732,6 +734,11 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     )?;
     let kept_out = cx.kept_out().await?;
     sources.retain(|s| !kept_out.contains(&s.source_id));
+    if let Some(scoped) = scoped {
+        // The onboarding tasks of the guests this pass wrote; the others' are the tasks pass's.
+        let ids = scoped.guest_ids();
+        sources.retain(|s| ids.contains(s.source_id.as_str()));
+    }
     let mut plan = plan_tasks(&onboarding, &sources, &linked, now);
     drop(sources);
     let mut streams = Vec::new();
@@ -741,15 +748,28 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
         let (mut unmatched, mut held) = (0, 0);
         for loc in cx.locations().await? {
             let scope = format!("paid:{}", loc.id);
-            let after = if cx.opts.full {
-                None
-            } else {
-                lock(cx.store)
-                    .cursor(Kind::Task, &scope)?
-                    .and_then(|c| c.parse().ok())
+            let r = match scoped {
+                // The scoped pass's own paid transactions; the tasks pass's cursor stays put.
+                Some(s) => StreamRead {
+                    txns: s
+                        .txns
+                        .iter()
+                        .filter(|t| t.kind == "paid" && t.location_id == loc.id)
+                        .cloned()
+                        .collect(),
+                    max_id: None,
+                },
+                None => {
+                    let after = if cx.opts.full {
+                        None
+                    } else {
+                        lock(cx.store)
+                            .cursor(Kind::Task, &scope)?
+                            .and_then(|c| c.parse().ok())
+                    };
+                    read_stream(cx.hs, crate::config::TransactionType::Paid, &loc.id, after).await?
+                }
             };
-            let r =
-                read_stream(cx.hs, crate::config::TransactionType::Paid, &loc.id, after).await?;
             let mut sids = Vec::new();
             for t in &r.txns {
                 match index.find(
@@ -779,7 +799,7 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
             }
             streams.push((scope, r.max_id, sids));
         }
-        if unmatched > 0 {
+        if unmatched > 0 && scoped.is_none() {
             out.notes.push(format!(
                 "{unmatched} paid transaction(s) have no GHL contact: no follow-up task for them."
             ));

@@ -135,6 +135,16 @@ pub struct StreamRead {
     pub max_id: Option<i64>,
 }
 
+/// How much of a stream with no cursor yet is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uncursored {
+    /// Every transaction (the notes pass's first run writes the history).
+    Everything,
+    /// Only enough to know the newest id (the fast lane's first tick leaves the history to the
+    /// notes pass): `txns` stays empty and `max_id` is the newest id.
+    NewestOnly,
+}
+
 /// Reads the transactions of one type at one location newer than `after`, newest first,
 /// stopping at the first page that reaches the cursor.
 pub async fn read_stream(
@@ -143,19 +153,42 @@ pub async fn read_stream(
     location: &str,
     after: Option<i64>,
 ) -> Result<StreamRead, HttpError> {
+    read_stream_from(hs, t, location, after, Uncursored::Everything).await
+}
+
+/// [`read_stream`], saying how much of a stream with no cursor (`after = None`) is read.
+pub async fn read_stream_from(
+    hs: &HotspotClient,
+    t: TransactionType,
+    location: &str,
+    after: Option<i64>,
+    uncursored: Uncursored,
+) -> Result<StreamRead, HttpError> {
     let kind = type_name(t);
     let mut out = StreamRead::default();
+    let newest_only = after.is_none() && uncursored == Uncursored::NewestOnly;
     // Stopping at the cursor is only safe while the server really sorts newest first; a page
-    // that is not in descending order means the sort was ignored, and the rest is read in full.
+    // that is not in descending order (within it, or after the page before) means the sort was
+    // ignored, and the rest is read in full.
     let mut sorted = true;
+    let mut last: Option<i64> = None;
     macro_rules! drain {
         ($pager:expr, $conv:expr) => {{
             let mut pager = $pager.sort("-id");
             while let Some(page) = pager.next_page().await? {
                 let page: Vec<Txn> = page.into_iter().filter_map($conv).collect();
-                sorted &= page.windows(2).all(|w| w[0].id >= w[1].id);
-                let mut reached = page.is_empty();
+                sorted &= page.windows(2).all(|w| w[0].id >= w[1].id)
+                    && match (last, page.first()) {
+                        (Some(l), Some(f)) => f.id <= l,
+                        _ => true,
+                    };
+                last = page.last().map(|t| t.id).or(last);
+                let mut reached = page.is_empty() || newest_only;
                 for txn in page {
+                    if newest_only {
+                        out.max_id = out.max_id.max(Some(txn.id));
+                        continue;
+                    }
                     if after.is_some_and(|a| txn.id <= a) {
                         reached = true;
                         continue;

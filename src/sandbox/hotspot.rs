@@ -18,7 +18,8 @@
 //! (MySQL zero dates, malformed dates, digits-only text as numbers, nulls, an object where text
 //! belongs), each on a few records.
 //! How `offset` is read and whether `Link` is sent are knobs ([`Paging`]): the reference's
-//! wording reads `offset` as a page index, its Link example as a record offset.
+//! wording reads `offset` as a page index, its Link example as a record offset. Whether `sort`
+//! is honoured is one too ([`SortSupport`]): the reference only infers server-side sorting.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -61,6 +62,23 @@ pub struct HotspotOptions {
     pub odd_values: OddValues,
     /// How lists page: `offset` reading and `Link` header.
     pub paging: Paging,
+    /// Whether `sort` orders the list.
+    pub sort: SortSupport,
+}
+
+/// What the server does with `sort`. The reference allows sorting by any property and shows
+/// `sort=-registered_at` in use, but that the server honours it is inferred.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortSupport {
+    /// Ordered by the property (numbers by value, text byte by byte).
+    #[default]
+    Honoured,
+    /// Validated, then ignored: the list comes in the order the records were created.
+    Ignored,
+    /// Validated, then ignored, the list coming newest first by creation except that the
+    /// records of each page are shuffled: a server sorting by a date that ties or a cache
+    /// that reorders within a page.
+    PagesShuffled,
 }
 
 /// How the list routes read `offset` and which `Link` header they send.
@@ -226,6 +244,7 @@ impl Default for HotspotOptions {
             max_limit: 1000,
             odd_values: OddValues::default(),
             paging: Paging::default(),
+            sort: SortSupport::default(),
         }
     }
 }
@@ -241,6 +260,7 @@ impl std::fmt::Debug for HotspotOptions {
             .field("max_limit", &self.max_limit)
             .field("odd_values", &self.odd_values)
             .field("paging", &self.paging)
+            .field("sort", &self.sort)
             .finish()
     }
 }
@@ -266,6 +286,7 @@ struct Shared {
     default_limit: usize,
     max_limit: usize,
     paging: Mutex<Paging>,
+    sort: Mutex<SortSupport>,
     requests: Mutex<Vec<HotspotRequest>>,
     addr: SocketAddr,
 }
@@ -315,6 +336,7 @@ impl HotspotEmulator {
             default_limit: opts.default_limit.max(1),
             max_limit: opts.max_limit.max(1),
             paging: Mutex::new(opts.paging),
+            sort: Mutex::new(opts.sort),
             requests: Mutex::new(Vec::new()),
             addr,
         });
@@ -487,6 +509,11 @@ impl HotspotEmulator {
     /// Changes how lists page, from the next request on.
     pub fn set_paging(&self, paging: Paging) {
         *lock(&self.shared.paging) = paging;
+    }
+
+    /// Changes what `sort` does, from the next request on.
+    pub fn set_sort(&self, sort: SortSupport) {
+        *lock(&self.shared.sort) = sort;
     }
 
     /// A new API key, as when the operator regenerates it: from now on only `new` is accepted.
@@ -698,6 +725,7 @@ fn answer(
                 .map(str::to_string)
                 .unwrap_or_else(|| shared.addr.to_string());
             let paging = *lock(&shared.paging);
+            let sort = *lock(&shared.sort);
             list_response(
                 records,
                 &fields,
@@ -706,6 +734,7 @@ fn answer(
                     lenient,
                     odd,
                     paging,
+                    sort,
                 },
                 uri,
                 &host,
@@ -894,6 +923,7 @@ struct AnswerShape {
     lenient: bool,
     odd: OddValues,
     paging: Paging,
+    sort: SortSupport,
 }
 
 fn list_response(
@@ -908,6 +938,7 @@ fn list_response(
         lenient,
         odd,
         paging,
+        sort,
     } = shape;
     let known = |name: &str| field_names.iter().any(|f| f == name);
     if let Some(fields) = &params.fields
@@ -927,11 +958,22 @@ fn list_response(
                 field_names.join(",")
             )));
         }
-        // Stable in both directions: ties keep insertion order.
-        records.sort_by(|a, b| {
-            let o = compare(&a[name.as_str()], &b[name.as_str()]);
-            if *desc { o.reverse() } else { o }
-        });
+        match sort {
+            // Stable in both directions: ties keep insertion order.
+            SortSupport::Honoured => records.sort_by(|a, b| {
+                let o = compare(&a[name.as_str()], &b[name.as_str()]);
+                if *desc { o.reverse() } else { o }
+            }),
+            SortSupport::Ignored => {}
+            SortSupport::PagesShuffled => {
+                records.reverse();
+                // Each page of `limit` records reversed in place: newest-first across pages,
+                // oldest-first within each; deterministic, so every read sees the same order.
+                for page in records.chunks_mut(params.limit.max(1)) {
+                    page.reverse();
+                }
+            }
+        }
     }
     let total = records.len();
     let start = match paging.offset {

@@ -11,6 +11,7 @@
 
 mod alerts;
 mod appointments;
+mod cursors;
 pub mod dashboard;
 mod ghl_contacts;
 mod history;
@@ -35,6 +36,7 @@ use open::Contents;
 
 pub use alerts::AlertState;
 pub use appointments::Appointment;
+pub use cursors::{FastListing, FastLocations};
 pub use ghl_contacts::{ContactCursor, ContactIdentity, ContactListing, DateFilter, IdentityKey};
 pub use history::{CallFilter, CallPage, GuestEvent, GuestHistory, GuestKey, call_json};
 pub use journal::{Intent, IntentState, NewIntent};

@@ -7,6 +7,7 @@ pub mod agency;
 pub mod census;
 pub mod daemon;
 pub mod dashboard;
+pub mod fast_lane;
 pub mod harness;
 pub mod openapi;
 pub mod receiver;

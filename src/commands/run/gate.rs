@@ -1,6 +1,7 @@
 //! The one place every pass of every pair goes through before it starts: the bound on how many
 //! pairs' passes run at once (`[run] max_concurrent_pairs`). Passes of pairs whose ticks fall
-//! together wait here together, so this is also where reads they could share meet.
+//! together wait here together, each already in its tick's round of shared reads
+//! ([`super::rounds`]), so that a pass that waits finds what the first ones read.
 
 use std::sync::{Arc, Mutex};
 

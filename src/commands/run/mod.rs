@@ -12,6 +12,9 @@
 //!   still going and, with its `exclusive` lock, runs the pair's passes of different jobs one at
 //!   a time: they share the pair's state, clients and GHL rate limit. Across pairs, at most
 //!   `[run] max_concurrent_pairs` passes run at once ([`gate`]).
+//! - **HotspotSystem is read once per tick.** The passes of all pairs that one scheduler second
+//!   starts share their HotspotSystem reads ([`rounds`]): a location several pairs read is
+//!   listed once for them.
 //! - **Failures are contained.** A pass that fails or panics is recorded (its run row, and the
 //!   scheduler's stats and log, under the pair's name) and the next tick runs as usual; no pair
 //!   waits for another.
@@ -31,6 +34,7 @@
 mod gate;
 mod pair;
 mod reload;
+mod rounds;
 mod wake;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -58,6 +62,7 @@ use crate::store::StoreError;
 use self::gate::PassGate;
 use self::pair::{Control, Launch, PairDaemon, pair_life};
 use self::reload::{Changes, check_daemon_mode};
+use self::rounds::Rounds;
 use self::wake::PairInboxes;
 use super::sync::IMPLEMENTED;
 use super::{EXIT_CONFIG, EXIT_OK};
@@ -127,6 +132,7 @@ pub fn job_pass_options(job: ScheduleJob) -> Option<PassOptions> {
         limit: None,
         // The daemon runs unattended: its output is a log, never a terminal to draw on.
         progress: None,
+        scope: Default::default(),
     })
 }
 
@@ -143,12 +149,19 @@ pub async fn run(inst: &Installation, source: ConfigSource, args: &RunArgs) -> a
     if let Some(listen) = args.listen {
         dashboard::check_listen(listen, args.allow_remote)?;
     }
-    let gate = Arc::new(PassGate::new(inst.max_concurrent_pairs));
+    let across = Arc::new(AcrossPairs {
+        gate: PassGate::new(inst.max_concurrent_pairs),
+        rounds: Rounds::default(),
+    });
     // Every pair's schedule first: a bad one is a configuration error before any state is
     // touched.
     let mut ready = Vec::new();
     for pair in &inst.pairs {
-        let daemon = Arc::new(PairDaemon::new(pair.clone(), inst.form, Arc::clone(&gate)));
+        let daemon = Arc::new(PairDaemon::new(
+            pair.clone(),
+            inst.form,
+            Arc::clone(&across),
+        ));
         match daemon.scheduler() {
             Ok(scheduler) => ready.push((daemon, scheduler)),
             // The configuration validates cron expressions with the same parser; this is the
@@ -174,11 +187,14 @@ pub async fn run(inst: &Installation, source: ConfigSource, args: &RunArgs) -> a
     let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+    // What the dashboard shows follows the reloads.
+    let (published, installations) = watch::channel(inst.clone());
     let inboxes = Arc::new(PairInboxes::default());
     let mut pairs = Pairs {
-        gate,
+        across,
         inboxes: Arc::clone(&inboxes),
         current: inst.clone(),
+        published,
         running: BTreeMap::new(),
         retiring: Vec::new(),
     };
@@ -207,7 +223,6 @@ pub async fn run(inst: &Installation, source: ConfigSource, args: &RunArgs) -> a
     // daemon's): it reads each pair's state as `serve` would, beside the passes that write it.
     let (dashboard_stop, dashboard_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut dashboard = args.listen.map(|listen| {
-        let inst = inst.clone();
         let (allow_remote, max_age) = (
             args.allow_remote,
             args.health_max_age_secs.map(Duration::from_secs),
@@ -216,7 +231,7 @@ pub async fn run(inst: &Installation, source: ConfigSource, args: &RunArgs) -> a
             let shutdown = async {
                 let _ = dashboard_stopped.await;
             };
-            dashboard::serve_installation(&inst, listen, allow_remote, max_age, shutdown).await
+            dashboard::serve_following(installations, listen, allow_remote, max_age, shutdown).await
         })
     });
 
@@ -316,13 +331,22 @@ fn open_states(form: Form, ready: &[(Arc<PairDaemon>, Scheduler)]) -> anyhow::Re
     }
 }
 
+/// What the pairs of one daemon share: the bound on the passes running at once, and the rounds
+/// of HotspotSystem reads of the passes that start on the same tick.
+struct AcrossPairs {
+    gate: PassGate,
+    rounds: Rounds,
+}
+
 /// The pairs the daemon runs, and those on their way out.
 struct Pairs {
-    gate: Arc<PassGate>,
+    across: Arc<AcrossPairs>,
     /// The pairs as the webhook receiver reaches them.
     inboxes: Arc<PairInboxes>,
     /// The configuration the running pairs come from.
     current: Installation,
+    /// `current`, for the dashboard to follow.
+    published: watch::Sender<Installation>,
     running: BTreeMap<String, Running>,
     /// Removed or replaced by a reload, finishing their current pass.
     retiring: Vec<Retiring>,
@@ -378,7 +402,7 @@ impl Pairs {
             let daemon = Arc::new(PairDaemon::new(
                 pair.clone(),
                 new.form,
-                Arc::clone(&self.gate),
+                Arc::clone(&self.across),
             ));
             match daemon.scheduler() {
                 Ok(scheduler) => starting.push((daemon, scheduler)),
@@ -421,7 +445,7 @@ impl Pairs {
                 .and_then(|r| r.task.take());
             self.spawn(daemon, scheduler, Launch::After(predecessor));
         }
-        self.gate.resize(new.max_concurrent_pairs);
+        self.across.gate.resize(new.max_concurrent_pairs);
         if changes.is_empty() {
             tracing::info!(
                 pairs = changes.unchanged.len(),
@@ -436,6 +460,7 @@ impl Pairs {
             "configuration reloaded"
             );
         }
+        self.published.send_replace(new.clone());
         self.current = new;
     }
 

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::gate::PassGate;
+use super::AcrossPairs;
 use super::wake::{self, WAKE_CRON, WAKE_JOB, Wake};
 use super::{SHUTDOWN_GRACE, job_pass_options};
 use crate::commands::sync::open_locked_state;
@@ -23,7 +23,8 @@ use crate::config::Config;
 use crate::config::{Form, Pair};
 use crate::connect;
 use crate::ghl::GhlClient;
-use crate::hotspot::HotspotClient;
+use crate::hotspot::{HotspotClient, Wants};
+use crate::reconcile::new_records::{Tick, run_new};
 use crate::reconcile::pass::{Interruption, PassOptions, PassResult, STOP_GRACE, run_pass};
 use crate::report::RunSummary;
 use crate::schedule::{
@@ -78,13 +79,13 @@ pub(super) struct PairDaemon {
     runtime: Mutex<Option<Arc<PairRuntime>>>,
     /// The stop flag of [`run_pass`]: set once, on the stop signal.
     stop: AtomicBool,
-    gate: Arc<PassGate>,
+    across: Arc<AcrossPairs>,
     /// Set when `[webhooks] listen` is: events wake the pair's pass ([`wake`]).
     wake: Option<Arc<Wake>>,
 }
 
 impl PairDaemon {
-    pub fn new(pair: Pair, form: Form, gate: Arc<PassGate>) -> PairDaemon {
+    pub fn new(pair: Pair, form: Form, across: Arc<AcrossPairs>) -> PairDaemon {
         let named = form != Form::Single;
         let span = if named {
             tracing::info_span!("pair", pair = %pair.name)
@@ -104,7 +105,7 @@ impl PairDaemon {
             named,
             runtime: Mutex::new(None),
             stop: AtomicBool::new(false),
-            gate,
+            across,
         }
     }
 
@@ -164,7 +165,16 @@ impl PairDaemon {
             jobs.push(ScheduledJob::new(
                 job.as_str(),
                 cron.expr.as_str(),
-                job_fn(move |ctx| pass_job(Arc::clone(&d), opts.clone(), ctx)),
+                job_fn(move |ctx| pass_job(Arc::clone(&d), Work::Pass(opts.clone()), ctx)),
+            ));
+        }
+        // The fast lane takes turns on the state with the other jobs, like any of them.
+        if let Some(cron) = &self.cfg.schedule.new {
+            let d = Arc::clone(self);
+            jobs.push(ScheduledJob::new(
+                "new",
+                cron.expr.as_str(),
+                job_fn(move |ctx| pass_job(Arc::clone(&d), Work::New, ctx)),
             ));
         }
         if let (Some(wake), Some(opts)) = (&self.wake, wake::wake_pass_options()) {
@@ -174,7 +184,7 @@ impl PairDaemon {
                 WAKE_CRON,
                 job_fn(move |ctx| {
                     let ended = wake.run_guard();
-                    let run = pass_job(Arc::clone(&d), opts.clone(), ctx);
+                    let run = pass_job(Arc::clone(&d), Work::Pass(opts.clone()), ctx);
                     async move {
                         let outcome = run.await;
                         drop(ended);
@@ -305,18 +315,22 @@ pub(super) async fn pair_life(
     }
 }
 
-/// One run of a job: one pass (which stops itself on the stop flag or its time budget).
+/// What a job runs: a pass over its kinds, or a tick of the fast lane.
+#[derive(Clone)]
+enum Work {
+    Pass(PassOptions),
+    New,
+}
+
+/// One run of a job: one pass (which stops itself on the stop flag or its time budget), or
+/// one tick of the fast lane (a pass over what is new, when anything is).
 ///
 /// The pass runs on a blocking-pool thread that drives it with the runtime's handle: the
 /// compiler cannot prove [`run_pass`]'s future `Send` (a higher-ranked lifetime in the
 /// applier's stream, rust-lang/rust#102211), and the scheduler spawns job futures. Driving it
 /// with [`Handle::block_on`] keeps it on the same runtime (timers, connection pools) without
 /// that requirement. A panic in the pass is re-raised here so the scheduler records it.
-async fn pass_job(
-    d: Arc<PairDaemon>,
-    opts: PassOptions,
-    ctx: JobContext,
-) -> Result<JobOutcome, String> {
+async fn pass_job(d: Arc<PairDaemon>, work: Work, ctx: JobContext) -> Result<JobOutcome, String> {
     if ctx.is_shutting_down() {
         return Ok(JobOutcome::stopped_early("not started: shutting down"));
     }
@@ -328,10 +342,17 @@ async fn pass_job(
             d.cfg.state.path.display()
         )
     })?;
-    // Pairs whose ticks fell on the same second (`ctx.ticked_at()`) reach this point together:
-    // the place for a pass to join its tick's round of shared HotspotSystem reads, before it
-    // waits its turn, so that what the first passes read is kept for it.
-    let Some(permit) = d.gate.enter(&ctx).await else {
+    // Pairs whose ticks fell on the same second reach this point together: the pass joins its
+    // tick's round of shared HotspotSystem reads before it waits its turn, so that what the
+    // first passes of the tick read is kept for it.
+    // The client is bound to the round here too: what the round keeps, it keeps for the
+    // readers of the account their clients read.
+    let tick = d.across.rounds.join(
+        ctx.ticked_at(),
+        Wants::from_config(&d.cfg.hotspot.locations),
+    );
+    let hs = rt.hs.clone().with_shared_reads(tick.reads.clone());
+    let Some(permit) = d.across.gate.enter(&ctx).await else {
         return Ok(JobOutcome::stopped_early("not started: shutting down"));
     };
     let span = if d.named {
@@ -341,13 +362,36 @@ async fn pass_job(
     };
     let handle = Handle::current();
     let joined = tokio::task::spawn_blocking(move || {
+        // Both end with the pass: its place among the running passes, and its share of the
+        // tick's round (the round ends with the tick's last pass).
         let _permit = permit;
+        let _tick = tick;
         handle.block_on(
             async {
-                let covered = wake::events_before_pass(&rt.store, &opts);
-                let result = run_pass(&d.cfg, &rt.store, &rt.hs, &rt.ghl, &opts, &d.stop).await;
-                wake::settle_events(&rt.store, covered, &result, d.cfg.report.keep_days);
-                describe(&rt, ctx.job_name(), result)
+                match work {
+                    Work::Pass(opts) => {
+                        let covered = wake::events_before_pass(&rt.store, &opts);
+                        let result =
+                            run_pass(&d.cfg, &rt.store, &hs, &rt.ghl, &opts, &d.stop).await;
+                        wake::settle_events(&rt.store, covered, &result, d.cfg.report.keep_days);
+                        describe(&rt, ctx.job_name(), result)
+                    }
+                    Work::New => match run_new(&d.cfg, &rt.store, &hs, &rt.ghl, &d.stop).await {
+                        Ok(Tick::Idle {
+                            locations,
+                            initialised,
+                        }) => Ok(JobOutcome::done(format!(
+                            "new: idle at {locations} location(s){}",
+                            if initialised > 0 {
+                                format!("; {initialised} cursor(s) set from the newest records")
+                            } else {
+                                String::new()
+                            }
+                        ))),
+                        Ok(Tick::Ran { pass, .. }) => describe(&rt, ctx.job_name(), Ok(pass)),
+                        Err(e) => Err(format!("{e:#}")),
+                    },
+                }
             }
             .instrument(span),
         )

@@ -74,6 +74,7 @@ pub(crate) struct Auth {
     /// GHL does not say whether a refresh ends the access token issued with the old pair;
     /// `true` reads it as ending it at once, `false` (the default) lets it live to its expiry.
     pub revoke_access_on_refresh: bool,
+    pub location_token_answer: LocationTokenAnswer,
     /// Successful `refresh_token` grants.
     pub refreshes: usize,
     /// `refresh_token` grants answered `invalid_grant` (a used or unknown refresh token).
@@ -82,6 +83,40 @@ pub(crate) struct Auth {
     /// process, which got the pair handed to this sink.
     race: Option<RotationSink>,
     rng: StdRng,
+}
+
+/// What `POST /oauth/locationToken` says of the token it mints. The documentation lists
+/// `expires_in` and `scope` in the answer but says neither that they are always there nor which
+/// scopes a location token carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LocationTokenAnswer {
+    /// `expires_in` (the access-token lifetime) and the agency token's own scopes.
+    #[default]
+    Documented,
+    /// No `expires_in`: the token still dies after the access-token lifetime, which the client
+    /// then learns from a 401.
+    WithoutExpiry,
+    /// Only the sub-account's scopes: the agency-level ones (`oauth.*`, `companies.*`,
+    /// `locations.write`) are not granted to the location token, nor listed in `scope`.
+    LocationScopes,
+}
+
+impl LocationTokenAnswer {
+    /// The scopes a location token minted by a caller with `agency` scopes carries.
+    fn scopes(self, agency: &[String]) -> Vec<String> {
+        match self {
+            LocationTokenAnswer::LocationScopes => agency
+                .iter()
+                .filter(|s| {
+                    !s.starts_with("oauth.")
+                        && !s.starts_with("companies.")
+                        && s.as_str() != "locations.write"
+                })
+                .cloned()
+                .collect(),
+            LocationTokenAnswer::Documented | LocationTokenAnswer::WithoutExpiry => agency.to_vec(),
+        }
+    }
 }
 
 /// What rotating a Private Integration Token does to the old one: GHL's UI offers to expire it
@@ -122,6 +157,7 @@ impl Auth {
             client_secret,
             access_lifetime,
             revoke_access_on_refresh: false,
+            location_token_answer: LocationTokenAnswer::default(),
             refreshes: 0,
             refused_refreshes: 0,
             race: None,
@@ -429,26 +465,28 @@ impl Auth {
             }
             None => return Err(ApiError::bad_request("Location not found")),
         }
-        let access = self.new_access(
-            caller.scopes.clone(),
-            Principal::Location(location.to_string()),
-        );
-        Ok((
-            StatusCode::OK,
-            json!({
-                "access_token": access,
-                "token_type": "Bearer",
-                "expires_in": self.expires_in(),
-                "scope": caller.scopes.join(" "),
-                "userType": "Location",
-                "locationId": location,
-                "companyId": agency.company_id,
-                "planId": "EmuPlan0000000000001",
-                "userId": "EmuUser0000000000001",
-                "appId": agency.app_id,
-                "versionId": agency.app_id,
-            }),
-        ))
+        let scopes = self.location_token_answer.scopes(&caller.scopes);
+        let scope = scopes.join(" ");
+        let access = self.new_access(scopes, Principal::Location(location.to_string()));
+        let mut answer = json!({
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in(),
+            "scope": scope,
+            "userType": "Location",
+            "locationId": location,
+            "companyId": agency.company_id,
+            "planId": "EmuPlan0000000000001",
+            "userId": "EmuUser0000000000001",
+            "appId": agency.app_id,
+            "versionId": agency.app_id,
+        });
+        if self.location_token_answer == LocationTokenAnswer::WithoutExpiry
+            && let Some(fields) = answer.as_object_mut()
+        {
+            fields.remove("expires_in");
+        }
+        Ok((StatusCode::OK, answer))
     }
 
     /// `GET /oauth/installedLocations`: the agency's sub-accounts the app is installed on,

@@ -24,7 +24,7 @@
 //! custom field id/key → 422; a location id other than the emulated one → 403.
 
 mod auth;
-pub use self::auth::{PitRotation, RotatedPair};
+pub use self::auth::{LocationTokenAnswer, PitRotation, RotatedPair};
 mod contacts;
 mod records;
 mod search;
@@ -141,6 +141,9 @@ pub struct GhlOptions {
     /// Whether a refresh ends the access token issued with the old pair at once. GHL does not
     /// say; off (the default) lets it live to its expiry.
     pub revoke_access_on_refresh: bool,
+    /// What `POST /oauth/locationToken` answers beyond the token: the documented body, or one
+    /// of the readings the documentation leaves open.
+    pub location_token_answer: LocationTokenAnswer,
     /// The body of a scope denial: third parties quote only its `message`.
     pub scope_denial_body: ScopeDenialBody,
     /// Requests allowed per `rate_window` per location.
@@ -223,6 +226,7 @@ impl std::fmt::Debug for GhlOptions {
             .field("oauth_client_secret", &"<redacted>")
             .field("access_token_lifetime", &self.access_token_lifetime)
             .field("revoke_access_on_refresh", &self.revoke_access_on_refresh)
+            .field("location_token_answer", &self.location_token_answer)
             .field("scope_denial_body", &self.scope_denial_body)
             .field("rate_limit", &self.rate_limit)
             .field("rate_window", &self.rate_window)
@@ -268,6 +272,7 @@ impl Default for GhlOptions {
             oauth_client_secret: "emu-client-secret".into(),
             access_token_lifetime: Duration::from_secs(86_400),
             revoke_access_on_refresh: false,
+            location_token_answer: LocationTokenAnswer::default(),
             scope_denial_body: ScopeDenialBody::default(),
             rate_limit: 100,
             rate_window: Duration::from_secs(10),
@@ -471,6 +476,7 @@ impl GhlEmulator {
             opts.seed,
         );
         tokens.revoke_access_on_refresh = opts.revoke_access_on_refresh;
+        tokens.location_token_answer = opts.location_token_answer;
         let shared = Arc::new(Shared {
             locations,
             index,
