@@ -66,22 +66,17 @@ impl Env {
     }
 
     fn write_config(&self, schedule: &[(&str, &str)]) {
-        let mut sched = String::new();
-        for job in [
-            "contacts",
-            "notes",
-            "tasks",
-            "businesses",
-            "appointments",
-            "full",
-        ] {
-            let cron = schedule
-                .iter()
-                .find(|(j, _)| *j == job)
-                .map(|(_, c)| *c)
-                .unwrap_or("off");
-            sched.push_str(&format!("{job} = \"{cron}\"\n"));
-        }
+        let sched = support::schedule_lines(
+            &[
+                "contacts",
+                "notes",
+                "tasks",
+                "businesses",
+                "appointments",
+                "full",
+            ],
+            schedule,
+        );
         let text = format!(
             r#"[state]
 path = "{state}"

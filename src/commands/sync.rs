@@ -290,7 +290,7 @@ async fn new_pair(
                 })),
             })
         }
-        Tick::Ran { pass, .. } => render(cfg, &store, &pass),
+        Tick::Ran { pass } => render(cfg, &store, &pass),
     }
 }
 

@@ -511,6 +511,19 @@ pub enum TransactionType {
     Paid,
 }
 
+impl TransactionType {
+    /// The type as HotspotSystem's paths name it (`/transactions/mac`), and as the
+    /// configuration, notes and cursors spell it.
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            TransactionType::Mac => "mac",
+            TransactionType::Voucher => "voucher",
+            TransactionType::Social => "social",
+            TransactionType::Paid => "paid",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NotesConfig {
     pub enabled: bool,

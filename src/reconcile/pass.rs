@@ -195,12 +195,16 @@ pub async fn run_pass(
                     })
                     .add(kind.as_str(), &r.planned, r.skipped_reads);
             }
-            deferred.extend(
-                r.items
-                    .iter()
-                    .filter(|i| i.outcome == ItemOutcome::Deferred)
-                    .map(|i| i.source_id.clone()),
-            );
+            // Only the fast lane's cursors need them; a whole pass stopped by the reserve can
+            // defer a whole location.
+            if matches!(opts.scope, SourceScope::NewSince(_)) {
+                deferred.extend(
+                    r.items
+                        .iter()
+                        .filter(|i| i.outcome == ItemOutcome::Deferred)
+                        .map(|i| i.source_id.clone()),
+                );
+            }
             // Stored as each kind ends rather than held to the end of the pass: an initial
             // sync's items (one per record written) would otherwise pile up kind after kind.
             lock(store).insert_run_items(run_id, &r.items)?;

@@ -754,7 +754,10 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
                     txns: s
                         .txns
                         .iter()
-                        .filter(|t| t.kind == "paid" && t.location_id == loc.id)
+                        .filter(|t| {
+                            t.kind == crate::config::TransactionType::Paid.wire_name()
+                                && t.location_id == loc.id
+                        })
                         .cloned()
                         .collect(),
                     max_id: None,

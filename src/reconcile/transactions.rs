@@ -15,12 +15,7 @@ use crate::model::{PhoneNormalizer, SourceContact, norm_email};
 
 /// The wire name of a transaction type (`mac`, `voucher`, `social`, `paid`).
 pub fn type_name(t: TransactionType) -> &'static str {
-    match t {
-        TransactionType::Mac => "mac",
-        TransactionType::Voucher => "voucher",
-        TransactionType::Social => "social",
-        TransactionType::Paid => "paid",
-    }
+    t.wire_name()
 }
 
 /// One transaction, reduced to what notes and tasks need. Serialised into a parked link while

@@ -26,10 +26,7 @@ impl FastListing {
         match self {
             FastListing::Customers => "customers",
             FastListing::Subscribers => "subscribers",
-            FastListing::Transactions(TransactionType::Mac) => "mac",
-            FastListing::Transactions(TransactionType::Voucher) => "voucher",
-            FastListing::Transactions(TransactionType::Social) => "social",
-            FastListing::Transactions(TransactionType::Paid) => "paid",
+            FastListing::Transactions(t) => t.wire_name(),
         }
     }
 

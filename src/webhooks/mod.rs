@@ -237,15 +237,12 @@ async fn receive_hotspot(
             .collect::<Result<Vec<_>, InboxError>>()
     })
     .await;
-    let accepted = match accepted {
-        Ok(Ok(accepted)) => accepted,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "webhook event not stored; answering 503 so that the sender retries");
-            return answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the event cannot be stored now; retry later",
-            );
-        }
+    // The store refused, or the task storing it died: either way the sender retries.
+    let accepted = match accepted
+        .map_err(|e| e.to_string())
+        .and_then(|stored| stored.map_err(|e| e.to_string()))
+    {
+        Ok(accepted) => accepted,
         Err(e) => {
             tracing::error!(error = %e, "webhook event not stored; answering 503 so that the sender retries");
             return answer(

@@ -103,23 +103,18 @@ impl FastEnv {
     }
 
     fn write_config(&self, page_size: u32, schedule: &[(&str, &str)]) {
-        let mut sched = String::new();
-        for job in [
-            "contacts",
-            "notes",
-            "tasks",
-            "businesses",
-            "appointments",
-            "full",
-            "new",
-        ] {
-            let cron = schedule
-                .iter()
-                .find(|(j, _)| *j == job)
-                .map(|(_, c)| *c)
-                .unwrap_or("off");
-            sched.push_str(&format!("{job} = \"{cron}\"\n"));
-        }
+        let sched = super::schedule_lines(
+            &[
+                "contacts",
+                "notes",
+                "tasks",
+                "businesses",
+                "appointments",
+                "full",
+                "new",
+            ],
+            schedule,
+        );
         let text = format!(
             r#"[state]
 path = "{state}"

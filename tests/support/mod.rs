@@ -25,6 +25,19 @@ pub const CLIENT_SECRET: &str = "emu-client-secret";
 /// The GHL custom field holding the HotspotSystem id, as the test configs name it.
 pub const ANCHOR: &str = "contact.hotspot_customer_id";
 
+/// The body of a `[schedule]` section: each of `jobs` with its cron from `schedule`, or `off`.
+pub fn schedule_lines(jobs: &[&str], schedule: &[(&str, &str)]) -> String {
+    jobs.iter()
+        .map(|job| {
+            let cron = schedule
+                .iter()
+                .find(|(j, _)| j == job)
+                .map_or("off", |(_, c)| *c);
+            format!("{job} = \"{cron}\"\n")
+        })
+        .collect()
+}
+
 /// A fresh, empty directory unique to this process and call.
 pub fn temp_dir(name: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);

@@ -186,9 +186,9 @@ impl PairDaemon {
                     let ended = wake.run_guard();
                     let run = pass_job(Arc::clone(&d), Work::Pass(opts.clone()), ctx);
                     async move {
-                        let outcome = run.await;
-                        drop(ended);
-                        outcome
+                        // Counted as ended once the run is, however it ends.
+                        let _ended = ended;
+                        run.await
                     }
                 }),
             ));
@@ -316,7 +316,6 @@ pub(super) async fn pair_life(
 }
 
 /// What a job runs: a pass over its kinds, or a tick of the fast lane.
-#[derive(Clone)]
 enum Work {
     Pass(PassOptions),
     New,
@@ -370,7 +369,11 @@ async fn pass_job(d: Arc<PairDaemon>, work: Work, ctx: JobContext) -> Result<Job
             async {
                 match work {
                     Work::Pass(opts) => {
-                        let covered = wake::events_before_pass(&rt.store, &opts);
+                        // Only a pair that receives webhooks has a queue to look at.
+                        let covered = d
+                            .wake
+                            .as_ref()
+                            .and_then(|_| wake::events_before_pass(&rt.store, &opts));
                         let result =
                             run_pass(&d.cfg, &rt.store, &hs, &rt.ghl, &opts, &d.stop).await;
                         wake::settle_events(&rt.store, covered, &result, d.cfg.report.keep_days);
@@ -388,7 +391,7 @@ async fn pass_job(d: Arc<PairDaemon>, work: Work, ctx: JobContext) -> Result<Job
                                 String::new()
                             }
                         ))),
-                        Ok(Tick::Ran { pass, .. }) => describe(&rt, ctx.job_name(), Ok(pass)),
+                        Ok(Tick::Ran { pass }) => describe(&rt, ctx.job_name(), Ok(pass)),
                         Err(e) => Err(format!("{e:#}")),
                     },
                 }

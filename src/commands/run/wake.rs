@@ -79,12 +79,13 @@ impl Drop for RunEnded {
     }
 }
 
-/// What a wake run covers: the kinds a new guest or transaction shows in (its contact, its
-/// note, its onboarding task), incremental, as a scheduled `pass` of them.
+/// The kinds a new guest or transaction shows in: its contact, its note, its onboarding task.
+const EVENT_KINDS: [Kind; 3] = [Kind::Contact, Kind::Note, Kind::Task];
+
+/// What a wake run covers: [`EVENT_KINDS`], incremental, as a scheduled `pass` of them.
 pub(super) fn wake_pass_options() -> Option<PassOptions> {
     let mut opts = job_pass_options(ScheduleJob::Pass)?;
-    opts.kinds
-        .retain(|k| matches!(k, Kind::Contact | Kind::Note | Kind::Task));
+    opts.kinds.retain(|k| EVENT_KINDS.contains(k));
     (!opts.kinds.is_empty()).then_some(opts)
 }
 
@@ -92,8 +93,7 @@ pub(super) fn wake_pass_options() -> Option<PassOptions> {
 /// need (a guest's contact and task, a transaction's note): the wake job, `full`. A contacts-only
 /// pass covers none, or a transaction's note would be marked done without being written.
 pub(super) fn events_before_pass(store: &Mutex<Store>, opts: &PassOptions) -> Option<i64> {
-    let needed = wake_pass_options()?.kinds;
-    if opts.dry_run || !opts.kinds.is_superset(&needed) {
+    if opts.dry_run || !EVENT_KINDS.iter().all(|k| opts.kinds.contains(k)) {
         return None;
     }
     let store = store.lock().unwrap_or_else(|p| p.into_inner());
