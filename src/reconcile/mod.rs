@@ -4,7 +4,7 @@
 //! step returns, why writing stopped), `journaled` (creates journaled before they are sent, and
 //! their recovery) and `transactions` (the HotspotSystem transaction stream); nothing depends
 //! back on `pass` but `new_records`, the fast lane, which reads what is new and then runs a
-//! pass `scope`d to it. `plan` is pure (snapshots + base state + policy → actions as data);
+//! pass `scope`d to it, and `named_records`, which does the same for the records webhooks named. `plan` is pure (snapshots + base state + policy → actions as data);
 //! `simulate` applies a plan to the snapshots in memory so the planner's properties
 //! (idempotence above all) can be tested without I/O, and a dry run can plan the kinds after
 //! contacts on the links its contacts plan would leave (`dry_run`); `apply` executes a contact
@@ -19,6 +19,7 @@ pub mod context;
 pub mod dry_run;
 pub mod filter;
 pub mod journaled;
+pub mod named_records;
 pub mod new_records;
 pub mod notes;
 pub mod outcome;

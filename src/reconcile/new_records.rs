@@ -104,7 +104,7 @@ pub struct NewRead {
 }
 
 /// The listings the fast lane follows besides customers, as the configuration asks.
-fn followed(cfg: &Config) -> Vec<FastListing> {
+pub(super) fn followed(cfg: &Config) -> Vec<FastListing> {
     let mut out = Vec::new();
     if cfg.contacts.sync_subscribers {
         out.push(FastListing::Subscribers);
@@ -193,7 +193,7 @@ pub async fn read_new(
 
 /// The locations to read: the stored list while it is younger than [`locations_ttl`], else the
 /// account's list read again (and stored); `[hotspot] locations` narrows it.
-async fn locations(
+pub(super) async fn locations(
     cfg: &Config,
     store: &Mutex<Store>,
     hs: &HotspotClient,
@@ -320,11 +320,15 @@ where
 }
 
 /// New guests of one listing at one location.
-struct Guests {
+pub(super) struct Guests {
     listing: FastListing,
-    records: Vec<crate::model::SourceContact>,
+    /// The guests to write (those a pass syncs).
+    pub records: Vec<crate::model::SourceContact>,
     high: Option<u64>,
+    /// Their numeric ids, with their source ids.
     read: Vec<(u64, String)>,
+    /// Every numeric id read past the cursor, whether the guest is synced or not.
+    pub listed: Vec<u64>,
 }
 
 impl Guests {
@@ -339,7 +343,7 @@ impl Guests {
     }
 }
 
-async fn read_guests(
+pub(super) async fn read_guests(
     hs: &HotspotClient,
     location: &str,
     kind: SourceKind,
@@ -355,11 +359,13 @@ async fn read_guests(
         records: Vec::new(),
         high: newer.high,
         read: Vec::new(),
+        listed: Vec::new(),
     };
     for c in newer.records {
         let Some(id) = c.id.as_deref().and_then(|s| s.trim().parse::<u64>().ok()) else {
             continue;
         };
+        out.listed.push(id);
         if let Some(r) = source_contact(c, kind, location) {
             out.read.push((id, r.source_id.clone()));
             out.records.push(r);

@@ -92,6 +92,15 @@ impl Store {
         rows.map(|r| finish(r?)).collect()
     }
 
+    /// The events received at or after `since`, processed or not, oldest first.
+    pub fn webhook_events_received_since(&self, since: DateTime<Utc>) -> Result<Vec<WebhookEvent>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM webhook_events WHERE received_at >= ?1 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([ts(since)], row)?;
+        rows.map(|r| finish(r?)).collect()
+    }
+
     /// Every queued event, processed or not, newest first (at most `limit`).
     pub fn webhook_events(&self, limit: usize) -> Result<Vec<WebhookEvent>> {
         let mut stmt = self.conn.prepare(&format!(
@@ -129,10 +138,38 @@ impl Store {
                  WHERE processed_at IS NULL AND id <= ?2",
                 (ts(now), up_to),
             )?;
-            s.conn.execute(
-                "DELETE FROM webhook_events WHERE processed_at IS NOT NULL AND processed_at < ?1",
-                [ts(now - chrono::Duration::days(i64::from(keep_days)))],
+            s.forget_processed(now, keep_days)?;
+            Ok(marked)
+        })
+    }
+
+    /// Forgets processed events older than `keep_days`.
+    fn forget_processed(&self, now: DateTime<Utc>, keep_days: u32) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM webhook_events WHERE processed_at IS NOT NULL AND processed_at < ?1",
+            [ts(now - chrono::Duration::days(i64::from(keep_days)))],
+        )?;
+        Ok(())
+    }
+
+    /// Marks these events processed (a targeted pass wrote their records), and forgets
+    /// processed events older than `keep_days`; returns how many were marked.
+    pub fn mark_webhook_events_done(
+        &self,
+        ids: &[i64],
+        now: DateTime<Utc>,
+        keep_days: u32,
+    ) -> Result<usize> {
+        self.transaction(|s| {
+            let mut stmt = s.conn.prepare(
+                "UPDATE webhook_events SET processed_at = ?1 WHERE processed_at IS NULL AND id = ?2",
             )?;
+            let mut marked = 0;
+            for id in ids {
+                marked += stmt.execute((ts(now), id))?;
+            }
+            drop(stmt);
+            s.forget_processed(now, keep_days)?;
             Ok(marked)
         })
     }
@@ -177,6 +214,31 @@ mod tests {
         // Processed and replayed: still nothing new.
         assert!(!s.insert_webhook_event(&event("1", t)).unwrap());
         assert_eq!(s.webhook_events(10).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_targeted_pass_marks_just_its_events_and_recent_ones_are_found_by_time() {
+        let s = Store::open_in_memory().unwrap();
+        let now = Utc::now();
+        let old = now - chrono::Duration::minutes(30);
+        s.insert_webhook_event(&event("1", old)).unwrap();
+        s.insert_webhook_event(&event("2", now)).unwrap();
+        s.insert_webhook_event(&event("3", now)).unwrap();
+        assert_eq!(s.mark_webhook_events_done(&[1, 3, 3], now, 30).unwrap(), 2);
+        let pending: Vec<String> = s
+            .pending_webhook_events()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.record_id)
+            .collect();
+        assert_eq!(pending, ["2"]);
+        let recent: Vec<String> = s
+            .webhook_events_received_since(now - chrono::Duration::minutes(10))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.record_id)
+            .collect();
+        assert_eq!(recent, ["2", "3"], "processed or not, oldest first");
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! What a HotspotSystem webhook says: its event type and its record, decoded into the same
-//! types the REST client reads (reference §8).
+//! What a HotspotSystem webhook says: which record is new — its event type, id and location
+//! (reference §8). The record itself is read from the REST listing by the targeted pass
+//! ([`crate::reconcile::named_records`]), so the body's other fields are never trusted, nor
+//! need they decode: only the id, the location and, without `?event=`, the names of the fields
+//! count, and an unknown field or an odd value elsewhere in the record refuses nothing.
 //!
 //! The body is the flat record, but its key names may differ from REST's (`UserName` where REST
 //! writes `user_name`): every key is read in snake case as well, the REST spelling winning when
@@ -13,7 +16,6 @@
 use serde_json::{Map, Value};
 
 use crate::config::TransactionType;
-use crate::hotspot::wire;
 
 /// A HotspotSystem webhook event type (all creation-only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -58,17 +60,6 @@ impl std::fmt::Display for EventType {
     }
 }
 
-/// An event's record, as the REST API's listing of its kind would give it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum HotspotRecord {
-    Customer(wire::Customer),
-    Subscriber(wire::Customer),
-    Mac(wire::MacTransaction),
-    Voucher(wire::VoucherTransaction),
-    Social(wire::SocialTransaction),
-    Paid(wire::PaidTransaction),
-}
-
 /// One decoded event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HotspotEvent {
@@ -77,7 +68,6 @@ pub struct HotspotEvent {
     /// customers carry none, so without that parameter it is unknown.
     pub location_id: Option<String>,
     pub record_id: String,
-    pub record: HotspotRecord,
     /// The record as received (the whole body, or its element in a batch).
     pub body: Vec<u8>,
 }
@@ -100,8 +90,6 @@ pub enum DecodeError {
     Undetermined(&'static str),
     #[error("the {0} record has no `id`")]
     NoId(EventType),
-    #[error("the {event} record does not decode: {reason}")]
-    BadRecord { event: EventType, reason: String },
 }
 
 /// Decodes a webhook's body: `event` and `location` are the callback URL's parameters.
@@ -169,36 +157,10 @@ fn decode_record(
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
-    let bad = |e: serde_json::Error| DecodeError::BadRecord {
-        event,
-        reason: e.to_string(),
-    };
-    let value = Value::Object(map);
-    let record = match event {
-        EventType::CustomerCreate => {
-            HotspotRecord::Customer(serde_json::from_value(value).map_err(bad)?)
-        }
-        EventType::SubscriberCreate => {
-            HotspotRecord::Subscriber(serde_json::from_value(value).map_err(bad)?)
-        }
-        EventType::TransactionCreate(TransactionType::Mac) => {
-            HotspotRecord::Mac(serde_json::from_value(value).map_err(bad)?)
-        }
-        EventType::TransactionCreate(TransactionType::Voucher) => {
-            HotspotRecord::Voucher(serde_json::from_value(value).map_err(bad)?)
-        }
-        EventType::TransactionCreate(TransactionType::Social) => {
-            HotspotRecord::Social(serde_json::from_value(value).map_err(bad)?)
-        }
-        EventType::TransactionCreate(TransactionType::Paid) => {
-            HotspotRecord::Paid(serde_json::from_value(value).map_err(bad)?)
-        }
-    };
     Ok(HotspotEvent {
         event,
         location_id: record_location.or(location.map(str::to_string)),
         record_id,
-        record,
         body,
     })
 }
@@ -277,13 +239,6 @@ fn infer(map: &Map<String, Value>) -> Result<EventType, DecodeError> {
 mod tests {
     use super::*;
 
-    fn customer(event: &HotspotEvent) -> &wire::Customer {
-        match &event.record {
-            HotspotRecord::Customer(c) | HotspotRecord::Subscriber(c) => c,
-            other => panic!("not a guest: {other:?}"),
-        }
-    }
-
     #[test]
     fn both_key_spellings_decode_to_the_rest_record() {
         let beam = br#"{"id":"59243583","UserName":"BE-72-B3-40-F9-BE","name":null,"email":"a@example.com","company_name":null}"#;
@@ -296,18 +251,15 @@ mod tests {
             assert_eq!(e.event, EventType::CustomerCreate);
             assert_eq!(e.record_id, "59243583");
             assert_eq!(e.location_id.as_deref(), Some("4"));
-            let c = customer(e);
-            assert_eq!(c.user_name.as_deref(), Some("BE-72-B3-40-F9-BE"));
-            assert_eq!(c.email.as_deref(), Some("a@example.com"));
             assert_eq!(e.body, body.to_vec());
         }
     }
 
     #[test]
     fn the_rest_spelling_wins_when_both_are_present() {
-        let body = br#"{"id":"1","UserName":"other","user_name":"rest"}"#;
+        let body = br#"{"Id":"other","id":"1","UserName":"u"}"#;
         let e = decode(Some("customer.create"), None, body).unwrap();
-        assert_eq!(customer(&e[0]).user_name.as_deref(), Some("rest"));
+        assert_eq!(e[0].record_id, "1");
         assert_eq!(e[0].location_id, None);
     }
 
@@ -337,7 +289,7 @@ mod tests {
         assert!(matches!(e, DecodeError::Undetermined(_)), "{e}");
         assert!(e.to_string().contains("?event="), "{e}");
         let e = &decode(Some("transaction.paid.create"), None, paid).unwrap()[0];
-        assert!(matches!(&e.record, HotspotRecord::Paid(p) if p.amount == Some(5.0)));
+        assert_eq!(e.event, EventType::TransactionCreate(TransactionType::Paid));
     }
 
     #[test]

@@ -116,10 +116,19 @@ pub struct PendingEvent {
 
 /// The events pending for the pair whose state `store` is, oldest first, with their records:
 /// what a pass may work on. A row that no longer decodes (written by a later version) is
-/// skipped with a warning; it stays pending until a full pass covers it.
+/// skipped with a warning; it stays pending until a whole pass covers it.
 pub fn pending_events(store: &Store) -> Result<Vec<PendingEvent>, StoreError> {
+    Ok(decoded(store.pending_webhook_events()?))
+}
+
+/// The events received since `since`, processed or not, oldest first.
+pub fn events_since(store: &Store, since: DateTime<Utc>) -> Result<Vec<PendingEvent>, StoreError> {
+    Ok(decoded(store.webhook_events_received_since(since)?))
+}
+
+fn decoded(rows: Vec<crate::store::WebhookEvent>) -> Vec<PendingEvent> {
     let mut out = Vec::new();
-    for row in store.pending_webhook_events()? {
+    for row in rows {
         if row.source != SOURCE_HOTSPOT {
             continue;
         }
@@ -130,11 +139,11 @@ pub fn pending_events(store: &Store) -> Result<Vec<PendingEvent>, StoreError> {
                 event,
             }),
             Err(e) => {
-                tracing::warn!(id = row.id, event = %row.event_type, error = %e, "queued webhook event does not decode; left for the next full pass")
+                tracing::warn!(id = row.id, event = %row.event_type, error = %e, "queued webhook event does not decode; left for the next whole pass")
             }
         }
     }
-    Ok(out)
+    out
 }
 
 #[derive(Debug, thiserror::Error)]

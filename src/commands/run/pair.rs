@@ -177,14 +177,14 @@ impl PairDaemon {
                 job_fn(move |ctx| pass_job(Arc::clone(&d), Work::New, ctx)),
             ));
         }
-        if let (Some(wake), Some(opts)) = (&self.wake, wake::wake_pass_options()) {
+        if let Some(wake) = &self.wake {
             let (d, wake) = (Arc::clone(self), Arc::clone(wake));
             jobs.push(ScheduledJob::new(
                 WAKE_JOB,
                 WAKE_CRON,
                 job_fn(move |ctx| {
                     let ended = wake.run_guard();
-                    let run = pass_job(Arc::clone(&d), Work::Pass(opts.clone()), ctx);
+                    let run = pass_job(Arc::clone(&d), Work::Events(Arc::clone(&wake)), ctx);
                     async move {
                         // Counted as ended once the run is, however it ends.
                         let _ended = ended;
@@ -319,6 +319,8 @@ pub(super) async fn pair_life(
 enum Work {
     Pass(PassOptions),
     New,
+    /// A targeted pass over the records of the pending webhook events.
+    Events(Arc<Wake>),
 }
 
 /// One run of a job: one pass (which stops itself on the stop flag or its time budget), or
@@ -394,6 +396,26 @@ async fn pass_job(d: Arc<PairDaemon>, work: Work, ctx: JobContext) -> Result<Job
                         Ok(Tick::Ran { pass }) => describe(&rt, ctx.job_name(), Ok(pass)),
                         Err(e) => Err(format!("{e:#}")),
                     },
+                    Work::Events(wake) => {
+                        match wake::run_events(&d.cfg, &rt.store, &hs, &rt.ghl, &wake, &d.stop)
+                            .await
+                        {
+                            Ok(run) => match run.targeted.pass {
+                                Some(pass) => describe(&rt, ctx.job_name(), Ok(pass)),
+                                None => Ok(JobOutcome::done(format!(
+                                    "webhooks: {} event(s) pending, {} processed; no record to write yet{}",
+                                    run.pending,
+                                    run.processed,
+                                    if run.unnumbered > 0 {
+                                        format!("; {} without a numeric id are left to the regular passes", run.unnumbered)
+                                    } else {
+                                        String::new()
+                                    }
+                                ))),
+                            },
+                            Err(e) => Err(format!("{e:#}")),
+                        }
+                    }
                 }
             }
             .instrument(span),

@@ -1,37 +1,47 @@
-//! Webhook events wake a pair's pass at once instead of at its next tick.
+//! Webhook events wake a pass over just their records, at once instead of at the next tick.
 //!
-//! - **Same pass, same guards.** A pair with `[webhooks] listen` has one more scheduler job,
-//!   [`WAKE_JOB`], whose body is the pair's ordinary pass over contacts, notes and tasks: it
-//!   takes the same overlap guard, the same exclusive lock (so it waits for a scheduled pass of
-//!   the pair instead of running beside it), the same limiter, journal and run records. Its own
-//!   cron tick is once a year; events are what run it.
+//! - **Targeted, same guards.** A pair with `[webhooks] listen` has one more scheduler job,
+//!   [`WAKE_JOB`], whose body reads the records the pending events name from HotspotSystem and
+//!   runs a pass scoped to them ([`crate::reconcile::named_records`]): the same planner, the
+//!   same overlap guard, the same exclusive lock (so it waits for a scheduled pass of the pair
+//!   instead of running beside it), the same limiter, journal and run records. Its own cron
+//!   tick is once a year; events are what run it.
 //! - **Coalesced.** The receiver's wake-up is a [`Notify`] permit: however many events arrive
 //!   while a pass runs, exactly one more pass follows it, and it covers all of them.
-//! - **Processed when covered.** A pass over contacts, notes and tasks (the wake job's, a
-//!   `full` one) notes, before it starts, the newest event queued so far; if it ends succeeded, the events up to that one are marked processed. An
-//!   event received while a pass runs is left for the next one, since that pass may have read
-//!   the HotspotSystem listing before the event's record existed there.
+//! - **Processed when written.** After a targeted pass that succeeded, an event is processed
+//!   once its record was listed and written (a transaction whose note waits for its guest's
+//!   contact stays pending). A whole pass over contacts, notes and tasks (`pass`, `full`)
+//!   notes, before it starts, the newest event queued so far; if it ends succeeded, the events
+//!   up to that one are processed: an event received while it runs is left for the next one,
+//!   since that pass may have read the listing before the record existed there.
+//! - **Retried, then left to the passes.** A targeted pass that leaves events pending (their
+//!   record not listed yet, a write that failed) is run again after [`RETRY_FIRST`], doubling
+//!   up to [`RETRY_MAX`], while an event younger than [`GIVE_UP_AFTER`] is pending; older ones
+//!   are the regular passes' (which write every record anyway).
 //! - **Nothing lost.** On start, events still pending (a crash after the 200, a pass that
-//!   failed) wake the pair at once. A pass that fails leaves its events pending for the next
-//!   event, the next `full` pass, or the next start.
+//!   failed) wake the pair at once.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 
-use super::job_pass_options;
-use super::pair::PairDaemon;
-use crate::config::ScheduleJob;
+use crate::config::Config;
+use crate::ghl::GhlClient;
+use crate::hotspot::HotspotClient;
 use crate::model::Kind;
+use crate::reconcile::named_records::{NamedRecord, Targeted, run_named};
 use crate::reconcile::pass::{PassOptions, PassResult};
+use crate::reconcile::transactions::type_name;
 use crate::schedule::Scheduler;
-use crate::store::{RunStatus, Store};
-use crate::webhooks::hotspot::HotspotEvent;
+use crate::store::{FastListing, RunStatus, Store};
+use crate::webhooks::hotspot::{EventType, HotspotEvent};
 use crate::webhooks::{self, Accepted, Inbox, InboxError, PairLocations};
 
+use super::pair::PairDaemon;
 /// The scheduler job that events run.
 pub const WAKE_JOB: &str = "webhooks";
 
@@ -47,6 +57,8 @@ const SKIP_CHECK: Duration = Duration::from_secs(1);
 pub(super) struct Wake {
     notify: Notify,
     finished: watch::Sender<u64>,
+    /// Set by a run that left events young enough to retry.
+    retry: AtomicBool,
 }
 
 impl Default for Wake {
@@ -54,6 +66,7 @@ impl Default for Wake {
         Wake {
             notify: Notify::new(),
             finished: watch::Sender::new(0),
+            retry: AtomicBool::new(false),
         }
     }
 }
@@ -82,15 +95,158 @@ impl Drop for RunEnded {
 /// The kinds a new guest or transaction shows in: its contact, its note, its onboarding task.
 const EVENT_KINDS: [Kind; 3] = [Kind::Contact, Kind::Note, Kind::Task];
 
-/// What a wake run covers: [`EVENT_KINDS`], incremental, as a scheduled `pass` of them.
-pub(super) fn wake_pass_options() -> Option<PassOptions> {
-    let mut opts = job_pass_options(ScheduleJob::Pass)?;
-    opts.kinds.retain(|k| EVENT_KINDS.contains(k));
-    (!opts.kinds.is_empty()).then_some(opts)
+/// The first wait before a run that left events pending runs again.
+pub(super) const RETRY_FIRST: Duration = Duration::from_secs(5);
+/// The longest wait between such runs.
+pub(super) const RETRY_MAX: Duration = Duration::from_secs(120);
+/// Events older than this are left to the regular passes.
+pub(super) const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::minutes(10);
+
+/// What one wake run did.
+#[derive(Debug)]
+pub(super) struct EventsRun {
+    pub pending: usize,
+    pub processed: usize,
+    /// Events the run could not place by id (not a number): the regular passes cover them.
+    pub unnumbered: usize,
+    pub targeted: Targeted,
 }
 
-/// Before a pass: the newest pending event it will cover, if it covers every kind an event can
-/// need (a guest's contact and task, a transaction's note): the wake job, `full`. A contacts-only
+/// The record an event names, as the targeted read looks for it; `None`: an id that is no
+/// number cannot be placed in a newest-first listing.
+fn named(event: &HotspotEvent) -> Option<NamedRecord> {
+    let listing = match event.event {
+        EventType::CustomerCreate => FastListing::Customers,
+        EventType::SubscriberCreate => FastListing::Subscribers,
+        EventType::TransactionCreate(t) => FastListing::Transactions(t),
+    };
+    Some(NamedRecord {
+        listing,
+        location: event.location_id.clone(),
+        id: event.record_id.trim().parse().ok()?,
+    })
+}
+
+/// One wake run: the pending events' records, read and written by a targeted pass; the events
+/// whose records it wrote are marked processed, and `wake` told whether to come back.
+pub(super) async fn run_events(
+    cfg: &Config,
+    store: &Mutex<Store>,
+    hs: &HotspotClient,
+    ghl: &GhlClient,
+    wake: &Wake,
+    stop: &AtomicBool,
+) -> anyhow::Result<EventsRun> {
+    // Until this run knows better (it may fail before it does): come back later.
+    wake.retry.store(true, Ordering::Relaxed);
+    let pending = {
+        let store = store.lock().unwrap_or_else(|p| p.into_inner());
+        webhooks::pending_events(&store)?
+    };
+    let mut records = Vec::new();
+    let mut unnumbered = 0;
+    for p in &pending {
+        match named(&p.event) {
+            Some(n) => records.push((p, n)),
+            None => unnumbered += 1,
+        }
+    }
+    let mut wanted: Vec<NamedRecord> = records.iter().map(|(_, n)| n.clone()).collect();
+    wanted.extend(recent_guests(store, &wanted)?);
+    let targeted = if wanted.is_empty() {
+        Targeted::default()
+    } else {
+        run_named(cfg, store, hs, ghl, &wanted, stop).await?
+    };
+    let succeeded = targeted
+        .pass
+        .as_ref()
+        .is_none_or(|p| p.status == RunStatus::Succeeded);
+    let now = Utc::now();
+    let store = store.lock().unwrap_or_else(|p| p.into_inner());
+    let mut done = Vec::new();
+    let mut young_left = false;
+    for (p, n) in &records {
+        let key = (n.listing, n.id);
+        // A guest whose event names no location and that none of the pair's locations lists is
+        // another pair's (the receiver sends such events to every pair), or not listed yet:
+        // either way the regular passes are the ones to write it.
+        let elsewhere = n.location.is_none() && !targeted.read.found.contains(&key);
+        let written = succeeded
+            && (elsewhere
+                || targeted.read.not_synced.contains(&key)
+                || (targeted.read.found.contains(&key) && note_settled(cfg, &store, n)?));
+        if written {
+            done.push(p.id);
+        } else {
+            young_left |= now - p.received_at < GIVE_UP_AFTER;
+        }
+    }
+    let processed = store.mark_webhook_events_done(&done, now, cfg.report.keep_days)?;
+    wake.retry.store(young_left, Ordering::Relaxed);
+    tracing::info!(
+        pending = pending.len(),
+        processed,
+        left = pending.len() - processed,
+        retry = young_left,
+        "webhook events: targeted pass done"
+    );
+    Ok(EventsRun {
+        pending: pending.len(),
+        processed,
+        unnumbered,
+        targeted,
+    })
+}
+
+/// A transaction's note is written in the pass that holds its guest: the guests named by the
+/// events of the last [`GIVE_UP_AFTER`] at the locations of `wanted`'s transactions (already
+/// written, most of them: they are read again, and cost no write).
+fn recent_guests(
+    store: &Mutex<Store>,
+    wanted: &[NamedRecord],
+) -> Result<Vec<NamedRecord>, crate::store::StoreError> {
+    let at: BTreeSet<&str> = wanted
+        .iter()
+        .filter(|n| matches!(n.listing, FastListing::Transactions(_)))
+        .filter_map(|n| n.location.as_deref())
+        .collect();
+    if at.is_empty() {
+        return Ok(Vec::new());
+    }
+    let recent = {
+        let store = store.lock().unwrap_or_else(|p| p.into_inner());
+        webhooks::events_since(&store, Utc::now() - GIVE_UP_AFTER)?
+    };
+    Ok(recent
+        .iter()
+        .filter_map(|e| named(&e.event))
+        .filter(|n| !matches!(n.listing, FastListing::Transactions(_)))
+        .filter(|n| n.location.as_deref().is_none_or(|l| at.contains(l)))
+        .filter(|n| !wanted.contains(n))
+        .collect())
+}
+
+/// Whether a listed transaction's note is no longer waiting: written, or not wanted (a type
+/// only the paid follow-up task uses). A note whose guest has no contact yet (the guest's own
+/// event not in yet) keeps the event pending, so that the run that writes the guest writes it.
+fn note_settled(
+    cfg: &Config,
+    store: &Store,
+    n: &NamedRecord,
+) -> Result<bool, crate::store::StoreError> {
+    let FastListing::Transactions(t) = n.listing else {
+        return Ok(true);
+    };
+    if !(cfg.notes.enabled && cfg.notes.transaction_types.contains(&t)) {
+        return Ok(true);
+    }
+    let source_id = format!("{}:{}", type_name(t), n.id);
+    Ok(store.link(Kind::Note, &source_id)?.is_some())
+}
+
+/// Before a whole pass: the newest pending event it will cover, if it covers every kind an event
+/// can need (a guest's contact and task, a transaction's note): `pass`, `full`. A contacts-only
 /// pass covers none, or a transaction's note would be marked done without being written.
 pub(super) fn events_before_pass(store: &Mutex<Store>, opts: &PassOptions) -> Option<i64> {
     if opts.dry_run || !EVENT_KINDS.iter().all(|k| opts.kinds.contains(k)) {
@@ -127,22 +283,33 @@ pub(super) fn settle_events(
     }
 }
 
-/// Runs the pair's wake job whenever it is woken, one run at a time, until dropped. On start,
-/// events left pending wake it at once.
+/// Runs the pair's wake job whenever it is woken, one run at a time, until dropped, and again
+/// after a growing wait while a run leaves young events pending. On start, events left pending
+/// wake it at once (a pair whose state is not open yet too: its run opens it).
 pub(super) async fn serve_wakes(daemon: &PairDaemon, scheduler: &Scheduler) {
     let Some(wake) = daemon.wake() else {
         return std::future::pending().await;
     };
     let pending = daemon
         .with_open_store(|s| s.webhook_events_high_water().ok().flatten().is_some())
-        .unwrap_or(false);
+        .unwrap_or(true);
     if pending {
-        tracing::info!("webhook events pending from before the start; running a pass for them");
+        tracing::info!(
+            "webhook events may be pending from before the start; running a pass for them"
+        );
         wake.wake();
     }
     let mut finished = wake.finished.subscribe();
+    let mut retry_in = RETRY_FIRST;
     loop {
-        wake.notify.notified().await;
+        let retrying = wake.retry.load(Ordering::Relaxed);
+        tokio::select! {
+            () = wake.notify.notified() => retry_in = RETRY_FIRST,
+            () = tokio::time::sleep(retry_in), if retrying => {
+                tracing::info!(after_secs = retry_in.as_secs(), "webhook events still pending; running their pass again");
+                retry_in = (retry_in * 2).min(RETRY_MAX);
+            }
+        }
         let _seen = *finished.borrow_and_update();
         let skips = |s: &Scheduler| {
             s.job_stats(WAKE_JOB)
@@ -248,19 +415,9 @@ impl Inbox for PairInboxes {
 
 #[cfg(test)]
 mod tests {
+    use super::super::job_pass_options;
     use super::*;
-
-    #[test]
-    fn a_wake_covers_the_kinds_of_a_new_guest_incrementally() {
-        let opts = wake_pass_options().expect("contacts are reconciled");
-        assert!(opts.kinds.contains(&Kind::Contact));
-        assert!(
-            opts.kinds
-                .iter()
-                .all(|k| matches!(k, Kind::Contact | Kind::Note | Kind::Task))
-        );
-        assert!(!opts.full && !opts.dry_run);
-    }
+    use crate::config::ScheduleJob;
 
     #[test]
     fn only_a_pass_over_every_kind_an_event_needs_covers_events() {
@@ -274,15 +431,15 @@ mod tests {
             received_at: Utc::now(),
         };
         store.lock().unwrap().insert_webhook_event(&event).unwrap();
-        let wake = wake_pass_options().unwrap();
-        assert_eq!(events_before_pass(&store, &wake), Some(1));
+        let pass = job_pass_options(ScheduleJob::Pass).unwrap();
+        assert_eq!(events_before_pass(&store, &pass), Some(1));
         let full = job_pass_options(ScheduleJob::Full).unwrap();
         assert_eq!(events_before_pass(&store, &full), Some(1));
         let contacts = job_pass_options(ScheduleJob::Contacts).unwrap();
         assert_eq!(events_before_pass(&store, &contacts), None);
         let dry = PassOptions {
             dry_run: true,
-            ..wake.clone()
+            ..pass.clone()
         };
         assert_eq!(events_before_pass(&store, &dry), None);
     }
