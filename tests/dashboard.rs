@@ -263,11 +263,39 @@ async fn metrics_are_prometheus_text() {
     let dir = TempDir::new("metrics");
     let db = dir.path("state.db");
     let f = populate(&db);
+    {
+        let store = hotspot_ghl_sync::store::Store::open(&db).unwrap();
+        let now = chrono::Utc::now();
+        for id in ["1", "2"] {
+            store
+                .insert_webhook_event(&hotspot_ghl_sync::store::NewWebhookEvent {
+                    source: "hotspotsystem",
+                    event_type: "customer.create",
+                    location_id: Some("1"),
+                    record_id: id,
+                    body: b"{}",
+                    received_at: now,
+                })
+                .unwrap();
+        }
+        store.mark_webhook_events_done(&[1], now, 30).unwrap();
+    }
     let (base, _stop) = spawn(&db, policy(vec![ScheduleJob::Contacts], 26)).await;
     let (status, ctype, text) = get(&base, "/metrics").await;
     assert_eq!(status, 200);
     assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
     let all = samples(&text);
+    assert_eq!(
+        sample(&all, "hgs_webhook_events_pending{source=\"hotspotsystem\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &all,
+            "hgs_webhook_events_received_last_day{source=\"hotspotsystem\"}"
+        ),
+        Some(2.0)
+    );
     assert_eq!(sample(&all, "hgs_runs{status=\"succeeded\"}"), Some(2.0));
     assert_eq!(sample(&all, "hgs_runs{status=\"partial\"}"), Some(1.0));
     assert_eq!(sample(&all, "hgs_runs{status=\"failed\"}"), Some(0.0));

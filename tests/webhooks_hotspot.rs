@@ -826,4 +826,13 @@ async fn an_event_ahead_of_its_record_is_retried_until_the_record_is_listed() {
     assert!(daemon.log().contains("still pending"), "{}", daemon.log());
     assert_eq!(env.contacts_with(&email), 1);
     assert_eq!(daemon.stop().await, Some(0), "{}", daemon.log());
+    // `status` shows the queue.
+    let out = env.command(&["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "Webhook events from hotspotsystem: none pending; 1 received in the last 24 h"
+        ),
+        "{text}"
+    );
 }

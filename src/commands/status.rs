@@ -14,7 +14,7 @@ use crate::model::Kind;
 use crate::reconcile::appointments::split_upcoming;
 use crate::reconcile::tasks::{completion_line, onboarding_completion, task_views};
 use crate::report::RunSummary;
-use crate::store::{LinkStatus, Store};
+use crate::store::{LinkStatus, Store, WebhookQueue};
 
 use super::EXIT_OK;
 
@@ -168,6 +168,8 @@ pub struct StatusView {
     pub parked: Listed<ItemRow>,
     /// Failed items of the newest runs: `total` counts them all, `rows` lists the first ones.
     pub failures: Listed<ItemRow>,
+    /// The webhook queue, per sender (empty when no webhook was ever received).
+    pub webhooks: Vec<WebhookQueue>,
 }
 
 #[derive(Debug, Serialize)]
@@ -289,12 +291,34 @@ pub fn gather(store: &Store, cfg: &Config, now: DateTime<Utc>) -> anyhow::Result
             runs: None,
             rows: parked.iter().take(LISTED_ROWS).map(item_row).collect(),
         },
+        webhooks: store.webhook_queues(now)?,
         failures: Listed {
             total: store.count_recent_failures(FAILURE_RUNS)?,
             runs: Some(FAILURE_RUNS),
             rows: failures.iter().map(item_row).collect(),
         },
     })
+}
+
+/// One sender's webhook queue, as `status` prints it.
+fn webhook_line(q: &WebhookQueue) -> String {
+    let at = |t: Option<DateTime<Utc>>| {
+        t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let pending = match q.pending {
+        0 => "none pending".to_string(),
+        n => format!(
+            "{n} pending, the oldest received {}",
+            at(q.oldest_pending_at)
+        ),
+    };
+    format!(
+        "Webhook events from {}: {pending}; {} received in the last 24 h, the last at {}.\n",
+        q.source,
+        q.received_last_day,
+        at(q.last_received_at)
+    )
 }
 
 impl StatusView {
@@ -341,6 +365,9 @@ impl StatusView {
                 "\nGHL daily quota left after run #{}: {}\n",
                 q.run, q.remaining
             ));
+        }
+        for q in &self.webhooks {
+            out.push_str(&webhook_line(q));
         }
         out.push_str(&format!("\nParked conflicts: {}\n", self.parked.total));
         for row in &self.parked.rows {

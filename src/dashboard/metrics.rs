@@ -288,6 +288,45 @@ pub fn write(
         store.parked_conflicts()?.len() as f64,
     );
 
+    let queues = store.webhook_queues(now)?;
+    if !queues.is_empty() {
+        o.family(
+            "hgs_webhook_events_pending",
+            "Webhook events received and not yet processed, by sender.",
+        );
+        for q in &queues {
+            o.sample(
+                "hgs_webhook_events_pending",
+                &[("source", &q.source)],
+                q.pending as f64,
+            );
+        }
+        o.family(
+            "hgs_webhook_events_received_last_day",
+            "Webhook events received in the last 24 hours, by sender.",
+        );
+        for q in &queues {
+            o.sample(
+                "hgs_webhook_events_received_last_day",
+                &[("source", &q.source)],
+                q.received_last_day as f64,
+            );
+        }
+        o.family(
+            "hgs_webhook_last_received_timestamp_seconds",
+            "When the newest webhook event was received (Unix seconds), by sender.",
+        );
+        for q in &queues {
+            if let Some(at) = q.last_received_at {
+                o.sample(
+                    "hgs_webhook_last_received_timestamp_seconds",
+                    &[("source", &q.source)],
+                    secs(at),
+                );
+            }
+        }
+    }
+
     let h = health::evaluate(store, policy, now)?;
     o.family("hgs_healthy", HEALTHY_HELP);
     o.sample("hgs_healthy", &[], if h.healthy { 1.0 } else { 0.0 });

@@ -44,7 +44,7 @@ pub use links::{ExtraValues, Link, LinkHead, LinkStatus, MatchMethod};
 pub use lock::{RefreshLock, StateLock, lock_path, try_lock_refresh};
 pub use runs::{ApiCall, ApiCallStats, ItemOutcome, MethodCount, RunItem, RunRecord, RunStatus};
 pub use tokens::StoredToken;
-pub use webhook_events::{NewWebhookEvent, WebhookEvent};
+pub use webhook_events::{NewWebhookEvent, WebhookEvent, WebhookQueue};
 
 use crate::model::{Digest, Kind};
 

@@ -1,5 +1,5 @@
-//! The webhook queue: events as received, kept until a pass that started after them ends
-//! successfully. The receiver answers 200 only once its row is committed, so a crash after
+//! The webhook queue: events as received, pending until a targeted pass wrote their records
+//! or a whole pass that started after them ended successfully. The receiver answers 200 only once its row is committed, so a crash after
 //! the answer loses nothing: the next start finds the row pending and wakes the pair.
 
 use chrono::{DateTime, Utc};
@@ -62,7 +62,51 @@ fn finish(
     Ok(e)
 }
 
+/// The queue of one sender at a glance (`status`, `/metrics`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WebhookQueue {
+    pub source: String,
+    pub pending: u64,
+    pub oldest_pending_at: Option<DateTime<Utc>>,
+    pub last_received_at: Option<DateTime<Utc>>,
+    pub received_last_day: u64,
+}
+
 impl Store {
+    /// Per sender that has sent anything still kept: pending events, the oldest of them, the
+    /// newest event, and how many came in the 24 hours before `now`.
+    pub fn webhook_queues(&self, now: DateTime<Utc>) -> Result<Vec<WebhookQueue>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT source,
+                    SUM(processed_at IS NULL),
+                    MIN(CASE WHEN processed_at IS NULL THEN received_at END),
+                    MAX(received_at),
+                    SUM(received_at >= ?1)
+             FROM webhook_events GROUP BY source ORDER BY source",
+        )?;
+        let rows = stmt.query_map([ts(now - chrono::Duration::days(1))], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (source, pending, oldest, last, day) = row?;
+            out.push(WebhookQueue {
+                source,
+                pending: pending.max(0) as u64,
+                oldest_pending_at: parse_opt_ts("webhook_events.received_at", oldest)?,
+                last_received_at: parse_opt_ts("webhook_events.received_at", last)?,
+                received_last_day: day.max(0) as u64,
+            });
+        }
+        Ok(out)
+    }
+
     /// Queues `event`, committed when this returns. `false`: the same event (source, type and
     /// record) is already queued or was processed, and nothing was written.
     pub fn insert_webhook_event(&self, event: &NewWebhookEvent<'_>) -> Result<bool> {
@@ -239,6 +283,29 @@ mod tests {
             .map(|e| e.record_id)
             .collect();
         assert_eq!(recent, ["2", "3"], "processed or not, oldest first");
+    }
+
+    #[test]
+    fn the_queue_at_a_glance() {
+        let s = Store::open_in_memory().unwrap();
+        let now = Utc::now();
+        assert!(s.webhook_queues(now).unwrap().is_empty());
+        let two_days = now - chrono::Duration::days(2);
+        s.insert_webhook_event(&event("1", two_days)).unwrap();
+        s.insert_webhook_event(&event("2", now)).unwrap();
+        s.insert_webhook_event(&event("3", now)).unwrap();
+        s.mark_webhook_events_done(&[3], now, 30).unwrap();
+        let q = s.webhook_queues(now).unwrap();
+        assert_eq!(
+            q,
+            [WebhookQueue {
+                source: "hotspotsystem".into(),
+                pending: 2,
+                oldest_pending_at: Some(parse_ts("t", &ts(two_days)).unwrap()),
+                last_received_at: Some(parse_ts("t", &ts(now)).unwrap()),
+                received_last_day: 2,
+            }]
+        );
     }
 
     #[test]
