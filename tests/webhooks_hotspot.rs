@@ -14,14 +14,14 @@ use hotspot_ghl_sync::sandbox::ghl::GhlOptions;
 use hotspot_ghl_sync::sandbox::hotspot::{HotspotOptions, NewRecord, SortSupport};
 use hotspot_ghl_sync::sandbox::hotspot_webhooks::{
     Batching, BodyKeys, SignatureEncoding, SignatureHeader, WebhookEvent, WebhookOptions,
-    WebhookSpec, sign,
+    WebhookSpec,
 };
 use hotspot_ghl_sync::sandbox::seed::SeedSpec;
 use hotspot_ghl_sync::sandbox::{Sandbox, SandboxOptions};
 use hotspot_ghl_sync::store::{RunStatus, Store, WebhookEvent as QueuedEvent};
 use support::daemon::Daemon;
 use support::fast_lane::FastEnv;
-use support::webhooks::{HookEnv, KEYS, daemon_config, free_port, guest, mac_transaction};
+use support::webhooks::{HookEnv, KEYS, daemon_config, free_port, guest, mac_transaction, post};
 use support::{ANCHOR, BIN, TempDir};
 
 /// Well under the once-a-year tick, and under the minute HotspotSystem batches take.
@@ -527,17 +527,12 @@ token_env = "HGS_W_GHL_TOKEN_BETA"
         r#"{{"id":"{}","UserName":"{}","email":"{alpha_email}"}}"#,
         g.id, g.user_name
     );
-    let status = support::http_client()
-        .post(url("?event=customer.create"))
-        .header(
-            "X-HotspotSystem-Hmac-Sha256",
-            sign(body.as_bytes(), KEYS[0]),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = post(
+        &url("?event=customer.create"),
+        body.as_bytes(),
+        Some(("X-HotspotSystem-Hmac-Sha256", KEYS[0])),
+    )
+    .await;
     assert_eq!(status, 200);
     wait_for(&|| emails_in(&ghl_ids[0]).contains(&alpha_email)).await;
     wait_for(&|| {
@@ -551,14 +546,12 @@ token_env = "HGS_W_GHL_TOKEN_BETA"
 
     // A location no pair reads: answered 200 (retries would change nothing), stored nowhere.
     let body = br#"{"id":"9","UserName":"x","email":"nobody@example.com"}"#;
-    let status = support::http_client()
-        .post(url("?event=customer.create&location=999"))
-        .header("X-HotspotSystem-Hmac-Sha256", sign(body, KEYS[0]))
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = post(
+        &url("?event=customer.create&location=999"),
+        body,
+        Some(("X-HotspotSystem-Hmac-Sha256", KEYS[0])),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(queue("alpha").len(), 1);
     assert_eq!(queue("beta").len(), 2);
@@ -713,33 +706,15 @@ async fn an_event_wakes_a_pass_over_just_its_records() {
             (location, email)
         });
         env.clear_requests();
-        let post = |query: String, body: String| async move {
-            let status = support::http_client()
-                .post(format!(
-                    "http://127.0.0.1:{port}/hooks/hotspotsystem{query}"
-                ))
-                .header(
-                    "X-HotspotSystem-Hmac-Sha256",
-                    sign(body.as_bytes(), KEYS[0]),
-                )
-                .body(body)
-                .send()
-                .await
-                .expect("the receiver answers")
-                .status();
-            assert_eq!(status, 200);
-        };
-        post(
-            format!("?event=transaction.mac.create&location={location}"),
-            format!(r#"{{"id":{}}}"#, named.transaction_id),
-        )
-        .await;
+        let url = |query: String| format!("http://127.0.0.1:{port}/hooks/hotspotsystem{query}");
+        let signed = Some(("X-HotspotSystem-Hmac-Sha256", KEYS[0]));
+        let body = format!(r#"{{"id":{}}}"#, named.transaction_id);
+        let query = format!("?event=transaction.mac.create&location={location}");
+        assert_eq!(post(&url(query), body.as_bytes(), signed).await, 200);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        post(
-            format!("?event=customer.create&location={location}"),
-            format!(r#"{{"id":"{}"}}"#, named.customer_id),
-        )
-        .await;
+        let body = format!(r#"{{"id":"{}"}}"#, named.customer_id);
+        let query = format!("?event=customer.create&location={location}");
+        assert_eq!(post(&url(query), body.as_bytes(), signed).await, 200);
         env.wait_in_ghl(std::slice::from_ref(named), REACHES_GHL_WITHIN)
             .await;
         let state = Store::open(env.state_path()).unwrap();

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use super::health::{self, HealthPolicy};
 use crate::model::Kind;
 use crate::report::{self, RunSummary};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WebhookQueue};
 
 /// Escapes a label value (backslash, double quote, newline).
 fn label(v: &str) -> String {
@@ -288,41 +288,30 @@ pub fn write(
         store.parked_conflicts()?.len() as f64,
     );
 
-    let queues = store.webhook_queues(now)?;
-    if !queues.is_empty() {
-        o.family(
+    type Value = fn(&WebhookQueue) -> Option<f64>;
+    let webhook_families: [(&str, &str, Value); 3] = [
+        (
             "hgs_webhook_events_pending",
             "Webhook events received and not yet processed, by sender.",
-        );
-        for q in &queues {
-            o.sample(
-                "hgs_webhook_events_pending",
-                &[("source", &q.source)],
-                q.pending as f64,
-            );
-        }
-        o.family(
+            |q| Some(q.pending as f64),
+        ),
+        (
             "hgs_webhook_events_received_last_day",
             "Webhook events received in the last 24 hours, by sender.",
-        );
-        for q in &queues {
-            o.sample(
-                "hgs_webhook_events_received_last_day",
-                &[("source", &q.source)],
-                q.received_last_day as f64,
-            );
-        }
-        o.family(
+            |q| Some(q.received_last_day as f64),
+        ),
+        (
             "hgs_webhook_last_received_timestamp_seconds",
             "When the newest webhook event was received (Unix seconds), by sender.",
-        );
+            |q| q.last_received_at.map(secs),
+        ),
+    ];
+    let queues = store.webhook_queues(now)?;
+    for (name, help, value) in webhook_families.iter().filter(|_| !queues.is_empty()) {
+        o.family(name, help);
         for q in &queues {
-            if let Some(at) = q.last_received_at {
-                o.sample(
-                    "hgs_webhook_last_received_timestamp_seconds",
-                    &[("source", &q.source)],
-                    secs(at),
-                );
+            if let Some(v) = value(q) {
+                o.sample(name, &[("source", &q.source)], v);
             }
         }
     }

@@ -33,8 +33,23 @@ pub struct PassOptions {
     /// Bars for a person at a terminal; `None` draws nothing (daemon, cron, pipes, tests).
     pub progress: Option<crate::progress::Progress>,
     /// Which HotspotSystem records the pass covers: all, or a subset (the fast lane's new
-    /// records), which never infers a deletion and leaves every other guest as it is.
+    /// records, the records webhooks named), which never infers a deletion and leaves every
+    /// other guest as it is.
     pub scope: SourceScope,
+}
+
+impl PassOptions {
+    /// A pass over the records of `scope` only: their contacts, notes and onboarding tasks.
+    pub fn scoped(scope: SourceScope) -> PassOptions {
+        PassOptions {
+            kinds: [Kind::Contact, Kind::Note, Kind::Task].into(),
+            dry_run: false,
+            full: false,
+            limit: None,
+            progress: None,
+            scope,
+        }
+    }
 }
 
 pub(crate) fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {

@@ -25,7 +25,7 @@ use super::transactions::{Uncursored, read_stream_from};
 use crate::config::Config;
 use crate::ghl::GhlClient;
 use crate::hotspot::HotspotClient;
-use crate::model::{Kind, SourceKind};
+use crate::model::SourceKind;
 use crate::store::{FastListing, Store};
 
 /// One record a webhook named.
@@ -71,14 +71,7 @@ pub async fn run_named(
     if read.source.is_empty() {
         return Ok(Targeted { read, pass: None });
     }
-    let opts = PassOptions {
-        kinds: [Kind::Contact, Kind::Note, Kind::Task].into(),
-        dry_run: false,
-        full: false,
-        limit: None,
-        progress: None,
-        scope: SourceScope::Records(Arc::new(read.source.clone())),
-    };
+    let opts = PassOptions::scoped(SourceScope::Records(Arc::new(read.source.clone())));
     let pass = run_pass(cfg, store, hs, ghl, &opts, stop).await?;
     Ok(Targeted {
         read,

@@ -39,7 +39,7 @@ use crate::hotspot::HotspotClient;
 use crate::hotspot::Pager;
 use crate::hotspot::wire::Customer;
 use crate::http::HttpError;
-use crate::model::{Kind, SourceKind};
+use crate::model::SourceKind;
 use crate::store::{FastListing, FastLocations, Store};
 
 /// How long the location list the fast lane reads at is kept before it is listed again: one
@@ -83,14 +83,7 @@ pub async fn run_new(
             initialised: read.initialised,
         });
     }
-    let opts = PassOptions {
-        kinds: [Kind::Contact, Kind::Note, Kind::Task].into(),
-        dry_run: false,
-        full: false,
-        limit: None,
-        progress: None,
-        scope: SourceScope::NewSince(Arc::new(read.records)),
-    };
+    let opts = PassOptions::scoped(SourceScope::NewSince(Arc::new(read.records)));
     let pass = run_pass(cfg, store, hs, ghl, &opts, stop).await?;
     Ok(Tick::Ran { pass })
 }

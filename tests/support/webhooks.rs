@@ -236,22 +236,28 @@ impl HookEnv {
     /// POSTs `body` to the receiver with `query`, signed with `key` in `header` (no signature
     /// when `None`); returns the status.
     pub async fn post(&self, query: &str, body: &[u8], signed: Option<(&str, &str)>) -> u16 {
-        let mut req = super::http_client()
-            .post(self.url(query))
-            .header("content-type", "application/json")
-            .body(body.to_vec());
-        if let Some((header, key)) = signed {
-            req = req.header(
-                header,
-                hotspot_ghl_sync::sandbox::hotspot_webhooks::sign(body, key),
-            );
-        }
-        req.send()
-            .await
-            .expect("the receiver answers")
-            .status()
-            .as_u16()
+        post(&self.url(query), body, signed).await
     }
+}
+
+/// POSTs `body` to `url`, signed with `key` in `header` (no signature when `None`); returns the
+/// status.
+pub async fn post(url: &str, body: &[u8], signed: Option<(&str, &str)>) -> u16 {
+    let mut req = super::http_client()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some((header, key)) = signed {
+        req = req.header(
+            header,
+            hotspot_ghl_sync::sandbox::hotspot_webhooks::sign(body, key),
+        );
+    }
+    req.send()
+        .await
+        .expect("the receiver answers")
+        .status()
+        .as_u16()
 }
 
 /// A one-pair config for `run` with `[webhooks]` on `127.0.0.1:port`, keys from `HGS_W_KEY_A`
