@@ -748,8 +748,15 @@ async fn an_event_wakes_a_pass_over_just_its_records() {
             );
         }
         println!(
-            "{sort:?}: the event's pass read {} HotspotSystem page(s)",
-            requests.len()
+            "{sort:?}: the events' passes made {} HotspotSystem and {} GHL request(s): {:?}",
+            requests.len(),
+            env.ghl_request_count(),
+            env.sandbox
+                .ghl
+                .requests()
+                .iter()
+                .map(|r| format!("{} {}", r.method, r.path))
+                .collect::<Vec<_>>()
         );
 
         // The regular pass writes the other guest, and nothing for the named one.
