@@ -321,6 +321,16 @@ impl Store {
             .pop())
     }
 
+    /// Every link pointing at GHL record `target_id`, by source id.
+    pub fn links_by_target(&self, kind: Kind, target_id: &str) -> Result<Vec<Link>> {
+        self.query_links(
+            &format!(
+                "SELECT {COLUMNS} FROM links WHERE kind = ?1 AND target_id = ?2 ORDER BY source_id"
+            ),
+            (kind.as_str(), target_id),
+        )
+    }
+
     /// Inserts or replaces the link of `(kind, source_id)`; `first_linked_at` of an existing
     /// row is kept.
     pub fn upsert_link(&self, link: &Link) -> Result<()> {

@@ -118,6 +118,11 @@ impl PairDaemon {
         &self.cfg.hotspot.locations
     }
 
+    /// Its configuration (the GHL receiver reads its GHL location and deletion policy).
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
     pub fn wake(&self) -> Option<&Arc<Wake>> {
         self.wake.as_ref()
     }

@@ -188,6 +188,11 @@ impl PairInboxes {
         pairs.push(daemon);
     }
 
+    /// The pairs now (the GHL receiver routes by their GHL location: `ghl_inbox`).
+    pub fn current(&self) -> Vec<Arc<PairDaemon>> {
+        self.pairs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn remove(&self, name: &str) {
         self.pairs
             .lock()
