@@ -331,6 +331,18 @@ impl Store {
         )
     }
 
+    /// Every link of `kind` whose `extra` records `contact_id` (the GHL contact a note or task
+    /// was written on), by source id.
+    pub fn links_on_contact(&self, kind: Kind, contact_id: &str) -> Result<Vec<Link>> {
+        self.query_links(
+            &format!(
+                "SELECT {COLUMNS} FROM links \
+                 WHERE kind = ?1 AND json_extract(extra, '$.contact_id') = ?2 ORDER BY source_id"
+            ),
+            (kind.as_str(), contact_id),
+        )
+    }
+
     /// Inserts or replaces the link of `(kind, source_id)`; `first_linked_at` of an existing
     /// row is kept.
     pub fn upsert_link(&self, link: &Link) -> Result<()> {

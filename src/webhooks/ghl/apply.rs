@@ -6,7 +6,10 @@
 //!   do when a pass finds the contact gone. The planner reads a tombstoned link by
 //!   `on_target_delete`: `respect` leaves the guest alone for good, `recreate` recreates the
 //!   contact at the next pass (so the pair is woken for it). An unlinked contact's identity is
-//!   forgotten too (a full listing would drop it); nothing else changes.
+//!   forgotten too (a full listing would drop it). GHL deletes a contact's tasks and notes
+//!   with it: the sync's tasks on it are recorded deleted as the task read-back records a task
+//!   whose contact is gone (`deleted`, tombstoned), so the next pass does not ask GHL for them
+//!   one by one, and its notes are tombstoned like a deleted note (below).
 //! - **`TaskComplete` / `TaskDelete`** of a task the sync created: its link's `extra` is what
 //!   the task read-back records on seeing the same (`reconcile::tasks::observe`: `completed`,
 //!   sticky `edited`; `deleted` and a tombstone), with `checked_at` now, so the read-back no
@@ -37,7 +40,7 @@ use serde_json::{Value, json};
 use super::{Change, GhlEvent, SOURCE};
 use crate::model::{Kind, TargetDeletePolicy};
 use crate::reconcile::tasks::{TaskState, observe};
-use crate::store::{LinkStatus, NewWebhookEvent, Store, StoreError};
+use crate::store::{Link, LinkStatus, NewWebhookEvent, Store, StoreError};
 
 /// What the event did to one pair's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +114,7 @@ pub fn apply(
         }
         let id = event.record_id.as_str();
         match &event.change {
-            Change::ContactDeleted => contact_deleted(s, location_id, id),
+            Change::ContactDeleted => contact_deleted(s, location_id, id, at),
             Change::ContactChanged => contact_changed(s, id),
             Change::TaskCompleted(task) => {
                 task_observed(s, id, &TaskState::Present((**task).clone()), at)
@@ -123,13 +126,30 @@ pub fn apply(
     })
 }
 
-fn contact_deleted(s: &Store, location_id: &str, id: &str) -> Result<Effect, StoreError> {
+fn contact_deleted(
+    s: &Store,
+    location_id: &str,
+    id: &str,
+    at: DateTime<Utc>,
+) -> Result<Effect, StoreError> {
     let forgotten = s.remove_contact_identity(location_id, id)?;
     let links = s.links_by_target(Kind::Contact, id)?;
     let mut tombstoned = Vec::new();
     for l in links.iter().filter(|l| l.status == LinkStatus::Active) {
         s.set_link_status(Kind::Contact, &l.source_id, LinkStatus::Tombstoned)?;
         tombstoned.push(l.source_id.clone());
+    }
+    if !links.is_empty() {
+        for t in s.links_on_contact(Kind::Task, id)? {
+            if t.status == LinkStatus::Active {
+                task_gone(s, t, at)?;
+            }
+        }
+        for n in s.links_on_contact(Kind::Note, id)? {
+            if n.status == LinkStatus::Active {
+                note_gone(s, n)?;
+            }
+        }
     }
     Ok(match (tombstoned.is_empty(), links.is_empty(), forgotten) {
         (false, _, _) => Effect::ContactTombstoned(tombstoned),
@@ -181,27 +201,42 @@ fn task_observed(
     else {
         return Ok(Effect::NotOwned);
     };
-    let Some((mut extra, gone)) = observe(&l.extra, state) else {
+    if matches!(state, TaskState::Deleted) {
+        return task_gone(s, l, at);
+    }
+    let Some((mut extra, _)) = observe(&l.extra, state) else {
         return Ok(Effect::AlreadyKnown);
     };
-    extra["checked_at"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    extra["checked_at"] = checked_at(at);
     s.set_link_extra(Kind::Task, &l.source_id, &extra)?;
-    if gone {
-        s.tombstone(Kind::Task, &l.source_id)?;
-        Ok(Effect::TaskDeleted(l.source_id))
-    } else {
-        Ok(Effect::TaskCompleted(l.source_id))
-    }
+    Ok(Effect::TaskCompleted(l.source_id))
+}
+
+fn checked_at(at: DateTime<Utc>) -> Value {
+    json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// As the read-back records a task confirmed gone.
+fn task_gone(s: &Store, l: Link, at: DateTime<Utc>) -> Result<Effect, StoreError> {
+    let (mut extra, _) = observe(&l.extra, &TaskState::Deleted).unwrap_or((l.extra.clone(), true));
+    extra["checked_at"] = checked_at(at);
+    s.set_link_extra(Kind::Task, &l.source_id, &extra)?;
+    s.tombstone(Kind::Task, &l.source_id)?;
+    Ok(Effect::TaskDeleted(l.source_id))
 }
 
 fn note_deleted(s: &Store, id: &str) -> Result<Effect, StoreError> {
-    let Some(l) = s
+    match s
         .links_by_target(Kind::Note, id)?
         .into_iter()
         .find(|l| l.status == LinkStatus::Active)
-    else {
-        return Ok(Effect::NotOwned);
-    };
+    {
+        Some(l) => note_gone(s, l),
+        None => Ok(Effect::NotOwned),
+    }
+}
+
+fn note_gone(s: &Store, l: Link) -> Result<Effect, StoreError> {
     let mut extra = l.extra.clone();
     if !extra.is_object() {
         extra = Value::Object(Default::default());
@@ -216,7 +251,7 @@ fn note_deleted(s: &Store, id: &str) -> Result<Effect, StoreError> {
 mod tests {
     use super::*;
     use crate::ghl::wire::Task;
-    use crate::store::{ContactIdentity, Link, MatchMethod};
+    use crate::store::{ContactIdentity, MatchMethod};
 
     fn event(change: Change, id: &str, hook: &str) -> GhlEvent {
         GhlEvent {
@@ -264,6 +299,12 @@ mod tests {
             LinkStatus::Tombstoned
         );
         assert!(s.contact_identity("L", "c1").unwrap().is_none());
+        // Its task went with it, as the read-back would record it.
+        let t = s.link(Kind::Task, "welcome:g1").unwrap().unwrap();
+        assert_eq!(
+            (t.status, &t.extra["deleted"]),
+            (LinkStatus::Tombstoned, &json!(true))
+        );
         assert_eq!(apply(&s, "L", &e, Utc::now()).unwrap(), Effect::Replay);
         let again = event(Change::ContactDeleted, "c1", "w2");
         assert_eq!(

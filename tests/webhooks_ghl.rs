@@ -1,0 +1,280 @@
+//! GHL webhooks through the real binary: the GHL emulator signs and sends the events of
+//! changes made through its API (or emitted as a CRM user's), `run` verifies them on
+//! `/hooks/ghl` and records them in the state at once. The contacts job ticks once a year in
+//! these configs, so no pass explains what the state shows.
+//!
+//! Times from the change to the state showing it are printed (`--nocapture`).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use hotspot_ghl_sync::model::Kind;
+use hotspot_ghl_sync::sandbox::ghl::webhooks::{Scheme, SignedBytes, TimestampForm};
+use hotspot_ghl_sync::store::{LinkStatus, Store};
+use reqwest::Method;
+use serde_json::json;
+use support::ghl_webhooks::{
+    answered, configure, contact_with_task, ghl_api, link_to, recorded, run, start, status_of,
+    stop, url,
+};
+
+const AT_ONCE: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_contact_is_tombstoned_at_once_and_the_next_pass_leaves_it_alone() {
+    let env = start("ghl-delete", 3).await;
+    let daemon = env.spawn_daemon().await;
+    configure(
+        &env,
+        Scheme::Ed25519,
+        SignedBytes::Raw,
+        TimestampForm::Rfc3339,
+    );
+    let (contact, _) = contact_with_task(&env);
+    let email = env
+        .sandbox
+        .ghl
+        .with_state(|s| s.contacts[&contact].email.clone().unwrap());
+    assert_eq!(
+        status_of(&env, Kind::Contact, &contact),
+        Some(LinkStatus::Active)
+    );
+    let deleted_at = Instant::now();
+    ghl_api(&env, Method::DELETE, &format!("/contacts/{contact}"), None).await;
+    let known = env
+        .wait_until(AT_ONCE, |e| {
+            status_of(e, Kind::Contact, &contact) == Some(LinkStatus::Tombstoned)
+        })
+        .await
+        .unwrap_or_else(|| panic!("not tombstoned; log:\n{}", daemon.log()));
+    println!("ContactDelete → link tombstoned: {:?}", known - deleted_at);
+    assert!(
+        Store::open(env.state_path())
+            .unwrap()
+            .contact_identity(&env.sandbox.ghl.location_id(), &contact)
+            .unwrap()
+            .is_none(),
+        "the deleted contact's identity is forgotten"
+    );
+    assert!(
+        daemon.log().contains("GHL webhook event handled"),
+        "{}",
+        daemon.log()
+    );
+    stop(daemon).await;
+
+    // The next pass: the guest is not recreated, and GHL is not asked about its contact.
+    let before = env.sandbox.ghl.requests().len();
+    let out = run(&env, &["sync"]).await;
+    assert_eq!(out.code, 0, "{}", out.show());
+    assert_eq!(env.contacts_with(&email), 0, "recreated: {}", out.show());
+    let asked: Vec<String> = env.sandbox.ghl.requests()[before..]
+        .iter()
+        .filter(|r| {
+            r.path.contains(&contact) || r.query.as_deref().unwrap_or("").contains(&contact)
+        })
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        asked.is_empty(),
+        "GHL asked about the deleted contact: {asked:?}"
+    );
+    assert_eq!(
+        status_of(&env, Kind::Contact, &contact),
+        Some(LinkStatus::Tombstoned)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_or_deleted_task_is_known_at_once() {
+    let env = start("ghl-task", 3).await;
+    let daemon = env.spawn_daemon().await;
+    configure(
+        &env,
+        Scheme::Rsa,
+        SignedBytes::Compact,
+        TimestampForm::EpochMillis,
+    );
+    let (contact, task) = contact_with_task(&env);
+    let completed = |e: &support::webhooks::HookEnv| {
+        link_to(e, Kind::Task, &task).is_some_and(|l| l.extra["completed"] == json!(true))
+    };
+    assert!(!completed(&env));
+    let done_at = Instant::now();
+    ghl_api(
+        &env,
+        Method::PUT,
+        &format!("/contacts/{contact}/tasks/{task}/completed"),
+        Some(r#"{"completed":true}"#),
+    )
+    .await;
+    let known = env
+        .wait_until(AT_ONCE, completed)
+        .await
+        .unwrap_or_else(|| panic!("completion not recorded; log:\n{}", daemon.log()));
+    println!("TaskComplete → task link completed: {:?}", known - done_at);
+    assert_eq!(status_of(&env, Kind::Task, &task), Some(LinkStatus::Active));
+
+    ghl_api(
+        &env,
+        Method::DELETE,
+        &format!("/contacts/{contact}/tasks/{task}"),
+        None,
+    )
+    .await;
+    env.wait_until(AT_ONCE, |e| {
+        status_of(e, Kind::Task, &task) == Some(LinkStatus::Tombstoned)
+    })
+    .await
+    .unwrap_or_else(|| panic!("deletion not recorded; log:\n{}", daemon.log()));
+    let l = link_to(&env, Kind::Task, &task).unwrap();
+    assert_eq!(l.extra["deleted"], json!(true));
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_badly_signed_or_stale_body_is_refused_and_changes_nothing() {
+    let env = start("ghl-refused", 2).await;
+    let daemon = env.spawn_daemon().await;
+    let (contact, _) = contact_with_task(&env);
+    let body = json!({
+        "type": "ContactDelete",
+        "locationId": env.sandbox.ghl.location_id(),
+        "id": contact,
+        "webhookId": "forged-1",
+        "timestamp": chrono::Utc::now().to_rfc3339(),
+    })
+    .to_string();
+    for (header, sig) in [
+        (
+            "x-ghl-signature",
+            base64ct::Base64::encode_string(&[7u8; 64]),
+        ),
+        (
+            "x-wh-signature",
+            base64ct::Base64::encode_string(&[7u8; 256]),
+        ),
+        ("x-other", "x".to_string()),
+    ] {
+        let status = support::http_client()
+            .post(url(&env))
+            .header("content-type", "application/json")
+            .header(header, sig)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(status, 401, "{header}");
+    }
+
+    // Signed with the right key, but ten minutes old (and then ten minutes ahead).
+    for offset in [-10, 10] {
+        env.sandbox.ghl.webhooks().configure(
+            hotspot_ghl_sync::sandbox::ghl::webhooks::GhlWebhookOptions {
+                clock_offset: chrono::Duration::minutes(offset),
+                ..hotspot_ghl_sync::sandbox::ghl::webhooks::GhlWebhookOptions::new(url(&env))
+            },
+        );
+        env.sandbox.ghl.webhooks().emit(
+            &env.sandbox.ghl.location_id(),
+            "ContactDelete",
+            json!({"id": contact}),
+        );
+    }
+    let sent = answered(&env, "ContactDelete", 6).await;
+    assert!(
+        sent.iter().all(|d| d.status == Some(401)),
+        "stale bodies accepted: {sent:#?}"
+    );
+    assert_eq!(
+        status_of(&env, Kind::Contact, &contact),
+        Some(LinkStatus::Active),
+        "log:\n{}",
+        daemon.log()
+    );
+    assert!(recorded(&env).is_empty(), "{:?}", recorded(&env));
+    stop(daemon).await;
+}
+
+use base64ct::Encoding;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_webhook_id_changes_nothing_even_after_a_restart() {
+    let env = start("ghl-replay", 2).await;
+    let daemon = env.spawn_daemon().await;
+    configure(&env, Scheme::Both, SignedBytes::Raw, TimestampForm::Rfc3339);
+    let (contact, _) = contact_with_task(&env);
+    let hooks = env.sandbox.ghl.webhooks();
+    hooks.emit(
+        &env.sandbox.ghl.location_id(),
+        "ContactDelete",
+        json!({"id": contact}),
+    );
+    env.wait_until(AT_ONCE, |e| {
+        status_of(e, Kind::Contact, &contact) == Some(LinkStatus::Tombstoned)
+    })
+    .await
+    .unwrap_or_else(|| panic!("not tombstoned; log:\n{}", daemon.log()));
+    let first = answered(&env, "ContactDelete", 1).await;
+    stop(daemon).await;
+
+    // The link made active again behind the daemon's back: a replay must not tombstone it.
+    {
+        let s = Store::open(env.state_path()).unwrap();
+        let l = s.link_by_target(Kind::Contact, &contact).unwrap().unwrap();
+        s.set_link_status(Kind::Contact, &l.source_id, LinkStatus::Active)
+            .unwrap();
+    }
+    let daemon = env.spawn_daemon().await;
+    assert!(hooks.replay(&first[0].webhook_id));
+    let replays = answered(&env, "replay", 1).await;
+    assert_eq!(replays[0].status, Some(200), "a replay is answered 200");
+    assert_eq!(
+        status_of(&env, Kind::Contact, &contact),
+        Some(LinkStatus::Active),
+        "the replay changed the state; log:\n{}",
+        daemon.log()
+    );
+    assert_eq!(recorded(&env).len(), 1);
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_signature_and_timestamp_reading_is_accepted() {
+    let env = start("ghl-readings", 1).await;
+    let daemon = env.spawn_daemon().await;
+    let location = env.sandbox.ghl.location_id();
+    let mut n = 0;
+    for scheme in [Scheme::Ed25519, Scheme::Rsa, Scheme::Both] {
+        for signed in [SignedBytes::Raw, SignedBytes::Compact] {
+            for timestamp in [TimestampForm::Rfc3339, TimestampForm::EpochMillis] {
+                configure(&env, scheme, signed, timestamp);
+                n += 1;
+                // A note the sync does not own: answered 200, recorded as seen, nothing else.
+                env.sandbox.ghl.webhooks().emit(
+                    &location,
+                    "NoteDelete",
+                    json!({"id": format!("note-{n}"), "contactId": "c"}),
+                );
+                let sent = answered(&env, "NoteDelete", n).await;
+                let last = sent.last().unwrap();
+                assert_eq!(
+                    last.status,
+                    Some(200),
+                    "{scheme:?}/{signed:?}/{timestamp:?}; log:\n{}",
+                    daemon.log()
+                );
+                assert!(
+                    recorded(&env)
+                        .iter()
+                        .any(|e| e.record_id == last.webhook_id),
+                    "{scheme:?}/{signed:?}/{timestamp:?}"
+                );
+            }
+        }
+    }
+    stop(daemon).await;
+}
