@@ -15,8 +15,8 @@ use hotspot_ghl_sync::store::{LinkStatus, Store};
 use reqwest::Method;
 use serde_json::json;
 use support::ghl_webhooks::{
-    answered, configure, contact_with_task, ghl_api, link_to, recorded, run, start, status_of,
-    stop, url,
+    answered, configure, contact_with_task, ghl_api, link_to, recorded, run, start, start_with,
+    status_of, stop, url,
 };
 
 const AT_ONCE: Duration = Duration::from_secs(10);
@@ -277,4 +277,79 @@ async fn every_signature_and_timestamp_reading_is_accepted() {
         }
     }
     stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_recreate_a_deleted_contact_comes_back_at_once() {
+    let env = start_with(
+        "ghl-recreate",
+        2,
+        "\n[contacts]\non_target_delete = \"recreate\"\n",
+    )
+    .await;
+    let daemon = env.spawn_daemon().await;
+    configure(
+        &env,
+        Scheme::Ed25519,
+        SignedBytes::Compact,
+        TimestampForm::Rfc3339,
+    );
+    let (contact, _) = contact_with_task(&env);
+    let email = env
+        .sandbox
+        .ghl
+        .with_state(|s| s.contacts[&contact].email.clone().unwrap());
+    ghl_api(&env, Method::DELETE, &format!("/contacts/{contact}"), None).await;
+    // No tick explains a pass: the event wakes the pair, whose pass recreates the guest.
+    env.wait_until(AT_ONCE, |e| {
+        e.contact_id(&email).is_some_and(|id| id != contact)
+    })
+    .await
+    .unwrap_or_else(|| panic!("not recreated; log:\n{}", daemon.log()));
+    assert_eq!(env.contacts_with(&email), 1);
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crm_edit_wakes_a_pass_that_keeps_the_typed_value() {
+    let env = start("ghl-update", 2).await;
+    let daemon = env.spawn_daemon().await;
+    configure(
+        &env,
+        Scheme::Ed25519,
+        SignedBytes::Raw,
+        TimestampForm::EpochMillis,
+    );
+    let (contact, _) = contact_with_task(&env);
+    let runs = env.runs().len();
+    ghl_api(
+        &env,
+        Method::PUT,
+        &format!("/contacts/{contact}"),
+        Some(r#"{"firstName":"Typedbysales"}"#),
+    )
+    .await;
+    env.wait_until(AT_ONCE, |e| {
+        e.runs().iter().skip(runs).any(|r| r.finished_at.is_some())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no pass after the edit; log:\n{}", daemon.log()));
+    stop(daemon).await;
+    let first = env
+        .sandbox
+        .ghl
+        .with_state(|s| s.contacts[&contact].first_name.clone());
+    assert_eq!(
+        first.as_deref(),
+        Some("Typedbysales"),
+        "the CRM edit was wiped"
+    );
+    // The pass took the edit into the base: GHL's value is the agreed one now.
+    let l = link_to(&env, Kind::Contact, &contact).unwrap();
+    assert_eq!(
+        l.extra["target_fields"]["firstName"],
+        json!("Typedbysales"),
+        "{}",
+        l.extra
+    );
 }

@@ -17,6 +17,11 @@ use super::webhooks::HookEnv;
 /// Emulators with `customers` seeded guests, synced once by `sync`, and a config that trusts
 /// the emulator's webhook keys (its test RSA key and its Ed25519 key).
 pub async fn start(name: &str, customers: usize) -> HookEnv {
+    start_with(name, customers, "").await
+}
+
+/// [`start`], with `sections` appended to the config (after `[webhooks]`).
+pub async fn start_with(name: &str, customers: usize, sections: &str) -> HookEnv {
     let mut env = HookEnv::start(name, customers).await;
     let out = run(&env, &["sync"]).await;
     assert_eq!(out.code, 0, "first sync: {}", out.show());
@@ -30,7 +35,7 @@ pub async fn start(name: &str, customers: usize) -> HookEnv {
     std::fs::write(&ed, hooks.ed25519_public_key()).unwrap();
     let mut text = std::fs::read_to_string(&env.config).unwrap();
     text.push_str(&format!(
-        "ghl_public_key_file = \"{}\"\nghl_ed25519_public_key_file = \"{}\"\n",
+        "ghl_public_key_file = \"{}\"\nghl_ed25519_public_key_file = \"{}\"\n{sections}",
         rsa.display(),
         ed.display()
     ));
