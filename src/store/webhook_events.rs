@@ -103,6 +103,15 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Forgets the processed events of `source` received before `before`; returns how many.
+    pub fn forget_webhook_events(&self, source: &str, before: DateTime<Utc>) -> Result<usize> {
+        Ok(self.conn.execute(
+            "DELETE FROM webhook_events
+             WHERE source = ?1 AND processed_at IS NOT NULL AND received_at < ?2",
+            (source, ts(before)),
+        )?)
+    }
+
     /// The events no successful pass has covered yet, oldest first.
     pub fn pending_webhook_events(&self) -> Result<Vec<WebhookEvent>> {
         let mut stmt = self.conn.prepare(&format!(

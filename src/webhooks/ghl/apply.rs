@@ -33,6 +33,8 @@
 //!
 //! The event's `webhookId` is recorded in the same transaction (`webhook_events`, source
 //! `ghl`, processed at once): a replay is known, even after a restart, and changes nothing.
+//! Ids are kept for [`remember_ids`]: a body passes the timestamp check for 10 minutes at most
+//! (5 either side of its `timestamp`), so a replay after that is refused anyway.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -41,6 +43,11 @@ use super::{Change, GhlEvent, SOURCE};
 use crate::model::{Kind, TargetDeletePolicy};
 use crate::reconcile::tasks::{TaskState, observe};
 use crate::store::{Link, LinkStatus, NewWebhookEvent, Store, StoreError};
+
+/// How long a `webhookId` is remembered.
+pub fn remember_ids() -> chrono::Duration {
+    chrono::Duration::hours(24)
+}
 
 /// What the event did to one pair's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +119,7 @@ pub fn apply(
         if !new {
             return Ok(Effect::Replay);
         }
+        s.forget_webhook_events(SOURCE, at - remember_ids())?;
         let id = event.record_id.as_str();
         match &event.change {
             Change::ContactDeleted => contact_deleted(s, location_id, id, at),
@@ -311,6 +319,11 @@ mod tests {
             apply(&s, "L", &again, Utc::now()).unwrap(),
             Effect::AlreadyKnown
         );
+        // A day later the id is forgotten (its timestamp would be refused long before).
+        let later = Utc::now() + remember_ids() + chrono::Duration::minutes(1);
+        let next = event(Change::None, "", "w9");
+        apply(&s, "L", &next, later).unwrap();
+        assert_eq!(apply(&s, "L", &e, later).unwrap(), Effect::AlreadyKnown);
         let other = event(Change::ContactDeleted, "zz", "w3");
         assert_eq!(
             apply(&s, "L", &other, Utc::now()).unwrap(),
