@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use hotspot_ghl_sync::model::Kind;
 use hotspot_ghl_sync::sandbox::ghl::webhooks::{Scheme, SignedBytes, TimestampForm};
+use hotspot_ghl_sync::sandbox::hotspot::NewRecord;
 use hotspot_ghl_sync::store::{LinkStatus, Store};
 use reqwest::Method;
 use serde_json::json;
@@ -18,6 +19,7 @@ use support::ghl_webhooks::{
     answered, configure, contact_with_task, ghl_api, link_to, recorded, run, start, start_with,
     status_of, stop, url,
 };
+use support::webhooks::{guest, mac_transaction};
 
 const AT_ONCE: Duration = Duration::from_secs(10);
 
@@ -285,6 +287,7 @@ async fn with_recreate_a_deleted_contact_comes_back_at_once() {
         "ghl-recreate",
         2,
         "\n[contacts]\non_target_delete = \"recreate\"\n",
+        Vec::new(),
     )
     .await;
     let daemon = env.spawn_daemon().await;
@@ -351,5 +354,51 @@ async fn a_crm_edit_wakes_a_pass_that_keeps_the_typed_value() {
         json!("Typedbysales"),
         "{}",
         l.extra
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_note_is_tombstoned_at_once_and_never_written_again() {
+    let g = guest(1);
+    let records = vec![
+        NewRecord::Customer(g.clone()),
+        NewRecord::Mac(mac_transaction(&g, 81_000)),
+    ];
+    let env = start_with("ghl-note", 1, "", records).await;
+    let contact = env
+        .contact_id(g.email.as_deref().unwrap())
+        .expect("the guest synced");
+    let note = env
+        .sandbox
+        .ghl
+        .with_state(|s| {
+            s.notes
+                .values()
+                .find(|n| n.contact_id == contact)
+                .map(|n| n.id.clone())
+        })
+        .expect("the transaction's note");
+    assert_eq!(status_of(&env, Kind::Note, &note), Some(LinkStatus::Active));
+    let daemon = env.spawn_daemon().await;
+    configure(&env, Scheme::Rsa, SignedBytes::Raw, TimestampForm::Rfc3339);
+    ghl_api(
+        &env,
+        Method::DELETE,
+        &format!("/contacts/{contact}/notes/{note}"),
+        None,
+    )
+    .await;
+    env.wait_until(AT_ONCE, |e| {
+        status_of(e, Kind::Note, &note) == Some(LinkStatus::Tombstoned)
+    })
+    .await
+    .unwrap_or_else(|| panic!("not tombstoned; log:\n{}", daemon.log()));
+    stop(daemon).await;
+    let out = run(&env, &["sync", "--full"]).await;
+    assert_eq!(out.code, 0, "{}", out.show());
+    assert_eq!(
+        env.notes_and_tasks(&contact).0,
+        0,
+        "the note was written again"
     );
 }

@@ -8,6 +8,7 @@ use hotspot_ghl_sync::model::Kind;
 use hotspot_ghl_sync::sandbox::ghl::webhooks::{
     GhlDelivery, GhlWebhookOptions, Scheme, SignedBytes, TimestampForm,
 };
+use hotspot_ghl_sync::sandbox::hotspot::NewRecord;
 use hotspot_ghl_sync::store::{Link, LinkStatus, Store, WebhookEvent};
 
 use super::Out;
@@ -17,12 +18,21 @@ use super::webhooks::HookEnv;
 /// Emulators with `customers` seeded guests, synced once by `sync`, and a config that trusts
 /// the emulator's webhook keys (its test RSA key and its Ed25519 key).
 pub async fn start(name: &str, customers: usize) -> HookEnv {
-    start_with(name, customers, "").await
+    start_with(name, customers, "", Vec::new()).await
 }
 
-/// [`start`], with `sections` appended to the config (after `[webhooks]`).
-pub async fn start_with(name: &str, customers: usize, sections: &str) -> HookEnv {
+/// [`start`], with `sections` appended to the config (after `[webhooks]`) and `records` added
+/// to HotspotSystem before the first sync.
+pub async fn start_with(
+    name: &str,
+    customers: usize,
+    sections: &str,
+    records: Vec<NewRecord>,
+) -> HookEnv {
     let mut env = HookEnv::start(name, customers).await;
+    for r in records {
+        env.sandbox.hotspot.add_record(r);
+    }
     let out = run(&env, &["sync"]).await;
     assert_eq!(out.code, 0, "first sync: {}", out.show());
     // A port free now: the one picked before the sync may have been taken since.
