@@ -278,6 +278,24 @@ async fn every_signature_and_timestamp_reading_is_accepted() {
             }
         }
     }
+    assert!(
+        daemon
+            .log()
+            .contains("GHL webhooks verify by x-ghl-signature (Ed25519), else the legacy"),
+        "{}",
+        daemon.log()
+    );
+    // A location no pair syncs: 200 (GHL must not retry it), dropped, nothing recorded.
+    let before = recorded(&env).len();
+    env.sandbox.ghl.webhooks().emit(
+        "SomeOtherLocation000",
+        "ContactDelete",
+        json!({"id": "c-elsewhere"}),
+    );
+    let sent = answered(&env, "ContactDelete", 1).await;
+    assert_eq!(sent[0].status, Some(200));
+    assert_eq!(recorded(&env).len(), before);
+    assert!(daemon.log().contains("location no pair syncs"));
     stop(daemon).await;
 }
 
