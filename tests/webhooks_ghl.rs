@@ -420,3 +420,45 @@ async fn a_deleted_note_is_tombstoned_at_once_and_never_written_again() {
         "the note was written again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_legacy_header_refused_only_ed25519_is_accepted() {
+    let env = start_with(
+        "ghl-no-legacy",
+        1,
+        "ghl_accept_legacy_rsa = false\n",
+        Vec::new(),
+    )
+    .await;
+    let daemon = env.spawn_daemon().await;
+    let location = env.sandbox.ghl.location_id();
+    for (n, scheme) in [Scheme::Rsa, Scheme::Ed25519].into_iter().enumerate() {
+        configure(&env, scheme, SignedBytes::Raw, TimestampForm::Rfc3339);
+        env.sandbox
+            .ghl
+            .webhooks()
+            .emit(&location, "TaskDelete", json!({"id": format!("t-{n}")}));
+    }
+    // Three refused sends of the RSA-signed event, then the Ed25519 one.
+    let sent = answered(&env, "TaskDelete", 4).await;
+    let statuses: Vec<Option<u16>> = sent.iter().map(|d| d.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == Some(401)).count(),
+        3,
+        "{sent:#?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == Some(200)).count(),
+        1,
+        "{sent:#?}"
+    );
+    assert_eq!(recorded(&env).len(), 1);
+    assert!(
+        daemon
+            .log()
+            .contains("GHL webhooks verify by x-ghl-signature (Ed25519) only"),
+        "{}",
+        daemon.log()
+    );
+    stop(daemon).await;
+}
