@@ -7,6 +7,13 @@
 //! epoch milliseconds (a number or a numeric string): each is read. A body more than
 //! [`MAX_SKEW`] older or newer than this host's clock is refused, as the guide asks, and a
 //! `webhookId` already recorded in the pair's state is a replay ([`apply`]).
+//!
+//! | answer | when | GHL |
+//! |---|---|---|
+//! | 200 | recorded in the state of the pairs of its location; or a replay (nothing changes); or for a location no pair syncs (a warning) | done |
+//! | 400 | signed, but not JSON, or without `type`, `locationId`, `webhookId`, `timestamp`, or the `id` of an event acted on | retries |
+//! | 401 | no signature verifies ([`signature`]), or not fresh: a stale body is refused as unauthenticated, since it is what a replay looks like; nothing stored | retries |
+//! | 503 | a pair's state cannot take it now | retries |
 
 pub mod apply;
 pub mod signature;
@@ -67,8 +74,9 @@ pub enum DecodeError {
     Missing(&'static str),
     #[error("`timestamp` is neither RFC 3339 nor epoch milliseconds")]
     BadTimestamp,
-    #[error("the {0} record does not decode: {1}")]
-    BadRecord(String, String),
+    /// serde's words are left out: they may quote a value of the record.
+    #[error("the {0} record's fields do not decode as a task")]
+    BadRecord(String),
 }
 
 /// Why a body is refused as not fresh.
@@ -99,7 +107,7 @@ pub fn decode(body: &[u8]) -> Result<GhlEvent, DecodeError> {
         "ContactUpdate" | "ContactTagUpdate" | "ContactDndUpdate" => Change::ContactChanged,
         "TaskComplete" => {
             let mut task: Task = serde_json::from_value(Value::Object(map.clone()))
-                .map_err(|e| DecodeError::BadRecord(event_type.clone(), e.to_string()))?;
+                .map_err(|_| DecodeError::BadRecord(event_type.clone()))?;
             task.completed = Some(true);
             Change::TaskCompleted(Box::new(task))
         }
