@@ -462,3 +462,50 @@ async fn with_the_legacy_header_refused_only_ed25519_is_accepted() {
     );
     stop(daemon).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crm_edit_that_leaves_date_updated_alone_is_read_by_id() {
+    let env = start("ghl-update-same-date", 2).await;
+    let daemon = env.spawn_daemon().await;
+    configure(
+        &env,
+        Scheme::Ed25519,
+        SignedBytes::Raw,
+        TimestampForm::Rfc3339,
+    );
+    let (contact, _) = contact_with_task(&env);
+    let runs = env.runs().len();
+    // A user's edit in GHL's UI that GHL's search cannot see (its `dateUpdated` unchanged):
+    // only the webhook tells of it.
+    env.sandbox.ghl.with_state(|s| {
+        s.contacts.get_mut(&contact).unwrap().first_name = Some("Quietlytyped".into())
+    });
+    env.sandbox.ghl.webhooks().emit(
+        &env.sandbox.ghl.location_id(),
+        "ContactUpdate",
+        json!({"id": contact, "firstName": "Quietlytyped"}),
+    );
+    env.wait_until(AT_ONCE, |e| {
+        e.runs().iter().skip(runs).any(|r| r.finished_at.is_some())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no pass after the edit; log:\n{}", daemon.log()));
+    stop(daemon).await;
+    let l = link_to(&env, Kind::Contact, &contact).unwrap();
+    assert_eq!(
+        l.extra["target_fields"]["firstName"],
+        json!("Quietlytyped"),
+        "the pass did not read the edited contact: {}",
+        l.extra
+    );
+    assert!(l.extra.get("ghl_changed").is_none(), "{}", l.extra);
+    let first = env
+        .sandbox
+        .ghl
+        .with_state(|s| s.contacts[&contact].first_name.clone());
+    assert_eq!(
+        first.as_deref(),
+        Some("Quietlytyped"),
+        "the CRM edit was wiped"
+    );
+}

@@ -41,6 +41,7 @@ use serde_json::{Value, json};
 
 use super::{Change, GhlEvent, SOURCE};
 use crate::model::{Kind, TargetDeletePolicy};
+use crate::reconcile::target_read::CHANGED_IN_GHL;
 use crate::reconcile::tasks::{TaskState, observe};
 use crate::store::{Link, LinkStatus, NewWebhookEvent, Store, StoreError};
 
@@ -178,14 +179,11 @@ fn contact_changed(s: &Store, id: &str) -> Result<Effect, StoreError> {
         }
         changed.push(l.source_id.clone());
         let mut extra = l.extra.clone();
-        // Every key removed (no short-circuit): a mark is one key and its tags digest.
-        if let Some(map) = extra.as_object_mut()
-            && SETTLED_KEYS
-                .iter()
-                .filter(|k| map.remove(**k).is_some())
-                .count()
-                > 0
-        {
+        if let Some(map) = extra.as_object_mut() {
+            for k in SETTLED_KEYS {
+                map.remove(k);
+            }
+            map.insert(CHANGED_IN_GHL.into(), Value::Bool(true));
             s.set_link_extra(Kind::Contact, &l.source_id, &extra)?;
         }
     }
@@ -332,7 +330,7 @@ mod tests {
     }
 
     #[test]
-    fn a_changed_contact_loses_its_settled_mark_only() {
+    fn a_changed_contact_loses_its_settled_mark_and_is_flagged_for_the_next_read() {
         let s = store();
         let got = apply(
             &s,
@@ -343,7 +341,17 @@ mod tests {
         .unwrap();
         assert_eq!(got, Effect::ContactChanged(vec!["g1".into()]));
         let l = s.link(Kind::Contact, "g1").unwrap().unwrap();
-        assert_eq!(l.extra, json!({"source_fields": {}}));
+        assert_eq!(l.extra, json!({"source_fields": {}, "ghl_changed": true}));
+        assert_eq!(
+            s.targets_flagged(Kind::Contact, CHANGED_IN_GHL).unwrap(),
+            ["c1"]
+        );
+        s.clear_flag(Kind::Contact, "c1", CHANGED_IN_GHL).unwrap();
+        assert!(
+            s.targets_flagged(Kind::Contact, CHANGED_IN_GHL)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(l.status, LinkStatus::Active);
     }
 
