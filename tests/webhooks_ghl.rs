@@ -466,6 +466,10 @@ async fn with_the_legacy_header_refused_only_ed25519_is_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crm_edit_that_leaves_date_updated_alone_is_read_by_id() {
     let env = start("ghl-update-same-date", 2).await;
+    // The first sync found GHL empty: a second one leaves the high-water mark an incremental
+    // listing starts from.
+    let out = run(&env, &["sync"]).await;
+    assert_eq!(out.code, 0, "{}", out.show());
     let daemon = env.spawn_daemon().await;
     configure(
         &env,
@@ -475,10 +479,12 @@ async fn a_crm_edit_that_leaves_date_updated_alone_is_read_by_id() {
     );
     let (contact, _) = contact_with_task(&env);
     let runs = env.runs().len();
-    // A user's edit in GHL's UI that GHL's search cannot see (its `dateUpdated` unchanged):
-    // only the webhook tells of it.
+    // A user's edit in GHL's UI that GHL's search cannot see: it left `dateUpdated` alone, an
+    // hour old, before the incremental listing's bound. Only the webhook tells of it.
     env.sandbox.ghl.with_state(|s| {
-        s.contacts.get_mut(&contact).unwrap().first_name = Some("Quietlytyped".into())
+        let c = s.contacts.get_mut(&contact).unwrap();
+        c.first_name = Some("Quietlytyped".into());
+        c.date_updated = chrono::Utc::now() - chrono::Duration::hours(1);
     });
     env.sandbox.ghl.webhooks().emit(
         &env.sandbox.ghl.location_id(),

@@ -22,13 +22,13 @@
 //!   payload is the whole contact, not a diff, and the base of the three-way merge must stay what
 //!   both sides last agreed on (writing GHL's new values there would hide the sales team's edit
 //!   from the planner, the one thing that must not happen). What a pass caches of the GHL side
-//!   that this event makes stale is the link's settled mark (`reconcile::settled`: "the GHL
+//!   that the event makes stale is the link's settled mark (`reconcile::settled`: "the GHL
 //!   contact's field hash and tags as last read"), which lets a pass skip the record when the
-//!   contact is not in an incremental listing. So the mark is dropped, the record is planned
-//!   again from what the next pass reads, and the pair is woken: its incremental listing holds
-//!   the contact (its `dateUpdated` moved), and the planner, comparing with the base, keeps the
-//!   typed value as GHL's edit. An edit that leaves `dateUpdated` alone still waits for the
-//!   daily full listing, as without webhooks.
+//!   contact is not in an incremental listing. So the mark is dropped, the link is flagged
+//!   [`CHANGED_IN_GHL`], and the pair is woken. The pass then reads the contact: in its
+//!   incremental listing when the edit moved `dateUpdated`, else fetched by id because of the
+//!   flag (`reconcile::target_read`), which the read clears; and the planner, comparing with the
+//!   base, keeps the typed value as GHL's edit.
 //! - Anything for a record the sync does not own changes nothing.
 //!
 //! The event's `webhookId` is recorded in the same transaction (`webhook_events`, source
