@@ -18,6 +18,9 @@
 //! `?location=` in its callback URL goes to every pair (each pair's pass reads only its own
 //! locations: a pair without the guest finds nothing to do); an event for a location that no
 //! pair syncs is answered 200 and dropped, with a warning, since no pass could ever use it.
+//!
+//! GHL's events are not queued but recorded at once in the pairs of their GHL location; their
+//! answers and what each records are in [`ghl`].
 
 pub mod ghl;
 pub mod hotspot;
