@@ -212,7 +212,8 @@ impl GhlWebhookSender {
         tokio::spawn(async move { me.deliver(signed.0, event_type, record_id).await });
     }
 
-    /// Sends an earlier event again, byte for byte (a replay). `false` when none has that id.
+    /// Sends an earlier event again, byte for byte (a replay); its sends are logged with the
+    /// type `replay`. `false` when no event has that id.
     pub fn replay(self: &Arc<Self>, webhook_id: &str) -> bool {
         let found = lock(&self.state)
             .sent
