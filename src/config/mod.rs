@@ -6,9 +6,11 @@
 //! the file names an environment variable or a file, and the secret is read at load time into a
 //! [`SecretString`] so that no `Debug`, log or error can show it.
 
+mod ghl_keys;
 mod pairs;
 mod webhooks;
 
+pub use ghl_keys::{GhlKeys, KeyError, PUBLISHED_RSA_KEY_PEM, parse_ed25519, parse_rsa};
 pub use pairs::{Form, Installation, Pair, SINGLE_PAIR_NAME, UnknownPair};
 pub use webhooks::{DEFAULT_MAX_BODY_BYTES, HotspotKeys, WebhooksConfig};
 

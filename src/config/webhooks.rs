@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use super::ghl_keys::{self, GhlKeys};
 use super::{ConfigError, ConfigErrorKind as K, Ctx};
 use crate::secret::{Secret, SecretError};
 
@@ -30,6 +31,9 @@ pub(super) struct RawWebhooks {
     hotspot_keys_env: Vec<String>,
     hotspot_keys_file: Option<PathBuf>,
     max_body_bytes: Option<u64>,
+    ghl_public_key_file: Option<PathBuf>,
+    ghl_ed25519_public_key_file: Option<PathBuf>,
+    ghl_accept_legacy_rsa: Option<bool>,
 }
 
 /// The validated `[webhooks]` section.
@@ -41,6 +45,8 @@ pub struct WebhooksConfig {
     pub hotspot_keys: HotspotKeys,
     /// Larger bodies get 413 before they are read.
     pub max_body_bytes: u64,
+    /// The keys GHL's webhooks (`POST /hooks/ghl`) are verified with.
+    pub ghl_keys: GhlKeys,
 }
 
 impl WebhooksConfig {
@@ -164,11 +170,65 @@ impl Ctx<'_> {
                 format!("{max_body_bytes} is outside 1..={MAX_MAX_BODY_BYTES}"),
             ));
         }
+        let ghl_keys = self.ghl_keys(&w)?;
         Ok(WebhooksConfig {
             listen,
             hotspot_keys,
             max_body_bytes,
+            ghl_keys,
         })
+    }
+
+    /// GHL's verification keys: the published RSA key unless a file replaces it; the Ed25519
+    /// key only from a file. A file that is missing or holds no such key is an error naming
+    /// the key and the file (public keys: the file need not be private).
+    fn ghl_keys(&self, w: &RawWebhooks) -> Result<GhlKeys, ConfigError> {
+        let read = |key: &str, path: &PathBuf| -> Result<Option<Vec<u8>>, ConfigError> {
+            match std::fs::read(path) {
+                Ok(bytes) => Ok(Some(bytes)),
+                // Read-only commands never receive webhooks.
+                Err(_) if self.secrets_optional => Ok(None),
+                Err(e) => Err(self.at(
+                    key,
+                    K::Invalid,
+                    format!("cannot read {}: {e}", path.display()),
+                )),
+            }
+        };
+        let mut keys = GhlKeys::default();
+        if let Some(path) = &w.ghl_public_key_file {
+            let key = "webhooks.ghl_public_key_file";
+            if let Some(bytes) = read(key, path)? {
+                keys.rsa = ghl_keys::parse_rsa(&bytes).map_err(|e| {
+                    self.at(
+                        key,
+                        K::Invalid,
+                        format!("{} is not an RSA public key: {e}", path.display()),
+                    )
+                })?;
+            }
+        }
+        if let Some(path) = &w.ghl_ed25519_public_key_file {
+            let key = "webhooks.ghl_ed25519_public_key_file";
+            if let Some(bytes) = read(key, path)? {
+                keys.ed25519 = Some(ghl_keys::parse_ed25519(&bytes).map_err(|e| {
+                    self.at(
+                        key,
+                        K::Invalid,
+                        format!("{} is not an Ed25519 public key: {e}", path.display()),
+                    )
+                })?);
+            }
+        }
+        keys.accept_legacy_rsa = w.ghl_accept_legacy_rsa.unwrap_or(true);
+        if !keys.accept_legacy_rsa && w.ghl_ed25519_public_key_file.is_none() {
+            return Err(self.at(
+                "webhooks.ghl_accept_legacy_rsa",
+                K::Invalid,
+                "with the legacy RSA header refused, GHL's webhooks can only be verified with an Ed25519 key: set ghl_ed25519_public_key_file",
+            ));
+        }
+        Ok(keys)
     }
 }
 
@@ -250,6 +310,48 @@ token_env = "GHL"
         assert_eq!(e.key(), Some("webhooks.max_body_bytes"), "{e}");
         let e = load("[webhooks]\nlisen = \"127.0.0.1:1\"\n", &[]).unwrap_err();
         assert_eq!(e.kind(), Some(K::UnknownKey), "{e}");
+    }
+
+    #[test]
+    fn ghl_keys_default_to_the_published_one_and_bad_files_name_their_key() {
+        let cfg = load("", &[]).unwrap();
+        assert_eq!(cfg.webhooks.ghl_keys, GhlKeys::default());
+        assert!(cfg.webhooks.ghl_keys.accept_legacy_rsa);
+        assert!(cfg.webhooks.ghl_keys.ed25519.is_none());
+        let dir = std::env::temp_dir().join(format!("hgs-ghl-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ed = dir.join("ed.pub");
+        std::fs::write(&ed, [9u8; 32]).unwrap();
+        let rsa = dir.join("rsa.pem");
+        std::fs::write(&rsa, ghl_keys::PUBLISHED_RSA_KEY_PEM).unwrap();
+        let cfg = load(
+            &format!(
+                "[webhooks]\nghl_public_key_file = \"{}\"\nghl_ed25519_public_key_file = \"{}\"\nghl_accept_legacy_rsa = false\n",
+                rsa.display(),
+                ed.display()
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.webhooks.ghl_keys.ed25519, Some([9u8; 32]));
+        assert!(!cfg.webhooks.ghl_keys.accept_legacy_rsa);
+        // An Ed25519 key where the RSA one goes; a missing file; legacy refused without Ed25519.
+        let e = load(
+            &format!("[webhooks]\nghl_public_key_file = \"{}\"\n", ed.display()),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.key(), Some("webhooks.ghl_public_key_file"), "{e}");
+        assert!(e.to_string().contains("ed.pub"), "{e}");
+        let e = load(
+            "[webhooks]\nghl_ed25519_public_key_file = \"/nonexistent/ed.pub\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.key(), Some("webhooks.ghl_ed25519_public_key_file"), "{e}");
+        let e = load("[webhooks]\nghl_accept_legacy_rsa = false\n", &[]).unwrap_err();
+        assert_eq!(e.key(), Some("webhooks.ghl_accept_legacy_rsa"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -32,6 +32,12 @@ pub fn full_every() -> Duration {
     Duration::hours(24)
 }
 
+/// A flag in a contact link's `extra`: GHL said (a `ContactUpdate` webhook) that the contact
+/// changed since a pass last read it. An incremental pass fetches such a contact by id when its
+/// listing lacks it (an edit that left `dateUpdated` alone), and any pass that reads it clears
+/// the flag.
+pub const CHANGED_IN_GHL: &str = "ghl_changed";
+
 /// Contacts a page of the search answers: the unit a full listing costs.
 const PAGE: usize = 500;
 
@@ -195,6 +201,11 @@ fn to_fetch(
     let location = cx.ghl.location_id();
     let anchor_field = cx.cfg.mapping().fields.hotspot_id_field.clone();
     let store = lock(cx.store);
+    for id in store.targets_flagged(Kind::Contact, CHANGED_IN_GHL)? {
+        if !listed.contains(id.as_str()) {
+            out.insert(id, Fetch::Linked);
+        }
+    }
     for (sid, s) in &input.source {
         if input
             .base
@@ -286,6 +297,11 @@ pub fn remember(
     )?;
     for id in &listing.deleted {
         s.remove_contact_identity(location, id)?;
+    }
+    for id in s.targets_flagged(Kind::Contact, CHANGED_IN_GHL)? {
+        if input.target.contains_key(&id) || listing.deleted.contains(&id) {
+            s.clear_flag(Kind::Contact, &id, CHANGED_IN_GHL)?;
+        }
     }
     Ok(())
 }

@@ -321,6 +321,49 @@ impl Store {
             .pop())
     }
 
+    /// Every link pointing at GHL record `target_id`, by source id.
+    pub fn links_by_target(&self, kind: Kind, target_id: &str) -> Result<Vec<Link>> {
+        self.query_links(
+            &format!(
+                "SELECT {COLUMNS} FROM links WHERE kind = ?1 AND target_id = ?2 ORDER BY source_id"
+            ),
+            (kind.as_str(), target_id),
+        )
+    }
+
+    /// Every link of `kind` whose `extra` records `contact_id` (the GHL contact a note or task
+    /// was written on), by source id.
+    pub fn links_on_contact(&self, kind: Kind, contact_id: &str) -> Result<Vec<Link>> {
+        self.query_links(
+            &format!(
+                "SELECT {COLUMNS} FROM links \
+                 WHERE kind = ?1 AND json_extract(extra, '$.contact_id') = ?2 ORDER BY source_id"
+            ),
+            (kind.as_str(), contact_id),
+        )
+    }
+
+    /// GHL ids of the active links of `kind` whose `extra` holds `flag = true`, ordered.
+    pub fn targets_flagged(&self, kind: Kind, flag: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT target_id FROM links
+             WHERE kind = ?1 AND status = 'active' AND json_extract(extra, '$.' || ?2) = 1
+             ORDER BY target_id",
+        )?;
+        let rows = stmt.query_map((kind.as_str(), flag), |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Removes `flag` from the `extra` of the links of `kind` to `target_id`.
+    pub fn clear_flag(&self, kind: Kind, target_id: &str, flag: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE links SET extra = json_remove(extra, '$.' || ?3)
+             WHERE kind = ?1 AND target_id = ?2 AND json_extract(extra, '$.' || ?3) IS NOT NULL",
+            (kind.as_str(), target_id, flag),
+        )?;
+        Ok(())
+    }
+
     /// Inserts or replaces the link of `(kind, source_id)`; `first_linked_at` of an existing
     /// row is kept.
     pub fn upsert_link(&self, link: &Link) -> Result<()> {

@@ -127,6 +127,35 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Records an event the receiver acted on at once (nothing for a pass to do): stored
+    /// processed, so that a replay of it is known. `false`: already recorded, nothing written.
+    pub fn record_handled_webhook_event(&self, event: &NewWebhookEvent<'_>) -> Result<bool> {
+        let n = self.conn.execute(
+            "INSERT INTO webhook_events
+                 (source, event_type, location_id, record_id, body, received_at, processed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+             ON CONFLICT (source, event_type, record_id) DO NOTHING",
+            (
+                event.source,
+                event.event_type,
+                event.location_id,
+                event.record_id,
+                event.body,
+                ts(event.received_at),
+            ),
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Forgets the processed events of `source` received before `before`; returns how many.
+    pub fn forget_webhook_events(&self, source: &str, before: DateTime<Utc>) -> Result<usize> {
+        Ok(self.conn.execute(
+            "DELETE FROM webhook_events
+             WHERE source = ?1 AND processed_at IS NOT NULL AND received_at < ?2",
+            (source, ts(before)),
+        )?)
+    }
+
     /// The events no successful pass has covered yet, oldest first.
     pub fn pending_webhook_events(&self) -> Result<Vec<WebhookEvent>> {
         let mut stmt = self.conn.prepare(&format!(

@@ -1,5 +1,5 @@
-//! Webhook receivers: `POST /hooks/hotspotsystem`, served by `run` on `[webhooks] listen`
-//! through the project's bounded server ([`crate::server`]).
+//! Webhook receivers: `POST /hooks/hotspotsystem` and `POST /hooks/ghl` ([`ghl`]), served by
+//! `run` on `[webhooks] listen` through the project's bounded server ([`crate::server`]).
 //!
 //! A body is answered 200 only once its events are committed in the state database of every
 //! pair they are for ([`Inbox`]); the sender retries anything else, so a crash after the answer
@@ -18,7 +18,11 @@
 //! `?location=` in its callback URL goes to every pair (each pair's pass reads only its own
 //! locations: a pair without the guest finds nothing to do); an event for a location that no
 //! pair syncs is answered 200 and dropped, with a warning, since no pass could ever use it.
+//!
+//! GHL's events are not queued but recorded at once in the pairs of their GHL location; their
+//! answers and what each records are in [`ghl`].
 
+pub mod ghl;
 pub mod hotspot;
 pub mod signature;
 
@@ -34,10 +38,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
 
-use crate::config::{HotspotKeys, WebhooksConfig};
+use crate::config::{GhlKeys, HotspotKeys, WebhooksConfig};
 use crate::server::{self, Limits};
 use crate::store::{NewWebhookEvent, Store, StoreError};
 
+use self::ghl::GhlEvent;
+use self::ghl::apply::Effect;
 use self::hotspot::{DecodeError, HotspotEvent};
 
 /// The HotspotSystem receiver's path.
@@ -50,6 +56,22 @@ pub trait Inbox: Send + Sync + 'static {
     /// Queues `event` (received at `at`) in the state of each pair it is for and wakes those
     /// that had not queued it yet. Blocking (SQLite): called on a blocking thread.
     fn accept(&self, event: &HotspotEvent, at: DateTime<Utc>) -> Result<Accepted, InboxError>;
+}
+
+/// Where GHL's events go: the pairs syncing their location.
+pub trait GhlInbox: Send + Sync + 'static {
+    /// Records `event` (received at `at`) in the state of each pair whose GHL location is the
+    /// event's, at once ([`ghl::apply`]). Blocking (SQLite): called on a blocking thread.
+    fn apply(&self, event: &GhlEvent, at: DateTime<Utc>) -> Result<GhlAccepted, InboxError>;
+}
+
+/// What became of a GHL event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GhlAccepted {
+    /// What it did in each pair of its location.
+    Applied(Vec<(String, Effect)>),
+    /// No pair syncs its location.
+    NoPair,
 }
 
 /// What became of an accepted event.
@@ -161,20 +183,35 @@ pub enum ServeError {
 struct Receiver {
     keys: HotspotKeys,
     inbox: Arc<dyn Inbox>,
+    ghl_keys: GhlKeys,
+    ghl_inbox: Arc<dyn GhlInbox>,
+}
+
+/// Where each source's events go.
+#[derive(Clone)]
+pub struct Inboxes {
+    pub hotspot: Arc<dyn Inbox>,
+    pub ghl: Arc<dyn GhlInbox>,
 }
 
 /// The receiver's routes.
-pub fn app(keys: HotspotKeys, inbox: Arc<dyn Inbox>) -> Router {
+pub fn app(keys: HotspotKeys, ghl_keys: GhlKeys, inboxes: Inboxes) -> Router {
     Router::new()
         .route(HOTSPOT_PATH, post(receive_hotspot))
-        .with_state(Arc::new(Receiver { keys, inbox }))
+        .route(ghl::PATH, post(receive_ghl))
+        .with_state(Arc::new(Receiver {
+            keys,
+            inbox: inboxes.hotspot,
+            ghl_keys,
+            ghl_inbox: inboxes.ghl,
+        }))
 }
 
 /// Serves the receivers on `listen` until `shutdown` completes.
 pub async fn serve(
     listen: SocketAddr,
     cfg: &WebhooksConfig,
-    inbox: Arc<dyn Inbox>,
+    inboxes: Inboxes,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(listen)
@@ -188,10 +225,22 @@ pub async fn serve(
         max_body_bytes: cfg.max_body_bytes,
         ..Limits::default()
     };
-    tracing::info!(%addr, path = HOTSPOT_PATH, max_body_bytes = cfg.max_body_bytes, "webhook receiver listening");
+    tracing::info!(%addr, path = HOTSPOT_PATH, ghl_path = ghl::PATH, max_body_bytes = cfg.max_body_bytes, "webhook receiver listening");
+    match (
+        cfg.ghl_keys.ed25519.is_some(),
+        cfg.ghl_keys.accept_legacy_rsa,
+    ) {
+        (false, _) => tracing::warn!(
+            "no ghl_ed25519_public_key_file: GHL webhooks verify only by the legacy x-wh-signature (RSA), which GHL has announced it will retire"
+        ),
+        (true, true) => tracing::info!(
+            "GHL webhooks verify by x-ghl-signature (Ed25519), else the legacy x-wh-signature (RSA)"
+        ),
+        (true, false) => tracing::info!("GHL webhooks verify by x-ghl-signature (Ed25519) only"),
+    }
     server::serve(
         listener,
-        app(cfg.hotspot_keys.clone(), inbox),
+        app(cfg.hotspot_keys.clone(), cfg.ghl_keys.clone(), inboxes),
         limits,
         shutdown,
     )
@@ -276,6 +325,65 @@ async fn receive_hotspot(
         StatusCode::OK,
         format!("{} event(s) received, {new} new", accepted.len()),
     )
+}
+
+async fn receive_ghl(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> Response {
+    let received_at = Utc::now();
+    let verified = match ghl::signature::verify(&headers, &body, &rx.ghl_keys) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(reason = %e, bytes = body.len(), "GHL webhook refused (401): not signed by GHL's key; nothing stored");
+            return answer(StatusCode::UNAUTHORIZED, e.to_string());
+        }
+    };
+    let event = match ghl::decode(&body) {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::error!(error = %e, "signed GHL webhook refused (400)");
+            return answer(StatusCode::BAD_REQUEST, e.to_string());
+        }
+    };
+    if let Err(e) = ghl::fresh(event.timestamp, received_at) {
+        tracing::warn!(event = %event.event_type, webhook_id = %event.webhook_id, reason = %e, "GHL webhook refused (401): not fresh (a replay, or a clock off); nothing stored");
+        return answer(StatusCode::UNAUTHORIZED, format!("stale: {e}"));
+    }
+    let inbox = Arc::clone(&rx.ghl_inbox);
+    let applied = {
+        let event = event.clone();
+        tokio::task::spawn_blocking(move || inbox.apply(&event, received_at)).await
+    };
+    let applied = match applied
+        .map_err(|e| e.to_string())
+        .and_then(|a| a.map_err(|e| e.to_string()))
+    {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "GHL webhook event not recorded; answering 503 so that GHL retries");
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the event cannot be recorded now; retry later",
+            );
+        }
+    };
+    let (id, hook) = (&event.record_id, &event.webhook_id);
+    match &applied {
+        GhlAccepted::NoPair => {
+            tracing::warn!(event = %event.event_type, location = %event.location_id, record = %id, webhook_id = %hook, "GHL webhook for a location no pair syncs (ghl.location_id); answered 200 and dropped")
+        }
+        GhlAccepted::Applied(effects) => {
+            for (pair, effect) in effects {
+                match effect {
+                    Effect::NotOwned | Effect::Ignored => {
+                        tracing::debug!(event = %event.event_type, record = %id, webhook_id = %hook, pair = %pair, effect = effect.as_str(), "GHL webhook event: nothing to record")
+                    }
+                    _ => {
+                        tracing::info!(event = %event.event_type, location = %event.location_id, record = %id, webhook_id = %hook, pair = %pair, effect = effect.as_str(), scheme = ?verified.scheme, signed = ?verified.signed, "GHL webhook event handled")
+                    }
+                }
+            }
+        }
+    }
+    answer(StatusCode::OK, "received")
 }
 
 /// 400 for a signed body that holds no event this receiver knows: logged as an error (the

@@ -8,6 +8,7 @@ pub mod census;
 pub mod daemon;
 pub mod dashboard;
 pub mod fast_lane;
+pub mod ghl_webhooks;
 pub mod harness;
 pub mod openapi;
 pub mod receiver;

@@ -32,6 +32,7 @@
 //!   and the scheduler counts it as failed; the next tick runs as usual.
 
 mod gate;
+mod ghl_inbox;
 mod pair;
 mod reload;
 mod rounds;
@@ -240,7 +241,10 @@ pub async fn run(inst: &Installation, source: ConfigSource, args: &RunArgs) -> a
     let (hooks_stop, hooks_stopped) = tokio::sync::oneshot::channel::<()>();
     let hooks_cfg = inst.pairs[0].config.webhooks.clone();
     let mut hooks = hooks_cfg.listen.map(|listen| {
-        let inbox: Arc<dyn crate::webhooks::Inbox> = inboxes.clone();
+        let inbox = crate::webhooks::Inboxes {
+            hotspot: inboxes.clone(),
+            ghl: inboxes.clone(),
+        };
         tokio::spawn(async move {
             let shutdown = async {
                 let _ = hooks_stopped.await;

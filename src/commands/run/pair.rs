@@ -118,6 +118,11 @@ impl PairDaemon {
         &self.cfg.hotspot.locations
     }
 
+    /// Its configuration (the GHL receiver reads its GHL location and deletion policy).
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
     pub fn wake(&self) -> Option<&Arc<Wake>> {
         self.wake.as_ref()
     }
@@ -396,6 +401,14 @@ async fn pass_job(d: Arc<PairDaemon>, work: Work, ctx: JobContext) -> Result<Job
                         Ok(Tick::Ran { pass }) => describe(&rt, ctx.job_name(), Ok(pass)),
                         Err(e) => Err(format!("{e:#}")),
                     },
+                    Work::Events(wake) if wake.take_whole() => {
+                        let opts = wake::whole_pass_options();
+                        let covered = wake::events_before_pass(&rt.store, &opts);
+                        let result =
+                            run_pass(&d.cfg, &rt.store, &hs, &rt.ghl, &opts, &d.stop).await;
+                        wake::settle_events(&rt.store, covered, &result, d.cfg.report.keep_days);
+                        describe(&rt, ctx.job_name(), result)
+                    }
                     Work::Events(wake) => {
                         match wake::run_events(&d.cfg, &rt.store, &hs, &rt.ghl, &wake, &d.stop)
                             .await

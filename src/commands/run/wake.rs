@@ -6,6 +6,10 @@
 //!   same overlap guard, the same exclusive lock (so it waits for a scheduled pass of the pair
 //!   instead of running beside it), the same limiter, journal and run records. Its own cron
 //!   tick is once a year; events are what run it.
+//! - **GHL's events** that need a pass (a contact edited in the CRM, a deleted contact under
+//!   `on_target_delete = "recreate"`) ask for an incremental whole pass over contacts, notes
+//!   and tasks instead ([`Wake::wake_whole`]): the changed contact is GHL's, not a record a
+//!   webhook of HotspotSystem named. It covers the pending HotspotSystem events too.
 //! - **Coalesced.** The receiver's wake-up is a [`Notify`] permit: however many events arrive
 //!   while a pass runs, exactly one more pass follows it, and it covers all of them.
 //! - **Processed when written.** After a targeted pass that succeeded, an event is processed
@@ -59,6 +63,9 @@ pub(super) struct Wake {
     finished: watch::Sender<u64>,
     /// Set by a run that left events young enough to retry.
     retry: AtomicBool,
+    /// Set by a GHL event whose consequence only a pass over the pair's contacts can draw (a
+    /// contact changed or deleted in the CRM): the next run is an incremental whole pass.
+    whole: AtomicBool,
 }
 
 impl Default for Wake {
@@ -67,6 +74,7 @@ impl Default for Wake {
             notify: Notify::new(),
             finished: watch::Sender::new(0),
             retry: AtomicBool::new(false),
+            whole: AtomicBool::new(false),
         }
     }
 }
@@ -76,6 +84,18 @@ impl Wake {
     /// for that same pass.
     pub fn wake(&self) {
         self.notify.notify_one();
+    }
+
+    /// Asks for one incremental whole pass over contacts, notes and tasks after the running
+    /// one (GHL's events: see [`Wake::whole`]); it covers the pending events too.
+    pub fn wake_whole(&self) {
+        self.whole.store(true, Ordering::Relaxed);
+        self.notify.notify_one();
+    }
+
+    /// Whether the next run is to be a whole pass; asking resets it.
+    pub fn take_whole(&self) -> bool {
+        self.whole.swap(false, Ordering::Relaxed)
     }
 
     /// Counts a wake run's end when dropped, however the run ends (returns, fails, panics).
@@ -94,6 +114,13 @@ impl Drop for RunEnded {
 
 /// The kinds a new guest or transaction shows in: its contact, its note, its onboarding task.
 const EVENT_KINDS: [Kind; 3] = [Kind::Contact, Kind::Note, Kind::Task];
+
+/// The whole pass a GHL event asks for ([`Wake::wake_whole`]): [`EVENT_KINDS`], incremental.
+pub(super) fn whole_pass_options() -> PassOptions {
+    let mut opts = PassOptions::scoped(crate::reconcile::scope::SourceScope::Whole);
+    opts.kinds.retain(|k| EVENT_KINDS.contains(k));
+    opts
+}
 
 /// The first wait before a run that left events pending runs again.
 pub(super) const RETRY_FIRST: Duration = Duration::from_secs(5);
@@ -353,6 +380,11 @@ impl PairInboxes {
         let mut pairs = self.pairs.lock().unwrap_or_else(|p| p.into_inner());
         pairs.retain(|p| p.name() != daemon.name());
         pairs.push(daemon);
+    }
+
+    /// The pairs now (the GHL receiver routes by their GHL location: `ghl_inbox`).
+    pub fn current(&self) -> Vec<Arc<PairDaemon>> {
+        self.pairs.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn remove(&self, name: &str) {

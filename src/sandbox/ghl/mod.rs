@@ -10,6 +10,8 @@
 //!   `set_search_paging`), OAuth helpers
 //!   (`issue_auth_code`, `token_refreshes`, `expire_access_tokens`) and direct state access
 //!   ([`GhlEmulator::with_state`]) for tests that play a CRM user.
+//! - Signed webhooks of the changes made through the API, and of those a test makes as a CRM
+//!   user ([`GhlEmulator::webhooks`], [`webhooks`]).
 //! - An agency: [`GhlOptions::with_locations`] adds sub-accounts, each with its own records,
 //!   tokens and limits ([`GhlEmulator::location`], [`GhlEmulator::location_ids`],
 //!   [`GhlEmulator::token_for`]); the agency's token (`user_type=Company`) mints location tokens
@@ -31,6 +33,7 @@ mod search;
 mod search_cache;
 pub mod state;
 mod validate;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::io;
@@ -370,6 +373,8 @@ pub(crate) struct Shared {
     pub log: Mutex<Vec<GhlRequest>>,
     pub scope_denial_body: ScopeDenialBody,
     pub forbidden_body: ForbiddenBody,
+    /// Sends the webhooks of changes made through the API, once configured.
+    pub webhooks: Arc<webhooks::GhlWebhookSender>,
 }
 
 impl Shared {
@@ -496,6 +501,7 @@ impl GhlEmulator {
             log: Mutex::new(Vec::new()),
             scope_denial_body: opts.scope_denial_body,
             forbidden_body: opts.forbidden_body,
+            webhooks: Arc::new(webhooks::GhlWebhookSender::default()),
         });
         let mut knobs = opts.faults.clone();
         if knobs.latency.is_zero() {
@@ -703,6 +709,12 @@ impl GhlEmulator {
     /// search lag.
     pub fn with_state<R>(&self, f: impl FnOnce(&mut GhlState) -> R) -> R {
         self.location(&self.location_id()).with_state(f)
+    }
+
+    /// The webhook sender: configure it to have changes made through the API sent, or emit
+    /// an event as a user of GHL's UI would cause it ([`webhooks`]).
+    pub fn webhooks(&self) -> &Arc<webhooks::GhlWebhookSender> {
+        &self.shared.webhooks
     }
 }
 
@@ -998,7 +1010,15 @@ async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 };
                 match &grant.principal {
                     auth::Principal::Location(l) => match shared.location(l) {
-                        Some(loc) => route(loc, &method, &path, &ctx),
+                        Some(loc) => {
+                            let answer = route(loc, &method, &path, &ctx);
+                            if let Ok((_, body)) = &answer {
+                                shared
+                                    .webhooks
+                                    .after_api_call(l, method.as_str(), &path, body);
+                            }
+                            answer
+                        }
                         None => Err(ApiError::forbidden_location()),
                     },
                     // The agency's token does not act inside a sub-account: it mints a
