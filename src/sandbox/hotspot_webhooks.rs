@@ -1,9 +1,10 @@
 //! The HotspotSystem emulator's webhooks (reference §8): configured per location and event with
 //! a callback URL and a key of their own; a record added to the emulator's data
 //! ([`super::hotspot::HotspotEmulator::add_record`]) queues a delivery to each matching webhook;
-//! deliveries go out in batches every `batch_interval` (about a minute upstream), as a POST of
-//! the flat record signed with base64(HMAC-SHA256(body, key)), and anything answered but 200 is
-//! sent again at the next batch, up to `max_attempts` times.
+//! deliveries go out in batches every `batch_interval` (about a minute upstream; zero sends each
+//! record as soon as it is added), as a POST of the flat record signed with
+//! base64(HMAC-SHA256(body, key)), and anything answered but 200 is sent again at the next batch,
+//! up to `max_attempts` times.
 //!
 //! What the reference leaves open is a knob: the signature header's spelling and its digest's
 //! encoding, the body's key
@@ -21,6 +22,7 @@ use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// The events HotspotSystem sends (all creation-only).
@@ -126,7 +128,9 @@ pub enum Batching {
 /// The sender's knobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WebhookOptions {
-    /// How often queued deliveries go out (about a minute upstream).
+    /// How often queued deliveries go out (about a minute upstream). Zero: each record goes
+    /// out as soon as it is added, and what was not answered 200 again [`RESEND_UNBATCHED`]
+    /// later.
     pub batch_interval: Duration,
     pub header: SignatureHeader,
     pub encoding: SignatureEncoding,
@@ -151,6 +155,10 @@ impl Default for WebhookOptions {
         }
     }
 }
+
+/// With a zero batch interval, how long a delivery not answered 200 waits before its next send
+/// when no new record comes first.
+pub const RESEND_UNBATCHED: Duration = Duration::from_secs(1);
 
 /// One POST as the sender made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +202,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 pub struct WebhookSender {
     state: Mutex<State>,
+    /// Signalled when a record is queued, for the unbatched sends (zero interval). Shared with
+    /// the sending task so that waiting on it does not keep the sender alive.
+    queued: Arc<Notify>,
 }
 
 impl WebhookSender {
@@ -204,13 +215,21 @@ impl WebhookSender {
         st.options = options;
         if st.task.is_none() {
             let me = Arc::downgrade(self);
+            let queued = Arc::clone(&self.queued);
             st.task = Some(tokio::spawn(async move {
                 loop {
                     let interval = match me.upgrade() {
                         Some(s) => lock(&s.state).options.batch_interval,
                         None => return,
                     };
-                    tokio::time::sleep(interval).await;
+                    if interval.is_zero() {
+                        tokio::select! {
+                            () = queued.notified() => {}
+                            () = tokio::time::sleep(RESEND_UNBATCHED) => {}
+                        }
+                    } else {
+                        tokio::time::sleep(interval).await;
+                    }
                     let Some(sender) = me.upgrade() else { return };
                     sender.send_batch().await;
                 }
@@ -242,6 +261,8 @@ impl WebhookSender {
                 attempts: 0,
             });
         }
+        drop(st);
+        self.queued.notify_one();
     }
 
     /// Every POST made so far, in order.
