@@ -576,11 +576,19 @@ fn census(s: &Setting, guests: &[NewGuest]) -> Census {
             }
         }
         let mut notes_by_ref: HashMap<&str, Vec<DateTime<Utc>>> = HashMap::new();
-        let mut notes_by_contact: HashMap<&str, usize> = HashMap::new();
         for n in st.notes.values() {
-            *notes_by_contact.entry(n.contact_id.as_str()).or_default() += 1;
             if let Some(r) = note_ref(&n.body) {
                 notes_by_ref.entry(r).or_default().push(n.date_added);
+            }
+        }
+        // The transaction id ends the reference (`hgs:<type>:<id>`); ids are one sequence.
+        let mut notes_by_transaction: HashMap<i64, Vec<DateTime<Utc>>> = HashMap::new();
+        for (r, at) in &notes_by_ref {
+            if let Some(id) = r.rsplit(':').next().and_then(|id| id.parse().ok()) {
+                notes_by_transaction
+                    .entry(id)
+                    .or_default()
+                    .extend(at.iter().copied());
             }
         }
         let mut tasks_by_contact: HashMap<&str, Vec<DateTime<Utc>>> = HashMap::new();
@@ -596,12 +604,10 @@ fn census(s: &Setting, guests: &[NewGuest]) -> Census {
                 let email = g.customer.email.clone().unwrap_or_default();
                 let contacts = by_email.get(&email).map(Vec::as_slice).unwrap_or_default();
                 let first = contacts.iter().min_by_key(|c| c.1);
-                let tx = format!(":{}", g.transaction.id);
-                let notes: Vec<DateTime<Utc>> = notes_by_ref
-                    .iter()
-                    .filter(|(r, _)| r.ends_with(&tx))
-                    .flat_map(|(_, at)| at.iter().copied())
-                    .collect();
+                let notes = notes_by_transaction
+                    .get(&g.transaction.id)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
                 let tasks: Vec<DateTime<Utc>> = contacts
                     .iter()
                     .flat_map(|(id, _)| tasks_by_contact.get(id).into_iter().flatten().copied())
@@ -786,9 +792,9 @@ async fn measure(args: &Args) -> anyhow::Result<Outcome> {
             .entry(format!("{:?}", r.status))
             .or_default() += 1;
     }
-    let pass_s: Vec<f64> = runs
+    let pass_ms: Vec<f64> = runs
         .iter()
-        .filter_map(|r| Some(ms(r.finished_at? - r.started_at) / 1000.0))
+        .filter_map(|r| Some(ms(r.finished_at? - r.started_at)))
         .collect();
     let posts = deliveries.len();
     Ok(Outcome {
@@ -832,7 +838,7 @@ async fn measure(args: &Args) -> anyhow::Result<Outcome> {
         webhook_posts_not_200: deliveries.iter().filter(|d| d.status != Some(200)).count(),
         passes: runs.len(),
         passes_by_status,
-        pass_s: Stats::of(pass_s.iter().map(|s| s * 1000.0)),
+        pass_ms: Stats::of(pass_ms.into_iter()),
         daemon_vmhwm_kb: vmhwm_kb,
         daemon_exit,
         settled,
@@ -968,7 +974,7 @@ struct Outcome {
     passes: usize,
     passes_by_status: BTreeMap<String, usize>,
     /// Pass durations (ms).
-    pass_s: Option<Stats>,
+    pass_ms: Option<Stats>,
     daemon_vmhwm_kb: Option<u64>,
     daemon_exit: Option<i32>,
     /// Every delivery taken, every event processed, no pass running at the end.
@@ -1050,14 +1056,14 @@ impl Outcome {
         let _ = writeln!(t);
         let _ = writeln!(
             t,
-            "guests complete in GHL: {}/{} (missing contact {}, note {}, task {}); all complete {} s after the first registration; {} complete before their own webhook's 200",
+            "guests complete in GHL: {}/{} (missing contact {}, note {}, task {}); all complete {} after the first registration; {} complete before their own webhook's 200",
             self.guests_reached,
             a.guests,
             self.guests_missing_contact,
             self.guests_missing_note,
             self.guests_missing_task,
             self.all_reached_after_s
-                .map_or("never".to_string(), |s| format!("{s:.1}")),
+                .map_or("never".to_string(), |s| format!("{s:.1} s")),
             self.reached_before_own_webhook
         );
         let _ = writeln!(
@@ -1091,7 +1097,7 @@ impl Outcome {
             "passes run: {} {:?}; pass duration ms {}",
             self.passes,
             self.passes_by_status,
-            self.pass_s.as_ref().map_or("–".to_string(), |s| format!(
+            self.pass_ms.as_ref().map_or("–".to_string(), |s| format!(
                 "min {:.0} / p50 {:.0} / p95 {:.0} / max {:.0}",
                 s.min, s.p50, s.p95, s.max
             ))
