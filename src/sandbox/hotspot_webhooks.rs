@@ -419,6 +419,79 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A receiver answering `status` to every POST, on a free loopback port; returns its URL.
+    async fn receiver(status: u16) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let code = axum::http::StatusCode::from_u16(status).unwrap();
+        let app =
+            axum::Router::new().route("/hook", axum::routing::post(move || async move { code }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/hook")
+    }
+
+    fn unbatched(url: String) -> Arc<WebhookSender> {
+        let sender = Arc::new(WebhookSender::default());
+        sender.configure(
+            vec![WebhookSpec {
+                location_id: "1".into(),
+                event: WebhookEvent::CustomerCreate,
+                url,
+                key: "k".into(),
+            }],
+            WebhookOptions {
+                batch_interval: Duration::ZERO,
+                ..WebhookOptions::default()
+            },
+        );
+        sender
+    }
+
+    async fn wait_for(sender: &WebhookSender, n: usize, limit: Duration) -> Vec<Delivery> {
+        let start = Instant::now();
+        while sender.deliveries().len() < n && start.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sender.deliveries()
+    }
+
+    #[tokio::test]
+    async fn a_zero_interval_sends_each_record_as_it_is_added() {
+        let sender = unbatched(receiver(200).await);
+        // Past the first wait of the sending task: a record now must not wait for a tick.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for id in ["1", "2"] {
+            let added = Instant::now();
+            sender.record_added(WebhookEvent::CustomerCreate, "1", id, json!({"id": id}));
+            let log = wait_for(&sender, id.parse().unwrap(), Duration::from_secs(5)).await;
+            let d = log.last().expect("a delivery");
+            assert_eq!(
+                (d.record_ids.as_slice(), d.status),
+                (&[id.to_string()][..], Some(200))
+            );
+            assert!(
+                d.sent_at.duration_since(added) < RESEND_UNBATCHED / 2,
+                "record {id} waited {:?}",
+                d.sent_at.duration_since(added)
+            );
+        }
+        assert_eq!(sender.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_zero_interval_sends_a_refused_record_again() {
+        let sender = unbatched(receiver(503).await);
+        sender.record_added(WebhookEvent::CustomerCreate, "1", "1", json!({"id": "1"}));
+        let log = wait_for(&sender, 2, RESEND_UNBATCHED * 3).await;
+        assert_eq!(
+            log.iter()
+                .map(|d| (d.attempt, d.status))
+                .collect::<Vec<_>>(),
+            [(1, Some(503)), (2, Some(503))]
+        );
+        assert!(log[1].sent_at.duration_since(log[0].sent_at) >= RESEND_UNBATCHED / 2);
+    }
+
     #[test]
     fn keys_are_spelled_as_asked() {
         let r = json!({"id": "1", "user_name": "AA", "registered_at": "x"});
