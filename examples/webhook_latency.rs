@@ -726,7 +726,7 @@ async fn measure(args: &Args) -> anyhow::Result<Outcome> {
     while !s.settled() && Instant::now() < settle_deadline {
         tokio::time::sleep(POLL).await;
     }
-    // A pass that marked the last events may still be writing: one more poll period past idle.
+    // A pass that marked the last events may still be writing: a second more past idle.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let settled = s.settled();
     let window_s = clock.mono.elapsed().as_secs_f64();
