@@ -213,6 +213,17 @@ fn binary(args: &Args) -> anyhow::Result<PathBuf> {
             bin.display()
         );
     }
+    // `cargo run --example` rebuilds this example, not the binary: a binary older than the
+    // example may predate a change to the library it measures.
+    let built = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(b), Some(e)) = (built(&bin), built(&std::env::current_exe()?))
+        && b < e
+    {
+        eprintln!(
+            "warning: {} is older than this example; rebuild it with `cargo build --release --bin hotspot-ghl-sync` if the library changed",
+            bin.display()
+        );
+    }
     Ok(bin)
 }
 
