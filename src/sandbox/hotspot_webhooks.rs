@@ -1,9 +1,10 @@
 //! The HotspotSystem emulator's webhooks (reference §8): configured per location and event with
 //! a callback URL and a key of their own; a record added to the emulator's data
 //! ([`super::hotspot::HotspotEmulator::add_record`]) queues a delivery to each matching webhook;
-//! deliveries go out in batches every `batch_interval` (about a minute upstream), as a POST of
-//! the flat record signed with base64(HMAC-SHA256(body, key)), and anything answered but 200 is
-//! sent again at the next batch, up to `max_attempts` times.
+//! deliveries go out in batches every `batch_interval` (about a minute upstream; zero sends each
+//! record as soon as it is added), as a POST of the flat record signed with
+//! base64(HMAC-SHA256(body, key)), and anything answered but 200 is sent again at the next batch,
+//! up to `max_attempts` times.
 //!
 //! What the reference leaves open is a knob: the signature header's spelling and its digest's
 //! encoding, the body's key
@@ -21,6 +22,7 @@ use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// The events HotspotSystem sends (all creation-only).
@@ -126,7 +128,9 @@ pub enum Batching {
 /// The sender's knobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WebhookOptions {
-    /// How often queued deliveries go out (about a minute upstream).
+    /// How often queued deliveries go out (about a minute upstream). Zero: each record goes
+    /// out as soon as it is added, and what was not answered 200 again [`RESEND_UNBATCHED`]
+    /// later.
     pub batch_interval: Duration,
     pub header: SignatureHeader,
     pub encoding: SignatureEncoding,
@@ -151,6 +155,10 @@ impl Default for WebhookOptions {
         }
     }
 }
+
+/// With a zero batch interval, how long a delivery not answered 200 waits before its next send
+/// when no new record comes first.
+pub const RESEND_UNBATCHED: Duration = Duration::from_secs(1);
 
 /// One POST as the sender made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +202,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 pub struct WebhookSender {
     state: Mutex<State>,
+    /// Signalled when a record is queued, for the unbatched sends (zero interval). Shared with
+    /// the sending task so that waiting on it does not keep the sender alive.
+    queued: Arc<Notify>,
 }
 
 impl WebhookSender {
@@ -204,13 +215,21 @@ impl WebhookSender {
         st.options = options;
         if st.task.is_none() {
             let me = Arc::downgrade(self);
+            let queued = Arc::clone(&self.queued);
             st.task = Some(tokio::spawn(async move {
                 loop {
                     let interval = match me.upgrade() {
                         Some(s) => lock(&s.state).options.batch_interval,
                         None => return,
                     };
-                    tokio::time::sleep(interval).await;
+                    if interval.is_zero() {
+                        tokio::select! {
+                            () = queued.notified() => {}
+                            () = tokio::time::sleep(RESEND_UNBATCHED) => {}
+                        }
+                    } else {
+                        tokio::time::sleep(interval).await;
+                    }
                     let Some(sender) = me.upgrade() else { return };
                     sender.send_batch().await;
                 }
@@ -242,6 +261,8 @@ impl WebhookSender {
                 attempts: 0,
             });
         }
+        drop(st);
+        self.queued.notify_one();
     }
 
     /// Every POST made so far, in order.
@@ -397,6 +418,79 @@ fn pascal(key: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A receiver answering `status` to every POST, on a free loopback port; returns its URL.
+    async fn receiver(status: u16) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let code = axum::http::StatusCode::from_u16(status).unwrap();
+        let app =
+            axum::Router::new().route("/hook", axum::routing::post(move || async move { code }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/hook")
+    }
+
+    fn unbatched(url: String) -> Arc<WebhookSender> {
+        let sender = Arc::new(WebhookSender::default());
+        sender.configure(
+            vec![WebhookSpec {
+                location_id: "1".into(),
+                event: WebhookEvent::CustomerCreate,
+                url,
+                key: "k".into(),
+            }],
+            WebhookOptions {
+                batch_interval: Duration::ZERO,
+                ..WebhookOptions::default()
+            },
+        );
+        sender
+    }
+
+    async fn wait_for(sender: &WebhookSender, n: usize, limit: Duration) -> Vec<Delivery> {
+        let start = Instant::now();
+        while sender.deliveries().len() < n && start.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sender.deliveries()
+    }
+
+    #[tokio::test]
+    async fn a_zero_interval_sends_each_record_as_it_is_added() {
+        let sender = unbatched(receiver(200).await);
+        // Past the first wait of the sending task: a record now must not wait for a tick.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for id in ["1", "2"] {
+            let added = Instant::now();
+            sender.record_added(WebhookEvent::CustomerCreate, "1", id, json!({"id": id}));
+            let log = wait_for(&sender, id.parse().unwrap(), Duration::from_secs(5)).await;
+            let d = log.last().expect("a delivery");
+            assert_eq!(
+                (d.record_ids.as_slice(), d.status),
+                (&[id.to_string()][..], Some(200))
+            );
+            assert!(
+                d.sent_at.duration_since(added) < RESEND_UNBATCHED / 2,
+                "record {id} waited {:?}",
+                d.sent_at.duration_since(added)
+            );
+        }
+        assert_eq!(sender.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_zero_interval_sends_a_refused_record_again() {
+        let sender = unbatched(receiver(503).await);
+        sender.record_added(WebhookEvent::CustomerCreate, "1", "1", json!({"id": "1"}));
+        let log = wait_for(&sender, 2, RESEND_UNBATCHED * 3).await;
+        assert_eq!(
+            log.iter()
+                .map(|d| (d.attempt, d.status))
+                .collect::<Vec<_>>(),
+            [(1, Some(503)), (2, Some(503))]
+        );
+        assert!(log[1].sent_at.duration_since(log[0].sent_at) >= RESEND_UNBATCHED / 2);
+    }
 
     #[test]
     fn keys_are_spelled_as_asked() {

@@ -115,6 +115,7 @@ pub(crate) fn create_task(st: &mut GhlState, ctx: &Ctx, cid: &str) -> ApiResult 
         assigned_to: s(&obj, "assignedTo"),
         due_date: due,
         completed: obj["completed"].as_bool().unwrap_or(false),
+        date_added: Utc::now(),
     };
     let out = task_json(&t);
     st.tasks.insert(t.id.clone(), t);

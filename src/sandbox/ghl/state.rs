@@ -105,6 +105,9 @@ pub struct Task {
     pub assigned_to: Option<String>,
     pub due_date: DateTime<Utc>,
     pub completed: bool,
+    /// When the emulator created it. Not served (GHL's task schema has no such field): it is
+    /// for measuring how long a record took to reach GHL, as contacts' and notes' `date_added`.
+    pub date_added: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
