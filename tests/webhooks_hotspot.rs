@@ -759,6 +759,18 @@ async fn an_event_wakes_a_pass_over_just_its_records() {
                 .collect::<Vec<_>>()
         );
 
+        let field_reads = env
+            .sandbox
+            .ghl
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/customFields"))
+            .count();
+        assert_eq!(
+            field_reads, 1,
+            "{sort:?}: the second pass resolves custom fields from the first one's read"
+        );
+
         // The regular pass writes the other guest, and nothing for the named one.
         std::fs::write(&env.config, &without_webhooks).unwrap();
         env.clear_requests();

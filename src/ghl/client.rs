@@ -88,7 +88,13 @@ pub struct GhlClient {
     policy: HttpPolicy,
     /// What list items could not be read, for the run report.
     decode: DecodeLog,
+    /// The location's custom field definitions as last read, and when (shared by clones: one
+    /// client, one location).
+    custom_fields: KeptFields,
 }
+
+/// Custom field definitions as last read, and when.
+type KeptFields = std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, Vec<CustomField>)>>>;
 
 /// Builds one call; the client fills auth and sends it under the policy.
 struct Call {
@@ -188,6 +194,7 @@ impl GhlClient {
             tokens,
             policy,
             decode: DecodeLog::default(),
+            custom_fields: Default::default(),
         })
     }
 
@@ -710,7 +717,30 @@ impl GhlClient {
             "/locations/{id}/customFields",
         );
         let fields = self.call::<CustomFieldsEnvelope>(c).await?.custom_fields;
-        Ok(self.decode.keep(Listing::CustomFields, fields))
+        let fields = self.decode.keep(Listing::CustomFields, fields);
+        *self.custom_fields.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), fields.clone()));
+        Ok(fields)
+    }
+
+    /// [`GhlClient::location_custom_fields`], or what it answered less than `max_age` ago: a
+    /// pass over a few records (the fast lane's, the webhooks') need not ask again for
+    /// definitions that change only when a person edits them, and that every whole pass reads.
+    pub async fn location_custom_fields_within(
+        &self,
+        max_age: std::time::Duration,
+    ) -> Result<Vec<CustomField>> {
+        let kept = self
+            .custom_fields
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < max_age)
+            .map(|(_, fields)| fields.clone());
+        match kept {
+            Some(fields) => Ok(fields),
+            None => self.location_custom_fields().await,
+        }
     }
 
     pub async fn get_location(&self) -> Result<GhlLocation> {

@@ -26,6 +26,11 @@ use crate::model::{Field, Kind};
 use crate::report::{KindCounts, Unsynced, UnsyncedRecord};
 use crate::store::{ItemOutcome, RunItem, Store};
 
+/// How old the custom field definitions a scoped pass resolves keys with may be: a daemon's
+/// scoped passes (webhooks, the fast lane) come every few seconds, its whole passes read them
+/// afresh. A field renamed in GHL meanwhile fails that write, named, until the next read.
+const SCOPED_FIELDS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Runs the contacts step of a pass, and keeps both listings in the context for the kinds
 /// after it.
 pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
@@ -48,13 +53,18 @@ pub async fn reconcile(cx: &PassContext<'_>) -> anyhow::Result<KindOutcome> {
     );
     // Before any write: a key the location does not have stops the run, naming it.
     let wanted = cfg.custom_field_keys();
+    let scoped = opts.scope.scoped().is_some();
     let custom_fields = if wanted.is_empty() {
         CustomFields::default()
+    } else if scoped {
+        let fields = ghl
+            .location_custom_fields_within(SCOPED_FIELDS_MAX_AGE)
+            .await?;
+        CustomFields::resolve(&fields, &wanted)?
     } else {
         CustomFields::resolve(&ghl.location_custom_fields().await?, &wanted)?
     };
     let mut notes = Vec::new();
-    let scoped = opts.scope.scoped().is_some();
     // A scoped listing is incomplete by construction; that is no news for the report.
     if !source.complete && !scoped {
         notes.push(
