@@ -110,30 +110,24 @@ impl Store {
     /// Queues `event`, committed when this returns. `false`: the same event (source, type and
     /// record) is already queued or was processed, and nothing was written.
     pub fn insert_webhook_event(&self, event: &NewWebhookEvent<'_>) -> Result<bool> {
-        let n = self.conn.execute(
-            "INSERT INTO webhook_events
-                 (source, event_type, location_id, record_id, body, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (source, event_type, record_id) DO NOTHING",
-            (
-                event.source,
-                event.event_type,
-                event.location_id,
-                event.record_id,
-                event.body,
-                ts(event.received_at),
-            ),
-        )?;
-        Ok(n == 1)
+        self.insert_event(event, None)
     }
 
     /// Records an event the receiver acted on at once (nothing for a pass to do): stored
     /// processed, so that a replay of it is known. `false`: already recorded, nothing written.
     pub fn record_handled_webhook_event(&self, event: &NewWebhookEvent<'_>) -> Result<bool> {
+        self.insert_event(event, Some(event.received_at))
+    }
+
+    fn insert_event(
+        &self,
+        event: &NewWebhookEvent<'_>,
+        processed_at: Option<DateTime<Utc>>,
+    ) -> Result<bool> {
         let n = self.conn.execute(
             "INSERT INTO webhook_events
                  (source, event_type, location_id, record_id, body, received_at, processed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (source, event_type, record_id) DO NOTHING",
             (
                 event.source,
@@ -142,6 +136,7 @@ impl Store {
                 event.record_id,
                 event.body,
                 ts(event.received_at),
+                processed_at.map(ts),
             ),
         )?;
         Ok(n == 1)

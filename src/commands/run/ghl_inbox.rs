@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::pair::PairDaemon;
-use super::wake::PairInboxes;
+use super::wake::{PairInboxes, in_state};
 use crate::webhooks::ghl::{self, GhlEvent};
 use crate::webhooks::{GhlAccepted, GhlInbox, InboxError};
 
@@ -25,16 +25,7 @@ impl GhlInbox for PairInboxes {
         let mut effects = Vec::with_capacity(pairs.len());
         for pair in &pairs {
             let location = pair.config().ghl.location_id.as_str();
-            let effect = pair
-                .with_open_store(|s| ghl::apply::apply(s, location, event, at))
-                .ok_or_else(|| InboxError::Unavailable {
-                    pair: pair.name().to_string(),
-                    reason: "its state is not open in this process (starting, reloading, or locked by another process)".to_string(),
-                })?
-                .map_err(|source| InboxError::Store {
-                    pair: pair.name().to_string(),
-                    source,
-                })?;
+            let effect = in_state(pair, |s| ghl::apply::apply(s, location, event, at))?;
             if effect.wakes(pair.config().contacts.on_target_delete)
                 && let Some(wake) = pair.wake()
             {

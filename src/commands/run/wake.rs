@@ -368,6 +368,22 @@ pub(super) async fn serve_wakes(daemon: &PairDaemon, scheduler: &Scheduler) {
     }
 }
 
+/// Runs `f` on `pair`'s state for a receiver: an error says which pair and why.
+pub(super) fn in_state<R>(
+    pair: &PairDaemon,
+    f: impl FnOnce(&Store) -> Result<R, crate::store::StoreError>,
+) -> Result<R, InboxError> {
+    pair.with_open_store(f)
+        .ok_or_else(|| InboxError::Unavailable {
+            pair: pair.name().to_string(),
+            reason: "its state is not open in this process (starting, reloading, or locked by another process)".to_string(),
+        })?
+        .map_err(|source| InboxError::Store {
+            pair: pair.name().to_string(),
+            source,
+        })
+}
+
 /// The daemon's pairs as the webhook receiver reaches them.
 #[derive(Default)]
 pub(super) struct PairInboxes {
@@ -416,16 +432,7 @@ impl Inbox for PairInboxes {
         let mut names = BTreeSet::new();
         for i in targets {
             let pair = &pairs[i];
-            let inserted = pair
-                .with_open_store(|s| webhooks::queue(s, event, at))
-                .ok_or_else(|| InboxError::Unavailable {
-                    pair: pair.name().to_string(),
-                    reason: "its state is not open in this process (starting, reloading, or locked by another process)".to_string(),
-                })?
-                .map_err(|source| InboxError::Store {
-                    pair: pair.name().to_string(),
-                    source,
-                })?;
+            let inserted = in_state(pair, |s| webhooks::queue(s, event, at))?;
             names.insert(pair.name().to_string());
             if inserted {
                 to_wake.push(pair);
