@@ -201,7 +201,13 @@ fn to_fetch(
     let location = cx.ghl.location_id();
     let anchor_field = cx.cfg.mapping().fields.hotspot_id_field.clone();
     let store = lock(cx.store);
-    for id in store.targets_flagged(Kind::Contact, CHANGED_IN_GHL)? {
+    // Contacts GHL's webhooks said changed: a whole pass plans their guests and reads them.
+    // A scoped pass plans only its own records and leaves the flags to it (and skips the scan).
+    let flagged = match cx.opts.scope.scoped() {
+        None => store.targets_flagged(Kind::Contact, CHANGED_IN_GHL)?,
+        Some(_) => Vec::new(),
+    };
+    for id in flagged {
         if !listed.contains(id.as_str()) {
             out.insert(id, Fetch::Linked);
         }
@@ -298,7 +304,11 @@ pub fn remember(
     for id in &listing.deleted {
         s.remove_contact_identity(location, id)?;
     }
-    for id in s.targets_flagged(Kind::Contact, CHANGED_IN_GHL)? {
+    let flagged = match cx.opts.scope.scoped() {
+        None => s.targets_flagged(Kind::Contact, CHANGED_IN_GHL)?,
+        Some(_) => Vec::new(),
+    };
+    for id in flagged {
         if input.target.contains_key(&id) || listing.deleted.contains(&id) {
             s.clear_flag(Kind::Contact, &id, CHANGED_IN_GHL)?;
         }
