@@ -829,4 +829,15 @@ async fn an_event_ahead_of_its_record_is_retried_until_the_record_is_listed() {
         ),
         "{text}"
     );
+    // `check` says what the receiver would verify with, never the keys.
+    let out = env.command(&["check"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("receives on 127.0.0.1:{}", env.port))
+            && text.contains("2 HotspotSystem key(s)")
+            && text.contains("no ghl_ed25519_public_key_file"),
+        "{text}"
+    );
+    assert!(KEYS.iter().all(|k| !text.contains(k)), "{text}");
 }

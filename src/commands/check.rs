@@ -219,6 +219,7 @@ async fn check_pair(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {
         "configuration {} is valid",
         cfg.source_path.display()
     ));
+    check_webhooks(cfg, r);
     let timeout = cfg.hotspot_http().timeout;
     match reachable(&cfg.hotspot.base_url, timeout).await {
         Ok(()) => check_hotspot(cfg, r).await?,
@@ -233,6 +234,25 @@ async fn check_pair(cfg: &Config, r: &mut Report) -> anyhow::Result<()> {
         Err(why) => r.error(Problem::Transient, format!("GHL unreachable: {why}")),
     }
     Ok(())
+}
+
+/// `[webhooks]`, when `run` would listen: the keys it would verify with (how many, never what),
+/// and the GHL signature it cannot verify yet.
+fn check_webhooks(cfg: &Config, r: &mut Report) {
+    let w = &cfg.webhooks;
+    let Some(listen) = w.listen else { return };
+    match w.hotspot_keys.current() {
+        Ok(keys) => r.ok(format!(
+            "webhooks: `run` receives on {listen} (/hooks/hotspotsystem, /hooks/ghl), {} HotspotSystem key(s)",
+            keys.len()
+        )),
+        Err(e) => r.error(Problem::Config, format!("webhooks: HotspotSystem keys: {e}")),
+    }
+    if w.ghl_keys.ed25519.is_none() {
+        r.warning(
+            "webhooks: no ghl_ed25519_public_key_file: GHL webhooks verify only by the legacy x-wh-signature (RSA), which GHL has announced it will retire",
+        );
+    }
 }
 
 /// One TCP connection to the API's host, before any request: a refused connection or a name
