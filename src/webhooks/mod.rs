@@ -284,7 +284,7 @@ async fn receive_hotspot(
         Err(e) => return refuse_undecodable(&e, params.get("event")),
     };
     let inbox = Arc::clone(&rx.inbox);
-    let accepted = tokio::task::spawn_blocking(move || {
+    let accepted = blocking(move || {
         events
             .iter()
             .map(|e| {
@@ -296,10 +296,7 @@ async fn receive_hotspot(
     })
     .await;
     // The store refused, or the task storing it died: either way the sender retries.
-    let accepted = match accepted
-        .map_err(|e| e.to_string())
-        .and_then(|stored| stored.map_err(|e| e.to_string()))
-    {
+    let accepted = match accepted {
         Ok(accepted) => accepted,
         Err(e) => {
             tracing::error!(error = %e, "webhook event not stored; answering 503 so that the sender retries");
@@ -327,6 +324,17 @@ async fn receive_hotspot(
     )
 }
 
+/// Runs an inbox's blocking work (SQLite) off the runtime; the inbox's error, or the task's
+/// death, as text for the log.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, InboxError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(done) => done.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 async fn receive_ghl(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> Response {
     let received_at = Utc::now();
     let verified = match ghl::signature::verify(&headers, &body, &rx.ghl_keys) {
@@ -350,12 +358,9 @@ async fn receive_ghl(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: 
     let inbox = Arc::clone(&rx.ghl_inbox);
     let applied = {
         let event = event.clone();
-        tokio::task::spawn_blocking(move || inbox.apply(&event, received_at)).await
+        blocking(move || inbox.apply(&event, received_at)).await
     };
-    let applied = match applied
-        .map_err(|e| e.to_string())
-        .and_then(|a| a.map_err(|e| e.to_string()))
-    {
+    let applied = match applied {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "GHL webhook event not recorded; answering 503 so that GHL retries");

@@ -189,7 +189,14 @@ impl PairDaemon {
                 WAKE_CRON,
                 job_fn(move |ctx| {
                     let ended = wake.run_guard();
-                    let run = pass_job(Arc::clone(&d), Work::Events(Arc::clone(&wake)), ctx);
+                    // A GHL event's whole pass is an ordinary incremental pass, which covers
+                    // the pending HotspotSystem events too; else the events' targeted pass.
+                    let work = if wake.take_whole() {
+                        Work::Pass(wake::whole_pass_options())
+                    } else {
+                        Work::Events(Arc::clone(&wake))
+                    };
+                    let run = pass_job(Arc::clone(&d), work, ctx);
                     async move {
                         // Counted as ended once the run is, however it ends.
                         let _ended = ended;
@@ -401,14 +408,6 @@ async fn pass_job(d: Arc<PairDaemon>, work: Work, ctx: JobContext) -> Result<Job
                         Ok(Tick::Ran { pass }) => describe(&rt, ctx.job_name(), Ok(pass)),
                         Err(e) => Err(format!("{e:#}")),
                     },
-                    Work::Events(wake) if wake.take_whole() => {
-                        let opts = wake::whole_pass_options();
-                        let covered = wake::events_before_pass(&rt.store, &opts);
-                        let result =
-                            run_pass(&d.cfg, &rt.store, &hs, &rt.ghl, &opts, &d.stop).await;
-                        wake::settle_events(&rt.store, covered, &result, d.cfg.report.keep_days);
-                        describe(&rt, ctx.job_name(), result)
-                    }
                     Work::Events(wake) => {
                         match wake::run_events(&d.cfg, &rt.store, &hs, &rt.ghl, &wake, &d.stop)
                             .await
